@@ -1,0 +1,99 @@
+// Package config holds roc-proxy's configuration: its types, strict YAML
+// loading, defaults (in one place: Defaults and applyDefaults) and a pure
+// validation that reports every problem with its path.
+//
+// It never reads certificates or keys and never logs secret values: loading
+// the material a configuration points to belongs to internal/mtls and
+// internal/trust.
+package config
+
+import "time"
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen       Listen                  `yaml:"listen"`
+	Log          Log                     `yaml:"log"`
+	Server       Server                  `yaml:"server"`
+	Identity     Identity                `yaml:"identity"`
+	TrustBundles map[string]*TrustBundle `yaml:"trust_bundles"`
+	Routes       []*Route                `yaml:"routes"`
+}
+
+// Listen holds the addresses of the two listeners.
+type Listen struct {
+	// SIH is where the hospital information system sends its plain SOAP.
+	SIH string `yaml:"sih"`
+	// Admin serves /metrics, /healthz and /readyz.
+	Admin string `yaml:"admin"`
+}
+
+// Log configures the zap logger.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json, console
+}
+
+// Server holds limits of the SIH-facing HTTP server.
+type Server struct {
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Identity is the establishment's certificate material.
+type Identity struct {
+	// Auth is the ORG_AUTH_CLI certificate used as TLS client.
+	Auth *CertSource `yaml:"auth"`
+}
+
+// CertSource points to a certificate and its key: either a PKCS#12 file
+// (with its password in a file or an environment variable) or PEM files.
+type CertSource struct {
+	PKCS12       string `yaml:"pkcs12"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+
+	Cert  string `yaml:"cert"`
+	Key   string `yaml:"key"`
+	Chain string `yaml:"chain"`
+}
+
+// TrustBundle is a named set of certificate authorities: PEM files, or
+// folders whose *.pem, *.crt and *.cer files are read.
+type TrustBundle struct {
+	Paths []string `yaml:"paths"`
+}
+
+// Route sends requests whose path starts with PathPrefix to Upstream.
+type Route struct {
+	Name       string `yaml:"name"`
+	PathPrefix string `yaml:"path_prefix"`
+	Upstream   string `yaml:"upstream"`
+	// StripPrefix removes PathPrefix before appending the rest of the path
+	// to the upstream URL's path. Default true.
+	StripPrefix *bool `yaml:"strip_prefix"`
+	// ServerName is the name checked in the upstream's certificate and sent
+	// as SNI. Default: the upstream URL's host.
+	ServerName string `yaml:"server_name"`
+	// Trust names the trust bundles whose authorities may issue the
+	// upstream's certificate.
+	Trust []string `yaml:"trust"`
+	// SPKIPins, when set, restrict the upstream leaf to these public keys
+	// ("sha256/" + base64 of the SHA-256 of the SubjectPublicKeyInfo).
+	SPKIPins     []string `yaml:"spki_pins"`
+	MaxBodyBytes int64    `yaml:"max_body_bytes"`
+	Timeouts     Timeouts `yaml:"timeouts"`
+}
+
+// Timeouts bound each phase of an upstream exchange.
+type Timeouts struct {
+	Connect        time.Duration `yaml:"connect"`
+	TLSHandshake   time.Duration `yaml:"tls_handshake"`
+	ResponseHeader time.Duration `yaml:"response_header"`
+	Total          time.Duration `yaml:"total"`
+}
+
+// Strip reports whether the route's prefix is removed from forwarded paths.
+func (r *Route) Strip() bool { return r.StripPrefix == nil || *r.StripPrefix }

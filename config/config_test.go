@@ -1,0 +1,96 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := Load("roc-proxy.example.yaml")
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	if got := len(cfg.Routes); got != 2 {
+		t.Fatalf("routes = %d, want 2", got)
+	}
+	r := cfg.Routes[0]
+	if r.Timeouts.Total != 60*time.Second || !r.Strip() || r.MaxBodyBytes != DefaultMaxBodyBytes {
+		t.Errorf("route defaults not applied: %+v", r)
+	}
+	if cfg.Routes[1].Timeouts.Connect != DefaultConnectTimeout {
+		t.Errorf("default connect timeout not applied: %v", cfg.Routes[1].Timeouts.Connect)
+	}
+	want, _ := filepath.Abs("bundles/igc-sante-prod.pem")
+	got, _ := filepath.Abs(cfg.TrustBundles["igc-sante-prod"].Paths[0])
+	if got != want {
+		t.Errorf("relative bundle path resolved to %q, want %q", got, want)
+	}
+	if cfg.Identity.Auth.PKCS12 != "/run/secrets/roc/org-auth-cli.p12" {
+		t.Errorf("absolute path changed: %q", cfg.Identity.Auth.PKCS12)
+	}
+}
+
+// TestLoadBadConfigs pairs each testdata/invalid-*.yaml with the exact
+// message in the .err file beside it.
+func TestLoadBadConfigs(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid-*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad configs found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			want, err := os.ReadFile(f + ".err")
+			if err != nil {
+				t.Fatalf("missing expected message: %v", err)
+			}
+			_, err = Load(f)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			got := strings.TrimPrefix(err.Error(), f+": ")
+			if got != strings.TrimRight(string(want), "\n") {
+				t.Errorf("error mismatch\n got: %s\nwant: %s", got, want)
+			}
+		})
+	}
+}
+
+func TestValidateDoesNotMutate(t *testing.T) {
+	cfg := &Config{Routes: []*Route{{Name: "r"}}}
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("empty route validated")
+	}
+	if cfg.Routes[0].Timeouts.Total != 0 || cfg.Listen.SIH != "" {
+		t.Errorf("Validate mutated the configuration: %+v", cfg)
+	}
+}
+
+func TestParsePin(t *testing.T) {
+	if _, err := ParsePin("sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="); err != nil {
+		t.Errorf("valid pin refused: %v", err)
+	}
+	for _, bad := range []string{"", "sha256/", "sha256/!!", "sha256/AAAA", "md5/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="} {
+		if _, err := ParsePin(bad); err == nil {
+			t.Errorf("pin %q accepted", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"roc-proxy.example.yaml", "testdata/invalid-many.yaml", "testdata/invalid-pem-half.yaml"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data, "/etc/roc-proxy")
+		if err == nil && cfg.Validate() != nil {
+			t.Fatal("Parse returned a configuration that does not validate")
+		}
+	})
+}

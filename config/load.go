@@ -1,0 +1,120 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Default values, in one place. README's configuration reference quotes them.
+const (
+	DefaultSIHAddress        = "127.0.0.1:8080"
+	DefaultAdminAddress      = "127.0.0.1:9090"
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "json"
+	DefaultMaxBodyBytes      = 10 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 25 * time.Second
+	DefaultConnectTimeout    = 5 * time.Second
+	DefaultTLSHandshake      = 10 * time.Second
+	DefaultResponseHeader    = 30 * time.Second
+	DefaultTotalTimeout      = 60 * time.Second
+)
+
+// Load reads, strictly decodes, completes with defaults and validates the
+// configuration file at path. Relative paths inside the file are taken
+// relative to the file's folder.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	cfg, err := Parse(data, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse is Load on bytes; baseDir anchors relative paths.
+func Parse(data []byte, baseDir string) (*Config, error) {
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decoding: more than one YAML document")
+	}
+	cfg.applyDefaults()
+	cfg.resolvePaths(baseDir)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) applyDefaults() {
+	setStr := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setStr(&c.Listen.SIH, DefaultSIHAddress)
+	setStr(&c.Listen.Admin, DefaultAdminAddress)
+	setStr(&c.Log.Level, DefaultLogLevel)
+	setStr(&c.Log.Format, DefaultLogFormat)
+	if c.Server.MaxBodyBytes == 0 {
+		c.Server.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	setDur(&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
+	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+	for _, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		if r.MaxBodyBytes == 0 {
+			r.MaxBodyBytes = c.Server.MaxBodyBytes
+		}
+		setDur(&r.Timeouts.Connect, DefaultConnectTimeout)
+		setDur(&r.Timeouts.TLSHandshake, DefaultTLSHandshake)
+		setDur(&r.Timeouts.ResponseHeader, DefaultResponseHeader)
+		setDur(&r.Timeouts.Total, DefaultTotalTimeout)
+	}
+}
+
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	if s := c.Identity.Auth; s != nil {
+		for _, p := range []*string{&s.PKCS12, &s.PasswordFile, &s.Cert, &s.Key, &s.Chain} {
+			abs(p)
+		}
+	}
+	for _, b := range c.TrustBundles {
+		if b == nil {
+			continue
+		}
+		for i := range b.Paths {
+			abs(&b.Paths[i])
+		}
+	}
+}

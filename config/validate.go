@@ -1,0 +1,201 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// FieldError is one problem at one place of the configuration.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+type problems []error
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate reports every problem of the configuration (joined with
+// errors.Join, in file order), or nil. It never modifies the configuration and
+// never touches the file system.
+func (c *Config) Validate() error {
+	var p problems
+	validAddr(&p, "listen.sih", c.Listen.SIH)
+	validAddr(&p, "listen.admin", c.Listen.Admin)
+	if c.Listen.SIH != "" && c.Listen.SIH == c.Listen.Admin {
+		p.add("listen.admin", "same address as listen.sih")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		p.add("log.format", "%q is not one of json, console", c.Log.Format)
+	}
+	positive(&p, "server.max_body_bytes", c.Server.MaxBodyBytes)
+	positiveDur(&p, "server.read_header_timeout", c.Server.ReadHeaderTimeout)
+	positiveDur(&p, "server.idle_timeout", c.Server.IdleTimeout)
+	positiveDur(&p, "server.shutdown_timeout", c.Server.ShutdownTimeout)
+
+	if c.Identity.Auth == nil {
+		p.add("identity.auth", "required: the ORG_AUTH_CLI certificate (pkcs12, or cert and key)")
+	} else {
+		c.Identity.Auth.validate(&p, "identity.auth")
+	}
+
+	names := make([]string, 0, len(c.TrustBundles))
+	for name := range c.TrustBundles {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		path := "trust_bundles." + name
+		if !nameRE.MatchString(name) {
+			p.add(path, "bundle name must match %s", nameRE)
+		}
+		if b := c.TrustBundles[name]; b == nil || len(b.Paths) == 0 {
+			p.add(path+".paths", "required: at least one PEM file or folder")
+		}
+	}
+
+	if len(c.Routes) == 0 {
+		p.add("routes", "required: at least one route")
+	}
+	seenName := map[string]int{}
+	seenPrefix := map[string]int{}
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			p.add(path, "empty route")
+			continue
+		}
+		if !nameRE.MatchString(r.Name) {
+			p.add(path+".name", "%q must match %s", r.Name, nameRE)
+		} else if j, dup := seenName[r.Name]; dup {
+			p.add(path+".name", "%q already used by routes[%d]", r.Name, j)
+		} else {
+			seenName[r.Name] = i
+		}
+		if !strings.HasPrefix(r.PathPrefix, "/") {
+			p.add(path+".path_prefix", "%q must start with /", r.PathPrefix)
+		} else if j, dup := seenPrefix[r.PathPrefix]; dup {
+			p.add(path+".path_prefix", "%q already used by routes[%d]", r.PathPrefix, j)
+		} else {
+			seenPrefix[r.PathPrefix] = i
+		}
+		r.validateUpstream(&p, path)
+		if len(r.Trust) == 0 {
+			p.add(path+".trust", "required: the trust bundles allowed to issue the upstream's certificate")
+		}
+		for k, b := range r.Trust {
+			if _, ok := c.TrustBundles[b]; !ok {
+				p.add(fmt.Sprintf("%s.trust[%d]", path, k), "unknown bundle %q", b)
+			}
+		}
+		for k, pin := range r.SPKIPins {
+			if _, err := ParsePin(pin); err != nil {
+				p.add(fmt.Sprintf("%s.spki_pins[%d]", path, k), "%v", err)
+			}
+		}
+		positive(&p, path+".max_body_bytes", r.MaxBodyBytes)
+		positiveDur(&p, path+".timeouts.connect", r.Timeouts.Connect)
+		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
+		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)
+		positiveDur(&p, path+".timeouts.total", r.Timeouts.Total)
+	}
+	return errors.Join(p...)
+}
+
+func (s *CertSource) validate(p *problems, path string) {
+	if s == nil {
+		return
+	}
+	hasP12 := s.PKCS12 != ""
+	hasPEM := s.Cert != "" || s.Key != "" || s.Chain != ""
+	switch {
+	case hasP12 && hasPEM:
+		p.add(path, "set either pkcs12 or cert/key, not both")
+	case hasP12:
+		if s.PasswordFile != "" && s.PasswordEnv != "" {
+			p.add(path, "set either password_file or password_env, not both")
+		}
+	case hasPEM:
+		if s.Cert == "" {
+			p.add(path+".cert", "required with key")
+		}
+		if s.Key == "" {
+			p.add(path+".key", "required with cert")
+		}
+		if s.PasswordFile != "" || s.PasswordEnv != "" {
+			p.add(path, "password_file and password_env apply to pkcs12 only")
+		}
+	default:
+		p.add(path, "required: pkcs12, or cert and key")
+	}
+}
+
+func (r *Route) validateUpstream(p *problems, path string) {
+	u, err := url.Parse(r.Upstream)
+	switch {
+	case r.Upstream == "":
+		p.add(path+".upstream", "required")
+	case err != nil:
+		p.add(path+".upstream", "%q is not a URL", r.Upstream)
+	case u.Scheme != "https":
+		p.add(path+".upstream", "%q must be https: partners are reached over mutual TLS only", r.Upstream)
+	case u.Host == "":
+		p.add(path+".upstream", "%q has no host", r.Upstream)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		p.add(path+".upstream", "%q must not carry user info, query or fragment", r.Upstream)
+	}
+	if strings.ContainsAny(r.ServerName, " /:") {
+		p.add(path+".server_name", "%q is not a host name", r.ServerName)
+	}
+}
+
+// ParsePin decodes an SPKI pin "sha256/<base64>" to its 32-byte digest.
+func ParsePin(pin string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(pin, "sha256/")
+	if !ok {
+		return nil, fmt.Errorf("pin %q must start with sha256/", pin)
+	}
+	sum, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(sum) != 32 {
+		return nil, fmt.Errorf("pin %q is not the base64 of a SHA-256 digest", pin)
+	}
+	return sum, nil
+}
+
+func validAddr(p *problems, path, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		p.add(path, "%q is not host:port", addr)
+	}
+}
+
+func positive(p *problems, path string, v int64) {
+	if v <= 0 {
+		p.add(path, "must be positive, got %d", v)
+	}
+}
+
+func positiveDur(p *problems, path string, d time.Duration) {
+	if d <= 0 {
+		p.add(path, "must be a positive duration, got %s", d)
+	}
+}
