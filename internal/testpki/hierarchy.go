@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 )
 
 // Service names the certificate authority's portal gives the two ROC
@@ -165,3 +166,16 @@ func (p *PKI) IssueServer(ca *Cert, name string, o Options) (*Cert, error) {
 	}
 	return c, nil
 }
+
+// Names of the simulated AMC servers in the Shared hierarchy.
+const (
+	AnnuaireHost = "annuaire.amc.test"
+	IDBHost      = "idb.amc.test"
+)
+
+// Shared returns one hierarchy per process, generated on first use, with
+// server certificates for AnnuaireHost and IDBHost. Tests share it read-only:
+// RSA key generation is slow, more so under the race detector.
+var Shared = sync.OnceValues(func() (*PKI, error) {
+	return New(Options{ServerNames: []string{AnnuaireHost, IDBHost}})
+})
