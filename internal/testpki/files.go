@@ -28,12 +28,15 @@ func (c *Cert) KeyPEM() ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// PKCS12 encodes key, certificate and intermediates (withChain) with enc
-// (pkcs12.Modern, pkcs12.LegacyDES, pkcs12.LegacyRC2...).
+// PKCS12 encodes key and certificate, with the issuing authorities up to the
+// root when withChain is set (as the IGC-Santé portal delivers them), with
+// enc (pkcs12.Modern, pkcs12.LegacyDES, pkcs12.LegacyRC2...).
 func (c *Cert) PKCS12(enc *pkcs12.Encoder, password string, withChain bool) ([]byte, error) {
 	var cas []*x509.Certificate
 	if withChain {
-		cas = c.Chain()[1:]
+		for n := c.Issuer; n != nil; n = n.Issuer {
+			cas = append(cas, n.Cert)
+		}
 	}
 	return enc.Encode(c.Key, c.Cert, cas, password)
 }

@@ -1,6 +1,7 @@
 package testpki
 
 import (
+	"encoding/asn1"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
@@ -52,34 +53,37 @@ type PKI struct {
 	RogueRoot *Cert // trusted by nobody
 }
 
-func santeName(cn string) pkix.Name {
-	return pkix.Name{
-		CommonName:         cn,
-		OrganizationalUnit: []string{"IGC-SANTE TEST", "0002 187512751"},
-		Organization:       []string{"ROC-PROXY TEST PKI"},
-		Country:            []string{"FR"},
+// dn builds a distinguished name one attribute per RDN, in DER order (C
+// first), as IGC-Santé certificates are: pkix.Name's fields would put two OUs
+// into a single multi-valued RDN.
+func dn(attrs ...any) pkix.Name {
+	var n pkix.Name
+	for i := 0; i+1 < len(attrs); i += 2 {
+		n.ExtraNames = append(n.ExtraNames, pkix.AttributeTypeAndValue{Type: attrs[i].(asn1.ObjectIdentifier), Value: attrs[i+1]})
 	}
+	return n
+}
+
+var (
+	oidC  = asn1.ObjectIdentifier{2, 5, 4, 6}
+	oidST = asn1.ObjectIdentifier{2, 5, 4, 8}
+	oidO  = asn1.ObjectIdentifier{2, 5, 4, 10}
+	oidOU = asn1.ObjectIdentifier{2, 5, 4, 11}
+	oidCN = asn1.ObjectIdentifier{2, 5, 4, 3}
+)
+
+func santeName(cn string) pkix.Name {
+	return dn(oidC, "FR", oidO, "ROC-PROXY TEST PKI", oidOU, "0002 187512751", oidOU, "IGC-SANTE TEST", oidCN, cn)
 }
 
 func osiName(cn string) pkix.Name {
-	return pkix.Name{
-		CommonName:         cn,
-		OrganizationalUnit: []string{"IGC OSI TEST"},
-		Organization:       []string{"GIE SESAM-VITALE (ROC-PROXY TEST PKI)"},
-		Country:            []string{"FR"},
-	}
+	return dn(oidC, "FR", oidO, "GIE SESAM-VITALE (ROC-PROXY TEST PKI)", oidOU, "IGC OSI TEST", oidCN, cn)
 }
 
 // OrgName is the subject of an establishment's ORG certificate: the OU holds
 // idNat_Struct, as in real IGC-Santé leaves.
 func OrgName(cn string) pkix.Name {
-	return pkix.Name{
-		CommonName:         cn,
-		OrganizationalUnit: []string{IDNatStruct},
-		Organization:       []string{Organization},
-		Province:           []string{"Côte-d'Or (21)"},
-		Country:            []string{"FR"},
-	}
+	return dn(oidC, "FR", oidST, "Côte-d'Or (21)", oidO, Organization, oidOU, IDNatStruct, oidCN, cn)
 }
 
 // CRLURL is where the simulated CRL server publishes the CRL of the CA with

@@ -147,11 +147,11 @@ func issue(parent *Cert, t Template) (*Cert, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, signerCert, &key.PublicKey, signerKey)
 	if err != nil {
-		return nil, fmt.Errorf("testpki: creating certificate %q: %w", t.Subject.CommonName, err)
+		return nil, fmt.Errorf("testpki: creating certificate %q: %w", t.Subject.String(), err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("testpki: parsing certificate %q: %w", t.Subject.CommonName, err)
+		return nil, fmt.Errorf("testpki: parsing certificate %q: %w", t.Subject.String(), err)
 	}
 	return &Cert{Cert: cert, Key: key, Issuer: parent}, nil
 }

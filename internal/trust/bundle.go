@@ -97,7 +97,7 @@ func LoadBundle(name string, paths []string) (*Bundle, error) {
 				return nil, fmt.Errorf("paths[%d]: %w", i, err)
 			}
 			for _, c := range certs {
-				if isSelfSigned(c) {
+				if IsSelfSigned(c) {
 					b.Anchors = append(b.Anchors, c)
 				} else {
 					b.Intermediates = append(b.Intermediates, c)
@@ -181,6 +181,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-func isSelfSigned(c *x509.Certificate) bool {
+// IsSelfSigned reports whether c is a self-signed certificate: a trust anchor.
+func IsSelfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(c) == nil
 }

@@ -113,7 +113,7 @@ func TestVerify(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				if len(chains) == 0 || !isSelfSigned(chains[0][len(chains[0])-1]) {
+				if len(chains) == 0 || !IsSelfSigned(chains[0][len(chains[0])-1]) {
 					t.Fatal("no chain ending at a trust anchor returned")
 				}
 				return
@@ -191,5 +191,26 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := v.Verify(chain); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestDNOfReferenceCertificates(t *testing.T) {
+	certs, err := ReadCertificates("../../testdata/reference-pki/org-sign-testsign-ministere-2021.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As openssl prints them (reference-pki/README.md), UTF-8 kept.
+	if got, want := SubjectDN(certs[0]), "CN=testsign.test.asipsante.fr,OU=300000000077081,O=MINISTERE DE TEST7708,ST=Côte-d'Or (21),C=FR"; got != want {
+		t.Errorf("subject\n got: %s\nwant: %s", got, want)
+	}
+	if got, want := IssuerDN(certs[0]), "CN=TEST AC IGC-SANTE ELEMENTAIRE ORGANISATIONS,OU=IGC-SANTE TEST,OU=0002 187512751,O=ASIP-SANTE,C=FR"; got != want {
+		t.Errorf("issuer\n got: %s\nwant: %s", got, want)
+	}
+	escaped, err := ReadCertificates("../../testdata/reference-pki/org-sign-rpps-tra-expired-2019.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := SubjectDN(escaped[0]), `CN=rpps.tra.henix\;asipsante.fr,OU=318751275100020,O=ASIP-SANTE,ST=Paris (75),C=FR`; got != want {
+		t.Errorf("escaped subject\n got: %s\nwant: %s", got, want)
 	}
 }

@@ -74,7 +74,7 @@ func (v *Verifier) Verify(peer []*x509.Certificate) ([][]*x509.Certificate, erro
 		err = ErrPinMismatch
 	}
 	if err != nil {
-		return nil, &VerifyError{Reason: classify(err), Subject: leaf.Subject.String(), Err: err}
+		return nil, &VerifyError{Reason: classify(err), Subject: SubjectDN(leaf), Err: err}
 	}
 	return chains, nil
 }
