@@ -1,9 +1,9 @@
 package testpki
 
 import (
-	"encoding/asn1"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
 	"net"
 	"strings"
