@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,14 +48,26 @@ func TestLoadBadConfigs(t *testing.T) {
 				t.Fatalf("missing expected message: %v", err)
 			}
 			_, err = Load(f)
-			if err == nil {
-				t.Fatal("loaded without error")
+			var fe *FileError
+			if !errors.As(err, &fe) || fe.File != f {
+				t.Fatalf("error %v does not name the file", err)
 			}
-			got := strings.TrimPrefix(err.Error(), f+": ")
+			got := fe.Err.Error()
 			if got != strings.TrimRight(string(want), "\n") {
 				t.Errorf("error mismatch\n got: %s\nwant: %s", got, want)
 			}
 		})
+	}
+}
+
+func TestFileErrorFormat(t *testing.T) {
+	one := &FileError{File: "a.yaml", Err: errors.New("log.level: bad")}
+	if got := one.Error(); got != "a.yaml: log.level: bad" {
+		t.Errorf("single problem: %q", got)
+	}
+	many := &FileError{File: "a.yaml", Err: errors.Join(errors.New("x: 1"), errors.New("y: 2"))}
+	if got := many.Error(); got != "a.yaml:\n  x: 1\n  y: 2" {
+		t.Errorf("several problems: %q", got)
 	}
 }
 

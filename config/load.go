@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -38,10 +39,27 @@ func Load(path string) (*Config, error) {
 	}
 	cfg, err := Parse(data, filepath.Dir(path))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, &FileError{File: path, Err: err}
 	}
 	return cfg, nil
 }
+
+// FileError is a problem (or several, joined) found in a file.
+type FileError struct {
+	File string
+	Err  error
+}
+
+// Error puts each problem on its own line under the file name.
+func (e *FileError) Error() string {
+	msg := e.Err.Error()
+	if !strings.Contains(msg, "\n") {
+		return e.File + ": " + msg
+	}
+	return e.File + ":\n  " + strings.ReplaceAll(msg, "\n", "\n  ")
+}
+
+func (e *FileError) Unwrap() error { return e.Err }
 
 // Parse is Load on bytes; baseDir anchors relative paths.
 func Parse(data []byte, baseDir string) (*Config, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	pathpkg "path"
 	"regexp"
 	"sort"
 	"strings"
@@ -26,7 +27,17 @@ func (p *problems) add(path, format string, args ...any) {
 	*p = append(*p, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	prefixRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
+)
+
+// cleanPath reports whether p has no empty, "." or ".." segment; a trailing
+// slash is allowed.
+func cleanPath(p string) bool {
+	c := pathpkg.Clean(p)
+	return c == p || c+"/" == p
+}
 
 // Validate reports every problem of the configuration (joined with
 // errors.Join, in file order), or nil. It never modifies the configuration and
@@ -35,7 +46,7 @@ func (c *Config) Validate() error {
 	var p problems
 	validAddr(&p, "listen.sih", c.Listen.SIH)
 	validAddr(&p, "listen.admin", c.Listen.Admin)
-	if c.Listen.SIH != "" && c.Listen.SIH == c.Listen.Admin {
+	if c.Listen.SIH != "" && c.Listen.SIH == c.Listen.Admin && !strings.HasSuffix(c.Listen.SIH, ":0") {
 		p.add("listen.admin", "same address as listen.sih")
 	}
 	switch c.Log.Level {
@@ -94,6 +105,8 @@ func (c *Config) Validate() error {
 		}
 		if !strings.HasPrefix(r.PathPrefix, "/") {
 			p.add(path+".path_prefix", "%q must start with /", r.PathPrefix)
+		} else if !prefixRE.MatchString(r.PathPrefix) || !cleanPath(r.PathPrefix) {
+			p.add(path+".path_prefix", "%q must be a canonical path of letters, digits and . _ ~ - /", r.PathPrefix)
 		} else if j, dup := seenPrefix[r.PathPrefix]; dup {
 			p.add(path+".path_prefix", "%q already used by routes[%d]", r.PathPrefix, j)
 		} else {

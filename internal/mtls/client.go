@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"time"
@@ -69,4 +70,26 @@ func NewTransport(o TransportOptions) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false,
 	}
+}
+
+// ServerOptions configure a TLS server: the simulated partners and, later,
+// the SIH-facing listener.
+type ServerOptions struct {
+	Certificate *tls.Certificate
+	// ClientCAs, when set, makes client certificates mandatory and verified
+	// against these authorities.
+	ClientCAs *x509.CertPool
+}
+
+// ServerConfig returns the tls.Config of a server.
+func ServerConfig(o ServerOptions) *tls.Config {
+	c := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{*o.Certificate},
+	}
+	if o.ClientCAs != nil {
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		c.ClientCAs = o.ClientCAs
+	}
+	return c
 }

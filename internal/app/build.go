@@ -1,0 +1,150 @@
+package app
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/metrics"
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/proxy"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
+)
+
+// expiryWarning is how long before expiry a certificate is warned about:
+// the authority e-mails the administrators one month before.
+const expiryWarning = 30 * 24 * time.Hour
+
+// Deps are what Build takes from outside the configuration.
+type Deps struct {
+	Logger   *zap.Logger
+	Registry *prometheus.Registry
+	Now      func() time.Time
+	Getenv   func(string) string
+}
+
+// Proxy is a fully wired roc-proxy, ready to serve.
+type Proxy struct {
+	cfg        *config.Config
+	log        *zap.Logger
+	registry   *prometheus.Registry
+	metrics    *metrics.Metrics
+	handler    http.Handler
+	transports []*http.Transport
+	auth       *mtls.Identity
+	warnings   []string
+}
+
+// Material is the certificate material a configuration names, loaded and
+// checked; config check stops there.
+type Material struct {
+	Store *trust.Store
+	Auth  *mtls.Identity
+}
+
+// LoadMaterial reads the trust bundles and the establishment identity.
+func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
+	store, err := trust.LoadStore(cfg.TrustBundles)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := mtls.LoadIdentity(cfg.Identity.Auth, mtls.LoadOptions{
+		Path: "identity.auth", Role: mtls.RoleAuthClient, Store: store, Now: d.Now, Getenv: d.Getenv,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Material{Store: store, Auth: auth}, nil
+}
+
+// Build wires a Proxy from a validated configuration.
+func Build(cfg *config.Config, d Deps) (*Proxy, error) {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	mat, err := LoadMaterial(cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	m, err := metrics.New(d.Registry, metrics.BuildInfo{Version: version, Revision: revision()})
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth}
+	p.watchExpiry("identity.auth", mat.Auth.Leaf, d.Now())
+	for _, name := range mat.Store.Names() {
+		b := mat.Store.Bundle(name)
+		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
+			p.watchExpiry("trust_bundles."+name, c, d.Now())
+		}
+	}
+
+	clientCert := func() *tls.Certificate { return &mat.Auth.Certificate }
+	var specs []proxy.RouteSpec
+	for i, r := range cfg.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		upstream, err := url.Parse(r.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("%s.upstream: %w", path, err)
+		}
+		serverName := r.ServerName
+		if serverName == "" {
+			serverName = upstream.Hostname()
+		}
+		var pins [][]byte
+		for _, pin := range r.SPKIPins {
+			b, err := config.ParsePin(pin)
+			if err != nil {
+				return nil, fmt.Errorf("%s.spki_pins: %w", path, err)
+			}
+			pins = append(pins, b)
+		}
+		verifier, err := mat.Store.NewVerifier(trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now})
+		if err != nil {
+			return nil, fmt.Errorf("%s.trust: %w", path, err)
+		}
+		tr := mtls.NewTransport(mtls.TransportOptions{
+			TLS: mtls.ClientConfig(mtls.ClientOptions{
+				ServerName: serverName, VerifyConnection: verifier.VerifyConnection,
+				ClientCertificate: clientCert, Now: d.Now,
+			}),
+			ConnectTimeout:        r.Timeouts.Connect,
+			TLSHandshakeTimeout:   r.Timeouts.TLSHandshake,
+			ResponseHeaderTimeout: r.Timeouts.ResponseHeader,
+		})
+		p.transports = append(p.transports, tr)
+		specs = append(specs, proxy.RouteSpec{
+			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
+			MaxBodyBytes: r.MaxBodyBytes, TotalTimeout: r.Timeouts.Total, Transport: tr,
+		})
+	}
+	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m})
+	if err != nil {
+		return nil, err
+	}
+	p.handler = h
+	return p, nil
+}
+
+// watchExpiry exports a certificate's expiry and warns when it is near.
+func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
+	subject := trust.SubjectDN(c)
+	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
+	left := c.NotAfter.Sub(now)
+	if left < expiryWarning {
+		msg := fmt.Sprintf("%s: certificate %s expires on %s (%d days left)", source, subject, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
+		p.warnings = append(p.warnings, msg)
+		p.log.Warn("certificate expires soon", zap.String("source", source), zap.String("subject", subject),
+			zap.Time("not_after", c.NotAfter), zap.Int("days_left", int(left.Hours()/24)))
+	}
+}
+
+// Handler is the SIH-facing handler.
+func (p *Proxy) Handler() http.Handler { return p.handler }

@@ -1,0 +1,353 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
+)
+
+//go:embed demo.yaml.tmpl
+var demoConfigTemplate string
+
+// DemoAMC is the AMC number the simulated directory knows.
+const DemoAMC = "123456789"
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	keep := fs.Bool("keep-running", false, "leave the simulators and the proxy running and print curl commands; stop with Ctrl-C")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), `Usage: roc-proxy demo [--keep-running]
+
+Generates a test PKI (IGC-Santé-like and IGC OSI-like) in a temporary folder,
+starts simulated AMC partners requiring mutual TLS, runs roc-proxy on its
+embedded demo configuration, plays a scripted SIH session and prints the
+outcome of each step. Exits 1 unless every step had its expected outcome.
+Nothing is installed and nothing leaves 127.0.0.1.`)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return ignoreHelp(err)
+	}
+	dir, err := os.MkdirTemp("", "roc-proxy-demo-")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	env, err := startDemo(dir, stdout)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	results := env.play(ctx)
+	failed := printResults(stdout, results)
+	if *keep {
+		env.printCurl(stdout)
+		<-ctx.Done()
+	}
+	if failed > 0 {
+		return fmt.Errorf("demo: %d step(s) did not have the expected outcome", failed)
+	}
+	return nil
+}
+
+// demoEnv is everything the demo started.
+type demoEnv struct {
+	dir, logPath  string
+	sihURL        string
+	adminURL      string
+	sims          []*sim.Server
+	stopProxy     context.CancelFunc
+	proxyDone     chan error
+	idbRequest    []byte
+	searchRequest []byte
+}
+
+func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
+	env := &demoEnv{dir: dir, logPath: filepath.Join(dir, "roc-proxy.log"), proxyDone: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			env.close()
+		}
+	}()
+	fmt.Fprintf(stdout, "Generating the test PKI in %s ...\n", dir)
+	pki, err := testpki.New(testpki.Options{ServerNames: []string{testpki.AnnuaireHost, testpki.IDBHost}})
+	if err != nil {
+		return nil, err
+	}
+	var pw [12]byte
+	_, _ = rand.Read(pw[:])
+	files, err := pki.WriteFiles(dir, hex.EncodeToString(pw[:]), testpki.IDBHost)
+	if err != nil {
+		return nil, err
+	}
+	santeRoots, err := pemPool(files.SanteBundle)
+	if err != nil {
+		return nil, err
+	}
+	startSim := func(certFile, keyFile string, run func(sim.Options) (*sim.Server, error)) *sim.Server {
+		if err != nil {
+			return nil
+		}
+		var cert tls.Certificate
+		if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return nil
+		}
+		var s *sim.Server
+		if s, err = run(sim.Options{Certificate: &cert, ClientCAs: santeRoots}); err == nil {
+			env.sims = append(env.sims, s)
+		}
+		return s
+	}
+	idb := startSim(files.ServerCertPEM[testpki.IDBHost], files.ServerKeyPEM[testpki.IDBHost], sim.StartAMCService)
+	var idbURL string
+	if idb != nil {
+		idbURL = "https://" + testpki.IDBHost + ":" + port(idb.Addr) + "/roc/idb"
+	}
+	annuaire := startSim(files.ServerCertPEM[testpki.AnnuaireHost], files.ServerKeyPEM[testpki.AnnuaireHost], func(o sim.Options) (*sim.Server, error) {
+		return sim.StartAnnuaire(o, map[string][]sim.Address{DemoAMC: {{CodeService: "IDB", URL: idbURL}}})
+	})
+	impostor := startSim(files.RogueServerCert, files.RogueServerKey, sim.StartAMCService)
+	if err != nil {
+		return nil, fmt.Errorf("starting simulators: %w", err)
+	}
+
+	var cfgText bytes.Buffer
+	err = template.Must(template.New("demo").Parse(demoConfigTemplate)).Execute(&cfgText, map[string]any{
+		"Dir": dir, "Files": files,
+		"AnnuaireURL": annuaire.URL, "AnnuaireHost": testpki.AnnuaireHost,
+		"IDBURL": idb.URL, "IDBHost": testpki.IDBHost, "ImpostorURL": impostor.URL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
+	if err := os.WriteFile(cfgPath, cfgText.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.OpenFile(env.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	log, err := newLogger(cfg.Log, logFile)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
+	if err != nil {
+		return nil, &config.FileError{File: cfgPath, Err: err}
+	}
+	sihLn, err := net.Listen("tcp", cfg.Listen.SIH)
+	if err != nil {
+		return nil, err
+	}
+	adminLn, err := net.Listen("tcp", cfg.Listen.Admin)
+	if err != nil {
+		sihLn.Close()
+		return nil, err
+	}
+	env.sihURL, env.adminURL = "http://"+sihLn.Addr().String(), "http://"+adminLn.Addr().String()
+	pctx, cancel := context.WithCancel(context.Background())
+	env.stopProxy = cancel
+	go func() {
+		env.proxyDone <- p.Serve(pctx, sihLn, adminLn)
+		log.Sync()
+		logFile.Close()
+	}()
+	env.searchRequest = sim.AnnuaireSearchRequest(DemoAMC, "IDB")
+	env.idbRequest = sim.IDBRequest(DemoAMC, "0123456789")
+	for name, body := range map[string][]byte{"annuaire-search.xml": env.searchRequest, "idb-request.xml": env.idbRequest} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(stdout, "Simulated AMC directory %s, AMC service %s, impostor %s; roc-proxy on %s (admin %s)\n\n",
+		annuaire.Addr, idb.Addr, impostor.Addr, sihLn.Addr(), adminLn.Addr())
+	return env, nil
+}
+
+func (env *demoEnv) close() {
+	if env.stopProxy != nil {
+		env.stopProxy()
+		<-env.proxyDone
+	}
+	for _, s := range env.sims {
+		s.Close()
+	}
+}
+
+// demoStep is one SIH call and what should come of it.
+type demoStep struct {
+	name, route, path string
+	body              []byte
+	admin             bool
+	wantStatus        int
+	wantError         string // JSON error code[/reason] from the proxy
+	wantBody          string // substring of a successful answer
+}
+
+type demoResult struct {
+	demoStep
+	status  int
+	got     string
+	latency time.Duration
+	ok      bool
+}
+
+func (env *demoEnv) steps() []demoStep {
+	return []demoStep{
+		{name: "AMC directory lookup (SOAP 1.1 search)", route: "annuaire-amc", path: "/annuaire-amc/", body: env.searchRequest,
+			wantStatus: 200, wantBody: "<code_service>IDB</code_service>"},
+		{name: "rights check IDB at the AMC", route: "amc-idb", path: "/amc/idb/", body: env.idbRequest,
+			wantStatus: 200, wantBody: "<droits_ouverts>true</droits_ouverts>"},
+		{name: "impostor AMC (certificate from an unknown CA)", route: "amc-imposteur", path: "/amc/imposteur/", body: env.idbRequest,
+			wantStatus: 502, wantError: "upstream_tls/unknown_authority"},
+		{name: "AMC certificate for another name", route: "amc-mauvais-nom", path: "/amc/mauvais-nom/", body: env.searchRequest,
+			wantStatus: 502, wantError: "upstream_tls/name_mismatch"},
+		{name: "path no route serves", route: "-", path: "/dmp/", body: env.idbRequest,
+			wantStatus: 404, wantError: "unknown_route"},
+		{name: "body over the route's 64 KiB limit", route: "amc-idb", path: "/amc/idb/", body: bytes.Repeat([]byte("x"), 100<<10),
+			wantStatus: 413, wantError: "body_too_large"},
+		{name: "Prometheus metrics on the admin port", route: "admin", path: "/metrics", admin: true,
+			wantStatus: 200, wantBody: `roc_proxy_upstream_tls_errors_total{reason="unknown_authority",route="amc-imposteur"} 1`},
+	}
+}
+
+func (env *demoEnv) play(ctx context.Context) []demoResult {
+	client := &http.Client{Timeout: 15 * time.Second}
+	var out []demoResult
+	for _, s := range env.steps() {
+		r := demoResult{demoStep: s}
+		method, base := http.MethodPost, env.sihURL
+		if s.admin {
+			method, base = http.MethodGet, env.adminURL
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+s.path, bytes.NewReader(s.body))
+		if err != nil {
+			r.got = err.Error()
+			out = append(out, r)
+			continue
+		}
+		if s.body != nil {
+			req.Header.Set("Content-Type", "text/xml; charset=utf-8")
+		}
+		start := time.Now()
+		resp, err := client.Do(req)
+		r.latency = time.Since(start)
+		if err != nil {
+			r.got = err.Error()
+			out = append(out, r)
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		r.status = resp.StatusCode
+		client := resp.Header.Get(sim.HeaderClientSubject)
+		if cn, _, ok := strings.Cut(client, ","); ok {
+			client = cn
+		}
+		r.got, r.ok = judge(s, resp.StatusCode, body, client)
+		out = append(out, r)
+	}
+	return out
+}
+
+// judge compares an answer with the step's expectation; client is the
+// subject of the certificate the simulated AMC verified, if any.
+func judge(s demoStep, status int, body []byte, client string) (string, bool) {
+	if s.wantError != "" {
+		var e struct{ Error, Reason string }
+		_ = json.Unmarshal(body, &e)
+		got := e.Error
+		if e.Reason != "" && strings.Contains(s.wantError, "/") {
+			got += "/" + e.Reason
+		}
+		return got, status == s.wantStatus && got == s.wantError
+	}
+	if status == s.wantStatus && bytes.Contains(body, []byte(s.wantBody)) {
+		if client != "" {
+			return "answer; AMC saw " + client, true
+		}
+		return "expected answer", true
+	}
+	return fmt.Sprintf("unexpected answer (%d bytes)", len(body)), false
+}
+
+func printResults(w io.Writer, results []demoResult) (failed int) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tROUTE\tSTATUS\tLATENCY\tEXPECTED\tGOT\tRESULT")
+	for _, r := range results {
+		want := fmt.Sprintf("%d", r.wantStatus)
+		if r.wantError != "" {
+			want += " " + r.wantError
+		}
+		verdict := "ok"
+		if !r.ok {
+			verdict = "FAIL"
+			failed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.name, r.route, r.status, r.latency.Round(100*time.Microsecond), want, r.got, verdict)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n%d of %d steps as expected\n", len(results)-failed, len(results))
+	return failed
+}
+
+func (env *demoEnv) printCurl(w io.Writer) {
+	fmt.Fprintf(w, `
+Everything keeps running (Ctrl-C to stop). Try:
+
+  curl -s -X POST -H 'Content-Type: text/xml' --data-binary @%[1]s/annuaire-search.xml %[2]s/annuaire-amc/
+  curl -s -X POST -H 'Content-Type: text/xml' --data-binary @%[1]s/idb-request.xml %[2]s/amc/idb/
+  curl -s -X POST -H 'Content-Type: text/xml' --data-binary @%[1]s/idb-request.xml %[2]s/amc/imposteur/
+  curl -s %[3]s/metrics | grep roc_proxy_
+  curl -s %[3]s/readyz
+
+Configuration: %[1]s/roc-proxy.yaml   Log: %[4]s
+`, env.dir, env.sihURL, env.adminURL, env.logPath)
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+func pemPool(path string) (*x509.CertPool, error) {
+	certs, err := trust.ReadCertificates(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}

@@ -1,0 +1,143 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: roc-proxy serve --config FILE\n\nRuns the proxy until SIGTERM or SIGINT, then drains in-flight requests.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return ignoreHelp(err)
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "missing --config FILE")
+		return ErrUsage
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
+	if err != nil {
+		return &config.FileError{File: *cfgPath, Err: err}
+	}
+	sih, err := net.Listen("tcp", cfg.Listen.SIH)
+	if err != nil {
+		return fmt.Errorf("listen.sih: %w", err)
+	}
+	admin, err := net.Listen("tcp", cfg.Listen.Admin)
+	if err != nil {
+		sih.Close()
+		return fmt.Errorf("listen.admin: %w", err)
+	}
+	return p.Serve(ctx, sih, admin)
+}
+
+func ignoreHelp(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+// Serve runs the SIH and admin servers on the given listeners until ctx is
+// done, then stops accepting, reports not-ready, and drains in-flight
+// requests within server.shutdown_timeout.
+func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
+	var ready atomic.Bool
+	errLog, err := zap.NewStdLogAt(p.log.Named("http"), zap.WarnLevel)
+	if err != nil {
+		return err
+	}
+	sih := &http.Server{
+		Handler:           p.handler,
+		ReadHeaderTimeout: p.cfg.Server.ReadHeaderTimeout,
+		IdleTimeout:       p.cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+	}
+	admin := &http.Server{
+		Handler:           p.adminHandler(&ready),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          errLog,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- sih.Serve(sihLn) }()
+	go func() { errc <- admin.Serve(adminLn) }()
+	ready.Store(true)
+	p.metrics.Ready.Set(1)
+	p.log.Info("roc-proxy started", zap.String("version", version),
+		zap.String("sih", sihLn.Addr().String()), zap.String("admin", adminLn.Addr().String()),
+		zap.Int("routes", len(p.cfg.Routes)), zap.String("auth_subject", trust.SubjectDN(p.auth.Leaf)))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", p.cfg.Server.ShutdownTimeout))
+	case serveErr = <-errc:
+		p.log.Error("server stopped unexpectedly", zap.Error(serveErr))
+	}
+	ready.Store(false)
+	p.metrics.Ready.Set(0)
+	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if err := sih.Shutdown(sctx); err != nil {
+		p.log.Warn("drain deadline reached: closing remaining connections", zap.Error(err))
+		sih.Close()
+	}
+	admin.Close()
+	for _, t := range p.transports {
+		t.CloseIdleConnections()
+	}
+	p.log.Info("roc-proxy stopped")
+	return serveErr
+}
+
+func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": p.warnings})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

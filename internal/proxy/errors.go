@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/roc-proxy/roc-proxy/internal/trust"
+)
+
+// Problem is what the SIH is told about a failure. Codes and reasons are
+// stable identifiers; Message is for people. Internal detail (addresses,
+// certificate subjects, Go errors) goes to the log only.
+type Problem struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message"`
+}
+
+// Error codes of the JSON error body.
+const (
+	CodeUnknownRoute        = "unknown_route"
+	CodeBadRequest          = "bad_request"
+	CodeBodyTooLarge        = "body_too_large"
+	CodeUpstreamTLS         = "upstream_tls"
+	CodeUpstreamTimeout     = "upstream_timeout"
+	CodeUpstreamUnavailable = "upstream_unavailable"
+	CodeUpstreamError       = "upstream_error"
+	CodeClientClosed        = "client_closed"
+)
+
+// StatusClientClosedRequest is logged (not sent) when the SIH went away
+// before the answer, as nginx does.
+const StatusClientClosedRequest = 499
+
+var reasonMessages = map[trust.Reason]string{
+	trust.ReasonUnknownAuthority: "the partner's certificate is not issued by an authority of the route's trust bundles",
+	trust.ReasonExpired:          "the partner's certificate is expired or not yet valid",
+	trust.ReasonNameMismatch:     "the partner's certificate does not carry the route's server name",
+	trust.ReasonBadUsage:         "the partner's certificate is not a TLS server certificate",
+	trust.ReasonPinMismatch:      "the partner's public key matches none of the route's pins",
+	trust.ReasonNoCertificate:    "the partner sent no certificate",
+	trust.ReasonInvalid:          "the partner's certificate chain is invalid",
+}
+
+// problemFor maps an error from the upstream exchange to what the SIH gets.
+// It is the only place where errors become HTTP statuses.
+func problemFor(err error) Problem {
+	var (
+		maxBytes *http.MaxBytesError
+		verify   *trust.VerifyError
+		opErr    *net.OpError
+		recErr   tls.RecordHeaderError
+		netErr   net.Error
+	)
+	switch {
+	case errors.As(err, &maxBytes):
+		return Problem{http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit"}
+	case errors.As(err, &verify):
+		return Problem{http.StatusBadGateway, CodeUpstreamTLS, string(verify.Reason), reasonMessages[verify.Reason]}
+	case errors.As(err, &opErr) && opErr.Op == "remote error":
+		// The partner sent a TLS alert: most often it refused our
+		// ORG_AUTH_CLI certificate (bad_certificate, unknown_ca...).
+		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "rejected_by_partner", "the partner ended the TLS handshake: " + opErr.Err.Error()}
+	case errors.As(err, &recErr):
+		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "not_tls", "the partner does not speak TLS"}
+	case errors.Is(err, context.Canceled):
+		return Problem{StatusClientClosedRequest, CodeClientClosed, "", "the client closed the request"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return Problem{http.StatusGatewayTimeout, CodeUpstreamTimeout, "total", "the partner did not answer within the route's total timeout"}
+	case errors.As(err, &netErr) && netErr.Timeout():
+		reason := "network"
+		switch {
+		case strings.Contains(err.Error(), "TLS handshake timeout"):
+			reason = "tls_handshake"
+		case strings.Contains(err.Error(), "awaiting response headers"):
+			reason = "response_header"
+		case errors.As(err, &opErr) && opErr.Op == "dial":
+			reason = "connect"
+		}
+		return Problem{http.StatusGatewayTimeout, CodeUpstreamTimeout, reason, "the partner did not answer in time"}
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return Problem{http.StatusBadGateway, CodeUpstreamUnavailable, "", "the partner cannot be reached"}
+	case strings.Contains(err.Error(), "tls: "):
+		// crypto/tls reports most local handshake failures (no common
+		// version or cipher suite...) as unexported error values.
+		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "handshake_failed", "the TLS handshake with the partner failed"}
+	}
+	return Problem{http.StatusBadGateway, CodeUpstreamError, "", "the exchange with the partner failed"}
+}
+
+type errorBody struct {
+	Problem
+	RequestID string `json:"request_id,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, p Problem, requestID string) {
+	if p.Status == StatusClientClosedRequest {
+		return // nobody is listening
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(errorBody{Problem: p, RequestID: requestID})
+}

@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/roc-proxy/roc-proxy/internal/metrics"
+)
+
+// spoofableHeaders are dropped from what the SIH sends: they would let a
+// client impersonate another client or a TLS identity towards a partner.
+// httputil.ReverseProxy already drops hop-by-hop headers, and Forwarded and
+// X-Forwarded-* in Rewrite mode.
+var spoofableHeaders = []string{
+	"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Client-Ip",
+	"X-Client-Cert", "X-Ssl-Client-Cert", "X-Forwarded-Client-Cert", "Ssl-Client-Cert",
+}
+
+// Handler serves the SIH.
+type Handler struct {
+	routes   []*route // longest prefix first
+	log      *zap.Logger
+	metrics  *metrics.Metrics
+	unrouted prometheus.Observer
+	bufs     *bufferPool
+}
+
+// Options configure a Handler.
+type Options struct {
+	Routes  []RouteSpec
+	Logger  *zap.Logger
+	Metrics *metrics.Metrics
+}
+
+// exchange is the per-request state shared between ServeHTTP and the
+// ReverseProxy callbacks.
+type exchange struct {
+	route   *route
+	id      string
+	problem *Problem
+	err     error
+}
+
+type ctxKey struct{}
+
+// New builds the handler and one ReverseProxy per route.
+func New(o Options) (*Handler, error) {
+	h := &Handler{log: o.Logger, metrics: o.Metrics, bufs: newBufferPool()}
+	h.unrouted = o.Metrics.RequestDuration.WithLabelValues("unmatched")
+	errLog, err := zap.NewStdLogAt(o.Logger.Named("reverseproxy"), zap.WarnLevel)
+	if err != nil {
+		return nil, err
+	}
+	for _, spec := range o.Routes {
+		r := &route{RouteSpec: spec, prefix: strings.TrimSuffix(spec.PathPrefix, "/")}
+		r.proxy = &httputil.ReverseProxy{
+			Rewrite:        h.rewrite,
+			Transport:      spec.Transport,
+			ErrorHandler:   h.proxyError,
+			ModifyResponse: dropUpstreamRequestID,
+			BufferPool:     h.bufs,
+			ErrorLog:       errLog,
+		}
+		h.routes = append(h.routes, r)
+	}
+	sort.SliceStable(h.routes, func(i, j int) bool { return len(h.routes[i].prefix) > len(h.routes[j].prefix) })
+	return h, nil
+}
+
+func (h *Handler) match(p string) *route {
+	for _, r := range h.routes {
+		if r.matches(p) {
+			return r
+		}
+	}
+	return nil
+}
+
+// ServeHTTP forwards one SIH request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	ex := &exchange{id: requestID(req.Header.Get(HeaderRequestID))}
+	rec := &recorder{ResponseWriter: w}
+	rec.Header().Set(HeaderRequestID, ex.id)
+
+	h.serve(rec, req, ex)
+
+	routeName := "unmatched"
+	if ex.route != nil {
+		routeName = ex.route.Name
+	}
+	status := rec.status
+	if ex.problem != nil && ex.problem.Status == StatusClientClosedRequest {
+		status = StatusClientClosedRequest
+	}
+	elapsed := time.Since(start)
+	h.metrics.Requests.WithLabelValues(routeName, strconv.Itoa(status)).Inc()
+	if ex.route != nil {
+		h.metrics.RequestDuration.WithLabelValues(routeName).Observe(elapsed.Seconds())
+	} else {
+		h.unrouted.Observe(elapsed.Seconds())
+	}
+	if ce := h.log.Check(zap.InfoLevel, "request"); ce != nil {
+		fields := []zap.Field{
+			zap.String("request_id", ex.id),
+			zap.String("method", req.Method),
+			zap.String("path", req.URL.Path),
+			zap.String("route", routeName),
+			zap.Int("status", status),
+			zap.Duration("duration", elapsed),
+			zap.Int64("bytes_in", req.ContentLength),
+			zap.Int64("bytes_out", rec.bytes),
+			zap.String("client", req.RemoteAddr),
+		}
+		if ex.route != nil {
+			fields = append(fields, zap.String("upstream", ex.route.Upstream.Host))
+		}
+		if ex.problem != nil {
+			fields = append(fields, zap.String("error", ex.problem.Code))
+			if ex.problem.Reason != "" {
+				fields = append(fields, zap.String("reason", ex.problem.Reason))
+			}
+		}
+		if ex.err != nil {
+			fields = append(fields, zap.String("cause", ex.err.Error()))
+		}
+		ce.Write(fields...)
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) {
+	if req.URL.RawPath != "" || req.URL.Path == "" || req.URL.Path[0] != '/' || !clean(req.URL.Path) {
+		h.fail(w, ex, Problem{http.StatusBadRequest, CodeBadRequest, "path", "the request path must be absolute and canonical (no dot segments, no escaped slashes)"}, nil)
+		return
+	}
+	ex.route = h.match(req.URL.Path)
+	if ex.route == nil {
+		h.fail(w, ex, Problem{http.StatusNotFound, CodeUnknownRoute, "", fmt.Sprintf("no route for path %q", req.URL.Path)}, nil)
+		return
+	}
+	if req.ContentLength > ex.route.MaxBodyBytes {
+		h.fail(w, ex, Problem{http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit"}, nil)
+		return
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = http.MaxBytesReader(w, req.Body, ex.route.MaxBodyBytes)
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(req.Context(), ctxKey{}, ex), ex.route.TotalTimeout)
+	defer cancel()
+	ex.route.proxy.ServeHTTP(w, req.WithContext(ctx))
+}
+
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	ex := pr.In.Context().Value(ctxKey{}).(*exchange)
+	pr.Out.URL.Path = ex.route.forwardPath(pr.In.URL.Path)
+	pr.Out.URL.RawPath = ""
+	pr.SetURL(ex.route.Upstream)
+	for _, name := range spoofableHeaders {
+		pr.Out.Header.Del(name)
+	}
+	pr.Out.Header.Set(HeaderRequestID, ex.id)
+}
+
+func (h *Handler) proxyError(w http.ResponseWriter, req *http.Request, err error) {
+	ex := req.Context().Value(ctxKey{}).(*exchange)
+	p := problemFor(err)
+	if p.Code == CodeUpstreamTLS {
+		h.metrics.UpstreamTLSErrors.WithLabelValues(ex.route.Name, p.Reason).Inc()
+	}
+	h.fail(w, ex, p, err)
+}
+
+func (h *Handler) fail(w http.ResponseWriter, ex *exchange, p Problem, err error) {
+	ex.problem, ex.err = &p, err
+	writeProblem(w, p, ex.id)
+}
+
+func dropUpstreamRequestID(res *http.Response) error {
+	// Ours is already set on the response; a second value would confuse
+	// the SIH's correlation.
+	res.Header.Del(HeaderRequestID)
+	return nil
+}
+
+// clean reports whether p has no empty, "." or ".." segment (a trailing
+// slash is fine).
+func clean(p string) bool {
+	c := path.Clean(p)
+	return c == p || c+"/" == p
+}
+
+// recorder captures the status and size of the response for the access log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flush,
+// deadlines).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
