@@ -48,9 +48,12 @@ var reasonMessages = map[trust.Reason]string{
 	trust.ReasonInvalid:          "the partner's certificate chain is invalid",
 }
 
-// problemFor maps an error from the upstream exchange to what the SIH gets.
-// It is the only place where errors become HTTP statuses.
-func problemFor(err error) Problem {
+// problemFor maps an error from the upstream exchange to what the SIH gets;
+// ctxErr is the request context's own error, which tells the route's total
+// timeout and a departed client apart from the transport's own timeouts
+// (net/http's response-header timeout also matches DeadlineExceeded). It is
+// the only place where errors become HTTP statuses.
+func problemFor(err, ctxErr error) Problem {
 	var (
 		maxBytes *http.MaxBytesError
 		verify   *trust.VerifyError
@@ -69,11 +72,11 @@ func problemFor(err error) Problem {
 		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "rejected_by_partner", "the partner ended the TLS handshake: " + opErr.Err.Error()}
 	case errors.As(err, &recErr):
 		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "not_tls", "the partner does not speak TLS"}
-	case errors.Is(err, context.Canceled):
+	case errors.Is(ctxErr, context.Canceled):
 		return Problem{StatusClientClosedRequest, CodeClientClosed, "", "the client closed the request"}
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(ctxErr, context.DeadlineExceeded):
 		return Problem{http.StatusGatewayTimeout, CodeUpstreamTimeout, "total", "the partner did not answer within the route's total timeout"}
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, context.DeadlineExceeded):
 		reason := "network"
 		switch {
 		case strings.Contains(err.Error(), "TLS handshake timeout"):

@@ -174,7 +174,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 
 func (h *Handler) proxyError(w http.ResponseWriter, req *http.Request, err error) {
 	ex := req.Context().Value(ctxKey{}).(*exchange)
-	p := problemFor(err)
+	p := problemFor(err, req.Context().Err())
 	if p.Code == CodeUpstreamTLS {
 		h.metrics.UpstreamTLSErrors.WithLabelValues(ex.route.Name, p.Reason).Inc()
 	}
@@ -226,7 +226,6 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer (flush,
 // deadlines).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
 
 type bufferPool struct{ p sync.Pool }
 

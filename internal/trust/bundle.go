@@ -27,6 +27,15 @@ type Store struct {
 	bundles map[string]*Bundle
 }
 
+// NewStore holds bundles already in memory.
+func NewStore(bundles ...*Bundle) *Store {
+	s := &Store{bundles: map[string]*Bundle{}}
+	for _, b := range bundles {
+		s.bundles[b.Name] = b
+	}
+	return s
+}
+
 // LoadStore reads every configured bundle and reports every unreadable or
 // empty one, naming its configuration path and file.
 func LoadStore(cfg map[string]*config.TrustBundle) (*Store, error) {

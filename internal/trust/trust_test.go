@@ -180,7 +180,7 @@ func TestShippedBundles(t *testing.T) {
 
 func BenchmarkVerify(b *testing.B) {
 	p := pki(b)
-	s := &Store{bundles: map[string]*Bundle{"osi": {Name: "osi", Anchors: []*x509.Certificate{p.OSIRoot.Cert}, Intermediates: []*x509.Certificate{p.OSIServeur.Cert}}}}
+	s := NewStore(&Bundle{Name: "osi", Anchors: []*x509.Certificate{p.OSIRoot.Cert}, Intermediates: []*x509.Certificate{p.OSIServeur.Cert}})
 	v, err := s.NewVerifier(VerifierOptions{Bundles: []string{"osi"}, ServerName: testpki.AnnuaireHost})
 	if err != nil {
 		b.Fatal(err)
