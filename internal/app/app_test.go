@@ -1,0 +1,312 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testPassword = "Tr0ub4dor&3-test"
+
+type testEnv struct {
+	dir   string
+	files *testpki.Files
+	pki   *testpki.PKI
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	p, err := testpki.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files, err := p.WriteFiles(dir, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testEnv{dir: dir, files: files, pki: p}
+}
+
+// upstream starts a TLS partner with the shared PKI's IDB certificate.
+func (e *testEnv) upstream(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := e.pki.Servers[testpki.IDBHost]
+	cert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
+	for _, c := range srv.Chain() {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(e.pki.SanteRoot.Cert)
+	s := httptest.NewUnstartedServer(h)
+	s.TLS = mtls.ServerConfig(mtls.ServerOptions{Certificate: cert, ClientCAs: pool})
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// config writes a configuration with one route to upstreamURL; identity
+// overrides the identity block.
+func (e *testEnv) config(t *testing.T, upstreamURL, identity string) string {
+	t.Helper()
+	if identity == "" {
+		identity = fmt.Sprintf("  auth:\n    pkcs12: %s\n    password_file: %s\n", e.files.AuthP12, e.files.PasswordFile)
+	}
+	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+server: {shutdown_timeout: 5s}
+identity:
+%s
+trust_bundles:
+  osi: {paths: [%s]}
+  sante: {paths: [%s]}
+routes:
+  - name: idb
+    path_prefix: /idb/
+    upstream: %s
+    server_name: %s
+    trust: [osi]
+`, identity, e.files.OSIBundle, e.files.SanteBundle, upstreamURL, testpki.IDBHost)
+	path := filepath.Join(e.dir, "roc-proxy.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDemo(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := Run(context.Background(), []string{"demo"}, &out, &errOut); err != nil {
+		t.Fatalf("demo failed: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "7 of 7 steps as expected") {
+		t.Fatalf("unexpected demo output:\n%s", out.String())
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestServeDrainsInFlightRequests(t *testing.T) {
+	e := newTestEnv(t)
+	entered := make(chan struct{})
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		time.Sleep(400 * time.Millisecond)
+		io.WriteString(w, "<ok/>")
+	})
+	cfg, err := config.Load(e.config(t, up.URL, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	log, err := newLogger(cfg.Log, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+	admin := "http://" + adminLn.Addr().String()
+	if code := get(t, admin+"/readyz"); code != 200 {
+		t.Fatalf("readyz %d before shutdown", code)
+	}
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+sihLn.Addr().String()+"/idb/check", strings.NewReader("<soap>secret-body</soap>"))
+		req.Header.Set("X-Request-Id", "drain-test-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{code: resp.StatusCode, body: string(b)}
+	}()
+	<-entered
+	stop() // SIGTERM while the request is at the partner
+	r := <-done
+	if r.err != nil || r.code != 200 || r.body != "<ok/>" {
+		t.Fatalf("in-flight request not drained: %+v", r)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+
+	// One access-log line with the fields ops need, and no body.
+	var line map[string]any
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `"msg":"request"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for k, want := range map[string]any{"request_id": "drain-test-1", "route": "idb", "status": float64(200), "bytes_out": float64(5), "method": "POST", "path": "/idb/check"} {
+		if line[k] != want {
+			t.Errorf("access log %s = %v, want %v (line %v)", k, line[k], want, line)
+		}
+	}
+	if _, ok := line["duration"]; !ok {
+		t.Error("access log lacks duration")
+	}
+	if strings.Contains(logs.String(), "secret-body") || strings.Contains(logs.String(), testPassword) {
+		t.Error("log contains a body or the password")
+	}
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServeRefusesBadMaterial(t *testing.T) {
+	e := newTestEnv(t)
+	wrongPw := filepath.Join(e.dir, "wrong-password")
+	os.WriteFile(wrongPw, []byte("not-it\n"), 0o600)
+	expired, err := e.pki.SanteOrg.Issue(testpki.Template{Subject: testpki.OrgName(testpki.AuthCliCN),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotBefore:   time.Now().AddDate(-3, -1, 0), NotAfter: time.Now().AddDate(0, -1, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredPEM := filepath.Join(e.dir, "expired.pem")
+	os.WriteFile(expiredPEM, testpki.PEM(expired.Cert), 0o644)
+	keyPEM, _ := expired.KeyPEM()
+	expiredKey := filepath.Join(e.dir, "expired.key")
+	os.WriteFile(expiredKey, keyPEM, 0o600)
+
+	tests := []struct {
+		name, identity string
+		want           []string
+	}{
+		{"wrong password", fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}", e.files.AuthP12, wrongPw),
+			[]string{"identity.auth.pkcs12: " + e.files.AuthP12 + ": wrong password (read from password_file " + wrongPw + ")"}},
+		{"missing file", fmt.Sprintf("  auth: {pkcs12: %s/absent.p12, password_file: %s}", e.dir, e.files.PasswordFile),
+			[]string{"identity.auth.pkcs12: open " + e.dir + "/absent.p12: no such file or directory"}},
+		{"signing certificate as TLS client", fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}", e.files.SignP12, e.files.PasswordFile),
+			[]string{"identity.auth (" + e.files.SignP12 + "): certificate CN=Client_ROC_WebServices_AMC", "is a signing certificate"}},
+		{"expired", fmt.Sprintf("  auth: {cert: %s, key: %s}", expiredPEM, expiredKey),
+			[]string{"identity.auth (" + expiredPEM + "): certificate CN=Client_ROC_Annuaire_AMC", "expired on"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := e.config(t, "https://127.0.0.1:1", tc.identity)
+			var out, errOut bytes.Buffer
+			err := Run(context.Background(), []string{"serve", "--config", path}, &out, &errOut)
+			if err == nil {
+				t.Fatal("serve started")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, path+": ") {
+				t.Errorf("error does not name the configuration file: %s", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error\n got: %s\nwant: %s", msg, w)
+				}
+			}
+			if strings.Contains(msg+out.String()+errOut.String(), testPassword) {
+				t.Error("the password appears in the output")
+			}
+			// config check reports the same.
+			if err := Run(context.Background(), []string{"config", "check", path}, &out, &errOut); err == nil || err.Error() != msg {
+				t.Errorf("config check: %v", err)
+			}
+		})
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	e := newTestEnv(t)
+	path := e.config(t, "https://127.0.0.1:1/x", "")
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"config", "check", path}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{path + ": configuration OK", "identity.auth: CN=Client_ROC_Annuaire_AMC,OU=1990000019", "trust_bundles.osi: 1 root(s), 2 intermediate(s)", "route idb: /idb/ -> https://127.0.0.1:1/x"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	err := Run(context.Background(), []string{"config", "check", "../../config/testdata/invalid-many.yaml"}, io.Discard, io.Discard)
+	var fe *config.FileError
+	if !errors.As(err, &fe) || strings.Count(err.Error(), "\n") != 12 {
+		t.Errorf("invalid config: %v", err)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"config", "check", "--help"}, {"demo", "-h"}, {"config", "--help"}} {
+		var out bytes.Buffer
+		if err := Run(context.Background(), args, &out, io.Discard); err != nil || !strings.Contains(out.String(), "Usage") {
+			t.Errorf("%v: err %v, output %q", args, err, out.String())
+		}
+	}
+	for _, args := range [][]string{nil, {"bogus"}, {"serve"}, {"serve", "--nope"}, {"config"}, {"config", "check"}, {"demo", "extra"}} {
+		if err := Run(context.Background(), args, io.Discard, io.Discard); !errors.Is(err, ErrUsage) {
+			t.Errorf("%v: err %v, want usage error", args, err)
+		}
+	}
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"version"}, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "roc-proxy ") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+}
