@@ -35,9 +35,14 @@ type Log struct {
 
 // Server holds limits of the SIH-facing HTTP server.
 type Server struct {
+	// MaxBodyBytes and MaxResponseBytes are the defaults of the routes'
+	// limits: SOAP messages are held whole in memory.
 	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	MaxResponseBytes  int64         `yaml:"max_response_bytes"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// ReadTimeout bounds reading a whole SIH request, body included.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -82,9 +87,10 @@ type Route struct {
 	Trust []string `yaml:"trust"`
 	// SPKIPins, when set, restrict the upstream leaf to these public keys
 	// ("sha256/" + base64 of the SHA-256 of the SubjectPublicKeyInfo).
-	SPKIPins     []string `yaml:"spki_pins"`
-	MaxBodyBytes int64    `yaml:"max_body_bytes"`
-	Timeouts     Timeouts `yaml:"timeouts"`
+	SPKIPins         []string `yaml:"spki_pins"`
+	MaxBodyBytes     int64    `yaml:"max_body_bytes"`
+	MaxResponseBytes int64    `yaml:"max_response_bytes"`
+	Timeouts         Timeouts `yaml:"timeouts"`
 }
 
 // Timeouts bound each phase of an upstream exchange.

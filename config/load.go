@@ -20,7 +20,9 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultLogFormat         = "json"
 	DefaultMaxBodyBytes      = 10 << 20
+	DefaultMaxResponseBytes  = 10 << 20
 	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 25 * time.Second
 	DefaultConnectTimeout    = 5 * time.Second
@@ -99,7 +101,11 @@ func (c *Config) applyDefaults() {
 	if c.Server.MaxBodyBytes == 0 {
 		c.Server.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if c.Server.MaxResponseBytes == 0 {
+		c.Server.MaxResponseBytes = DefaultMaxResponseBytes
+	}
 	setDur(&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&c.Server.ReadTimeout, DefaultReadTimeout)
 	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
 	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
 	for _, r := range c.Routes {
@@ -108,6 +114,9 @@ func (c *Config) applyDefaults() {
 		}
 		if r.MaxBodyBytes == 0 {
 			r.MaxBodyBytes = c.Server.MaxBodyBytes
+		}
+		if r.MaxResponseBytes == 0 {
+			r.MaxResponseBytes = c.Server.MaxResponseBytes
 		}
 		setDur(&r.Timeouts.Connect, DefaultConnectTimeout)
 		setDur(&r.Timeouts.TLSHandshake, DefaultTLSHandshake)

@@ -60,7 +60,9 @@ func (c *Config) Validate() error {
 		p.add("log.format", "%q is not one of json, console", c.Log.Format)
 	}
 	positive(&p, "server.max_body_bytes", c.Server.MaxBodyBytes)
+	positive(&p, "server.max_response_bytes", c.Server.MaxResponseBytes)
 	positiveDur(&p, "server.read_header_timeout", c.Server.ReadHeaderTimeout)
+	positiveDur(&p, "server.read_timeout", c.Server.ReadTimeout)
 	positiveDur(&p, "server.idle_timeout", c.Server.IdleTimeout)
 	positiveDur(&p, "server.shutdown_timeout", c.Server.ShutdownTimeout)
 
@@ -127,6 +129,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		positive(&p, path+".max_body_bytes", r.MaxBodyBytes)
+		positive(&p, path+".max_response_bytes", r.MaxResponseBytes)
 		positiveDur(&p, path+".timeouts.connect", r.Timeouts.Connect)
 		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
 		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)

@@ -122,7 +122,8 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 		p.transports = append(p.transports, tr)
 		specs = append(specs, proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
-			MaxBodyBytes: r.MaxBodyBytes, TotalTimeout: r.Timeouts.Total, Transport: tr,
+			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
+			TotalTimeout: r.Timeouts.Total, Transport: tr,
 		})
 	}
 	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m})

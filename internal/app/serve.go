@@ -79,6 +79,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	sih := &http.Server{
 		Handler:           p.handler,
 		ReadHeaderTimeout: p.cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       p.cfg.Server.ReadTimeout,
 		IdleTimeout:       p.cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,

@@ -68,7 +68,10 @@ func NewTransport(o TransportOptions) *http.Transport {
 		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
+		// A whole SOAP request (headers and body) leaves in one write.
+		WriteBufferSize:   32 << 10,
+		ReadBufferSize:    32 << 10,
+		ForceAttemptHTTP2: false,
 	}
 }
 

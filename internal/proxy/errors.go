@@ -64,6 +64,8 @@ func problemFor(err, ctxErr error) Problem {
 	switch {
 	case errors.As(err, &maxBytes):
 		return Problem{http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit"}
+	case errors.Is(err, errResponseTooLarge):
+		return Problem{http.StatusBadGateway, CodeUpstreamError, "response_too_large", "the partner's response exceeds the route's limit"}
 	case errors.As(err, &verify):
 		return Problem{http.StatusBadGateway, CodeUpstreamTLS, string(verify.Reason), reasonMessages[verify.Reason]}
 	case errors.As(err, &opErr) && opErr.Op == "remote error":

@@ -68,7 +68,7 @@ func New(o Options) (*Handler, error) {
 			Rewrite:        h.rewrite,
 			Transport:      spec.Transport,
 			ErrorHandler:   h.proxyError,
-			ModifyResponse: dropUpstreamRequestID,
+			ModifyResponse: r.modifyResponse,
 			BufferPool:     h.bufs,
 			ErrorLog:       errLog,
 		}
@@ -149,16 +149,14 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 		h.fail(w, ex, Problem{http.StatusNotFound, CodeUnknownRoute, "", fmt.Sprintf("no route for path %q", req.URL.Path)}, nil)
 		return
 	}
-	if req.ContentLength > ex.route.MaxBodyBytes {
-		h.fail(w, ex, Problem{http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit"}, nil)
-		return
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = http.MaxBytesReader(w, req.Body, ex.route.MaxBodyBytes)
-	}
 	ctx, cancel := context.WithTimeout(context.WithValue(req.Context(), ctxKey{}, ex), ex.route.TotalTimeout)
 	defer cancel()
-	ex.route.proxy.ServeHTTP(w, req.WithContext(ctx))
+	req = req.WithContext(ctx)
+	if err := bufferRequest(req, ex.route.MaxBodyBytes); err != nil {
+		h.fail(w, ex, problemFor(err, ctx.Err()), err)
+		return
+	}
+	ex.route.proxy.ServeHTTP(w, req)
 }
 
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
@@ -186,11 +184,11 @@ func (h *Handler) fail(w http.ResponseWriter, ex *exchange, p Problem, err error
 	writeProblem(w, p, ex.id)
 }
 
-func dropUpstreamRequestID(res *http.Response) error {
+func (r *route) modifyResponse(res *http.Response) error {
 	// Ours is already set on the response; a second value would confuse
 	// the SIH's correlation.
 	res.Header.Del(HeaderRequestID)
-	return nil
+	return bufferResponse(res, r.MaxResponseBytes)
 }
 
 // clean reports whether p has no empty, "." or ".." segment (a trailing

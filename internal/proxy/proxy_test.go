@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -85,15 +86,16 @@ type routeOpt struct {
 	prefix, serverName string
 	upstream           string
 	strip              bool
-	maxBody            int64
+	maxBody, maxResp   int64
 	total, respHeader  time.Duration
 	verifyCount        *atomic.Int64
 }
 
 type fixture struct {
-	h   *Handler
-	reg *prometheus.Registry
-	m   *metrics.Metrics
+	h          *Handler
+	reg        *prometheus.Registry
+	m          *metrics.Metrics
+	transports []*http.Transport
 }
 
 // newFixture builds a Handler whose routes trust the test IGC OSI and
@@ -109,6 +111,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
 	}
 	auth := tlsCert(p.AuthCli)
 	var specs []RouteSpec
+	var transports []*http.Transport
 	for name, o := range routes {
 		v, err := store.NewVerifier(trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: o.serverName})
 		if err != nil {
@@ -125,12 +128,13 @@ func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
 			ResponseHeaderTimeout: or(o.respHeader, 5*time.Second),
 		})
 		t.Cleanup(tr.CloseIdleConnections)
+		transports = append(transports, tr)
 		u, err := url.Parse(o.upstream)
 		if err != nil {
 			t.Fatal(err)
 		}
 		specs = append(specs, RouteSpec{Name: name, PathPrefix: o.prefix, StripPrefix: o.strip, Upstream: u,
-			MaxBodyBytes: int64(or(time.Duration(o.maxBody), 1<<20)), TotalTimeout: or(o.total, 10*time.Second), Transport: tr})
+			MaxBodyBytes: int64(or(time.Duration(o.maxBody), 1<<20)), MaxResponseBytes: int64(or(time.Duration(o.maxResp), 1<<20)), TotalTimeout: or(o.total, 10*time.Second), Transport: tr})
 	}
 	log := zap.NewNop()
 	if tt, ok := t.(*testing.T); ok {
@@ -140,7 +144,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{h: h, reg: reg, m: m}
+	return &fixture{h: h, reg: reg, m: m, transports: transports}
 }
 
 func or(v, def time.Duration) time.Duration {
@@ -281,6 +285,9 @@ func TestErrors(t *testing.T) {
 	downURL := "https://" + down.Addr().String()
 	down.Close()
 	plain := httptest.NewServer(http.HandlerFunc(echo))
+	big := startUpstream(t, p.Servers[testpki.IDBHost], p.SanteRoot, func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, 4096))
+	})
 	t.Cleanup(plain.Close)
 
 	idb := testpki.IDBHost
@@ -293,6 +300,7 @@ func TestErrors(t *testing.T) {
 		"slowtotal": {prefix: "/slowtotal/", upstream: slow.URL, serverName: idb, total: 200 * time.Millisecond},
 		"down":      {prefix: "/down/", upstream: downURL, serverName: idb},
 		"plain":     {prefix: "/plain/", upstream: strings.Replace(plain.URL, "http:", "https:", 1), serverName: idb},
+		"big":       {prefix: "/big/", upstream: big.URL, serverName: idb, maxResp: 1024},
 	})
 	srv := f.server(t)
 
@@ -316,6 +324,7 @@ func TestErrors(t *testing.T) {
 		{"response header timeout", "/slowhdr/", nil, 0, 504, CodeUpstreamTimeout, "response_header"},
 		{"total timeout", "/slowtotal/", nil, 0, 504, CodeUpstreamTimeout, "total"},
 		{"partner down", "/down/", nil, 0, 502, CodeUpstreamUnavailable, ""},
+		{"partner answer too large", "/big/", nil, 0, 502, CodeUpstreamError, "response_too_large"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -380,7 +389,7 @@ func TestResumedSessionIsVerifiedAgain(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&got)
 		resp.Body.Close()
 		resumed = got.Resumed
-		up.CloseClientConnections() // force a new connection, resumable
+		f.transports[0].CloseIdleConnections() // force a new, resumable connection
 	}
 	if !resumed {
 		t.Fatal("second connection did not resume the TLS session")
@@ -414,5 +423,35 @@ func TestClientGoneIsNotAnUpstreamError(t *testing.T) {
 			t.Fatal("client-closed request not counted as 499")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A chunked partner answer is passed on whole, with a Content-Length, and a
+// chunked SIH request reaches the partner with one.
+func TestBodiesAreForwardedWhole(t *testing.T) {
+	p := pki(t)
+	up := startUpstream(t, p.Servers[testpki.IDBHost], p.SanteRoot, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Got-Length", fmt.Sprint(r.ContentLength))
+		for i := 0; i < 3; i++ {
+			w.Write(body)
+			w.(http.Flusher).Flush() // chunked, several chunks
+		}
+	})
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost}})
+	srv := f.server(t)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/r/", io.MultiReader(strings.NewReader("<a>"), strings.NewReader("</a>")))
+	req.ContentLength = -1 // chunked from the SIH
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "<a></a><a></a><a></a>" || resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+		t.Errorf("answer %q, length %d, transfer encoding %v", body, resp.ContentLength, resp.TransferEncoding)
+	}
+	if got := resp.Header.Get("X-Got-Length"); got != "7" {
+		t.Errorf("partner saw Content-Length %s, want 7", got)
 	}
 }

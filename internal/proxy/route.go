@@ -18,6 +18,8 @@ type RouteSpec struct {
 	Upstream    *url.URL
 	// MaxBodyBytes bounds the request body.
 	MaxBodyBytes int64
+	// MaxResponseBytes bounds the partner's response body.
+	MaxResponseBytes int64
 	// TotalTimeout bounds the whole exchange with the upstream.
 	TotalTimeout time.Duration
 	// Transport reaches the upstream (mtls.NewTransport).

@@ -1,0 +1,388 @@
+// Command harness compares roc-proxy with nginx as mutual-TLS reverse
+// proxies in front of the same upstream, driving both with wrk in
+// interleaved rounds, and prints requests/s, p50 and p99 per proxy and the
+// ratios. Run it through bench/run.sh, which installs nginx and wrk.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "harness:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	rocProxy    string
+	duration    time.Duration
+	rounds      int
+	connections int
+	threads     int
+	keep        bool
+	rocLogLevel string
+}
+
+func run() error {
+	var o options
+	flag.StringVar(&o.rocProxy, "roc-proxy", "bench/out/roc-proxy", "roc-proxy binary")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "load duration of one round for one proxy")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (each proxy once per round)")
+	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
+	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
+	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
+	flag.Parse()
+	if o.duration > time.Minute || o.rounds > 10 {
+		return errors.New("refusing an unbounded run: duration <= 1m and rounds <= 10")
+	}
+	dir, err := os.MkdirTemp("", "roc-proxy-bench-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+	pki, err := testpki.New(testpki.Options{ServerNames: []string{testpki.IDBHost}})
+	if err != nil {
+		return err
+	}
+	files, err := pki.WriteFiles(dir, "bench-password", "")
+	if err != nil {
+		return err
+	}
+	authChain := filepath.Join(dir, "org-auth-cli-chain.pem")
+	if err := os.WriteFile(authChain, testpki.PEM(pki.AuthCli.Chain()...), 0o600); err != nil {
+		return err
+	}
+	upstream, err := startUpstream(pki)
+	if err != nil {
+		return err
+	}
+	defer upstream.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
+	defer cancel()
+	roc, err := startRocProxy(ctx, o, dir, files, upstream.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer roc.stop()
+	ngx, err := startNginx(ctx, dir, files, authChain, upstream.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer ngx.stop()
+
+	body := filepath.Join(dir, "post.lua")
+	soap := strings.Repeat("<x>0123456789</x>", 120) // ~2 KB SOAP-sized request
+	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"text/xml\"\n", soap)
+	if err := os.WriteFile(body, []byte(lua), 0o644); err != nil {
+		return err
+	}
+	// Warm both (connection pools, TLS sessions) and check they answer 200.
+	for _, p := range []*proc{ngx, roc} {
+		if err := check(p.url); err != nil {
+			return fmt.Errorf("%s: %w (log: %s)", p.name, err, p.logPath)
+		}
+	}
+	fmt.Printf("roc-proxy vs nginx, mTLS upstream on loopback, %d rounds x %s, %d connections, wrk -t%d, %d cores\n\n",
+		o.rounds, o.duration, o.connections, o.threads, numCPU())
+	results := map[string][]wrkResult{}
+	order := []*proc{ngx, roc}
+	for round := 0; round < o.rounds; round++ {
+		for _, p := range order {
+			r, err := runWrk(ctx, o, body, p.url)
+			if err != nil {
+				return fmt.Errorf("%s round %d: %w", p.name, round+1, err)
+			}
+			fmt.Printf("round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s non-2xx %d\n", round+1, p.name, r.rps, r.p50, r.p99, r.errors)
+			results[p.name] = append(results[p.name], r)
+		}
+		order[0], order[1] = order[1], order[0] // ABBA: neither always goes first
+	}
+	report(results)
+	return nil
+}
+
+func numCPU() int {
+	out, err := exec.Command("nproc").Output()
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// startUpstream is the partner: mutual TLS with the test IGC OSI server
+// certificate, requiring an IGC-Santé client certificate, answering a ~2 KB
+// SOAP body.
+func startUpstream(pki *testpki.PKI) (net.Listener, error) {
+	srv := pki.Servers[testpki.IDBHost]
+	cert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
+	for _, c := range srv.Chain() {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.SanteRoot.Cert)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	answer := []byte(`<?xml version="1.0"?><S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body>` +
+		strings.Repeat("<item>ouvert</item>", 100) + `</S:Body></S:Envelope>`)
+	s := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/xml")
+			w.Write(answer)
+		}),
+		TLSConfig: mtls.ServerConfig(mtls.ServerOptions{Certificate: cert, ClientCAs: pool}),
+	}
+	go s.Serve(tls.NewListener(ln, s.TLSConfig))
+	return ln, nil
+}
+
+type proc struct {
+	name, url, logPath string
+	cmd                *exec.Cmd
+}
+
+func (p *proc) stop() {
+	if p.cmd.Process != nil {
+		p.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+		}
+	}
+}
+
+func freePort() (string, error) {
+	// The child processes bind by address; a port picked by the kernel and
+	// released is the only way to hand one to nginx's configuration.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func startProc(ctx context.Context, name, addr, logPath string, argv ...string) (*proc, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, url: "http://" + addr + "/idb/", logPath: logPath, cmd: cmd}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return p, nil
+		}
+	}
+	p.stop()
+	log, _ := os.ReadFile(logPath)
+	return nil, fmt.Errorf("%s did not listen on %s:\n%s", name, addr, log)
+}
+
+func startRocProxy(ctx context.Context, o options, dir string, f *testpki.Files, upstream string) (*proc, error) {
+	sih, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`listen: {sih: %q, admin: "127.0.0.1:0"}
+log: {level: %s, format: json}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+trust_bundles:
+  osi: {paths: [%s]}
+routes:
+  - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi]}
+`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.OSIBundle, upstream, testpki.IDBHost)
+	path := filepath.Join(dir, "roc-proxy.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	return startProc(ctx, "roc-proxy", sih, filepath.Join(dir, "roc-proxy.log"), o.rocProxy, "serve", "--config", path)
+}
+
+func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, upstream string) (*proc, error) {
+	sih, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// As close to roc-proxy as nginx gets: verified upstream certificate
+	// against the same bundle and name, same client certificate, pooled
+	// keep-alive connections, access log to a file.
+	conf := fmt.Sprintf(`user root;
+worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log %[1]s/nginx-access.log;
+  client_body_temp_path %[1]s/client_body;
+  proxy_temp_path %[1]s/proxy_temp;
+  fastcgi_temp_path %[1]s/fastcgi_temp;
+  uwsgi_temp_path %[1]s/uwsgi_temp;
+  scgi_temp_path %[1]s/scgi_temp;
+  upstream amc { server %[2]s; keepalive 64; }
+  server {
+    listen %[3]s;
+    client_max_body_size 10m;
+    location /idb/ {
+      proxy_pass https://amc/roc/idb/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host %[4]s;
+      proxy_ssl_certificate %[5]s;
+      proxy_ssl_certificate_key %[6]s;
+      proxy_ssl_trusted_certificate %[7]s;
+      proxy_ssl_verify on;
+      proxy_ssl_verify_depth 3;
+      proxy_ssl_name %[4]s;
+      proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
+    }
+  }
+}
+`, dir, upstream, sih, testpki.IDBHost, authChain, f.AuthKeyPEM, f.OSIBundle)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		return nil, errors.New("nginx not found: run bench/run.sh, which installs nginx-light")
+	}
+	return startProc(ctx, "nginx", sih, filepath.Join(dir, "nginx.log"), bin, "-p", dir, "-c", path, "-g", "daemon off;")
+}
+
+func check(url string) error {
+	for i := 0; i < 20; i++ {
+		resp, err := http.Post(url, "text/xml", strings.NewReader("<warm/>"))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("warm-up answered %d", resp.StatusCode)
+		}
+	}
+	return nil
+}
+
+type wrkResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int
+}
+
+var (
+	reRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	reP50     = regexp.MustCompile(`\n\s+50%\s+([0-9.]+)(us|ms|s)`)
+	reP99     = regexp.MustCompile(`\n\s+99%\s+([0-9.]+)(us|ms|s)`)
+	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	reSockErr = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+func runWrk(ctx context.Context, o options, script, url string) (wrkResult, error) {
+	cmd := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
+		"-d", o.duration.String(), "--timeout", "5s", "--latency", "-s", script, url)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %w\n%s", err, out.String())
+	}
+	s := out.String()
+	var r wrkResult
+	m := reRPS.FindStringSubmatch(s)
+	if m == nil {
+		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", s)
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	r.p50, r.p99 = latency(reP50.FindStringSubmatch(s)), latency(reP99.FindStringSubmatch(s))
+	if m := reNon2xx.FindStringSubmatch(s); m != nil {
+		r.errors, _ = strconv.Atoi(m[1])
+	}
+	if m := reSockErr.FindStringSubmatch(s); m != nil {
+		for _, v := range m[1:] {
+			n, _ := strconv.Atoi(v)
+			r.errors += n
+		}
+	}
+	return r, nil
+}
+
+func latency(m []string) time.Duration {
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
+	return time.Duration(v * float64(unit))
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func report(results map[string][]wrkResult) {
+	med := func(name string, f func(wrkResult) float64) float64 {
+		var xs []float64
+		for _, r := range results[name] {
+			xs = append(xs, f(r))
+		}
+		return median(xs)
+	}
+	rps := func(r wrkResult) float64 { return r.rps }
+	p50 := func(r wrkResult) float64 { return float64(r.p50) }
+	p99 := func(r wrkResult) float64 { return float64(r.p99) }
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "proxy\treq/s (median)\tp50\tp99")
+	for _, n := range []string{"nginx", "roc-proxy"} {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\n", n, med(n, rps), time.Duration(med(n, p50)), time.Duration(med(n, p99)))
+	}
+	tw.Flush()
+	tput := med("roc-proxy", rps) / med("nginx", rps)
+	lat99 := med("roc-proxy", p99) / med("nginx", p99)
+	fmt.Printf("\nratios roc-proxy/nginx: throughput %.2fx (goal >= 0.80x), p50 %.2fx, p99 %.2fx (goal <= 1.50x)\n",
+		tput, med("roc-proxy", p50)/med("nginx", p50), lat99)
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Whole-process comparison of roc-proxy with nginx on the same mutual-TLS
+# upstream, same certificates, same load generator, interleaved rounds.
+# Bounded: 2 proxies x ROUNDS x DURATION of load (default 3 x 10 s each).
+# Usage: bench/run.sh [--duration 10s] [--rounds 3] [--connections 32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian's packages" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+mkdir -p bench/out
+# Same flags as the Dockerfile's build.
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/roc-proxy/roc-proxy/internal/app.version=bench" \
+  -o bench/out/roc-proxy ./cmd/roc-proxy
+exec go run ./bench/harness --roc-proxy bench/out/roc-proxy "$@"
