@@ -44,6 +44,7 @@ type options struct {
 	threads     int
 	keep        bool
 	rocLogLevel string
+	rocEnv      string
 }
 
 func run() error {
@@ -54,6 +55,7 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
+	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
 	flag.Parse()
 	if o.duration > time.Minute || o.rounds > 10 {
@@ -115,11 +117,14 @@ func run() error {
 	order := []*proc{ngx, roc}
 	for round := 0; round < o.rounds; round++ {
 		for _, p := range order {
+			before := cpuUsed(p.cmd.Process.Pid)
 			r, err := runWrk(ctx, o, body, p.url)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", p.name, round+1, err)
 			}
-			fmt.Printf("round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s non-2xx %d\n", round+1, p.name, r.rps, r.p50, r.p99, r.errors)
+			r.cpu = cpuUsed(p.cmd.Process.Pid) - before
+			fmt.Printf("round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s CPU/request %-8s errors %d\n",
+				round+1, p.name, r.rps, r.p50, r.p99, r.cpuPerRequest(), r.errors)
 			results[p.name] = append(results[p.name], r)
 		}
 		order[0], order[1] = order[1], order[0] // ABBA: neither always goes first
@@ -195,13 +200,14 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func startProc(ctx context.Context, name, addr, logPath string, argv ...string) (*proc, error) {
+func startProc(ctx context.Context, name, addr, logPath string, env []string, argv ...string) (*proc, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -235,7 +241,7 @@ routes:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	return startProc(ctx, "roc-proxy", sih, filepath.Join(dir, "roc-proxy.log"), o.rocProxy, "serve", "--config", path)
+	return startProc(ctx, "roc-proxy", sih, filepath.Join(dir, "roc-proxy.log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
 }
 
 func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, upstream string) (*proc, error) {
@@ -288,7 +294,14 @@ http {
 	if err != nil {
 		return nil, errors.New("nginx not found: run bench/run.sh, which installs nginx-light")
 	}
-	return startProc(ctx, "nginx", sih, filepath.Join(dir, "nginx.log"), bin, "-p", dir, "-c", path, "-g", "daemon off;")
+	return startProc(ctx, "nginx", sih, filepath.Join(dir, "nginx.log"), nil, bin, "-p", dir, "-c", path, "-g", "daemon off;")
+}
+
+func splitEnv(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 func check(url string) error {
@@ -310,10 +323,41 @@ type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+	requests float64
+	cpu      time.Duration // CPU time the proxy used during the round
+}
+
+// cpuUsed is the user+system CPU time of pid and its direct children
+// (nginx's workers), from /proc.
+func cpuUsed(pid int) time.Duration {
+	pids := []int{pid}
+	if kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
+		for _, f := range strings.Fields(string(kids)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, k)
+			}
+		}
+	}
+	var ticks int64
+	for _, p := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces): utime and
+		// stime are the 12th and 13th.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
+		f := strings.Fields(rest)
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
 var (
 	reRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	reTotal   = regexp.MustCompile(`(\d+) requests in `)
 	reP50     = regexp.MustCompile(`\n\s+50%\s+([0-9.]+)(us|ms|s)`)
 	reP99     = regexp.MustCompile(`\n\s+99%\s+([0-9.]+)(us|ms|s)`)
 	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
@@ -330,6 +374,9 @@ func runWrk(ctx context.Context, o options, script, url string) (wrkResult, erro
 	}
 	s := out.String()
 	var r wrkResult
+	if m := reTotal.FindStringSubmatch(s); m != nil {
+		r.requests, _ = strconv.ParseFloat(m[1], 64)
+	}
 	m := reRPS.FindStringSubmatch(s)
 	if m == nil {
 		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", s)
@@ -346,6 +393,13 @@ func runWrk(ctx context.Context, o options, script, url string) (wrkResult, erro
 		}
 	}
 	return r, nil
+}
+
+func (r wrkResult) cpuPerRequest() time.Duration {
+	if r.requests == 0 {
+		return 0
+	}
+	return time.Duration(float64(r.cpu) / r.requests)
 }
 
 func latency(m []string) time.Duration {
@@ -374,15 +428,16 @@ func report(results map[string][]wrkResult) {
 	rps := func(r wrkResult) float64 { return r.rps }
 	p50 := func(r wrkResult) float64 { return float64(r.p50) }
 	p99 := func(r wrkResult) float64 { return float64(r.p99) }
+	cpu := func(r wrkResult) float64 { return float64(r.cpuPerRequest()) }
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "proxy\treq/s (median)\tp50\tp99")
+	fmt.Fprintln(tw, "proxy\treq/s (median)\tp50\tp99\tCPU/request")
 	for _, n := range []string{"nginx", "roc-proxy"} {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\n", n, med(n, rps), time.Duration(med(n, p50)), time.Duration(med(n, p99)))
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", n, med(n, rps), time.Duration(med(n, p50)), time.Duration(med(n, p99)), time.Duration(med(n, cpu)))
 	}
 	tw.Flush()
 	tput := med("roc-proxy", rps) / med("nginx", rps)
 	lat99 := med("roc-proxy", p99) / med("nginx", p99)
-	fmt.Printf("\nratios roc-proxy/nginx: throughput %.2fx (goal >= 0.80x), p50 %.2fx, p99 %.2fx (goal <= 1.50x)\n",
-		tput, med("roc-proxy", p50)/med("nginx", p50), lat99)
+	fmt.Printf("\nratios roc-proxy/nginx: throughput %.2fx (goal >= 0.80x), p50 %.2fx, p99 %.2fx (goal <= 1.50x), CPU per request %.2fx\n",
+		tput, med("roc-proxy", p50)/med("nginx", p50), lat99, med("roc-proxy", cpu)/med("nginx", cpu))
 }

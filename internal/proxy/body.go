@@ -48,23 +48,28 @@ func readBody(r io.Reader, size, limit int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// bufferRequest replaces the request body by its bytes.
-func bufferRequest(req *http.Request, limit int64) error {
+// readRequestBody reads the SIH's request body whole (nil when empty).
+func readRequestBody(req *http.Request, limit int64) ([]byte, error) {
 	if req.Body == nil || req.Body == http.NoBody {
-		return nil
+		return nil, nil
 	}
-	b, err := readBody(req.Body, req.ContentLength, limit)
-	req.Body.Close()
-	if err != nil {
-		return err
-	}
-	req.Body = io.NopCloser(bytes.NewReader(b))
-	req.ContentLength = int64(len(b))
-	req.TransferEncoding = nil
+	defer req.Body.Close()
+	return readBody(req.Body, req.ContentLength, limit)
+}
+
+// setRequestBody makes b the outbound request's body. A plain in-memory
+// reader lets the transport send headers and body in one write (it cannot
+// see through ReverseProxy's own wrapper), and GetBody lets it retry a
+// request that never left because a pooled connection had died.
+func setRequestBody(out *http.Request, b []byte) {
+	out.ContentLength = int64(len(b))
+	out.TransferEncoding = nil
 	if len(b) == 0 {
-		req.Body = http.NoBody
+		out.Body, out.GetBody = nil, nil
+		return
 	}
-	return nil
+	out.Body = io.NopCloser(bytes.NewReader(b))
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 }
 
 // bufferResponse replaces the response body by its bytes, with a

@@ -48,6 +48,7 @@ type Options struct {
 type exchange struct {
 	route   *route
 	id      string
+	body    []byte // the SIH's request body, whole
 	problem *Problem
 	err     error
 }
@@ -151,11 +152,14 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(req.Context(), ctxKey{}, ex), ex.route.TotalTimeout)
 	defer cancel()
-	req = req.WithContext(ctx)
-	if err := bufferRequest(req, ex.route.MaxBodyBytes); err != nil {
+	body, err := readRequestBody(req, ex.route.MaxBodyBytes)
+	if err != nil {
 		h.fail(w, ex, problemFor(err, ctx.Err()), err)
 		return
 	}
+	ex.body = body
+	req = req.WithContext(ctx)
+	req.Body, req.ContentLength = http.NoBody, int64(len(body)) // the bytes travel in ex
 	ex.route.proxy.ServeHTTP(w, req)
 }
 
@@ -168,6 +172,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Del(name)
 	}
 	pr.Out.Header.Set(HeaderRequestID, ex.id)
+	setRequestBody(pr.Out, ex.body)
 }
 
 func (h *Handler) proxyError(w http.ResponseWriter, req *http.Request, err error) {
