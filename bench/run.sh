@@ -16,7 +16,6 @@ fi
 export PATH="$PATH:/usr/sbin"
 
 mkdir -p bench/out
-# Same flags as the Dockerfile's build.
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/roc-proxy/roc-proxy/internal/app.version=bench" \
-  -o bench/out/roc-proxy ./cmd/roc-proxy
+# The same build as the Dockerfile and CI.
+scripts/build.sh bench/out/roc-proxy bench
 exec go run ./bench/harness --roc-proxy bench/out/roc-proxy "$@"
