@@ -16,7 +16,58 @@ type Config struct {
 	Server       Server                  `yaml:"server"`
 	Identity     Identity                `yaml:"identity"`
 	TrustBundles map[string]*TrustBundle `yaml:"trust_bundles"`
+	Revocation   Revocation              `yaml:"revocation"`
 	Routes       []*Route                `yaml:"routes"`
+}
+
+// Revocation configures the revocation engine shared by every route: where
+// status comes from, how long it is trusted, and where it is kept.
+type Revocation struct {
+	// CacheDir, when set, keeps fetched CRLs and OCSP answers across
+	// restarts (a restart is then warm).
+	CacheDir string `yaml:"cache_dir"`
+	// RefreshAt is the share of an answer's validity (thisUpdate to
+	// nextUpdate) after which it is fetched again in the background.
+	RefreshAt float64 `yaml:"refresh_at"`
+	// Grace is how long past nextUpdate a stale answer is still used while
+	// a refresh is attempted; beyond it the route's policy applies.
+	Grace time.Duration `yaml:"grace"`
+	// ClockSkew is tolerated on thisUpdate and producedAt.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+	// FetchTimeout bounds one OCSP or CRL fetch.
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// CheckInterval is how often due refreshes are looked for.
+	CheckInterval time.Duration `yaml:"check_interval"`
+	// MaxCRLBytes and MaxOCSPBytes bound what is read from the network.
+	MaxCRLBytes  int64 `yaml:"max_crl_bytes"`
+	MaxOCSPBytes int64 `yaml:"max_ocsp_bytes"`
+	// Issuers override or complete the URLs found in certificates, per
+	// certificate authority.
+	Issuers []*RevocationIssuer `yaml:"issuers"`
+}
+
+// RevocationIssuer names a certificate authority by its RFC 2253 subject
+// and gives the sources of the status of the certificates it issues.
+type RevocationIssuer struct {
+	Subject string `yaml:"subject"`
+	// OCSPURL replaces the certificates' AIA OCSP URL.
+	OCSPURL string `yaml:"ocsp_url"`
+	// CRLURLs replace the certificates' HTTP distribution points; a
+	// file:// URL reads a local file. They are fetched at start.
+	CRLURLs []string `yaml:"crl_urls"`
+	// DeltaCRLURLs replace the Freshest CRL pointer (IGC-Santé publishes
+	// delta CRLs over LDAP only: set an HTTP mirror here).
+	DeltaCRLURLs []string `yaml:"delta_crl_urls"`
+}
+
+// RouteRevocation is a route's revocation policy.
+type RouteRevocation struct {
+	// Policy: hard (unknown status refuses the partner), soft (allows it,
+	// with a warning and a metric) or off. A revoked certificate is refused
+	// under hard and soft alike.
+	Policy string `yaml:"policy"`
+	// Sources in the order they are consulted: ocsp, crl.
+	Sources []string `yaml:"sources"`
 }
 
 // Listen holds the addresses of the two listeners.
@@ -87,10 +138,11 @@ type Route struct {
 	Trust []string `yaml:"trust"`
 	// SPKIPins, when set, restrict the upstream leaf to these public keys
 	// ("sha256/" + base64 of the SHA-256 of the SubjectPublicKeyInfo).
-	SPKIPins         []string `yaml:"spki_pins"`
-	MaxBodyBytes     int64    `yaml:"max_body_bytes"`
-	MaxResponseBytes int64    `yaml:"max_response_bytes"`
-	Timeouts         Timeouts `yaml:"timeouts"`
+	SPKIPins         []string        `yaml:"spki_pins"`
+	MaxBodyBytes     int64           `yaml:"max_body_bytes"`
+	MaxResponseBytes int64           `yaml:"max_response_bytes"`
+	Timeouts         Timeouts        `yaml:"timeouts"`
+	Revocation       RouteRevocation `yaml:"revocation"`
 }
 
 // Timeouts bound each phase of an upstream exchange.

@@ -29,7 +29,19 @@ const (
 	DefaultTLSHandshake      = 10 * time.Second
 	DefaultResponseHeader    = 30 * time.Second
 	DefaultTotalTimeout      = 60 * time.Second
+
+	DefaultRevocationPolicy = "hard"
+	DefaultRefreshAt        = 0.5
+	DefaultGrace            = time.Hour
+	DefaultClockSkew        = 5 * time.Minute
+	DefaultFetchTimeout     = 5 * time.Second
+	DefaultCheckInterval    = time.Minute
+	DefaultMaxCRLBytes      = 32 << 20
+	DefaultMaxOCSPBytes     = 64 << 10
 )
+
+// DefaultRevocationSources is the order sources are consulted in.
+var DefaultRevocationSources = []string{"ocsp", "crl"}
 
 // Load reads, strictly decodes, completes with defaults and validates the
 // configuration file at path. Relative paths inside the file are taken
@@ -108,9 +120,27 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ReadTimeout, DefaultReadTimeout)
 	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
 	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+	rv := &c.Revocation
+	if rv.RefreshAt == 0 {
+		rv.RefreshAt = DefaultRefreshAt
+	}
+	setDur(&rv.Grace, DefaultGrace)
+	setDur(&rv.ClockSkew, DefaultClockSkew)
+	setDur(&rv.FetchTimeout, DefaultFetchTimeout)
+	setDur(&rv.CheckInterval, DefaultCheckInterval)
+	if rv.MaxCRLBytes == 0 {
+		rv.MaxCRLBytes = DefaultMaxCRLBytes
+	}
+	if rv.MaxOCSPBytes == 0 {
+		rv.MaxOCSPBytes = DefaultMaxOCSPBytes
+	}
 	for _, r := range c.Routes {
 		if r == nil {
 			continue
+		}
+		setStr(&r.Revocation.Policy, DefaultRevocationPolicy)
+		if len(r.Revocation.Sources) == 0 {
+			r.Revocation.Sources = append([]string(nil), DefaultRevocationSources...)
 		}
 		if r.MaxBodyBytes == 0 {
 			r.MaxBodyBytes = c.Server.MaxBodyBytes
@@ -136,6 +166,7 @@ func (c *Config) resolvePaths(base string) {
 			abs(p)
 		}
 	}
+	abs(&c.Revocation.CacheDir)
 	for _, b := range c.TrustBundles {
 		if b == nil {
 			continue

@@ -87,6 +87,8 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	c.Revocation.validate(&p)
+
 	if len(c.Routes) == 0 {
 		p.add("routes", "required: at least one route")
 	}
@@ -134,8 +136,77 @@ func (c *Config) Validate() error {
 		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
 		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		positiveDur(&p, path+".timeouts.total", r.Timeouts.Total)
+		switch r.Revocation.Policy {
+		case "hard", "soft", "off":
+		default:
+			p.add(path+".revocation.policy", "%q is not one of hard, soft, off", r.Revocation.Policy)
+		}
+		seenSource := map[string]bool{}
+		for k, s := range r.Revocation.Sources {
+			switch {
+			case s != "ocsp" && s != "crl":
+				p.add(fmt.Sprintf("%s.revocation.sources[%d]", path, k), "%q is not one of ocsp, crl", s)
+			case seenSource[s]:
+				p.add(fmt.Sprintf("%s.revocation.sources[%d]", path, k), "%q listed twice", s)
+			}
+			seenSource[s] = true
+		}
 	}
 	return errors.Join(p...)
+}
+
+func (r *Revocation) validate(p *problems) {
+	if r.RefreshAt <= 0 || r.RefreshAt >= 1 {
+		p.add("revocation.refresh_at", "must be between 0 and 1 (share of an answer's validity), got %g", r.RefreshAt)
+	}
+	if r.Grace < 0 {
+		p.add("revocation.grace", "must not be negative, got %s", r.Grace)
+	}
+	if r.ClockSkew < 0 {
+		p.add("revocation.clock_skew", "must not be negative, got %s", r.ClockSkew)
+	}
+	positiveDur(p, "revocation.fetch_timeout", r.FetchTimeout)
+	positiveDur(p, "revocation.check_interval", r.CheckInterval)
+	positive(p, "revocation.max_crl_bytes", r.MaxCRLBytes)
+	positive(p, "revocation.max_ocsp_bytes", r.MaxOCSPBytes)
+	for i, is := range r.Issuers {
+		path := fmt.Sprintf("revocation.issuers[%d]", i)
+		if is == nil || is.Subject == "" {
+			p.add(path+".subject", "required: the RFC 2253 subject of the certificate authority")
+			continue
+		}
+		if is.OCSPURL != "" {
+			validFetchURL(p, path+".ocsp_url", is.OCSPURL, false)
+		}
+		for k, u := range is.CRLURLs {
+			validFetchURL(p, fmt.Sprintf("%s.crl_urls[%d]", path, k), u, true)
+		}
+		for k, u := range is.DeltaCRLURLs {
+			validFetchURL(p, fmt.Sprintf("%s.delta_crl_urls[%d]", path, k), u, true)
+		}
+	}
+}
+
+// validFetchURL accepts http(s) URLs, and file:// URLs where files are
+// allowed. LDAP is not fetched: configure an HTTP mirror.
+func validFetchURL(p *problems, path, raw string, fileOK bool) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		p.add(path, "%q is not a URL", raw)
+	case u.Scheme == "http" || u.Scheme == "https":
+		if u.Host == "" {
+			p.add(path, "%q has no host", raw)
+		}
+	case u.Scheme == "file" && fileOK:
+		if u.Path == "" {
+			p.add(path, "%q has no path", raw)
+		}
+	case u.Scheme == "ldap" || u.Scheme == "ldaps":
+		p.add(path, "%q: LDAP is not fetched; publish the list over HTTP (or as a file) and give that URL", raw)
+	default:
+		p.add(path, "%q must be an http, https or file URL", raw)
+	}
 }
 
 func (s *CertSource) validate(p *problems, path string) {

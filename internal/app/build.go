@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
+	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -40,6 +42,8 @@ type Proxy struct {
 	transports []*http.Transport
 	auth       *mtls.Identity
 	warnings   []string
+	revocation *revocation.Checker
+	store      *trust.Store
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -77,7 +81,13 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth}
+	checker, err := revocation.New(revocation.Options{
+		Config: cfg.Revocation, Now: d.Now, Logger: d.Logger.Named("revocation"), Metrics: m, Subject: trust.SubjectDN,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, revocation: checker, store: mat.Store}
 	p.watchExpiry("identity.auth", mat.Auth.Leaf, d.Now())
 	for _, name := range mat.Store.Names() {
 		b := mat.Store.Bundle(name)
@@ -106,7 +116,11 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 			}
 			pins = append(pins, b)
 		}
-		verifier, err := mat.Store.NewVerifier(trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now})
+		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now}
+		if r.Revocation.Policy != "off" {
+			vo.Revocation = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+		}
+		verifier, err := mat.Store.NewVerifier(vo)
 		if err != nil {
 			return nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
@@ -145,6 +159,28 @@ func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 		p.log.Warn("certificate expires soon", zap.String("source", source), zap.String("subject", subject),
 			zap.Time("not_after", c.NotAfter), zap.Int("days_left", int(left.Hours()/24)))
 	}
+}
+
+// prefetchRevocation warms the revocation cache: every authority of the
+// trust bundles (and its own status, from its issuer), and the
+// establishment's certificates, which are then watched.
+func (p *Proxy) prefetchRevocation(ctx context.Context) {
+	var cas []*x509.Certificate
+	var chains [][]*x509.Certificate
+	for _, name := range p.store.Names() {
+		b := p.store.Bundle(name)
+		cas = append(cas, b.Anchors...)
+		cas = append(cas, b.Intermediates...)
+		anchors, inter := p.store.Pools(name)
+		for _, c := range b.Intermediates {
+			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+				chains = append(chains, vc[0])
+			}
+		}
+	}
+	cas = append(cas, p.auth.Chain[1:]...)
+	p.revocation.Prefetch(ctx, cas, chains)
+	p.revocation.Watch(ctx, "ORG_AUTH_CLI", p.auth.Chain)
 }
 
 // Handler is the SIH-facing handler.

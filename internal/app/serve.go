@@ -90,8 +90,21 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		ErrorLog:          errLog,
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- sih.Serve(sihLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
+	// Not ready until the revocation cache is warm: the first requests
+	// then answer from it.
+	p.prefetchRevocation(ctx)
+	refreshCtx, stopRefresh := context.WithCancel(context.Background())
+	refreshDone := make(chan struct{})
+	go func() {
+		defer close(refreshDone)
+		p.revocation.Run(refreshCtx)
+	}()
+	defer func() {
+		stopRefresh()
+		<-refreshDone
+	}()
+	go func() { errc <- sih.Serve(sihLn) }()
 	ready.Store(true)
 	p.metrics.Ready.Set(1)
 	p.log.Info("roc-proxy started", zap.String("version", version),
@@ -126,6 +139,9 @@ func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": p.warnings})
+	})
+	mux.HandleFunc("GET /revocation", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, p.revocation.Snapshot())
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {

@@ -29,6 +29,26 @@ type Metrics struct {
 	CertificateNotAfter *prometheus.GaugeVec
 	// Ready is 1 while the SIH listener accepts requests.
 	Ready prometheus.Gauge
+
+	// RevocationChecks counts certificate status checks by result (good,
+	// revoked, unknown) and deciding source (ocsp, crl, none).
+	RevocationChecks *prometheus.CounterVec
+	// RevocationSyncFetches counts fetches made while a request waited
+	// (first contact, or everything cached stale): zero once warm.
+	RevocationSyncFetches *prometheus.CounterVec
+	// RevocationFetches counts successful fetches by source.
+	RevocationFetches *prometheus.CounterVec
+	// RevocationFetchErrors counts failed fetches by source and reason.
+	RevocationFetchErrors *prometheus.CounterVec
+	// RevocationCacheEntries is the number of cached OCSP answers and CRLs.
+	RevocationCacheEntries *prometheus.GaugeVec
+	// RevocationThisUpdate and RevocationNextUpdate are the thisUpdate and
+	// nextUpdate (Unix time) of each cached CRL, by URL.
+	RevocationThisUpdate *prometheus.GaugeVec
+	RevocationNextUpdate *prometheus.GaugeVec
+	// RevocationOwnStatus is 1 for the current status (good, revoked,
+	// unknown) of each of the establishment's own certificates, by role.
+	RevocationOwnStatus *prometheus.GaugeVec
 }
 
 // BuildInfo describes the running binary.
@@ -63,6 +83,38 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 			Help: "1 while the SIH listener accepts requests, 0 while starting or draining.",
 		}),
 	}
+	m.RevocationChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "checks_total",
+		Help: "Certificate revocation checks by result and deciding source.",
+	}, []string{"result", "source"})
+	m.RevocationSyncFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "sync_fetches_total",
+		Help: "Revocation fetches a request had to wait for (first contact or stale cache), by source.",
+	}, []string{"source"})
+	m.RevocationFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "fetches_total",
+		Help: "Successful OCSP and CRL fetches, by source.",
+	}, []string{"source"})
+	m.RevocationFetchErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "fetch_errors_total",
+		Help: "Failed OCSP and CRL fetches, by source and reason (timeout, unavailable, too_large, invalid, delta_base_mismatch).",
+	}, []string{"source", "reason"})
+	m.RevocationCacheEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "cache_entries",
+		Help: "Cached OCSP answers and CRLs.",
+	}, []string{"kind"})
+	m.RevocationThisUpdate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "this_update_timestamp_seconds",
+		Help: "thisUpdate of each cached CRL (Unix time): its age is time() minus this.",
+	}, []string{"source", "url"})
+	m.RevocationNextUpdate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "next_update_timestamp_seconds",
+		Help: "nextUpdate of each cached CRL (Unix time): stale past it.",
+	}, []string{"source", "url"})
+	m.RevocationOwnStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "own_certificate_status",
+		Help: "1 for the current revocation status (good, revoked, unknown) of each of the establishment's certificates, by role.",
+	}, []string{"role", "status"})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Build information; the value is always 1.",
@@ -70,6 +122,8 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	})
 	info.Set(1)
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info,
+		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
+		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)

@@ -20,6 +20,12 @@ type Problem struct {
 	Code    string `json:"error"`
 	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message"`
+	// Source is the revocation source (ocsp, crl) that decided.
+	Source string `json:"source,omitempty"`
+}
+
+func problem(status int, code, reason, message string) Problem {
+	return Problem{Status: status, Code: code, Reason: reason, Message: message}
 }
 
 // Error codes of the JSON error body.
@@ -39,13 +45,15 @@ const (
 const StatusClientClosedRequest = 499
 
 var reasonMessages = map[trust.Reason]string{
-	trust.ReasonUnknownAuthority: "the partner's certificate is not issued by an authority of the route's trust bundles",
-	trust.ReasonExpired:          "the partner's certificate is expired or not yet valid",
-	trust.ReasonNameMismatch:     "the partner's certificate does not carry the route's server name",
-	trust.ReasonBadUsage:         "the partner's certificate is not a TLS server certificate",
-	trust.ReasonPinMismatch:      "the partner's public key matches none of the route's pins",
-	trust.ReasonNoCertificate:    "the partner sent no certificate",
-	trust.ReasonInvalid:          "the partner's certificate chain is invalid",
+	trust.ReasonUnknownAuthority:      "the partner's certificate is not issued by an authority of the route's trust bundles",
+	trust.ReasonExpired:               "the partner's certificate is expired or not yet valid",
+	trust.ReasonNameMismatch:          "the partner's certificate does not carry the route's server name",
+	trust.ReasonBadUsage:              "the partner's certificate is not a TLS server certificate",
+	trust.ReasonPinMismatch:           "the partner's public key matches none of the route's pins",
+	trust.ReasonNoCertificate:         "the partner sent no certificate",
+	trust.ReasonInvalid:               "the partner's certificate chain is invalid",
+	trust.ReasonRevoked:               "a certificate of the partner's chain is revoked",
+	trust.ReasonRevocationUnavailable: "the revocation status of the partner's chain could not be established and the route's policy is hard",
 }
 
 // problemFor maps an error from the upstream exchange to what the SIH gets;
@@ -63,21 +71,25 @@ func problemFor(err, ctxErr error) Problem {
 	)
 	switch {
 	case errors.As(err, &maxBytes):
-		return Problem{http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit"}
+		return problem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit")
 	case errors.Is(err, errResponseTooLarge):
-		return Problem{http.StatusBadGateway, CodeUpstreamError, "response_too_large", "the partner's response exceeds the route's limit"}
+		return problem(http.StatusBadGateway, CodeUpstreamError, "response_too_large", "the partner's response exceeds the route's limit")
 	case errors.As(err, &verify):
-		return Problem{http.StatusBadGateway, CodeUpstreamTLS, string(verify.Reason), reasonMessages[verify.Reason]}
+		p := Problem{Status: http.StatusBadGateway, Code: CodeUpstreamTLS, Reason: string(verify.Reason), Message: reasonMessages[verify.Reason]}
+		if verify.Reason == trust.ReasonRevoked {
+			p.Source = verify.Source
+		}
+		return p
 	case errors.As(err, &opErr) && opErr.Op == "remote error":
 		// The partner sent a TLS alert: most often it refused our
 		// ORG_AUTH_CLI certificate (bad_certificate, unknown_ca...).
-		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "rejected_by_partner", "the partner ended the TLS handshake: " + opErr.Err.Error()}
+		return problem(http.StatusBadGateway, CodeUpstreamTLS, "rejected_by_partner", "the partner ended the TLS handshake: "+opErr.Err.Error())
 	case errors.As(err, &recErr):
-		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "not_tls", "the partner does not speak TLS"}
+		return problem(http.StatusBadGateway, CodeUpstreamTLS, "not_tls", "the partner does not speak TLS")
 	case errors.Is(ctxErr, context.Canceled):
-		return Problem{StatusClientClosedRequest, CodeClientClosed, "", "the client closed the request"}
+		return problem(StatusClientClosedRequest, CodeClientClosed, "", "the client closed the request")
 	case errors.Is(ctxErr, context.DeadlineExceeded):
-		return Problem{http.StatusGatewayTimeout, CodeUpstreamTimeout, "total", "the partner did not answer within the route's total timeout"}
+		return problem(http.StatusGatewayTimeout, CodeUpstreamTimeout, "total", "the partner did not answer within the route's total timeout")
 	case errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, context.DeadlineExceeded):
 		reason := "network"
 		switch {
@@ -88,15 +100,15 @@ func problemFor(err, ctxErr error) Problem {
 		case errors.As(err, &opErr) && opErr.Op == "dial":
 			reason = "connect"
 		}
-		return Problem{http.StatusGatewayTimeout, CodeUpstreamTimeout, reason, "the partner did not answer in time"}
+		return problem(http.StatusGatewayTimeout, CodeUpstreamTimeout, reason, "the partner did not answer in time")
 	case errors.As(err, &opErr) && opErr.Op == "dial":
-		return Problem{http.StatusBadGateway, CodeUpstreamUnavailable, "", "the partner cannot be reached"}
+		return problem(http.StatusBadGateway, CodeUpstreamUnavailable, "", "the partner cannot be reached")
 	case strings.Contains(err.Error(), "tls: "):
 		// crypto/tls reports most local handshake failures (no common
 		// version or cipher suite...) as unexported error values.
-		return Problem{http.StatusBadGateway, CodeUpstreamTLS, "handshake_failed", "the TLS handshake with the partner failed"}
+		return problem(http.StatusBadGateway, CodeUpstreamTLS, "handshake_failed", "the TLS handshake with the partner failed")
 	}
-	return Problem{http.StatusBadGateway, CodeUpstreamError, "", "the exchange with the partner failed"}
+	return problem(http.StatusBadGateway, CodeUpstreamError, "", "the exchange with the partner failed")
 }
 
 type errorBody struct {

@@ -31,6 +31,18 @@ type Options struct {
 	// ServerNames are the DNS names of the simulated AMC servers issued by
 	// AC-SERVEUR; each gets its own certificate in PKI.Servers.
 	ServerNames []string
+	// DeltaCRL adds a Freshest CRL pointer (<base>/crl/<ca>-delta.crl) to
+	// the leaves, as real IGC-Santé leaves carry (theirs is LDAP).
+	DeltaCRL bool
+}
+
+// DeltaCRLURL is where the simulated CRL server publishes the delta CRL of
+// the CA with the given short name, when Options.DeltaCRL is set.
+func (o Options) DeltaCRLURL(ca string) string {
+	if o.RevocationBaseURL == "" || !o.DeltaCRL {
+		return ""
+	}
+	return strings.TrimSuffix(o.RevocationBaseURL, "/") + "/crl/" + ca + "-delta.crl"
 }
 
 // PKI is an IGC-Santé-like hierarchy for the establishment and an IGC
@@ -124,11 +136,11 @@ func New(o Options) (*PKI, error) {
 	step(&p.AuthCli, p.SanteOrg, Template{Subject: OrgName(AuthCliCN),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		CRLURL:      o.CRLURL("aci-el-org"), OCSPURL: o.OCSPURL()})
+		CRLURL:      o.CRLURL("aci-el-org"), OCSPURL: o.OCSPURL(), DeltaCRLURL: o.DeltaCRLURL("aci-el-org")})
 	step(&p.Sign, p.SanteOrg, Template{Subject: OrgName(SignCN),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection},
-		CRLURL:      o.CRLURL("aci-el-org"), OCSPURL: o.OCSPURL()})
+		CRLURL:      o.CRLURL("aci-el-org"), OCSPURL: o.OCSPURL(), DeltaCRLURL: o.DeltaCRLURL("aci-el-org")})
 
 	step(&p.OSIRoot, nil, Template{Subject: osiName("TEST AC RACINE IGC OSI")})
 	step(&p.OSIServeur, p.OSIRoot, Template{Subject: osiName("TEST AC-SERVEUR"), IsCA: true,
@@ -158,6 +170,7 @@ func (p *PKI) IssueServer(ca *Cert, name string, o Options) (*Cert, error) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		CRLURL:      o.CRLURL("ac-serveur"),
 		OCSPURL:     o.OCSPURL(),
+		DeltaCRLURL: o.DeltaCRLURL("ac-serveur"),
 	}
 	if ip := net.ParseIP(name); ip != nil {
 		t.IPAddresses = []net.IP{ip}

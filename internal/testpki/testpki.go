@@ -41,9 +41,11 @@ type Template struct {
 	NotBefore   time.Time
 	NotAfter    time.Time
 	// CRLURL and OCSPURL, when set, go into the CRL distribution point and
-	// the Authority Information Access extension.
-	CRLURL  string
-	OCSPURL string
+	// the Authority Information Access extension; DeltaCRLURL into a
+	// Freshest CRL extension (delta CRL pointer).
+	CRLURL      string
+	OCSPURL     string
+	DeltaCRLURL string
 	// KeyBits defaults to 2048.
 	KeyBits int
 }
@@ -141,6 +143,13 @@ func issue(parent *Cert, t Template) (*Cert, error) {
 	if t.OCSPURL != "" {
 		tmpl.OCSPServer = []string{t.OCSPURL}
 	}
+	if t.DeltaCRLURL != "" {
+		ext, err := freshestCRL(t.DeltaCRLURL)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ext)
+	}
 	signerCert, signerKey := tmpl, crypto.Signer(key)
 	if parent != nil {
 		signerCert, signerKey = parent.Cert, parent.Key
@@ -154,4 +163,19 @@ func issue(parent *Cert, t Template) (*Cert, error) {
 		return nil, fmt.Errorf("testpki: parsing certificate %q: %w", t.Subject.String(), err)
 	}
 	return &Cert{Cert: cert, Key: key, Issuer: parent}, nil
+}
+
+var oidFreshestCRL = asn1.ObjectIdentifier{2, 5, 29, 46}
+
+// freshestCRL encodes a Freshest CRL extension (same syntax as CRL
+// distribution points) with one URI.
+func freshestCRL(url string) (pkix.Extension, error) {
+	type dpName struct {
+		FullName []asn1.RawValue `asn1:"optional,tag:0"`
+	}
+	type dp struct {
+		DistributionPoint dpName `asn1:"optional,tag:0"`
+	}
+	v, err := asn1.Marshal([]dp{{DistributionPoint: dpName{FullName: []asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(url)}}}}})
+	return pkix.Extension{Id: oidFreshestCRL, Value: v}, err
 }

@@ -18,6 +18,10 @@ const (
 	ReasonPinMismatch      Reason = "pin_mismatch"
 	ReasonNoCertificate    Reason = "no_certificate"
 	ReasonInvalid          Reason = "invalid"
+	// ReasonRevoked and ReasonRevocationUnavailable come from the route's
+	// revocation check (a ChainChecker).
+	ReasonRevoked               Reason = "revoked"
+	ReasonRevocationUnavailable Reason = "revocation_unavailable"
 )
 
 // VerifyError is returned when a partner's chain is refused.
@@ -25,7 +29,9 @@ type VerifyError struct {
 	Reason Reason
 	// Subject is the RFC 2253 subject of the partner's leaf, when known.
 	Subject string
-	Err     error
+	// Source says which revocation source decided (ocsp, crl, none).
+	Source string
+	Err    error
 }
 
 func (e *VerifyError) Error() string {
@@ -40,11 +46,21 @@ func (e *VerifyError) Unwrap() error { return e.Err }
 // ErrPinMismatch means the leaf's public key matches none of the route's pins.
 var ErrPinMismatch = errors.New("public key matches none of the configured SPKI pins")
 
+// revocationError is what a ChainChecker's refusals implement.
+type revocationError interface {
+	error
+	TrustReason() string
+	RevocationSource() string
+}
+
 func classify(err error) Reason {
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	var ci x509.CertificateInvalidError
+	var re revocationError
 	switch {
+	case errors.As(err, &re):
+		return Reason(re.TrustReason())
 	case errors.Is(err, ErrPinMismatch):
 		return ReasonPinMismatch
 	case errors.As(err, &ua):

@@ -2,6 +2,7 @@ package trust
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +18,13 @@ type Verifier struct {
 	serverName    string
 	pins          [][]byte
 	now           func() time.Time
+	revocation    ChainChecker
+}
+
+// ChainChecker checks a verified chain further (revocation): leaf first,
+// root last.
+type ChainChecker interface {
+	CheckChain(ctx context.Context, chain []*x509.Certificate) error
 }
 
 // VerifierOptions configures a Verifier.
@@ -29,6 +37,8 @@ type VerifierOptions struct {
 	Pins [][]byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Revocation, when set, checks the verified chain's revocation status.
+	Revocation ChainChecker
 }
 
 // NewVerifier builds a verifier from the store's bundles.
@@ -46,7 +56,7 @@ func (s *Store) NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{anchors: anchors, intermediates: inter, serverName: o.ServerName, pins: o.Pins, now: now}, nil
+	return &Verifier{anchors: anchors, intermediates: inter, serverName: o.ServerName, pins: o.Pins, now: now, revocation: o.Revocation}, nil
 }
 
 // Verify checks peer (leaf first, as sent in TLS) and returns the verified
@@ -73,8 +83,16 @@ func (v *Verifier) Verify(peer []*x509.Certificate) ([][]*x509.Certificate, erro
 	if err == nil && len(v.pins) > 0 && !v.pinned(leaf) {
 		err = ErrPinMismatch
 	}
+	if err == nil && v.revocation != nil {
+		err = v.revocation.CheckChain(context.Background(), chains[0])
+	}
 	if err != nil {
-		return nil, &VerifyError{Reason: classify(err), Subject: SubjectDN(leaf), Err: err}
+		ve := &VerifyError{Reason: classify(err), Subject: SubjectDN(leaf), Err: err}
+		var re revocationError
+		if errors.As(err, &re) {
+			ve.Source = re.RevocationSource()
+		}
+		return nil, ve
 	}
 	return chains, nil
 }

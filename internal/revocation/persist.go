@@ -1,0 +1,152 @@
+package revocation
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// diskStore keeps fetched answers in a folder so that a restart is warm.
+// Every file is verified again when loaded, as if just fetched.
+type diskStore struct {
+	dir string
+	mu  sync.Mutex
+	idx map[string]*diskEntry // file name -> entry
+}
+
+type diskEntry struct {
+	Kind   string `json:"kind"` // crl, delta, ocsp
+	URL    string `json:"url"`
+	Issuer string `json:"issuer_spki_sha256"`
+	Cert   []byte `json:"cert,omitempty"` // the certificate an OCSP answer is about
+}
+
+const indexFile = "index.json"
+
+func openDiskStore(dir string) (*diskStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("revocation.cache_dir: %w", err)
+	}
+	s := &diskStore{dir: dir, idx: map[string]*diskEntry{}}
+	b, err := os.ReadFile(filepath.Join(dir, indexFile))
+	switch {
+	case os.IsNotExist(err):
+	case err != nil:
+		return nil, fmt.Errorf("revocation.cache_dir: %w", err)
+	default:
+		if err := json.Unmarshal(b, &s.idx); err != nil {
+			// A damaged index only costs a cold start.
+			s.idx = map[string]*diskEntry{}
+		}
+	}
+	return s, nil
+}
+
+func spkiHash(c *x509.Certificate) string {
+	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(h[:])
+}
+
+func (s *diskStore) saveCRL(issuer *x509.Certificate, url string, der []byte, log *zap.Logger) {
+	h := sha256.Sum256([]byte(url))
+	s.save("crl-"+hex.EncodeToString(h[:12])+".der", &diskEntry{Kind: "crl", URL: url, Issuer: spkiHash(issuer)}, der, log)
+}
+
+func (s *diskStore) saveOCSP(issuer, cert *x509.Certificate, url string, der []byte, log *zap.Logger) {
+	h := sha256.Sum256(append(append([]byte(nil), issuer.RawSubjectPublicKeyInfo...), cert.SerialNumber.Bytes()...))
+	s.save("ocsp-"+hex.EncodeToString(h[:12])+".der", &diskEntry{Kind: "ocsp", URL: url, Issuer: spkiHash(issuer), Cert: cert.Raw}, der, log)
+}
+
+// save writes the answer then the index, each atomically (rename).
+func (s *diskStore) save(name string, e *diskEntry, der []byte, log *zap.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idx[name] = e
+	idx, _ := json.Marshal(s.idx) // maps of plain structs always marshal
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{name, der}, {indexFile, idx}} {
+		if err := writeAtomic(filepath.Join(s.dir, f.name), f.data); err != nil {
+			log.Warn("revocation cache not persisted", zap.String("file", f.name), zap.Error(err))
+			return
+		}
+	}
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// load feeds the checker every persisted answer whose authority is among
+// cas; answers that no longer verify or are past nextUpdate + grace are
+// dropped by the same checks as fetched ones.
+func (s *diskStore) load(c *Checker, cas []*x509.Certificate) {
+	byHash := map[string]*x509.Certificate{}
+	for _, ca := range cas {
+		byHash[spkiHash(ca)] = ca
+	}
+	s.mu.Lock()
+	entries := make(map[string]*diskEntry, len(s.idx))
+	for k, v := range s.idx {
+		entries[k] = v
+	}
+	s.mu.Unlock()
+	// Complete CRLs before deltas, which need their base.
+	for _, pass := range []string{"crl", "delta", "ocsp"} {
+		for name, e := range entries {
+			if e.Kind != pass && !(pass == "delta" && e.Kind == "crl") {
+				continue
+			}
+			ca := byHash[e.Issuer]
+			if ca == nil {
+				continue
+			}
+			der, err := os.ReadFile(filepath.Join(s.dir, name))
+			if err != nil {
+				continue
+			}
+			c.loadPersisted(ca, e, der, pass == "delta")
+		}
+	}
+}
+
+func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, deltaPass bool) {
+	st := c.issuer(ca)
+	switch e.Kind {
+	case "crl":
+		if err := c.addCRL(st, e.URL, der, deltaPass); err != nil {
+			return // the other pass will take it, or it is unusable
+		}
+		c.mu.Lock()
+		if deltaPass {
+			st.deltaURLs[e.URL] = true
+		} else {
+			st.crlURLs[e.URL] = true
+		}
+		c.mu.Unlock()
+	case "ocsp":
+		cert, err := x509.ParseCertificate(e.Cert)
+		if err != nil {
+			return
+		}
+		a, err := parseOCSP(der, cert, ca, c.o.Now(), c.o.Config.ClockSkew)
+		if err != nil || c.o.Now().After(a.nextUpdate.Add(c.o.Config.Grace)) {
+			return
+		}
+		if k, ok := keyOfSerial(cert.SerialNumber); ok {
+			c.storeOCSP(st, k, &ocspEntry{answer: a, cert: cert, url: e.URL})
+		}
+	}
+}
