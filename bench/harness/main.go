@@ -1,7 +1,12 @@
-// Command harness compares roc-proxy with nginx as mutual-TLS reverse
-// proxies in front of the same upstream, driving both with wrk in
-// interleaved rounds, and prints requests/s, p50 and p99 per proxy and the
-// ratios. Run it through bench/run.sh, which installs nginx and wrk.
+// Command harness compares, in interleaved rounds driven by wrk:
+//   - mode nginx: roc-proxy with nginx as mutual-TLS reverse proxies in
+//     front of the same upstream;
+//   - mode revocation: roc-proxy with revocation checks off and on (hard,
+//     warm cache) while the upstream closes every connection, so that every
+//     request is a new handshake (connection churn).
+//
+// It prints requests/s, p50, p99 and CPU per request of each contender and
+// the ratios. Run it through bench/run.sh, which installs nginx and wrk.
 package main
 
 import (
@@ -26,6 +31,7 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -45,6 +51,7 @@ type options struct {
 	keep        bool
 	rocLogLevel string
 	rocEnv      string
+	mode        string
 }
 
 func run() error {
@@ -55,6 +62,7 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx) or revocation (roc-proxy with checks off vs on, connection churn)")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
 	flag.Parse()
@@ -68,9 +76,31 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	pki, err := testpki.New(testpki.Options{ServerNames: []string{testpki.IDBHost}})
+	if o.mode != "nginx" && o.mode != "revocation" {
+		return fmt.Errorf("unknown mode %q", o.mode)
+	}
+	pkiOpts := testpki.Options{ServerNames: []string{testpki.IDBHost}}
+	var revSrv *sim.RevocationServer // CRL server and OCSP responder of mode revocation
+	if o.mode == "revocation" {
+		rs, err := sim.StartRevocation(nil)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		pkiOpts.RevocationBaseURL = rs.URL
+		defer func() {
+			fmt.Printf("revocation requests on the network during the run: %d OCSP, %d CRL\n", rs.OCSPRequests.Load(), rs.CRLRequests.Load())
+		}()
+		revSrv = rs
+	}
+	pki, err := testpki.New(pkiOpts)
 	if err != nil {
 		return err
+	}
+	if revSrv != nil {
+		for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
+			revSrv.AddCA(name, ca)
+		}
 	}
 	files, err := pki.WriteFiles(dir, "bench-password", "")
 	if err != nil {
@@ -80,7 +110,7 @@ func run() error {
 	if err := os.WriteFile(authChain, testpki.PEM(pki.AuthCli.Chain()...), 0o600); err != nil {
 		return err
 	}
-	upstream, err := startUpstream(pki)
+	upstream, err := startUpstream(pki, o.mode == "revocation")
 	if err != nil {
 		return err
 	}
@@ -88,16 +118,26 @@ func run() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
 	defer cancel()
-	roc, err := startRocProxy(ctx, o, dir, files, upstream.Addr().String())
-	if err != nil {
-		return err
+	var base, cand *proc
+	if o.mode == "nginx" {
+		if cand, err = startRocProxy(ctx, o, "roc-proxy", "off", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
+		if base, err = startNginx(ctx, dir, files, authChain, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+	} else {
+		if base, err = startRocProxy(ctx, o, "rev-off", "off", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+		if cand, err = startRocProxy(ctx, o, "rev-hard", "hard", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
 	}
-	defer roc.stop()
-	ngx, err := startNginx(ctx, dir, files, authChain, upstream.Addr().String())
-	if err != nil {
-		return err
-	}
-	defer ngx.stop()
 
 	body := filepath.Join(dir, "post.lua")
 	soap := strings.Repeat("<x>0123456789</x>", 120) // ~2 KB SOAP-sized request
@@ -106,15 +146,15 @@ func run() error {
 		return err
 	}
 	// Warm both (connection pools, TLS sessions) and check they answer 200.
-	for _, p := range []*proc{ngx, roc} {
+	for _, p := range []*proc{base, cand} {
 		if err := check(p.url); err != nil {
 			return fmt.Errorf("%s: %w (log: %s)", p.name, err, p.logPath)
 		}
 	}
-	fmt.Printf("roc-proxy vs nginx, mTLS upstream on loopback, %d rounds x %s, %d connections, wrk -t%d, %d cores\n\n",
-		o.rounds, o.duration, o.connections, o.threads, numCPU())
+	fmt.Printf("%s vs %s, mTLS upstream on loopback (closing every connection: %v), %d rounds x %s, %d connections, wrk -t%d, %d cores\n\n",
+		cand.name, base.name, o.mode == "revocation", o.rounds, o.duration, o.connections, o.threads, numCPU())
 	results := map[string][]wrkResult{}
-	order := []*proc{ngx, roc}
+	order := []*proc{base, cand}
 	for round := 0; round < o.rounds; round++ {
 		for _, p := range order {
 			before := cpuUsed(p.cmd.Process.Pid)
@@ -129,7 +169,11 @@ func run() error {
 		}
 		order[0], order[1] = order[1], order[0] // ABBA: neither always goes first
 	}
-	report(results)
+	if o.mode == "nginx" {
+		report(results, base.name, cand.name, "throughput goal >= 0.80x, p99 goal <= 1.50x")
+	} else {
+		report(results, base.name, cand.name, "throughput goal >= 0.95x")
+	}
 	return nil
 }
 
@@ -145,7 +189,7 @@ func numCPU() int {
 // startUpstream is the partner: mutual TLS with the test IGC OSI server
 // certificate, requiring an IGC-Santé client certificate, answering a ~2 KB
 // SOAP body.
-func startUpstream(pki *testpki.PKI) (net.Listener, error) {
+func startUpstream(pki *testpki.PKI, closeEach bool) (net.Listener, error) {
 	srv := pki.Servers[testpki.IDBHost]
 	cert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
 	for _, c := range srv.Chain() {
@@ -162,6 +206,9 @@ func startUpstream(pki *testpki.PKI) (net.Listener, error) {
 	s := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
+			if closeEach {
+				w.Header().Set("Connection", "close")
+			}
 			w.Header().Set("Content-Type", "text/xml")
 			w.Write(answer)
 		}),
@@ -223,7 +270,7 @@ func startProc(ctx context.Context, name, addr, logPath string, env []string, ar
 	return nil, fmt.Errorf("%s did not listen on %s:\n%s", name, addr, log)
 }
 
-func startRocProxy(ctx context.Context, o options, dir string, f *testpki.Files, upstream string) (*proc, error) {
+func startRocProxy(ctx context.Context, o options, name, policy, dir string, f *testpki.Files, upstream string) (*proc, error) {
 	sih, err := freePort()
 	if err != nil {
 		return nil, err
@@ -235,13 +282,13 @@ identity:
 trust_bundles:
   osi: {paths: [%s]}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi]}
-`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.OSIBundle, upstream, testpki.IDBHost)
-	path := filepath.Join(dir, "roc-proxy.yaml")
+  - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi], revocation: {policy: %s}}
+`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.OSIBundle, upstream, testpki.IDBHost, policy)
+	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	return startProc(ctx, "roc-proxy", sih, filepath.Join(dir, "roc-proxy.log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
+	return startProc(ctx, name, sih, filepath.Join(dir, name+".log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
 }
 
 func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, upstream string) (*proc, error) {
@@ -417,7 +464,7 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func report(results map[string][]wrkResult) {
+func report(results map[string][]wrkResult, base, cand, goals string) {
 	med := func(name string, f func(wrkResult) float64) float64 {
 		var xs []float64
 		for _, r := range results[name] {
@@ -432,12 +479,10 @@ func report(results map[string][]wrkResult) {
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "proxy\treq/s (median)\tp50\tp99\tCPU/request")
-	for _, n := range []string{"nginx", "roc-proxy"} {
+	for _, n := range []string{base, cand} {
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\n", n, med(n, rps), time.Duration(med(n, p50)), time.Duration(med(n, p99)), time.Duration(med(n, cpu)))
 	}
 	tw.Flush()
-	tput := med("roc-proxy", rps) / med("nginx", rps)
-	lat99 := med("roc-proxy", p99) / med("nginx", p99)
-	fmt.Printf("\nratios roc-proxy/nginx: throughput %.2fx (goal >= 0.80x), p50 %.2fx, p99 %.2fx (goal <= 1.50x), CPU per request %.2fx\n",
-		tput, med("roc-proxy", p50)/med("nginx", p50), lat99, med("roc-proxy", cpu)/med("nginx", cpu))
+	fmt.Printf("\nratios %s/%s: throughput %.2fx, p50 %.2fx, p99 %.2fx, CPU per request %.2fx (%s)\n", cand, base,
+		med(cand, rps)/med(base, rps), med(cand, p50)/med(base, p50), med(cand, p99)/med(base, p99), med(cand, cpu)/med(base, cpu), goals)
 }

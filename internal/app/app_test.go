@@ -88,6 +88,7 @@ routes:
     upstream: %s
     server_name: %s
     trust: [osi]
+    revocation: {policy: off}   # this PKI publishes no revocation status
 `, identity, e.files.OSIBundle, e.files.SanteBundle, upstreamURL, testpki.IDBHost)
 	path := filepath.Join(e.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -101,7 +102,7 @@ func TestDemo(t *testing.T) {
 	if err := Run(context.Background(), []string{"demo"}, &out, &errOut); err != nil {
 		t.Fatalf("demo failed: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "7 of 7 steps as expected") {
+	if !strings.Contains(out.String(), "9 of 9 steps as expected") {
 		t.Fatalf("unexpected demo output:\n%s", out.String())
 	}
 }
@@ -151,9 +152,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
 	admin := "http://" + adminLn.Addr().String()
-	if code := get(t, admin+"/readyz"); code != 200 {
-		t.Fatalf("readyz %d before shutdown", code)
-	}
+	waitReady(t, admin)
 
 	type result struct {
 		code int
@@ -173,7 +172,13 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		done <- result{code: resp.StatusCode, body: string(b)}
 	}()
-	<-entered
+	select {
+	case <-entered:
+	case r := <-done:
+		t.Fatalf("request finished before reaching the partner: %+v", r)
+	case <-time.After(10 * time.Second):
+		t.Fatal("request never reached the partner")
+	}
 	stop() // SIGTERM while the request is at the partner
 	r := <-done
 	if r.err != nil || r.code != 200 || r.body != "<ok/>" {
@@ -204,6 +209,18 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	if strings.Contains(logs.String(), "secret-body") || strings.Contains(logs.String(), testPassword) {
 		t.Error("log contains a body or the password")
 	}
+}
+
+// waitReady polls /readyz as a kubelet would: the proxy is ready once its
+// revocation cache is warm.
+func waitReady(t *testing.T, admin string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if get(t, admin+"/readyz") == 200 {
+			return
+		}
+	}
+	t.Fatal("not ready after 10 s")
 }
 
 func get(t *testing.T, url string) int {

@@ -35,6 +35,9 @@ var demoConfigTemplate string
 // DemoAMC is the AMC number the simulated directory knows.
 const DemoAMC = "123456789"
 
+// DemoRevokedHost is the simulated AMC whose certificate is revoked.
+const DemoRevokedHost = "revoque.amc.test"
+
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	keep := fs.Bool("keep-running", false, "leave the simulators and the proxy running and print curl commands; stop with Ctrl-C")
@@ -81,6 +84,7 @@ type demoEnv struct {
 	sihURL        string
 	adminURL      string
 	sims          []*sim.Server
+	revocation    *sim.RevocationServer
 	stopProxy     context.CancelFunc
 	proxyDone     chan error
 	idbRequest    []byte
@@ -94,11 +98,22 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 			env.close()
 		}
 	}()
+	// The CRL server and OCSP responder start first: the certificates
+	// point at them.
+	if env.revocation, err = sim.StartRevocation(nil); err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(stdout, "Generating the test PKI in %s ...\n", dir)
-	pki, err := testpki.New(testpki.Options{ServerNames: []string{testpki.AnnuaireHost, testpki.IDBHost}})
+	pkiOpts := testpki.Options{ServerNames: []string{testpki.AnnuaireHost, testpki.IDBHost, DemoRevokedHost},
+		RevocationBaseURL: env.revocation.URL, DeltaCRL: true}
+	pki, err := testpki.New(pkiOpts)
 	if err != nil {
 		return nil, err
 	}
+	for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
+		env.revocation.AddCA(name, ca)
+	}
+	env.revocation.Revoke("ac-serveur", pki.Servers[DemoRevokedHost].Cert.SerialNumber)
 	var pw [12]byte
 	_, _ = rand.Read(pw[:])
 	files, err := pki.WriteFiles(dir, hex.EncodeToString(pw[:]), testpki.IDBHost)
@@ -132,6 +147,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 		return sim.StartAnnuaire(o, map[string][]sim.Address{DemoAMC: {{CodeService: "IDB", URL: idbURL}}})
 	})
 	impostor := startSim(files.RogueServerCert, files.RogueServerKey, sim.StartAMCService)
+	revokedAMC := startSim(files.ServerCertPEM[DemoRevokedHost], files.ServerKeyPEM[DemoRevokedHost], sim.StartAMCService)
 	if err != nil {
 		return nil, fmt.Errorf("starting simulators: %w", err)
 	}
@@ -141,6 +157,8 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 		"Dir": dir, "Files": files,
 		"AnnuaireURL": annuaire.URL, "AnnuaireHost": testpki.AnnuaireHost,
 		"IDBURL": idb.URL, "IDBHost": testpki.IDBHost, "ImpostorURL": impostor.URL,
+		"RevokedURL": revokedAMC.URL, "RevokedHost": DemoRevokedHost, "CacheDir": filepath.Join(dir, "revocation-cache"),
+		"ACServeur": trust.SubjectDN(pki.OSIServeur.Cert), "ACServeurCRL": pkiOpts.CRLURL("ac-serveur"), "ACServeurDelta": pkiOpts.DeltaCRLURL("ac-serveur"),
 	})
 	if err != nil {
 		return nil, err
@@ -189,8 +207,8 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 			return nil, err
 		}
 	}
-	fmt.Fprintf(stdout, "Simulated AMC directory %s, AMC service %s, impostor %s; roc-proxy on %s (admin %s)\n\n",
-		annuaire.Addr, idb.Addr, impostor.Addr, sihLn.Addr(), adminLn.Addr())
+	fmt.Fprintf(stdout, "Simulated AMC directory %s, AMC service %s, impostor %s, revoked AMC %s, CRL/OCSP %s; roc-proxy on %s (admin %s)\n\n",
+		annuaire.Addr, idb.Addr, impostor.Addr, revokedAMC.Addr, strings.TrimPrefix(env.revocation.URL, "http://"), sihLn.Addr(), adminLn.Addr())
 	return env, nil
 }
 
@@ -201,6 +219,9 @@ func (env *demoEnv) close() {
 	}
 	for _, s := range env.sims {
 		s.Close()
+	}
+	if env.revocation != nil {
+		env.revocation.Close()
 	}
 }
 
@@ -232,12 +253,16 @@ func (env *demoEnv) steps() []demoStep {
 			wantStatus: 502, wantError: "upstream_tls/unknown_authority"},
 		{name: "AMC certificate for another name", route: "amc-mauvais-nom", path: "/amc/mauvais-nom/", body: env.searchRequest,
 			wantStatus: 502, wantError: "upstream_tls/name_mismatch"},
+		{name: "AMC whose certificate is revoked", route: "amc-revoquee", path: "/amc/revoquee/", body: env.idbRequest,
+			wantStatus: 502, wantError: "upstream_tls/revoked"},
 		{name: "path no route serves", route: "-", path: "/dmp/", body: env.idbRequest,
 			wantStatus: 404, wantError: "unknown_route"},
 		{name: "body over the route's 64 KiB limit", route: "amc-idb", path: "/amc/idb/", body: bytes.Repeat([]byte("x"), 100<<10),
 			wantStatus: 413, wantError: "body_too_large"},
 		{name: "Prometheus metrics on the admin port", route: "admin", path: "/metrics", admin: true,
 			wantStatus: 200, wantBody: `roc_proxy_upstream_tls_errors_total{reason="unknown_authority",route="amc-imposteur"} 1`},
+		{name: "revocation cache on the admin port", route: "admin", path: "/revocation", admin: true,
+			wantStatus: 200, wantBody: `"url":"` + env.revocation.URL + `/crl/ac-serveur.crl"`},
 	}
 }
 
@@ -284,13 +309,17 @@ func (env *demoEnv) play(ctx context.Context) []demoResult {
 // subject of the certificate the simulated AMC verified, if any.
 func judge(s demoStep, status int, body []byte, client string) (string, bool) {
 	if s.wantError != "" {
-		var e struct{ Error, Reason string }
+		var e struct{ Error, Reason, Source string }
 		_ = json.Unmarshal(body, &e)
 		got := e.Error
 		if e.Reason != "" && strings.Contains(s.wantError, "/") {
 			got += "/" + e.Reason
 		}
-		return got, status == s.wantStatus && got == s.wantError
+		ok := status == s.wantStatus && got == s.wantError
+		if e.Source != "" {
+			got += " (said by " + e.Source + ")"
+		}
+		return got, ok
 	}
 	if status == s.wantStatus && bytes.Contains(body, []byte(s.wantBody)) {
 		if client != "" {

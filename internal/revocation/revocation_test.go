@@ -281,7 +281,9 @@ func TestOCSPAnswersThatMustBeRefused(t *testing.T) {
 		answer func(*ocsp.Request) []byte
 		want   error
 	}{
-		{"good, signed by the CA", func(r *ocsp.Request) []byte { return ocspResponse(t, p.OSIServeur, p.OSIServeur, r.SerialNumber, false) }, nil},
+		{"good, signed by the CA", func(r *ocsp.Request) []byte {
+			return ocspResponse(t, p.OSIServeur, p.OSIServeur, r.SerialNumber, false)
+		}, nil},
 		{"good, delegated responder", func(r *ocsp.Request) []byte {
 			return ocspResponse(t, p.OSIServeur, responder(t, time.Now().Add(time.Hour), ocspEKU), r.SerialNumber, true)
 		}, nil},

@@ -1,0 +1,165 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+// TestRevocationThroughTheProxy runs the whole process wiring against a
+// simulated CRL server and OCSP responder: warm answers cost no network
+// call, a revoked partner is refused, and when status cannot be had the
+// route's policy decides.
+func TestRevocationThroughTheProxy(t *testing.T) {
+	rs, err := sim.StartRevocation(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	o := testpki.Options{RevocationBaseURL: rs.URL, ServerNames: []string{"good.amc.test", "revoked.amc.test"}}
+	pki, err := testpki.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
+		rs.AddCA(name, ca)
+	}
+	rs.Revoke("ac-serveur", pki.Servers["revoked.amc.test"].Cert.SerialNumber)
+	dir := t.TempDir()
+	files, err := pki.WriteFiles(dir, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, revoked := partner(t, pki, "good.amc.test"), partner(t, pki, "revoked.amc.test")
+	cfgText := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity: {auth: {pkcs12: %s, password_file: %s}}
+trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
+revocation:
+  fetch_timeout: 500ms
+  grace: 1ms
+routes:
+  - {name: hard, path_prefix: /hard/, upstream: "%s", server_name: good.amc.test, trust: [osi]}
+  - {name: soft, path_prefix: /soft/, upstream: "%s", server_name: good.amc.test, trust: [osi], revocation: {policy: soft}}
+  - {name: revoked, path_prefix: /revoked/, upstream: "%s", server_name: revoked.amc.test, trust: [osi], revocation: {policy: soft, sources: [crl]}}
+`, files.AuthP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, good.URL, good.URL, revoked.URL)
+	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
+	os.WriteFile(cfgPath, []byte(cfgText), 0o600)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &testClock{t: time.Now()}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+	defer func() {
+		stop()
+		<-served
+		http.DefaultClient.CloseIdleConnections()
+	}()
+	waitReady(t, "http://"+adminLn.Addr().String())
+	sih := "http://" + sihLn.Addr().String()
+
+	call := func(path string) (int, map[string]string) {
+		t.Helper()
+		resp, err := http.Post(sih+path, "text/xml", strings.NewReader("<x/>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]string
+		b, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(b, &body)
+		return resp.StatusCode, body
+	}
+	if code, _ := call("/hard/"); code != 200 {
+		t.Fatalf("good partner: %d", code)
+	}
+	if code, body := call("/revoked/"); code != 502 || body["reason"] != "revoked" || body["source"] != "crl" {
+		t.Fatalf("revoked partner: %d %v", code, body)
+	}
+	// Warm: new connections (the partner closes them) and many calls, not
+	// one revocation request on the network.
+	before := rs.OCSPRequests.Load() + rs.CRLRequests.Load()
+	for i := 0; i < 20; i++ {
+		if code, _ := call("/hard/"); code != 200 {
+			t.Fatalf("call %d: %d", i, code)
+		}
+	}
+	if n := rs.OCSPRequests.Load() + rs.CRLRequests.Load() - before; n != 0 {
+		t.Fatalf("%d revocation requests on the network for warm calls", n)
+	}
+
+	// The responder and CRL server go down; two days pass: every cached
+	// answer is stale past the grace.
+	rs.SetFault(sim.FaultDown, 0)
+	clk.add(48 * time.Hour)
+	if code, body := call("/hard/"); code != 502 || body["reason"] != "revocation_unavailable" {
+		t.Fatalf("hard policy with no status: %d %v", code, body)
+	}
+	if code, _ := call("/soft/"); code != 200 {
+		t.Fatalf("soft policy with no status: %d", code)
+	}
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// partner is a mutual-TLS AMC with the named server certificate.
+func partner(t *testing.T, pki *testpki.PKI, name string) *httptest.Server {
+	t.Helper()
+	srv := pki.Servers[name]
+	cert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
+	for _, c := range srv.Chain() {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.SanteRoot.Cert)
+	// Every answer closes its connection: each call is a new handshake,
+	// where the revocation check runs again.
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "<ok/>")
+	}))
+	s.TLS = mtls.ServerConfig(mtls.ServerOptions{Certificate: cert, ClientCAs: pool})
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // our refusals show as handshake errors
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
