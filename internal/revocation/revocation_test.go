@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -241,9 +242,14 @@ func ocspServer(t *testing.T, answer func(req *ocsp.Request) []byte) string {
 	return s.URL
 }
 
-func ocspResponse(t *testing.T, issuer, signer *testpki.Cert, serial *big.Int, embed bool) []byte {
+func ocspResponse(t testing.TB, issuer, signer *testpki.Cert, serial *big.Int, embed bool) []byte {
 	t.Helper()
-	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour)}
+	return ocspResponseWith(t, issuer, signer, serial, embed, ocsp.Good)
+}
+
+func ocspResponseWith(t testing.TB, issuer, signer *testpki.Cert, serial *big.Int, embed bool, status int) []byte {
+	t.Helper()
+	tmpl := ocsp.Response{Status: status, SerialNumber: serial, ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour)}
 	if embed {
 		tmpl.Certificate = signer.Cert
 	}
@@ -322,7 +328,7 @@ func TestOCSPAnswersThatMustBeRefused(t *testing.T) {
 // ErrBadSignatureOCSP marks the case where x/crypto/ocsp itself refuses.
 var ErrBadSignatureOCSP = errors.New("bad OCSP signature")
 
-func crlDER(t *testing.T, ca *testpki.Cert, number int64, next time.Time, serials []*big.Int, reason int, ext ...pkix.Extension) []byte {
+func crlDER(t testing.TB, ca *testpki.Cert, number int64, next time.Time, serials []*big.Int, reason int, ext ...pkix.Extension) []byte {
 	t.Helper()
 	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: next.Add(-25 * time.Hour), NextUpdate: next, ExtraExtensions: ext}
 	for _, s := range serials {
@@ -335,7 +341,7 @@ func crlDER(t *testing.T, ca *testpki.Cert, number int64, next time.Time, serial
 	return der
 }
 
-func deltaExt(t *testing.T, base int64) pkix.Extension {
+func deltaExt(t testing.TB, base int64) pkix.Extension {
 	v, err := asn1.Marshal(big.NewInt(base))
 	if err != nil {
 		t.Fatal(err)
@@ -523,9 +529,8 @@ func TestConcurrentChecksShareFetches(t *testing.T) {
 func FuzzParseCRL(f *testing.F) {
 	w := getWorld(f)
 	next := time.Now().Add(time.Hour)
-	t := &testing.T{}
-	f.Add(crlDER(t, w.pki.OSIServeur, 1, next, []*big.Int{big.NewInt(7)}, 1))
-	f.Add(crlDER(t, w.pki.OSIServeur, 2, next, nil, 0, deltaExt(t, 1)))
+	f.Add(crlDER(f, w.pki.OSIServeur, 1, next, []*big.Int{big.NewInt(7)}, 1))
+	f.Add(crlDER(f, w.pki.OSIServeur, 2, next, nil, 0, deltaExt(f, 1)))
 	f.Fuzz(func(t *testing.T, der []byte) {
 		l, err := parseCRL(der, w.pki.OSIServeur.Cert, time.Now(), time.Minute)
 		if err == nil && l.revoked == nil {
@@ -537,8 +542,7 @@ func FuzzParseCRL(f *testing.F) {
 func FuzzParseOCSP(f *testing.F) {
 	w := getWorld(f)
 	leaf := w.pki.Servers["ok.amc.test"]
-	t := &testing.T{}
-	f.Add(ocspResponse(t, w.pki.OSIServeur, w.pki.OSIServeur, leaf.Cert.SerialNumber, false))
+	f.Add(ocspResponse(f, w.pki.OSIServeur, w.pki.OSIServeur, leaf.Cert.SerialNumber, false))
 	f.Add([]byte{0x30, 0x03, 0x0a, 0x01, 0x06})
 	f.Fuzz(func(t *testing.T, der []byte) {
 		_, _ = parseOCSP(der, leaf.Cert, w.pki.OSIServeur.Cert, time.Now(), time.Minute)
@@ -580,5 +584,45 @@ func BenchmarkCheck(b *testing.B) {
 		if err := c.Check(ctx, chain, p); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// An OCSP "unknown" answer decides nothing: the next source does.
+func TestOCSPUnknownFallsThrough(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	leaf := p.Servers["ok.amc.test"]
+	url := ocspServer(t, func(r *ocsp.Request) []byte {
+		return ocspResponseWith(t, p.OSIServeur, p.OSIServeur, r.SerialNumber, false, ocsp.Unknown)
+	})
+	cfg := testConfig()
+	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url}}
+	c, _ := newChecker(t, cfg, nil)
+	chain := chainOf(leaf)
+	wantStatus(t, c.Check(context.Background(), chain[:2], hard(SourceOCSP)), StatusUnknown, SourceNone)
+	wantStatus(t, c.Check(context.Background(), chain[:2], hard(SourceOCSP, SourceCRL)), StatusGood, "")
+}
+
+// Real IGC-Santé leaves point at their delta CRL over LDAP only: the
+// pointer is read, and left out of what is fetched.
+func TestLDAPDeltaPointerOfRealLeaf(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/reference-pki/org-sign-testsign-asip-2021.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls := freshestCRLURLs(cert)
+	if len(urls) != 1 || !strings.HasPrefix(urls[0], "ldap://annuaire-igc.esante.gouv.fr/") {
+		t.Fatalf("Freshest CRL pointer %v", urls)
+	}
+	if u := usableURLs(urls); len(u) != 0 {
+		t.Fatalf("LDAP URL kept for fetching: %v", u)
+	}
+	if u := usableURLs(cert.CRLDistributionPoints); len(u) != 1 || u[0] != "http://igc-sante.esante.gouv.fr/CRL/ACI-EL-ORG-TEST.crl" {
+		t.Fatalf("HTTP CRL distribution point %v", u)
 	}
 }
