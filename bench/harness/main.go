@@ -191,10 +191,7 @@ func numCPU() int {
 // SOAP body.
 func startUpstream(pki *testpki.PKI, closeEach bool) (net.Listener, error) {
 	srv := pki.Servers[testpki.IDBHost]
-	cert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
-	for _, c := range srv.Chain() {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
+	cert := srv.TLSCertificate()
 	pool := x509.NewCertPool()
 	pool.AddCert(pki.SanteRoot.Cert)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -3,12 +3,12 @@ package app
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -54,15 +54,18 @@ func newTestEnv(t *testing.T) *testEnv {
 // upstream starts a TLS partner with the shared PKI's IDB certificate.
 func (e *testEnv) upstream(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	t.Helper()
-	srv := e.pki.Servers[testpki.IDBHost]
-	cert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
-	for _, c := range srv.Chain() {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
+	return partner(t, e.pki, testpki.IDBHost, h)
+}
+
+// partner is a mutual-TLS AMC with the named server certificate of pki,
+// accepting IGC-Santé clients.
+func partner(t *testing.T, pki *testpki.PKI, name string, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
 	pool := x509.NewCertPool()
-	pool.AddCert(e.pki.SanteRoot.Cert)
+	pool.AddCert(pki.SanteRoot.Cert)
 	s := httptest.NewUnstartedServer(h)
-	s.TLS = mtls.ServerConfig(mtls.ServerOptions{Certificate: cert, ClientCAs: pool})
+	s.TLS = mtls.ServerConfig(mtls.ServerOptions{Certificate: pki.Servers[name].TLSCertificate(), ClientCAs: pool})
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // refusals show as handshake errors
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s

@@ -2,15 +2,11 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +18,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/roc-proxy/roc-proxy/config"
-	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
@@ -51,7 +46,13 @@ func TestRevocationThroughTheProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, revoked := partner(t, pki, "good.amc.test"), partner(t, pki, "revoked.amc.test")
+	// Every answer closes its connection: each call is a new handshake,
+	// where the revocation check runs again.
+	closing := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "<ok/>")
+	}
+	good, revoked := partner(t, pki, "good.amc.test", closing), partner(t, pki, "revoked.amc.test", closing)
 	cfgText := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
@@ -139,27 +140,4 @@ func (c *testClock) add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
-}
-
-// partner is a mutual-TLS AMC with the named server certificate.
-func partner(t *testing.T, pki *testpki.PKI, name string) *httptest.Server {
-	t.Helper()
-	srv := pki.Servers[name]
-	cert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
-	for _, c := range srv.Chain() {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.SanteRoot.Cert)
-	// Every answer closes its connection: each call is a new handshake,
-	// where the revocation check runs again.
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Connection", "close")
-		io.WriteString(w, "<ok/>")
-	}))
-	s.TLS = mtls.ServerConfig(mtls.ServerOptions{Certificate: cert, ClientCAs: pool})
-	s.Config.ErrorLog = log.New(io.Discard, "", 0) // our refusals show as handshake errors
-	s.StartTLS()
-	t.Cleanup(s.Close)
-	return s
 }

@@ -17,14 +17,7 @@ import (
 
 const password = "s3cr3t-Pa55!"
 
-func pki(t testing.TB) *testpki.PKI {
-	t.Helper()
-	p, err := testpki.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func pki(t testing.TB) *testpki.PKI { return testpki.MustShared(t) }
 
 func write(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()

@@ -31,22 +31,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func pki(t testing.TB) *testpki.PKI {
-	t.Helper()
-	p, err := testpki.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func pki(t testing.TB) *testpki.PKI { return testpki.MustShared(t) }
 
-func tlsCert(c *testpki.Cert) *tls.Certificate {
-	tc := &tls.Certificate{PrivateKey: c.Key, Leaf: c.Cert}
-	for _, x := range c.Chain() {
-		tc.Certificate = append(tc.Certificate, x.Raw)
-	}
-	return tc
-}
+func tlsCert(c *testpki.Cert) *tls.Certificate { return c.TLSCertificate() }
 
 // upstream is a real TLS partner on 127.0.0.1 requiring client certificates
 // from clientCA.

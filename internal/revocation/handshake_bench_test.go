@@ -17,10 +17,7 @@ func BenchmarkHandshake(b *testing.B) {
 	w := getWorld(b)
 	p := w.pki
 	srv := p.Servers["ok.amc.test"]
-	serverCert := &tls.Certificate{PrivateKey: srv.Key, Leaf: srv.Cert}
-	for _, c := range srv.Chain() {
-		serverCert.Certificate = append(serverCert.Certificate, c.Raw)
-	}
+	serverCert := srv.TLSCertificate()
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(p.SanteRoot.Cert)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", mtls.ServerConfig(mtls.ServerOptions{Certificate: serverCert, ClientCAs: clientCAs}))
@@ -41,10 +38,7 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 	}()
 	store := trust.NewStore(&trust.Bundle{Name: "osi", Anchors: []*x509.Certificate{p.OSIRoot.Cert}, Intermediates: []*x509.Certificate{p.OSIServeur.Cert}})
-	auth := &tls.Certificate{PrivateKey: p.AuthCli.Key, Leaf: p.AuthCli.Cert}
-	for _, c := range p.AuthCli.Chain() {
-		auth.Certificate = append(auth.Certificate, c.Raw)
-	}
+	auth := p.AuthCli.TLSCertificate()
 	checker, _ := newChecker(b, testConfig(), nil)
 	for _, tc := range []struct {
 		name  string

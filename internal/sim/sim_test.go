@@ -12,13 +12,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
-func tlsCert(c *testpki.Cert) tls.Certificate {
-	tc := tls.Certificate{PrivateKey: c.Key, Leaf: c.Cert}
-	for _, x := range c.Chain() {
-		tc.Certificate = append(tc.Certificate, x.Raw)
-	}
-	return tc
-}
+func tlsCert(c *testpki.Cert) tls.Certificate { return *c.TLSCertificate() }
 
 func setup(t *testing.T, start func(Options) (*Server, error)) (*Server, func(client *testpki.Cert) *http.Client) {
 	t.Helper()

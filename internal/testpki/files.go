@@ -1,6 +1,7 @@
 package testpki
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -110,4 +111,14 @@ func (p *PKI) WriteFiles(dir, password, rogueName string) (*Files, error) {
 		return nil, fmt.Errorf("testpki: writing files in %s: %w", dir, err)
 	}
 	return f, nil
+}
+
+// TLSCertificate is the certificate with its chain (root excluded) and key,
+// as a TLS peer presents it.
+func (c *Cert) TLSCertificate() *tls.Certificate {
+	tc := &tls.Certificate{PrivateKey: c.Key, Leaf: c.Cert}
+	for _, x := range c.Chain() {
+		tc.Certificate = append(tc.Certificate, x.Raw)
+	}
+	return tc
 }

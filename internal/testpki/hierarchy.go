@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // Service names the certificate authority's portal gives the two ROC
@@ -196,3 +197,13 @@ const (
 var Shared = sync.OnceValues(func() (*PKI, error) {
 	return New(Options{ServerNames: []string{AnnuaireHost, IDBHost}})
 })
+
+// MustShared is Shared for tests: it fails tb when generation fails.
+func MustShared(tb testing.TB) *PKI {
+	tb.Helper()
+	p, err := Shared()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}

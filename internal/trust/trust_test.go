@@ -13,14 +13,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
-func pki(t testing.TB) *testpki.PKI {
-	t.Helper()
-	p, err := testpki.Shared()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func pki(t testing.TB) *testpki.PKI { return testpki.MustShared(t) }
 
 func writePEM(t *testing.T, dir, name string, certs ...*x509.Certificate) string {
 	t.Helper()
