@@ -44,6 +44,15 @@ type Checker struct {
 	own       map[string]*ownCert // by role
 	ocspCount int
 	store     *diskStore
+	// failures remembers, per fetch, the last failure of a fetch a request
+	// waited for, so that requests do not each wait for a dead source
+	// again; background refreshes ignore it.
+	failures map[string]failure
+}
+
+type failure struct {
+	at  time.Time
+	err error
 }
 
 // issuerState is everything known about the certificates one CA issued.
@@ -82,7 +91,8 @@ func New(o Options) (*Checker, error) {
 	if o.Subject == nil {
 		o.Subject = func(c *x509.Certificate) string { return c.Subject.String() }
 	}
-	c := &Checker{o: o, client: o.Client, issuers: map[string][]*issuerState{}, overrides: map[string]*config.RevocationIssuer{}, own: map[string]*ownCert{}}
+	c := &Checker{o: o, client: o.Client, issuers: map[string][]*issuerState{}, overrides: map[string]*config.RevocationIssuer{},
+		own: map[string]*ownCert{}, failures: map[string]failure{}}
 	if c.client == nil {
 		c.client = &http.Client{Timeout: o.Config.FetchTimeout}
 	}
@@ -118,8 +128,11 @@ type RouteChecker struct {
 func (c *Checker) ForRoute(p Policy) *RouteChecker { return &RouteChecker{c: c, p: p} }
 
 // CheckChain checks every certificate of a verified chain (leaf first, root
-// last) but the root.
+// last) but the root. Fetches a first contact needs are bounded together by
+// twice the fetch timeout, whatever the number of sources and certificates.
 func (r *RouteChecker) CheckChain(ctx context.Context, chain []*x509.Certificate) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*r.c.o.Config.FetchTimeout)
+	defer cancel()
 	return r.c.Check(ctx, chain, r.p)
 }
 

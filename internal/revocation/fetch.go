@@ -40,28 +40,53 @@ func (c *Checker) fetchOCSP(ctx context.Context, cert, issuer *x509.Certificate,
 		return ErrNoUsableURL
 	}
 	k, _ := keyOfSerial(cert.SerialNumber)
-	_, err, _ := c.sf.Do(fmt.Sprintf("ocsp|%x|%x", issuer.RawSubjectPublicKeyInfo, k.b[32-k.n:]), func() (any, error) {
+	return c.fetchOnce(fmt.Sprintf("ocsp|%x|%x", issuer.RawSubjectPublicKeyInfo, k.b[32-k.n:]), sync, func() error {
 		if sync {
 			c.o.Metrics.RevocationSyncFetches.WithLabelValues(SourceOCSP).Inc()
 		}
 		req, err := ocsp.CreateRequest(cert, issuer, nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		der, err := c.get(ctx, responder, req, c.o.Config.MaxOCSPBytes)
 		if err != nil {
-			return nil, c.fetchFailed(SourceOCSP, responder, err)
+			return c.fetchFailed(SourceOCSP, responder, err)
 		}
 		a, err := parseOCSP(der, cert, issuer, c.o.Now(), c.o.Config.ClockSkew)
 		if err != nil {
-			return nil, c.fetchFailed(SourceOCSP, responder, err)
+			return c.fetchFailed(SourceOCSP, responder, err)
 		}
 		c.storeOCSP(st, k, &ocspEntry{answer: a, cert: cert, url: responder})
 		c.o.Metrics.RevocationFetches.WithLabelValues(SourceOCSP).Inc()
 		if c.store != nil {
 			c.store.saveOCSP(issuer, cert, responder, der, c.o.Logger)
 		}
-		return nil, nil
+		return nil
+	})
+}
+
+// fetchOnce runs fetch once for all concurrent callers with the same key.
+// A request (sync) does not wait for a fetch that failed less than a check
+// interval ago: it gets that failure at once; background refreshes retry.
+func (c *Checker) fetchOnce(key string, sync bool, fetch func() error) error {
+	if sync {
+		c.mu.RLock()
+		f, failed := c.failures[key]
+		c.mu.RUnlock()
+		if failed && c.o.Now().Sub(f.at) < c.o.Config.CheckInterval {
+			return f.err
+		}
+	}
+	_, err, _ := c.sf.Do(key, func() (any, error) {
+		err := fetch()
+		c.mu.Lock()
+		if err != nil {
+			c.failures[key] = failure{at: c.o.Now(), err: err}
+		} else {
+			delete(c.failures, key)
+		}
+		c.mu.Unlock()
+		return nil, err
 	})
 	return err
 }
@@ -115,24 +140,23 @@ func (c *Checker) fetchCRLs(ctx context.Context, cert, issuer *x509.Certificate,
 
 // fetchCRL fetches one CRL of st's authority and caches it when it verifies.
 func (c *Checker) fetchCRL(ctx context.Context, st *issuerState, u string, delta, sync bool) error {
-	_, err, _ := c.sf.Do("crl|"+u, func() (any, error) {
+	return c.fetchOnce("crl|"+u, sync, func() error {
 		if sync {
 			c.o.Metrics.RevocationSyncFetches.WithLabelValues(SourceCRL).Inc()
 		}
 		der, err := c.get(ctx, u, nil, c.o.Config.MaxCRLBytes)
 		if err != nil {
-			return nil, c.fetchFailed(SourceCRL, u, err)
+			return c.fetchFailed(SourceCRL, u, err)
 		}
 		if err := c.addCRL(st, u, der, delta); err != nil {
-			return nil, c.fetchFailed(SourceCRL, u, err)
+			return c.fetchFailed(SourceCRL, u, err)
 		}
 		c.o.Metrics.RevocationFetches.WithLabelValues(SourceCRL).Inc()
 		if c.store != nil {
 			c.store.saveCRL(st.cert, u, der, c.o.Logger)
 		}
-		return nil, nil
+		return nil
 	})
-	return err
 }
 
 // addCRL verifies der as a CRL of st's authority and caches it.

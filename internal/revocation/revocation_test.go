@@ -626,3 +626,30 @@ func TestLDAPDeltaPointerOfRealLeaf(t *testing.T) {
 		t.Fatalf("HTTP CRL distribution point %v", u)
 	}
 }
+
+// With its sources down, a certificate's checks do not each go to the
+// network again: the failure is remembered for a check interval, while the
+// background refresh keeps trying.
+func TestFailedFetchIsNotRetriedByEveryRequest(t *testing.T) {
+	w := getWorld(t)
+	leaf, err := w.pki.IssueServer(w.pki.OSIServeur, "outage.amc.test", w.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now()}
+	c, _ := newChecker(t, testConfig(), clk)
+	chain := []*x509.Certificate{leaf.Cert, w.pki.OSIServeur.Cert}
+	w.srv.SetFault(sim.FaultDown, 0)
+	wantStatus(t, c.Check(context.Background(), chain, soft(SourceOCSP)), StatusGood, "")
+	before := w.srv.OCSPRequests.Load()
+	for i := 0; i < 10; i++ {
+		wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusUnknown, SourceNone)
+	}
+	if n := w.srv.OCSPRequests.Load() - before; n != 0 {
+		t.Fatalf("%d OCSP requests while the failure is remembered", n)
+	}
+	// A check interval later, a request tries again, and succeeds.
+	w.srv.SetFault(sim.FaultNone, 0)
+	clk.add(2 * time.Minute)
+	wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusGood, "")
+}
