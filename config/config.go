@@ -102,6 +102,9 @@ type Server struct {
 type Identity struct {
 	// Auth is the ORG_AUTH_CLI certificate used as TLS client.
 	Auth *CertSource `yaml:"auth"`
+	// Sign is the ORG_SIGN certificate that signs SAML tokens; required
+	// when a route has a token.
+	Sign *CertSource `yaml:"sign"`
 }
 
 // CertSource points to a certificate and its key: either a PKCS#12 file
@@ -143,6 +146,52 @@ type Route struct {
 	MaxResponseBytes int64           `yaml:"max_response_bytes"`
 	Timeouts         Timeouts        `yaml:"timeouts"`
 	Revocation       RouteRevocation `yaml:"revocation"`
+	// Token, when set, makes roc-proxy sign a SAML assertion with ORG_SIGN
+	// and put it in each request's WS-Security header.
+	Token *Token `yaml:"token"`
+}
+
+// Token describes the SAML assertion a route adds.
+type Token struct {
+	// Profile: roc (legal-person token of the AMC web services) or vihf
+	// (DMP, indirect authentication).
+	Profile string `yaml:"profile"`
+	// IssuerFormat is how the signer's DN is written in Issuer: rfc2253
+	// (CN=...,C=FR) or x500 (C=FR, ST=..., CN=...).
+	IssuerFormat string `yaml:"issuer_format"`
+	// Validity of an assertion (NotBefore to NotOnOrAfter).
+	Validity time.Duration `yaml:"validity"`
+	// ReuseFraction: a cached token is reused until this share of its
+	// validity has passed.
+	ReuseFraction float64 `yaml:"reuse_fraction"`
+	// CacheEntries bounds the cache of vihf tokens (one per set of
+	// per-request values).
+	CacheEntries int `yaml:"cache_entries"`
+	// NameID of a roc token; default: the structure identifier.
+	NameID string `yaml:"name_id"`
+	// AuthnContext is the default AuthnContextClassRef.
+	AuthnContext string `yaml:"authn_context"`
+	// StructureID (idNat_Struct); default: the signing certificate's OU.
+	StructureID string `yaml:"structure_id"`
+	// Attributes of a roc token (name -> value), in name order.
+	Attributes map[string]string `yaml:"attributes"`
+	// VIHF constants.
+	VIHF VIHF `yaml:"vihf"`
+}
+
+// VIHF holds the constant values of a VIHF assertion.
+type VIHF struct {
+	Version           string `yaml:"version"`
+	ActivitySector    string `yaml:"activity_sector"`
+	SoftwareName      string `yaml:"software_name"`
+	SoftwareVersion   string `yaml:"software_version"`
+	SoftwareID        string `yaml:"software_id"`
+	HomologationID    string `yaml:"homologation_id"`
+	INSOID            string `yaml:"ins_oid"`
+	ResourceURN       string `yaml:"resource_urn"`
+	PurposeOfUse      string `yaml:"purpose_of_use"`
+	RoleCodeSystem    string `yaml:"role_code_system"`
+	ConfidentialityCS string `yaml:"confidentiality_code_system"`
 }
 
 // Timeouts bound each phase of an upstream exchange.

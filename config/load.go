@@ -40,6 +40,22 @@ const (
 	DefaultMaxOCSPBytes     = 64 << 10
 )
 
+// Token defaults (DOMAIN.md, "The VIHF").
+const (
+	DefaultIssuerFormat   = "rfc2253"
+	DefaultTokenValidity  = 5 * time.Minute
+	DefaultReuseFraction  = 0.5
+	DefaultCacheEntries   = 10000
+	DefaultAuthnContext   = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
+	DefaultVIHFVersion    = "3.0"
+	DefaultActivitySector = "SA05^1.2.250.1.71.4.2.4"
+	DefaultINSOID         = "1.2.250.1.213.1.4.10"
+	DefaultResourceURN    = "urn:dmp"
+	DefaultPurposeOfUse   = "normal"
+	DefaultRoleCodeSystem = "1.2.250.1.71.1.2.7"
+	DefaultConfCodeSystem = "2.16.840.1.113883.5.25"
+)
+
 // DefaultRevocationSources is the order sources are consulted in.
 var DefaultRevocationSources = []string{"ocsp", "crl"}
 
@@ -138,6 +154,25 @@ func (c *Config) applyDefaults() {
 		if r == nil {
 			continue
 		}
+		if t := r.Token; t != nil {
+			setStr(&t.IssuerFormat, DefaultIssuerFormat)
+			setDur(&t.Validity, DefaultTokenValidity)
+			if t.ReuseFraction == 0 {
+				t.ReuseFraction = DefaultReuseFraction
+			}
+			if t.CacheEntries == 0 {
+				t.CacheEntries = DefaultCacheEntries
+			}
+			setStr(&t.AuthnContext, DefaultAuthnContext)
+			v := &t.VIHF
+			setStr(&v.Version, DefaultVIHFVersion)
+			setStr(&v.ActivitySector, DefaultActivitySector)
+			setStr(&v.INSOID, DefaultINSOID)
+			setStr(&v.ResourceURN, DefaultResourceURN)
+			setStr(&v.PurposeOfUse, DefaultPurposeOfUse)
+			setStr(&v.RoleCodeSystem, DefaultRoleCodeSystem)
+			setStr(&v.ConfidentialityCS, DefaultConfCodeSystem)
+		}
 		setStr(&r.Revocation.Policy, DefaultRevocationPolicy)
 		if len(r.Revocation.Sources) == 0 {
 			r.Revocation.Sources = append([]string(nil), DefaultRevocationSources...)
@@ -161,9 +196,11 @@ func (c *Config) resolvePaths(base string) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	if s := c.Identity.Auth; s != nil {
-		for _, p := range []*string{&s.PKCS12, &s.PasswordFile, &s.Cert, &s.Key, &s.Chain} {
-			abs(p)
+	for _, s := range []*CertSource{c.Identity.Auth, c.Identity.Sign} {
+		if s != nil {
+			for _, p := range []*string{&s.PKCS12, &s.PasswordFile, &s.Cert, &s.Key, &s.Chain} {
+				abs(p)
+			}
 		}
 	}
 	abs(&c.Revocation.CacheDir)

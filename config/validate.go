@@ -71,6 +71,7 @@ func (c *Config) Validate() error {
 	} else {
 		c.Identity.Auth.validate(&p, "identity.auth")
 	}
+	c.Identity.Sign.validate(&p, "identity.sign")
 
 	names := make([]string, 0, len(c.TrustBundles))
 	for name := range c.TrustBundles {
@@ -136,6 +137,12 @@ func (c *Config) Validate() error {
 		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
 		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		positiveDur(&p, path+".timeouts.total", r.Timeouts.Total)
+		if r.Token != nil {
+			if c.Identity.Sign == nil {
+				p.add(path+".token", "needs identity.sign: the ORG_SIGN certificate that signs the token")
+			}
+			r.Token.validate(&p, path+".token")
+		}
 		switch r.Revocation.Policy {
 		case "hard", "soft", "off":
 		default:
@@ -153,6 +160,35 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(p...)
+}
+
+func (t *Token) validate(p *problems, path string) {
+	switch t.Profile {
+	case "roc", "vihf":
+	default:
+		p.add(path+".profile", "%q is not one of roc, vihf", t.Profile)
+	}
+	switch t.IssuerFormat {
+	case "rfc2253", "x500":
+	default:
+		p.add(path+".issuer_format", "%q is not one of rfc2253, x500", t.IssuerFormat)
+	}
+	positiveDur(p, path+".validity", t.Validity)
+	if t.ReuseFraction <= 0 || t.ReuseFraction > 1 {
+		p.add(path+".reuse_fraction", "must be in (0, 1], got %g", t.ReuseFraction)
+	}
+	positive(p, path+".cache_entries", int64(t.CacheEntries))
+	if t.Profile == "vihf" {
+		if t.VIHF.SoftwareName == "" {
+			p.add(path+".vihf.software_name", "required for the vihf profile (LPS_Nom)")
+		}
+		if t.VIHF.SoftwareVersion == "" {
+			p.add(path+".vihf.software_version", "required for the vihf profile (LPS_Version)")
+		}
+	}
+	if len(t.Attributes) > 0 && t.Profile != "roc" {
+		p.add(path+".attributes", "only the roc profile takes configured attributes")
+	}
 }
 
 func (r *Revocation) validate(p *problems) {

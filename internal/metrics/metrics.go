@@ -49,6 +49,13 @@ type Metrics struct {
 	// RevocationOwnStatus is 1 for the current status (good, revoked,
 	// unknown) of each of the establishment's own certificates, by role.
 	RevocationOwnStatus *prometheus.GaugeVec
+
+	// TokensSigned counts SAML assertions signed with ORG_SIGN, by route
+	// and profile.
+	TokensSigned *prometheus.CounterVec
+	// TokenCache counts token cache lookups by route and result (hit,
+	// miss).
+	TokenCache *prometheus.CounterVec
 }
 
 // BuildInfo describes the running binary.
@@ -115,6 +122,14 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "revocation", Name: "own_certificate_status",
 		Help: "1 for the current revocation status (good, revoked, unknown) of each of the establishment's certificates, by role.",
 	}, []string{"role", "status"})
+	m.TokensSigned = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "token", Name: "signed_total",
+		Help: "SAML assertions signed with the ORG_SIGN certificate, by route and profile.",
+	}, []string{"route", "profile"})
+	m.TokenCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "token", Name: "cache_lookups_total",
+		Help: "Token cache lookups by route and result (hit, miss).",
+	}, []string{"route", "result"})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Build information; the value is always 1.",
@@ -123,7 +138,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	info.Set(1)
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
-		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus,
+		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)

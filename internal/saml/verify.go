@@ -1,0 +1,61 @@
+package saml
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/beevik/etree"
+	dsig "github.com/russellhaering/goxmldsig"
+)
+
+// VerifyEnvelope finds the one SAML assertion of a SOAP envelope and
+// verifies its signature (goxmldsig) and its signing certificate's chain up
+// to roots at time now (the signer's intermediates are not in the token:
+// partners hold them). It is the partner's side, used by the simulators and
+// the tests.
+func VerifyEnvelope(envelope []byte, roots, intermediates *x509.CertPool, now time.Time) (*etree.Element, error) {
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(envelope); err != nil {
+		return nil, err
+	}
+	var found []*etree.Element
+	for _, el := range doc.FindElements("//Assertion") {
+		if el.NamespaceURI() == NSAssertion {
+			found = append(found, el)
+		}
+	}
+	if len(found) != 1 {
+		return nil, fmt.Errorf("%d SAML assertions, want exactly 1", len(found))
+	}
+	a := found[0]
+	certEl := a.FindElement("Signature/KeyInfo/X509Data/X509Certificate")
+	if certEl == nil {
+		return nil, errors.New("no signing certificate in KeyInfo")
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(certEl.Text()), ""))
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		var ua x509.UnknownAuthorityError
+		if !errors.As(err, &ua) {
+			return nil, fmt.Errorf("signing certificate: %w", err)
+		}
+		return nil, fmt.Errorf("signing certificate not issued under the trusted root: %w", err)
+	}
+	vc := dsig.NewDefaultValidationContext(&dsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{cert}})
+	vc.Clock = dsig.NewFakeClockAt(now)
+	if _, err := vc.Validate(a); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	return a, nil
+}
