@@ -36,6 +36,9 @@ type Revocation struct {
 	ClockSkew time.Duration `yaml:"clock_skew"`
 	// FetchTimeout bounds one OCSP or CRL fetch.
 	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// RefuseRevokedSigner makes signing routes answer 503 instead of
+	// signing while the ORG_SIGN certificate is known to be revoked.
+	RefuseRevokedSigner *bool `yaml:"refuse_revoked_signer"`
 	// CheckInterval is how often due refreshes are looked for.
 	CheckInterval time.Duration `yaml:"check_interval"`
 	// MaxCRLBytes and MaxOCSPBytes bound what is read from the network.

@@ -105,7 +105,7 @@ func TestDemo(t *testing.T) {
 	if err := Run(context.Background(), []string{"demo"}, &out, &errOut); err != nil {
 		t.Fatalf("demo failed: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "9 of 9 steps as expected") {
+	if !strings.Contains(out.String(), "11 of 11 steps as expected") {
 		t.Fatalf("unexpected demo output:\n%s", out.String())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
+	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -41,6 +42,7 @@ type Proxy struct {
 	handler    http.Handler
 	transports []*http.Transport
 	auth       *mtls.Identity
+	sign       *mtls.Identity
 	warnings   []string
 	revocation *revocation.Checker
 	store      *trust.Store
@@ -51,6 +53,7 @@ type Proxy struct {
 type Material struct {
 	Store *trust.Store
 	Auth  *mtls.Identity
+	Sign  *mtls.Identity // nil when no route signs
 }
 
 // LoadMaterial reads the trust bundles and the establishment identity.
@@ -65,7 +68,16 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Material{Store: store, Auth: auth}, nil
+	mat := &Material{Store: store, Auth: auth}
+	if cfg.Identity.Sign != nil {
+		mat.Sign, err = mtls.LoadIdentity(cfg.Identity.Sign, mtls.LoadOptions{
+			Path: "identity.sign", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return mat, nil
 }
 
 // Build wires a Proxy from a validated configuration.
@@ -87,8 +99,13 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, revocation: checker, store: mat.Store}
+	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store}
 	p.watchExpiry("identity.auth", mat.Auth.Leaf, d.Now())
+	var signer *saml.Signer
+	if mat.Sign != nil {
+		p.watchExpiry("identity.sign", mat.Sign.Leaf, d.Now())
+		signer = saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf)
+	}
 	for _, name := range mat.Store.Names() {
 		b := mat.Store.Bundle(name)
 		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
@@ -134,11 +151,18 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 			ResponseHeaderTimeout: r.Timeouts.ResponseHeader,
 		})
 		p.transports = append(p.transports, tr)
-		specs = append(specs, proxy.RouteSpec{
+		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
 			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
 			TotalTimeout: r.Timeouts.Total, Transport: tr,
-		})
+		}
+		if r.Token != nil {
+			spec.Token = &tokenSource{
+				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: func() *saml.Signer { return signer }, Now: d.Now, Metrics: m}),
+				checker:  checker, refuseRevoked: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
+			}
+		}
+		specs = append(specs, spec)
 	}
 	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m})
 	if err != nil {
@@ -181,6 +205,27 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 	cas = append(cas, p.auth.Chain[1:]...)
 	p.revocation.Prefetch(ctx, cas, chains)
 	p.revocation.Watch(ctx, "ORG_AUTH_CLI", p.auth.Chain)
+	if p.sign != nil {
+		p.revocation.Watch(ctx, "ORG_SIGN", p.sign.Chain)
+	}
+}
+
+// tokenSource signs a route's tokens, unless ORG_SIGN is known revoked.
+type tokenSource struct {
+	injector      *saml.Injector
+	checker       *revocation.Checker
+	refuseRevoked bool
+}
+
+func (t *tokenSource) Token(h http.Header, body []byte) ([]byte, string, error) {
+	if t.refuseRevoked && t.checker.OwnStatus("ORG_SIGN") == revocation.StatusRevoked {
+		return nil, "", proxy.ErrSignerRevoked
+	}
+	tok, err := t.injector.Inject(h, body)
+	if err != nil {
+		return nil, "", err
+	}
+	return tok.Body, tok.AssertionID, nil
 }
 
 // Handler is the SIH-facing handler.

@@ -38,6 +38,9 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: configuration OK\n", args[0])
 	fmt.Fprintf(stdout, "  identity.auth: %s (expires %s)\n", trust.SubjectDN(mat.Auth.Leaf), mat.Auth.Leaf.NotAfter.UTC().Format(time.DateOnly))
+	if mat.Sign != nil {
+		fmt.Fprintf(stdout, "  identity.sign: %s (expires %s)\n", trust.SubjectDN(mat.Sign.Leaf), mat.Sign.Leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
 	for _, name := range mat.Store.Names() {
 		b := mat.Store.Bundle(name)
 		fmt.Fprintf(stdout, "  trust_bundles.%s: %d root(s), %d intermediate(s)\n", name, len(b.Anchors), len(b.Intermediates))

@@ -38,6 +38,17 @@ const DemoAMC = "123456789"
 // DemoRevokedHost is the simulated AMC whose certificate is revoked.
 const DemoRevokedHost = "revoque.amc.test"
 
+// DemoDMPHost is the simulated DMP endpoint.
+const DemoDMPHost = "dmp.sim.test"
+
+// demoUser is the SIH user a VIHF is signed for.
+var demoUser = map[string]string{
+	"X-Roc-User-Id":     "810002345678",
+	"X-Roc-User-Name":   "DUPONT Jeanne (Cardiologie)",
+	"X-Roc-User-Roles":  "10^1.2.250.1.71.1.2.7^Médecin",
+	"X-Roc-Patient-Ins": "279035121518989",
+}
+
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	keep := fs.Bool("keep-running", false, "leave the simulators and the proxy running and print curl commands; stop with Ctrl-C")
@@ -89,6 +100,7 @@ type demoEnv struct {
 	proxyDone     chan error
 	idbRequest    []byte
 	searchRequest []byte
+	dmpRequest    []byte
 }
 
 func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
@@ -124,7 +136,10 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	if err != nil {
 		return nil, err
 	}
-	startSim := func(certFile, keyFile string, run func(sim.Options) (*sim.Server, error)) *sim.Server {
+	// Partners that check tokens hold the IGC-Santé chain.
+	tokenInter := x509.NewCertPool()
+	tokenInter.AddCert(pki.SanteOrg.Cert)
+	startSim := func(certFile, keyFile string, checkTokens bool, run func(sim.Options) (*sim.Server, error)) *sim.Server {
 		if err != nil {
 			return nil
 		}
@@ -132,22 +147,40 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 		if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
 			return nil
 		}
+		o := sim.Options{Certificate: &cert, ClientCAs: santeRoots}
+		if checkTokens {
+			o.TokenRoots, o.TokenIntermediates = santeRoots, tokenInter
+		}
 		var s *sim.Server
-		if s, err = run(sim.Options{Certificate: &cert, ClientCAs: santeRoots}); err == nil {
+		if s, err = run(o); err == nil {
 			env.sims = append(env.sims, s)
 		}
 		return s
 	}
-	idb := startSim(files.ServerCertPEM[testpki.IDBHost], files.ServerKeyPEM[testpki.IDBHost], sim.StartAMCService)
+	idb := startSim(files.ServerCertPEM[testpki.IDBHost], files.ServerKeyPEM[testpki.IDBHost], true, sim.StartAMCService)
 	var idbURL string
 	if idb != nil {
 		idbURL = "https://" + testpki.IDBHost + ":" + port(idb.Addr) + "/roc/idb"
 	}
-	annuaire := startSim(files.ServerCertPEM[testpki.AnnuaireHost], files.ServerKeyPEM[testpki.AnnuaireHost], func(o sim.Options) (*sim.Server, error) {
+	annuaire := startSim(files.ServerCertPEM[testpki.AnnuaireHost], files.ServerKeyPEM[testpki.AnnuaireHost], false, func(o sim.Options) (*sim.Server, error) {
 		return sim.StartAnnuaire(o, map[string][]sim.Address{DemoAMC: {{CodeService: "IDB", URL: idbURL}}})
 	})
-	impostor := startSim(files.RogueServerCert, files.RogueServerKey, sim.StartAMCService)
-	revokedAMC := startSim(files.ServerCertPEM[DemoRevokedHost], files.ServerKeyPEM[DemoRevokedHost], sim.StartAMCService)
+	impostor := startSim(files.RogueServerCert, files.RogueServerKey, false, sim.StartAMCService)
+	revokedAMC := startSim(files.ServerCertPEM[DemoRevokedHost], files.ServerKeyPEM[DemoRevokedHost], false, sim.StartAMCService)
+	// The DMP presents an IGC-Santé server certificate.
+	var dmp *sim.Server
+	if err == nil {
+		var dmpCert *testpki.Cert
+		if dmpCert, err = pki.IssueServerFor(pki.SanteOrg, "aci-el-org", DemoDMPHost, pkiOpts); err == nil {
+			dmpFile, dmpKey := filepath.Join(dir, "server-dmp.pem"), filepath.Join(dir, "server-dmp.key")
+			keyPEM, _ := dmpCert.KeyPEM()
+			if err = os.WriteFile(dmpFile, testpki.PEM(dmpCert.Chain()...), 0o644); err == nil {
+				if err = os.WriteFile(dmpKey, keyPEM, 0o600); err == nil {
+					dmp = startSim(dmpFile, dmpKey, true, sim.StartDMP)
+				}
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("starting simulators: %w", err)
 	}
@@ -159,6 +192,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 		"IDBURL": idb.URL, "IDBHost": testpki.IDBHost, "ImpostorURL": impostor.URL,
 		"RevokedURL": revokedAMC.URL, "RevokedHost": DemoRevokedHost, "CacheDir": filepath.Join(dir, "revocation-cache"),
 		"ACServeur": trust.SubjectDN(pki.OSIServeur.Cert), "ACServeurCRL": pkiOpts.CRLURL("ac-serveur"), "ACServeurDelta": pkiOpts.DeltaCRLURL("ac-serveur"),
+		"DMPURL": dmp.URL, "DMPHost": DemoDMPHost,
 	})
 	if err != nil {
 		return nil, err
@@ -202,7 +236,8 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	}()
 	env.searchRequest = sim.AnnuaireSearchRequest(DemoAMC, "IDB")
 	env.idbRequest = sim.IDBRequest(DemoAMC, "0123456789")
-	for name, body := range map[string][]byte{"annuaire-search.xml": env.searchRequest, "idb-request.xml": env.idbRequest} {
+	env.dmpRequest = sim.DMPRequest()
+	for name, body := range map[string][]byte{"annuaire-search.xml": env.searchRequest, "idb-request.xml": env.idbRequest, "dmp-request.xml": env.dmpRequest} {
 		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
 			return nil, err
 		}
@@ -229,6 +264,7 @@ func (env *demoEnv) close() {
 type demoStep struct {
 	name, route, path string
 	body              []byte
+	header            map[string]string
 	admin             bool
 	wantStatus        int
 	wantError         string // JSON error code[/reason] from the proxy
@@ -247,15 +283,20 @@ func (env *demoEnv) steps() []demoStep {
 	return []demoStep{
 		{name: "AMC directory lookup (SOAP 1.1 search)", route: "annuaire-amc", path: "/annuaire-amc/", body: env.searchRequest,
 			wantStatus: 200, wantBody: "<code_service>IDB</code_service>"},
-		{name: "rights check IDB at the AMC", route: "amc-idb", path: "/amc/idb/", body: env.idbRequest,
+		{name: "rights check IDB at the AMC, with a ROC token", route: "amc-idb", path: "/amc/idb/", body: env.idbRequest,
 			wantStatus: 200, wantBody: "<droits_ouverts>true</droits_ouverts>"},
+		{name: "DMP document feed, with a VIHF", route: "dmp", path: "/dmp/", body: env.dmpRequest, header: demoUser,
+			wantStatus: 200, wantBody: "ResponseStatusType:Success"},
+		{name: "DMP call without the user's identity", route: "dmp", path: "/dmp/", body: env.dmpRequest,
+			header:     map[string]string{"X-Roc-Patient-Ins": "279035121518989"},
+			wantStatus: 400, wantError: "bad_token_values"},
 		{name: "impostor AMC (certificate from an unknown CA)", route: "amc-imposteur", path: "/amc/imposteur/", body: env.idbRequest,
 			wantStatus: 502, wantError: "upstream_tls/unknown_authority"},
 		{name: "AMC certificate for another name", route: "amc-mauvais-nom", path: "/amc/mauvais-nom/", body: env.searchRequest,
 			wantStatus: 502, wantError: "upstream_tls/name_mismatch"},
 		{name: "AMC whose certificate is revoked", route: "amc-revoquee", path: "/amc/revoquee/", body: env.idbRequest,
 			wantStatus: 502, wantError: "upstream_tls/revoked"},
-		{name: "path no route serves", route: "-", path: "/dmp/", body: env.idbRequest,
+		{name: "path no route serves", route: "-", path: "/inconnu/", body: env.idbRequest,
 			wantStatus: 404, wantError: "unknown_route"},
 		{name: "body over the route's 64 KiB limit", route: "amc-idb", path: "/amc/idb/", body: bytes.Repeat([]byte("x"), 100<<10),
 			wantStatus: 413, wantError: "body_too_large"},
@@ -284,6 +325,9 @@ func (env *demoEnv) play(ctx context.Context) []demoResult {
 		if s.body != nil {
 			req.Header.Set("Content-Type", "text/xml; charset=utf-8")
 		}
+		for k, v := range s.header {
+			req.Header.Set(k, v)
+		}
 		start := time.Now()
 		resp, err := client.Do(req)
 		r.latency = time.Since(start)
@@ -298,6 +342,9 @@ func (env *demoEnv) play(ctx context.Context) []demoResult {
 		client := resp.Header.Get(sim.HeaderClientSubject)
 		if cn, _, ok := strings.Cut(client, ","); ok {
 			client = cn
+		}
+		if tok := resp.Header.Get(sim.HeaderTokenSubject); tok != "" {
+			client += ", token for " + tok
 		}
 		r.got, r.ok = judge(s, resp.StatusCode, body, client)
 		out = append(out, r)
@@ -323,7 +370,7 @@ func judge(s demoStep, status int, body []byte, client string) (string, bool) {
 	}
 	if status == s.wantStatus && bytes.Contains(body, []byte(s.wantBody)) {
 		if client != "" {
-			return "answer; AMC saw " + client, true
+			return "answer; partner saw " + client, true
 		}
 		return "expected answer", true
 	}

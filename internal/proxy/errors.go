@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -22,7 +23,12 @@ type Problem struct {
 	Message string `json:"message"`
 	// Source is the revocation source (ocsp, crl) that decided.
 	Source string `json:"source,omitempty"`
+	// Problems lists every missing or malformed per-request token value.
+	Problems []string `json:"problems,omitempty"`
 }
+
+// ErrSignerRevoked: the ORG_SIGN certificate is revoked, nothing is signed.
+var ErrSignerRevoked = errors.New("the ORG_SIGN certificate is revoked: renew it")
 
 func problem(status int, code, reason, message string) Problem {
 	return Problem{Status: status, Code: code, Reason: reason, Message: message}
@@ -38,7 +44,28 @@ const (
 	CodeUpstreamUnavailable = "upstream_unavailable"
 	CodeUpstreamError       = "upstream_error"
 	CodeClientClosed        = "client_closed"
+	CodeBadTokenValues      = "bad_token_values"
+	CodeBadEnvelope         = "bad_envelope"
+	CodeSignerRevoked       = "signer_revoked"
+	CodeSigningFailed       = "signing_failed"
 )
+
+// tokenProblem maps a token failure; nothing was signed.
+func tokenProblem(err error) Problem {
+	var ve *saml.ValuesError
+	var ee *saml.EnvelopeError
+	switch {
+	case errors.As(err, &ve):
+		p := problem(http.StatusBadRequest, CodeBadTokenValues, "", "the request lacks per-request values the token needs, or they are malformed")
+		p.Problems = ve.Problems
+		return p
+	case errors.As(err, &ee):
+		return problem(http.StatusBadRequest, CodeBadEnvelope, "", ee.Reason)
+	case errors.Is(err, ErrSignerRevoked):
+		return problem(http.StatusServiceUnavailable, CodeSignerRevoked, "", "the establishment's signing certificate is revoked: no token is signed")
+	}
+	return problem(http.StatusInternalServerError, CodeSigningFailed, "", "the token could not be signed")
+}
 
 // StatusClientClosedRequest is logged (not sent) when the SIH went away
 // before the answer, as nginx does.

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
+	"github.com/roc-proxy/roc-proxy/internal/saml"
 )
 
 // spoofableHeaders are dropped from what the SIH sends: they would let a
@@ -46,11 +47,12 @@ type Options struct {
 // exchange is the per-request state shared between ServeHTTP and the
 // ReverseProxy callbacks.
 type exchange struct {
-	route   *route
-	id      string
-	body    []byte // the SIH's request body, whole
-	problem *Problem
-	err     error
+	route       *route
+	id          string
+	body        []byte // the SIH's request body, whole (with the token)
+	assertionID string // of the token added, if any
+	problem     *Problem
+	err         error
 }
 
 type ctxKey struct{}
@@ -127,6 +129,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if ex.route != nil {
 			fields = append(fields, zap.String("upstream", ex.route.Upstream.Host))
 		}
+		if ex.assertionID != "" {
+			fields = append(fields, zap.String("assertion_id", ex.assertionID))
+		}
 		if ex.problem != nil {
 			fields = append(fields, zap.String("error", ex.problem.Code))
 			if ex.problem.Reason != "" {
@@ -157,6 +162,12 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 		h.fail(w, ex, problemFor(err, ctx.Err()), err)
 		return
 	}
+	if ex.route.Token != nil {
+		if body, ex.assertionID, err = ex.route.Token.Token(req.Header, body); err != nil {
+			h.fail(w, ex, tokenProblem(err), err)
+			return
+		}
+	}
 	ex.body = body
 	req = req.WithContext(ctx)
 	req.Body, req.ContentLength = http.NoBody, int64(len(body)) // the bytes travel in ex
@@ -169,6 +180,10 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.RawPath = ""
 	pr.SetURL(ex.route.Upstream)
 	for _, name := range spoofableHeaders {
+		pr.Out.Header.Del(name)
+	}
+	// The per-request token values are for roc-proxy, not the partner.
+	for _, name := range saml.RequestHeaders {
 		pr.Out.Header.Del(name)
 	}
 	pr.Out.Header.Set(HeaderRequestID, ex.id)

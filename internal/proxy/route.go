@@ -24,6 +24,16 @@ type RouteSpec struct {
 	TotalTimeout time.Duration
 	// Transport reaches the upstream (mtls.NewTransport).
 	Transport http.RoundTripper
+	// Token, when set, adds a signed SAML assertion to every request.
+	Token TokenSource
+}
+
+// TokenSource puts a signed token into a SIH request body.
+type TokenSource interface {
+	// Token returns the body to forward and the assertion's ID. Errors
+	// are *saml.ValuesError or *saml.EnvelopeError (400), ErrSignerRevoked
+	// (503) or a signing failure (500).
+	Token(h http.Header, body []byte) (out []byte, assertionID string, err error)
 }
 
 type route struct {

@@ -32,6 +32,12 @@ func VerifyEnvelope(envelope []byte, roots, intermediates *x509.CertPool, now ti
 		return nil, fmt.Errorf("%d SAML assertions, want exactly 1", len(found))
 	}
 	a := found[0]
+	// Comments and processing instructions are outside the signed
+	// (canonical) form: one inside NameID would let "8100<!---->1" read as
+	// "8100" while the signature still verifies.
+	if err := noHiddenNodes(a); err != nil {
+		return nil, err
+	}
 	certEl := a.FindElement("Signature/KeyInfo/X509Data/X509Certificate")
 	if certEl == nil {
 		return nil, errors.New("no signing certificate in KeyInfo")
@@ -58,4 +64,20 @@ func VerifyEnvelope(envelope []byte, roots, intermediates *x509.CertPool, now ti
 		return nil, fmt.Errorf("signature: %w", err)
 	}
 	return a, nil
+}
+
+func noHiddenNodes(el *etree.Element) error {
+	for _, t := range el.Child {
+		switch c := t.(type) {
+		case *etree.Comment:
+			return errors.New("comment inside the signed assertion")
+		case *etree.ProcInst:
+			return errors.New("processing instruction inside the signed assertion")
+		case *etree.Element:
+			if err := noHiddenNodes(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

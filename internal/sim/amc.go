@@ -10,7 +10,7 @@ import (
 // rights checks ("demandeDroits").
 func StartAMCService(o Options) (*Server, error) {
 	return start(o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		op := readEnvelope(w, r)
+		op := readEnvelope(w, r, o)
 		if op == nil {
 			return
 		}

@@ -16,7 +16,7 @@ type Address struct {
 // StartAnnuaire starts the AMC directory: numero_amc -> service addresses.
 func StartAnnuaire(o Options, directory map[string][]Address) (*Server, error) {
 	return start(o, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		op := readEnvelope(w, r)
+		op := readEnvelope(w, r, o)
 		if op == nil {
 			return
 		}

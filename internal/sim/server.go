@@ -29,6 +29,9 @@ type Options struct {
 	// ErrorLog receives handshake failures (a refused client certificate
 	// shows there); nil discards them.
 	ErrorLog *log.Logger
+	// TokenRoots and TokenIntermediates, when set, make the partner
+	// require a SAML token signed under them (the IGC-Santé chain).
+	TokenRoots, TokenIntermediates *x509.CertPool
 }
 
 // Server is a running simulated partner.

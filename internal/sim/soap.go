@@ -18,8 +18,9 @@ const (
 )
 
 // readEnvelope reads a SOAP 1.1 request and returns its Body's first child,
-// or writes a SOAP fault and returns nil.
-func readEnvelope(w http.ResponseWriter, r *http.Request) *etree.Element {
+// or writes a SOAP fault and returns nil. When o requires a token, the
+// envelope must carry a valid ROC token.
+func readEnvelope(w http.ResponseWriter, r *http.Request, o Options) *etree.Element {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		fault(w, http.StatusMethodNotAllowed, "soap:Client", "POST expected")
@@ -34,6 +35,14 @@ func readEnvelope(w http.ResponseWriter, r *http.Request) *etree.Element {
 	if err := doc.ReadFromBytes(data); err != nil {
 		fault(w, http.StatusBadRequest, "soap:Client", "body is not XML")
 		return nil
+	}
+	if o.TokenRoots != nil {
+		a, err := checkToken(data, o, nil)
+		if err != nil {
+			fault(w, http.StatusInternalServerError, "soap:Client", "jeton SAML refusé: "+err.Error())
+			return nil
+		}
+		w.Header().Set(HeaderTokenSubject, a)
 	}
 	env := doc.Root()
 	if env == nil || env.Tag != "Envelope" || env.NamespaceURI() != NSSOAP11 {

@@ -163,15 +163,21 @@ func New(o Options) (*PKI, error) {
 }
 
 // IssueServer issues an AMC-style TLS server certificate for name (a DNS
-// name or an IP literal) from ca.
+// name or an IP literal) from ca, an AC-SERVEUR.
 func (p *PKI) IssueServer(ca *Cert, name string, o Options) (*Cert, error) {
+	return p.IssueServerFor(ca, "ac-serveur", name, o)
+}
+
+// IssueServerFor is IssueServer from a CA whose revocation status is
+// published under caName (e.g. "aci-el-org" for IGC-Santé servers).
+func (p *PKI) IssueServerFor(ca *Cert, caName, name string, o Options) (*Cert, error) {
 	t := Template{
 		Subject:     pkix.Name{CommonName: name, Organization: []string{"AMC SIMULEE"}, Country: []string{"FR"}},
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		CRLURL:      o.CRLURL("ac-serveur"),
+		CRLURL:      o.CRLURL(caName),
 		OCSPURL:     o.OCSPURL(),
-		DeltaCRLURL: o.DeltaCRLURL("ac-serveur"),
+		DeltaCRLURL: o.DeltaCRLURL(caName),
 	}
 	if ip := net.ParseIP(name); ip != nil {
 		t.IPAddresses = []net.IP{ip}
