@@ -141,3 +141,105 @@ func (c *testClock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// TestTokensThroughTheProxy: a route signing ROC tokens, its refusals, and
+// a revoked ORG_SIGN.
+func TestTokensThroughTheProxy(t *testing.T) {
+	rs, err := sim.StartRevocation(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	// Short-lived answers: the revocation of ORG_SIGN below is seen at the
+	// next refresh, within the test.
+	rs.Validity = 2 * time.Second
+	o := testpki.Options{RevocationBaseURL: rs.URL, ServerNames: []string{"idb.amc.test"}}
+	pki, err := testpki.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
+		rs.AddCA(name, ca)
+	}
+	dir := t.TempDir()
+	files, err := pki.WriteFiles(dir, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen http.Header
+	var seenMu sync.Mutex
+	up := partner(t, pki, "idb.amc.test", func(w http.ResponseWriter, r *http.Request) {
+		seenMu.Lock()
+		seen = r.Header.Clone()
+		seenMu.Unlock()
+		io.WriteString(w, "<ok/>")
+	})
+	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
+revocation: {check_interval: 50ms}
+routes:
+  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi], token: {profile: roc}}
+`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, up.URL)), 0o600)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+	defer func() {
+		stop()
+		<-served
+		http.DefaultClient.CloseIdleConnections()
+	}()
+	waitReady(t, "http://"+adminLn.Addr().String())
+	post := func(body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+sihLn.Addr().String()+"/idb/", strings.NewReader(body))
+		req.Header.Set("X-Roc-User-Id", "must-not-leave")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		b, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(b, &out)
+		return resp.StatusCode, out
+	}
+	envelope := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
+	if code, _ := post(envelope); code != 200 {
+		t.Fatalf("signed call: %d", code)
+	}
+	seenMu.Lock()
+	if seen.Get("X-Roc-User-Id") != "" {
+		t.Error("a per-request token header reached the partner")
+	}
+	seenMu.Unlock()
+	if code, body := post(`<!DOCTYPE x><S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body/></S:Envelope>`); code != 400 || body["error"] != "bad_envelope" {
+		t.Fatalf("DTD: %d %v", code, body)
+	}
+	// ORG_SIGN is revoked: once the refresh has seen it, nothing is signed.
+	rs.Revoke("aci-el-org", pki.Sign.Cert.SerialNumber)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := post(envelope)
+		if code == 503 && body["error"] == "signer_revoked" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoked signer still signing: %d %v", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
