@@ -152,6 +152,19 @@ type Route struct {
 	// Token, when set, makes roc-proxy sign a SAML assertion with ORG_SIGN
 	// and put it in each request's WS-Security header.
 	Token *Token `yaml:"token"`
+	// ResponseSignature checks the partner's signed answers.
+	ResponseSignature ResponseSignature `yaml:"response_signature"`
+}
+
+// ResponseSignature is a route's policy on the partner's XML signatures.
+type ResponseSignature struct {
+	// Policy: off (default), log (verify signatures present, log and
+	// count failures), enforce (a response must carry valid signatures,
+	// else 502).
+	Policy string `yaml:"policy"`
+	// Trust names the bundles whose authorities may issue the signing
+	// certificate (the AMC's AC-SERVICES-APPLICATIFS).
+	Trust []string `yaml:"trust"`
 }
 
 // Token describes the SAML assertion a route adds.

@@ -174,6 +174,7 @@ func (c *Config) applyDefaults() {
 			setStr(&v.ConfidentialityCS, DefaultConfCodeSystem)
 		}
 		setStr(&r.Revocation.Policy, DefaultRevocationPolicy)
+		setStr(&r.ResponseSignature.Policy, "off")
 		if len(r.Revocation.Sources) == 0 {
 			r.Revocation.Sources = append([]string(nil), DefaultRevocationSources...)
 		}

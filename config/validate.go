@@ -143,6 +143,20 @@ func (c *Config) Validate() error {
 			}
 			r.Token.validate(&p, path+".token")
 		}
+		switch r.ResponseSignature.Policy {
+		case "off":
+		case "log", "enforce":
+			if len(r.ResponseSignature.Trust) == 0 {
+				p.add(path+".response_signature.trust", "required with policy %s: the bundles of the partner's signing authority", r.ResponseSignature.Policy)
+			}
+		default:
+			p.add(path+".response_signature.policy", "%q is not one of off, log, enforce", r.ResponseSignature.Policy)
+		}
+		for k, b := range r.ResponseSignature.Trust {
+			if _, ok := c.TrustBundles[b]; !ok {
+				p.add(fmt.Sprintf("%s.response_signature.trust[%d]", path, k), "unknown bundle %q", b)
+			}
+		}
 		switch r.Revocation.Policy {
 		case "hard", "soft", "off":
 		default:

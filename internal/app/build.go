@@ -156,6 +156,11 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
 			TotalTimeout: r.Timeouts.Total, Transport: tr,
 		}
+		if rs := r.ResponseSignature; rs.Policy != "off" {
+			roots, inter := mat.Store.Pools(rs.Trust...)
+			spec.Enforce = rs.Policy == "enforce"
+			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
+		}
 		if r.Token != nil {
 			spec.Token = &tokenSource{
 				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: func() *saml.Signer { return signer }, Now: d.Now, Metrics: m}),

@@ -56,6 +56,9 @@ type Metrics struct {
 	// TokenCache counts token cache lookups by route and result (hit,
 	// miss).
 	TokenCache *prometheus.CounterVec
+	// ResponseSignatures counts checks of partners' signed answers by
+	// route and result (valid, invalid, absent).
+	ResponseSignatures *prometheus.CounterVec
 }
 
 // BuildInfo describes the running binary.
@@ -130,6 +133,10 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "token", Name: "cache_lookups_total",
 		Help: "Token cache lookups by route and result (hit, miss).",
 	}, []string{"route", "result"})
+	m.ResponseSignatures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "upstream", Name: "response_signatures_total",
+		Help: "Checks of partners' XML signatures on responses, by route and result (valid, invalid, absent).",
+	}, []string{"route", "result"})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Build information; the value is always 1.",
@@ -138,7 +145,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	info.Set(1)
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
-		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache,
+		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)

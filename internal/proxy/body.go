@@ -73,20 +73,20 @@ func setRequestBody(out *http.Request, b []byte) {
 }
 
 // bufferResponse replaces the response body by its bytes, with a
-// Content-Length.
-func bufferResponse(res *http.Response, limit int64) error {
+// Content-Length, and returns them.
+func bufferResponse(res *http.Response, limit int64) ([]byte, error) {
 	b, err := readBody(res.Body, res.ContentLength, limit)
 	res.Body.Close()
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return fmt.Errorf("%w (%d bytes)", errResponseTooLarge, limit)
+		return nil, fmt.Errorf("%w (%d bytes)", errResponseTooLarge, limit)
 	}
 	if err != nil {
-		return fmt.Errorf("reading the partner's response: %w", err)
+		return nil, fmt.Errorf("reading the partner's response: %w", err)
 	}
 	res.Body = io.NopCloser(bytes.NewReader(b))
 	res.ContentLength = int64(len(b))
 	res.TransferEncoding = nil
 	res.Header.Set("Content-Length", strconv.Itoa(len(b)))
-	return nil
+	return b, nil
 }

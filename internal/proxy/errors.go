@@ -27,6 +27,10 @@ type Problem struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
+// errResponseSignature wraps a partner answer whose signature is missing or
+// did not verify under an enforce policy.
+var errResponseSignature = errors.New("partner response signature")
+
 // ErrSignerRevoked: the ORG_SIGN certificate is revoked, nothing is signed.
 var ErrSignerRevoked = errors.New("the ORG_SIGN certificate is revoked: renew it")
 
@@ -99,6 +103,8 @@ func problemFor(err, ctxErr error) Problem {
 	switch {
 	case errors.As(err, &maxBytes):
 		return problem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit")
+	case errors.Is(err, errResponseSignature):
+		return problem(http.StatusBadGateway, CodeUpstreamError, "response_signature", "the partner's response signature is missing or does not verify")
 	case errors.Is(err, errResponseTooLarge):
 		return problem(http.StatusBadGateway, CodeUpstreamError, "response_too_large", "the partner's response exceeds the route's limit")
 	case errors.As(err, &verify):

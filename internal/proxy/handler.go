@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -71,7 +72,7 @@ func New(o Options) (*Handler, error) {
 			Rewrite:        h.rewrite,
 			Transport:      spec.Transport,
 			ErrorHandler:   h.proxyError,
-			ModifyResponse: r.modifyResponse,
+			ModifyResponse: h.modifyResponse(r),
 			BufferPool:     h.bufs,
 			ErrorLog:       errLog,
 		}
@@ -204,11 +205,35 @@ func (h *Handler) fail(w http.ResponseWriter, ex *exchange, p Problem, err error
 	writeProblem(w, p, ex.id)
 }
 
-func (r *route) modifyResponse(res *http.Response) error {
-	// Ours is already set on the response; a second value would confuse
-	// the SIH's correlation.
-	res.Header.Del(HeaderRequestID)
-	return bufferResponse(res, r.MaxResponseBytes)
+func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
+	return func(res *http.Response) error {
+		// Ours is already set on the response; a second value would
+		// confuse the SIH's correlation.
+		res.Header.Del(HeaderRequestID)
+		body, err := bufferResponse(res, r.MaxResponseBytes)
+		if err != nil || r.ResponseSignatures == nil {
+			return err
+		}
+		n, err := r.ResponseSignatures(body)
+		result := "valid"
+		switch {
+		case errors.Is(err, saml.ErrNoSignature):
+			result = "absent"
+		case err != nil:
+			result = "invalid"
+		}
+		h.metrics.ResponseSignatures.WithLabelValues(r.Name, result).Inc()
+		if err == nil {
+			return nil
+		}
+		if r.Enforce {
+			return fmt.Errorf("%w: %v", errResponseSignature, err)
+		}
+		if result == "invalid" {
+			h.log.Warn("partner response signature does not verify", zap.String("route", r.Name), zap.Int("verified", n), zap.Error(err))
+		}
+		return nil
+	}
 }
 
 // clean reports whether p has no empty, "." or ".." segment (a trailing

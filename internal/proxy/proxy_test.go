@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -440,5 +442,48 @@ func TestBodiesAreForwardedWhole(t *testing.T) {
 	}
 	if got := resp.Header.Get("X-Got-Length"); got != "7" {
 		t.Errorf("partner saw Content-Length %s, want 7", got)
+	}
+}
+
+// The response-signature policy: enforce refuses, log lets through and
+// counts. The verification itself is saml.VerifyResponse's (tested there).
+func TestResponseSignaturePolicy(t *testing.T) {
+	p := pki(t)
+	up := startUpstream(t, p.Servers[testpki.IDBHost], p.SanteRoot, echo)
+	for _, tc := range []struct {
+		name    string
+		enforce bool
+		verdict error
+		status  int
+		result  string
+	}{
+		{"enforce, valid", true, nil, 200, "valid"},
+		{"enforce, invalid", true, errors.New("signature 1: digest mismatch"), 502, "invalid"},
+		{"enforce, absent", true, saml.ErrNoSignature, 502, "absent"},
+		{"log, invalid", false, errors.New("signature 1: digest mismatch"), 200, "invalid"},
+		{"log, absent", false, saml.ErrNoSignature, 200, "absent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost}})
+			f.h.routes[0].ResponseSignatures = func([]byte) (int, error) { return 1, tc.verdict }
+			f.h.routes[0].Enforce = tc.enforce
+			srv := f.server(t)
+			resp, err := srv.Client().Post(srv.URL+"/r/", "text/xml", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.status == 502 {
+				if pb := decodeProblem(t, resp); pb.Reason != "response_signature" {
+					t.Fatalf("reason %q", pb.Reason)
+				}
+			}
+			if n := testutil.ToFloat64(f.m.ResponseSignatures.WithLabelValues("r", tc.result)); n != 1 {
+				t.Fatalf("metric %s = %v", tc.result, n)
+			}
+		})
 	}
 }

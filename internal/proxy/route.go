@@ -26,6 +26,10 @@ type RouteSpec struct {
 	Transport http.RoundTripper
 	// Token, when set, adds a signed SAML assertion to every request.
 	Token TokenSource
+	// ResponseSignatures, when set, verifies the partner's signed
+	// answers; Enforce makes a failure a 502 instead of a log line.
+	ResponseSignatures func(body []byte) (int, error)
+	Enforce            bool
 }
 
 // TokenSource puts a signed token into a SIH request body.
