@@ -172,6 +172,11 @@ type Token struct {
 	// Profile: roc (legal-person token of the AMC web services) or vihf
 	// (DMP, indirect authentication).
 	Profile string `yaml:"profile"`
+	// Placement: wsse (in the SOAP WS-Security header, default) or
+	// http-header (base64 of the assertion in HTTPHeader, for endpoints
+	// that are not SOAP; the body is forwarded unchanged).
+	Placement  string `yaml:"placement"`
+	HTTPHeader string `yaml:"http_header"`
 	// IssuerFormat is how the signer's DN is written in Issuer: rfc2253
 	// (CN=...,C=FR) or x500 (C=FR, ST=..., CN=...).
 	IssuerFormat string `yaml:"issuer_format"`

@@ -156,6 +156,10 @@ func (c *Config) applyDefaults() {
 		}
 		if t := r.Token; t != nil {
 			setStr(&t.IssuerFormat, DefaultIssuerFormat)
+			setStr(&t.Placement, "wsse")
+			if t.Placement == "http-header" {
+				setStr(&t.HTTPHeader, "X-Saml-Token")
+			}
 			setDur(&t.Validity, DefaultTokenValidity)
 			if t.ReuseFraction == 0 {
 				t.ReuseFraction = DefaultReuseFraction

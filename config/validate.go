@@ -30,6 +30,7 @@ func (p *problems) add(path, format string, args ...any) {
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	prefixRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
+	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 )
 
 // cleanPath reports whether p has no empty, "." or ".." segment; a trailing
@@ -181,6 +182,15 @@ func (t *Token) validate(p *problems, path string) {
 	case "roc", "vihf":
 	default:
 		p.add(path+".profile", "%q is not one of roc, vihf", t.Profile)
+	}
+	switch t.Placement {
+	case "wsse":
+	case "http-header":
+		if !headerRE.MatchString(t.HTTPHeader) || strings.HasPrefix(strings.ToLower(t.HTTPHeader), "x-roc-") {
+			p.add(path+".http_header", "%q is not a header name of letters, digits and - (X-Roc-* is reserved)", t.HTTPHeader)
+		}
+	default:
+		p.add(path+".placement", "%q is not one of wsse, http-header", t.Placement)
 	}
 	switch t.IssuerFormat {
 	case "rfc2253", "x500":

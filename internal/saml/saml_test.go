@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -402,5 +404,61 @@ func BenchmarkInjectCacheHit(b *testing.B) {
 		if err != nil || !tok.Cached {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestHTTPHeaderPlacement(t *testing.T) {
+	tok := rocToken()
+	tok.Placement, tok.HTTPHeader = "http-header", "X-Saml-Token"
+	in := newInjector(t, tok)
+	h := http.Header{}
+	body := []byte(`{"not":"soap"}`)
+	out, err := in.Inject(h, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Body, body) {
+		t.Fatal("body changed")
+	}
+	raw, err := base64.StdEncoding.DecodeString(h.Get("X-Saml-Token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xmlsec1Verify(t, raw)
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestGoldenInjection: everything the SIH sent stays byte for byte; what
+// roc-proxy adds (Header and Security when absent, the assertion, shown as
+// a marker) is in testdata/*.golden.
+func TestGoldenInjection(t *testing.T) {
+	for _, name := range []string{"dmp-soap12.xml", "roc-soap11.xml", "default-ns-with-ds.xml", "empty-security.xml"} {
+		t.Run(name, func(t *testing.T) {
+			in, err := os.ReadFile(filepath.Join("testdata", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := newInjector(t, vihfToken()).Inject(vihfHeaders(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := bytes.Index(tok.Body, []byte("<saml:Assertion"))
+			end := bytes.Index(tok.Body, []byte("</saml:Assertion>")) + len("</saml:Assertion>")
+			got := append(append(append([]byte(nil), tok.Body[:start]...), "<!--ASSERTION-->"...), tok.Body[end:]...)
+			golden := filepath.Join("testdata", strings.TrimSuffix(name, ".xml")+".golden")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("injection differs from %s\n got: %s\nwant: %s", golden, got, want)
+			}
+		})
 	}
 }

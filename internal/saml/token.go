@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -62,16 +63,20 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 			return nil, err
 		}
 	}
-	env, err := inspect(body)
-	if err != nil {
-		return nil, err
+	// In a header, the assertion stands alone: no envelope to check or
+	// to take namespaces from.
+	env := &envelope{ns: map[string]string{}}
+	if in.cfg.Placement != "http-header" {
+		if env, err = inspect(body); err != nil {
+			return nil, err
+		}
 	}
 	signer := in.signer()
 	now := in.now()
 	key := cacheKey(signer, values, env.ns)
 	if t := in.cache.get(key, now); t != nil {
 		in.metrics.TokenCache.WithLabelValues(in.route, "hit").Inc()
-		return &Token{Body: splice(body, env, t.assertion), AssertionID: t.id, Cached: true}, nil
+		return in.place(h, body, env, t.assertion, t.id, true), nil
 	}
 	in.metrics.TokenCache.WithLabelValues(in.route, "miss").Inc()
 	a := in.profile.build(values, now, env.ns)
@@ -88,7 +93,17 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	t := &cachedToken{key: key, assertion: assertion, id: a.SelectAttrValue("ID", ""),
 		reuseUntil: now.Add(time.Duration(float64(in.cfg.Validity) * in.cfg.ReuseFraction))}
 	in.cache.put(t)
-	return &Token{Body: splice(body, env, assertion), AssertionID: t.id}, nil
+	return in.place(h, body, env, assertion, t.id, false), nil
+}
+
+// place puts the assertion where the route wants it: spliced into the
+// envelope, or base64 in a request header (set on h, which is forwarded).
+func (in *Injector) place(h http.Header, body []byte, env *envelope, assertion []byte, id string, cached bool) *Token {
+	if in.cfg.Placement == "http-header" {
+		h.Set(in.cfg.HTTPHeader, base64.StdEncoding.EncodeToString(assertion))
+		return &Token{Body: body, AssertionID: id, Cached: cached}
+	}
+	return &Token{Body: splice(body, env, assertion), AssertionID: id, Cached: cached}
 }
 
 func cacheKey(s *Signer, v *Values, ns map[string]string) string {
