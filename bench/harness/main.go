@@ -3,7 +3,9 @@
 //     front of the same upstream;
 //   - mode revocation: roc-proxy with revocation checks off and on (hard,
 //     warm cache) while the upstream closes every connection, so that every
-//     request is a new handshake (connection churn).
+//     request is a new handshake (connection churn);
+//   - mode token: a route that signs a ROC token into every request (cache
+//     hits) against the same route passing requests through.
 //
 // It prints requests/s, p50, p99 and CPU per request of each contender and
 // the ratios. Run it through bench/run.sh, which installs nginx and wrk.
@@ -62,7 +64,7 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx) or revocation (roc-proxy with checks off vs on, connection churn)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn) or token (signed route vs pass-through)")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
 	flag.Parse()
@@ -76,7 +78,7 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	if o.mode != "nginx" && o.mode != "revocation" {
+	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" {
 		return fmt.Errorf("unknown mode %q", o.mode)
 	}
 	pkiOpts := testpki.Options{ServerNames: []string{testpki.IDBHost}}
@@ -119,8 +121,18 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
 	defer cancel()
 	var base, cand *proc
-	if o.mode == "nginx" {
-		if cand, err = startRocProxy(ctx, o, "roc-proxy", "off", dir, files, upstream.Addr().String()); err != nil {
+	switch o.mode {
+	case "token":
+		if base, err = startRocProxy(ctx, o, "pass-through", "off", "", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+		if cand, err = startRocProxy(ctx, o, "roc-token", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
+	case "nginx":
+		if cand, err = startRocProxy(ctx, o, "roc-proxy", "off", "", dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
@@ -128,26 +140,28 @@ func run() error {
 			return err
 		}
 		defer base.stop()
-	} else {
-		if base, err = startRocProxy(ctx, o, "rev-off", "off", dir, files, upstream.Addr().String()); err != nil {
+	default:
+		if base, err = startRocProxy(ctx, o, "rev-off", "off", "", dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "rev-hard", "hard", dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "rev-hard", "hard", "", dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	}
 
 	body := filepath.Join(dir, "post.lua")
-	soap := strings.Repeat("<x>0123456789</x>", 120) // ~2 KB SOAP-sized request
+	// A ~2 KB SOAP 1.1 request, as the SIH sends to the AMC.
+	soap := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><idb:demandeDroits xmlns:idb="urn:roc:idb">` +
+		strings.Repeat("<x>0123456789</x>", 112) + `</idb:demandeDroits></S:Body></S:Envelope>`
 	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"text/xml\"\n", soap)
 	if err := os.WriteFile(body, []byte(lua), 0o644); err != nil {
 		return err
 	}
 	// Warm both (connection pools, TLS sessions) and check they answer 200.
 	for _, p := range []*proc{base, cand} {
-		if err := check(p.url); err != nil {
+		if err := check(p.url, soap); err != nil {
 			return fmt.Errorf("%s: %w (log: %s)", p.name, err, p.logPath)
 		}
 	}
@@ -169,9 +183,12 @@ func run() error {
 		}
 		order[0], order[1] = order[1], order[0] // ABBA: neither always goes first
 	}
-	if o.mode == "nginx" {
+	switch o.mode {
+	case "nginx":
 		report(results, base.name, cand.name, "throughput goal >= 0.80x, p99 goal <= 1.50x")
-	} else {
+	case "token":
+		report(results, base.name, cand.name, "throughput goal >= 0.70x")
+	default:
 		report(results, base.name, cand.name, "throughput goal >= 0.95x")
 	}
 	return nil
@@ -267,7 +284,7 @@ func startProc(ctx context.Context, name, addr, logPath string, env []string, ar
 	return nil, fmt.Errorf("%s did not listen on %s:\n%s", name, addr, log)
 }
 
-func startRocProxy(ctx context.Context, o options, name, policy, dir string, f *testpki.Files, upstream string) (*proc, error) {
+func startRocProxy(ctx context.Context, o options, name, policy, routeExtra, dir string, f *testpki.Files, upstream string) (*proc, error) {
 	sih, err := freePort()
 	if err != nil {
 		return nil, err
@@ -276,11 +293,13 @@ func startRocProxy(ctx context.Context, o options, name, policy, dir string, f *
 log: {level: %s, format: json}
 identity:
   auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
 trust_bundles:
   osi: {paths: [%s]}
+  sante: {paths: [%s]}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi], revocation: {policy: %s}}
-`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.OSIBundle, upstream, testpki.IDBHost, policy)
+  - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi], revocation: {policy: %s}, %s}
+`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.SignP12, f.PasswordFile, f.OSIBundle, f.SanteBundle, upstream, testpki.IDBHost, policy, routeExtra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -348,9 +367,9 @@ func splitEnv(s string) []string {
 	return strings.Split(s, ",")
 }
 
-func check(url string) error {
+func check(url, body string) error {
 	for i := 0; i < 20; i++ {
-		resp, err := http.Post(url, "text/xml", strings.NewReader("<warm/>"))
+		resp, err := http.Post(url, "text/xml", strings.NewReader(body))
 		if err != nil {
 			return err
 		}
