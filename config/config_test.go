@@ -14,8 +14,11 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
-	if got := len(cfg.Routes); got != 2 {
-		t.Fatalf("routes = %d, want 2", got)
+	if got := len(cfg.Routes); got != 3 {
+		t.Fatalf("routes = %d, want 3", got)
+	}
+	if tok := cfg.Routes[2].Token; tok == nil || tok.Profile != "vihf" || tok.Placement != "wsse" || tok.Validity != DefaultTokenValidity {
+		t.Errorf("vihf token defaults not applied: %+v", tok)
 	}
 	r := cfg.Routes[0]
 	if r.Timeouts.Total != 60*time.Second || !r.Strip() || r.MaxBodyBytes != DefaultMaxBodyBytes {
