@@ -100,9 +100,7 @@ func run() error {
 		return err
 	}
 	if revSrv != nil {
-		for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
-			revSrv.AddCA(name, ca)
-		}
+		revSrv.PublishFor(pki)
 	}
 	files, err := pki.WriteFiles(dir, "bench-password", "")
 	if err != nil {

@@ -122,9 +122,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
-		env.revocation.AddCA(name, ca)
-	}
+	env.revocation.PublishFor(pki)
 	env.revocation.Revoke("ac-serveur", pki.Servers[DemoRevokedHost].Cert.SerialNumber)
 	var pw [12]byte
 	_, _ = rand.Read(pw[:])

@@ -37,9 +37,7 @@ func TestRevocationThroughTheProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
-		rs.AddCA(name, ca)
-	}
+	rs.PublishFor(pki)
 	rs.Revoke("ac-serveur", pki.Servers["revoked.amc.test"].Cert.SerialNumber)
 	dir := t.TempDir()
 	files, err := pki.WriteFiles(dir, testPassword, "")
@@ -71,22 +69,7 @@ routes:
 		t.Fatal(err)
 	}
 	clk := &testClock{t: time.Now()}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
-	defer func() {
-		stop()
-		<-served
-		http.DefaultClient.CloseIdleConnections()
-	}()
-	waitReady(t, "http://"+adminLn.Addr().String())
-	sih := "http://" + sihLn.Addr().String()
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: clk.now})
 
 	call := func(path string) (int, map[string]string) {
 		t.Helper()
@@ -130,6 +113,34 @@ routes:
 	}
 }
 
+// startProxy builds and serves cfg on loopback until the test ends, and
+// returns the SIH base URL once the proxy is ready.
+func startProxy(t *testing.T, cfg *config.Config, d Deps) string {
+	t.Helper()
+	p, err := Build(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sihLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+	t.Cleanup(func() {
+		stop()
+		<-served
+		http.DefaultClient.CloseIdleConnections()
+	})
+	waitReady(t, "http://"+adminLn.Addr().String())
+	return "http://" + sihLn.Addr().String()
+}
+
 type testClock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -158,9 +169,7 @@ func TestTokensThroughTheProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, ca := range map[string]*testpki.Cert{"acr-el": pki.SanteRoot, "aci-el-org": pki.SanteOrg, "osi-root": pki.OSIRoot, "ac-serveur": pki.OSIServeur} {
-		rs.AddCA(name, ca)
-	}
+	rs.PublishFor(pki)
 	dir := t.TempDir()
 	files, err := pki.WriteFiles(dir, testPassword, "")
 	if err != nil {
@@ -188,24 +197,10 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
-	defer func() {
-		stop()
-		<-served
-		http.DefaultClient.CloseIdleConnections()
-	}()
-	waitReady(t, "http://"+adminLn.Addr().String())
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
 	post := func(body string) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, "http://"+sihLn.Addr().String()+"/idb/", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, sih+"/idb/", strings.NewReader(body))
 		req.Header.Set("X-Roc-User-Id", "must-not-leave")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -275,3 +275,12 @@ func keyHash(ca *x509.Certificate) []byte {
 	h := sha1.Sum(spki.PublicKey.RightAlign()) //nolint:gosec // see import
 	return h[:]
 }
+
+// PublishFor publishes the status of every authority of a test hierarchy,
+// under the names its certificates point at.
+func (s *RevocationServer) PublishFor(p *testpki.PKI) {
+	s.AddCA("acr-el", p.SanteRoot)
+	s.AddCA("aci-el-org", p.SanteOrg)
+	s.AddCA("osi-root", p.OSIRoot)
+	s.AddCA("ac-serveur", p.OSIServeur)
+}
