@@ -59,6 +59,16 @@ type Metrics struct {
 	// ResponseSignatures counts checks of partners' signed answers by
 	// route and result (valid, invalid, absent).
 	ResponseSignatures *prometheus.CounterVec
+
+	// AuditRecords counts audit records written (durably) by type.
+	AuditRecords *prometheus.CounterVec
+	// AuditSyncSeconds observes each group commit (write + fsync).
+	AuditSyncSeconds prometheus.Histogram
+	// AuditFailures counts failed audit writes by stage (open, write,
+	// sync): signing routes answer 503 meanwhile.
+	AuditFailures *prometheus.CounterVec
+	// AuditHealthy is 1 while the last audit write succeeded.
+	AuditHealthy prometheus.Gauge
 }
 
 // BuildInfo describes the running binary.
@@ -137,6 +147,23 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "upstream", Name: "response_signatures_total",
 		Help: "Checks of partners' XML signatures on responses, by route and result (valid, invalid, absent).",
 	}, []string{"route", "result"})
+	m.AuditRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "records_total",
+		Help: "Audit records written to disk, by type (open, signed, result, checkpoint).",
+	}, []string{"type"})
+	m.AuditSyncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "sync_duration_seconds",
+		Help:    "Duration of each audit group commit (write and fsync).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	})
+	m.AuditFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "failures_total",
+		Help: "Failed audit writes by stage (open, write, sync); signing routes answer 503 meanwhile.",
+	}, []string{"stage"})
+	m.AuditHealthy = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "healthy",
+		Help: "1 while the last audit write succeeded.",
+	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Build information; the value is always 1.",
@@ -146,6 +173,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
+		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
