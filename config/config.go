@@ -17,7 +17,27 @@ type Config struct {
 	Identity     Identity                `yaml:"identity"`
 	TrustBundles map[string]*TrustBundle `yaml:"trust_bundles"`
 	Revocation   Revocation              `yaml:"revocation"`
+	Audit        Audit                   `yaml:"audit"`
 	Routes       []*Route                `yaml:"routes"`
+}
+
+// Audit configures the tamper-evident log of signed tokens.
+type Audit struct {
+	// Dir holds the chain files; required when a route signs tokens.
+	Dir string `yaml:"dir"`
+	// ChainID names this replica's chain; default: $POD_NAME, else the
+	// host name.
+	ChainID            string        `yaml:"chain_id"`
+	MaxFileBytes       int64         `yaml:"max_file_bytes"`
+	MaxFileAge         time.Duration `yaml:"max_file_age"`
+	CheckpointEvery    int           `yaml:"checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// StoreAssertion keeps each signed assertion in its record, for later
+	// re-verification (audit show --verify-tokens).
+	StoreAssertion bool `yaml:"store_assertion"`
+	// PatientID: what the record keeps of the patient's INS: hash
+	// (SHA-256, default), drop or keep.
+	PatientID string `yaml:"patient_id"`
 }
 
 // Revocation configures the revocation engine shared by every route: where

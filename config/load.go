@@ -136,6 +136,16 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ReadTimeout, DefaultReadTimeout)
 	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
 	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+	au := &c.Audit
+	if au.MaxFileBytes == 0 {
+		au.MaxFileBytes = 64 << 20
+	}
+	setDur(&au.MaxFileAge, 24*time.Hour)
+	if au.CheckpointEvery == 0 {
+		au.CheckpointEvery = 1000
+	}
+	setDur(&au.CheckpointInterval, time.Minute)
+	setStr(&au.PatientID, "hash")
 	rv := &c.Revocation
 	if rv.RefreshAt == 0 {
 		rv.RefreshAt = DefaultRefreshAt
@@ -209,6 +219,7 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Revocation.CacheDir)
+	abs(&c.Audit.Dir)
 	for _, b := range c.TrustBundles {
 		if b == nil {
 			continue

@@ -31,6 +31,7 @@ var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	prefixRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
 	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	chainRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
 // cleanPath reports whether p has no empty, "." or ".." segment; a trailing
@@ -90,6 +91,25 @@ func (c *Config) Validate() error {
 	}
 
 	c.Revocation.validate(&p)
+	signs := false
+	for _, r := range c.Routes {
+		signs = signs || r != nil && r.Token != nil
+	}
+	if signs && c.Audit.Dir == "" {
+		p.add("audit.dir", "required: routes sign tokens, and every token is recorded before it leaves")
+	}
+	switch c.Audit.PatientID {
+	case "hash", "drop", "keep":
+	default:
+		p.add("audit.patient_id", "%q is not one of hash, drop, keep", c.Audit.PatientID)
+	}
+	if c.Audit.ChainID != "" && !chainRE.MatchString(c.Audit.ChainID) {
+		p.add("audit.chain_id", "%q must be letters, digits, . _ -", c.Audit.ChainID)
+	}
+	positive(&p, "audit.max_file_bytes", c.Audit.MaxFileBytes)
+	positiveDur(&p, "audit.max_file_age", c.Audit.MaxFileAge)
+	positive(&p, "audit.checkpoint_every", int64(c.Audit.CheckpointEvery))
+	positiveDur(&p, "audit.checkpoint_interval", c.Audit.CheckpointInterval)
 
 	if len(c.Routes) == 0 {
 		p.add("routes", "required: at least one route")

@@ -22,6 +22,7 @@ Usage:
   roc-proxy serve --config FILE     run the proxy
   roc-proxy config check FILE       check a configuration and the files it names
   roc-proxy demo [--keep-running]   run a self-contained demonstration
+  roc-proxy audit verify|show ...   check and search the signed-token audit log
   roc-proxy version                 print the version
 
 Run "roc-proxy COMMAND --help" for a command's flags.
@@ -48,6 +49,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdConfigCheck(args[2:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return cmdAudit(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

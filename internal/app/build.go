@@ -2,17 +2,22 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
@@ -46,6 +51,7 @@ type Proxy struct {
 	warnings   []string
 	revocation *revocation.Checker
 	store      *trust.Store
+	audit      *audit.Log // nil when no route signs
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -81,7 +87,7 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 }
 
 // Build wires a Proxy from a validated configuration.
-func Build(cfg *config.Config, d Deps) (*Proxy, error) {
+func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -105,6 +111,22 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 	if mat.Sign != nil {
 		p.watchExpiry("identity.sign", mat.Sign.Leaf, d.Now())
 		signer = saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf)
+	}
+	if cfg.Audit.Dir != "" && mat.Sign != nil {
+		p.audit, err = audit.Open(audit.Options{
+			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
+			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
+			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
+			Signer: mat.Sign.Signer(), Cert: mat.Sign.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+		})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				p.audit.Close()
+			}
+		}()
 	}
 	for _, name := range mat.Store.Names() {
 		b := mat.Store.Bundle(name)
@@ -163,8 +185,10 @@ func Build(cfg *config.Config, d Deps) (*Proxy, error) {
 		}
 		if r.Token != nil {
 			spec.Token = &tokenSource{
+				route:    r.Name,
 				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: func() *saml.Signer { return signer }, Now: d.Now, Metrics: m}),
 				checker:  checker, refuseRevoked: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
+				audit: p.audit, storeAssertion: cfg.Audit.StoreAssertion, patientID: cfg.Audit.PatientID,
 			}
 		}
 		specs = append(specs, spec)
@@ -215,22 +239,95 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 	}
 }
 
-// tokenSource signs a route's tokens, unless ORG_SIGN is known revoked.
+// tokenSource signs a route's tokens, unless ORG_SIGN is known revoked,
+// and records each one durably before it leaves.
 type tokenSource struct {
-	injector      *saml.Injector
-	checker       *revocation.Checker
-	refuseRevoked bool
+	route          string
+	injector       *saml.Injector
+	checker        *revocation.Checker
+	refuseRevoked  bool
+	audit          *audit.Log
+	storeAssertion bool
+	patientID      string
 }
 
-func (t *tokenSource) Token(h http.Header, body []byte) ([]byte, string, error) {
+func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
 	if t.refuseRevoked && t.checker.OwnStatus("ORG_SIGN") == revocation.StatusRevoked {
 		return nil, "", proxy.ErrSignerRevoked
 	}
-	tok, err := t.injector.Inject(h, body)
+	tok, err := t.injector.Inject(r.Header, r.Body)
 	if err != nil {
 		return nil, "", err
 	}
+	sum := sha256.Sum256(tok.Assertion)
+	rec := &audit.Record{RequestID: r.RequestID, Route: t.route, AssertionID: tok.AssertionID, Profile: tok.Profile,
+		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hex.EncodeToString(tok.Signer[:]),
+		AssertionSHA256: hex.EncodeToString(sum[:]), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
+		Attributes: t.attributes(tok.Values)}
+	if t.storeAssertion {
+		rec.Assertion = tok.Assertion
+	}
+	if err := t.audit.Signed(rec); err != nil {
+		return nil, "", fmt.Errorf("%w: %v", proxy.ErrAuditUnavailable, err)
+	}
 	return tok.Body, tok.AssertionID, nil
+}
+
+func (t *tokenSource) Result(requestID, assertionID string, status int, latency time.Duration, errorClass string) {
+	t.audit.Result(&audit.Record{RequestID: requestID, Route: t.route, AssertionID: assertionID, Status: status,
+		LatencyMS: float64(latency.Microseconds()) / 1000, ErrorClass: errorClass})
+}
+
+// attributes are the per-request values a record keeps; the patient's INS
+// as configured (hashed by default).
+func (t *tokenSource) attributes(v *saml.Values) map[string]string {
+	if v == nil {
+		return nil
+	}
+	a := map[string]string{"subject_id": v.UserName, "purpose_of_use": v.PurposeOfUse, "authn_context": v.AuthnContext}
+	var roles []string
+	for _, r := range v.Roles {
+		roles = append(roles, r.Code+"^"+r.CodeSystem)
+	}
+	a["roles"] = strings.Join(roles, ",")
+	switch t.patientID {
+	case "keep":
+		a["patient_ins"] = v.PatientINS
+	case "hash":
+		h := sha256.Sum256([]byte(v.PatientINS))
+		a["patient_ins_sha256"] = hex.EncodeToString(h[:])
+	}
+	for k, val := range a {
+		if val == "" {
+			delete(a, k)
+		}
+	}
+	return a
+}
+
+// chainID names this replica's audit chain: configured, or the pod name,
+// or the host name.
+func chainID(configured string, getenv func(string) string) string {
+	if configured != "" {
+		return configured
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	name := getenv("POD_NAME")
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	if clean == "" {
+		return "roc-proxy"
+	}
+	return clean
 }
 
 // Handler is the SIH-facing handler.

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -82,6 +83,20 @@ Nothing is installed and nothing leaves 127.0.0.1.`)
 	if *keep {
 		env.printCurl(stdout)
 		<-ctx.Done()
+	}
+	// Stop the proxy (it drains and closes its audit log with a final
+	// checkpoint), then check what it recorded, as the security team would.
+	env.close()
+	files, err := audit.ChainFiles(filepath.Join(dir, "audit"), "demo")
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	verr := cmdAuditVerify(files, &out, stderr)
+	fmt.Fprintf(stdout, "\nroc-proxy audit verify %s/audit/*.jsonl\n%s", dir, out.String())
+	if verr != nil {
+		fmt.Fprintln(stdout, verr)
+		return fmt.Errorf("demo: the audit log does not verify: %w", verr)
 	}
 	if failed > 0 {
 		return fmt.Errorf("demo: %d step(s) did not have the expected outcome", failed)
@@ -190,7 +205,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 		"IDBURL": idb.URL, "IDBHost": testpki.IDBHost, "ImpostorURL": impostor.URL,
 		"RevokedURL": revokedAMC.URL, "RevokedHost": DemoRevokedHost, "CacheDir": filepath.Join(dir, "revocation-cache"),
 		"ACServeur": trust.SubjectDN(pki.OSIServeur.Cert), "ACServeurCRL": pkiOpts.CRLURL("ac-serveur"), "ACServeurDelta": pkiOpts.DeltaCRLURL("ac-serveur"),
-		"DMPURL": dmp.URL, "DMPHost": DemoDMPHost,
+		"DMPURL": dmp.URL, "DMPHost": DemoDMPHost, "AuditDir": filepath.Join(dir, "audit"),
 	})
 	if err != nil {
 		return nil, err
@@ -245,16 +260,20 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	return env, nil
 }
 
+// close stops everything; a second call does nothing.
 func (env *demoEnv) close() {
 	if env.stopProxy != nil {
 		env.stopProxy()
 		<-env.proxyDone
+		env.stopProxy = nil
 	}
 	for _, s := range env.sims {
 		s.Close()
 	}
+	env.sims = nil
 	if env.revocation != nil {
 		env.revocation.Close()
+		env.revocation = nil
 	}
 }
 
@@ -404,6 +423,10 @@ Everything keeps running (Ctrl-C to stop). Try:
   curl -s -X POST -H 'Content-Type: text/xml' --data-binary @%[1]s/idb-request.xml %[2]s/amc/imposteur/
   curl -s %[3]s/metrics | grep roc_proxy_
   curl -s %[3]s/readyz
+  curl -s -X POST -H 'Content-Type: application/soap+xml' -H 'X-Roc-User-Id: 810002345678' \
+       -H 'X-Roc-User-Name: DUPONT Jeanne' -H 'X-Roc-User-Roles: 10' -H 'X-Roc-Patient-Ins: 279035121518989' \
+       --data-binary @%[1]s/dmp-request.xml %[2]s/dmp/
+  go run ./cmd/roc-proxy audit show --verify-tokens --trust %[1]s/igc-sante-test.pem %[1]s/audit/*.jsonl
 
 Configuration: %[1]s/roc-proxy.yaml   Log: %[4]s
 `, env.dir, env.sihURL, env.adminURL, env.logPath)

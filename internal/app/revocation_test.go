@@ -190,9 +190,10 @@ identity:
   sign: {pkcs12: %s, password_file: %s}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 revocation: {check_interval: 50ms}
+audit: {dir: %s, chain_id: test}
 routes:
   - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi], token: {profile: roc}}
-`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, up.URL)), 0o600)
+`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, filepath.Join(dir, "audit"), up.URL)), 0o600)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)

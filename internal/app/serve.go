@@ -130,6 +130,9 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	for _, t := range p.transports {
 		t.CloseIdleConnections()
 	}
+	if p.audit != nil {
+		p.audit.Close() // after the drain: every result is recorded, then a checkpoint
+	}
 	p.log.Info("roc-proxy stopped")
 	return serveErr
 }

@@ -332,4 +332,3 @@ func BenchmarkSignedConcurrent(b *testing.B) {
 		}
 	})
 }
-

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // BrokenError locates the first record that breaks the chain.
@@ -172,5 +174,5 @@ func verifyCheckpoint(r *Record, want *x509.Certificate) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return cert.Subject.String(), nil
+	return trust.SubjectDN(cert), nil
 }

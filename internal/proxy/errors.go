@@ -31,6 +31,9 @@ type Problem struct {
 // did not verify under an enforce policy.
 var errResponseSignature = errors.New("partner response signature")
 
+// ErrAuditUnavailable: the token could not be recorded; it does not leave.
+var ErrAuditUnavailable = errors.New("the audit log cannot be written")
+
 // ErrSignerRevoked: the ORG_SIGN certificate is revoked, nothing is signed.
 var ErrSignerRevoked = errors.New("the ORG_SIGN certificate is revoked: renew it")
 
@@ -51,6 +54,7 @@ const (
 	CodeBadTokenValues      = "bad_token_values"
 	CodeBadEnvelope         = "bad_envelope"
 	CodeSignerRevoked       = "signer_revoked"
+	CodeAuditUnavailable    = "audit_unavailable"
 	CodeSigningFailed       = "signing_failed"
 )
 
@@ -65,6 +69,8 @@ func tokenProblem(err error) Problem {
 		return p
 	case errors.As(err, &ee):
 		return problem(http.StatusBadRequest, CodeBadEnvelope, "", ee.Reason)
+	case errors.Is(err, ErrAuditUnavailable):
+		return problem(http.StatusServiceUnavailable, CodeAuditUnavailable, "", "the signed-token audit log cannot be written: no token leaves unrecorded")
 	case errors.Is(err, ErrSignerRevoked):
 		return problem(http.StatusServiceUnavailable, CodeSignerRevoked, "", "the establishment's signing certificate is revoked: no token is signed")
 	}

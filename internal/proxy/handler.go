@@ -109,6 +109,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		status = StatusClientClosedRequest
 	}
 	elapsed := time.Since(start)
+	if ex.assertionID != "" {
+		errClass := ""
+		if ex.problem != nil {
+			errClass = ex.problem.Code
+		}
+		ex.route.Token.Result(ex.id, ex.assertionID, status, elapsed, errClass)
+	}
 	h.metrics.Requests.WithLabelValues(routeName, strconv.Itoa(status)).Inc()
 	if ex.route != nil {
 		h.metrics.RequestDuration.WithLabelValues(routeName).Observe(elapsed.Seconds())
@@ -164,7 +171,9 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 		return
 	}
 	if ex.route.Token != nil {
-		if body, ex.assertionID, err = ex.route.Token.Token(req.Header, body); err != nil {
+		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Header: req.Header, Body: body,
+			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.route.Upstream.String()})
+		if err != nil {
 			h.fail(w, ex, tokenProblem(err), err)
 			return
 		}

@@ -32,12 +32,24 @@ type RouteSpec struct {
 	Enforce            bool
 }
 
-// TokenSource puts a signed token into a SIH request body.
+// TokenRequest is what a TokenSource sees of a SIH request.
+type TokenRequest struct {
+	Header    http.Header // the token may be set here (http-header placement)
+	Body      []byte
+	RequestID string
+	Client    string
+	Upstream  string
+}
+
+// TokenSource puts a signed token into a SIH request, and records it.
 type TokenSource interface {
-	// Token returns the body to forward and the assertion's ID. Errors
-	// are *saml.ValuesError or *saml.EnvelopeError (400), ErrSignerRevoked
-	// (503) or a signing failure (500).
-	Token(h http.Header, body []byte) (out []byte, assertionID string, err error)
+	// Token returns the body to forward and the assertion's ID, once the
+	// token is recorded. Errors are *saml.ValuesError or
+	// *saml.EnvelopeError (400), ErrSignerRevoked or ErrAuditUnavailable
+	// (503), or a signing failure (500).
+	Token(r TokenRequest) (out []byte, assertionID string, err error)
+	// Result records what came of the exchange.
+	Result(requestID, assertionID string, status int, latency time.Duration, errorClass string)
 }
 
 type route struct {

@@ -45,11 +45,17 @@ func NewInjector(o InjectorOptions) *Injector {
 		profile: NewProfile(o.Token, o.Signer().Certificate()), cache: newTokenCache(o.Token.CacheEntries)}
 }
 
-// Token is what Inject did.
+// Token is what Inject did, with what the audit log records of it.
 type Token struct {
 	Body        []byte // the envelope with the assertion
 	AssertionID string
 	Cached      bool
+	Assertion   []byte // the exact signed assertion bytes
+	Profile     string
+	Issuer      string
+	NameID      string
+	Values      *Values // vihf per-request values
+	Signer      [32]byte
 }
 
 // Inject checks the request and returns its envelope with a signed
@@ -76,7 +82,7 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	key := cacheKey(signer, values, env.ns)
 	if t := in.cache.get(key, now); t != nil {
 		in.metrics.TokenCache.WithLabelValues(in.route, "hit").Inc()
-		return in.place(h, body, env, t.assertion, t.id, true), nil
+		return in.place(h, body, env, t.assertion, t.id, true, values, signer), nil
 	}
 	in.metrics.TokenCache.WithLabelValues(in.route, "miss").Inc()
 	a := in.profile.build(values, now, env.ns)
@@ -93,17 +99,23 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	t := &cachedToken{key: key, assertion: assertion, id: a.SelectAttrValue("ID", ""),
 		reuseUntil: now.Add(time.Duration(float64(in.cfg.Validity) * in.cfg.ReuseFraction))}
 	in.cache.put(t)
-	return in.place(h, body, env, assertion, t.id, false), nil
+	return in.place(h, body, env, assertion, t.id, false, values, signer), nil
 }
 
 // place puts the assertion where the route wants it: spliced into the
 // envelope, or base64 in a request header (set on h, which is forwarded).
-func (in *Injector) place(h http.Header, body []byte, env *envelope, assertion []byte, id string, cached bool) *Token {
+func (in *Injector) place(h http.Header, body []byte, env *envelope, assertion []byte, id string, cached bool, v *Values, s *Signer) *Token {
+	t := &Token{Body: body, AssertionID: id, Cached: cached, Assertion: assertion, Profile: in.profile.Kind,
+		Issuer: in.profile.Issuer, NameID: in.profile.NameID, Values: v, Signer: s.Fingerprint}
+	if v != nil {
+		t.NameID = v.UserID
+	}
 	if in.cfg.Placement == "http-header" {
 		h.Set(in.cfg.HTTPHeader, base64.StdEncoding.EncodeToString(assertion))
-		return &Token{Body: body, AssertionID: id, Cached: cached}
+		return t
 	}
-	return &Token{Body: splice(body, env, assertion), AssertionID: id, Cached: cached}
+	t.Body = splice(body, env, assertion)
+	return t
 }
 
 func cacheKey(s *Signer, v *Values, ns map[string]string) string {
