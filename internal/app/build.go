@@ -36,6 +36,9 @@ type Deps struct {
 	Registry *prometheus.Registry
 	Now      func() time.Time
 	Getenv   func(string) string
+	// AuditOpenFile, when set, opens the audit files (tests inject a full
+	// disk with it).
+	AuditOpenFile func(path string) (audit.File, error)
 }
 
 // Proxy is a fully wired roc-proxy, ready to serve.
@@ -118,6 +121,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
 			Signer: mat.Sign.Signer(), Cert: mat.Sign.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync,
 		})
 		if err != nil {
 			return nil, err

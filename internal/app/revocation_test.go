@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
@@ -141,6 +144,21 @@ func startProxy(t *testing.T, cfg *config.Config, d Deps) string {
 	return "http://" + sihLn.Addr().String()
 }
 
+// fullDisk fails writes while full is set.
+type fullDisk struct {
+	f    *os.File
+	full *atomic.Bool
+}
+
+func (d fullDisk) Write(b []byte) (int, error) {
+	if d.full.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return d.f.Write(b)
+}
+func (d fullDisk) Sync() error  { return d.f.Sync() }
+func (d fullDisk) Close() error { return d.f.Close() }
+
 type testClock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -198,7 +216,12 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	var diskFull atomic.Bool
+	openAudit := func(path string) (audit.File, error) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		return fullDisk{f, &diskFull}, err
+	}
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), AuditOpenFile: openAudit})
 	post := func(body string) (int, map[string]any) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, sih+"/idb/", strings.NewReader(body))
@@ -224,6 +247,27 @@ routes:
 	seenMu.Unlock()
 	if code, body := post(`<!DOCTYPE x><S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body/></S:Envelope>`); code != 400 || body["error"] != "bad_envelope" {
 		t.Fatalf("DTD: %d %v", code, body)
+	}
+	// The disk is full: the token is not recorded, so it does not leave.
+	seenMu.Lock()
+	seen = nil
+	seenMu.Unlock()
+	diskFull.Store(true)
+	if code, body := post(envelope); code != 503 || body["error"] != "audit_unavailable" {
+		t.Fatalf("disk full: %d %v", code, body)
+	}
+	seenMu.Lock()
+	if seen != nil {
+		t.Error("a request reached the partner with an unrecorded token")
+	}
+	seenMu.Unlock()
+	diskFull.Store(false)
+	if code, _ := post(envelope); code != 200 {
+		t.Fatalf("after the disk is freed: %d", code)
+	}
+	auditFiles, _ := audit.ChainFiles(filepath.Join(dir, "audit"), "test")
+	if rep, err := audit.Verify(auditFiles, audit.VerifyOptions{}); err != nil || rep.Signed != 2 {
+		t.Fatalf("audit chain: %+v %v", rep, err)
 	}
 	// ORG_SIGN is revoked: once the refresh has seen it, nothing is signed.
 	rs.Revoke("aci-el-org", pki.Sign.Cert.SerialNumber)

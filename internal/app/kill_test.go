@@ -1,0 +1,185 @@
+package app
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+// TestSIGKILLUnderSignedTraffic runs roc-proxy as a child process, sends
+// it concurrent signed traffic and kills it with SIGKILL: every token the
+// partner received must have its signed record, and the chain must verify
+// up to the last complete line.
+func TestSIGKILLUnderSignedTraffic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "roc-proxy")
+	build := exec.Command("go", "build", "-o", bin, "github.com/roc-proxy/roc-proxy/cmd/roc-proxy")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building roc-proxy: %v\n%s", err, out)
+	}
+	p := testpki.MustShared(t)
+	files, err := p.WriteFiles(dir, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idRE := regexp.MustCompile(`<saml:Assertion[^>]* ID="(_[0-9a-f]+)"`)
+	var mu sync.Mutex
+	received := map[string]bool{}
+	up := partner(t, p, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if m := idRE.FindSubmatch(b); m != nil {
+			mu.Lock()
+			received[string(m[1])] = true
+			mu.Unlock()
+		}
+		io.WriteString(w, "<ok/>")
+	})
+	auditDir := filepath.Join(dir, "audit")
+	cfg := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
+audit: {dir: %s, chain_id: kill, checkpoint_every: 50}
+routes:
+  - name: dmp
+    path_prefix: /dmp/
+    upstream: "%s"
+    server_name: %s
+    trust: [osi]
+    revocation: {policy: off}
+    token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}
+`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, auditDir, up.URL, testpki.IDBHost)
+	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// The SIH address is in the start-up log line.
+	sih := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, Sih string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "roc-proxy started" {
+				sih <- "http://" + line.Sih
+			}
+		}
+	}()
+	var base string
+	select {
+	case base = <-sih:
+	case <-time.After(20 * time.Second):
+		t.Fatal("roc-proxy did not start")
+	}
+
+	body := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
+	var wg sync.WaitGroup
+	var okMu sync.Mutex
+	ok := 0
+	stop := make(chan struct{})
+	client := &http.Client{Timeout: 5 * time.Second}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 250; i++ { // bounded: 2,000 requests at most
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodPost, base+"/dmp/", strings.NewReader(body))
+				req.Header.Set("X-Roc-User-Id", fmt.Sprintf("8100%04d%04d", w, i)) // a new token each time
+				req.Header.Set("X-Roc-User-Name", "TEST User")
+				req.Header.Set("X-Roc-User-Roles", "10")
+				req.Header.Set("X-Roc-Patient-Ins", "279035121518989")
+				resp, err := client.Do(req)
+				if err != nil {
+					return // killed
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					okMu.Lock()
+					ok++
+					okMu.Unlock()
+				}
+			}
+		}(w)
+	}
+	// Kill it in the middle of the traffic.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		okMu.Lock()
+		n := ok
+		okMu.Unlock()
+		if n >= 100 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	close(stop)
+	wg.Wait()
+	client.CloseIdleConnections()
+
+	auditFiles, err := audit.ChainFiles(auditDir, "kill")
+	if err != nil || len(auditFiles) == 0 {
+		t.Fatalf("no audit files: %v", err)
+	}
+	rep, err := audit.Verify(auditFiles, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("chain broken after SIGKILL: %v", err)
+	}
+	recs, err := audit.Select(auditFiles, audit.Filter{Types: []string{audit.TypeSigned}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]bool{}
+	for _, r := range recs {
+		if r.Type == audit.TypeSigned {
+			recorded[r.AssertionID] = true
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(received) < 100 {
+		t.Fatalf("only %d tokens reached the partner before the kill", len(received))
+	}
+	for id := range received {
+		if !recorded[id] {
+			t.Fatalf("token %s reached the partner without a signed record", id)
+		}
+	}
+	t.Logf("killed after %d tokens reached the partner; %d signed records, chain OK up to record %d (%d warnings)",
+		len(received), rep.Signed, rep.LastSeq, len(rep.Warnings))
+}
