@@ -5,7 +5,9 @@
 //     warm cache) while the upstream closes every connection, so that every
 //     request is a new handshake (connection churn);
 //   - mode token: a route that signs a ROC token into every request (cache
-//     hits) against the same route passing requests through.
+//     hits) against the same route passing requests through;
+//   - mode audit: that signing route with its audit records fsynced (what
+//     ships) against the same without fsync.
 //
 // It prints requests/s, p50, p99 and CPU per request of each contender and
 // the ratios. Run it through bench/run.sh, which installs nginx and wrk.
@@ -64,7 +66,7 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn) or token (signed route vs pass-through)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through) or audit (fsync on vs off)")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
 	flag.Parse()
@@ -78,7 +80,7 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" {
+	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" {
 		return fmt.Errorf("unknown mode %q", o.mode)
 	}
 	pkiOpts := testpki.Options{ServerNames: []string{testpki.IDBHost}}
@@ -120,6 +122,15 @@ func run() error {
 	defer cancel()
 	var base, cand *proc
 	switch o.mode {
+	case "audit":
+		if base, err = startRocProxy(ctx, o, "no-fsync", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+		if cand, err = startRocProxy(ctx, o, "fsync", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
 	case "token":
 		if base, err = startRocProxy(ctx, o, "pass-through", "off", "", dir, files, upstream.Addr().String()); err != nil {
 			return err
@@ -186,6 +197,8 @@ func run() error {
 		report(results, base.name, cand.name, "throughput goal >= 0.80x, p99 goal <= 1.50x")
 	case "token":
 		report(results, base.name, cand.name, "throughput goal >= 0.70x")
+	case "audit":
+		report(results, base.name, cand.name, "throughput goal >= 0.80x")
 	default:
 		report(results, base.name, cand.name, "throughput goal >= 0.95x")
 	}
@@ -295,9 +308,11 @@ identity:
 trust_bundles:
   osi: {paths: [%s]}
   sante: {paths: [%s]}
+audit: {dir: %s, chain_id: %s, fsync: %v}
 routes:
   - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi], revocation: {policy: %s}, %s}
-`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.SignP12, f.PasswordFile, f.OSIBundle, f.SanteBundle, upstream, testpki.IDBHost, policy, routeExtra)
+`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.SignP12, f.PasswordFile, f.OSIBundle, f.SanteBundle,
+		filepath.Join(dir, name+"-audit"), name, name != "no-fsync", upstream, testpki.IDBHost, policy, routeExtra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

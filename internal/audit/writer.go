@@ -91,9 +91,7 @@ func Open(o Options) (*Log, error) {
 		o.Logger = zap.NewNop()
 	}
 	if o.OpenFile == nil {
-		o.OpenFile = func(path string) (File, error) {
-			return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		}
+		o.OpenFile = openAppend
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit.dir: %w", err)

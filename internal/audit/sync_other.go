@@ -1,0 +1,9 @@
+//go:build !linux
+
+package audit
+
+import "os"
+
+func openAppend(path string) (File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
