@@ -38,6 +38,9 @@ type Audit struct {
 	// PatientID: what the record keeps of the patient's INS: hash
 	// (SHA-256, default), drop or keep.
 	PatientID string `yaml:"patient_id"`
+	// CheckpointKey signs the checkpoints; default: the ORG_SIGN
+	// certificate of identity.sign.
+	CheckpointKey *CertSource `yaml:"checkpoint_key"`
 	// FSync (default true) makes each signed record durable before its
 	// token leaves. false is for measuring the cost of fsync only: a
 	// crash may then lose records of tokens that left.

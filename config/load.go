@@ -211,7 +211,7 @@ func (c *Config) resolvePaths(base string) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	for _, s := range []*CertSource{c.Identity.Auth, c.Identity.Sign} {
+	for _, s := range []*CertSource{c.Identity.Auth, c.Identity.Sign, c.Audit.CheckpointKey} {
 		if s != nil {
 			for _, p := range []*string{&s.PKCS12, &s.PasswordFile, &s.Cert, &s.Key, &s.Chain} {
 				abs(p)

@@ -74,6 +74,7 @@ func (c *Config) Validate() error {
 		c.Identity.Auth.validate(&p, "identity.auth")
 	}
 	c.Identity.Sign.validate(&p, "identity.sign")
+	c.Audit.CheckpointKey.validate(&p, "audit.checkpoint_key")
 
 	names := make([]string, 0, len(c.TrustBundles))
 	for name := range c.TrustBundles {

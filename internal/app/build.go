@@ -63,6 +63,8 @@ type Material struct {
 	Store *trust.Store
 	Auth  *mtls.Identity
 	Sign  *mtls.Identity // nil when no route signs
+	// Checkpoint signs the audit checkpoints (default: Sign).
+	Checkpoint *mtls.Identity
 }
 
 // LoadMaterial reads the trust bundles and the establishment identity.
@@ -81,6 +83,15 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 	if cfg.Identity.Sign != nil {
 		mat.Sign, err = mtls.LoadIdentity(cfg.Identity.Sign, mtls.LoadOptions{
 			Path: "identity.sign", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	mat.Checkpoint = mat.Sign
+	if cfg.Audit.CheckpointKey != nil {
+		mat.Checkpoint, err = mtls.LoadIdentity(cfg.Audit.CheckpointKey, mtls.LoadOptions{
+			Path: "audit.checkpoint_key", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
 		})
 		if err != nil {
 			return nil, err
@@ -120,7 +131,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-			Signer: mat.Sign.Signer(), Cert: mat.Sign.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+			Signer: mat.Checkpoint.Signer(), Cert: mat.Checkpoint.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
 			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync,
 		})
 		if err != nil {

@@ -211,7 +211,8 @@ revocation: {check_interval: 50ms}
 audit: {dir: %s, chain_id: test}
 routes:
   - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi], token: {profile: roc}}
-`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, filepath.Join(dir, "audit"), up.URL)), 0o600)
+  - {name: plain, path_prefix: /plain/, upstream: "%s", server_name: idb.amc.test, trust: [osi]}
+`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, filepath.Join(dir, "audit"), up.URL, up.URL)), 0o600)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +262,12 @@ routes:
 		t.Error("a request reached the partner with an unrecorded token")
 	}
 	seenMu.Unlock()
+	// Pass-through routes do not depend on the audit log.
+	if resp, err := http.Post(sih+"/plain/", "text/xml", strings.NewReader(envelope)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pass-through route while the audit log fails: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	diskFull.Store(false)
 	if code, _ := post(envelope); code != 200 {
 		t.Fatalf("after the disk is freed: %d", code)
