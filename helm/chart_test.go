@@ -1,0 +1,298 @@
+// Package helm_test validates the Helm chart without a cluster: it renders
+// it with helm, decodes every manifest strictly into the Kubernetes API
+// types, checks the security settings, and runs roc-proxy's own
+// configuration check on the configuration the chart renders.
+package helm_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/roc-proxy/roc-proxy/internal/app"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+func helmBin(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "helm")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("helm not installed (.ci/run installs it with go install): chart checks skipped")
+	return ""
+}
+
+func render(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(helmBin(t), append([]string{"template", "rel", "./roc-proxy", "--namespace", "roc"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	return out, nil
+}
+
+// CRDs of the Prometheus operator are not in k8s.io/api: their fields used
+// here are declared, and decoded as strictly.
+type serviceMonitor struct {
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Metadata   metav1ObjectMeta   `json:"metadata"`
+	Spec       serviceMonitorSpec `json:"spec"`
+}
+type metav1ObjectMeta struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+}
+type serviceMonitorSpec struct {
+	Selector struct {
+		MatchLabels map[string]string `json:"matchLabels"`
+	} `json:"selector"`
+	Endpoints []struct {
+		Port     string `json:"port"`
+		Path     string `json:"path"`
+		Interval string `json:"interval"`
+	} `json:"endpoints"`
+}
+type prometheusRule struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Metadata   metav1ObjectMeta `json:"metadata"`
+	Spec       struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
+// decode splits a helm template output and decodes each manifest into its
+// type, refusing unknown fields.
+func decode(t *testing.T, out []byte) map[string]any {
+	t.Helper()
+	objs := map[string]any{}
+	for _, doc := range strings.Split(string(out), "\n---") {
+		if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+			continue
+		}
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("manifest is not YAML: %v\n%s", err, doc)
+		}
+		var head struct{ Kind string }
+		json.Unmarshal(js, &head)
+		var obj any
+		switch head.Kind {
+		case "Deployment":
+			obj = &appsv1.Deployment{}
+		case "Service":
+			obj = &corev1.Service{}
+		case "ConfigMap":
+			obj = &corev1.ConfigMap{}
+		case "PersistentVolumeClaim":
+			obj = &corev1.PersistentVolumeClaim{}
+		case "PodDisruptionBudget":
+			obj = &policyv1.PodDisruptionBudget{}
+		case "HorizontalPodAutoscaler":
+			obj = &autoscalingv2.HorizontalPodAutoscaler{}
+		case "NetworkPolicy":
+			obj = &networkingv1.NetworkPolicy{}
+		case "ServiceMonitor":
+			obj = &serviceMonitor{}
+		case "PrometheusRule":
+			obj = &prometheusRule{}
+		default:
+			t.Fatalf("unexpected kind %q", head.Kind)
+		}
+		dec := json.NewDecoder(bytes.NewReader(js))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(obj); err != nil {
+			t.Fatalf("%s does not decode strictly: %v\n%s", head.Kind, err, doc)
+		}
+		key := head.Kind
+		if cm, ok := obj.(*corev1.ConfigMap); ok {
+			key += "/" + cm.Name
+		}
+		objs[key] = obj
+	}
+	return objs
+}
+
+func TestDefaultValuesRender(t *testing.T) {
+	out, err := render(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decode(t, out)
+	for _, k := range []string{"Deployment", "Service", "ConfigMap/rel-roc-proxy", "PersistentVolumeClaim", "PodDisruptionBudget", "NetworkPolicy"} {
+		if objs[k] == nil {
+			t.Errorf("default values do not render a %s", k)
+		}
+	}
+	checkDeployment(t, objs["Deployment"].(*appsv1.Deployment))
+}
+
+func checkDeployment(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	pod := d.Spec.Template.Spec
+	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot ||
+		pod.SecurityContext.SeccompProfile == nil || pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context: %+v", pod.SecurityContext)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+		t.Errorf("container security context: %+v", sc)
+	}
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.LivenessProbe.HTTPGet.Port.String() != "admin" ||
+		c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("probes: %+v %+v", c.LivenessProbe, c.ReadinessProbe)
+	}
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil ||
+		pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds != c.Lifecycle.PreStop.Sleep.Seconds+25+5 {
+		t.Errorf("grace period %v does not cover preStop %+v and the 25 s drain", pod.TerminationGracePeriodSeconds, c.Lifecycle)
+	}
+	if d.Spec.Template.Annotations["checksum/config"] == "" {
+		t.Error("no config checksum: a configuration change would not roll the pods")
+	}
+	podName := false
+	for _, e := range c.Env {
+		podName = podName || e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+	}
+	if !podName {
+		t.Error("POD_NAME (the audit chain id) is not set from the pod name")
+	}
+	for _, v := range pod.Volumes {
+		if v.Secret != nil && (v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o400) {
+			t.Errorf("secret volume %s readable beyond its owner", v.Name)
+		}
+	}
+}
+
+func TestEveryOptionRendersAndItsConfigChecks(t *testing.T) {
+	out, err := render(t, "-f", "roc-proxy/ci-values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decode(t, out)
+	for _, k := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "ConfigMap/rel-roc-proxy-dashboard"} {
+		if objs[k] == nil {
+			t.Errorf("ci values do not render a %s", k)
+		}
+	}
+	checkDeployment(t, objs["Deployment"].(*appsv1.Deployment))
+	alerts := map[string]bool{}
+	for _, g := range objs["PrometheusRule"].(*prometheusRule).Spec.Groups {
+		for _, r := range g.Rules {
+			alerts[r.Alert] = true
+		}
+	}
+	for _, a := range []string{"RocProxyCertificateExpiringSoon", "RocProxyRevocationDataStale", "RocProxyAuditWriteFailing", "RocProxyUpstreamTLSErrors", "RocProxyHigh5xxRate"} {
+		if !alerts[a] {
+			t.Errorf("alert %s missing", a)
+		}
+	}
+	np := objs["NetworkPolicy"].(*networkingv1.NetworkPolicy)
+	if len(np.Spec.Egress) != 2 || len(np.Spec.Ingress) != 2 {
+		t.Errorf("network policy: %d egress, %d ingress rules", len(np.Spec.Egress), len(np.Spec.Ingress))
+	}
+	dash := objs["ConfigMap/rel-roc-proxy-dashboard"].(*corev1.ConfigMap)
+	if !json.Valid([]byte(dash.Data["roc-proxy.json"])) {
+		t.Error("the Grafana dashboard is not JSON")
+	}
+
+	// The rendered roc-proxy.yaml passes roc-proxy's own check, with the
+	// mounted paths mapped to test material.
+	cfgText := objs["ConfigMap/rel-roc-proxy"].(*corev1.ConfigMap).Data["roc-proxy.yaml"]
+	dir := t.TempDir()
+	p := testpki.MustShared(t)
+	for _, sub := range []string{"auth", "sign", "osi", "data"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o700)
+	}
+	write := func(path string, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for role, c := range map[string]*testpki.Cert{"auth": p.AuthCli, "sign": p.Sign} {
+		b, err := c.PKCS12(pkcs12Modern(), "pw", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := map[string]string{"auth": "org-auth-cli.p12", "sign": "org-sign.p12"}[role]
+		write(filepath.Join(dir, role, name), b)
+		write(filepath.Join(dir, role, "password"), []byte("pw"))
+	}
+	write(filepath.Join(dir, "osi", "igc-osi.pem"), testpki.PEM(p.OSIRoot.Cert, p.OSIServeur.Cert, p.OSIServicesApplicatifs.Cert))
+	bundles, _ := filepath.Abs("../config/bundles")
+	cfgText = strings.NewReplacer(
+		"/run/secrets/roc/", dir+"/", "/etc/roc-proxy/bundles/", bundles+"/",
+		"/etc/roc-proxy/trust/igc-osi/", dir+"/osi/", "/var/lib/roc-proxy/", dir+"/data/",
+		"0.0.0.0:", "127.0.0.1:").Replace(cfgText)
+	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
+	write(cfgPath, []byte(cfgText))
+	var stdout bytes.Buffer
+	if err := app.Run(t.Context(), []string{"config", "check", cfgPath}, &stdout, io.Discard); err != nil {
+		t.Fatalf("the chart's configuration does not pass roc-proxy config check: %v\n%s", err, cfgText)
+	}
+	if !strings.Contains(stdout.String(), "configuration OK") {
+		t.Errorf("config check output: %s", stdout.String())
+	}
+}
+
+// Values that cannot work fail at template or schema time, saying what to
+// set.
+func TestValuesThatCannotWork(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no certificate secret", []string{"--set", "certificates.auth.existingSecret="}, "certificates.auth.existingSecret"},
+		{"replicas on a ReadWriteOnce audit volume", []string{"--set", "replicaCount=2"}, "persistence.accessMode: more than one replica cannot share a ReadWriteOnce audit volume"},
+		{"autoscaling on a ReadWriteOnce audit volume", []string{"--set", "autoscaling.enabled=true"}, "persistence.accessMode"},
+		{"unknown key", []string{"--set", "replicas=2"}, "replicas"},
+		{"misspelled nested key", []string{"--set", "persistence.sise=1Gi"}, "sise"},
+		{"signing routes without ORG_SIGN", []string{"--set", "config.routes[0].name=r", "--set", "config.routes[0].path_prefix=/r/",
+			"--set", "config.routes[0].upstream=https://r.example", "--set", "config.routes[0].trust[0]=igc-sante-prod",
+			"--set", "config.routes[0].token.profile=roc"}, "certificates.sign.existingSecret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := render(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
