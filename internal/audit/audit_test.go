@@ -72,6 +72,13 @@ func TestChainVerifies(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	// A reopened log continues the same chain.
+	reopenAndVerify(t, dir, 36)
+}
+
+// reopenAndVerify opens the log in dir again, appends a record, and checks
+// that the whole chain verifies with want signed records.
+func reopenAndVerify(t *testing.T, dir string, want int) {
+	t.Helper()
 	l, err := Open(options(t, dir))
 	if err != nil {
 		t.Fatal(err)
@@ -80,9 +87,9 @@ func TestChainVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	files, _ = ChainFiles(dir, "pod-a")
-	if rep2, err := Verify(files, VerifyOptions{}); err != nil || rep2.Signed != 36 {
-		t.Fatalf("after reopening: %+v %v", rep2, err)
+	files, _ := ChainFiles(dir, "pod-a")
+	if rep, err := Verify(files, VerifyOptions{}); err != nil || rep.Signed != want {
+		t.Fatalf("after reopening: %+v %v", rep, err)
 	}
 }
 
@@ -218,18 +225,7 @@ func TestTornLastLineIsAWarning(t *testing.T) {
 		t.Fatalf("%+v %v", rep, err)
 	}
 	// The log reopens after the crash and goes on in a new file.
-	l, err := Open(options(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Signed(signed(7)); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	files, _ = ChainFiles(dir, "pod-a")
-	if rep, err := Verify(files, VerifyOptions{}); err != nil || rep.Signed != 6 {
-		t.Fatalf("after the crash: %+v %v", rep, err)
-	}
+	reopenAndVerify(t, dir, 6)
 }
 
 // failingFile fails its writes while broken is set, like a full disk.
