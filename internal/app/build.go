@@ -282,7 +282,7 @@ func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
 	if t.storeAssertion {
 		rec.Assertion = tok.Assertion
 	}
-	if err := t.audit.Signed(rec); err != nil {
+	if err := t.audit.Signed(r.Ctx, rec); err != nil {
 		return nil, "", fmt.Errorf("%w: %v", proxy.ErrAuditUnavailable, err)
 	}
 	return tok.Body, tok.AssertionID, nil

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +47,7 @@ func writeChain(t *testing.T, dir string, n int, maxBytes int64) []string {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		if err := l.Signed(signed(i)); err != nil {
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,7 +84,7 @@ func reopenAndVerify(t *testing.T, dir string, want int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Signed(signed(99)); err != nil {
+	if err := l.Signed(context.Background(), signed(99)); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
@@ -259,11 +260,11 @@ func TestDiskFullFailsClosedAndRecovers(t *testing.T) {
 	}
 	defer l.Close()
 	broken.Store(true)
-	if err := l.Signed(signed(1)); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no space left") {
+	if err := l.Signed(context.Background(), signed(1)); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no space left") {
 		t.Fatalf("disk full: %v", err)
 	}
 	broken.Store(false)
-	if err := l.Signed(signed(2)); err != nil {
+	if err := l.Signed(context.Background(), signed(2)); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
 	l.Close()
@@ -294,7 +295,7 @@ func TestGroupCommitSharesSyncs(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if err := l.Signed(signed(i)); err != nil {
+			if err := l.Signed(context.Background(), signed(i)); err != nil {
 				t.Error(err)
 			}
 		}(i)
@@ -321,7 +322,7 @@ func BenchmarkSignedConcurrent(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if err := l.Signed(signed(i)); err != nil {
+			if err := l.Signed(context.Background(), signed(i)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -346,11 +347,11 @@ func TestUnwritableFolderFailsClosed(t *testing.T) {
 	}
 	defer l.Close()
 	refuse.Store(true)
-	if err := l.Signed(signed(1)); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "read-only file system") {
+	if err := l.Signed(context.Background(), signed(1)); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "read-only file system") {
 		t.Fatalf("read-only volume: %v", err)
 	}
 	refuse.Store(false)
-	if err := l.Signed(signed(2)); err != nil {
+	if err := l.Signed(context.Background(), signed(2)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -392,7 +393,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := l.Signed(signed(0)); err != nil {
+			if err := l.Signed(context.Background(), signed(0)); err != nil {
 				b.Error(err)
 				return
 			}
@@ -409,3 +410,41 @@ func BenchmarkGroupCommit(b *testing.B) {
 		b.ReportMetric(float64(syncs[len(syncs)*99/100].Microseconds()), "sync-p99-µs")
 	}
 }
+
+func TestSignedRespectsItsContext(t *testing.T) {
+	o := options(t, t.TempDir())
+	stuck := make(chan struct{})
+	var syncs atomic.Int32
+	o.OpenFile = func(path string) (File, error) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		return stuckFile{f, stuck, &syncs}, err
+	}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := l.Signed(ctx, signed(1)); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "waiting for the disk") {
+		t.Fatalf("stuck disk: %v", err)
+	}
+	close(stuck)
+	l.Close()
+}
+
+// stuckFile blocks its syncs after the first (the chain's open record)
+// until released, like a hung volume.
+type stuckFile struct {
+	f       *os.File
+	release chan struct{}
+	syncs   *atomic.Int32
+}
+
+func (s stuckFile) Write(b []byte) (int, error) { return s.f.Write(b) }
+func (s stuckFile) Sync() error {
+	if s.syncs.Add(1) > 1 {
+		<-s.release
+	}
+	return s.f.Sync()
+}
+func (s stuckFile) Close() error { return s.f.Close() }

@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -153,16 +154,25 @@ func lastDurable(dir, chain string) (uint64, string, error) {
 	return 0, "", nil
 }
 
-// Signed appends a record and returns once it is on disk.
-func (l *Log) Signed(r *Record) error {
+// Signed appends a record and returns once it is on disk, or when ctx
+// ends first (a stuck disk must not hold requests forever; a record that
+// lands after its caller gave up is harmless: that token never left).
+func (l *Log) Signed(ctx context.Context, r *Record) error {
 	r.Type = TypeSigned
 	done := make(chan error, 1)
 	select {
 	case l.queue <- &request{rec: r, done: done}:
 	case <-l.done:
 		return ErrUnavailable
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	}
-	return <-done
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for the disk: %v", ErrUnavailable, ctx.Err())
+	}
 }
 
 // Result appends a record without waiting for the disk.

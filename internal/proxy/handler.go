@@ -171,7 +171,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 		return
 	}
 	if ex.route.Token != nil {
-		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Header: req.Header, Body: body,
+		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Ctx: ctx, Header: req.Header, Body: body,
 			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.route.Upstream.String()})
 		if err != nil {
 			h.fail(w, ex, tokenProblem(err), err)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -34,7 +35,8 @@ type RouteSpec struct {
 
 // TokenRequest is what a TokenSource sees of a SIH request.
 type TokenRequest struct {
-	Header    http.Header // the token may be set here (http-header placement)
+	Ctx       context.Context // bounds the wait for the audit log
+	Header    http.Header     // the token may be set here (http-header placement)
 	Body      []byte
 	RequestID string
 	Client    string
