@@ -23,6 +23,9 @@ Usage:
   roc-proxy config check FILE       check a configuration and the files it names
   roc-proxy demo [--keep-running]   run a self-contained demonstration
   roc-proxy audit verify|show ...   check and search the signed-token audit log
+  roc-proxy cert inspect FILE       describe a certificate, its chain and its role
+  roc-proxy csr --role auth|sign    make a key and a certificate request
+  roc-proxy p12 build ...           put a key, its certificate and chain in a PKCS#12 file
   roc-proxy version                 print the version
 
 Run "roc-proxy COMMAND --help" for a command's flags.
@@ -51,6 +54,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
+	case "cert":
+		if len(args) < 2 || args[1] != "inspect" {
+			fmt.Fprint(stderr, certUsage)
+			return ErrUsage
+		}
+		return cmdCertInspect(args[2:], stdout, stderr)
+	case "csr":
+		return cmdCSR(args[1:], stdout, stderr)
+	case "p12":
+		if len(args) < 2 || args[1] != "build" {
+			fmt.Fprint(stderr, certUsage)
+			return ErrUsage
+		}
+		return cmdP12Build(args[2:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

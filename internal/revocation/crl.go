@@ -145,9 +145,9 @@ func lookupCRL(base, delta *crl, k serialKey) Status {
 	return StatusGood
 }
 
-// freshestCRLURLs reads the Freshest CRL extension (delta CRL pointer) of a
+// FreshestCRLURLs reads the Freshest CRL extension (delta CRL pointer) of a
 // certificate: Go does not parse it.
-func freshestCRLURLs(cert *x509.Certificate) []string {
+func FreshestCRLURLs(cert *x509.Certificate) []string {
 	for _, ext := range cert.Extensions {
 		if !ext.Id.Equal(oidFreshestCRL) {
 			continue

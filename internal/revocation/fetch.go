@@ -115,7 +115,7 @@ func (c *Checker) fetchCRLs(ctx context.Context, cert, issuer *x509.Certificate,
 		}
 	}
 	if st.override == nil || len(st.override.DeltaCRLURLs) == 0 {
-		for _, u := range usableURLs(freshestCRLURLs(cert)) {
+		for _, u := range usableURLs(FreshestCRLURLs(cert)) {
 			st.deltaURLs[u] = true
 		}
 	}

@@ -615,7 +615,7 @@ func TestLDAPDeltaPointerOfRealLeaf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	urls := freshestCRLURLs(cert)
+	urls := FreshestCRLURLs(cert)
 	if len(urls) != 1 || !strings.HasPrefix(urls[0], "ldap://annuaire-igc.esante.gouv.fr/") {
 		t.Fatalf("Freshest CRL pointer %v", urls)
 	}

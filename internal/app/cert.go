@@ -1,0 +1,344 @@
+package app
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/certinfo"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
+)
+
+// bundleList is a repeatable --bundle flag.
+type bundleList []string
+
+func (b *bundleList) String() string     { return strings.Join(*b, ",") }
+func (b *bundleList) Set(v string) error { *b = append(*b, v); return nil }
+
+// toolStore holds the embedded public IGC-Santé chains and the bundles
+// given on the command line.
+func toolStore(extra []string) (*trust.Store, error) {
+	var bundles []*trust.Bundle
+	entries, err := fs.Glob(config.PublicBundles, "bundles/*.pem")
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range entries {
+		data, err := fs.ReadFile(config.PublicBundles, name)
+		if err != nil {
+			return nil, err
+		}
+		certs, err := trust.ParseCertificates(data)
+		if err != nil {
+			return nil, err
+		}
+		bundles = append(bundles, splitBundle(name, certs))
+	}
+	for i, path := range extra {
+		certs, err := trust.ReadCertificates(path)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle %s: %w", path, err)
+		}
+		bundles = append(bundles, splitBundle(fmt.Sprintf("given-%d", i), certs))
+	}
+	return trust.NewStore(bundles...), nil
+}
+
+func splitBundle(name string, certs []*x509.Certificate) *trust.Bundle {
+	b := &trust.Bundle{Name: name}
+	for _, c := range certs {
+		if trust.IsSelfSigned(c) {
+			b.Anchors = append(b.Anchors, c)
+		} else {
+			b.Intermediates = append(b.Intermediates, c)
+		}
+	}
+	return b
+}
+
+const certUsage = `Usage:
+  roc-proxy cert inspect FILE [--password-file F] [--bundle PEM]... [--json]
+  roc-proxy csr --role auth|sign --ou IDNAT_STRUCT --o ORGANISATION [--cn NAME] [--st STATE] [--key-out F] [--csr-out F]
+  roc-proxy p12 build --key KEY.pem --cert CERT.pem [--chain CHAIN.pem] [--bundle PEM]... --password-file F --out F.p12
+
+inspect describes a certificate file (PEM, DER or PKCS#12): subject and issuer
+(RFC 2253), validity and days left, key usages, the OU read as idNat_Struct,
+CRL, delta CRL, OCSP and CA Issuers URLs, whether its chain is complete
+against the bundles (the public IGC-Santé chains are built in), and which
+role it fits (ORG_AUTH_CLI, ORG_SIGN, SERV_SSL).
+
+csr makes a new RSA key (mode 0600, never overwriting a file) and a
+certificate request with the subject the IGC-Santé portal expects; the
+service name defaults to Client_ROC_Annuaire_AMC (auth) or
+Client_ROC_WebServices_AMC (sign).
+
+p12 build puts a key, its certificate and its chain (completed from the
+bundles) in a PKCS#12 file (AES, PBKDF2), the password read from a file.
+`
+
+func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cert inspect", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), certUsage); fs.PrintDefaults() }
+	pwFile := fs.String("password-file", "", "password of a PKCS#12 file")
+	asJSON := fs.Bool("json", false, "JSON output")
+	var bundles bundleList
+	fs.Var(&bundles, "bundle", "PEM file of authorities (repeatable)")
+	files, err := parseAuditFlags(fs, args, stdout, stderr)
+	if err != nil {
+		return ignoreHelp(err)
+	}
+	if len(files) != 1 {
+		fmt.Fprintln(stderr, "one certificate file, please")
+		return ErrUsage
+	}
+	leaf, extra, err := readCertFile(files[0], *pwFile)
+	if err != nil {
+		return err
+	}
+	store, err := toolStore(bundles)
+	if err != nil {
+		return err
+	}
+	r := certinfo.Inspect(leaf, extra, store, time.Now())
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	printReport(stdout, r)
+	return nil
+}
+
+func printReport(w io.Writer, r *certinfo.Report) {
+	p := func(k, v string) { fmt.Fprintf(w, "%-16s %s\n", k+":", v) }
+	p("subject", r.Subject)
+	p("issuer", r.Issuer)
+	p("serial", r.Serial)
+	left := fmt.Sprintf("%d days left", r.DaysLeft)
+	if r.DaysLeft < 0 {
+		left = "expired"
+	}
+	p("valid", fmt.Sprintf("%s to %s (%s)", r.NotBefore.UTC().Format(time.DateOnly), r.NotAfter.UTC().Format(time.DateOnly), left))
+	p("key", r.Key)
+	p("key usage", strings.Join(r.KeyUsage, ", "))
+	p("ext key usage", strings.Join(r.ExtKeyUsage, ", "))
+	if s := r.StructureID; s != nil {
+		p("structure", fmt.Sprintf("%s = %s %s", s.Value, s.Kind, s.ID))
+	}
+	p("CRL", strings.Join(r.CRL, " "))
+	p("delta CRL", strings.Join(r.DeltaCRL, " "))
+	p("OCSP", strings.Join(r.OCSP, " "))
+	p("CA issuers", strings.Join(r.CAIssuers, " "))
+	chain := "complete"
+	if !r.ChainComplete {
+		chain = "INCOMPLETE"
+	}
+	p("chain", chain+": "+strings.Join(r.Chain, " <- "))
+	p("fits", strings.Join(r.Roles, ", "))
+	for _, wmsg := range r.Warnings {
+		p("warning", wmsg)
+	}
+}
+
+// readCertFile reads PEM, DER or PKCS#12 (with the password file).
+func readCertFile(path, pwFile string) (*x509.Certificate, []*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if certs, err := trust.ParseCertificates(data); err == nil {
+		return certs[0], certs[1:], nil
+	}
+	password := ""
+	if pwFile != "" {
+		b, err := os.ReadFile(pwFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	_, leaf, cas, err := pkcs12.DecodeChain(data, password)
+	switch {
+	case errors.Is(err, pkcs12.ErrIncorrectPassword):
+		return nil, nil, fmt.Errorf("%s: wrong PKCS#12 password (--password-file)", path)
+	case err != nil:
+		return nil, nil, fmt.Errorf("%s: neither a certificate (PEM, DER) nor a PKCS#12 file: %v", path, err)
+	}
+	return leaf, cas, nil
+}
+
+func cmdCSR(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("csr", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), certUsage); fs.PrintDefaults() }
+	role := fs.String("role", "", "auth (ORG_AUTH_CLI) or sign (ORG_SIGN)")
+	cn := fs.String("cn", "", "service name (default: the role's)")
+	ou := fs.String("ou", "", "idNat_Struct: 1 + FINESS, 3 + SIRET...")
+	o := fs.String("o", "", "legal name of the establishment")
+	st := fs.String("st", "", "state, e.g. \"Côte-d'Or (21)\"")
+	keyOut := fs.String("key-out", "", "new key file (default: <role>.key)")
+	csrOut := fs.String("csr-out", "", "request file (default: <role>.csr)")
+	bits := fs.Int("bits", 2048, "RSA key size (2048 or 4096)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return ignoreHelp(err)
+	}
+	var problems []string
+	switch *role {
+	case "auth":
+		if *cn == "" {
+			*cn = "Client_ROC_Annuaire_AMC"
+		}
+	case "sign":
+		if *cn == "" {
+			*cn = "Client_ROC_WebServices_AMC"
+		}
+	default:
+		problems = append(problems, "--role must be auth or sign")
+	}
+	if certinfo.DecodeStructureID(*ou) == nil {
+		problems = append(problems, "--ou must be an idNat_Struct (1 + FINESS, 3 + SIRET, 0 + ADELI, 4 + RPPS-rang)")
+	}
+	if *o == "" {
+		problems = append(problems, "--o (the establishment's legal name) is required")
+	}
+	if *bits != 2048 && *bits != 4096 {
+		problems = append(problems, "--bits must be 2048 or 4096")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	if *keyOut == "" {
+		*keyOut = *role + ".key"
+	}
+	if *csrOut == "" {
+		*csrOut = *role + ".csr"
+	}
+	key, err := rsa.GenerateKey(rand.Reader, *bits)
+	if err != nil {
+		return err
+	}
+	subject := pkix.Name{CommonName: *cn, OrganizationalUnit: []string{*ou}, Organization: []string{*o}, Country: []string{"FR"}}
+	if *st != "" {
+		subject.Province = []string{*st}
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject, SignatureAlgorithm: x509.SHA256WithRSA}, key)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := writeNew(*keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	if err := writeNew(*csrOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "key: %s (mode 0600)\nrequest: %s\nsubject: %s\nSubmit the request on the IGC-Santé portal; roc-proxy completes the chain of the certificate you get back.\n",
+		*keyOut, *csrOut, subject.String())
+	return nil
+}
+
+// writeNew creates path with data, refusing to replace a file (a key lost
+// to an overwrite is a certificate to order again).
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func cmdP12Build(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("p12 build", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), certUsage); fs.PrintDefaults() }
+	keyFile := fs.String("key", "", "PEM private key")
+	certFile := fs.String("cert", "", "PEM certificate")
+	chainFile := fs.String("chain", "", "PEM intermediates (optional: completed from the bundles)")
+	pwFile := fs.String("password-file", "", "file holding the PKCS#12 password")
+	out := fs.String("out", "", "PKCS#12 file to create")
+	var bundles bundleList
+	fs.Var(&bundles, "bundle", "PEM file of authorities (repeatable)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return ignoreHelp(err)
+	}
+	if *keyFile == "" || *certFile == "" || *pwFile == "" || *out == "" {
+		fmt.Fprintln(stderr, "--key, --cert, --password-file and --out are required")
+		return ErrUsage
+	}
+	certPEM, err := os.ReadFile(*certFile)
+	if err != nil {
+		return err
+	}
+	if *chainFile != "" {
+		chain, err := os.ReadFile(*chainFile)
+		if err != nil {
+			return err
+		}
+		certPEM = append(append(certPEM, '\n'), chain...)
+	}
+	keyPEM, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("%s with %s: %w", *certFile, *keyFile, err)
+	}
+	pw, err := os.ReadFile(*pwFile)
+	if err != nil {
+		return err
+	}
+	store, err := toolStore(bundles)
+	if err != nil {
+		return err
+	}
+	var extra []*x509.Certificate
+	for _, der := range pair.Certificate[1:] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, c)
+	}
+	r := certinfo.Inspect(pair.Leaf, extra, store, time.Now())
+	if !r.ChainComplete {
+		return fmt.Errorf("chain incomplete: the issuer %s is neither in --chain nor in the bundles (add --bundle)", r.Issuer)
+	}
+	anchors, inter := store.Pools()
+	for _, c := range extra {
+		inter.AddCert(c)
+	}
+	chains, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, CurrentTime: pair.Leaf.NotBefore.Add(time.Hour), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return err
+	}
+	p12, err := pkcs12.Modern.Encode(pair.PrivateKey, pair.Leaf, chains[0][1:], strings.TrimRight(string(pw), "\r\n"))
+	if err != nil {
+		return err
+	}
+	if err := writeNew(*out, p12, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s (mode 0600): %s with %d authorities\n", *out, r.Subject, len(chains[0])-1)
+	return nil
+}
