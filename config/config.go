@@ -106,6 +106,9 @@ type Listen struct {
 	SIH string `yaml:"sih"`
 	// Admin serves /metrics, /healthz and /readyz.
 	Admin string `yaml:"admin"`
+	// AllowCIDRs, when set, are the only client addresses the SIH
+	// listener serves; others get 403.
+	AllowCIDRs []string `yaml:"allow_cidrs"`
 }
 
 // Log configures the zap logger.
@@ -160,6 +163,11 @@ type Route struct {
 	Name       string `yaml:"name"`
 	PathPrefix string `yaml:"path_prefix"`
 	Upstream   string `yaml:"upstream"`
+	// Dynamic, instead of Upstream, lets the SIH name the partner in the
+	// path (/<prefix>/<host[:port]>/<rest>), as the AMC directory returns
+	// service addresses per insurer; only hosts matching the patterns are
+	// reached.
+	Dynamic *Dynamic `yaml:"dynamic"`
 	// StripPrefix removes PathPrefix before appending the rest of the path
 	// to the upstream URL's path. Default true.
 	StripPrefix *bool `yaml:"strip_prefix"`
@@ -240,6 +248,14 @@ type VIHF struct {
 	PurposeOfUse      string `yaml:"purpose_of_use"`
 	RoleCodeSystem    string `yaml:"role_code_system"`
 	ConfidentialityCS string `yaml:"confidentiality_code_system"`
+}
+
+// Dynamic addressing: the partners a route may reach.
+type Dynamic struct {
+	// Hosts are DNS names, or "*.suffix" for any name below suffix.
+	Hosts []string `yaml:"hosts"`
+	// Ports allowed after the host (default 443 only).
+	Ports []int `yaml:"ports"`
 }
 
 // Timeouts bound each phase of an upstream exchange.

@@ -189,6 +189,9 @@ func (c *Config) applyDefaults() {
 		}
 		setStr(&r.Revocation.Policy, DefaultRevocationPolicy)
 		setStr(&r.ResponseSignature.Policy, "off")
+		if r.Dynamic != nil && len(r.Dynamic.Ports) == 0 {
+			r.Dynamic.Ports = []int{443}
+		}
 		if len(r.Revocation.Sources) == 0 {
 			r.Revocation.Sources = append([]string(nil), DefaultRevocationSources...)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	pathpkg "path"
 	"regexp"
@@ -31,7 +32,10 @@ var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	prefixRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
 	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
-	chainRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+	// HostPatternRE is a lower-case DNS name of at least two labels, or
+	// "*." and one.
+	HostPatternRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	chainRE       = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
 // cleanPath reports whether p has no empty, "." or ".." segment; a trailing
@@ -48,6 +52,11 @@ func (c *Config) Validate() error {
 	var p problems
 	validAddr(&p, "listen.sih", c.Listen.SIH)
 	validAddr(&p, "listen.admin", c.Listen.Admin)
+	for i, cidr := range c.Listen.AllowCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			p.add(fmt.Sprintf("listen.allow_cidrs[%d]", i), "%q is not a CIDR (e.g. 10.0.0.0/8)", cidr)
+		}
+	}
 	if c.Listen.SIH != "" && c.Listen.SIH == c.Listen.Admin && !strings.HasSuffix(c.Listen.SIH, ":0") {
 		p.add("listen.admin", "same address as listen.sih")
 	}
@@ -139,7 +148,17 @@ func (c *Config) Validate() error {
 		} else {
 			seenPrefix[r.PathPrefix] = i
 		}
-		r.validateUpstream(&p, path)
+		if r.Dynamic != nil {
+			r.Dynamic.validate(&p, path+".dynamic")
+			if r.Upstream != "" {
+				p.add(path+".upstream", "set either upstream or dynamic, not both")
+			}
+			if r.ServerName != "" {
+				p.add(path+".server_name", "a dynamic route checks each partner's own name")
+			}
+		} else {
+			r.validateUpstream(&p, path)
+		}
 		if len(r.Trust) == 0 {
 			p.add(path+".trust", "required: the trust bundles allowed to issue the upstream's certificate")
 		}
@@ -196,6 +215,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(p...)
+}
+
+func (d *Dynamic) validate(p *problems, path string) {
+	if len(d.Hosts) == 0 {
+		p.add(path+".hosts", "required: the partners' names (a.example, *.amc.example)")
+	}
+	for i, h := range d.Hosts {
+		if !HostPatternRE.MatchString(h) {
+			p.add(fmt.Sprintf("%s.hosts[%d]", path, i), "%q is not a DNS name or *.suffix", h)
+		}
+	}
+	for i, port := range d.Ports {
+		if port < 1 || port > 65535 {
+			p.add(fmt.Sprintf("%s.ports[%d]", path, i), "%d is not a port", port)
+		}
+	}
 }
 
 func (t *Token) validate(p *problems, path string) {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -154,13 +155,15 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	var specs []proxy.RouteSpec
 	for i, r := range cfg.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
-		upstream, err := url.Parse(r.Upstream)
-		if err != nil {
-			return nil, fmt.Errorf("%s.upstream: %w", path, err)
-		}
-		serverName := r.ServerName
-		if serverName == "" {
-			serverName = upstream.Hostname()
+		var upstream *url.URL
+		serverName := r.ServerName // dynamic routes: each partner's own name
+		if r.Dynamic == nil {
+			if upstream, err = url.Parse(r.Upstream); err != nil {
+				return nil, fmt.Errorf("%s.upstream: %w", path, err)
+			}
+			if serverName == "" {
+				serverName = upstream.Hostname()
+			}
 		}
 		var pins [][]byte
 		for _, pin := range r.SPKIPins {
@@ -193,6 +196,9 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
 			TotalTimeout: r.Timeouts.Total, Transport: tr,
 		}
+		if r.Dynamic != nil {
+			spec.Dynamic = &proxy.DynamicSpec{Hosts: r.Dynamic.Hosts, Ports: r.Dynamic.Ports}
+		}
 		if rs := r.ResponseSignature; rs.Policy != "off" {
 			roots, inter := mat.Store.Pools(rs.Trust...)
 			spec.Enforce = rs.Policy == "enforce"
@@ -208,7 +214,11 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		}
 		specs = append(specs, spec)
 	}
-	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m})
+	var allow []netip.Prefix
+	for _, c := range cfg.Listen.AllowCIDRs {
+		allow = append(allow, netip.MustParsePrefix(c)) // validated by config
+	}
+	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow})
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,9 @@ type Metrics struct {
 	CertificateNotAfter *prometheus.GaugeVec
 	// Ready is 1 while the SIH listener accepts requests.
 	Ready prometheus.Gauge
+	// Forbidden counts refused SIH requests by reason (client_address,
+	// destination).
+	Forbidden *prometheus.CounterVec
 
 	// RevocationChecks counts certificate status checks by result (good,
 	// revoked, unknown) and deciding source (ocsp, crl, none).
@@ -103,6 +106,10 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 			Help: "1 while the SIH listener accepts requests, 0 while starting or draining.",
 		}),
 	}
+	m.Forbidden = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "http", Name: "forbidden_total",
+		Help: "Refused SIH requests by reason: client_address (outside listen.allow_cidrs), destination (a host a dynamic route may not reach).",
+	}, []string{"reason"})
 	m.RevocationChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "checks_total",
 		Help: "Certificate revocation checks by result and deciding source.",
@@ -170,7 +177,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info,
+	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
 		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,

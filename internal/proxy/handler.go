@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
+	"net/url"
 	"path"
 	"sort"
 	"strconv"
@@ -31,6 +33,7 @@ var spoofableHeaders = []string{
 
 // Handler serves the SIH.
 type Handler struct {
+	allow    []netip.Prefix
 	routes   []*route // longest prefix first
 	log      *zap.Logger
 	metrics  *metrics.Metrics
@@ -43,6 +46,8 @@ type Options struct {
 	Routes  []RouteSpec
 	Logger  *zap.Logger
 	Metrics *metrics.Metrics
+	// AllowCIDRs, when set, are the only client addresses served.
+	AllowCIDRs []netip.Prefix
 }
 
 // exchange is the per-request state shared between ServeHTTP and the
@@ -50,8 +55,10 @@ type Options struct {
 type exchange struct {
 	route       *route
 	id          string
-	body        []byte // the SIH's request body, whole (with the token)
-	assertionID string // of the token added, if any
+	upstream    *url.URL // the partner: the route's, or from the path
+	rest        string   // path forwarded after the upstream's path
+	body        []byte   // the SIH's request body, whole (with the token)
+	assertionID string   // of the token added, if any
 	problem     *Problem
 	err         error
 }
@@ -60,7 +67,7 @@ type ctxKey struct{}
 
 // New builds the handler and one ReverseProxy per route.
 func New(o Options) (*Handler, error) {
-	h := &Handler{log: o.Logger, metrics: o.Metrics, bufs: newBufferPool()}
+	h := &Handler{log: o.Logger, metrics: o.Metrics, bufs: newBufferPool(), allow: o.AllowCIDRs}
 	h.unrouted = o.Metrics.RequestDuration.WithLabelValues("unmatched")
 	errLog, err := zap.NewStdLogAt(o.Logger.Named("reverseproxy"), zap.WarnLevel)
 	if err != nil {
@@ -134,8 +141,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			zap.Int64("bytes_out", rec.bytes),
 			zap.String("client", req.RemoteAddr),
 		}
-		if ex.route != nil {
-			fields = append(fields, zap.String("upstream", ex.route.Upstream.Host))
+		if ex.upstream != nil {
+			fields = append(fields, zap.String("upstream", ex.upstream.Host))
 		}
 		if ex.assertionID != "" {
 			fields = append(fields, zap.String("assertion_id", ex.assertionID))
@@ -154,6 +161,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) {
+	if !clientAllowed(req.RemoteAddr, h.allow) {
+		h.fail(w, ex, forbidden("client_address", "this client address may not use roc-proxy"), nil)
+		return
+	}
 	if req.URL.RawPath != "" || req.URL.Path == "" || req.URL.Path[0] != '/' || !clean(req.URL.Path) {
 		h.fail(w, ex, problem(http.StatusBadRequest, CodeBadRequest, "path", "the request path must be absolute and canonical (no dot segments, no escaped slashes)"), nil)
 		return
@@ -162,6 +173,18 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 	if ex.route == nil {
 		h.fail(w, ex, problem(http.StatusNotFound, CodeUnknownRoute, "", fmt.Sprintf("no route for path %q", req.URL.Path)), nil)
 		return
+	}
+	ex.upstream, ex.rest = ex.route.Upstream, ex.route.forwardPath(req.URL.Path)
+	if d := ex.route.Dynamic; d != nil {
+		// /<prefix>/<host[:port]>/<rest>: the partner named in the path,
+		// whatever Host or absolute URL the client sent.
+		seg, rest, _ := strings.Cut(strings.TrimPrefix(req.URL.Path[len(ex.route.prefix):], "/"), "/")
+		target, err := dynamicTarget(seg, d)
+		if err != nil {
+			h.fail(w, ex, forbidden("destination", err.Error()), err)
+			return
+		}
+		ex.upstream, ex.rest = target, "/"+rest
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(req.Context(), ctxKey{}, ex), ex.route.TotalTimeout)
 	defer cancel()
@@ -172,7 +195,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 	}
 	if ex.route.Token != nil {
 		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Ctx: ctx, Header: req.Header, Body: body,
-			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.route.Upstream.String()})
+			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.upstream.String() + ex.rest})
 		if err != nil {
 			h.fail(w, ex, tokenProblem(err), err)
 			return
@@ -186,9 +209,9 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().Value(ctxKey{}).(*exchange)
-	pr.Out.URL.Path = ex.route.forwardPath(pr.In.URL.Path)
+	pr.Out.URL.Path = ex.rest
 	pr.Out.URL.RawPath = ""
-	pr.SetURL(ex.route.Upstream)
+	pr.SetURL(ex.upstream)
 	for _, name := range spoofableHeaders {
 		pr.Out.Header.Del(name)
 	}
@@ -211,6 +234,9 @@ func (h *Handler) proxyError(w http.ResponseWriter, req *http.Request, err error
 
 func (h *Handler) fail(w http.ResponseWriter, ex *exchange, p Problem, err error) {
 	ex.problem, ex.err = &p, err
+	if p.Code == CodeForbidden {
+		h.metrics.Forbidden.WithLabelValues(p.Reason).Inc()
+	}
 	writeProblem(w, p, ex.id)
 }
 

@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -485,5 +487,118 @@ func TestResponseSignaturePolicy(t *testing.T) {
 				t.Fatalf("metric %s = %v", tc.result, n)
 			}
 		})
+	}
+}
+
+// Dynamic addressing reaches only the hosts and ports of the patterns,
+// whatever the client tries; the route's trust and names still apply.
+func TestDynamicAddressingIsNoOpenRelay(t *testing.T) {
+	p := pki(t)
+	up := startUpstream(t, p.Servers[testpki.AnnuaireHost], p.SanteRoot, echo)
+	_, upPort, _ := net.SplitHostPort(strings.TrimPrefix(up.URL, "https://"))
+	port, _ := strconv.Atoi(upPort)
+	f := newFixture(t, map[string]routeOpt{"amc": {prefix: "/amc/", upstream: up.URL}})
+	r := f.h.routes[0]
+	r.Upstream, r.Dynamic = nil, &DynamicSpec{Hosts: []string{"*.amc.test", "ws.mutuelle.test"}, Ports: []int{port}}
+	// The partner's name resolves to loopback, as DNS would.
+	r.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, _ := net.SplitHostPort(addr)
+		if host != testpki.AnnuaireHost {
+			return nil, fmt.Errorf("dialled %s: a host outside the patterns", addr)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, "127.0.0.1:"+port)
+	}
+	srv := f.server(t)
+	hostPort := testpki.AnnuaireHost + ":" + upPort
+
+	resp, err := srv.Client().Post(srv.URL+"/amc/"+hostPort+"/ws/search", "text/xml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Path, Host string }
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || got.Path != "/ws/search" || got.Host != hostPort {
+		t.Fatalf("allowed partner: %d %+v", resp.StatusCode, got)
+	}
+	for _, tc := range []struct{ name, path string }{
+		{"host outside the patterns", "/amc/evil.example:" + upPort + "/x"},
+		{"look-alike suffix", "/amc/evilamc.test:" + upPort + "/x"},
+		{"pattern as a prefix", "/amc/annuaire.amc.test.evil.example:" + upPort + "/x"},
+		{"IP literal", "/amc/127.0.0.1:" + upPort + "/x"},
+		{"user info", "/amc/user@annuaire.amc.test:" + upPort + "/x"},
+		{"trailing dot", "/amc/annuaire.amc.test.:" + upPort + "/x"},
+		{"port not allowed", "/amc/annuaire.amc.test:8443/x"},
+		{"default port not allowed", "/amc/annuaire.amc.test/x"},
+		{"no host", "/amc/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := srv.Client().Post(srv.URL+tc.path, "text/xml", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 403 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if pb := decodeProblem(t, resp); pb.Error != CodeForbidden || pb.Reason != "destination" {
+				t.Fatalf("body %+v", pb)
+			}
+		})
+	}
+	// Encoded dots or slashes, dot segments and bracketed IPv6 literals
+	// are refused before routing (400) or at the destination check (403).
+	for _, path := range []string{"/amc/annuaire%2eamc%2etest:" + upPort + "/x", "/amc/a.amc.test:" + upPort + "/../x", "/amc/[::1]:" + upPort + "/x"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, nil)
+		req.URL.Opaque = path // sent as written
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 && resp.StatusCode != 403 {
+			t.Errorf("%s: status %d", path, resp.StatusCode)
+		}
+	}
+	// An absolute-form request or a forged Host names no partner.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST https://evil.example/amc/evil.example:%s/x HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", upPort)
+	reply, _ := io.ReadAll(conn)
+	if !bytes.HasPrefix(reply, []byte("HTTP/1.1 403")) {
+		t.Errorf("absolute-form request: %s", reply)
+	}
+	if n := testutil.ToFloat64(f.m.Forbidden.WithLabelValues("destination")); n < 10 {
+		t.Errorf("forbidden metric = %v", n)
+	}
+}
+
+func TestClientAddressAllowList(t *testing.T) {
+	p := pki(t)
+	up := startUpstream(t, p.Servers[testpki.IDBHost], p.SanteRoot, echo)
+	for _, tc := range []struct {
+		cidrs  []string
+		status int
+	}{
+		{nil, 200},
+		{[]string{"10.0.0.0/8"}, 403},
+		{[]string{"10.0.0.0/8", "127.0.0.0/8"}, 200},
+	} {
+		f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost}})
+		for _, c := range tc.cidrs {
+			f.h.allow = append(f.h.allow, netip.MustParsePrefix(c))
+		}
+		srv := f.server(t)
+		resp, err := srv.Client().Post(srv.URL+"/r/", "text/xml", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("allow %v: status %d, want %d", tc.cidrs, resp.StatusCode, tc.status)
+		}
 	}
 }

@@ -25,6 +25,9 @@ type RouteSpec struct {
 	TotalTimeout time.Duration
 	// Transport reaches the upstream (mtls.NewTransport).
 	Transport http.RoundTripper
+	// Dynamic, when set (and Upstream nil), takes the partner from the
+	// first path segment after the prefix.
+	Dynamic *DynamicSpec
 	// Token, when set, adds a signed SAML assertion to every request.
 	Token TokenSource
 	// ResponseSignatures, when set, verifies the partner's signed

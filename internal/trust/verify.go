@@ -99,8 +99,18 @@ func (v *Verifier) Verify(peer []*x509.Certificate) ([][]*x509.Certificate, erro
 
 // VerifyConnection is a tls.Config.VerifyConnection callback. Go calls it on
 // full and resumed handshakes alike, so a resumed session never skips the
-// route's checks.
+// route's checks. A verifier without a server name (dynamic routes) checks
+// the name the connection was made for.
 func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
+	if v.serverName == "" {
+		if cs.ServerName == "" {
+			return &VerifyError{Reason: ReasonNameMismatch, Err: errors.New("no server name to check")}
+		}
+		vv := *v
+		vv.serverName = cs.ServerName
+		_, err := vv.Verify(cs.PeerCertificates)
+		return err
+	}
 	_, err := v.Verify(cs.PeerCertificates)
 	return err
 }
