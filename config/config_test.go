@@ -14,18 +14,21 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("example config: %v", err)
 	}
-	if got := len(cfg.Routes); got != 3 {
-		t.Fatalf("routes = %d, want 3", got)
+	if got := len(cfg.Routes); got != 4 {
+		t.Fatalf("routes = %d, want 4", got)
 	}
-	if tok := cfg.Routes[2].Token; tok == nil || tok.Profile != "vihf" || tok.Placement != "wsse" || tok.Validity != DefaultTokenValidity {
+	if d := cfg.Routes[1].Dynamic; d == nil || len(d.Ports) != 1 || d.Ports[0] != 443 {
+		t.Errorf("dynamic route: %+v", d)
+	}
+	if tok := cfg.Routes[3].Token; tok == nil || tok.Profile != "vihf" || tok.Placement != "wsse" || tok.Validity != DefaultTokenValidity {
 		t.Errorf("vihf token defaults not applied: %+v", tok)
 	}
 	r := cfg.Routes[0]
 	if r.Timeouts.Total != 60*time.Second || !r.Strip() || r.MaxBodyBytes != DefaultMaxBodyBytes {
 		t.Errorf("route defaults not applied: %+v", r)
 	}
-	if cfg.Routes[1].Timeouts.Connect != DefaultConnectTimeout {
-		t.Errorf("default connect timeout not applied: %v", cfg.Routes[1].Timeouts.Connect)
+	if cfg.Routes[2].Timeouts.Connect != DefaultConnectTimeout {
+		t.Errorf("default connect timeout not applied: %v", cfg.Routes[2].Timeouts.Connect)
 	}
 	want, _ := filepath.Abs("bundles/igc-sante-prod.pem")
 	got, _ := filepath.Abs(cfg.TrustBundles["igc-sante-prod"].Paths[0])
