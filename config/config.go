@@ -138,6 +138,9 @@ type Identity struct {
 	// Sign is the ORG_SIGN certificate that signs SAML tokens; required
 	// when a route has a token.
 	Sign *CertSource `yaml:"sign"`
+	// ReloadInterval is how often the certificate files are checked for a
+	// renewal (Kubernetes swaps mounted secrets in place).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
 // CertSource points to a certificate and its key: either a PKCS#12 file

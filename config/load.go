@@ -136,6 +136,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ReadTimeout, DefaultReadTimeout)
 	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
 	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+	setDur(&c.Identity.ReloadInterval, 30*time.Second)
 	au := &c.Audit
 	if au.MaxFileBytes == 0 {
 		au.MaxFileBytes = 64 << 20

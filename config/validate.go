@@ -83,6 +83,7 @@ func (c *Config) Validate() error {
 		c.Identity.Auth.validate(&p, "identity.auth")
 	}
 	c.Identity.Sign.validate(&p, "identity.sign")
+	positiveDur(&p, "identity.reload_interval", c.Identity.ReloadInterval)
 	c.Audit.CheckpointKey.validate(&p, "audit.checkpoint_key")
 
 	names := make([]string, 0, len(c.TrustBundles))

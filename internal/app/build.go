@@ -11,7 +11,10 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,13 +52,22 @@ type Proxy struct {
 	registry   *prometheus.Registry
 	metrics    *metrics.Metrics
 	handler    http.Handler
-	transports []*http.Transport
+	transports []*renewableTransport
 	auth       *mtls.Identity
 	sign       *mtls.Identity
-	warnings   []string
+
+	warnMu     sync.Mutex
+	warnings   map[string]string // certificate -> expiry warning
 	revocation *revocation.Checker
 	store      *trust.Store
 	audit      *audit.Log // nil when no route signs
+	deps       Deps
+
+	// The current material, swapped on renewal; handshakes and signatures
+	// take it when they start.
+	authCert atomic.Pointer[tls.Certificate]
+	signer   atomic.Pointer[saml.Signer]
+	digests  map[string][32]byte // source -> digest of its files
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -120,12 +132,15 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store}
+	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
+		deps: d, digests: map[string][32]byte{}}
+	p.authCert.Store(&mat.Auth.Certificate)
+	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
 	p.watchExpiry("identity.auth", mat.Auth.Leaf, d.Now())
-	var signer *saml.Signer
 	if mat.Sign != nil {
 		p.watchExpiry("identity.sign", mat.Sign.Leaf, d.Now())
-		signer = saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf)
+		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
+		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
 	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
 		p.audit, err = audit.Open(audit.Options{
@@ -151,7 +166,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		}
 	}
 
-	clientCert := func() *tls.Certificate { return &mat.Auth.Certificate }
+	clientCert := p.authCert.Load
 	var specs []proxy.RouteSpec
 	for i, r := range cfg.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
@@ -181,14 +196,17 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
-		tr := mtls.NewTransport(mtls.TransportOptions{
-			TLS: mtls.ClientConfig(mtls.ClientOptions{
-				ServerName: serverName, VerifyConnection: verifier.VerifyConnection,
-				ClientCertificate: clientCert, Now: d.Now,
-			}),
-			ConnectTimeout:        r.Timeouts.Connect,
-			TLSHandshakeTimeout:   r.Timeouts.TLSHandshake,
-			ResponseHeaderTimeout: r.Timeouts.ResponseHeader,
+		timeouts := r.Timeouts
+		tr := newRenewableTransport(func() *http.Transport {
+			return mtls.NewTransport(mtls.TransportOptions{
+				TLS: mtls.ClientConfig(mtls.ClientOptions{
+					ServerName: serverName, VerifyConnection: verifier.VerifyConnection,
+					ClientCertificate: clientCert, Now: d.Now,
+				}),
+				ConnectTimeout:        timeouts.Connect,
+				TLSHandshakeTimeout:   timeouts.TLSHandshake,
+				ResponseHeaderTimeout: timeouts.ResponseHeader,
+			})
 		})
 		p.transports = append(p.transports, tr)
 		spec := proxy.RouteSpec{
@@ -207,7 +225,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		if r.Token != nil {
 			spec.Token = &tokenSource{
 				route:    r.Name,
-				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: func() *saml.Signer { return signer }, Now: d.Now, Metrics: m}),
+				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
 				checker:  checker, refuseRevoked: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
 				audit: p.audit, storeAssertion: cfg.Audit.StoreAssertion, patientID: cfg.Audit.PatientID,
 			}
@@ -227,16 +245,39 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 }
 
 // watchExpiry exports a certificate's expiry and warns when it is near.
+// For the establishment's own certificates (identity.*) a renewal replaces
+// the warning of the certificate it renews.
 func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 	subject := trust.SubjectDN(c)
 	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
+	key := source + "|" + c.SerialNumber.Text(16)
+	if strings.HasPrefix(source, "identity.") {
+		key = source
+	}
+	p.warnMu.Lock()
+	defer p.warnMu.Unlock()
+	if p.warnings == nil {
+		p.warnings = map[string]string{}
+	}
+	delete(p.warnings, key)
 	left := c.NotAfter.Sub(now)
 	if left < expiryWarning {
-		msg := fmt.Sprintf("%s: certificate %s expires on %s (%d days left)", source, subject, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
-		p.warnings = append(p.warnings, msg)
+		p.warnings[key] = fmt.Sprintf("%s: certificate %s expires on %s (%d days left)", source, subject, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
 		p.log.Warn("certificate expires soon", zap.String("source", source), zap.String("subject", subject),
 			zap.Time("not_after", c.NotAfter), zap.Int("days_left", int(left.Hours()/24)))
 	}
+}
+
+// expiryWarnings lists the current expiry warnings, sorted.
+func (p *Proxy) expiryWarnings() []string {
+	p.warnMu.Lock()
+	defer p.warnMu.Unlock()
+	out := make([]string, 0, len(p.warnings))
+	for _, w := range p.warnings {
+		out = append(out, w)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // prefetchRevocation warms the revocation cache: every authority of the
@@ -263,6 +304,36 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 		p.revocation.Watch(ctx, "ORG_SIGN", p.sign.Chain)
 	}
 }
+
+// renewableTransport is a route's connection pool to its partner, started
+// afresh when ORG_AUTH_CLI is renewed: pooled keep-alive connections and
+// resumable TLS sessions carry the client certificate they were made with.
+type renewableTransport struct {
+	build func() *http.Transport
+	cur   atomic.Pointer[http.Transport]
+}
+
+func newRenewableTransport(build func() *http.Transport) *renewableTransport {
+	t := &renewableTransport{build: build}
+	t.cur.Store(build())
+	return t
+}
+
+// RoundTrip uses the current pool.
+func (t *renewableTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.cur.Load().RoundTrip(r)
+}
+
+// renew starts a new pool; requests in flight finish on the old one,
+// whose idle connections are closed now and as they come back idle (its
+// IdleConnTimeout).
+func (t *renewableTransport) renew() {
+	old := t.cur.Swap(t.build())
+	old.CloseIdleConnections()
+}
+
+// CloseIdleConnections closes the current pool's idle connections.
+func (t *renewableTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
 
 // tokenSource signs a route's tokens, unless ORG_SIGN is known revoked,
 // and records each one durably before it leaves.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -94,15 +95,21 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
 	p.prefetchRevocation(ctx)
-	refreshCtx, stopRefresh := context.WithCancel(context.Background())
-	refreshDone := make(chan struct{})
+	// Background work: revocation refresh and certificate reload.
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var background sync.WaitGroup
+	background.Add(2)
 	go func() {
-		defer close(refreshDone)
-		p.revocation.Run(refreshCtx)
+		defer background.Done()
+		p.revocation.Run(bgCtx)
+	}()
+	go func() {
+		defer background.Done()
+		p.runReload(bgCtx)
 	}()
 	defer func() {
-		stopRefresh()
-		<-refreshDone
+		stopBackground()
+		background.Wait()
 	}()
 	go func() { errc <- sih.Serve(sihLn) }()
 	ready.Store(true)
@@ -141,7 +148,7 @@ func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": p.warnings})
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": p.expiryWarnings()})
 	})
 	mux.HandleFunc("GET /revocation", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.revocation.Snapshot())

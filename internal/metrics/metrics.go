@@ -29,6 +29,9 @@ type Metrics struct {
 	CertificateNotAfter *prometheus.GaugeVec
 	// Ready is 1 while the SIH listener accepts requests.
 	Ready prometheus.Gauge
+	// CertificateReloads counts reloads of renewed certificate files by
+	// source and result (ok, error: the old material is kept).
+	CertificateReloads *prometheus.CounterVec
 	// Forbidden counts refused SIH requests by reason (client_address,
 	// destination).
 	Forbidden *prometheus.CounterVec
@@ -106,6 +109,10 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 			Help: "1 while the SIH listener accepts requests, 0 while starting or draining.",
 		}),
 	}
+	m.CertificateReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "certificate", Name: "reloads_total",
+		Help: "Reloads of renewed certificate files, by source and result (ok; error: the previous material is kept).",
+	}, []string{"source", "result"})
 	m.Forbidden = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "http", Name: "forbidden_total",
 		Help: "Refused SIH requests by reason: client_address (outside listen.allow_cidrs), destination (a host a dynamic route may not reach).",
@@ -177,7 +184,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden,
+	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
 		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,
