@@ -109,6 +109,19 @@ type Listen struct {
 	// AllowCIDRs, when set, are the only client addresses the SIH
 	// listener serves; others get 403.
 	AllowCIDRs []string `yaml:"allow_cidrs"`
+	// TLS, when set, makes the SIH listener speak HTTPS.
+	TLS *ListenTLS `yaml:"tls"`
+}
+
+// ListenTLS is the SIH listener's TLS: a certificate and key (PEM files,
+// reloaded when they change) and, optionally, client certificates required
+// from the SIH.
+type ListenTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCA, when set, requires SIH client certificates issued by these
+	// authorities (PEM file).
+	ClientCA string `yaml:"client_ca"`
 }
 
 // Log configures the zap logger.
@@ -192,6 +205,9 @@ type Route struct {
 	Token *Token `yaml:"token"`
 	// ResponseSignature checks the partner's signed answers.
 	ResponseSignature ResponseSignature `yaml:"response_signature"`
+	// AllowedClients, when set, are the RFC 2253 subjects of the SIH
+	// client certificates this route serves (listen.tls.client_ca).
+	AllowedClients []string `yaml:"allowed_clients"`
 }
 
 // ResponseSignature is a route's policy on the partner's XML signatures.

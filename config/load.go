@@ -223,6 +223,11 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Revocation.CacheDir)
+	if t := c.Listen.TLS; t != nil {
+		abs(&t.Cert)
+		abs(&t.Key)
+		abs(&t.ClientCA)
+	}
 	abs(&c.Audit.Dir)
 	for _, b := range c.TrustBundles {
 		if b == nil {

@@ -52,6 +52,11 @@ func (c *Config) Validate() error {
 	var p problems
 	validAddr(&p, "listen.sih", c.Listen.SIH)
 	validAddr(&p, "listen.admin", c.Listen.Admin)
+	if t := c.Listen.TLS; t != nil {
+		if t.Cert == "" || t.Key == "" {
+			p.add("listen.tls", "cert and key are both required")
+		}
+	}
 	for i, cidr := range c.Listen.AllowCIDRs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
 			p.add(fmt.Sprintf("listen.allow_cidrs[%d]", i), "%q is not a CIDR (e.g. 10.0.0.0/8)", cidr)
@@ -179,6 +184,9 @@ func (c *Config) Validate() error {
 		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
 		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		positiveDur(&p, path+".timeouts.total", r.Timeouts.Total)
+		if len(r.AllowedClients) > 0 && (c.Listen.TLS == nil || c.Listen.TLS.ClientCA == "") {
+			p.add(path+".allowed_clients", "needs listen.tls.client_ca: SIH client certificates are not requested")
+		}
 		if r.Token != nil {
 			if c.Identity.Sign == nil {
 				p.add(path+".token", "needs identity.sign: the ORG_SIGN certificate that signs the token")

@@ -67,6 +67,8 @@ type Proxy struct {
 	// take it when they start.
 	authCert atomic.Pointer[tls.Certificate]
 	signer   atomic.Pointer[saml.Signer]
+	sihCert  atomic.Pointer[tls.Certificate] // listen.tls
+	sihTLS   *tls.Config
 	digests  map[string][32]byte // source -> digest of its files
 }
 
@@ -78,6 +80,29 @@ type Material struct {
 	Sign  *mtls.Identity // nil when no route signs
 	// Checkpoint signs the audit checkpoints (default: Sign).
 	Checkpoint *mtls.Identity
+	// ListenCert and ClientCAs are the SIH listener's TLS (listen.tls).
+	ListenCert *tls.Certificate
+	ClientCAs  *x509.CertPool
+}
+
+// loadListenTLS reads the SIH listener's certificate and client CAs.
+func loadListenTLS(t *config.ListenTLS) (*tls.Certificate, *x509.CertPool, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen.tls: %s with %s: %w", t.Cert, t.Key, err)
+	}
+	if t.ClientCA == "" {
+		return &cert, nil, nil
+	}
+	cas, err := trust.ReadCertificates(t.ClientCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen.tls.client_ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
+	return &cert, pool, nil
 }
 
 // LoadMaterial reads the trust bundles and the establishment identity.
@@ -98,6 +123,11 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 			Path: "identity.sign", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
 		})
 		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Listen.TLS != nil {
+		if mat.ListenCert, mat.ClientCAs, err = loadListenTLS(cfg.Listen.TLS); err != nil {
 			return nil, err
 		}
 	}
@@ -136,6 +166,14 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		deps: d, digests: map[string][32]byte{}}
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
+	if mat.ListenCert != nil {
+		p.sihCert.Store(mat.ListenCert)
+		p.digests["listen.tls"] = sourceDigest(listenSource(cfg.Listen.TLS))
+		p.sihTLS = mtls.ListenerConfig(mtls.ListenerOptions{Certificate: p.sihCert.Load, ClientCAs: mat.ClientCAs})
+		if mat.ListenCert.Leaf != nil {
+			p.watchExpiry("listen.tls", mat.ListenCert.Leaf, d.Now())
+		}
+	}
 	p.watchExpiry("identity.auth", mat.Auth.Leaf, d.Now())
 	if mat.Sign != nil {
 		p.watchExpiry("identity.sign", mat.Sign.Leaf, d.Now())
@@ -212,7 +250,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
 			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
-			TotalTimeout: r.Timeouts.Total, Transport: tr,
+			TotalTimeout: r.Timeouts.Total, Transport: tr, AllowedClients: r.AllowedClients,
 		}
 		if r.Dynamic != nil {
 			spec.Dynamic = &proxy.DynamicSpec{Hosts: r.Dynamic.Hosts, Ports: r.Dynamic.Ports}

@@ -38,17 +38,30 @@ func sourceDigest(src *config.CertSource) [32]byte {
 	return out
 }
 
-// runReload checks the certificate files every identity.reload_interval
-// until ctx ends.
+// listenSource views the listener's files as a certificate source.
+func listenSource(t *config.ListenTLS) *config.CertSource {
+	return &config.CertSource{Cert: t.Cert, Key: t.Key}
+}
+
+// runReload checks the certificate files every identity.reload_interval,
+// and the expiry of the certificates in use every hour, until ctx ends.
 func (p *Proxy) runReload(ctx context.Context) {
 	t := time.NewTicker(p.cfg.Identity.ReloadInterval)
 	defer t.Stop()
+	daily := time.NewTicker(time.Hour)
+	defer daily.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			p.reloadCertificates(ctx)
+		case <-daily.C:
+			now := p.deps.Now()
+			p.watchExpiry("identity.auth", p.auth.Leaf, now)
+			if p.sign != nil {
+				p.watchExpiry("identity.sign", p.sign.Leaf, now)
+			}
 		}
 	}
 }
@@ -60,6 +73,22 @@ func (p *Proxy) runReload(ctx context.Context) {
 // with the old certificate); an invalid file
 // keeps the old material, with an error log and a metric.
 func (p *Proxy) reloadCertificates(ctx context.Context) {
+	if t := p.cfg.Listen.TLS; t != nil {
+		if digest := sourceDigest(listenSource(t)); digest != p.digests["listen.tls"] {
+			p.digests["listen.tls"] = digest
+			if cert, _, err := loadListenTLS(t); err != nil {
+				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "error").Inc()
+				p.log.Error("renewed listener certificate refused: keeping the current one", zap.Error(err))
+			} else {
+				p.sihCert.Store(cert)
+				if cert.Leaf != nil {
+					p.watchExpiry("listen.tls", cert.Leaf, p.deps.Now())
+				}
+				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "ok").Inc()
+				p.log.Info("renewed listener certificate loaded")
+			}
+		}
+	}
 	for _, s := range []struct {
 		source string
 		src    *config.CertSource

@@ -111,7 +111,12 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		stopBackground()
 		background.Wait()
 	}()
-	go func() { errc <- sih.Serve(sihLn) }()
+	if p.sihTLS != nil {
+		sih.TLSConfig = p.sihTLS
+		go func() { errc <- sih.ServeTLS(sihLn, "", "") }()
+	} else {
+		go func() { errc <- sih.Serve(sihLn) }()
+	}
 	ready.Store(true)
 	p.metrics.Ready.Set(1)
 	p.log.Info("roc-proxy started", zap.String("version", version),

@@ -96,3 +96,28 @@ func ServerConfig(o ServerOptions) *tls.Config {
 	}
 	return c
 }
+
+// ListenerOptions configure the SIH listener's TLS.
+type ListenerOptions struct {
+	// Certificate returns the current server certificate (reloaded when
+	// its files change).
+	Certificate func() *tls.Certificate
+	// ClientCAs, when set, requires SIH client certificates issued by
+	// these authorities.
+	ClientCAs *x509.CertPool
+}
+
+// ListenerConfig returns the tls.Config of the SIH listener.
+func ListenerConfig(o ListenerOptions) *tls.Config {
+	c := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return o.Certificate(), nil
+		},
+	}
+	if o.ClientCAs != nil {
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		c.ClientCAs = o.ClientCAs
+	}
+	return c
+}

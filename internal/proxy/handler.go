@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // spoofableHeaders are dropped from what the SIH sends: they would let a
@@ -173,6 +175,16 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 	if ex.route == nil {
 		h.fail(w, ex, problem(http.StatusNotFound, CodeUnknownRoute, "", fmt.Sprintf("no route for path %q", req.URL.Path)), nil)
 		return
+	}
+	if len(ex.route.AllowedClients) > 0 {
+		subject := ""
+		if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
+			subject = trust.SubjectDN(req.TLS.PeerCertificates[0])
+		}
+		if !slices.Contains(ex.route.AllowedClients, subject) {
+			h.fail(w, ex, forbidden("client_certificate", "this route serves other SIH client certificates"), fmt.Errorf("client certificate %q", subject))
+			return
+		}
 	}
 	ex.upstream, ex.rest = ex.route.Upstream, ex.route.forwardPath(req.URL.Path)
 	if d := ex.route.Dynamic; d != nil {

@@ -25,6 +25,9 @@ type RouteSpec struct {
 	TotalTimeout time.Duration
 	// Transport reaches the upstream (mtls.NewTransport).
 	Transport http.RoundTripper
+	// AllowedClients, when set, are the subjects (RFC 2253) of the SIH
+	// client certificates served.
+	AllowedClients []string
 	// Dynamic, when set (and Upstream nil), takes the partner from the
 	// first path segment after the prefix.
 	Dynamic *DynamicSpec
