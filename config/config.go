@@ -119,6 +119,9 @@ type Listen struct {
 type ListenTLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// ACME, instead of Cert and Key, obtains and renews the certificate
+	// from the hospital's internal ACME certificate authority.
+	ACME *ACME `yaml:"acme"`
 	// ClientCA, when set, requires SIH client certificates issued by these
 	// authorities (PEM file).
 	ClientCA string `yaml:"client_ca"`
@@ -267,6 +270,18 @@ type VIHF struct {
 	PurposeOfUse      string `yaml:"purpose_of_use"`
 	RoleCodeSystem    string `yaml:"role_code_system"`
 	ConfidentialityCS string `yaml:"confidentiality_code_system"`
+}
+
+// ACME configures certmagic against an ACME certificate authority.
+type ACME struct {
+	Directory string   `yaml:"directory"` // the CA's directory URL
+	CABundle  string   `yaml:"ca_bundle"` // PEM roots of the CA's own TLS certificate
+	Email     string   `yaml:"email"`
+	Domains   []string `yaml:"domains"` // names the SIH reaches the proxy by
+	Storage   string   `yaml:"storage"` // certmagic's folder (persistent)
+	// AltTLSALPNPort is where the TLS-ALPN challenge is answered when the
+	// CA validates (default 443).
+	AltTLSALPNPort int `yaml:"alt_tls_alpn_port"`
 }
 
 // Dynamic addressing: the partners a route may reach.

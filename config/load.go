@@ -227,6 +227,10 @@ func (c *Config) resolvePaths(base string) {
 		abs(&t.Cert)
 		abs(&t.Key)
 		abs(&t.ClientCA)
+		if a := t.ACME; a != nil {
+			abs(&a.CABundle)
+			abs(&a.Storage)
+		}
 	}
 	abs(&c.Audit.Dir)
 	for _, b := range c.TrustBundles {

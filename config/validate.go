@@ -53,8 +53,27 @@ func (c *Config) Validate() error {
 	validAddr(&p, "listen.sih", c.Listen.SIH)
 	validAddr(&p, "listen.admin", c.Listen.Admin)
 	if t := c.Listen.TLS; t != nil {
-		if t.Cert == "" || t.Key == "" {
-			p.add("listen.tls", "cert and key are both required")
+		switch {
+		case t.ACME != nil && (t.Cert != "" || t.Key != ""):
+			p.add("listen.tls", "set either cert and key, or acme, not both")
+		case t.ACME != nil:
+			a := t.ACME
+			if u, err := url.Parse(a.Directory); err != nil || u.Scheme != "https" || u.Host == "" {
+				p.add("listen.tls.acme.directory", "%q must be the https URL of the ACME directory", a.Directory)
+			}
+			if len(a.Domains) == 0 {
+				p.add("listen.tls.acme.domains", "required: the names the SIH reaches roc-proxy by")
+			}
+			for i, d := range a.Domains {
+				if !HostPatternRE.MatchString(d) || strings.HasPrefix(d, "*.") {
+					p.add(fmt.Sprintf("listen.tls.acme.domains[%d]", i), "%q is not a DNS name", d)
+				}
+			}
+			if a.Storage == "" {
+				p.add("listen.tls.acme.storage", "required: a persistent folder for the certificate and the ACME account")
+			}
+		case t.Cert == "" || t.Key == "":
+			p.add("listen.tls", "cert and key are both required (or acme)")
 		}
 	}
 	for i, cidr := range c.Listen.AllowCIDRs {

@@ -27,7 +27,17 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain looks for leaked goroutines, but for two that belong to
+// libraries: pebble's validation worker (it never stops; the ACME test's
+// server is in-process) and certmagic's lock-file refresher (it ends at its
+// next tick, seconds after the lock is released), and certmagic's per-CA
+// rate limiter (kept in a package-level map for the process's life).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.(*RingBufferRateLimiter).permit"))
+}
 
 const testPassword = "Tr0ub4dor&3-test"
 

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -65,11 +66,13 @@ type Proxy struct {
 
 	// The current material, swapped on renewal; handshakes and signatures
 	// take it when they start.
-	authCert atomic.Pointer[tls.Certificate]
-	signer   atomic.Pointer[saml.Signer]
-	sihCert  atomic.Pointer[tls.Certificate] // listen.tls
-	sihTLS   *tls.Config
-	digests  map[string][32]byte // source -> digest of its files
+	authCert  atomic.Pointer[tls.Certificate]
+	signer    atomic.Pointer[saml.Signer]
+	sihCert   atomic.Pointer[tls.Certificate] // listen.tls
+	sihTLS    *tls.Config
+	clientCAs *x509.CertPool
+	acmeCache *certmagic.Cache    // listen.tls.acme
+	digests   map[string][32]byte // source -> digest of its files
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -85,14 +88,19 @@ type Material struct {
 	ClientCAs  *x509.CertPool
 }
 
-// loadListenTLS reads the SIH listener's certificate and client CAs.
+// loadListenTLS reads the SIH listener's certificate (unless ACME manages
+// it) and client CAs.
 func loadListenTLS(t *config.ListenTLS) (*tls.Certificate, *x509.CertPool, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen.tls: %s with %s: %w", t.Cert, t.Key, err)
+	var cert *tls.Certificate
+	if t.ACME == nil {
+		c, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen.tls: %s with %s: %w", t.Cert, t.Key, err)
+		}
+		cert = &c
 	}
 	if t.ClientCA == "" {
-		return &cert, nil, nil
+		return cert, nil, nil
 	}
 	cas, err := trust.ReadCertificates(t.ClientCA)
 	if err != nil {
@@ -102,7 +110,7 @@ func loadListenTLS(t *config.ListenTLS) (*tls.Certificate, *x509.CertPool, error
 	for _, c := range cas {
 		pool.AddCert(c)
 	}
-	return &cert, pool, nil
+	return cert, pool, nil
 }
 
 // LoadMaterial reads the trust bundles and the establishment identity.
@@ -166,6 +174,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		deps: d, digests: map[string][32]byte{}}
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
+	p.clientCAs = mat.ClientCAs
 	if mat.ListenCert != nil {
 		p.sihCert.Store(mat.ListenCert)
 		p.digests["listen.tls"] = sourceDigest(listenSource(cfg.Listen.TLS))

@@ -73,7 +73,7 @@ func (p *Proxy) runReload(ctx context.Context) {
 // with the old certificate); an invalid file
 // keeps the old material, with an error log and a metric.
 func (p *Proxy) reloadCertificates(ctx context.Context) {
-	if t := p.cfg.Listen.TLS; t != nil {
+	if t := p.cfg.Listen.TLS; t != nil && t.ACME == nil {
 		if digest := sourceDigest(listenSource(t)); digest != p.digests["listen.tls"] {
 			p.digests["listen.tls"] = digest
 			if cert, _, err := loadListenTLS(t); err != nil {

@@ -90,6 +90,14 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          errLog,
 	}
+	if t := p.cfg.Listen.TLS; t != nil && t.ACME != nil {
+		if err := p.startACME(ctx, t.ACME, p.clientCAs); err != nil {
+			sihLn.Close()
+			adminLn.Close()
+			return err
+		}
+		defer p.acmeCache.Stop()
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- admin.Serve(adminLn) }()
 	// Not ready until the revocation cache is warm: the first requests

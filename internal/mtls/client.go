@@ -100,8 +100,11 @@ func ServerConfig(o ServerOptions) *tls.Config {
 // ListenerOptions configure the SIH listener's TLS.
 type ListenerOptions struct {
 	// Certificate returns the current server certificate (reloaded when
-	// its files change).
-	Certificate func() *tls.Certificate
+	// its files change); or GetCertificate (certmagic, with NextProtos for
+	// the TLS-ALPN challenge).
+	Certificate    func() *tls.Certificate
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	NextProtos     []string
 	// ClientCAs, when set, requires SIH client certificates issued by
 	// these authorities.
 	ClientCAs *x509.CertPool
@@ -109,11 +112,9 @@ type ListenerOptions struct {
 
 // ListenerConfig returns the tls.Config of the SIH listener.
 func ListenerConfig(o ListenerOptions) *tls.Config {
-	c := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return o.Certificate(), nil
-		},
+	c := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: o.GetCertificate, NextProtos: o.NextProtos}
+	if o.Certificate != nil {
+		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return o.Certificate(), nil }
 	}
 	if o.ClientCAs != nil {
 		c.ClientAuth = tls.RequireAndVerifyClientCert
