@@ -44,6 +44,8 @@ type Deps struct {
 	// AuditOpenFile, when set, opens the audit files (tests inject a full
 	// disk with it).
 	AuditOpenFile func(path string) (audit.File, error)
+	// ConfigPath, when set, is reloaded when a trust bundle's files change.
+	ConfigPath string
 }
 
 // Proxy is a fully wired roc-proxy, ready to serve.
@@ -52,8 +54,8 @@ type Proxy struct {
 	log        *zap.Logger
 	registry   *prometheus.Registry
 	metrics    *metrics.Metrics
-	handler    http.Handler
-	transports []*renewableTransport
+	handler    atomic.Pointer[proxy.Handler] // swapped by a configuration reload
+	transports []*renewableTransport         // owned by the reload goroutine
 	auth       *mtls.Identity
 	sign       *mtls.Identity
 
@@ -73,6 +75,9 @@ type Proxy struct {
 	clientCAs *x509.CertPool
 	acmeCache *certmagic.Cache    // listen.tls.acme
 	digests   map[string][32]byte // source -> digest of its files
+	// configReload takes configuration reloads (SIGHUP) to the reload
+	// goroutine, which owns transports, store and cfg.
+	configReload chan configReloadRequest
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -171,9 +176,10 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
-		deps: d, digests: map[string][32]byte{}}
+		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest)}
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
+	p.digests["trust_bundles"] = bundlesDigest(cfg.TrustBundles)
 	p.clientCAs = mat.ClientCAs
 	if mat.ListenCert != nil {
 		p.sihCert.Store(mat.ListenCert)
@@ -213,15 +219,31 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		}
 	}
 
+	h, transports, err := p.buildHandler(cfg, mat.Store)
+	if err != nil {
+		return nil, err
+	}
+	p.handler.Store(h)
+	p.transports = transports
+	return p, nil
+}
+
+// buildHandler builds the routes of cfg, with the trust bundles of store,
+// around the proxy's current identity, signer, revocation checker and audit
+// log. Build uses it, and a configuration reload.
+func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Handler, []*renewableTransport, error) {
+	d, m, checker := p.deps, p.metrics, p.revocation
 	clientCert := p.authCert.Load
+	var transports []*renewableTransport
 	var specs []proxy.RouteSpec
+	var err error
 	for i, r := range cfg.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
 		var upstream *url.URL
 		serverName := r.ServerName // dynamic routes: each partner's own name
 		if r.Dynamic == nil {
 			if upstream, err = url.Parse(r.Upstream); err != nil {
-				return nil, fmt.Errorf("%s.upstream: %w", path, err)
+				return nil, nil, fmt.Errorf("%s.upstream: %w", path, err)
 			}
 			if serverName == "" {
 				serverName = upstream.Hostname()
@@ -231,7 +253,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		for _, pin := range r.SPKIPins {
 			b, err := config.ParsePin(pin)
 			if err != nil {
-				return nil, fmt.Errorf("%s.spki_pins: %w", path, err)
+				return nil, nil, fmt.Errorf("%s.spki_pins: %w", path, err)
 			}
 			pins = append(pins, b)
 		}
@@ -239,9 +261,9 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		if r.Revocation.Policy != "off" {
 			vo.Revocation = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
 		}
-		verifier, err := mat.Store.NewVerifier(vo)
+		verifier, err := store.NewVerifier(vo)
 		if err != nil {
-			return nil, fmt.Errorf("%s.trust: %w", path, err)
+			return nil, nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
 		timeouts := r.Timeouts
 		tr := newRenewableTransport(func() *http.Transport {
@@ -255,7 +277,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 				ResponseHeaderTimeout: timeouts.ResponseHeader,
 			})
 		})
-		p.transports = append(p.transports, tr)
+		transports = append(transports, tr)
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
 			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
@@ -265,7 +287,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			spec.Dynamic = &proxy.DynamicSpec{Hosts: r.Dynamic.Hosts, Ports: r.Dynamic.Ports}
 		}
 		if rs := r.ResponseSignature; rs.Policy != "off" {
-			roots, inter := mat.Store.Pools(rs.Trust...)
+			roots, inter := store.Pools(rs.Trust...)
 			spec.Enforce = rs.Policy == "enforce"
 			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
 		}
@@ -285,10 +307,9 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	p.handler = h
-	return p, nil
+	return h, transports, nil
 }
 
 // watchExpiry exports a certificate's expiry and warns when it is near.
@@ -473,5 +494,6 @@ func chainID(configured string, getenv func(string) string) string {
 	return clean
 }
 
-// Handler is the SIH-facing handler.
-func (p *Proxy) Handler() http.Handler { return p.handler }
+// ServeHTTP serves the SIH with the current handler (a configuration
+// reload swaps it; requests in flight finish on the one they started on).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.Load().ServeHTTP(w, r) }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,6 +41,41 @@ func sourceDigest(src *config.CertSource) [32]byte {
 	return out
 }
 
+// bundlesDigest hashes the contents of every trust bundle's files (the
+// files of a folder included), in name order.
+func bundlesDigest(bundles map[string]*config.TrustBundle) [32]byte {
+	h := sha256.New()
+	names := make([]string, 0, len(bundles))
+	for n := range bundles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		h.Write([]byte(n + "\x00"))
+		for _, path := range bundles[n].Paths {
+			files := []string{path}
+			if entries, err := os.ReadDir(path); err == nil {
+				files = files[:0]
+				for _, e := range entries {
+					files = append(files, filepath.Join(path, e.Name()))
+				}
+			}
+			for _, f := range files {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					h.Write([]byte("\x00absent\x00" + f))
+					continue
+				}
+				sum := sha256.Sum256(data)
+				h.Write(sum[:])
+			}
+		}
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
 // listenSource views the listener's files as a certificate source.
 func listenSource(t *config.ListenTLS) *config.CertSource {
 	return &config.CertSource{Cert: t.Cert, Key: t.Key}
@@ -56,6 +94,8 @@ func (p *Proxy) runReload(ctx context.Context) {
 			return
 		case <-t.C:
 			p.reloadCertificates(ctx)
+		case req := <-p.configReload:
+			req.done <- p.reloadConfig(ctx, req.path)
 		case <-daily.C:
 			now := p.deps.Now()
 			p.watchExpiry("identity.auth", p.auth.Leaf, now)
@@ -73,6 +113,14 @@ func (p *Proxy) runReload(ctx context.Context) {
 // with the old certificate); an invalid file
 // keeps the old material, with an error log and a metric.
 func (p *Proxy) reloadCertificates(ctx context.Context) {
+	// A trust bundle changed (a new partner chain, a renewed authority):
+	// the configuration is reloaded, validated as on SIGHUP.
+	if digest := bundlesDigest(p.cfg.TrustBundles); digest != p.digests["trust_bundles"] {
+		p.digests["trust_bundles"] = digest
+		if p.deps.ConfigPath != "" {
+			_ = p.reloadConfig(ctx, p.deps.ConfigPath) // the outcome is logged
+		}
+	}
 	if t := p.cfg.Listen.TLS; t != nil && t.ACME == nil {
 		if digest := sourceDigest(listenSource(t)); digest != p.digests["listen.tls"] {
 			p.digests["listen.tls"] = digest
@@ -130,4 +178,84 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 		p.log.Info("renewed certificate loaded", zap.String("source", s.source),
 			zap.String("subject", trust.SubjectDN(id.Leaf)), zap.Time("not_after", id.Leaf.NotAfter))
 	}
+}
+
+type configReloadRequest struct {
+	path string
+	done chan error
+}
+
+// ReloadConfig asks the running proxy to load its configuration again
+// (SIGHUP). It returns what came of it, or ctx's error if the proxy is not
+// serving.
+func (p *Proxy) ReloadConfig(ctx context.Context, path string) error {
+	req := configReloadRequest{path: path, done: make(chan error, 1)}
+	select {
+	case p.configReload <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reloadConfig applies a new configuration's routes and trust bundles:
+// new verifiers, transports and token injectors, swapped in at once, while
+// requests in flight finish on the old ones. Listener, identity, audit,
+// revocation, server and log settings need a restart: a reload that changes
+// them says so and applies the rest. An invalid configuration changes
+// nothing.
+func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
+	fail := func(err error) error {
+		p.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		p.log.Error("configuration reload refused: keeping the running configuration", zap.String("file", path), zap.Error(err))
+		return err
+	}
+	next, err := config.Load(path)
+	if err != nil {
+		return fail(err)
+	}
+	store, err := trust.LoadStore(next.TrustBundles)
+	if err != nil {
+		return fail(&config.FileError{File: path, Err: err})
+	}
+	var needRestart []string
+	for name, same := range map[string]bool{
+		"listen":     reflect.DeepEqual(next.Listen, p.cfg.Listen),
+		"identity":   reflect.DeepEqual(next.Identity, p.cfg.Identity),
+		"audit":      reflect.DeepEqual(next.Audit, p.cfg.Audit),
+		"revocation": reflect.DeepEqual(next.Revocation, p.cfg.Revocation),
+		"server":     reflect.DeepEqual(next.Server, p.cfg.Server),
+		"log":        reflect.DeepEqual(next.Log, p.cfg.Log),
+	} {
+		if !same {
+			needRestart = append(needRestart, name)
+		}
+	}
+	sort.Strings(needRestart)
+	merged := *p.cfg
+	merged.TrustBundles, merged.Routes = next.TrustBundles, next.Routes
+	h, transports, err := p.buildHandler(&merged, store)
+	if err != nil {
+		return fail(&config.FileError{File: path, Err: err})
+	}
+	old := p.transports
+	p.digests["trust_bundles"] = bundlesDigest(merged.TrustBundles)
+	p.handler.Store(h)
+	p.transports, p.store, p.cfg = transports, store, &merged
+	for _, t := range old {
+		t.CloseIdleConnections() // requests in flight finish first
+	}
+	p.metrics.ConfigReloads.WithLabelValues("ok").Inc()
+	fields := []zap.Field{zap.String("file", path), zap.Int("routes", len(merged.Routes)), zap.Strings("bundles", store.Names())}
+	if len(needRestart) > 0 {
+		fields = append(fields, zap.Strings("not_applied_until_restart", needRestart))
+	}
+	p.log.Info("configuration reloaded", fields...)
+	p.prefetchRevocation(ctx) // the new bundles' authorities
+	return nil
 }

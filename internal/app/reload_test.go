@@ -138,3 +138,94 @@ func TestRenewalUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests across a renewal and a corrupt replacement, none failed", calls.Load())
 }
+
+func TestConfigReload(t *testing.T) {
+	e := newTestEnv(t)
+	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	cfgPath := e.config(t, up.URL, "")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+	defer func() { stop(); <-served; http.DefaultClient.CloseIdleConnections() }()
+	waitReady(t, "http://"+adminLn.Addr().String())
+	status := func(path string) int {
+		t.Helper()
+		resp, err := http.Post("http://"+sihLn.Addr().String()+path, "text/xml", strings.NewReader("<x/>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status("/idb2/") != 404 {
+		t.Fatal("route served before it was configured")
+	}
+	original, _ := os.ReadFile(cfgPath)
+	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
+	added = strings.Replace(added, "server: {shutdown_timeout: 5s}", "server: {shutdown_timeout: 6s}", 1) // needs a restart: said, not applied
+	replaceFile(t, cfgPath, []byte(added))
+	reloadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.ReloadConfig(reloadCtx, cfgPath); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if status("/idb2/") != 200 || status("/idb/") != 200 {
+		t.Fatal("reloaded routes not served")
+	}
+	for _, bad := range []string{
+		added + "unknown_key: 1\n",
+		strings.Replace(added, e.files.OSIBundle, filepath.Join(e.dir, "absent.pem"), 1),
+	} {
+		replaceFile(t, cfgPath, []byte(bad))
+		if err := p.ReloadConfig(reloadCtx, cfgPath); err == nil {
+			t.Fatal("invalid configuration accepted")
+		}
+		if status("/idb2/") != 200 {
+			t.Fatal("a refused reload changed the running configuration")
+		}
+	}
+	if testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("ok")) != 1 || testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("error")) != 2 {
+		t.Error("reload metrics")
+	}
+}
+
+// A trust bundle's file changes: the configuration is reloaded by itself.
+func TestBundleChangeReloads(t *testing.T) {
+	e := newTestEnv(t)
+	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", e.files.AuthP12, e.files.PasswordFile))
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), ConfigPath: cfgPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+	defer func() { stop(); <-served }()
+	waitReady(t, "http://"+adminLn.Addr().String())
+	// The partner's authority is appended again to its bundle (as a GIE
+	// bundle update would add a new AC-SERVEUR).
+	data, _ := os.ReadFile(e.files.OSIBundle)
+	replaceFile(t, e.files.OSIBundle, append(data, testpki.PEM(e.pki.OSIServicesApplicatifs.Cert)...))
+	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("ok")) != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the bundle change did not reload the configuration")
+		}
+	}
+}

@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,7 +47,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath})
 	if err != nil {
 		return &config.FileError{File: *cfgPath, Err: err}
 	}
@@ -58,6 +60,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sih.Close()
 		return fmt.Errorf("listen.admin: %w", err)
 	}
+	// SIGHUP reloads the routes and trust bundles.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = p.ReloadConfig(ctx, *cfgPath) // the outcome is logged
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return p.Serve(ctx, sih, admin)
 }
 
@@ -78,7 +94,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		return err
 	}
 	sih := &http.Server{
-		Handler:           p.handler,
+		Handler:           p,
 		ReadHeaderTimeout: p.cfg.Server.ReadHeaderTimeout,
 		ReadTimeout:       p.cfg.Server.ReadTimeout,
 		IdleTimeout:       p.cfg.Server.IdleTimeout,

@@ -29,6 +29,9 @@ type Metrics struct {
 	CertificateNotAfter *prometheus.GaugeVec
 	// Ready is 1 while the SIH listener accepts requests.
 	Ready prometheus.Gauge
+	// ConfigReloads counts configuration reloads (SIGHUP) by result (ok;
+	// error: the running configuration is kept).
+	ConfigReloads *prometheus.CounterVec
 	// CertificateReloads counts reloads of renewed certificate files by
 	// source and result (ok, error: the old material is kept).
 	CertificateReloads *prometheus.CounterVec
@@ -109,6 +112,10 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 			Help: "1 while the SIH listener accepts requests, 0 while starting or draining.",
 		}),
 	}
+	m.ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "config", Name: "reloads_total",
+		Help: "Configuration reloads (SIGHUP) by result (ok; error: the running configuration is kept).",
+	}, []string{"result"})
 	m.CertificateReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "certificate", Name: "reloads_total",
 		Help: "Reloads of renewed certificate files, by source and result (ok; error: the previous material is kept).",
@@ -184,7 +191,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads,
+	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
 		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,
