@@ -29,12 +29,7 @@ func TestSIGKILLUnderSignedTraffic(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "roc-proxy")
-	build := exec.Command("go", "build", "-o", bin, "github.com/roc-proxy/roc-proxy/cmd/roc-proxy")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building roc-proxy: %v\n%s", err, out)
-	}
+	bin := buildRocProxy(t, dir)
 	p := testpki.MustShared(t)
 	files, err := p.WriteFiles(dir, testPassword, "")
 	if err != nil {
@@ -71,32 +66,7 @@ routes:
 	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	// The SIH address is in the start-up log line.
-	sih := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct{ Msg, Sih string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "roc-proxy started" {
-				sih <- "http://" + line.Sih
-			}
-		}
-	}()
-	var base string
-	select {
-	case base = <-sih:
-	case <-time.After(20 * time.Second):
-		t.Fatal("roc-proxy did not start")
-	}
+	cmd, base := startRocProxy(t, bin, cfgPath)
 
 	body := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
 	var wg sync.WaitGroup
@@ -182,4 +152,48 @@ routes:
 	}
 	t.Logf("killed after %d tokens reached the partner; %d signed records, chain OK up to record %d (%d warnings)",
 		len(received), rep.Signed, rep.LastSeq, len(rep.Warnings))
+}
+
+// buildRocProxy builds the binary into dir.
+func buildRocProxy(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "roc-proxy")
+	build := exec.Command("go", "build", "-o", bin, "github.com/roc-proxy/roc-proxy/cmd/roc-proxy")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building roc-proxy: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startRocProxy runs "roc-proxy serve" and returns it with the SIH base
+// URL read from its start-up log line. The process is killed at cleanup.
+func startRocProxy(t *testing.T, bin, cfgPath string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sih := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, Sih string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "roc-proxy started" {
+				sih <- "http://" + line.Sih
+			}
+		}
+	}()
+	select {
+	case base := <-sih:
+		return cmd, base
+	case <-time.After(20 * time.Second):
+		t.Fatal("roc-proxy did not start")
+		return nil, ""
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,10 +200,16 @@ func TestConfigReload(t *testing.T) {
 	}
 }
 
-// A trust bundle's file changes: the configuration is reloaded by itself.
+// A trust bundle's file changes: the configuration is reloaded by itself
+// and the partner's new authority is trusted without a restart.
 func TestBundleChangeReloads(t *testing.T) {
 	e := newTestEnv(t)
 	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	// At first the "osi" bundle lacks the IGC OSI (it holds the IGC-Santé
+	// authorities): the partner is refused.
+	osi, _ := os.ReadFile(e.files.OSIBundle)
+	sante, _ := os.ReadFile(e.files.SanteBundle)
+	replaceFile(t, e.files.OSIBundle, sante)
 	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", e.files.AuthP12, e.files.PasswordFile))
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
@@ -217,15 +224,76 @@ func TestBundleChangeReloads(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
-	defer func() { stop(); <-served }()
+	defer func() { stop(); <-served; http.DefaultClient.CloseIdleConnections() }()
 	waitReady(t, "http://"+adminLn.Addr().String())
-	// The partner's authority is appended again to its bundle (as a GIE
-	// bundle update would add a new AC-SERVEUR).
-	data, _ := os.ReadFile(e.files.OSIBundle)
-	replaceFile(t, e.files.OSIBundle, append(data, testpki.PEM(e.pki.OSIServicesApplicatifs.Cert)...))
+	status := func() int {
+		t.Helper()
+		resp, err := http.Post("http://"+sihLn.Addr().String()+"/idb/", "text/xml", strings.NewReader("<x/>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != http.StatusBadGateway {
+		t.Fatalf("partner outside the bundle: status %d, want 502", got)
+	}
+	replaceFile(t, e.files.OSIBundle, osi) // the GIE's bundle is installed
 	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("ok")) != 1; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the bundle change did not reload the configuration")
 		}
+	}
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("after the bundle change: status %d, want 200", got)
+	}
+}
+
+// TestSIGHUPReloads sends a real SIGHUP to a running roc-proxy process after
+// adding a route to its configuration file, then a broken file: the route
+// appears, and the broken file changes nothing and does not stop the process.
+func TestSIGHUPReloads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	e := newTestEnv(t)
+	bin := buildRocProxy(t, e.dir)
+	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	cfgPath := e.config(t, up.URL, "")
+	cmd, base := startRocProxy(t, bin, cfgPath)
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	status := func(path string) int {
+		t.Helper()
+		resp, err := client.Post(base+path, "text/xml", strings.NewReader("<x/>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status("/idb2/") != http.StatusNotFound {
+		t.Fatal("route served before it was configured")
+	}
+	original, _ := os.ReadFile(cfgPath)
+	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
+	replaceFile(t, cfgPath, []byte(added))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); status("/idb2/") != http.StatusOK; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not apply the new route")
+		}
+	}
+	replaceFile(t, cfgPath, []byte(added+"routes_typo: 1\n"))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let a wrong reload happen if it would
+	if status("/idb2/") != http.StatusOK || status("/idb/") != http.StatusOK {
+		t.Fatal("a refused reload changed the running configuration")
 	}
 }
