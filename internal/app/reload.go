@@ -81,21 +81,44 @@ func listenSource(t *config.ListenTLS) *config.CertSource {
 	return &config.CertSource{Cert: t.Cert, Key: t.Key}
 }
 
-// runReload checks the certificate files every identity.reload_interval,
-// and the expiry of the certificates in use every hour, until ctx ends.
+// runReload checks the certificate and trust bundle files when their
+// folders report a change (after a short settling delay, as a renewal
+// writes several files) and every identity.reload_interval in any case, and
+// the expiry of the certificates in use every hour, until ctx ends.
 func (p *Proxy) runReload(ctx context.Context) {
 	t := time.NewTicker(p.cfg.Identity.ReloadInterval)
 	defer t.Stop()
 	daily := time.NewTicker(time.Hour)
 	defer daily.Stop()
+	fw := newFileWatch(watchedDirs(p.cfg), p.log)
+	defer fw.close()
+	events, errs := fw.events()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
+	check := func() {
+		p.reloadCertificates(ctx)
+		if fw != nil {
+			fw.set(watchedDirs(p.cfg)) // a reload may name new bundle files
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-events:
+			settle.Reset(settleDelay)
+		case err := <-errs:
+			p.log.Warn("file notification error: the periodic check goes on", zap.Error(err))
+		case <-settle.C:
+			check()
 		case <-t.C:
-			p.reloadCertificates(ctx)
+			check()
 		case req := <-p.configReload:
 			req.done <- p.reloadConfig(ctx, req.path)
+			if fw != nil {
+				fw.set(watchedDirs(p.cfg))
+			}
 		case <-daily.C:
 			now := p.deps.Now()
 			p.watchExpiry("identity.auth", p.auth.Leaf, now)
@@ -105,6 +128,10 @@ func (p *Proxy) runReload(ctx context.Context) {
 		}
 	}
 }
+
+// settleDelay lets a renewal's several files (certificate, key, password)
+// all land before they are read.
+const settleDelay = 250 * time.Millisecond
 
 // reloadCertificates loads ORG_AUTH_CLI and ORG_SIGN again when their files
 // changed. A valid renewal is swapped in for new handshakes and signatures

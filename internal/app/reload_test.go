@@ -201,52 +201,103 @@ func TestConfigReload(t *testing.T) {
 }
 
 // A trust bundle's file changes: the configuration is reloaded by itself
-// and the partner's new authority is trusted without a restart.
+// and the partner's new authority is trusted without a restart. With a one
+// hour periodic check, only the file notification can find the Kubernetes
+// style symlink swap in time.
 func TestBundleChangeReloads(t *testing.T) {
-	e := newTestEnv(t)
-	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
-	// At first the "osi" bundle lacks the IGC OSI (it holds the IGC-Santé
-	// authorities): the partner is refused.
-	osi, _ := os.ReadFile(e.files.OSIBundle)
-	sante, _ := os.ReadFile(e.files.SanteBundle)
-	replaceFile(t, e.files.OSIBundle, sante)
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", e.files.AuthP12, e.files.PasswordFile))
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
+	for _, tc := range []struct {
+		name, interval string
+		kubernetes     bool
+	}{
+		{"periodic check", "20ms", false},
+		{"notification of a Kubernetes secret swap", "1h", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+			// At first the "osi" bundle lacks the IGC OSI (it holds the
+			// IGC-Santé authorities): the partner is refused.
+			osi, _ := os.ReadFile(e.files.OSIBundle)
+			sante, _ := os.ReadFile(e.files.SanteBundle)
+			install := func(data []byte) { replaceFile(t, e.files.OSIBundle, data) }
+			if tc.kubernetes {
+				mount := filepath.Join(e.dir, "bundles")
+				install = kubernetesSecret(t, mount, "igc-osi.pem")
+				e.files.OSIBundle = filepath.Join(mount, "igc-osi.pem")
+			}
+			install(sante)
+			cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: %s\n", e.files.AuthP12, e.files.PasswordFile, tc.interval))
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), ConfigPath: cfgPath})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
+			adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+			defer func() { stop(); <-served; http.DefaultClient.CloseIdleConnections() }()
+			waitReady(t, "http://"+adminLn.Addr().String())
+			status := func() int {
+				t.Helper()
+				resp, err := http.Post("http://"+sihLn.Addr().String()+"/idb/", "text/xml", strings.NewReader("<x/>"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if got := status(); got != http.StatusBadGateway {
+				t.Fatalf("partner outside the bundle: status %d, want 502", got)
+			}
+			install(osi) // the GIE's bundle is installed
+			for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("ok")) != 1; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the bundle change did not reload the configuration")
+				}
+			}
+			if got := status(); got != http.StatusOK {
+				t.Fatalf("after the bundle change: status %d, want 200", got)
+			}
+		})
+	}
+}
+
+// kubernetesSecret lays out dir as the kubelet mounts a Secret (name ->
+// ..data/name, ..data -> a timestamped folder) and returns a function that
+// updates the file the kubelet's way: a new folder, then an atomic swap of
+// the ..data symlink. The file itself is never written.
+func kubernetesSecret(t *testing.T, dir, name string) func([]byte) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), ConfigPath: cfgPath})
-	if err != nil {
+	if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
-	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
-	defer func() { stop(); <-served; http.DefaultClient.CloseIdleConnections() }()
-	waitReady(t, "http://"+adminLn.Addr().String())
-	status := func() int {
+	version := 0
+	return func(data []byte) {
 		t.Helper()
-		resp, err := http.Post("http://"+sihLn.Addr().String()+"/idb/", "text/xml", strings.NewReader("<x/>"))
-		if err != nil {
+		version++
+		ts := fmt.Sprintf("..2026_11_23_09_%02d_00.%d", version, version)
+		if err := os.Mkdir(filepath.Join(dir, ts), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if got := status(); got != http.StatusBadGateway {
-		t.Fatalf("partner outside the bundle: status %d, want 502", got)
-	}
-	replaceFile(t, e.files.OSIBundle, osi) // the GIE's bundle is installed
-	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("ok")) != 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the bundle change did not reload the configuration")
+		if err := os.WriteFile(filepath.Join(dir, ts, name), data, 0o644); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if got := status(); got != http.StatusOK {
-		t.Fatalf("after the bundle change: status %d, want 200", got)
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(ts, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

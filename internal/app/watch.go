@@ -1,0 +1,109 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+
+	"github.com/roc-proxy/roc-proxy/config"
+)
+
+// watchedDirs lists the folders holding the files a reload depends on: the
+// identity and listener certificate files, and the trust bundles (a bundle
+// that is a folder is watched itself). Folders, not files: Kubernetes
+// replaces a mounted Secret by swapping the folder's "..data" symlink, which
+// a watch on the file would never see.
+func watchedDirs(cfg *config.Config) []string {
+	set := map[string]bool{}
+	addFile := func(path string) {
+		if path != "" {
+			set[filepath.Dir(path)] = true
+		}
+	}
+	for _, src := range []*config.CertSource{cfg.Identity.Auth, cfg.Identity.Sign} {
+		if src != nil {
+			for _, f := range []string{src.PKCS12, src.PasswordFile, src.Cert, src.Key, src.Chain} {
+				addFile(f)
+			}
+		}
+	}
+	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
+		addFile(t.Cert)
+		addFile(t.Key)
+	}
+	for _, b := range cfg.TrustBundles {
+		for _, path := range b.Paths {
+			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+				set[path] = true
+			}
+			addFile(path)
+		}
+	}
+	dirs := make([]string, 0, len(set))
+	for d := range set {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
+// fileWatch turns file-system events in the watched folders into a prompt
+// reload check. The periodic check stays: it covers file systems without
+// notifications (some network volumes) and a watch that failed.
+type fileWatch struct {
+	w       *fsnotify.Watcher
+	watched map[string]bool
+	log     *zap.Logger
+}
+
+// newFileWatch watches dirs; with no notification support it returns nil
+// and the periodic check does the work alone.
+func newFileWatch(dirs []string, log *zap.Logger) *fileWatch {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		log.Warn("file notifications unavailable: renewed files are found by the periodic check only", zap.Error(err))
+		return nil
+	}
+	fw := &fileWatch{w: w, watched: map[string]bool{}, log: log}
+	fw.set(dirs)
+	return fw
+}
+
+// set makes the watched folders exactly dirs (after a configuration reload).
+func (fw *fileWatch) set(dirs []string) {
+	want := map[string]bool{}
+	for _, d := range dirs {
+		want[d] = true
+		if fw.watched[d] {
+			continue
+		}
+		if err := fw.w.Add(d); err != nil {
+			fw.log.Warn("cannot watch folder: its changes are found by the periodic check", zap.String("folder", d), zap.Error(err))
+			continue
+		}
+		fw.watched[d] = true
+	}
+	for d := range fw.watched {
+		if !want[d] {
+			_ = fw.w.Remove(d)
+			delete(fw.watched, d)
+		}
+	}
+}
+
+// events is nil (never ready) when there is no watch.
+func (fw *fileWatch) events() (<-chan fsnotify.Event, <-chan error) {
+	if fw == nil {
+		return nil, nil
+	}
+	return fw.w.Events, fw.w.Errors
+}
+
+func (fw *fileWatch) close() {
+	if fw != nil {
+		_ = fw.w.Close()
+	}
+}
