@@ -125,7 +125,12 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 }
 
 func printReport(w io.Writer, r *certinfo.Report) {
-	p := func(k, v string) { fmt.Fprintf(w, "%-16s %s\n", k+":", v) }
+	p := func(k, v string) {
+		if v == "" {
+			v = "none"
+		}
+		fmt.Fprintf(w, "%-16s %s\n", k+":", v)
+	}
 	p("subject", r.Subject)
 	p("issuer", r.Issuer)
 	p("serial", r.Serial)
@@ -149,7 +154,11 @@ func printReport(w io.Writer, r *certinfo.Report) {
 		chain = "INCOMPLETE"
 	}
 	p("chain", chain+": "+strings.Join(r.Chain, " <- "))
-	p("fits", strings.Join(r.Roles, ", "))
+	if r.CA {
+		p("fits", "a certificate authority (trust bundle member), no establishment role")
+	} else {
+		p("fits", strings.Join(r.Roles, ", "))
+	}
 	for _, wmsg := range r.Warnings {
 		p("warning", wmsg)
 	}

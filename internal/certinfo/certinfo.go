@@ -40,7 +40,9 @@ type Report struct {
 	ChainComplete bool         `json:"chain_complete"`
 	ChainProblem  string       `json:"chain_problem,omitempty"`
 	Roles         []string     `json:"fits_roles"`
-	Warnings      []string     `json:"warnings"`
+	// CA is set for an authority's certificate (a bundle member).
+	CA       bool     `json:"ca"`
+	Warnings []string `json:"warnings"`
 }
 
 // StructureID is an idNat_Struct decoded (DOMAIN.md, "Identifiers").
@@ -113,7 +115,8 @@ func Inspect(leaf *x509.Certificate, extra []*x509.Certificate, store *trust.Sto
 	if hasEKU(leaf, x509.ExtKeyUsageServerAuth) {
 		r.Roles = append(r.Roles, "SERV_SSL")
 	}
-	if len(r.Roles) == 0 {
+	r.CA = leaf.IsCA
+	if len(r.Roles) == 0 && !r.CA {
 		r.Warnings = append(r.Warnings, "fits none of ORG_AUTH_CLI, ORG_SIGN, SERV_SSL")
 	}
 	for _, u := range r.DeltaCRL {

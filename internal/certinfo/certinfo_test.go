@@ -67,6 +67,21 @@ func TestInspectReferenceCertificates(t *testing.T) {
 	}
 }
 
+// An authority's certificate is told apart, not warned about.
+func TestInspectAuthority(t *testing.T) {
+	certs, err := trust.ReadCertificates("../../testdata/reference-pki/ACI-EL-ORG.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Inspect(certs[0], nil, trust.NewStore(), time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
+	if !r.CA || len(r.Roles) != 0 || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "chain incomplete") {
+		t.Errorf("CA %v, roles %v, warnings %q", r.CA, r.Roles, r.Warnings)
+	}
+	if r.StructureID != nil {
+		t.Errorf("an authority's OU read as a structure: %+v", r.StructureID)
+	}
+}
+
 func TestInspectTestPKI(t *testing.T) {
 	p := testpki.MustShared(t)
 	store := trust.NewStore(&trust.Bundle{Name: "s", Anchors: []*x509.Certificate{p.SanteRoot.Cert}})
