@@ -9,17 +9,21 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/letsencrypt/pebble/v2/ca"
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
@@ -27,7 +31,8 @@ import (
 
 // startPebble runs a real ACME server (pebble) in the test; challenges are
 // taken as valid (PEBBLE_VA_ALWAYS_VALID): the names do not resolve here.
-func startPebble(t *testing.T) (directory, caBundle string, stop func()) {
+// A non-empty addr starts it on that address (a restarted server).
+func startPebble(t *testing.T, addr string) (directory, caBundle string, stop func()) {
 	t.Setenv("PEBBLE_VA_ALWAYS_VALID", "1")
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	logger := log.New(io.Discard, "", 0)
@@ -35,7 +40,16 @@ func startPebble(t *testing.T) (directory, caBundle string, stop func()) {
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
 	validator := va.New(logger, 0, 0, false, "", store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	srv := httptest.NewTLSServer(front.Handler())
+	srv := httptest.NewUnstartedServer(front.Handler())
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	bundle := filepath.Join(t.TempDir(), "acme-ca.pem")
 	if err := os.WriteFile(bundle, testpki.PEM(srv.Certificate()), 0o644); err != nil {
@@ -46,7 +60,7 @@ func startPebble(t *testing.T) (directory, caBundle string, stop func()) {
 
 func TestSIHListenerACME(t *testing.T) {
 	e := newTestEnv(t)
-	directory, bundle, stopPebble := startPebble(t)
+	directory, bundle, stopPebble := startPebble(t, "")
 	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
 	storage := filepath.Join(e.dir, "acme")
 	alpn, _ := net.Listen("tcp", "127.0.0.1:0") // a free port for the TLS-ALPN solver
@@ -104,18 +118,49 @@ routes:
 		t.Errorf("served %s after a restart, want the stored %s", again, first)
 	}
 
-	// No server and nothing stored: a clear start-up error.
+	// No server and nothing stored: a clear error, not ready, and new
+	// attempts until the server is back.
 	os.RemoveAll(storage)
-	p, err := Build(down, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	core, logs := observer.New(zap.InfoLevel)
+	p, err := Build(down, Deps{Logger: zap.New(core), Registry: prometheus.NewRegistry(), ACMERetry: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithTimeout(context.Background(), 30e9)
-	defer cancel()
-	err = p.Serve(ctx, sihLn, adminLn)
-	if err == nil || !strings.Contains(err.Error(), "listen.tls.acme: no certificate for [roc-proxy.hospital.test]") {
-		t.Fatalf("start without ACME server nor stored certificate: %v", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
+	defer func() { cancel(); <-served }()
+	for deadline := time.Now().Add(20 * time.Second); logs.FilterMessage("no SIH listener certificate yet: the SIH port opens once one is obtained").Len() < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no retried ACME error logged")
+		}
 	}
+	failure := logs.FilterMessage("no SIH listener certificate yet: the SIH port opens once one is obtained").All()[0]
+	if msg := fmt.Sprint(failure.ContextMap()["error"]); !strings.Contains(msg, "listen.tls.acme: no certificate for [roc-proxy.hospital.test]") {
+		t.Errorf("logged error %q does not say what is missing", msg)
+	}
+	admin := "http://" + adminLn.Addr().String()
+	for _, probe := range []struct {
+		path string
+		want int
+	}{{"/healthz", 200}, {"/readyz", 503}} {
+		resp, err := http.Get(admin + probe.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != probe.want {
+			t.Errorf("%s while waiting for the ACME server: %d, want %d", probe.path, resp.StatusCode, probe.want)
+		}
+	}
+	// The ACME server comes back on the same address.
+	u, _ := url.Parse(directory)
+	startPebble(t, u.Host)
+	waitReady(t, admin)
+	if serial := call("http://" + sihLn.Addr().String()); serial == first {
+		t.Error("a new certificate was expected once the storage was emptied")
+	}
+	http.DefaultClient.CloseIdleConnections()
 }

@@ -46,6 +46,9 @@ type Deps struct {
 	AuditOpenFile func(path string) (audit.File, error)
 	// ConfigPath, when set, is reloaded when a trust bundle's files change.
 	ConfigPath string
+	// ACMERetry is the first wait before asking the ACME authority again
+	// when start-up found no certificate (default 5 s, doubling up to 5 min).
+	ACMERetry time.Duration
 }
 
 // Proxy is a fully wired roc-proxy, ready to serve.

@@ -106,16 +106,16 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          errLog,
 	}
+	errc := make(chan error, 2)
+	go func() { errc <- admin.Serve(adminLn) }()
 	if t := p.cfg.Listen.TLS; t != nil && t.ACME != nil {
-		if err := p.startACME(ctx, t.ACME, p.clientCAs); err != nil {
+		if err := p.acquireACME(ctx, t.ACME); err != nil {
 			sihLn.Close()
-			adminLn.Close()
+			admin.Close()
 			return err
 		}
 		defer p.acmeCache.Stop()
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- admin.Serve(adminLn) }()
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
 	p.prefetchRevocation(ctx)
@@ -171,6 +171,35 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	}
 	p.log.Info("roc-proxy stopped")
 	return serveErr
+}
+
+// acquireACME gets the SIH listener's certificate (from storage or the ACME
+// authority), asking again with a growing wait while the authority cannot
+// be reached and nothing is stored: the admin port answers meanwhile
+// (/healthz ok, /readyz 503), so Kubernetes neither restarts the pod nor
+// sends it traffic. It returns the last error when ctx ends first.
+func (p *Proxy) acquireACME(ctx context.Context, a *config.ACME) error {
+	wait := p.deps.ACMERetry
+	if wait <= 0 {
+		wait = 5 * time.Second
+	}
+	for attempt := 1; ; attempt++ {
+		err := p.startACME(ctx, a, p.clientCAs)
+		if err == nil {
+			if attempt > 1 {
+				p.log.Info("SIH listener certificate obtained", zap.Int("attempt", attempt))
+			}
+			return nil
+		}
+		p.metrics.CertificateReloads.WithLabelValues("listen.tls.acme", "error").Inc()
+		p.log.Error("no SIH listener certificate yet: the SIH port opens once one is obtained", zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Minute)
+	}
 }
 
 func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
