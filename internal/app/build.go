@@ -308,7 +308,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 	for _, c := range cfg.Listen.AllowCIDRs {
 		allow = append(allow, netip.MustParsePrefix(c)) // validated by config
 	}
-	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow})
+	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now})
 	if err != nil {
 		return nil, nil, err
 	}

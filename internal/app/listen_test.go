@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,7 +73,13 @@ routes:
 		if err != nil {
 			return 0, err
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		var body struct{ Error, Reason string }
+		if resp.StatusCode == 403 {
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Reason != "client_certificate" {
+				t.Errorf("403 body: reason %q (%v)", body.Reason, err)
+			}
+		}
 		return resp.StatusCode, nil
 	}
 	if code, err := call(allowed); err != nil || code != 200 {
@@ -81,9 +88,19 @@ routes:
 	if code, err := call(other); err != nil || code != 403 {
 		t.Fatalf("SIH certificate not allowed on the route: %d %v", code, err)
 	}
-	for name, c := range map[string]*testpki.Cert{"no client certificate": nil, "certificate of another CA": stranger} {
-		if code, err := call(c); err == nil {
-			t.Errorf("%s: answered %d", name, code)
+	serverOnly, err := p.SanteOrg.Issue(testpki.Template{Subject: pkix.Name{CommonName: "sih-prod", Organization: []string{"SIH"}},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*testpki.Cert{"no client certificate": nil, "certificate of another CA": stranger, "certificate without clientAuth": serverOnly} {
+		for range 2 { // the second answer comes from the verdict cache
+			if code, err := call(c); err != nil || code != 403 {
+				t.Errorf("%s: %d %v, want 403", name, code, err)
+			}
 		}
+	}
+	if code, err := call(allowed); err != nil || code != 200 {
+		t.Fatalf("allowed SIH after refusals: %d %v", code, err)
 	}
 }

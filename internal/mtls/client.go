@@ -105,8 +105,8 @@ type ListenerOptions struct {
 	Certificate    func() *tls.Certificate
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	NextProtos     []string
-	// ClientCAs, when set, requires SIH client certificates issued by
-	// these authorities.
+	// ClientCAs, when set, asks the SIH for a client certificate issued by
+	// these authorities; the proxy handler verifies it (proxy.Options).
 	ClientCAs *x509.CertPool
 }
 
@@ -117,7 +117,10 @@ func ListenerConfig(o ListenerOptions) *tls.Config {
 		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return o.Certificate(), nil }
 	}
 	if o.ClientCAs != nil {
-		c.ClientAuth = tls.RequireAndVerifyClientCert
+		// Asked for, with the authorities named, but verified by the
+		// handler: a missing or foreign certificate then gets a 403 that
+		// says so rather than a bare handshake alert.
+		c.ClientAuth = tls.RequestClientCert
 		c.ClientCAs = o.ClientCAs
 	}
 	return c

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,6 +42,7 @@ type Handler struct {
 	metrics  *metrics.Metrics
 	unrouted prometheus.Observer
 	bufs     *bufferPool
+	clients  *clientVerifier // nil: no client certificates asked
 }
 
 // Options configure a Handler.
@@ -50,6 +52,10 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// AllowCIDRs, when set, are the only client addresses served.
 	AllowCIDRs []netip.Prefix
+	// ClientCAs, when set, are the authorities of the SIH's client
+	// certificates: a request without one of theirs is refused (403).
+	ClientCAs *x509.CertPool
+	Now       func() time.Time
 }
 
 // exchange is the per-request state shared between ServeHTTP and the
@@ -70,6 +76,9 @@ type ctxKey struct{}
 // New builds the handler and one ReverseProxy per route.
 func New(o Options) (*Handler, error) {
 	h := &Handler{log: o.Logger, metrics: o.Metrics, bufs: newBufferPool(), allow: o.AllowCIDRs}
+	if o.ClientCAs != nil {
+		h.clients = newClientVerifier(o.ClientCAs, o.Now)
+	}
 	h.unrouted = o.Metrics.RequestDuration.WithLabelValues("unmatched")
 	errLog, err := zap.NewStdLogAt(o.Logger.Named("reverseproxy"), zap.WarnLevel)
 	if err != nil {
@@ -166,6 +175,12 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 	if !clientAllowed(req.RemoteAddr, h.allow) {
 		h.fail(w, ex, forbidden("client_address", "this client address may not use roc-proxy"), nil)
 		return
+	}
+	if h.clients != nil {
+		if err := h.clients.verify(req); err != nil {
+			h.fail(w, ex, forbidden("client_certificate", "a client certificate from the SIH's authorities (listen.client_ca) is required"), err)
+			return
+		}
 	}
 	if req.URL.RawPath != "" || req.URL.Path == "" || req.URL.Path[0] != '/' || !clean(req.URL.Path) {
 		h.fail(w, ex, problem(http.StatusBadRequest, CodeBadRequest, "path", "the request path must be absolute and canonical (no dot segments, no escaped slashes)"), nil)
