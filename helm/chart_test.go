@@ -237,7 +237,7 @@ func TestEveryOptionRendersAndItsConfigChecks(t *testing.T) {
 	cfgText := objs["ConfigMap/rel-roc-proxy"].(*corev1.ConfigMap).Data["roc-proxy.yaml"]
 	dir := t.TempDir()
 	p := testpki.MustShared(t)
-	for _, sub := range []string{"auth", "sign", "osi", "data"} {
+	for _, sub := range []string{"auth", "sign", "osi", "data", "sih-tls", "sih-ca"} {
 		os.MkdirAll(filepath.Join(dir, sub), 0o700)
 	}
 	write := func(path string, data []byte) {
@@ -255,16 +255,28 @@ func TestEveryOptionRendersAndItsConfigChecks(t *testing.T) {
 		write(filepath.Join(dir, role, "password"), []byte("pw"))
 	}
 	write(filepath.Join(dir, "osi", "igc-osi.pem"), testpki.PEM(p.OSIRoot.Cert, p.OSIServeur.Cert, p.OSIServicesApplicatifs.Cert))
+	listener, err := p.IssueServer(p.OSIServeur, "roc-proxy.hospital.test", testpki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listenKey, _ := listener.KeyPEM()
+	write(filepath.Join(dir, "sih-tls", "tls.crt"), testpki.PEM(listener.Chain()...))
+	write(filepath.Join(dir, "sih-tls", "tls.key"), listenKey)
+	write(filepath.Join(dir, "sih-ca", "ca.pem"), testpki.PEM(p.SanteRoot.Cert))
 	bundles, _ := filepath.Abs("../config/bundles")
 	cfgText = strings.NewReplacer(
 		"/run/secrets/roc/", dir+"/", "/etc/roc-proxy/bundles/", bundles+"/",
 		"/etc/roc-proxy/trust/igc-osi/", dir+"/osi/", "/var/lib/roc-proxy/", dir+"/data/",
+		"/etc/roc-proxy/sih-ca/", dir+"/sih-ca/",
 		"0.0.0.0:", "127.0.0.1:").Replace(cfgText)
 	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
 	write(cfgPath, []byte(cfgText))
 	var stdout bytes.Buffer
 	if err := app.Run(t.Context(), []string{"config", "check", cfgPath}, &stdout, io.Discard); err != nil {
 		t.Fatalf("the chart's configuration does not pass roc-proxy config check: %v\n%s", err, cfgText)
+	}
+	if !strings.Contains(cfgText, dir+"/sih-tls/tls.crt") || !strings.Contains(cfgText, "client_ca: "+dir+"/sih-ca/ca.pem") {
+		t.Errorf("sihTLS not rendered into listen.tls:\n%s", cfgText)
 	}
 	if !strings.Contains(stdout.String(), "configuration OK") {
 		t.Errorf("config check output: %s", stdout.String())
@@ -283,6 +295,7 @@ func TestValuesThatCannotWork(t *testing.T) {
 		{"replicas on a ReadWriteOnce audit volume", []string{"--set", "replicaCount=2"}, "persistence.accessMode: more than one replica cannot share a ReadWriteOnce audit volume"},
 		{"autoscaling on a ReadWriteOnce audit volume", []string{"--set", "autoscaling.enabled=true"}, "persistence.accessMode"},
 		{"unknown key", []string{"--set", "replicas=2"}, "replicas"},
+		{"client certificates without TLS", []string{"--set", "sihTLS.clientCA.existingConfigMap=sih-ca"}, "sihTLS.existingSecret: client certificates"},
 		{"misspelled nested key", []string{"--set", "persistence.sise=1Gi"}, "sise"},
 		{"signing routes without ORG_SIGN", []string{"--set", "config.routes[0].name=r", "--set", "config.routes[0].path_prefix=/r/",
 			"--set", "config.routes[0].upstream=https://r.example", "--set", "config.routes[0].trust[0]=igc-sante-prod",

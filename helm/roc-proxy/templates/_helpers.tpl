@@ -20,6 +20,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if not .Values.certificates.auth.existingSecret -}}
 {{- fail "certificates.auth.existingSecret: set the name of the Secret holding the ORG_AUTH_CLI PKCS#12 file and its password (README: Deploying in Kubernetes)" -}}
 {{- end -}}
+{{- if and .Values.sihTLS.clientCA.existingConfigMap (not .Values.sihTLS.existingSecret) -}}
+{{- fail "sihTLS.existingSecret: client certificates (sihTLS.clientCA) need the SIH listener over TLS; set the name of its kubernetes.io/tls Secret" -}}
+{{- end -}}
 {{- $signs := false -}}
 {{- range .Values.config.routes }}{{ if .token }}{{ $signs = true }}{{ end }}{{ end -}}
 {{- if and $signs (not .Values.certificates.sign.existingSecret) (not .Values.config.existingConfigMap) -}}
@@ -40,6 +43,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 listen:
   sih: 0.0.0.0:8080
   admin: 0.0.0.0:9090
+  {{- with .Values.sihTLS }}
+  {{- if .existingSecret }}
+  tls:
+    cert: /run/secrets/roc/sih-tls/tls.crt
+    key: /run/secrets/roc/sih-tls/tls.key
+    {{- if .clientCA.existingConfigMap }}
+    client_ca: /etc/roc-proxy/sih-ca/{{ .clientCA.key }}
+    {{- end }}
+  {{- end }}
+  {{- end }}
 log:
   {{- toYaml .Values.config.log | nindent 2 }}
 server:
