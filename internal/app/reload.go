@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/sha256"
+	"hash"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,28 +18,40 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
-// sourceDigest hashes the contents of a certificate source's files (paths
-// are read through, so Kubernetes' symlink swap of a mounted Secret shows as
-// a change). A missing file hashes as absent.
-func sourceDigest(src *config.CertSource) [32]byte {
-	h := sha256.New()
-	if src != nil {
-		for _, path := range []string{src.PKCS12, src.PasswordFile, src.Cert, src.Key, src.Chain} {
-			if path == "" {
-				continue
-			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				h.Write([]byte("\x00absent\x00" + path))
-				continue
-			}
-			sum := sha256.Sum256(data)
-			h.Write(sum[:])
+// sourceFiles lists the files of a certificate source that are set.
+func sourceFiles(src *config.CertSource) []string {
+	if src == nil {
+		return nil
+	}
+	var files []string
+	for _, path := range []string{src.PKCS12, src.PasswordFile, src.Cert, src.Key, src.Chain} {
+		if path != "" {
+			files = append(files, path)
 		}
 	}
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out
+	return files
+}
+
+// hashFiles adds the contents of files to h (paths are read through, so
+// Kubernetes' symlink swap of a mounted Secret shows as a change). A missing
+// file hashes as absent.
+func hashFiles(h hash.Hash, files []string) {
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			h.Write([]byte("\x00absent\x00" + path))
+			continue
+		}
+		sum := sha256.Sum256(data)
+		h.Write(sum[:])
+	}
+}
+
+// sourceDigest hashes the contents of a certificate source's files.
+func sourceDigest(src *config.CertSource) [32]byte {
+	h := sha256.New()
+	hashFiles(h, sourceFiles(src))
+	return [32]byte(h.Sum(nil))
 }
 
 // bundlesDigest hashes the contents of every trust bundle's files (the
@@ -60,20 +73,10 @@ func bundlesDigest(bundles map[string]*config.TrustBundle) [32]byte {
 					files = append(files, filepath.Join(path, e.Name()))
 				}
 			}
-			for _, f := range files {
-				data, err := os.ReadFile(f)
-				if err != nil {
-					h.Write([]byte("\x00absent\x00" + f))
-					continue
-				}
-				sum := sha256.Sum256(data)
-				h.Write(sum[:])
-			}
+			hashFiles(h, files)
 		}
 	}
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out
+	return [32]byte(h.Sum(nil))
 }
 
 // listenSource views the listener's files as a certificate source.
@@ -96,11 +99,17 @@ func (p *Proxy) runReload(ctx context.Context) {
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
 	defer settle.Stop()
+	// A configuration reload may name other bundle files: watch their folders.
+	watched := p.cfg
+	rewatch := func() {
+		if p.cfg != watched {
+			watched = p.cfg
+			fw.set(watchedDirs(p.cfg))
+		}
+	}
 	check := func() {
 		p.reloadCertificates(ctx)
-		if fw != nil {
-			fw.set(watchedDirs(p.cfg)) // a reload may name new bundle files
-		}
+		rewatch()
 	}
 	for {
 		select {
@@ -116,9 +125,7 @@ func (p *Proxy) runReload(ctx context.Context) {
 			check()
 		case req := <-p.configReload:
 			req.done <- p.reloadConfig(ctx, req.path)
-			if fw != nil {
-				fw.set(watchedDirs(p.cfg))
-			}
+			rewatch()
 		case <-daily.C:
 			now := p.deps.Now()
 			p.watchExpiry("identity.auth", p.auth.Leaf, now)

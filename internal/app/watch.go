@@ -18,29 +18,20 @@ import (
 // a watch on the file would never see.
 func watchedDirs(cfg *config.Config) []string {
 	set := map[string]bool{}
-	addFile := func(path string) {
-		if path != "" {
-			set[filepath.Dir(path)] = true
-		}
-	}
-	for _, src := range []*config.CertSource{cfg.Identity.Auth, cfg.Identity.Sign} {
-		if src != nil {
-			for _, f := range []string{src.PKCS12, src.PasswordFile, src.Cert, src.Key, src.Chain} {
-				addFile(f)
-			}
-		}
-	}
+	files := append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
 	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
-		addFile(t.Cert)
-		addFile(t.Key)
+		files = append(files, sourceFiles(listenSource(t))...)
 	}
 	for _, b := range cfg.TrustBundles {
 		for _, path := range b.Paths {
 			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 				set[path] = true
 			}
-			addFile(path)
+			files = append(files, path)
 		}
+	}
+	for _, f := range files {
+		set[filepath.Dir(f)] = true
 	}
 	dirs := make([]string, 0, len(set))
 	for d := range set {
@@ -74,6 +65,9 @@ func newFileWatch(dirs []string, log *zap.Logger) *fileWatch {
 
 // set makes the watched folders exactly dirs (after a configuration reload).
 func (fw *fileWatch) set(dirs []string) {
+	if fw == nil {
+		return
+	}
 	want := map[string]bool{}
 	for _, d := range dirs {
 		want[d] = true
