@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,14 +54,8 @@ func TestRenewalUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
-	defer func() { stop(); <-served; http.DefaultClient.CloseIdleConnections() }()
-	waitReady(t, "http://"+adminLn.Addr().String())
-	url := "http://" + sihLn.Addr().String() + "/idb/"
+	sih, _ := serve(t, p)
+	url := sih + "/idb/"
 
 	var mu sync.Mutex
 	seen := map[string]bool{}
@@ -152,16 +145,10 @@ func TestConfigReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
-	defer func() { stop(); <-served; http.DefaultClient.CloseIdleConnections() }()
-	waitReady(t, "http://"+adminLn.Addr().String())
+	sih, _ := serve(t, p)
 	status := func(path string) int {
 		t.Helper()
-		resp, err := http.Post("http://"+sihLn.Addr().String()+path, "text/xml", strings.NewReader("<x/>"))
+		resp, err := http.Post(sih+path, "text/xml", strings.NewReader("<x/>"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +162,7 @@ func TestConfigReload(t *testing.T) {
 	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
 	added = strings.Replace(added, "server: {shutdown_timeout: 5s}", "server: {shutdown_timeout: 6s}", 1) // needs a restart: said, not applied
 	replaceFile(t, cfgPath, []byte(added))
-	reloadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	reloadCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.ReloadConfig(reloadCtx, cfgPath); err != nil {
 		t.Fatalf("reload: %v", err)
@@ -235,16 +222,10 @@ func TestBundleChangeReloads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
-			adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-			ctx, stop := context.WithCancel(context.Background())
-			served := make(chan error, 1)
-			go func() { served <- p.Serve(ctx, sihLn, adminLn) }()
-			defer func() { stop(); <-served; http.DefaultClient.CloseIdleConnections() }()
-			waitReady(t, "http://"+adminLn.Addr().String())
+			sih, _ := serve(t, p)
 			status := func() int {
 				t.Helper()
-				resp, err := http.Post("http://"+sihLn.Addr().String()+"/idb/", "text/xml", strings.NewReader("<x/>"))
+				resp, err := http.Post(sih+"/idb/", "text/xml", strings.NewReader("<x/>"))
 				if err != nil {
 					t.Fatal(err)
 				}

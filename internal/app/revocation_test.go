@@ -124,6 +124,14 @@ func startProxy(t *testing.T, cfg *config.Config, d Deps) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sih, _ := serve(t, p)
+	return sih
+}
+
+// serve runs p on loopback until the test ends and returns its SIH and
+// admin base URLs once it is ready.
+func serve(t *testing.T, p *Proxy) (sih, admin string) {
+	t.Helper()
 	sihLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -140,8 +148,9 @@ func startProxy(t *testing.T, cfg *config.Config, d Deps) string {
 		<-served
 		http.DefaultClient.CloseIdleConnections()
 	})
-	waitReady(t, "http://"+adminLn.Addr().String())
-	return "http://" + sihLn.Addr().String()
+	admin = "http://" + adminLn.Addr().String()
+	waitReady(t, admin)
+	return "http://" + sihLn.Addr().String(), admin
 }
 
 // fullDisk fails writes while full is set.
