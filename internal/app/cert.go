@@ -21,6 +21,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/certinfo"
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -175,11 +176,9 @@ func readCertFile(path, pwFile string) (*x509.Certificate, []*x509.Certificate, 
 	}
 	password := ""
 	if pwFile != "" {
-		b, err := os.ReadFile(pwFile)
-		if err != nil {
+		if password, err = mtls.ReadPasswordFile(pwFile); err != nil {
 			return nil, nil, err
 		}
-		password = strings.TrimRight(string(b), "\r\n")
 	}
 	_, leaf, cas, err := pkcs12.DecodeChain(data, password)
 	switch {
@@ -313,7 +312,7 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s with %s: %w", *certFile, *keyFile, err)
 	}
-	pw, err := os.ReadFile(*pwFile)
+	pw, err := mtls.ReadPasswordFile(*pwFile)
 	if err != nil {
 		return err
 	}
@@ -341,7 +340,7 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p12, err := pkcs12.Modern.Encode(pair.PrivateKey, pair.Leaf, chains[0][1:], strings.TrimRight(string(pw), "\r\n"))
+	p12, err := pkcs12.Modern.Encode(pair.PrivateKey, pair.Leaf, chains[0][1:], pw)
 	if err != nil {
 		return err
 	}

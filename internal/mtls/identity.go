@@ -126,16 +126,24 @@ func loadPKCS12(src *config.CertSource, o LoadOptions) (crypto.PrivateKey, *x509
 	return key, leaf, cas, nil
 }
 
+// ReadPasswordFile reads a PKCS#12 password from a file. Files written by
+// editors or `echo` end with a newline that is not part of the password.
+func ReadPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
 func readPassword(src *config.CertSource, o LoadOptions) (password, from string, err error) {
 	switch {
 	case src.PasswordFile != "":
-		b, err := os.ReadFile(src.PasswordFile)
+		password, err := ReadPasswordFile(src.PasswordFile)
 		if err != nil {
 			return "", "", fmt.Errorf("%s.password_file: %w", o.Path, err)
 		}
-		// Files written by editors or `echo` end with a newline that is not
-		// part of the password.
-		return strings.TrimRight(string(b), "\r\n"), "read from password_file " + src.PasswordFile, nil
+		return password, "read from password_file " + src.PasswordFile, nil
 	case src.PasswordEnv != "":
 		v := o.Getenv(src.PasswordEnv)
 		if v == "" {
