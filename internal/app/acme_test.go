@@ -146,13 +146,8 @@ routes:
 		path string
 		want int
 	}{{"/healthz", 200}, {"/readyz", 503}} {
-		resp, err := http.Get(admin + probe.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != probe.want {
-			t.Errorf("%s while waiting for the ACME server: %d, want %d", probe.path, resp.StatusCode, probe.want)
+		if got := get(t, admin+probe.path); got != probe.want {
+			t.Errorf("%s while waiting for the ACME server: %d, want %d", probe.path, got, probe.want)
 		}
 	}
 	// The ACME server comes back on the same address.

@@ -246,6 +246,18 @@ func get(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
+// postStatus posts a small XML body with client and returns the status.
+func postStatus(t *testing.T, client *http.Client, url string) int {
+	t.Helper()
+	resp, err := client.Post(url, "text/xml", strings.NewReader("<x/>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func TestServeRefusesBadMaterial(t *testing.T) {
 	e := newTestEnv(t)
 	wrongPw := filepath.Join(e.dir, "wrong-password")

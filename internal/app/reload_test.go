@@ -146,15 +146,7 @@ func TestConfigReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	sih, _ := serve(t, p)
-	status := func(path string) int {
-		t.Helper()
-		resp, err := http.Post(sih+path, "text/xml", strings.NewReader("<x/>"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	status := func(path string) int { return postStatus(t, http.DefaultClient, sih+path) }
 	if status("/idb2/") != 404 {
 		t.Fatal("route served before it was configured")
 	}
@@ -223,16 +215,7 @@ func TestBundleChangeReloads(t *testing.T) {
 				t.Fatal(err)
 			}
 			sih, _ := serve(t, p)
-			status := func() int {
-				t.Helper()
-				resp, err := http.Post(sih+"/idb/", "text/xml", strings.NewReader("<x/>"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				return resp.StatusCode
-			}
+			status := func() int { return postStatus(t, http.DefaultClient, sih+"/idb/") }
 			if got := status(); got != http.StatusBadGateway {
 				t.Fatalf("partner outside the bundle: status %d, want 502", got)
 			}
@@ -296,16 +279,7 @@ func TestSIGHUPReloads(t *testing.T) {
 	cmd, base := startRocProxy(t, bin, cfgPath)
 	client := &http.Client{Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
-	status := func(path string) int {
-		t.Helper()
-		resp, err := client.Post(base+path, "text/xml", strings.NewReader("<x/>"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	status := func(path string) int { return postStatus(t, client, base+path) }
 	if status("/idb2/") != http.StatusNotFound {
 		t.Fatal("route served before it was configured")
 	}
