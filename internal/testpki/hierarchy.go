@@ -8,7 +8,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // Service names the certificate authority's portal gives the two ROC
@@ -204,8 +203,16 @@ var Shared = sync.OnceValues(func() (*PKI, error) {
 	return New(Options{ServerNames: []string{AnnuaireHost, IDBHost}})
 })
 
+// TB is the part of testing.TB that MustShared uses. Declared here so that
+// this package, which the demo links, does not pull the testing package
+// into the production binary.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+}
+
 // MustShared is Shared for tests: it fails tb when generation fails.
-func MustShared(tb testing.TB) *PKI {
+func MustShared(tb TB) *PKI {
 	tb.Helper()
 	p, err := Shared()
 	if err != nil {
