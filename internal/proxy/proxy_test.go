@@ -80,6 +80,7 @@ type routeOpt struct {
 	maxBody, maxResp   int64
 	total, respHeader  time.Duration
 	verifyCount        *atomic.Int64
+	methods            []string
 }
 
 type fixture struct {
@@ -91,7 +92,7 @@ type fixture struct {
 
 // newFixture builds a Handler whose routes trust the test IGC OSI and
 // authenticate with the test ORG_AUTH_CLI.
-func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
+func newFixture(t testing.TB, routes map[string]routeOpt, opts ...func(*Options)) *fixture {
 	t.Helper()
 	p := pki(t)
 	store := trust.NewStore(&trust.Bundle{Name: "osi", Anchors: []*x509.Certificate{p.OSIRoot.Cert}, Intermediates: []*x509.Certificate{p.OSIServeur.Cert}})
@@ -125,13 +126,18 @@ func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
 			t.Fatal(err)
 		}
 		specs = append(specs, RouteSpec{Name: name, PathPrefix: o.prefix, StripPrefix: o.strip, Upstream: u,
-			MaxBodyBytes: int64(or(time.Duration(o.maxBody), 1<<20)), MaxResponseBytes: int64(or(time.Duration(o.maxResp), 1<<20)), TotalTimeout: or(o.total, 10*time.Second), Transport: tr})
+			MaxBodyBytes: int64(or(time.Duration(o.maxBody), 1<<20)), MaxResponseBytes: int64(or(time.Duration(o.maxResp), 1<<20)), TotalTimeout: or(o.total, 10*time.Second), Transport: tr,
+			Methods: o.methods})
 	}
 	log := zap.NewNop()
 	if tt, ok := t.(*testing.T); ok {
 		log = zaptest.NewLogger(tt)
 	}
-	h, err := New(Options{Routes: specs, Logger: log, Metrics: m})
+	o := Options{Routes: specs, Logger: log, Metrics: m}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	h, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

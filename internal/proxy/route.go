@@ -37,6 +37,8 @@ type RouteSpec struct {
 	// answers; Enforce makes a failure a 502 instead of a log line.
 	ResponseSignatures func(body []byte) (int, error)
 	Enforce            bool
+	// Methods are the HTTP methods the route serves (default POST).
+	Methods []string
 }
 
 // TokenRequest is what a TokenSource sees of a SIH request.
@@ -63,6 +65,7 @@ type TokenSource interface {
 type route struct {
 	RouteSpec
 	prefix string // PathPrefix without its trailing slash
+	allow  string // the Allow header of a 405: Methods
 	proxy  *httputil.ReverseProxy
 }
 
