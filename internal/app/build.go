@@ -81,6 +81,11 @@ type Proxy struct {
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
 	configReload chan configReloadRequest
+	// bundleSeries are the expiry series of the trust bundles' certificates
+	// (source, subject, serial), removed when a reload drops them.
+	bundleSeries map[[3]string]bool
+	// budget bounds the bodies in flight, across reloads.
+	budget *proxy.BodyBudget
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -180,6 +185,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
 		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest)}
+	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
 	p.digests["trust_bundles"] = bundlesDigest(cfg.TrustBundles)
@@ -215,12 +221,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			}
 		}()
 	}
-	for _, name := range mat.Store.Names() {
-		b := mat.Store.Bundle(name)
-		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
-			p.watchExpiry("trust_bundles."+name, c, d.Now())
-		}
-	}
+	p.watchBundles(mat.Store)
 
 	h, transports, err := p.buildHandler(cfg, mat.Store)
 	if err != nil {
@@ -284,7 +285,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
 			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
-			TotalTimeout: r.Timeouts.Total, Transport: tr, AllowedClients: r.AllowedClients,
+			TotalTimeout: r.Timeouts.Total, Transport: tr, AllowedClients: r.AllowedClients, Methods: r.Methods,
 		}
 		if r.Dynamic != nil {
 			spec.Dynamic = &proxy.DynamicSpec{Hosts: r.Dynamic.Hosts, Ports: r.Dynamic.Ports}
@@ -295,6 +296,11 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
 		}
 		if r.Token != nil {
+			// Loaded at start only (a reload that adds them is refused):
+			// never build a signing route without them.
+			if p.signer.Load() == nil || p.audit == nil {
+				return nil, nil, fmt.Errorf("%s.token: the signing certificate (identity.sign) and the audit log (audit.dir) are loaded at start only: restart roc-proxy to add a signing route", path)
+			}
 			spec.Token = &tokenSource{
 				route:    r.Name,
 				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
@@ -308,7 +314,8 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 	for _, c := range cfg.Listen.AllowCIDRs {
 		allow = append(allow, netip.MustParsePrefix(c)) // validated by config
 	}
-	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now})
+	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now,
+		Budget: p.budget, WriteTimeout: p.cfg.Server.WriteTimeout})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -336,6 +343,38 @@ func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 		p.warnings[key] = fmt.Sprintf("%s: certificate %s expires on %s (%d days left)", source, subject, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
 		p.log.Warn("certificate expires soon", zap.String("source", source), zap.String("subject", subject),
 			zap.Time("not_after", c.NotAfter), zap.Int("days_left", int(left.Hours()/24)))
+	}
+}
+
+// watchBundles exports the expiry of every certificate of store's bundles
+// and warns of those near it, and removes the series and warnings of
+// certificates no longer in any bundle (after a reload).
+func (p *Proxy) watchBundles(store *trust.Store) {
+	now := p.deps.Now()
+	series := map[[3]string]bool{}
+	warnKeys := map[string]bool{}
+	for _, name := range store.Names() {
+		b := store.Bundle(name)
+		source := "trust_bundles." + name
+		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
+			serial := c.SerialNumber.Text(16)
+			series[[3]string{source, trust.SubjectDN(c), serial}] = true
+			warnKeys[source+"|"+serial] = true
+			p.watchExpiry(source, c, now)
+		}
+	}
+	for s := range p.bundleSeries {
+		if !series[s] {
+			p.metrics.CertificateNotAfter.DeleteLabelValues(s[0], s[1], s[2])
+		}
+	}
+	p.bundleSeries = series
+	p.warnMu.Lock()
+	defer p.warnMu.Unlock()
+	for k := range p.warnings {
+		if strings.HasPrefix(k, "trust_bundles.") && !warnKeys[k] {
+			delete(p.warnings, k)
+		}
 	}
 }
 

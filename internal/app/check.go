@@ -8,7 +8,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -28,13 +27,9 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, configCheckUsage)
 		return ErrUsage
 	}
-	cfg, err := config.Load(args[0])
+	cfg, mat, err := checkFile(args[0], Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
 	if err != nil {
 		return err
-	}
-	mat, err := LoadMaterial(cfg, Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
-	if err != nil {
-		return &config.FileError{File: args[0], Err: err}
 	}
 	fmt.Fprintf(stdout, "%s: configuration OK\n", args[0])
 	fmt.Fprintf(stdout, "  identity.auth: %s (expires %s)\n", trust.SubjectDN(mat.Auth.Leaf), mat.Auth.Leaf.NotAfter.UTC().Format(time.DateOnly))
