@@ -7,7 +7,15 @@
 //   - mode token: a route that signs a ROC token into every request (cache
 //     hits) against the same route passing requests through;
 //   - mode audit: that signing route with its audit records fsynced (what
-//     ships) against the same without fsync.
+//     ships) against the same without fsync;
+//   - mode binary: two roc-proxy binaries (--base-roc-proxy against
+//     --roc-proxy) on the same pass-through route, for A/B measurements of
+//     a change under the same load and noise.
+//
+// The proxies' logs go to a logs/ folder apart from the certificates and
+// trust bundles: roc-proxy watches the folders of those files (a renewal is
+// applied without restart), and an access log written there would wake the
+// watch at every request, as no production layout does.
 //
 // It prints requests/s, p50, p99 and CPU per request of each contender and
 // the ratios. Run it through bench/run.sh, which installs nginx and wrk.
@@ -56,6 +64,7 @@ type options struct {
 	rocLogLevel string
 	rocEnv      string
 	mode        string
+	baseRoc     string
 }
 
 func run() error {
@@ -66,7 +75,8 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through) or audit (fsync on vs off)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off) or binary (--base-roc-proxy vs --roc-proxy)")
+	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
 	flag.Parse()
@@ -80,8 +90,14 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" {
+	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "binary" {
 		return fmt.Errorf("unknown mode %q", o.mode)
+	}
+	if o.mode == "binary" && o.baseRoc == "" {
+		return errors.New("mode binary needs --base-roc-proxy")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return err
 	}
 	pkiOpts := testpki.Options{ServerNames: []string{testpki.IDBHost}}
 	var revSrv *sim.RevocationServer // CRL server and OCSP responder of mode revocation
@@ -137,6 +153,17 @@ func run() error {
 		}
 		defer base.stop()
 		if cand, err = startRocProxy(ctx, o, "roc-token", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
+	case "binary":
+		bo := o
+		bo.rocProxy = o.baseRoc
+		if base, err = startRocProxy(ctx, bo, "base", "off", "", dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+		if cand, err = startRocProxy(ctx, o, "candidate", "off", "", dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
@@ -199,6 +226,8 @@ func run() error {
 		report(results, base.name, cand.name, "throughput goal >= 0.70x")
 	case "audit":
 		report(results, base.name, cand.name, "throughput goal >= 0.80x")
+	case "binary":
+		report(results, base.name, cand.name, o.baseRoc+" vs "+o.rocProxy)
 	default:
 		report(results, base.name, cand.name, "throughput goal >= 0.95x")
 	}
@@ -317,7 +346,7 @@ routes:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	return startProc(ctx, name, sih, filepath.Join(dir, name+".log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
+	return startProc(ctx, name, sih, filepath.Join(dir, "logs", name+".log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
 }
 
 func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, upstream string) (*proc, error) {
@@ -331,10 +360,10 @@ func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, up
 	conf := fmt.Sprintf(`user root;
 worker_processes auto;
 pid %[1]s/nginx.pid;
-error_log %[1]s/nginx-error.log warn;
+error_log %[1]s/logs/nginx-error.log warn;
 events { worker_connections 1024; }
 http {
-  access_log %[1]s/nginx-access.log;
+  access_log %[1]s/logs/nginx-access.log;
   client_body_temp_path %[1]s/client_body;
   proxy_temp_path %[1]s/proxy_temp;
   fastcgi_temp_path %[1]s/fastcgi_temp;
@@ -370,7 +399,7 @@ http {
 	if err != nil {
 		return nil, errors.New("nginx not found: run bench/run.sh, which installs nginx-light")
 	}
-	return startProc(ctx, "nginx", sih, filepath.Join(dir, "nginx.log"), nil, bin, "-p", dir, "-c", path, "-g", "daemon off;")
+	return startProc(ctx, "nginx", sih, filepath.Join(dir, "logs", "nginx.log"), nil, bin, "-p", dir, "-c", path, "-g", "daemon off;")
 }
 
 func splitEnv(s string) []string {

@@ -97,6 +97,7 @@ func (p *Proxy) runReload(ctx context.Context) {
 	defer daily.Stop()
 	fw := newFileWatch(watchedDirs(p.cfg), p.log)
 	defer fw.close()
+	fw.follow(p.cfg)
 	events, errs := fw.events()
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
@@ -107,6 +108,7 @@ func (p *Proxy) runReload(ctx context.Context) {
 		if p.cfg != watched {
 			watched = p.cfg
 			fw.set(watchedDirs(p.cfg))
+			fw.follow(p.cfg)
 		}
 	}
 	check := func() {
@@ -117,8 +119,10 @@ func (p *Proxy) runReload(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-events:
-			settle.Reset(settleDelay)
+		case ev := <-events:
+			if fw.relevant(ev.Name) {
+				settle.Reset(settleDelay)
+			}
 		case err := <-errs:
 			p.log.Warn("file notification error: the periodic check goes on", zap.Error(err))
 		case <-settle.C:
