@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -438,5 +440,24 @@ func TestTokenResultRecordsTheFinalStatus(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d result records", len(recs))
 		}
+	}
+}
+
+// The collector runs at GOGC 400 under a soft limit of twice the body
+// budget plus 64 MiB, unless the environment says otherwise.
+func TestGCTuning(t *testing.T) {
+	gcPct := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	prevPct, prevLimit := gcPct(), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(prevPct); debug.SetMemoryLimit(prevLimit) })
+	cfg := &config.Config{Server: config.Server{MaxBodyMemory: 128 << 20}}
+	tuneGC(cfg, func(string) string { return "" }, zaptest.NewLogger(t))
+	if p, l := gcPct(), debug.SetMemoryLimit(-1); p != gcPercent || l != 320<<20 {
+		t.Errorf("GOGC %d, memory limit %d", p, l)
+	}
+	debug.SetGCPercent(100)
+	debug.SetMemoryLimit(math.MaxInt64)
+	tuneGC(cfg, func(k string) string { return map[string]string{"GOGC": "50", "GOMEMLIMIT": "1GiB"}[k] }, zaptest.NewLogger(t))
+	if p, l := gcPct(), debug.SetMemoryLimit(-1); p != 100 || l != math.MaxInt64 {
+		t.Errorf("the environment's settings were overridden: GOGC %d, memory limit %d", p, l)
 	}
 }
