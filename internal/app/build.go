@@ -270,8 +270,8 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			return nil, nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
 		timeouts := r.Timeouts
-		tr := newRenewableTransport(func() *http.Transport {
-			return mtls.NewTransport(mtls.TransportOptions{
+		tr := newRenewableTransport(func() *proxy.Upstream {
+			return proxy.NewUpstream(proxy.UpstreamOptions{
 				TLS: mtls.ClientConfig(mtls.ClientOptions{
 					ServerName: serverName, VerifyConnection: verifier.VerifyConnection,
 					ClientCertificate: clientCert, Now: d.Now,
@@ -419,11 +419,11 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 // afresh when ORG_AUTH_CLI is renewed: pooled keep-alive connections and
 // resumable TLS sessions carry the client certificate they were made with.
 type renewableTransport struct {
-	build func() *http.Transport
-	cur   atomic.Pointer[http.Transport]
+	build func() *proxy.Upstream
+	cur   atomic.Pointer[proxy.Upstream]
 }
 
-func newRenewableTransport(build func() *http.Transport) *renewableTransport {
+func newRenewableTransport(build func() *proxy.Upstream) *renewableTransport {
 	t := &renewableTransport{build: build}
 	t.cur.Store(build())
 	return t

@@ -136,8 +136,11 @@ func bufferResponse(res *http.Response, limit int64, mem *reservation) ([]byte, 
 		return nil, fmt.Errorf("reading the partner's response: %w", err)
 	}
 	res.Body = io.NopCloser(bytes.NewReader(b))
+	if res.ContentLength != int64(len(b)) || res.Header.Get("Content-Length") == "" {
+		// Chunked, or of unknown length: the SIH gets the length.
+		res.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	}
 	res.ContentLength = int64(len(b))
 	res.TransferEncoding = nil
-	res.Header.Set("Content-Length", strconv.Itoa(len(b)))
 	return b, nil
 }

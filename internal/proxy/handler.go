@@ -68,8 +68,12 @@ type Options struct {
 }
 
 // exchange is the per-request state shared between ServeHTTP and the
-// ReverseProxy callbacks.
+// ReverseProxy callbacks, which find it in the request's context: it is
+// that context (the route's total timeout within the request's own), one
+// allocation where context.WithValue would be another.
 type exchange struct {
+	context.Context
+	rec         recorder
 	route       *route
 	id          string
 	upstream    *url.URL // the partner: the route's, or from the path
@@ -84,6 +88,14 @@ type exchange struct {
 }
 
 type ctxKey struct{}
+
+// Value finds the exchange itself under ctxKey.
+func (ex *exchange) Value(key any) any {
+	if key == (ctxKey{}) {
+		return ex
+	}
+	return ex.Context.Value(key)
+}
 
 // New builds the handler and one ReverseProxy per route.
 func New(o Options) (*Handler, error) {
@@ -131,9 +143,10 @@ func (h *Handler) match(p string) *route {
 // ServeHTTP forwards one SIH request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	ex := &exchange{id: requestID(req.Header.Get(HeaderRequestID))}
+	ex := &exchange{Context: req.Context(), id: requestID(req.Header.Get(HeaderRequestID))}
 	ex.mem.b = h.budget
-	rec := &recorder{ResponseWriter: w, writeTimeout: h.writeTimeout, id: ex.id}
+	rec := &ex.rec
+	rec.ResponseWriter, rec.writeTimeout, rec.id = w, h.writeTimeout, ex.id
 	if h.writeTimeout > 0 {
 		// The exchange is bounded by the read and route timeouts; the
 		// write deadline starts with the answer (recorder.WriteHeader).
@@ -278,8 +291,10 @@ func (h *Handler) serve(w *recorder, req *http.Request, ex *exchange) {
 		}
 		ex.upstream, ex.rest = target, "/"+rest
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(req.Context(), ctxKey{}, ex), ex.route.TotalTimeout)
+	total, cancel := context.WithTimeout(req.Context(), ex.route.TotalTimeout)
 	defer cancel()
+	ex.Context = total
+	ctx := context.Context(ex)
 	body, err := readRequestBody(req, ex.route.MaxBodyBytes, &ex.mem)
 	ex.bytesIn = int64(len(body))
 	if err != nil {

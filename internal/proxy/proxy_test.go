@@ -87,7 +87,7 @@ type fixture struct {
 	h          *Handler
 	reg        *prometheus.Registry
 	m          *metrics.Metrics
-	transports []*http.Transport
+	transports []*Upstream
 }
 
 // newFixture builds a Handler whose routes trust the test IGC OSI and
@@ -103,7 +103,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt, opts ...func(*Options)
 	}
 	auth := tlsCert(p.AuthCli)
 	var specs []RouteSpec
-	var transports []*http.Transport
+	var transports []*Upstream
 	for name, o := range routes {
 		v, err := store.NewVerifier(trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: o.serverName})
 		if err != nil {
@@ -113,7 +113,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt, opts ...func(*Options)
 		if o.verifyCount != nil {
 			verify = func(cs tls.ConnectionState) error { o.verifyCount.Add(1); return v.VerifyConnection(cs) }
 		}
-		tr := mtls.NewTransport(mtls.TransportOptions{
+		tr := NewUpstream(UpstreamOptions{
 			TLS:                   mtls.ClientConfig(mtls.ClientOptions{ServerName: o.serverName, VerifyConnection: verify, ClientCertificate: func() *tls.Certificate { return auth }}),
 			ConnectTimeout:        2 * time.Second,
 			TLSHandshakeTimeout:   2 * time.Second,
@@ -507,7 +507,7 @@ func TestDynamicAddressingIsNoOpenRelay(t *testing.T) {
 	r := f.h.routes[0]
 	r.Upstream, r.Dynamic = nil, &DynamicSpec{Hosts: []string{"*.amc.test", "ws.mutuelle.test"}, Ports: []int{port}}
 	// The partner's name resolves to loopback, as DNS would.
-	r.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.Transport.(*Upstream).o.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, _ := net.SplitHostPort(addr)
 		if host != testpki.AnnuaireHost {
 			return nil, fmt.Errorf("dialled %s: a host outside the patterns", addr)

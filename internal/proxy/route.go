@@ -23,7 +23,7 @@ type RouteSpec struct {
 	MaxResponseBytes int64
 	// TotalTimeout bounds the whole exchange with the upstream.
 	TotalTimeout time.Duration
-	// Transport reaches the upstream (mtls.NewTransport).
+	// Transport reaches the upstream (an Upstream).
 	Transport http.RoundTripper
 	// AllowedClients, when set, are the subjects (RFC 2253) of the SIH
 	// client certificates served.

@@ -1,0 +1,456 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"net/url"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Upstream is a route's HTTP/1.1 client to its partner over pooled
+// mutual-TLS connections. Each exchange runs on the caller's goroutine:
+// net/http's Request.Write sends the request and ReadResponse reads the
+// answer (the wire format stays net/http's), where http.Transport hands
+// every request to a writer goroutine and every answer back from a reader
+// goroutine. Those hand-offs (channel operations, goroutine wake-ups,
+// futex calls) cost a third of the CPU of a pass-through request on a
+// 2-core host; see README, "Tests and benchmarks".
+//
+// Behaviour kept from http.Transport: keep-alive pools per host (most
+// recently used first, at most MaxIdlePerHost, closed after IdleTimeout),
+// the connect, TLS handshake and response-header timeouts (with its error
+// texts, which problemFor reads), the request's context aborting the
+// exchange, 1xx answers skipped (passed to httptrace's Got1xxResponse), a
+// bound on response headers, and the retry rule: a request is sent again
+// on a new connection only when a pooled one failed before any byte of it
+// left, or, for a replayable request (GET, HEAD, OPTIONS), before any byte
+// of the answer came. A pooled connection the partner closed while idle
+// is found before use (a non-blocking peek) and dropped. Not kept: HTTP/2,
+// proxies, transparent gzip (roc-proxy forwards bodies as they come).
+type Upstream struct {
+	o      UpstreamOptions
+	dialer net.Dialer
+
+	mu   sync.Mutex
+	idle map[string][]*upstreamConn // by host:port, most recent last
+
+	tlsMu  sync.Mutex
+	tlsFor map[string]*tls.Config // by host, when TLS.ServerName is empty
+}
+
+// UpstreamOptions configure an Upstream.
+type UpstreamOptions struct {
+	TLS                   *tls.Config
+	ConnectTimeout        time.Duration
+	TLSHandshakeTimeout   time.Duration
+	ResponseHeaderTimeout time.Duration
+	// MaxIdlePerHost bounds the pool per partner (default 64).
+	MaxIdlePerHost int
+	// IdleTimeout closes a pooled connection unused this long (default 90s).
+	IdleTimeout time.Duration
+	// DialContext, when set, replaces the TCP dial.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// maxResponseHeaderBytes bounds what a partner may send before its body.
+const maxResponseHeaderBytes = 1 << 20
+
+// NewUpstream returns a client with an empty pool.
+func NewUpstream(o UpstreamOptions) *Upstream {
+	if o.MaxIdlePerHost <= 0 {
+		o.MaxIdlePerHost = 64
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 90 * time.Second
+	}
+	u := &Upstream{o: o, idle: map[string][]*upstreamConn{}, tlsFor: map[string]*tls.Config{}}
+	u.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	if o.DialContext == nil {
+		u.o.DialContext = u.dialer.DialContext
+	}
+	return u
+}
+
+// timeoutError carries http.Transport's texts for its own timeouts.
+type timeoutError struct{ msg string }
+
+func (e *timeoutError) Error() string   { return e.msg }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
+var (
+	errResponseHeaderTimeout = &timeoutError{"net/http: timeout awaiting response headers"}
+	errTLSHandshakeTimeout   = &timeoutError{"net/http: TLS handshake timeout"}
+	errSwitchedProtocols     = errors.New("the partner switched protocols (101): roc-proxy does not forward upgrades")
+	errTooMany1xx            = errors.New("the partner sent too many 1xx answers")
+	aLongTimeAgo             = time.Unix(1, 0)
+)
+
+// upstreamConn is a pooled connection.
+type upstreamConn struct {
+	u     *Upstream
+	addr  string
+	raw   net.Conn        // the TCP connection
+	sys   syscall.RawConn // raw's, for the liveness peek (nil: none)
+	tls   *tls.Conn
+	count *countingConn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	idle  *time.Timer
+
+	mu       sync.Mutex // canceled and the read deadline
+	canceled bool
+
+	peek      func(fd uintptr) bool // peekFD, bound once
+	peekAlive bool
+}
+
+// countingConn counts what crosses the TCP connection, and bounds reads
+// while an answer's headers come.
+type countingConn struct {
+	net.Conn
+	written, read int64
+	readLimit     int64 // < 0: none
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written += int64(n)
+	return n, err
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	if c.readLimit >= 0 {
+		if c.readLimit == 0 {
+			return 0, fmt.Errorf("the partner's answer headers exceed %d bytes", maxResponseHeaderBytes)
+		}
+		if int64(len(p)) > c.readLimit {
+			p = p[:c.readLimit]
+		}
+	}
+	n, err := c.Conn.Read(p)
+	c.read += int64(n)
+	if c.readLimit > 0 {
+		c.readLimit -= int64(n)
+	}
+	return n, err
+}
+
+func canonicalAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "443")
+}
+
+// RoundTrip sends req and returns the partner's answer; its body must be
+// read to the end and closed for the connection to be pooled again.
+func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" {
+		return nil, fmt.Errorf("upstream URL %q: https only", req.URL.Redacted())
+	}
+	ctx := req.Context()
+	addr := canonicalAddr(req.URL)
+	for retried := false; ; retried = true {
+		pc := u.get(addr)
+		reused := pc != nil
+		if !reused {
+			var err error
+			if pc, err = u.dial(ctx, req.URL, addr); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := pc.roundTrip(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		if !reused || retried || !canRetry(req, pc.count) {
+			return nil, err
+		}
+		// A pooled connection failed before anything was exchanged:
+		// send again on a new one, with the body from its start.
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			r2 := *req
+			r2.Body = body
+			req = &r2
+		}
+	}
+}
+
+// canRetry is http.Transport's rule: nothing of the request left, or the
+// request is replayable and nothing of the answer came.
+func canRetry(req *http.Request, c *countingConn) bool {
+	if c.written == 0 {
+		return true
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return c.read == 0
+	}
+	return false
+}
+
+// CloseIdleConnections closes the pooled connections; those in use are
+// closed when their exchange ends... unless pooled again, which a
+// renewal prevents by dropping the whole Upstream.
+func (u *Upstream) CloseIdleConnections() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = map[string][]*upstreamConn{}
+	u.mu.Unlock()
+	for _, list := range idle {
+		for _, pc := range list {
+			pc.idle.Stop()
+			pc.close()
+		}
+	}
+}
+
+// get takes the most recently used live connection to addr, or nil.
+func (u *Upstream) get(addr string) *upstreamConn {
+	for {
+		u.mu.Lock()
+		list := u.idle[addr]
+		if len(list) == 0 {
+			u.mu.Unlock()
+			return nil
+		}
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		u.idle[addr] = list[:len(list)-1]
+		u.mu.Unlock()
+		if !pc.idle.Stop() {
+			continue // its idle timer is closing it
+		}
+		if pc.alive() {
+			return pc
+		}
+		pc.close()
+	}
+}
+
+// put pools pc, or closes it when the pool is full.
+func (u *Upstream) put(pc *upstreamConn) {
+	u.mu.Lock()
+	list := u.idle[pc.addr]
+	if len(list) >= u.o.MaxIdlePerHost {
+		u.mu.Unlock()
+		pc.close()
+		return
+	}
+	u.idle[pc.addr] = append(list, pc)
+	pc.idle.Reset(u.o.IdleTimeout)
+	u.mu.Unlock()
+}
+
+// expire is pc's idle timer: out of the pool, and closed.
+func (u *Upstream) expire(pc *upstreamConn) {
+	u.mu.Lock()
+	list := u.idle[pc.addr]
+	for i, c := range list {
+		if c == pc {
+			u.idle[pc.addr] = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	u.mu.Unlock()
+	pc.close()
+}
+
+func (u *Upstream) tlsConfig(host string) *tls.Config {
+	if u.o.TLS.ServerName != "" {
+		return u.o.TLS
+	}
+	// A dynamic route: each partner's own name, as http.Transport does.
+	u.tlsMu.Lock()
+	defer u.tlsMu.Unlock()
+	cfg := u.tlsFor[host]
+	if cfg == nil {
+		if len(u.tlsFor) >= 1024 {
+			clear(u.tlsFor)
+		}
+		cfg = u.o.TLS.Clone()
+		cfg.ServerName = host
+		u.tlsFor[host] = cfg
+	}
+	return cfg
+}
+
+func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*upstreamConn, error) {
+	raw, err := u.o.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	count := &countingConn{Conn: raw, readLimit: -1}
+	tc := tls.Client(count, u.tlsConfig(target.Hostname()))
+	hctx, cancel := ctx, context.CancelFunc(func() {})
+	if u.o.TLSHandshakeTimeout > 0 {
+		hctx, cancel = context.WithTimeout(ctx, u.o.TLSHandshakeTimeout)
+	}
+	err = tc.HandshakeContext(hctx)
+	timedOut := hctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	if err != nil {
+		raw.Close()
+		if timedOut {
+			return nil, errTLSHandshakeTimeout
+		}
+		return nil, err
+	}
+	pc := &upstreamConn{u: u, addr: addr, raw: raw, tls: tc, count: count,
+		br: bufio.NewReaderSize(tc, 16<<10), bw: bufio.NewWriterSize(tc, 32<<10)}
+	if sc, ok := raw.(syscall.Conn); ok {
+		pc.sys, _ = sc.SyscallConn()
+		pc.peek = pc.peekFD
+	}
+	pc.idle = time.AfterFunc(time.Hour, func() { u.expire(pc) })
+	pc.idle.Stop()
+	return pc, nil
+}
+
+func (pc *upstreamConn) close() { pc.tls.Close() }
+
+// cancel aborts the exchange in progress: the request's context ended.
+func (pc *upstreamConn) cancel() {
+	pc.mu.Lock()
+	pc.canceled = true
+	pc.raw.SetDeadline(aLongTimeAgo)
+	pc.mu.Unlock()
+}
+
+// setReadDeadline unless the exchange was canceled (its deadline stays).
+func (pc *upstreamConn) setReadDeadline(t time.Time) {
+	pc.mu.Lock()
+	if !pc.canceled {
+		pc.raw.SetReadDeadline(t)
+	}
+	pc.mu.Unlock()
+}
+
+// ctxErr is the request context's error when it ended the exchange.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
+}
+
+func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	pc.count.written, pc.count.read = 0, 0
+	stop := context.AfterFunc(ctx, pc.cancel)
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		pc.close()
+		return nil, err
+	}
+	err := req.Write(pc.bw)
+	if err == nil {
+		err = pc.bw.Flush()
+	}
+	if err != nil {
+		return fail(ctxErr(ctx, err))
+	}
+	rht := pc.u.o.ResponseHeaderTimeout
+	if rht > 0 {
+		pc.setReadDeadline(time.Now().Add(rht))
+	}
+	var resp *http.Response
+	for n1xx := 0; ; n1xx++ {
+		pc.count.readLimit = maxResponseHeaderBytes
+		resp, err = http.ReadResponse(pc.br, req)
+		pc.count.readLimit = -1
+		if err != nil {
+			var ne net.Error
+			if ctx.Err() == nil && rht > 0 && errors.As(err, &ne) && ne.Timeout() {
+				err = errResponseHeaderTimeout
+			}
+			return fail(ctxErr(ctx, err))
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(errSwitchedProtocols)
+		}
+		if resp.StatusCode >= 200 {
+			break
+		}
+		if n1xx == 5 {
+			return fail(errTooMany1xx)
+		}
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if rht > 0 {
+		pc.setReadDeadline(time.Time{})
+	}
+	resp.Body = &upstreamBody{rc: resp.Body, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && !req.Close}
+	return resp, nil
+}
+
+// upstreamBody gives the connection back to the pool once the answer's
+// body was read to its end and closed; otherwise the connection is closed.
+type upstreamBody struct {
+	rc    io.ReadCloser
+	pc    *upstreamConn
+	ctx   context.Context
+	stop  func() bool
+	reuse bool
+	eof   bool
+	done  bool
+}
+
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, errors.New("read of a closed partner answer")
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
+		err = ctxErr(b.ctx, err)
+	}
+	return n, err
+}
+
+func (b *upstreamBody) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	if !b.eof {
+		// Closed before its end (over max_response_bytes, say): the rest
+		// is not read, the connection goes.
+		b.stop()
+		b.pc.close()
+		b.rc.Close()
+		return nil
+	}
+	err := b.rc.Close()
+	// stop reports false when the context's cancel already ran: the
+	// connection's deadline is spent.
+	if b.stop() && b.reuse && b.pc.br.Buffered() == 0 {
+		b.pc.u.put(b.pc)
+		return err
+	}
+	b.pc.close()
+	return err
+}

@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+// connCounter counts a partner's connections as its server sees them.
+type connCounter struct{ opened, closed atomic.Int64 }
+
+// startCountedUpstream is startUpstream with its connections counted and
+// its keep-alive timeout set.
+func startCountedUpstream(t *testing.T, idle time.Duration, h http.HandlerFunc) (*upstream, *connCounter) {
+	t.Helper()
+	p := pki(t)
+	c := &connCounter{}
+	u := &upstream{}
+	pool := x509.NewCertPool()
+	pool.AddCert(p.SanteRoot.Cert)
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		h(w, r)
+	}))
+	u.TLS = mtls.ServerConfig(mtls.ServerOptions{Certificate: tlsCert(p.Servers[testpki.IDBHost]), ClientCAs: pool})
+	u.Config.ErrorLog = zap.NewStdLog(zap.NewNop())
+	u.Config.IdleTimeout = idle
+	u.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			c.opened.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			c.closed.Add(1)
+		}
+	}
+	u.StartTLS()
+	t.Cleanup(u.Close)
+	return u, c
+}
+
+func post(t *testing.T, url string) (int, problemBody) {
+	t.Helper()
+	resp, err := http.Post(url, "text/xml", strings.NewReader("<soap/>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var pb problemBody
+	if resp.StatusCode != 200 {
+		pb = decodeProblem(t, resp)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode, pb
+}
+
+// A partner closes idle keep-alive connections after 50 ms (its
+// keep-alive timeout): the pooled connection is found closed before use,
+// and the next POST (which may never be sent twice) goes on a new one.
+func TestUpstreamDropsConnectionsThePartnerClosed(t *testing.T) {
+	up, conns := startCountedUpstream(t, 50*time.Millisecond, echo)
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost}})
+	srv := f.server(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	for i := range 3 {
+		if code, pb := post(t, srv.URL+"/r/"); code != 200 {
+			t.Fatalf("request %d after the partner closed the idle connection: %d %+v", i, code, pb)
+		}
+		for deadline := time.Now().Add(5 * time.Second); conns.closed.Load() < int64(i+1); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the partner did not close its idle connection")
+			}
+		}
+	}
+	if n := up.hits.Load(); n != 3 {
+		t.Errorf("the partner got %d requests for 3", n)
+	}
+}
+
+// Connections are pooled and reused, not re-opened per request; a partner
+// answering Connection: close gets a new connection next time; idle ones
+// close after the idle timeout.
+func TestUpstreamPoolsConnections(t *testing.T) {
+	var closeNext atomic.Bool
+	up, conns := startCountedUpstream(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		if closeNext.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		io.WriteString(w, "<ok/>")
+	})
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost}})
+	f.transports[0].o.IdleTimeout = 300 * time.Millisecond
+	srv := f.server(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	for range 5 {
+		if code, _ := post(t, srv.URL+"/r/"); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if n := conns.opened.Load(); n != 1 {
+		t.Fatalf("5 sequential requests opened %d connections", n)
+	}
+	closeNext.Store(true)
+	post(t, srv.URL+"/r/")
+	closeNext.Store(false)
+	post(t, srv.URL+"/r/")
+	if n := conns.opened.Load(); n != 2 {
+		t.Fatalf("after Connection: close, %d connections were opened, want 2", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); conns.closed.Load() != 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("idle connection not closed after the idle timeout (%d of 2 closed)", conns.closed.Load())
+		}
+	}
+}
+
+// Misbehaving partners get bounded, classified answers, never a hang or an
+// unbounded read: a partner that closes without answering (the POST is
+// not sent twice), endless headers, endless interim answers, a protocol
+// switch, a partner that accepts TCP but never speaks TLS.
+func TestUpstreamMisbehavingPartners(t *testing.T) {
+	hijack := func(w http.ResponseWriter, reply string) {
+		c, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		buf.WriteString(reply)
+		buf.Flush()
+		c.Close()
+	}
+	closes, _ := startCountedUpstream(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		hijack(w, "")
+	})
+	headers, _ := startCountedUpstream(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		hijack(w, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("a", 2<<20)+"\r\n\r\n")
+	})
+	interim, _ := startCountedUpstream(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		hijack(w, strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n", 10)+"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
+	upgrade, _ := startCountedUpstream(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		hijack(w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	})
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	idb := testpki.IDBHost
+	f := newFixture(t, map[string]routeOpt{
+		"closes":  {prefix: "/closes/", upstream: closes.URL, serverName: idb},
+		"headers": {prefix: "/headers/", upstream: headers.URL, serverName: idb},
+		"interim": {prefix: "/interim/", upstream: interim.URL, serverName: idb},
+		"upgrade": {prefix: "/upgrade/", upstream: upgrade.URL, serverName: idb},
+		"silent":  {prefix: "/silent/", upstream: "https://" + silent.Addr().String(), serverName: idb},
+	})
+	for _, tr := range f.transports {
+		tr.o.TLSHandshakeTimeout = 300 * time.Millisecond
+	}
+	srv := f.server(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	for _, tc := range []struct {
+		path   string
+		status int
+		code   string
+		reason string
+	}{
+		{"/closes/", 502, CodeUpstreamError, ""},
+		{"/headers/", 502, CodeUpstreamError, ""},
+		{"/interim/", 502, CodeUpstreamError, ""},
+		{"/upgrade/", 502, CodeUpstreamError, ""},
+		{"/silent/", 504, CodeUpstreamTimeout, "tls_handshake"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			code, pb := post(t, srv.URL+tc.path)
+			if code != tc.status || pb.Error != tc.code || pb.Reason != tc.reason {
+				t.Fatalf("%d %+v, want %d %s/%s", code, pb, tc.status, tc.code, tc.reason)
+			}
+		})
+	}
+	if n := closes.hits.Load(); n != 1 {
+		t.Errorf("a POST the partner dropped was sent %d times", n)
+	}
+	if n := testutil.ToFloat64(f.m.BodyMemory); n != 0 {
+		t.Errorf("body memory %v after the exchanges", n)
+	}
+}
+
+// BenchmarkUpstreamRoundTrip is one pooled exchange with the partner, the
+// caller's goroutine doing the writing and the reading.
+func BenchmarkUpstreamRoundTrip(b *testing.B) {
+	f := benchFixture(b)
+	up := f.h.routes[0].Transport.(*Upstream)
+	target := f.h.routes[0].Upstream.String() + "/x"
+	body := strings.Repeat("<x>0123456789</x>", 112)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader(body))
+		resp, err := up.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
