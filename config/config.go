@@ -131,6 +131,10 @@ type ListenTLS struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json, console
+	// FlushInterval: lines are written in batches at most this late (a
+	// warning or an error flushes at once); 0 writes each line at once.
+	// Nil: the default.
+	FlushInterval *time.Duration `yaml:"flush_interval"`
 }
 
 // Server holds limits of the SIH-facing HTTP server.

@@ -19,6 +19,7 @@ const (
 	DefaultAdminAddress      = "127.0.0.1:9090"
 	DefaultLogLevel          = "info"
 	DefaultLogFormat         = "json"
+	DefaultLogFlushInterval  = 250 * time.Millisecond
 	DefaultMaxBodyBytes      = 10 << 20
 	DefaultMaxResponseBytes  = 10 << 20
 	DefaultReadHeaderTimeout = 10 * time.Second
@@ -132,6 +133,10 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Listen.Admin, DefaultAdminAddress)
 	setStr(&c.Log.Level, DefaultLogLevel)
 	setStr(&c.Log.Format, DefaultLogFormat)
+	if c.Log.FlushInterval == nil {
+		d := time.Duration(DefaultLogFlushInterval)
+		c.Log.FlushInterval = &d
+	}
 	if c.Server.MaxBodyBytes == 0 {
 		c.Server.MaxBodyBytes = DefaultMaxBodyBytes
 	}

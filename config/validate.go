@@ -94,6 +94,9 @@ func (c *Config) Validate() error {
 	default:
 		p.add("log.format", "%q is not one of json, console", c.Log.Format)
 	}
+	if f := c.Log.FlushInterval; f != nil && *f < 0 {
+		p.add("log.flush_interval", "must not be negative (0s writes each line at once), got %s", *f)
+	}
 	positive(&p, "server.max_body_bytes", c.Server.MaxBodyBytes)
 	positive(&p, "server.max_response_bytes", c.Server.MaxResponseBytes)
 	positiveDur(&p, "server.read_header_timeout", c.Server.ReadHeaderTimeout)

@@ -65,6 +65,7 @@ type options struct {
 	rocEnv      string
 	mode        string
 	baseRoc     string
+	floor       string
 }
 
 func run() error {
@@ -77,6 +78,7 @@ func run() error {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
 	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off) or binary (--base-roc-proxy vs --roc-proxy)")
 	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
+	flag.StringVar(&o.floor, "floor", "", "mode nginx: also run this build of bench/floor (net/http's floor: server and upstream exchange, nothing else) in the same rounds")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
 	flag.Parse()
@@ -136,7 +138,7 @@ func run() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
 	defer cancel()
-	var base, cand *proc
+	var base, cand, floor *proc
 	switch o.mode {
 	case "audit":
 		if base, err = startRocProxy(ctx, o, "no-fsync", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
@@ -176,6 +178,14 @@ func run() error {
 			return err
 		}
 		defer base.stop()
+		if o.floor != "" {
+			fo := o
+			fo.rocProxy = o.floor
+			if floor, err = startRocProxy(ctx, fo, "floor", "off", "", dir, files, upstream.Addr().String()); err != nil {
+				return err
+			}
+			defer floor.stop()
+		}
 	default:
 		if base, err = startRocProxy(ctx, o, "rev-off", "off", "", dir, files, upstream.Addr().String()); err != nil {
 			return err
@@ -195,8 +205,12 @@ func run() error {
 	if err := os.WriteFile(body, []byte(lua), 0o644); err != nil {
 		return err
 	}
-	// Warm both (connection pools, TLS sessions) and check they answer 200.
-	for _, p := range []*proc{base, cand} {
+	order := []*proc{base, cand}
+	if floor != nil {
+		order = append(order, floor)
+	}
+	// Warm all (connection pools, TLS sessions) and check they answer 200.
+	for _, p := range order {
 		if err := check(p.url, soap); err != nil {
 			return fmt.Errorf("%s: %w (log: %s)", p.name, err, p.logPath)
 		}
@@ -204,7 +218,6 @@ func run() error {
 	fmt.Printf("%s vs %s, mTLS upstream on loopback (closing every connection: %v), %d rounds x %s, %d connections, wrk -t%d, %d cores\n\n",
 		cand.name, base.name, o.mode == "revocation", o.rounds, o.duration, o.connections, o.threads, numCPU())
 	results := map[string][]wrkResult{}
-	order := []*proc{base, cand}
 	for round := 0; round < o.rounds; round++ {
 		for _, p := range order {
 			before := cpuUsed(p.cmd.Process.Pid)
@@ -217,11 +230,16 @@ func run() error {
 				round+1, p.name, r.rps, r.p50, r.p99, r.cpuPerRequest(), r.errors)
 			results[p.name] = append(results[p.name], r)
 		}
-		order[0], order[1] = order[1], order[0] // ABBA: neither always goes first
+		// Rotate: none always goes first (ABBA for two).
+		order = append(order[1:], order[0])
 	}
 	switch o.mode {
 	case "nginx":
 		report(results, base.name, cand.name, "throughput goal >= 0.80x, p99 goal <= 1.50x")
+		if floor != nil {
+			report(results, base.name, floor.name, "net/http's floor")
+			report(results, floor.name, cand.name, "what roc-proxy adds to the floor")
+		}
 	case "token":
 		report(results, base.name, cand.name, "throughput goal >= 0.70x")
 	case "audit":
