@@ -23,8 +23,9 @@ import (
 // answer (the wire format stays net/http's), where http.Transport hands
 // every request to a writer goroutine and every answer back from a reader
 // goroutine. Those hand-offs (channel operations, goroutine wake-ups,
-// futex calls) cost a third of the CPU of a pass-through request on a
-// 2-core host; see README, "Tests and benchmarks".
+// futex calls) cost 14% of roc-proxy's CPU per pass-through request on a
+// 2-core host, and 30-40% of a bare exchange's; see README, "Tests and
+// benchmarks".
 //
 // Behaviour kept from http.Transport: keep-alive pools per host (most
 // recently used first, at most MaxIdlePerHost, closed after IdleTimeout),
