@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // RouteSpec is a route as the composition root builds it.
@@ -67,6 +69,10 @@ type route struct {
 	prefix string // PathPrefix without its trailing slash
 	allow  string // the Allow header of a 405: Methods
 	proxy  *httputil.ReverseProxy
+	// served and duration are the route's series of the requests metrics
+	// that every served request updates.
+	served   prometheus.Counter
+	duration prometheus.Observer
 }
 
 func (r *route) matches(path string) bool {
