@@ -44,7 +44,9 @@ type Deps struct {
 	// AuditOpenFile, when set, opens the audit files (tests inject a full
 	// disk with it).
 	AuditOpenFile func(path string) (audit.File, error)
-	// ConfigPath, when set, is reloaded when a trust bundle's files change.
+	// ConfigPath is the configuration file (SIGHUP reads it again). A
+	// trust bundle's change does not read it: the running configuration's
+	// bundles are reloaded.
 	ConfigPath string
 	// ACMERetry is the first wait before asking the ACME authority again
 	// when start-up found no certificate (default 5 s, doubling up to 5 min).
