@@ -34,11 +34,12 @@ records (audit.store_assertion) against the trust bundle.
 `
 
 func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, auditUsage)
+		return ErrUsage
+	}
+	if isHelp(args[0]) {
 		fmt.Fprint(stdout, auditUsage)
-		if len(args) == 0 {
-			return ErrUsage
-		}
 		return nil
 	}
 	switch args[0] {
@@ -57,24 +58,18 @@ func auditFlags(name string, stdout, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseAuditFlags is parseFlags with positional FILES allowed.
+// parseAuditFlags is parseArgs for a command that needs FILES (flags may
+// come before or after them).
 func parseAuditFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
-	for _, a := range args {
-		if isHelp(a) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil, errHelp
-		}
+	files, err := parseArgs(fs, args, stdout, stderr)
+	if err != nil {
+		return nil, err
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, ErrUsage
-	}
-	if fs.NArg() == 0 {
+	if len(files) == 0 {
 		fmt.Fprintln(stderr, "no audit file given")
 		return nil, ErrUsage
 	}
-	return fs.Args(), nil
+	return files, nil
 }
 
 func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {

@@ -81,7 +81,9 @@ inspect describes a certificate file (PEM, DER or PKCS#12): subject and issuer
 (RFC 2253), validity and days left, key usages, the OU read as idNat_Struct,
 CRL, delta CRL, OCSP and CA Issuers URLs, whether its chain is complete
 against the bundles (the public IGC-Santé chains are built in), and which
-role it fits (ORG_AUTH_CLI, ORG_SIGN, SERV_SSL).
+role it fits (ORG_AUTH_CLI, ORG_SIGN, SERV_SSL), and its subject alternative
+names (DNS, IP, URI, e-mail). It exits 1 when the certificate is expired or
+not yet valid (after describing it).
 
 csr makes a new RSA key (mode 0600, never overwriting a file) and a
 certificate request with the subject the IGC-Santé portal expects; the
@@ -99,12 +101,13 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "JSON output")
 	var bundles bundleList
 	fs.Var(&bundles, "bundle", "PEM file of authorities (repeatable)")
-	files, err := parseAuditFlags(fs, args, stdout, stderr)
+	files, err := parseArgs(fs, args, stdout, stderr)
 	if err != nil {
 		return ignoreHelp(err)
 	}
 	if len(files) != 1 {
-		fmt.Fprintln(stderr, "one certificate file, please")
+		fmt.Fprintf(stderr, "one certificate file, please (got %d)\n\n", len(files))
+		fs.Usage()
 		return ErrUsage
 	}
 	leaf, extra, err := readCertFile(files[0], *pwFile)
@@ -115,13 +118,25 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := certinfo.Inspect(leaf, extra, store, time.Now())
+	now := time.Now()
+	r := certinfo.Inspect(leaf, extra, store, now)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, r)
 	}
-	printReport(stdout, r)
+	// A script checking a certificate (a renewal, a partner's) must not see
+	// success for one that cannot be used today.
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("%s: certificate %s expired on %s", files[0], r.Subject, leaf.NotAfter.UTC().Format(time.DateOnly))
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("%s: certificate %s is not valid before %s", files[0], r.Subject, leaf.NotBefore.UTC().Format(time.DateOnly))
+	}
 	return nil
 }
 
@@ -141,6 +156,21 @@ func printReport(w io.Writer, r *certinfo.Report) {
 	}
 	p("valid", fmt.Sprintf("%s to %s (%s)", r.NotBefore.UTC().Format(time.DateOnly), r.NotAfter.UTC().Format(time.DateOnly), left))
 	p("key", r.Key)
+	names := false
+	for _, n := range []struct {
+		k string
+		v []string
+	}{
+		{"DNS names", r.DNSNames}, {"IP addresses", r.IPAddresses}, {"URIs", r.URIs}, {"e-mail", r.EmailAddresses},
+	} {
+		if len(n.v) > 0 {
+			p(n.k, strings.Join(n.v, ", "))
+			names = true
+		}
+	}
+	if !names {
+		p("alt names", "")
+	}
 	p("key usage", strings.Join(r.KeyUsage, ", "))
 	p("ext key usage", strings.Join(r.ExtKeyUsage, ", "))
 	if s := r.StructureID; s != nil {
@@ -227,7 +257,11 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 		problems = append(problems, "--bits must be 2048 or 4096")
 	}
 	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
+		for _, pb := range problems {
+			fmt.Fprintln(stderr, "csr:", pb)
+		}
+		fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
+		return ErrUsage
 	}
 	if *keyOut == "" {
 		*keyOut = *role + ".key"
@@ -290,7 +324,8 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 		return ignoreHelp(err)
 	}
 	if *keyFile == "" || *certFile == "" || *pwFile == "" || *out == "" {
-		fmt.Fprintln(stderr, "--key, --cert, --password-file and --out are required")
+		fmt.Fprintln(stderr, "p12 build: --key, --cert, --password-file and --out are required")
+		fmt.Fprintln(stderr, `Run "roc-proxy p12 --help" for the flags.`)
 		return ErrUsage
 	}
 	certPEM, err := os.ReadFile(*certFile)
