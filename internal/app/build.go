@@ -262,7 +262,12 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		}
 		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now}
 		if r.Revocation.Policy != "off" {
-			vo.Revocation = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			rc := checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			vo.Revocation = rc
+			// Each pooled connection keeps its chain's standing check:
+			// asked before every request, closing the connection once the
+			// partner is known revoked.
+			vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard { return rc.WatchChain(chain, onRevoked) }
 		}
 		verifier, err := store.NewVerifier(vo)
 		if err != nil {
@@ -278,6 +283,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				ConnectTimeout:        timeouts.Connect,
 				TLSHandshakeTimeout:   timeouts.TLSHandshake,
 				ResponseHeaderTimeout: timeouts.ResponseHeader,
+				VerifyPeer:            peerVerifier(verifier, vo.Watch != nil),
 			})
 		})
 		transports = append(transports, tr)
@@ -313,6 +319,22 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		return nil, nil, err
 	}
 	return h, transports, nil
+}
+
+// peerVerifier is the verifier as the transport's per-connection hook, or
+// nil when the route checks no revocation (the transport then verifies
+// with TLS.VerifyConnection alone).
+func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.ConnectionState, func()) (mtls.PeerGuard, error) {
+	if !watched {
+		return nil
+	}
+	return func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (mtls.PeerGuard, error) {
+		g, err := v.VerifyConnectionGuard(ctx, cs, closeConn)
+		if g == nil {
+			return nil, err
+		}
+		return g, err
+	}
 }
 
 // watchExpiry exports a certificate's expiry and warns when it is near.

@@ -562,3 +562,50 @@ func newMetrics(t *testing.T) *metrics.Metrics {
 	}
 	return m
 }
+
+// Item 6: with the default settings and sources [ocsp, crl], a partner
+// answered "good" from a cached 7-day CRL is revoked; the detection time
+// is measured on a controlled clock stepped one check interval at a time
+// (what Run does), and must stay within max_status_age + check_interval.
+func TestDetectionTimeWithDefaultSettings(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	clk := &clock{t: time.Now()}
+	w.srv.Now, w.srv.Validity = clk.now, 7*24*time.Hour
+	t.Cleanup(func() { w.srv.Now, w.srv.Validity = nil, 24*time.Hour })
+	leaf, err := p.IssueServer(p.OSIServeur, "detect.amc.test", w.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Revocation{RefreshAt: config.DefaultRefreshAt, Grace: config.DefaultGrace, ClockSkew: config.DefaultClockSkew,
+		FetchTimeout: config.DefaultFetchTimeout, CheckInterval: config.DefaultCheckInterval, MaxCRLBytes: config.DefaultMaxCRLBytes,
+		MaxOCSPBytes: config.DefaultMaxOCSPBytes, MaxStatusAge: config.DefaultMaxStatusAge, StartupBudget: config.DefaultStartupBudget,
+		Issuers: []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{w.o.CRLURL("ac-serveur")}}}}
+	c, _ := newChecker(t, cfg, clk)
+	ctx := context.Background()
+	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
+	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
+	policy := hard(config.DefaultRevocationSources...)
+	ocspBefore := w.srv.OCSPRequests.Load()
+	wantStatus(t, c.Check(ctx, chain, policy), StatusGood, "")
+	if w.srv.OCSPRequests.Load() != ocspBefore {
+		t.Fatal("the setting of the issue: the cached CRL answers, OCSP is not asked")
+	}
+	// The worst case: the revocation comes right after the status was
+	// confirmed.
+	w.srv.Revoke("ac-serveur", leaf.Cert.SerialNumber)
+	revokedAt := clk.now()
+	bound := cfg.MaxStatusAge + cfg.CheckInterval
+	for c.Check(ctx, chain, policy) == nil {
+		if clk.now().Sub(revokedAt) > 8*24*time.Hour {
+			t.Fatal("revocation not seen after 8 days")
+		}
+		clk.add(cfg.CheckInterval)
+		c.RefreshDue(ctx)
+	}
+	detected := clk.now().Sub(revokedAt)
+	t.Logf("worst-case detection time with default settings (max_status_age %s, check_interval %s, 7-day CRL): %s", cfg.MaxStatusAge, cfg.CheckInterval, detected)
+	if detected > bound {
+		t.Errorf("revocation seen after %s, want at most max_status_age + check_interval = %s", detected, bound)
+	}
+}
