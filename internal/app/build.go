@@ -267,7 +267,9 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			// Each pooled connection keeps its chain's standing check:
 			// asked before every request, closing the connection once the
 			// partner is known revoked.
-			vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard { return rc.WatchChain(chain, onRevoked) }
+			vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard {
+				return rc.WatchChain(chain, onRevoked)
+			}
 		}
 		verifier, err := store.NewVerifier(vo)
 		if err != nil {

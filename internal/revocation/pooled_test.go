@@ -58,7 +58,9 @@ func pooledTransport(t testing.TB, w *world, rc *RouteChecker, guarded bool) *ht
 	store := trust.NewStore(&trust.Bundle{Name: "osi", Anchors: []*x509.Certificate{w.pki.OSIRoot.Cert}, Intermediates: []*x509.Certificate{w.pki.OSIServeur.Cert}})
 	vo := trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: "ok.amc.test", Revocation: rc}
 	if guarded {
-		vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard { return rc.WatchChain(chain, onRevoked) }
+		vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard {
+			return rc.WatchChain(chain, onRevoked)
+		}
 	}
 	v, err := store.NewVerifier(vo)
 	if err != nil {
