@@ -125,11 +125,6 @@ func (c *Checker) Warnings() []string {
 		}
 	}
 	c.mu.RUnlock()
-	if ok, missing, past := c.Readiness(); !ok && past {
-		for _, m := range missing {
-			out = append(out, "revocation: not ready after the start-up budget: "+m)
-		}
-	}
 	sort.Strings(out)
 	return out
 }
