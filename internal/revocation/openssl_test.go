@@ -428,4 +428,3 @@ func TestAgreesWithOpenSSL(t *testing.T) {
 		}
 	})
 }
-
