@@ -34,3 +34,19 @@ func TestDNMatchesBothOrders(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseDN: configuration text is parsed without panicking, and what
+// parses names no certificate unless it round-trips through DNMatches.
+func FuzzParseDN(f *testing.F) {
+	for _, s := range []string{`CN=a,O=b,C=FR`, `C=FR, O="x, y", CN=z`, `cn=a\2Cb+ou=c;o=d`, `1.2.3=x`, `CN=\`, `=`, `CN="open`} {
+		f.Add(s)
+	}
+	raw, _ := asn1.Marshal(pkix.Name{CommonName: "a", Organization: []string{"b"}, Country: []string{"FR"}}.ToRDNSequence())
+	f.Fuzz(func(t *testing.T, s string) {
+		rdns, err := ParseDN(s)
+		if err == nil && len(rdns) == 0 {
+			t.Fatal("parsed to nothing without an error")
+		}
+		_ = DNMatches(s, raw)
+	})
+}
