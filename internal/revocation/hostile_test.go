@@ -609,3 +609,51 @@ func TestDetectionTimeWithDefaultSettings(t *testing.T) {
 		t.Errorf("revocation seen after %s, want at most max_status_age + check_interval = %s", detected, bound)
 	}
 }
+
+// Item 12: what ops can see. Every known CRL URL has its nextUpdate series
+// from the start (0: never fetched); failed fetches name the authority and
+// the URL; a partner whose OCSP fetch fails is listed with the error; the
+// OCSP freshness of each authority is exported.
+func TestWhatOpsCanSee(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	down := newMutableServer(t) // answers 503
+	leaf := p.Servers["ok.amc.test"]
+	cfg := testConfig()
+	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{down.url}, OCSPURL: down.url + "/ocsp"}}
+	c, m := newChecker(t, cfg, nil)
+	ctx := context.Background()
+	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert, p.OSIRoot.Cert}, nil)
+	if n := testutil.CollectAndCount(m.RevocationNextUpdate, "roc_proxy_revocation_next_update_timestamp_seconds"); n == 0 {
+		t.Fatal("no nextUpdate series for a configured CRL never fetched")
+	}
+	if v := testutil.ToFloat64(m.RevocationNextUpdate.WithLabelValues(SourceCRL, down.url)); v != 0 {
+		t.Errorf("nextUpdate of a CRL never fetched: %v, want 0", v)
+	}
+	issuer := trustSubject(p.OSIServeur.Cert)
+	if v := testutil.ToFloat64(m.RevocationFetchErrors.WithLabelValues(SourceCRL, "unavailable", issuer, down.url)); v == 0 {
+		t.Error("failed CRL fetch not counted with its authority and URL")
+	}
+	wantStatus(t, c.Check(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceOCSP)), StatusUnknown, SourceNone)
+	found := false
+	for _, is := range c.Snapshot().Issuers {
+		for _, o := range is.OCSP {
+			if o.Subject == c.o.Subject(leaf.Cert) && o.Status == "unknown" && strings.Contains(o.LastError, "503") {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("partner whose OCSP fetch failed is absent from /revocation: %+v", c.Snapshot())
+	}
+	// The responder comes back: the OCSP freshness of the authority shows.
+	c2, m2 := newChecker(t, testConfig(), nil)
+	wantStatus(t, c2.Check(ctx, chainOf(leaf), hard(SourceOCSP)), StatusGood, "")
+	if v := testutil.ToFloat64(m2.RevocationOCSPNextUpdate.WithLabelValues(issuer)); v != 0 {
+		t.Fatalf("freshness before the first refresh: %v", v)
+	}
+	c2.RefreshDue(ctx)
+	if v := testutil.ToFloat64(m2.RevocationOCSPNextUpdate.WithLabelValues(issuer)); v < float64(time.Now().Unix()) {
+		t.Errorf("OCSP nextUpdate of %s: %v", issuer, v)
+	}
+}
