@@ -45,7 +45,7 @@ type bindingVerdict struct {
 // known revoked: the connection closes itself. Release it when the
 // connection closes.
 func (r *RouteChecker) WatchChain(chain []*x509.Certificate, onRevoked func()) *Binding {
-	b := &Binding{c: r.c, p: r.p, onRevoked: onRevoked}
+	b := &Binding{c: r.c, p: r.p, onRevoked: onRevoked, links: make([]bindingLink, 0, max(len(chain)-1, 0))}
 	for i := 0; i+1 < len(chain); i++ {
 		k, ok := keyOfSerial(chain[i].SerialNumber)
 		if !ok {

@@ -56,7 +56,10 @@ func startPooledPartner(t testing.TB, w *world) *pooledPartner {
 func pooledTransport(t testing.TB, w *world, rc *RouteChecker, guarded bool) *http.Transport {
 	t.Helper()
 	store := trust.NewStore(&trust.Bundle{Name: "osi", Anchors: []*x509.Certificate{w.pki.OSIRoot.Cert}, Intermediates: []*x509.Certificate{w.pki.OSIServeur.Cert}})
-	vo := trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: "ok.amc.test", Revocation: rc}
+	vo := trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: "ok.amc.test"}
+	if rc != nil {
+		vo.Revocation = rc
+	}
 	if guarded {
 		vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard {
 			return rc.WatchChain(chain, onRevoked)
@@ -234,6 +237,37 @@ func BenchmarkPooledRequest(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			tr := pooledTransport(b, w, rc, guarded)
+			if err := post(b, tr, partner.url); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := post(b, tr, partner.url); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkChurnRequest is one request on a new mutual-TLS connection
+// (keep-alive off: a full handshake each time, session resumption aside),
+// with the route's revocation check and the connection's standing check
+// (hard), and without any revocation check (off): what bench/run.sh --mode
+// revocation compares, inside one process.
+func BenchmarkChurnRequest(b *testing.B) {
+	w := getWorld(b)
+	c, _ := newChecker(b, testConfig(), nil)
+	partner := startPooledPartner(b, w)
+	for _, mode := range []string{"hard", "off"} {
+		b.Run("revocation="+mode, func(b *testing.B) {
+			var tr *http.Transport
+			if mode == "hard" {
+				tr = pooledTransport(b, w, c.ForRoute(hard(bothSrc...)), true)
+			} else {
+				tr = pooledTransport(b, w, nil, false)
+			}
+			tr.DisableKeepAlives = true
 			if err := post(b, tr, partner.url); err != nil {
 				b.Fatal(err)
 			}

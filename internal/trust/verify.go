@@ -155,13 +155,13 @@ func (v *Verifier) VerifyConnectionGuard(ctx context.Context, cs tls.ConnectionS
 	if v.watch == nil {
 		return nil, nil
 	}
-	return &classifiedGuard{g: v.watch(chains[0], onRevoked), subject: SubjectDN(chains[0][0])}, nil
+	return &classifiedGuard{g: v.watch(chains[0], onRevoked), leaf: chains[0][0]}, nil
 }
 
 // classifiedGuard turns a standing check's refusal into a *VerifyError.
 type classifiedGuard struct {
-	g       ChainGuard
-	subject string
+	g    ChainGuard
+	leaf *x509.Certificate
 }
 
 func (g *classifiedGuard) Allow() error {
@@ -169,7 +169,7 @@ func (g *classifiedGuard) Allow() error {
 	if err == nil {
 		return nil
 	}
-	ve := &VerifyError{Reason: classify(err), Subject: g.subject, Err: err}
+	ve := &VerifyError{Reason: classify(err), Subject: SubjectDN(g.leaf), Err: err}
 	var re revocationError
 	if errors.As(err, &re) {
 		ve.Source = re.RevocationSource()
