@@ -9,9 +9,10 @@ import (
 )
 
 // Require names what readiness waits for: the authorities whose
-// certificates hard routes accept (each needs a usable complete CRL when
-// CRL URLs are known for it) and the chains of those authorities (each
-// certificate needs a usable status from its issuer).
+// certificates hard routes accept (each needs a usable complete CRL from
+// the CRL URLs configured for it in revocation.issuers, which are fetched
+// at start for that purpose) and the chains of those authorities (each
+// certificate needs a usable status from its issuer, from any source).
 func (c *Checker) Require(cas []*x509.Certificate, chains [][]*x509.Certificate) {
 	for _, ca := range cas {
 		c.issuer(ca)
@@ -37,8 +38,8 @@ func (c *Checker) Readiness() (ready bool, missing []string, pastBudget bool) {
 		var bases []string
 		usable := false
 		for u, s := range st.sources {
-			if s.delta {
-				continue
+			if s.delta || !s.configured {
+				continue // a CRL only read from a certificate: its status is in the chains below
 			}
 			bases = append(bases, u)
 			if l := st.crls[u]; l != nil && !now.After(l.nextUpdate.Add(grace)) {
