@@ -311,6 +311,11 @@ func (r *Revocation) validate(p *problems) {
 	}
 	positiveDur(p, "revocation.fetch_timeout", r.FetchTimeout)
 	positiveDur(p, "revocation.check_interval", r.CheckInterval)
+	positiveDur(p, "revocation.max_status_age", r.MaxStatusAge)
+	positiveDur(p, "revocation.startup_budget", r.StartupBudget)
+	if r.MaxStatusAge > 0 && r.CheckInterval > 0 && r.MaxStatusAge < r.CheckInterval {
+		p.add("revocation.max_status_age", "must not be shorter than check_interval (%s), got %s", r.CheckInterval, r.MaxStatusAge)
+	}
 	positive(p, "revocation.max_crl_bytes", r.MaxCRLBytes)
 	positive(p, "revocation.max_ocsp_bytes", r.MaxOCSPBytes)
 	for i, is := range r.Issuers {
@@ -318,6 +323,9 @@ func (r *Revocation) validate(p *problems) {
 		if is == nil || is.Subject == "" {
 			p.add(path+".subject", "required: the RFC 2253 subject of the certificate authority")
 			continue
+		}
+		if _, err := ParseDN(is.Subject); err != nil {
+			p.add(path+".subject", "%q is not a distinguished name: %v", is.Subject, err)
 		}
 		if is.OCSPURL != "" {
 			validFetchURL(p, path+".ocsp_url", is.OCSPURL, false)

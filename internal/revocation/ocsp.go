@@ -20,6 +20,7 @@ type ocspAnswer struct {
 	raw        []byte
 	thisUpdate time.Time
 	nextUpdate time.Time
+	producedAt time.Time
 	revokedAt  time.Time
 	reason     int
 }
@@ -44,21 +45,33 @@ type ocspSingle struct {
 }
 
 // parseOCSP verifies der as the OCSP answer for cert issued by issuer.
-// x/crypto/ocsp checks the signature (by the issuer, or by an embedded
-// responder certificate that the issuer signed) but matches on the serial
-// alone and accepts any embedded certificate the issuer signed, expired or
-// without the OCSPSigning usage: those checks are made here.
+// x/crypto/ocsp, given the issuer, insists that an embedded certificate be
+// issued by the issuer, which refuses a CA that signs its own answers and
+// carries its own certificate (RFC 6960 4.2.2.2 allows it; openssl does
+// it); it also matches on the serial alone and accepts any embedded
+// certificate the issuer signed, expired or without the OCSPSigning usage.
+// So the response is parsed without an issuer (which still checks the
+// signature against an embedded certificate) and the signer is checked
+// here: the issuer's own key, or a delegated responder the issuer
+// certified for OCSP signing, valid now.
 func parseOCSP(der []byte, cert, issuer *x509.Certificate, now time.Time, skew time.Duration) (*ocspAnswer, error) {
-	resp, err := ocsp.ParseResponseForCert(der, cert, issuer)
+	resp, err := ocsp.ParseResponseForCert(der, cert, nil)
 	if err != nil {
 		return nil, fmt.Errorf("OCSP: %w", err)
 	}
 	if err := checkCertID(der, cert, issuer, resp.IssuerHash); err != nil {
 		return nil, err
 	}
-	if rc := resp.Certificate; rc != nil && !rc.Equal(issuer) {
-		// Delegated responder: issued by the CA itself (checked by
-		// ParseResponseForCert), for OCSP signing, valid now.
+	if err := resp.CheckSignatureFrom(issuer); err != nil {
+		// Not signed with the CA's key: only a delegated responder
+		// certificate, carried in the response, can have signed it.
+		rc := resp.Certificate
+		if rc == nil {
+			return nil, fmt.Errorf("OCSP: bad OCSP signature: %v", err)
+		}
+		if !bytes.Equal(rc.RawIssuer, issuer.RawSubject) || rc.CheckSignatureFrom(issuer) != nil {
+			return nil, fmt.Errorf("OCSP: bad OCSP signature: the responder certificate %q is not issued by the certificate's authority", rc.Subject.String())
+		}
 		if !slices.Contains(rc.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
 			return nil, fmt.Errorf("OCSP: %w: no OCSPSigning usage", ErrResponder)
 		}
@@ -70,7 +83,7 @@ func parseOCSP(der []byte, cert, issuer *x509.Certificate, now time.Time, skew t
 	if resp.ThisUpdate.After(now.Add(skew)) || resp.ProducedAt.After(now.Add(skew)) {
 		return nil, fmt.Errorf("OCSP: %w", ErrNotYetValid)
 	}
-	a := &ocspAnswer{raw: der, thisUpdate: resp.ThisUpdate, nextUpdate: resp.NextUpdate}
+	a := &ocspAnswer{raw: der, thisUpdate: resp.ThisUpdate, nextUpdate: resp.NextUpdate, producedAt: resp.ProducedAt}
 	if a.nextUpdate.IsZero() {
 		a.nextUpdate = resp.ThisUpdate.Add(defaultOCSPValidity)
 	}

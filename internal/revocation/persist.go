@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -122,18 +123,33 @@ func (s *diskStore) load(c *Checker, cas []*x509.Certificate) {
 	}
 }
 
+// loadPersisted feeds one persisted answer through the rules of fetched
+// ones (rule.go), with one difference: an answer that was fresh when
+// fetched and is now within its grace is still taken, as it would have
+// been served before the restart; its status is then asked again at the
+// first refresh.
 func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, deltaPass bool) {
 	st := c.issuer(ca)
+	now := c.o.Now()
+	arrival := func(next time.Time) time.Time {
+		if now.After(next) && !now.After(next.Add(c.o.Config.Grace)) {
+			return next
+		}
+		return now
+	}
 	switch e.Kind {
 	case "crl":
-		if err := c.addCRL(st, e.URL, der, deltaPass); err != nil {
-			return // the other pass will take it, or it is unusable
+		l, err := parseCRL(der, ca, now, c.o.Config.ClockSkew)
+		if err != nil || (l.baseNumber != nil) != deltaPass {
+			return // the other pass takes it, or it is unusable
 		}
+		l.url = e.URL
 		c.mu.Lock()
-		if deltaPass {
-			st.deltaURLs[e.URL] = true
-		} else {
-			st.crlURLs[e.URL] = true
+		src := c.addSourceLocked(st, e.URL, deltaPass, false)
+		if refused, _ := c.storeCRLLocked(st, src, l, arrival(l.nextUpdate)); refused == "" {
+			c.crlMetricsLocked()
+			c.o.Metrics.RevocationNextUpdate.WithLabelValues(SourceCRL, e.URL).Set(float64(l.nextUpdate.Unix()))
+			c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, e.URL).Set(float64(l.thisUpdate.Unix()))
 		}
 		c.mu.Unlock()
 	case "ocsp":
@@ -141,12 +157,16 @@ func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, 
 		if err != nil {
 			return
 		}
-		a, err := parseOCSP(der, cert, ca, c.o.Now(), c.o.Config.ClockSkew)
-		if err != nil || c.o.Now().After(a.nextUpdate.Add(c.o.Config.Grace)) {
+		a, err := parseOCSP(der, cert, ca, now, c.o.Config.ClockSkew)
+		k, ok := keyOfSerial(cert.SerialNumber)
+		if err != nil || !ok {
 			return
 		}
-		if k, ok := keyOfSerial(cert.SerialNumber); ok {
-			c.storeOCSP(st, k, &ocspEntry{answer: a, cert: cert, url: e.URL})
+		c.track(st, cert, k)
+		c.mu.Lock()
+		if cs := st.certs[k]; cs != nil && c.storeOCSPLocked(st, cs, k, a, arrival(a.nextUpdate)) == "" {
+			cs.ocspURL = e.URL
 		}
+		c.mu.Unlock()
 	}
 }
