@@ -113,3 +113,50 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A proxy password written in the URL is refused without being repeated:
+// the message goes to terminals, logs and CI output.
+func TestProxyCredentialsNeverEchoed(t *testing.T) {
+	for _, f := range []string{"testdata/invalid-outbound-proxy.yaml", "testdata/invalid-proxy-url.yaml"} {
+		_, err := Load(f)
+		if err == nil {
+			t.Fatalf("%s loaded", f)
+		}
+		if strings.Contains(err.Error(), "S3cret") {
+			t.Errorf("%s: the error repeats the password: %v", f, err)
+		}
+	}
+}
+
+func TestProxyFor(t *testing.T) {
+	global := &OutboundProxy{URL: "http://proxy.example:3128"}
+	own := &ProxyChoice{OutboundProxy: OutboundProxy{URL: "http://other.example:8080"}}
+	c := &Config{OutboundProxy: global}
+	if c.ProxyFor(nil) != global {
+		t.Error("no choice: not the global proxy")
+	}
+	if c.ProxyFor(&ProxyChoice{Direct: true}) != nil {
+		t.Error("direct: a proxy")
+	}
+	if got := c.ProxyFor(own); got == nil || got.URL != "http://other.example:8080" {
+		t.Errorf("own proxy: %+v", got)
+	}
+	if (&Config{}).ProxyFor(nil) != nil {
+		t.Error("no proxy configured: a proxy")
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://u:p@h:1/x":            "http://***@h:1/x",
+		"http://h:1":                  "http://h:1",
+		"u:p@h:1":                     "***@h:1",
+		"http://h:1/a@b":              "http://h:1/a@b",
+		"http://u:p@ss@h:1":           "http://***@h:1",
+		"http://roc:a b@proxy x:3128": "http://***@proxy x:3128",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
