@@ -353,7 +353,10 @@ func (c *Checker) crlMetricsLocked() {
 func (c *Checker) fetchFailed(st *issuerState, source, u string, err error) error {
 	reason := "invalid"
 	var ne interface{ Timeout() bool }
+	var pe proxyError
 	switch {
+	case errors.As(err, &pe):
+		reason = pe.ProxyReason() // proxy_auth, proxy_timeout...
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		reason = "timeout"
 	case errors.Is(err, ErrTooLarge):
@@ -373,6 +376,13 @@ func (c *Checker) fetchFailed(st *issuerState, source, u string, err error) erro
 	c.o.Logger.Warn("revocation fetch failed", zap.String("source", source), zap.String("issuer", st.label), zap.String("url", u),
 		zap.String("reason", reason), zap.Error(err))
 	return fmt.Errorf("%s: %w", u, err)
+}
+
+// proxyError is a failure of the outbound proxy (egress.Error): its
+// reason labels the fetch error.
+type proxyError interface {
+	error
+	ProxyReason() string
 }
 
 var (
@@ -412,6 +422,10 @@ func (c *Checker) get(ctx context.Context, u string, body []byte, limit int64, c
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
+		var pe proxyError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%w: %w", errUnreachable, err)
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w after %s", context.DeadlineExceeded, c.o.Config.FetchTimeout)
 		}
