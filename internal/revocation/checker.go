@@ -24,14 +24,14 @@ const maxCertEntries = 50000
 
 // Options are what a Checker depends on.
 type Options struct {
-	Config  config.Revocation
-	Client  *http.Client // nil: a client with Config.FetchTimeout and Transport
+	Config config.Revocation
+	Client *http.Client // nil: a client with Config.FetchTimeout and Transport
 	// Transport carries the fetches (through the outbound proxy); nil:
 	// directly, whatever the proxy environment variables say.
 	Transport http.RoundTripper
-	Now     func() time.Time
-	Logger  *zap.Logger
-	Metrics *metrics.Metrics
+	Now       func() time.Time
+	Logger    *zap.Logger
+	Metrics   *metrics.Metrics
 	// Subject formats a certificate's subject for logs and errors.
 	Subject func(*x509.Certificate) string
 }

@@ -500,3 +500,11 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// OCSPResponder is the responder asked about cert, issued by issuer: the
+// one configured for the issuer, or the certificate's own (http or https
+// only); "" when there is none. Only for certificates of verified chains
+// (it records the issuer).
+func (c *Checker) OCSPResponder(cert, issuer *x509.Certificate) string {
+	return ocspResponder(c.issuer(issuer), cert)
+}
