@@ -11,7 +11,8 @@ const (
 	// ReasonTimeout: the proxy did not accept the connection or did not
 	// answer CONNECT within the connect timeout.
 	ReasonTimeout = "proxy_timeout"
-	// ReasonAuth: the proxy wants other credentials (407).
+	// ReasonAuth: the proxy wants other credentials (407; 401 to CONNECT,
+	// as tinyproxy answers wrong ones).
 	ReasonAuth = "proxy_auth"
 	// ReasonRefused: the proxy refused the destination (403 or another
 	// 4xx answer: the site's policy).

@@ -69,7 +69,9 @@ func (p *Proxy) Tunnel(ctx context.Context, d *net.Dialer, target string) (net.C
 	}
 	status := printable(resp.Status)
 	switch {
-	case resp.StatusCode == http.StatusProxyAuthRequired:
+	case resp.StatusCode == http.StatusProxyAuthRequired, resp.StatusCode == http.StatusUnauthorized:
+		// A CONNECT answer comes from the proxy: tinyproxy answers wrong
+		// credentials with 401 (and missing ones with 407).
 		return closeWith(fail(ReasonAuth, status, nil))
 	case resp.StatusCode >= 500:
 		return closeWith(fail(ReasonUpstream, status, nil))
