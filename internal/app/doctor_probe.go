@@ -224,7 +224,9 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 	_, err := io.WriteString(tc, "GET "+t.reqPath+" HTTP/1.1\r\nHost: "+host+"\r\nUser-Agent: roc-proxy-doctor/"+version+"\r\nAccept: */*\r\nConnection: close\r\n\r\n")
 	var resp *http.Response
 	if err == nil {
-		resp, err = http.ReadResponse(bufio.NewReader(tc), &http.Request{Method: http.MethodGet})
+		// The answer's head is read within 64 KiB: a partner streaming
+		// headers does not fill the memory.
+		resp, err = http.ReadResponse(bufio.NewReader(&headLimit{r: tc, left: 64 << 10}), &http.Request{Method: http.MethodGet})
 	}
 	var alert string
 	var ne net.Error
@@ -233,6 +235,8 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 		return "client_certificate", stFail, "refused: alert " + alert, err
 	case err != nil && errors.As(err, &ne) && ne.Timeout():
 		return "client_certificate", stWarn, "no answer to GET in time", err
+	case errors.Is(err, errHeadTooLong):
+		return "client_certificate", stFail, "malformed answer", err
 	case err != nil:
 		return "client_certificate", stFail, "closed without answering", err
 	}
@@ -245,6 +249,23 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 		return "client_certificate", stWarn, "not asked for (" + code + ")", errors.New("the partner did not ask for a client certificate: it does not authenticate the establishment")
 	}
 	return "client_certificate", stOK, "accepted (" + code + ")", nil
+}
+
+var errHeadTooLong = errors.New("the answer's status line and headers exceed 64 KiB")
+
+// headLimit fails once more than left bytes were asked of it.
+type headLimit struct {
+	r    io.Reader
+	left int
+}
+
+func (h *headLimit) Read(p []byte) (int, error) {
+	if h.left <= 0 {
+		return 0, errHeadTooLong
+	}
+	n, err := h.r.Read(p[:min(len(p), h.left)])
+	h.left -= n
+	return n, err
 }
 
 // resolve is the DNS step: the partner's name, or, through the proxy,

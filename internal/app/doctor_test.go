@@ -99,6 +99,28 @@ func newDoctorWorld(t *testing.T) *doctorWorld {
 	front.StartTLS()
 	t.Cleanup(front.Close)
 	w.servers["refuses-http"] = front.URL
+	// A partner that streams headers without end.
+	endless := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		c, buf, err := http.NewResponseController(rw).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\n")
+		for i := 0; i < 100000; i++ {
+			if _, err := buf.WriteString("X-Padding: " + strings.Repeat("a", 1000) + "\r\n"); err != nil {
+				return
+			}
+			if buf.Flush() != nil {
+				return
+			}
+		}
+	}))
+	endless.TLS = &tls.Config{Certificates: []tls.Certificate{*pki.Servers[testpki.IDBHost].TLSCertificate()}, ClientAuth: tls.RequestClientCert}
+	endless.Config.ErrorLog = log.New(io.Discard, "", 0)
+	endless.StartTLS()
+	t.Cleanup(endless.Close)
+	w.servers["endless"] = endless.URL
 
 	w.proxy, err = sim.StartForwardProxy(sim.ForwardProxyOptions{Username: "roc-proxy", Password: proxyPassword, Hosts: map[string]string{
 		testpki.IDBHost + ":443":      strings.TrimPrefix(w.servers["idb"], "https://"),
@@ -212,6 +234,7 @@ func TestDoctorFindsEachFailure(t *testing.T) {
 		w.route("revoked", "revoked", "revoked.amc.test", "")+
 		w.route("refuses-alert", "refuses-alert", testpki.IDBHost, "")+
 		w.route("refuses-http", "refuses-http", testpki.IDBHost, ", revocation: {policy: off}")+
+		w.route("endless", "endless", testpki.IDBHost, ", revocation: {policy: off}")+
 		`  - {name: port-closed, path_prefix: /closed/, upstream: "https://127.0.0.1:1/ws", server_name: idb.amc.test, trust: [osi], timeouts: {connect: 2s}}
   - {name: no-dns, path_prefix: /nodns/, upstream: "https://roc-proxy-doctor.invalid/ws", trust: [osi]}
 `+fmt.Sprintf(`  - {name: proxied, path_prefix: /proxied/, upstream: "https://%s/ws", trust: [osi]%s}
@@ -239,6 +262,7 @@ func TestDoctorFindsEachFailure(t *testing.T) {
 		{"refuses-alert", "tls", "ok", ""},
 		{"refuses-alert", "client_certificate", "fail", "refused"},
 		{"refuses-http", "client_certificate", "fail", "refused: HTTP 400"},
+		{"endless", "client_certificate", "fail", "malformed answer"},
 		{"port-closed", "connect", "fail", "refused"},
 		{"port-closed", "tls", "skip", ""},
 		{"no-dns", "dns", "fail", "no such host"},
