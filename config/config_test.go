@@ -160,3 +160,36 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// The example's commented outbound proxy lines, uncommented, load.
+func TestExampleProxyLines(t *testing.T) {
+	data, err := os.ReadFile("roc-proxy.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inBlock := false
+	for _, l := range strings.Split(string(data), "\n") {
+		switch {
+		case l == "# outbound_proxy:":
+			inBlock, l = true, "outbound_proxy:"
+		case inBlock && strings.HasPrefix(l, "#   #"):
+		case inBlock && strings.HasPrefix(l, "#   "):
+			l = strings.TrimPrefix(l, "#")
+		case strings.Contains(l, "# outbound_proxy: {direct: true}"):
+			l = strings.Replace(l, "# outbound_proxy", "outbound_proxy", 1)
+			inBlock = false
+		default:
+			inBlock = false
+		}
+		out = append(out, l)
+	}
+	cfg, err := Parse([]byte(strings.Join(out, "\n")), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OutboundProxy == nil || cfg.OutboundProxy.URL != "http://proxy.hospital.example:3128" || len(cfg.OutboundProxy.NoProxy) != 2 ||
+		cfg.ProxyFor(cfg.Routes[0].OutboundProxy) != nil || cfg.ProxyFor(cfg.Revocation.OutboundProxy) != nil || cfg.ProxyFor(cfg.Routes[1].OutboundProxy) == nil {
+		t.Errorf("outbound proxy lines: %+v", cfg.OutboundProxy)
+	}
+}

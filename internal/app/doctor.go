@@ -467,13 +467,15 @@ func (r *Report) print(w io.Writer) {
 	}
 	tw.Flush()
 	var problems []string
-	warn, fail := 0, 0
+	warn, fail, skip := 0, 0, 0
 	for _, c := range r.Checks {
 		switch c.Result {
 		case stWarn:
 			warn++
 		case stFail:
 			fail++
+		case stSkip:
+			skip++
 		}
 		for _, s := range c.Steps {
 			if (s.Status == stFail || s.Status == stWarn) && s.Detail != "" {
@@ -485,7 +487,7 @@ func (r *Report) print(w io.Writer) {
 		fmt.Fprintln(w, "\nproblems:")
 		fmt.Fprintln(w, strings.Join(problems, "\n"))
 	}
-	fmt.Fprintf(w, "\n%d checks: %d ok, %d with warnings, %d failed\n", len(r.Checks), len(r.Checks)-warn-fail, warn, fail)
+	fmt.Fprintf(w, "\n%d checks: %d ok, %d with warnings, %d failed, %d not tried\n", len(r.Checks), len(r.Checks)-warn-fail-skip, warn, fail, skip)
 }
 
 func checkLabel(c Check) string {
