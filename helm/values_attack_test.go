@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 )
 
 // preStopSleepSeconds: 0 (the schema allows it) must not render a sleep of
@@ -169,5 +170,22 @@ func TestValuesAcceptedButIgnoredOrUnsafe(t *testing.T) {
 	}
 	if _, err := render(t, "-f", "testdata/pass-through.yaml", "--set", "trustBundles.igc-osi.existingConfigMap=osi"); err != nil {
 		t.Errorf("trust bundle igc-osi: %v", err)
+	}
+}
+
+// roc-proxy is not ready until its revocation cache is warm: with CRL
+// servers out of reach (a firewall not opened yet, an outage of the
+// authority) every pod is running but not ready. A budget that counts them
+// as protected (the default IfHealthyBudget) then allows no eviction and
+// "kubectl drain" waits forever: the budget must let unhealthy pods go.
+func TestDisruptionBudgetLetsUnreadyPodsBeDrained(t *testing.T) {
+	for _, args := range [][]string{nil, {"--set", "podDisruptionBudget.minAvailable=1"}, {"--set", "autoscaling.enabled=true"}} {
+		pdb, ok := renderObjs(t, append([]string{"-f", "testdata/pass-through.yaml"}, args...)...)["PodDisruptionBudget"].(*policyv1.PodDisruptionBudget)
+		if !ok {
+			t.Fatalf("%v: no budget", args)
+		}
+		if p := pdb.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+			t.Errorf("%v: unhealthyPodEvictionPolicy %v: not-ready pods block every node drain", args, p)
+		}
 	}
 }
