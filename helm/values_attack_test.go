@@ -189,3 +189,42 @@ func TestDisruptionBudgetLetsUnreadyPodsBeDrained(t *testing.T) {
 		}
 	}
 }
+
+// Names YAML would read as a number, a boolean or null (a namespace "2024",
+// a priority class "1000") must reach Kubernetes as the strings they are:
+// otherwise the API server refuses the manifest, or a "null" namespace
+// selector silently selects nothing.
+func TestNamesThatLookLikeYAMLScalars(t *testing.T) {
+	objs := renderObjs(t, "-f", "testdata/pass-through.yaml",
+		"--set-json", `networkPolicy.sihNamespaces=["2024"]`, "--set-json", `networkPolicy.metricsNamespaces=["null"]`,
+		"--set-json", `networkPolicy.dnsNamespace="true"`, "--set-json", `priorityClassName="1000"`,
+		"--set-json", `certificates.auth.existingSecret="2024"`, "--set-json", `trustBundles.osi.existingConfigMap="1"`)
+	np := objs["NetworkPolicy"].(*networkingv1.NetworkPolicy)
+	var got []string
+	for _, in := range np.Spec.Ingress {
+		for _, f := range in.From {
+			if f.NamespaceSelector != nil {
+				got = append(got, f.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+			}
+		}
+	}
+	for _, e := range np.Spec.Egress {
+		for _, to := range e.To {
+			if to.NamespaceSelector != nil {
+				got = append(got, to.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+			}
+		}
+	}
+	if strings.Join(got, ",") != "2024,null,true" {
+		t.Errorf("namespace selectors %q, want 2024, null, true", got)
+	}
+	pod := objs["Deployment"].(*appsv1.Deployment).Spec.Template.Spec
+	if pod.PriorityClassName != "1000" {
+		t.Errorf("priorityClassName %q", pod.PriorityClassName)
+	}
+	for _, v := range pod.Volumes {
+		if v.Name == "auth" && v.Secret.SecretName != "2024" || v.Name == "trust-osi" && v.ConfigMap.Name != "1" {
+			t.Errorf("volume %s: %+v", v.Name, v.VolumeSource)
+		}
+	}
+}
