@@ -155,6 +155,11 @@ func TestValuesAcceptedButIgnoredOrUnsafe(t *testing.T) {
 		// Names Kubernetes and roc-proxy refuse only after the install.
 		{"trust bundle name with capitals and underscore", []string{"-f", "testdata/pass-through.yaml", "--set", "trustBundles.IGC_OSI.existingConfigMap=osi"}, "trustBundles"},
 		{"trust bundle name too long for a volume", []string{"-f", "testdata/pass-through.yaml", "--set", "trustBundles." + strings.Repeat("a", 58) + ".existingConfigMap=osi"}, "trustBundles"},
+		// Keys of a Secret or ConfigMap: [-._a-zA-Z0-9]+ (Kubernetes), written
+		// into roc-proxy.yaml as file names.
+		{"PKCS#12 key with a path", []string{"-f", "testdata/pass-through.yaml", "--set", "certificates.auth.pkcs12Key=../sign/org-sign.p12"}, "certificates.auth.pkcs12Key"},
+		{"password key that breaks the YAML", []string{"-f", "testdata/pass-through.yaml", "--set", "certificates.auth.passwordKey=pw: x"}, "certificates.auth.passwordKey"},
+		{"client CA key with a space", []string{"-f", "testdata/pass-through.yaml", "--set", "sihTLS.existingSecret=t", "--set", "sihTLS.clientCA.existingConfigMap=c", "--set", "sihTLS.clientCA.key=ca file.pem"}, "sihTLS.clientCA.key"},
 		{"trust bundle named like a built-in one", []string{"-f", "testdata/pass-through.yaml", "--set", "trustBundles.igc-sante-prod.existingConfigMap=osi"}, "trustBundles.igc-sante-prod"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
