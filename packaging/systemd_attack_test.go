@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // writeFIFO opens the named pipe for writing (which waits for the program
@@ -119,5 +121,58 @@ func TestSystemdReloadDuringStartup(t *testing.T) {
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatalf("not stopped:\n%s", logs.String())
+	}
+}
+
+// The unit's commands must exist wherever the package installs: /bin/kill
+// (ExecReload) comes from procps on Debian, a package minimal systems
+// (debootstrap minbase, container-derived images) leave out. The package
+// must then depend on what provides it, or "systemctl reload" fails with
+// "Failed to execute /bin/kill".
+func TestUnitCommandsComeWithThePackage(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Skip("not a Debian machine (dpkg-query): the .deb's dependencies are not checked")
+	}
+	u := readUnit(t)
+	var deps struct {
+		Overrides map[string]struct {
+			Depends []string `json:"depends"`
+		} `json:"overrides"`
+		Depends []string `json:"depends"`
+	}
+	data, err := os.ReadFile("nfpm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &deps); err != nil {
+		t.Fatal(err)
+	}
+	debDepends := append(append([]string(nil), deps.Depends...), deps.Overrides["deb"].Depends...)
+	installed := map[string]bool{}
+	for _, c := range readNFPM(t).Contents {
+		installed[c.Dst] = true
+	}
+	for _, key := range []string{"Service.ExecStart", "Service.ExecReload"} {
+		prog := strings.Fields(u.one(key))[0]
+		if installed[prog] {
+			continue
+		}
+		out, err := exec.Command("dpkg-query", "-S", prog).Output()
+		if err != nil {
+			t.Errorf("%s runs %s, which no Debian package here provides", key, prog)
+			continue
+		}
+		pkg, _, _ := strings.Cut(strings.TrimSpace(string(out)), ":")
+		essential, _ := exec.Command("dpkg-query", "-W", "-f=${Essential}", pkg).Output()
+		if strings.TrimSpace(string(essential)) == "yes" {
+			continue
+		}
+		found := false
+		for _, d := range debDepends {
+			found = found || strings.Fields(d)[0] == pkg
+		}
+		if !found {
+			t.Errorf("%s runs %s from %s, which is not essential and not in the .deb's depends %v", key, prog, pkg, debDepends)
+		}
 	}
 }
