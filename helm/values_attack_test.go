@@ -160,6 +160,11 @@ func TestValuesAcceptedButIgnoredOrUnsafe(t *testing.T) {
 		{"PKCS#12 key with a path", []string{"-f", "testdata/pass-through.yaml", "--set", "certificates.auth.pkcs12Key=../sign/org-sign.p12"}, "certificates.auth.pkcs12Key"},
 		{"password key that breaks the YAML", []string{"-f", "testdata/pass-through.yaml", "--set", "certificates.auth.passwordKey=pw: x"}, "certificates.auth.passwordKey"},
 		{"client CA key with a space", []string{"-f", "testdata/pass-through.yaml", "--set", "sihTLS.existingSecret=t", "--set", "sihTLS.clientCA.existingConfigMap=c", "--set", "sihTLS.clientCA.key=ca file.pem"}, "sihTLS.clientCA.key"},
+		// Kubernetes refuses two volumes of one name, or two mounts at one
+		// path, only at install time.
+		{"extra volume named like the chart's", []string{"-f", "testdata/pass-through.yaml", "--set", "extraVolumes[0].name=data", "--set", "extraVolumes[0].emptyDir.medium=Memory"}, "extraVolumes: data is a volume of the chart"},
+		{"extra volume named like a trust bundle's", []string{"-f", "testdata/pass-through.yaml", "--set", "trustBundles.osi.existingConfigMap=osi", "--set", "extraVolumes[0].name=trust-osi", "--set", "extraVolumes[0].emptyDir.medium=Memory"}, "extraVolumes: trust-osi is a volume of the chart"},
+		{"extra mount over the chart's", []string{"-f", "testdata/pass-through.yaml", "--set", "extraVolumeMounts[0].name=x", "--set", "extraVolumeMounts[0].mountPath=/tmp"}, "extraVolumeMounts: /tmp is a mount of the chart"},
 		{"trust bundle named like a built-in one", []string{"-f", "testdata/pass-through.yaml", "--set", "trustBundles.igc-sante-prod.existingConfigMap=osi"}, "trustBundles.igc-sante-prod"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

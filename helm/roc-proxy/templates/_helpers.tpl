@@ -141,6 +141,24 @@ ignored. */ -}}
 {{- if and .Values.networkPolicy.enabled .Values.networkPolicy.egressCIDRs (not .Values.networkPolicy.egressPorts) -}}
 {{- fail "networkPolicy.egressPorts: empty, which a NetworkPolicy reads as every port to networkPolicy.egressCIDRs; list the partners' ports (e.g. [443, 80])" -}}
 {{- end -}}
+{{- /* Kubernetes refuses two volumes of one name or two mounts at one
+path, but only at install time. */ -}}
+{{- $volumes := list "config" "auth" "sign" "sih-tls" "sih-ca" "data" "tmp" -}}
+{{- $mounts := list "/etc/roc-proxy/config" "/run/secrets/roc/auth" "/run/secrets/roc/sign" "/run/secrets/roc/sih-tls" "/etc/roc-proxy/sih-ca" "/var/lib/roc-proxy" "/tmp" -}}
+{{- range $name, $_ := .Values.trustBundles -}}
+{{- $volumes = append $volumes (printf "trust-%s" $name) -}}
+{{- $mounts = append $mounts (printf "/etc/roc-proxy/trust/%s" $name) -}}
+{{- end -}}
+{{- range .Values.extraVolumes -}}
+{{- if has .name $volumes -}}
+{{- fail (printf "extraVolumes: %s is a volume of the chart; choose another name" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.extraVolumeMounts -}}
+{{- if has (trimSuffix "/" .mountPath) $mounts -}}
+{{- fail (printf "extraVolumeMounts: %s is a mount of the chart; choose another path" .mountPath) -}}
+{{- end -}}
+{{- end -}}
 {{- include "roc-proxy.pdbCheck" . -}}
 {{- $_ := include "roc-proxy.goMemLimit" . -}}
 {{- end -}}
