@@ -275,6 +275,21 @@ func (c *Checker) track(st *issuerState, cert *x509.Certificate, k serialKey) {
 	c.certCount++
 }
 
+// inUseLocked marks cert as in use at now, tracking it again if the
+// cache dropped it; c.mu held.
+func (c *Checker) inUseLocked(st *issuerState, cert *x509.Certificate, k serialKey, now time.Time) {
+	cs := st.certs[k]
+	if cs == nil {
+		if c.certCount >= maxCertEntries {
+			return
+		}
+		cs = &certState{cert: cert}
+		st.certs[k] = cs
+		c.certCount++
+	}
+	cs.lastUsed.Store(now.Unix())
+}
+
 // issuerLocked finds the state of issuer (same name and key); c.mu held.
 func (c *Checker) issuerLocked(issuer *x509.Certificate) *issuerState {
 	for _, st := range c.issuers[string(issuer.RawSubject)] {

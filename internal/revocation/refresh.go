@@ -78,7 +78,19 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 	var crls []crlJob
 	var ocsps []ocspJob
 	aged := map[*issuerState]bool{} // a certificate's status must be confirmed by a CRL
+	live := c.liveBindings()
 	c.mu.Lock()
+	// A chain held by an open pooled connection is in use, even when no
+	// new handshake asked about it: only its connection's standing check
+	// (Allow, which must stay a lock-free read) does. Without this, a
+	// partner served on the same keep-alive connections for more than a
+	// day would drop out of the refresh, and a revocation would be seen
+	// only at its answers' nextUpdate, not within max_status_age.
+	for _, b := range live {
+		for _, l := range b.links {
+			c.inUseLocked(l.st, l.cert, l.k, now)
+		}
+	}
 	for _, list := range c.issuers {
 		for _, st := range list {
 			for _, s := range st.sources {
