@@ -3,10 +3,14 @@ package revocation
 import (
 	"context"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"math/big"
 	"testing"
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
 // This file is a second hostile review of issue 10: each test plays a
@@ -66,5 +70,74 @@ func TestPooledPartnerKeptBusyPastADayStillReasked(t *testing.T) {
 	detected := clk.now().Sub(revokedAt)
 	if bound := cfg.MaxStatusAge + cfg.CheckInterval; detected > bound {
 		t.Errorf("revocation seen on the pooled connection after %s, want at most max_status_age + check_interval = %s", detected, bound)
+	}
+}
+
+// idpExt is a critical Issuing Distribution Point naming the partition
+// uri: the CRL covers only the certificates whose distribution point it is.
+func idpExt(t testing.TB, uri string) pkix.Extension {
+	t.Helper()
+	name := asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(uri)}
+	fullName, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: mustMarshal(t, name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: fullName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: dp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkix.Extension{Id: oidIssuingDP, Critical: true, Value: v}
+}
+
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An authority that partitions its CRL (RFC 5280 Issuing Distribution
+// Point): each partition covers only the certificates that point at it. A
+// revoked partner points at partition 2, which is made unreachable; the
+// fresh partition 1, which a good partner pointed at, does not list it,
+// and must not say "good" for a certificate it does not cover.
+func TestCRLPartitionCoversOnlyItsCertificates(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	part1, part2 := newMutableServer(t), newMutableServer(t)
+	issue := func(name, crl string) *testpki.Cert {
+		c, err := p.OSIServeur.Issue(testpki.Template{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, CRLURL: crl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	good, revoked := issue("part1.amc.test", part1.url), issue("part2.amc.test", part2.url)
+	t0 := time.Now()
+	part1.set(crlAt(t, p.OSIServeur, 20, t0.Add(-time.Hour), t0.Add(24*time.Hour), nil, 0, idpExt(t, part1.url)), "")
+	part2.set(crlAt(t, p.OSIServeur, 20, t0.Add(-time.Hour), t0.Add(24*time.Hour), []*big.Int{revoked.Cert.SerialNumber}, 1, idpExt(t, part2.url)), "")
+	c, _ := newChecker(t, testConfig(), nil)
+	ctx := context.Background()
+	wantStatus(t, c.Check(ctx, []*x509.Certificate{good.Cert, p.OSIServeur.Cert}, hard(SourceCRL)), StatusGood, "")
+	part2.set(nil, "") // partition 2 unreachable
+	wantStatus(t, c.Check(ctx, []*x509.Certificate{revoked.Cert, p.OSIServeur.Cert}, hard(SourceCRL)), StatusUnknown, SourceNone)
+	// Once partition 2 answers, the revocation it lists decides.
+	part2.set(crlAt(t, p.OSIServeur, 20, t0.Add(-time.Hour), t0.Add(24*time.Hour), []*big.Int{revoked.Cert.SerialNumber}, 1, idpExt(t, part2.url)), "")
+	c2, _ := newChecker(t, testConfig(), nil)
+	wantStatus(t, c2.Check(ctx, []*x509.Certificate{revoked.Cert, p.OSIServeur.Cert}, hard(SourceCRL)), StatusRevoked, SourceCRL)
+	wantStatus(t, c2.Check(ctx, []*x509.Certificate{good.Cert, p.OSIServeur.Cert}, hard(SourceCRL)), StatusGood, "")
+	// Reading the partition of a certificate stays allocation-free on the
+	// request path.
+	st := c2.issuer(p.OSIServeur.Cert)
+	k, _ := keyOfSerial(good.Cert.SerialNumber)
+	if n := testing.AllocsPerRun(100, func() { c2.cached(st, good.Cert, k, []string{SourceCRL}, time.Now()) }); n != 0 {
+		t.Errorf("%v allocations per cached check against a partitioned CRL", n)
 	}
 }

@@ -59,11 +59,14 @@ func (c *Checker) decideLocked(st *issuerState, cs *certState, cert *x509.Certif
 	grace := c.o.Config.Grace
 	var crlGood, ocspGood verdict
 	for _, base := range st.crls {
-		if !base.covers(cert) {
-			continue
-		}
+		// What a CRL of the authority lists is revoked, whatever its scope
+		// (a serial names one certificate of the authority); what it does
+		// not list is good only for the certificates its scope covers.
 		if reason, listed := base.revoked[k]; listed && finalReason(reason) {
 			return verdict{status: StatusRevoked, source: SourceCRL, until: farFuture}
+		}
+		if !base.covers(cert) {
+			continue
 		}
 		if now.After(base.nextUpdate.Add(grace)) {
 			continue
