@@ -141,3 +141,47 @@ func TestCRLPartitionCoversOnlyItsCertificates(t *testing.T) {
 		t.Errorf("%v allocations per cached check against a partitioned CRL", n)
 	}
 }
+
+// Every CRL the authority signed is a statement that what it lists is
+// revoked (rule 1), even when it does not replace the cached CRL: the same
+// number and thisUpdate issued again with one more entry (a careless CA
+// re-issuing), or a newer number dated before the cached one (the CA's
+// clock stepped back). Neither may be dropped with the revocation it adds.
+func TestRefusedCRLStillRevokes(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	t0 := time.Now()
+	for _, tc := range []struct {
+		name    string
+		number  int64
+		this    time.Time
+		refused bool
+	}{
+		{"same number and thisUpdate, one more entry", 10, t0.Add(-time.Hour), false},
+		{"higher number dated before the cached CRL", 11, t0.Add(-2 * time.Hour), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leaf, err := p.IssueServer(p.OSIServeur, "reissued.amc.test", testpki.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
+			srv := newMutableServer(t)
+			srv.set(crlAt(t, p.OSIServeur, 10, t0.Add(-time.Hour), t0.Add(24*time.Hour), nil, 0), "")
+			cfg := testConfig()
+			cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{srv.url}}}
+			clk := &clock{t: t0}
+			c, _ := newChecker(t, cfg, clk)
+			ctx := context.Background()
+			c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
+			wantStatus(t, c.Check(ctx, chain, hard(SourceCRL)), StatusGood, "")
+			srv.set(crlAt(t, p.OSIServeur, tc.number, tc.this, t0.Add(24*time.Hour), []*big.Int{leaf.Cert.SerialNumber}, 1), "")
+			clk.add(13 * time.Hour) // past the refresh point
+			c.RefreshDue(ctx)
+			wantStatus(t, c.Check(ctx, chain, hard(SourceCRL)), StatusRevoked, SourceCRL)
+			if n := c.Snapshot().Issuers[0].CRLs[0].Number; n != "10" {
+				t.Errorf("cached CRL number %s, want 10 kept", n)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package revocation
 
 import (
+	"bytes"
 	"crypto/x509"
 	"time"
 )
@@ -181,6 +182,17 @@ func (c *Checker) storeOCSPLocked(st *issuerState, cs *certState, k serialKey, a
 	return ""
 }
 
+// finalsBesidesLocked records as final the revocations l lists that the
+// cached CRL old does not (those old lists are read from it directly);
+// c.mu held.
+func (c *Checker) finalsBesidesLocked(st *issuerState, l, old *crl) {
+	for k, reason := range l.revoked {
+		if _, listed := old.revoked[k]; !listed && finalReason(reason) {
+			c.finalLocked(st, k, SourceCRL)
+		}
+	}
+}
+
 // finalLocked records a final revocation (rule 1); c.mu held.
 func (c *Checker) finalLocked(st *issuerState, k serialKey, source string) {
 	if _, ok := st.final[k]; ok {
@@ -219,6 +231,12 @@ func (c *Checker) storeCRLLocked(st *issuerState, src *crlSource, l *crl, now ti
 		sameNumber := l.number.Cmp(old.number) == 0
 		if sameNumber && l.thisUpdate.Equal(old.thisUpdate) {
 			src.checkedAt = now
+			if !bytes.Equal(l.raw, old.raw) {
+				// The same CRL issued again with other contents: the
+				// cached one stays, and what the other lists besides is
+				// revoked all the same (rule 1).
+				c.finalsBesidesLocked(st, l, old)
+			}
 			return "", true
 		}
 		// A lower number or an earlier thisUpdate is a replay; the same
@@ -226,6 +244,9 @@ func (c *Checker) storeCRLLocked(st *issuerState, src *crlSource, l *crl, now ti
 		// should grow, but that is no attack).
 		newer := l.number.Cmp(old.number) > 0 || sameNumber && l.thisUpdate.After(old.thisUpdate)
 		if !newer || l.thisUpdate.Before(old.thisUpdate) {
+			// Refused, but signed by the authority: what it lists that
+			// the cached CRL does not is revoked all the same (rule 1).
+			c.finalsBesidesLocked(st, l, old)
 			return refusedOlder, false
 		}
 		if !isDelta {
