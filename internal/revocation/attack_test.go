@@ -6,6 +6,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,6 +185,66 @@ func TestRefusedCRLStillRevokes(t *testing.T) {
 			if n := c.Snapshot().Issuers[0].CRLs[0].Number; n != "10" {
 				t.Errorf("cached CRL number %s, want 10 kept", n)
 			}
+		})
+	}
+}
+
+// A file:// URL is read only while the configuration names it: one that
+// reaches the checker otherwise (here from the persisted cache's index,
+// after the configuration dropped it, or written there by whoever can
+// write the cache folder) is never read.
+func TestPersistedFileURLIsNotReadOnceUnconfigured(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	t0 := time.Now()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ac-serveur.crl")
+	if err := os.WriteFile(path, crlAt(t, p.OSIServeur, 10, t0.Add(-time.Hour), t0.Add(24*time.Hour), nil, 0), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.CacheDir = t.TempDir()
+	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{"file://" + path}}}
+	ctx := context.Background()
+	c1, _ := newChecker(t, cfg, nil)
+	c1.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
+	c1.Close()
+
+	// The configuration no longer names the file; the file changes.
+	cfg.Issuers = nil
+	if err := os.WriteFile(path, crlAt(t, p.OSIServeur, 11, t0, t0.Add(24*time.Hour), nil, 0), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: t0.Add(13 * time.Hour)} // past the refresh point of the persisted CRL
+	c2, _ := newChecker(t, cfg, clk)
+	c2.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
+	c2.RefreshDue(ctx)
+	for _, is := range c2.Snapshot().Issuers {
+		for _, l := range is.CRLs {
+			if strings.HasPrefix(strings.ToLower(l.URL), "file:") && (l.Number == "11" || l.LastError != "") {
+				t.Errorf("file URL %s no longer configured was read again: %+v", l.URL, l)
+			}
+		}
+	}
+}
+
+// Configured file URLs as RFC 8089 writes them are read as the same file:
+// file:///p, FILE:///p, file:/p and file://localhost/p all name /p;
+// config check accepts them all, so the checker must read them all.
+func TestConfiguredFileURLSpellings(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	leaf := p.Servers["ok.amc.test"]
+	path := filepath.Join(t.TempDir(), "ac-serveur.crl")
+	if err := os.WriteFile(path, crlAt(t, p.OSIServeur, 1, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), []*big.Int{leaf.Cert.SerialNumber}, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"file://" + path, "FILE://" + path, "file:" + path, "file://localhost" + path} {
+		t.Run(u, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{u}}}
+			c, _ := newChecker(t, cfg, nil)
+			wantStatus(t, c.Check(context.Background(), []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceCRL)), StatusRevoked, SourceCRL)
 		})
 	}
 }

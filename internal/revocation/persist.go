@@ -145,7 +145,17 @@ func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, 
 		}
 		l.url = e.URL
 		c.mu.Lock()
-		src := c.addSourceLocked(st, e.URL, deltaPass, false)
+		src := st.sources[e.URL]
+		if src == nil && !c.learnableLocked(st, e.URL, deltaPass) {
+			// Neither configured now nor a URL a certificate may give (a
+			// file URL the configuration dropped, or an index someone
+			// edited): never fetched from here.
+			c.mu.Unlock()
+			return
+		}
+		if src == nil {
+			src = c.addSourceLocked(st, e.URL, deltaPass, false)
+		}
 		if refused, _ := c.storeCRLLocked(st, src, l, arrival(l.nextUpdate)); refused == "" {
 			c.crlMetricsLocked()
 			c.o.Metrics.RevocationNextUpdate.WithLabelValues(SourceCRL, e.URL).Set(float64(l.nextUpdate.Unix()))
