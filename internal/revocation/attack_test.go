@@ -5,12 +5,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
@@ -246,5 +250,55 @@ func TestConfiguredFileURLSpellings(t *testing.T) {
 			c, _ := newChecker(t, cfg, nil)
 			wantStatus(t, c.Check(context.Background(), []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceCRL)), StatusRevoked, SourceCRL)
 		})
+	}
+}
+
+// A careless authority lets each partner certificate carry its own CRL and
+// OCSP URLs (here 24 partners, each with URLs of its own, all failing).
+// What the checker keeps per authority (CRL sources fetched at every
+// refresh) and the URL labels of its metrics must stay bounded whatever
+// the certificates say.
+func TestURLsFromPartnerCertificatesStayBounded(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	down := newMutableServer(t) // 503 for everything
+	c, m := newChecker(t, testConfig(), nil)
+	ctx := context.Background()
+	const partners = 24
+	for i := 0; i < partners; i++ {
+		name := fmt.Sprintf("p%d.careless.test", i)
+		leaf, err := p.OSIServeur.Issue(testpki.Template{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}, KeyBits: 1024,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			CRLURL:      fmt.Sprintf("%s/%d.crl", down.url, i), OCSPURL: fmt.Sprintf("%s/ocsp/%d", down.url, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, c.Check(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(bothSrc...)), StatusUnknown, SourceNone)
+	}
+	c.RefreshDue(ctx)
+	urls := map[string]bool{}
+	for _, coll := range []prometheus.Collector{m.RevocationFetchErrors, m.RevocationNextUpdate, m.RevocationThisUpdate} {
+		ch := make(chan prometheus.Metric, 1000)
+		coll.Collect(ch)
+		close(ch)
+		for pm := range ch {
+			var d dto.Metric
+			pm.Write(&d)
+			for _, l := range d.GetLabel() {
+				if l.GetName() == "url" {
+					urls[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(urls) > 2*maxLearnedURLs+1 {
+		t.Errorf("%d distinct url label values after %d partners with URLs of their own", len(urls), partners)
+	}
+	st := c.issuer(p.OSIServeur.Cert)
+	c.mu.RLock()
+	n := len(st.sources)
+	c.mu.RUnlock()
+	if n > maxLearnedURLs {
+		t.Errorf("%d CRL sources kept (and fetched at every refresh) for one authority", n)
 	}
 }

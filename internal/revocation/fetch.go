@@ -385,7 +385,7 @@ func (c *Checker) fetchFailed(st *issuerState, source, u string, err error) erro
 	case errors.Is(err, ErrRevokedIsFinal):
 		reason = refusedFinal
 	}
-	c.o.Metrics.RevocationFetchErrors.WithLabelValues(source, reason, st.label, u).Inc()
+	c.o.Metrics.RevocationFetchErrors.WithLabelValues(source, reason, st.label, c.urlLabel(st, source, u)).Inc()
 	c.o.Logger.Warn("revocation fetch failed", zap.String("source", source), zap.String("issuer", st.label), zap.String("url", u),
 		zap.String("reason", reason), zap.Error(err))
 	return fmt.Errorf("%s: %w", u, err)

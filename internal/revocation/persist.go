@@ -154,7 +154,10 @@ func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, 
 			return
 		}
 		if src == nil {
-			src = c.addSourceLocked(st, e.URL, deltaPass, false)
+			if src = c.addSourceLocked(st, e.URL, deltaPass, false); src == nil {
+				c.mu.Unlock()
+				return
+			}
 		}
 		if refused, _ := c.storeCRLLocked(st, src, l, arrival(l.nextUpdate)); refused == "" {
 			c.crlMetricsLocked()
