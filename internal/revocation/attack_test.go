@@ -302,3 +302,33 @@ func TestURLsFromPartnerCertificatesStayBounded(t *testing.T) {
 		t.Errorf("%d CRL sources kept (and fetched at every refresh) for one authority", n)
 	}
 }
+
+// A CRL URL read from a partner certificate that never answers (the
+// authority moved its CRL, or the certificate points at a black hole) is
+// not fetched again at every check interval for ever: only the configured
+// URLs readiness waits for are; the others back off like a CRL that brings
+// nothing new.
+func TestDeadCRLURLFromCertificateBacksOff(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	down := newMutableServer(t) // 503
+	leaf, err := p.OSIServeur.Issue(testpki.Template{Subject: pkix.Name{CommonName: "dead-crl.amc.test"}, DNSNames: []string{"dead-crl.amc.test"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, CRLURL: down.url, OCSPURL: w.o.OCSPURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	clk := &clock{t: time.Now()}
+	c, _ := newChecker(t, cfg, clk)
+	ctx := context.Background()
+	// OCSP answers, so the partner is good; its CRL URL is dead.
+	wantStatus(t, c.Check(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceCRL, SourceOCSP)), StatusGood, "")
+	before := down.requests.Load()
+	for i := 0; i < 120; i++ { // two hours of 1-minute check intervals
+		clk.add(cfg.CheckInterval)
+		c.RefreshDue(ctx)
+	}
+	if n := down.requests.Load() - before; n > 20 {
+		t.Errorf("%d fetches of a dead CRL URL read from a certificate in two hours: no back-off", n)
+	}
+}

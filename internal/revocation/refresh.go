@@ -187,9 +187,12 @@ func (c *Checker) refreshCRLs(ctx context.Context, jobs []crlJob, delta bool, no
 		switch {
 		case after != before:
 			j.s.idle, j.s.notBefore = 0, time.Time{}
-		case after == nil && err != nil:
-			// Never fetched: keep trying every check interval (readiness
-			// waits for it).
+		case after == nil && err != nil && j.s.configured:
+			// Configured and never fetched: keep trying every check
+			// interval (readiness waits for it). A URL read from a
+			// certificate that never answered backs off below: requests
+			// about its certificates still try it once per check
+			// interval.
 		default:
 			j.s.idle++
 			wait := min(c.o.Config.CheckInterval<<min(j.s.idle, 20), maxCRLBackoff, c.o.Config.MaxStatusAge)
