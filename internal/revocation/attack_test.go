@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
@@ -331,4 +332,30 @@ func TestDeadCRLURLFromCertificateBacksOff(t *testing.T) {
 	if n := down.requests.Load() - before; n > 20 {
 		t.Errorf("%d fetches of a dead CRL URL read from a certificate in two hours: no back-off", n)
 	}
+}
+
+// The authority revoked its delegated OCSP responder (its key leaked) and
+// lists it in its CRL; whoever holds that key answers "good" about a
+// partner revoked since the last CRL. An answer signed by a responder the
+// checker knows revoked is not an answer.
+func TestAnswerFromRevokedDelegatedResponderRefused(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	leaf, err := p.IssueServer(p.OSIServeur, "leaked-responder.amc.test", testpki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := delegated(t, w)
+	t0 := time.Now()
+	url := ocspServer(t, func(r *ocsp.Request) []byte {
+		return ocspAt(t, p.OSIServeur, resp, r.SerialNumber, ocsp.Good, 0, t0.Add(-time.Minute), t0.Add(time.Hour), true)
+	})
+	crlSrv := newMutableServer(t)
+	crlSrv.set(crlAt(t, p.OSIServeur, 7, t0.Add(-time.Hour), t0.Add(24*time.Hour), []*big.Int{resp.Cert.SerialNumber}, ocsp.KeyCompromise), "")
+	cfg := testConfig()
+	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url, CRLURLs: []string{crlSrv.url}}}
+	c, _ := newChecker(t, cfg, nil)
+	ctx := context.Background()
+	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
+	wantStatus(t, c.Check(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceOCSP)), StatusUnknown, SourceNone)
 }

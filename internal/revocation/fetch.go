@@ -145,6 +145,8 @@ func refusal(reason string, this, next time.Time) error {
 		return fmt.Errorf("%w (thisUpdate %s)", ErrOlderThanCached, this.UTC().Format(time.RFC3339))
 	case refusedFinal:
 		return ErrRevokedIsFinal
+	case refusedResponderRevoked:
+		return fmt.Errorf("%w: the delegated responder's certificate is revoked by its authority", ErrResponder)
 	}
 	return ErrDeltaBaseMismatch
 }

@@ -23,6 +23,9 @@ type ocspAnswer struct {
 	producedAt time.Time
 	revokedAt  time.Time
 	reason     int
+	// responder is the delegated responder certificate that signed the
+	// answer; nil when the authority signed it with its own key.
+	responder *x509.Certificate
 }
 
 // defaultOCSPValidity is used when a response carries no nextUpdate (the
@@ -62,6 +65,7 @@ func parseOCSP(der []byte, cert, issuer *x509.Certificate, now time.Time, skew t
 	if err := checkCertID(der, cert, issuer, resp.IssuerHash); err != nil {
 		return nil, err
 	}
+	var responder *x509.Certificate
 	if err := resp.CheckSignatureFrom(issuer); err != nil {
 		// Not signed with the CA's key: only a delegated responder
 		// certificate, carried in the response, can have signed it.
@@ -79,11 +83,12 @@ func parseOCSP(der []byte, cert, issuer *x509.Certificate, now time.Time, skew t
 			return nil, fmt.Errorf("OCSP: %w: expired or not yet valid (valid %s to %s)", ErrResponder,
 				rc.NotBefore.UTC().Format(time.RFC3339), rc.NotAfter.UTC().Format(time.RFC3339))
 		}
+		responder = rc
 	}
 	if resp.ThisUpdate.After(now.Add(skew)) || resp.ProducedAt.After(now.Add(skew)) {
 		return nil, fmt.Errorf("OCSP: %w", ErrNotYetValid)
 	}
-	a := &ocspAnswer{raw: der, thisUpdate: resp.ThisUpdate, nextUpdate: resp.NextUpdate, producedAt: resp.ProducedAt}
+	a := &ocspAnswer{raw: der, thisUpdate: resp.ThisUpdate, nextUpdate: resp.NextUpdate, producedAt: resp.ProducedAt, responder: responder}
 	if a.nextUpdate.IsZero() {
 		a.nextUpdate = resp.ThisUpdate.Add(defaultOCSPValidity)
 	}

@@ -137,6 +137,8 @@ const (
 	refusedOlder     = "older_than_cached"
 	refusedFinal     = "revoked_is_final"
 	refusedDeltaBase = "delta_base_mismatch"
+	// refusedResponderRevoked is counted with reason "invalid".
+	refusedResponderRevoked = "responder_revoked"
 )
 
 // ocspNewer reports whether answer a is newer than b (rule 2), and whether
@@ -156,8 +158,16 @@ func ocspNewer(a, b *ocspAnswer) (newer, same bool) {
 }
 
 // storeOCSPLocked applies rules 1 to 3 to a verified OCSP answer; c.mu
-// held. It returns why the answer was refused, or "".
+// held. It returns why the answer was refused, or "". An answer signed by
+// a delegated responder that the authority is known to have revoked (its
+// key may be in anyone's hands) is no answer at all.
 func (c *Checker) storeOCSPLocked(st *issuerState, cs *certState, k serialKey, a *ocspAnswer, now time.Time) string {
+	if r := a.responder; r != nil {
+		if rk, ok := keyOfSerial(r.SerialNumber); ok &&
+			c.decideLocked(st, st.certs[rk], r, rk, []string{SourceOCSP, SourceCRL}, now).status == StatusRevoked {
+			return refusedResponderRevoked
+		}
+	}
 	if a.status == StatusRevoked && finalReason(a.reason) {
 		c.finalLocked(st, k, SourceOCSP)
 	}
