@@ -2,6 +2,9 @@ package revocation
 
 import (
 	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -358,4 +361,131 @@ func TestAnswerFromRevokedDelegatedResponderRefused(t *testing.T) {
 	ctx := context.Background()
 	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
 	wantStatus(t, c.Check(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceOCSP)), StatusUnknown, SourceNone)
+}
+
+// Shapes of RFC 6960 to craft a BasicOCSPResponse with several
+// SingleResponses, which x/crypto/ocsp cannot make.
+type craftCertID struct {
+	HashAlgorithm pkix.AlgorithmIdentifier
+	NameHash      []byte
+	KeyHash       []byte
+	Serial        *big.Int
+}
+
+type craftRevokedInfo struct {
+	RevocationTime time.Time       `asn1:"generalized"`
+	Reason         asn1.Enumerated `asn1:"explicit,tag:0,optional"`
+}
+
+type craftSingle struct {
+	CertID     craftCertID
+	Good       asn1.Flag        `asn1:"tag:0,optional"`
+	Revoked    craftRevokedInfo `asn1:"tag:1,optional"`
+	ThisUpdate time.Time        `asn1:"generalized"`
+	NextUpdate time.Time        `asn1:"generalized,explicit,tag:0,optional"`
+}
+
+type craftData struct {
+	ResponderID asn1.RawValue
+	ProducedAt  time.Time `asn1:"generalized"`
+	Responses   []craftSingle
+}
+
+type craftBasic struct {
+	Data      asn1.RawValue
+	Algorithm pkix.AlgorithmIdentifier
+	Signature asn1.BitString
+}
+
+type craftResponseBytes struct {
+	Type     asn1.ObjectIdentifier
+	Response []byte
+}
+
+type craftResponse struct {
+	Status asn1.Enumerated
+	Bytes  craftResponseBytes `asn1:"explicit,tag:0"`
+}
+
+// craftSingleFor is the SingleResponse about serial issued by ca (SHA-1
+// CertID), revoked (keyCompromise) or good.
+func craftSingleFor(t testing.TB, ca *x509.Certificate, serial *big.Int, revoked bool, this, next time.Time) craftSingle {
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(ca.RawSubjectPublicKeyInfo, &spki); err != nil {
+		t.Fatal(err)
+	}
+	s := craftSingle{CertID: craftCertID{HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}, Parameters: asn1.NullRawValue},
+		NameHash: digest(crypto.SHA1, ca.RawSubject), KeyHash: digest(crypto.SHA1, spki.PublicKey.RightAlign()), Serial: serial},
+		ThisUpdate: this, NextUpdate: next}
+	if revoked {
+		s.Revoked = craftRevokedInfo{RevocationTime: this.Add(-time.Minute), Reason: asn1.Enumerated(ocsp.KeyCompromise)}
+	} else {
+		s.Good = true
+	}
+	return s
+}
+
+// craftOCSP signs, with signer's key (by name), a response holding singles
+// in that order.
+func craftOCSP(t testing.TB, signer *testpki.Cert, singles []craftSingle, produced time.Time) []byte {
+	tbs := mustMarshal(t, craftData{ResponderID: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: signer.Cert.RawSubject},
+		ProducedAt: produced, Responses: singles})
+	h := sha256.Sum256(tbs)
+	sig, err := rsa.SignPKCS1v15(nil, signer.Key, crypto.SHA256, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	basic := mustMarshal(t, craftBasic{Data: asn1.RawValue{FullBytes: tbs},
+		Algorithm: pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, Parameters: asn1.NullRawValue},
+		Signature: asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
+	return mustMarshal(t, craftResponse{Bytes: craftResponseBytes{Type: asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 1}, Response: basic}})
+}
+
+// The responder answers with several SingleResponses (RFC 6960 allows
+// it): first one for the same serial under another authority, then the
+// one about our partner. The answer about our partner decides, whatever
+// its place: "revoked" there is revoked (a soft route let it through when
+// the whole answer was thrown away), and "good" under another authority is
+// never taken for ours.
+func TestOCSPAnswerWithSeveralSingleResponses(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	leaf := p.Servers["ok.amc.test"]
+	twin, err := p.OSIRoot.Issue(testpki.Template{Subject: pkix.Name{CommonName: "TEST AC-SERVEUR JUMELLE"}, IsCA: true, KeyBits: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	this, next := now.Add(-time.Minute), now.Add(time.Hour)
+	serial := leaf.Cert.SerialNumber
+	for _, tc := range []struct {
+		name    string
+		singles []craftSingle
+		want    Status
+	}{
+		{"other authority good, ours revoked", []craftSingle{craftSingleFor(t, twin.Cert, serial, false, this, next), craftSingleFor(t, p.OSIServeur.Cert, serial, true, this, next)}, StatusRevoked},
+		{"ours revoked, other authority good", []craftSingle{craftSingleFor(t, p.OSIServeur.Cert, serial, true, this, next), craftSingleFor(t, twin.Cert, serial, false, this, next)}, StatusRevoked},
+		{"only other authority good", []craftSingle{craftSingleFor(t, twin.Cert, serial, false, this, next)}, StatusUnknown},
+		{"other authority revoked, ours good", []craftSingle{craftSingleFor(t, twin.Cert, serial, true, this, next), craftSingleFor(t, p.OSIServeur.Cert, serial, false, this, next)}, StatusGood},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			der := craftOCSP(t, p.OSIServeur, tc.singles, now)
+			url := ocspServer(t, func(*ocsp.Request) []byte { return der })
+			cfg := testConfig()
+			cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url}}
+			c, _ := newChecker(t, cfg, nil)
+			chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
+			switch tc.want {
+			case StatusRevoked:
+				wantStatus(t, c.Check(context.Background(), chain, soft(SourceOCSP)), StatusRevoked, SourceOCSP)
+			case StatusGood:
+				wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusGood, "")
+			default:
+				wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusUnknown, SourceNone)
+			}
+		})
+	}
 }
