@@ -8,11 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -488,4 +491,86 @@ func TestOCSPAnswerWithSeveralSingleResponses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whoever can write the cache folder (a shared volume) replaces a
+// persisted CRL with a FIFO, and adds an index entry naming a file outside
+// the folder. Start-up must neither hang on the FIFO (it held Prefetch,
+// hence readiness and SIGTERM, for ever) nor read outside the folder; the
+// honest entries still load.
+func TestTamperedCacheFolderNeitherHangsNorEscapes(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	cfg := testConfig()
+	cfg.CacheDir = t.TempDir()
+	ctx := context.Background()
+	ok, revoked := chainOf(p.Servers["ok.amc.test"]), chainOf(w.revoked)
+	c1, _ := newChecker(t, cfg, nil)
+	wantStatus(t, c1.Check(ctx, ok, hard(SourceOCSP)), StatusGood, "")
+	wantStatus(t, c1.Check(ctx, revoked, hard(SourceCRL)), StatusRevoked, SourceCRL)
+	c1.Close()
+
+	// Tamper: every persisted CRL becomes a FIFO; an entry names a file
+	// outside the folder (a valid CRL of the authority, so that reading it
+	// would show).
+	b, err := os.ReadFile(filepath.Join(cfg.CacheDir, indexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx map[string]*diskEntry
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "outside.der")
+	if err := os.WriteFile(outside, crlAt(t, p.OSIServeur, 999, time.Now().Add(-time.Minute), time.Now().Add(time.Hour), nil, 0), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(cfg.CacheDir, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifos := 0
+	for name, e := range idx {
+		if e.Kind == "crl" {
+			os.Remove(filepath.Join(cfg.CacheDir, name))
+			if err := syscall.Mkfifo(filepath.Join(cfg.CacheDir, name), 0o600); err != nil {
+				t.Skip("no FIFO on this system:", err)
+			}
+			fifos++
+			idx[rel] = &diskEntry{Kind: "crl", URL: e.URL + "?outside", Issuer: spkiHash(p.OSIServeur.Cert)}
+		}
+	}
+	if fifos == 0 {
+		t.Fatal("no persisted CRL to tamper with")
+	}
+	b, _ = json.Marshal(idx)
+	if err := os.WriteFile(filepath.Join(cfg.CacheDir, indexFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	w.srv.SetFault(sim.FaultDown, 0)
+	c2, _ := newChecker(t, cfg, nil)
+	within(t, 20*time.Second, "start-up with a tampered cache folder", func() {
+		c2.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert, p.OSIRoot.Cert}, nil)
+	})
+	for _, is := range c2.Snapshot().Issuers {
+		for _, l := range is.CRLs {
+			if l.Number == "999" {
+				t.Errorf("a file outside the cache folder was read: %+v", l)
+			}
+		}
+	}
+	// The honest OCSP answer still makes the restart warm.
+	wantStatus(t, c2.Check(ctx, ok, hard(SourceOCSP)), StatusGood, "")
+
+	// The index itself replaced with a FIFO: a clear error, not a hang.
+	os.Remove(filepath.Join(cfg.CacheDir, indexFile))
+	if err := syscall.Mkfifo(filepath.Join(cfg.CacheDir, indexFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 20*time.Second, "opening a cache folder whose index is a FIFO", func() {
+		if _, err := New(Options{Config: cfg, Metrics: newMetrics(t)}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("error %v, want not a regular file", err)
+		}
+	})
 }

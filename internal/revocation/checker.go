@@ -137,7 +137,7 @@ func New(o Options) (*Checker, error) {
 		c.client = &http.Client{Timeout: o.Config.FetchTimeout, CheckRedirect: noRedirect}
 	}
 	if o.Config.CacheDir != "" {
-		s, err := openDiskStore(o.Config.CacheDir)
+		s, err := openDiskStore(o.Config.CacheDir, o.Config.FetchTimeout)
 		if err != nil {
 			return nil, err
 		}
