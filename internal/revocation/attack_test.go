@@ -11,9 +11,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -573,4 +576,134 @@ func TestTamperedCacheFolderNeitherHangsNorEscapes(t *testing.T) {
 			t.Errorf("error %v, want not a regular file", err)
 		}
 	})
+}
+
+// Attacks of this review that the checker already withstood, kept as
+// regression tests: each plays the misbehaving server or authority and
+// wants the partner refused under a hard policy.
+func TestHeldAttacks(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	leaf := p.Servers["ok.amc.test"]
+	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
+	t0 := time.Now()
+	serve := func(t *testing.T, h http.HandlerFunc) (string, *atomic.Int64) {
+		var n atomic.Int64
+		s := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { n.Add(1); h(rw, r) }))
+		t.Cleanup(s.Close)
+		return s.URL + "/crl", &n
+	}
+	withCRL := func(t *testing.T, url string, deltas ...string) *Checker {
+		cfg := testConfig()
+		cfg.FetchTimeout = 500 * time.Millisecond
+		cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{url}, DeltaCRLURLs: deltas}}
+		c, _ := newChecker(t, cfg, nil)
+		return c
+	}
+	t.Run("slow drip under the deadline of each read", func(t *testing.T) {
+		url, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) {
+			for {
+				if _, err := rw.Write([]byte{0x30}); err != nil {
+					return
+				}
+				rw.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
+		within(t, 20*time.Second, "check against a slow-drip CRL server", func() {
+			wantStatus(t, withCRL(t, url).Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)
+		})
+	})
+	t.Run("redirect loop", func(t *testing.T) {
+		url, n := serve(t, func(rw http.ResponseWriter, r *http.Request) { http.Redirect(rw, r, r.URL.String(), http.StatusFound) })
+		wantStatus(t, withCRL(t, url).Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)
+		if n.Load() != 1 {
+			t.Errorf("%d requests: a redirect was followed", n.Load())
+		}
+	})
+	t.Run("304 to a request that was not conditional", func(t *testing.T) {
+		url, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) { rw.WriteHeader(http.StatusNotModified) })
+		wantStatus(t, withCRL(t, url).Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)
+	})
+	t.Run("304 for ever keeps no CRL past its nextUpdate", func(t *testing.T) {
+		var notModified atomic.Bool
+		der := crlAt(t, p.OSIServeur, 3, t0.Add(-time.Hour), t0.Add(2*time.Hour), nil, 0)
+		url, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) {
+			rw.Header().Set("ETag", `"x"`)
+			if notModified.Load() {
+				rw.WriteHeader(http.StatusNotModified)
+				return
+			}
+			rw.Write(der)
+		})
+		cfg := testConfig()
+		cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{url}}}
+		clk := &clock{t: t0}
+		c, _ := newChecker(t, cfg, clk)
+		wantStatus(t, c.Check(context.Background(), chain, hard(SourceCRL)), StatusGood, "")
+		notModified.Store(true)
+		for i := 0; i < 4*60; i++ {
+			clk.add(time.Minute)
+			c.RefreshDue(context.Background())
+		}
+		wantStatus(t, c.Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)
+	})
+	t.Run("critical unknown extension on a CRL entry", func(t *testing.T) {
+		tmpl := &x509.RevocationList{Number: big.NewInt(4), ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(time.Hour),
+			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(77), RevocationTime: t0.Add(-2 * time.Hour),
+				ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 2, 3, 4}, Critical: true, Value: []byte{5, 0}}}}}}
+		der, err := x509.CreateRevocationList(nil, tmpl, p.OSIServeur.Cert, p.OSIServeur.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) { rw.Write(der) })
+		wantStatus(t, withCRL(t, url).Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)
+	})
+	t.Run("delta removeFromCRL for a keyCompromise entry", func(t *testing.T) {
+		base := crlAt(t, p.OSIServeur, 10, t0.Add(-time.Hour), t0.Add(24*time.Hour), []*big.Int{leaf.Cert.SerialNumber}, ocsp.KeyCompromise)
+		delta := crlAt(t, p.OSIServeur, 11, t0.Add(-time.Minute), t0.Add(time.Hour), []*big.Int{leaf.Cert.SerialNumber}, reasonRemoveFromCRL, deltaExt(t, 10))
+		bu, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) { rw.Write(base) })
+		du, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) { rw.Write(delta) })
+		wantStatus(t, withCRL(t, bu, du).Check(context.Background(), chain, soft(SourceCRL)), StatusRevoked, SourceCRL)
+	})
+	t.Run("CRL signed by the authority's name with another key (rollover)", func(t *testing.T) {
+		rolled, err := p.OSIRoot.Issue(testpki.Template{Subject: p.OSIServeur.Cert.Subject, IsCA: true, KeyBits: 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		der := crlAt(t, rolled, 50, t0.Add(-time.Hour), t0.Add(24*time.Hour), nil, 0)
+		url, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) { rw.Write(der) })
+		wantStatus(t, withCRL(t, url).Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)
+	})
+	t.Run("CRL thisUpdate beyond the clock skew", func(t *testing.T) {
+		der := crlAt(t, p.OSIServeur, 5, t0.Add(time.Hour), t0.Add(24*time.Hour), nil, 0)
+		url, _ := serve(t, func(rw http.ResponseWriter, r *http.Request) { rw.Write(der) })
+		wantStatus(t, withCRL(t, url).Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)
+	})
+	for _, tc := range []struct {
+		name   string
+		issuer *testpki.Cert
+		eku    []x509.ExtKeyUsage
+	}{
+		{"OCSP signed by the CA certificate re-issued by the root with another key", p.OSIRoot, []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}},
+		{"OCSP signed by the CA certificate re-issued by itself with another key, no OCSPSigning", p.OSIServeur, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			twin, err := tc.issuer.Issue(testpki.Template{Subject: p.OSIServeur.Cert.Subject, IsCA: true, ExtKeyUsage: tc.eku, KeyBits: 1024})
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := ocspServer(t, func(r *ocsp.Request) []byte {
+				return ocspAt(t, p.OSIServeur, twin, r.SerialNumber, ocsp.Good, 0, t0.Add(-time.Minute), t0.Add(time.Hour), true)
+			})
+			cfg := testConfig()
+			cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url}}
+			c, _ := newChecker(t, cfg, nil)
+			wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusUnknown, SourceNone)
+		})
+	}
 }
