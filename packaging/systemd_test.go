@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // unit is a systemd unit file: section.Key -> values in order.
@@ -283,6 +284,9 @@ func packagedTestConfig(t *testing.T) string {
 		"/var/lib/roc-proxy/", filepath.Join(dir, "state")+"/",
 		"/var/cache/roc-proxy/", filepath.Join(dir, "cache")+"/",
 		"http://igc-sante.esante.gouv.fr/CRL/ACI-EL-ORG.crl", "http://127.0.0.1:1/ACI-EL-ORG.crl",
+		// revocation.issuers must name an authority of the bundles (issue
+		// 10): the production ACI's subject becomes the test one's.
+		"CN=AC IGC-SANTE ELEMENTAIRE ORGANISATIONS,OU=IGC-SANTE,OU=0002 187512751,O=ASIP-SANTE,C=FR", trust.SubjectDN(p.SanteOrg.Cert),
 		"127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9090", "127.0.0.1:0",
 	).Replace(string(cfgText))
 	for _, leak := range []string{"/etc/roc-proxy", "/usr/share", "/var/", "esante.gouv.fr", ":8080", ":9090"} {
