@@ -364,3 +364,45 @@ func TestDoctorUsage(t *testing.T) {
 		t.Errorf("doctor --help: %v %q", err, out)
 	}
 }
+
+// Through the hospital's proxy, where only the proxy resolves the
+// partners' and the revocation servers' names: the partner and every
+// revocation URL are checked through it (CRLs in absolute form), and its
+// password shows nowhere.
+func TestDoctorThroughProxy(t *testing.T) {
+	rs, err := sim.StartRevocation(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	pki, err := testpki.New(testpki.Options{RevocationBaseURL: "http://revocation.test", ServerNames: []string{testpki.IDBHost}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.PublishFor(pki)
+	w := newProxyWorldWith(t, pki, map[string]string{"revocation.test:80": strings.TrimPrefix(rs.URL, "http://")})
+	w.config(t, fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: hard}}
+`, testpki.IDBHost))
+	r, out, progress, err := runDoctor(t, "--config", filepath.Join(w.e.dir, "roc-proxy.yaml"), "--json")
+	if err != nil {
+		t.Fatalf("doctor through the proxy: %v\n%s\n%s", err, out, progress)
+	}
+	if r.result("partner", "idb") != "ok" {
+		t.Errorf("partner through the proxy: %+v", r.Checks)
+	}
+	urls := 0
+	for _, c := range r.Checks {
+		if c.Kind != "revocation_url" {
+			continue
+		}
+		urls++
+		if c.Result != "ok" || !strings.HasPrefix(c.Via, w.proxy.URL) || c.Steps[0].Summary != "by the proxy" {
+			t.Errorf("revocation URL %s: %s via %q %+v", c.Target, c.Result, c.Via, c.Steps)
+		}
+	}
+	if urls == 0 || w.proxy.Forwarded.Load() == 0 {
+		t.Errorf("%d revocation URLs, %d fetches forwarded by the proxy", urls, w.proxy.Forwarded.Load())
+	}
+	assertNoSecret(t, "doctor --json", []byte(out))
+	assertNoSecret(t, "doctor progress", []byte(progress))
+}

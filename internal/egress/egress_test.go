@@ -391,3 +391,44 @@ func TestFetchTransport(t *testing.T) {
 		t.Errorf("error shows the password: %v", err)
 	}
 }
+
+// The proxy environment variables are not read: with no outbound_proxy,
+// revocation fetches go directly even when HTTP_PROXY and HTTPS_PROXY name
+// a proxy (net/http's default transport would follow them).
+func TestEnvironmentNotRead(t *testing.T) {
+	envProxy, err := sim.StartForwardProxy(sim.ForwardProxyOptions{Hosts: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { envProxy.Close() })
+	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
+		t.Setenv(k, envProxy.URL)
+	}
+	t.Setenv("NO_PROXY", "")
+	tr := FetchTransport(nil, time.Second, nil).(*fetchTransport)
+	if tr.plain.Proxy != nil || tr.tunneled.Proxy != nil {
+		t.Fatal("a fetch transport without outbound_proxy has a Proxy function")
+	}
+	// A name only the environment's proxy could reach stays unreached.
+	_, err = (&http.Client{Transport: tr}).Get("http://crl.invalid/x.crl")
+	if err == nil || envProxy.Forwarded.Load()+envProxy.Connects.Load() != 0 {
+		t.Errorf("fetch with proxy variables set: %v, %d requests to the environment's proxy", err, envProxy.Forwarded.Load()+envProxy.Connects.Load())
+	}
+}
+
+// A target that would inject lines into the CONNECT request never reaches
+// the proxy.
+func TestTunnelRefusesInjection(t *testing.T) {
+	w := newTunnelWorld(t)
+	p := w.load(t, secret)
+	for _, target := range []string{"a.example:443\r\nX-Injected: 1", "a.example:443 HTTP/1.0", "a.example"} {
+		_, err := p.Tunnel(context.Background(), &net.Dialer{}, target)
+		var e *Error
+		if !errors.As(err, &e) || e.Reason != ReasonProtocol {
+			t.Errorf("%q: %v", target, err)
+		}
+	}
+	if n := w.proxy.Connects.Load(); n != 0 {
+		t.Errorf("%d CONNECTs reached the proxy", n)
+	}
+}

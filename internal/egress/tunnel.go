@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,6 +25,11 @@ func (p *Proxy) Tunnel(ctx context.Context, d *net.Dialer, target string) (net.C
 	request := "CONNECT " + target
 	fail := func(reason, status string, err error) *Error {
 		return &Error{Reason: reason, Proxy: p.addr, Request: request, Status: status, Err: err}
+	}
+	// Targets come from validated routes; a host:port with anything but
+	// printable characters would still not be written into the request.
+	if _, _, err := net.SplitHostPort(target); err != nil || strings.ContainsFunc(target, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return nil, &Error{Reason: ReasonProtocol, Proxy: p.addr, Request: "CONNECT", Err: fmt.Errorf("%q is not host:port", target)}
 	}
 	conn, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
