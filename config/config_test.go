@@ -99,7 +99,7 @@ func TestParsePin(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"roc-proxy.example.yaml", "testdata/invalid-many.yaml", "testdata/invalid-pem-half.yaml"} {
+	for _, name := range []string{"roc-proxy.example.yaml", "testdata/invalid-many.yaml", "testdata/invalid-pem-half.yaml", "testdata/invalid-outbound-proxy.yaml"} {
 		data, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)

@@ -38,6 +38,17 @@ func (p *Proxy) Tunnel(ctx context.Context, d *net.Dialer, target string) (net.C
 		}
 		return nil, fail(ReasonUnreachable, "", err)
 	}
+	return p.connect(ctx, conn, target)
+}
+
+// connect asks the proxy, on conn, for a tunnel to target and reads its
+// answer (untrusted input: bounded in size and time). It closes conn on
+// failure.
+func (p *Proxy) connect(ctx context.Context, conn net.Conn, target string) (net.Conn, error) {
+	request := "CONNECT " + target
+	fail := func(reason, status string, err error) *Error {
+		return &Error{Reason: reason, Proxy: p.addr, Request: request, Status: status, Err: err}
+	}
 	// The answer is read within ctx: its deadline on the socket, and a
 	// cancellation (the SIH gone, shutdown) unblocks the read at once.
 	if dl, ok := ctx.Deadline(); ok {
@@ -75,6 +86,8 @@ func (p *Proxy) Tunnel(ctx context.Context, d *net.Dialer, target string) (net.C
 	}
 	status := printable(resp.Status)
 	switch {
+	case resp.ProtoMajor != 1:
+		return closeWith(fail(ReasonProtocol, "", errors.New("malformed answer to CONNECT (not HTTP/1.x)")))
 	case resp.StatusCode == http.StatusProxyAuthRequired, resp.StatusCode == http.StatusUnauthorized:
 		// A CONNECT answer comes from the proxy: tinyproxy answers wrong
 		// credentials with 401 (and missing ones with 407).
