@@ -164,13 +164,16 @@ func (d *doctor) partnerSteps(ctx context.Context, t partnerTarget, c *Check) {
 		d.noteURLs(st.chain)
 	}
 	var alert string
+	// In TLS 1.2 a partner refusing our certificate ends the handshake
+	// with an alert after it (in TLS 1.3, after the handshake).
+	refusedAfterCert := err != nil && st.chain != nil && st.asked && isAlert(err, &alert)
 	switch {
 	case err == nil:
 		c.add("tls", stOK, tls.VersionName(tc.ConnectionState().Version), nil)
+	case refusedAfterCert:
+		c.add("tls", stOK, "ended after our certificate", nil)
 	case st.chainErr != nil || st.revChecked:
 		c.add("tls", stOK, "certificate received", nil)
-	case isAlert(err, &alert) && st.asked:
-		c.add("tls", stOK, "ended after our certificate", nil)
 	default:
 		c.add("tls", stFail, tlsSummary(err), err)
 		c.skipRest("chain", "revocation", "client_certificate")
@@ -199,8 +202,12 @@ func (d *doctor) partnerSteps(ctx context.Context, t partnerTarget, c *Check) {
 		c.skipRest("client_certificate")
 		return
 	}
-	if err != nil { // a TLS alert after our certificate (TLS 1.2)
+	switch {
+	case refusedAfterCert:
 		c.add("client_certificate", stFail, "refused: alert "+alert, err)
+		return
+	case err != nil:
+		c.add("client_certificate", stFail, "handshake ended: "+tlsSummary(err), err)
 		return
 	}
 	c.add(d.probeClientCertificate(ctx, tc, t, st))

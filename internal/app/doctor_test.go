@@ -99,6 +99,15 @@ func newDoctorWorld(t *testing.T) *doctorWorld {
 	front.StartTLS()
 	t.Cleanup(front.Close)
 	w.servers["refuses-http"] = front.URL
+	// The same, in TLS 1.2: the alert comes during the handshake, after
+	// our certificate.
+	tls12 := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {}))
+	tls12.TLS = &tls.Config{Certificates: []tls.Certificate{*pki.Servers[testpki.IDBHost].TLSCertificate()}, MaxVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: newPool(pki.OSIRoot.Cert)}
+	tls12.Config.ErrorLog = log.New(io.Discard, "", 0)
+	tls12.StartTLS()
+	t.Cleanup(tls12.Close)
+	w.servers["refuses-tls12"] = tls12.URL
 	// A partner that streams headers without end.
 	endless := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		c, buf, err := http.NewResponseController(rw).Hijack()
@@ -235,6 +244,7 @@ func TestDoctorFindsEachFailure(t *testing.T) {
 		w.route("refuses-alert", "refuses-alert", testpki.IDBHost, "")+
 		w.route("refuses-http", "refuses-http", testpki.IDBHost, ", revocation: {policy: off}")+
 		w.route("endless", "endless", testpki.IDBHost, ", revocation: {policy: off}")+
+		w.route("refuses-tls12", "refuses-tls12", testpki.IDBHost, ", revocation: {policy: off}")+
 		`  - {name: port-closed, path_prefix: /closed/, upstream: "https://127.0.0.1:1/ws", server_name: idb.amc.test, trust: [osi], timeouts: {connect: 2s}}
   - {name: no-dns, path_prefix: /nodns/, upstream: "https://roc-proxy-doctor.invalid/ws", trust: [osi]}
 `+fmt.Sprintf(`  - {name: proxied, path_prefix: /proxied/, upstream: "https://%s/ws", trust: [osi]%s}
@@ -263,6 +273,9 @@ func TestDoctorFindsEachFailure(t *testing.T) {
 		{"refuses-alert", "client_certificate", "fail", "refused"},
 		{"refuses-http", "client_certificate", "fail", "refused: HTTP 400"},
 		{"endless", "client_certificate", "fail", "malformed answer"},
+		{"refuses-tls12", "tls", "ok", "ended after our certificate"},
+		{"refuses-tls12", "chain", "ok", "ok"},
+		{"refuses-tls12", "client_certificate", "fail", "refused: alert"},
 		{"port-closed", "connect", "fail", "refused"},
 		{"port-closed", "tls", "skip", ""},
 		{"no-dns", "dns", "fail", "no such host"},
