@@ -60,7 +60,7 @@ func (t *fetchTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		r = r.Clone(r.Context())
 		r.Header.Set("Proxy-Authorization", t.p.cred.header)
 	}
-	request := r.Method + " " + r.URL.String()
+	request := r.Method + " " + r.URL.Redacted()
 	resp, err := t.plain.RoundTrip(r)
 	var oe *net.OpError
 	switch {
