@@ -219,7 +219,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	checker, err := revocation.New(revocation.Options{
 		Config: cfg.Revocation, Now: d.Now, Logger: d.Logger.Named("revocation"), Metrics: m, Subject: trust.SubjectDN,
-		Transport: egress.FetchTransport(fetchProxy, cfg.Revocation.FetchTimeout, countTunnels(m, "revocation")),
+		Transport: egress.FetchTransport(fetchProxy, cfg.Revocation.FetchTimeout, fetchObserver(m, fetchProxy)),
 	})
 	if err != nil {
 		return nil, err

@@ -51,8 +51,12 @@ func (p *Proxy) routeDial(r *config.Route, path string, upstream *url.URL) (func
 }
 
 // countTunnels counts the outcomes of the connections through the
-// outbound proxy of one route ("revocation" for the fetches).
+// outbound proxy of one route ("revocation" for the fetches). Its series
+// exist from the start at 0, so that a first failure is an increase.
 func countTunnels(m *metrics.Metrics, route string) func(string) {
+	for _, r := range append([]string{"ok", "failed"}, egress.Reasons...) {
+		m.OutboundProxyConnects.WithLabelValues(route, r).Add(0)
+	}
 	return func(result string) { m.OutboundProxyConnects.WithLabelValues(route, result).Inc() }
 }
 
@@ -89,4 +93,13 @@ func describeProxies(cfg *config.Config, getenv func(string) string) ([]string, 
 		return append(out, "direct"), nil
 	}
 	return append(out, "via "+fetch.String()+" (http:// in absolute form, https:// through CONNECT), unless no_proxy names the host; file:// read from disk"), nil
+}
+
+// fetchObserver counts the revocation fetches through px (nil: none, and
+// no series).
+func fetchObserver(m *metrics.Metrics, px *egress.Proxy) func(string) {
+	if px == nil {
+		return nil
+	}
+	return countTunnels(m, "revocation")
 }

@@ -210,8 +210,17 @@ func TestRouteThroughProxyIsEndToEnd(t *testing.T) {
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assertNoSecret(t, "/metrics", m)
-	if !bytes.Contains(m, []byte(`roc_proxy_outbound_proxy_connects_total{result="ok",route="idb"} 1`)) {
-		t.Errorf("no tunnel counted in /metrics:\n%s", grepLines(m, "outbound_proxy"))
+	for _, want := range []string{
+		`roc_proxy_outbound_proxy_connects_total{result="ok",route="idb"} 1`,
+		`roc_proxy_outbound_proxy_connects_total{result="proxy_auth",route="idb"} 0`, // from the start: a first failure is an increase
+		`roc_proxy_outbound_proxy_connects_total{result="proxy_timeout",route="revocation"} 0`,
+	} {
+		if !bytes.Contains(m, []byte(want)) {
+			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(m, "outbound_proxy"))
+		}
+	}
+	if strings.Contains(grepLines(m, "outbound_proxy"), `route="idb-direct"`) {
+		t.Errorf("a direct route has proxy series:\n%s", grepLines(m, "outbound_proxy"))
 	}
 }
 

@@ -29,6 +29,9 @@ const (
 	ReasonTunnelClosed = "proxy_tunnel_closed"
 )
 
+// Reasons lists every reason, for metric series made ahead at 0.
+var Reasons = []string{ReasonUnreachable, ReasonTimeout, ReasonAuth, ReasonRefused, ReasonUpstream, ReasonProtocol, ReasonTunnelClosed}
+
 // Error is a failure of the outbound proxy. It names the proxy by its
 // address only: never its credentials.
 type Error struct {
