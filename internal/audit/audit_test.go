@@ -30,7 +30,7 @@ func options(t testing.TB, dir string) Options {
 		t.Fatal(err)
 	}
 	return Options{Dir: dir, Chain: "pod-a", CheckpointEvery: 10, CheckpointInterval: time.Hour,
-		Signer: p.Sign.Key, Cert: p.Sign.Cert, Metrics: m}
+		Signer: StaticSigner(p.Sign.Key, p.Sign.Cert), Metrics: m}
 }
 
 func signed(i int) *Record {
