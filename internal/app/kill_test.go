@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -126,7 +127,10 @@ routes:
 	if err != nil || len(auditFiles) == 0 {
 		t.Fatalf("no audit files: %v", err)
 	}
-	rep, err := audit.Verify(auditFiles, audit.VerifyOptions{})
+	anchor := &audit.Anchor{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), StructureIDs: []string{testpki.IDNatStruct}}
+	anchor.Roots.AddCert(p.SanteRoot.Cert)
+	anchor.Intermediates.AddCert(p.SanteOrg.Cert)
+	rep, err := audit.Verify(auditFiles, audit.VerifyOptions{Anchor: anchor})
 	if err != nil {
 		t.Fatalf("chain broken after SIGKILL: %v", err)
 	}
@@ -150,8 +154,22 @@ routes:
 			t.Fatalf("token %s reached the partner without a signed record", id)
 		}
 	}
-	t.Logf("killed after %d tokens reached the partner; %d signed records, chain OK up to record %d (%d warnings)",
-		len(received), rep.Signed, rep.LastSeq, len(rep.Warnings))
+	t.Logf("killed after %d tokens reached the partner; %d signed records, chain OK up to record %d (%d warnings; %s)",
+		len(received), rep.Signed, rep.LastSeq, len(rep.Warnings), rep.Uncovered)
+
+	// Restarted, the proxy continues the chain in a new file that starts
+	// with a checkpoint: the records the killed process wrote after its
+	// last checkpoint are covered at once.
+	cmd2, _ := startRocProxy(t, bin, cfgPath)
+	cmd2.Process.Signal(syscall.SIGTERM)
+	if err := cmd2.Wait(); err != nil {
+		t.Fatalf("stopping the restarted proxy: %v", err)
+	}
+	auditFiles, _ = audit.ChainFiles(auditDir, "kill")
+	after, err := audit.Verify(auditFiles, audit.VerifyOptions{Anchor: anchor})
+	if err != nil || after.Uncovered != "" || after.CoveredTo != after.LastSeq || after.LastSeq <= rep.LastSeq {
+		t.Fatalf("after a restart: %+v %v", after, err)
+	}
 }
 
 // buildRocProxy builds the binary into dir.
