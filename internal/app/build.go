@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -81,6 +82,11 @@ type Proxy struct {
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
 	configReload chan configReloadRequest
+
+	// checkpointKey signs the audit chain's open record and checkpoints:
+	// ORG_SIGN (following its renewals), or audit.checkpoint_key
+	// (following its own files).
+	checkpointKey atomic.Pointer[mtls.Identity]
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -198,12 +204,16 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
 	}
+	if cfg.Audit.CheckpointKey != nil {
+		p.digests["audit.checkpoint_key"] = sourceDigest(cfg.Audit.CheckpointKey)
+	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
+		p.checkpointKey.Store(mat.Checkpoint)
 		p.audit, err = audit.Open(audit.Options{
 			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-			Signer: mat.Checkpoint.Signer(), Cert: mat.Checkpoint.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+			Signer: p.checkpointSigner, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
 			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync,
 		})
 		if err != nil {
@@ -229,6 +239,12 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	p.handler.Store(h)
 	p.transports = transports
 	return p, nil
+}
+
+// checkpointSigner is the audit log's signer: the current checkpoint key.
+func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
+	id := p.checkpointKey.Load()
+	return id.Signer(), id.Leaf
 }
 
 // buildHandler builds the routes of cfg, with the trust bundles of store,
