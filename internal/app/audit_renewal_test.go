@@ -166,3 +166,86 @@ func TestCheckpointSignerFollowsTheRenewedORGSIGN(t *testing.T) {
 	}
 	t.Log(out)
 }
+
+// With audit.checkpoint_key set, checkpoints stay with that key across an
+// ORG_SIGN renewal, and follow a renewal of its own files.
+func TestCheckpointKeyFollowsItsOwnFiles(t *testing.T) {
+	e := newTestEnv(t)
+	signP12 := filepath.Join(e.dir, "renewable-sign.p12")
+	data, _ := os.ReadFile(e.files.SignP12)
+	os.WriteFile(signP12, data, 0o600)
+	issue := func() *testpki.Cert {
+		c, err := e.pki.SanteOrg.Issue(testpki.Template{Subject: testpki.OrgName("Cachet journal audit"),
+			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	cpCert, cpKey := filepath.Join(e.dir, "checkpoint.pem"), filepath.Join(e.dir, "checkpoint.key")
+	write := func(c *testpki.Cert) {
+		k, err := c.KeyPEM()
+		if err != nil {
+			t.Fatal(err)
+		}
+		replaceFile(t, cpKey, k)
+		replaceFile(t, cpCert, testpki.PEM(c.Cert))
+	}
+	first := issue()
+	write(first)
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	auditDir := filepath.Join(e.dir, "audit")
+	cfg, err := config.Load(e.signingConfig(t, up.URL, signP12, auditDir, fmt.Sprintf("  checkpoint_key: {cert: %s, key: %s}\n", cpCert, cpKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih, stop := serveUntil(t, p)
+	post := func() {
+		t.Helper()
+		resp, err := http.Post(sih+"/idb/", "text/xml", strings.NewReader(`<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("signed call: %d", resp.StatusCode)
+		}
+	}
+	lastSigner := func() *x509.Certificate {
+		t.Helper()
+		_, c := p.checkpointSigner()
+		return c
+	}
+	// ORG_SIGN renewed: the checkpoint key stays.
+	renewed, _ := e.pki.SanteOrg.Issue(testpki.Template{Subject: testpki.OrgName(testpki.SignCN),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
+	p12, _ := renewed.PKCS12(pkcs12.Modern, testPassword, true)
+	replaceFile(t, signP12, p12)
+	waitUntil(t, "the renewed ORG_SIGN", func() bool {
+		return testutil.ToFloat64(p.metrics.CertificateReloads.WithLabelValues("identity.sign", "ok")) == 1
+	})
+	if !lastSigner().Equal(first.Cert) {
+		t.Fatal("an ORG_SIGN renewal replaced audit.checkpoint_key")
+	}
+	// The checkpoint key renewed: the next checkpoint is signed by it.
+	second := issue()
+	write(second)
+	waitUntil(t, "the renewed checkpoint key", func() bool {
+		return testutil.ToFloat64(p.metrics.CertificateReloads.WithLabelValues("audit.checkpoint_key", "ok")) >= 1 && lastSigner().Equal(second.Cert)
+	})
+	post()
+	stop()
+	files, _ := audit.ChainFiles(auditDir, "renewal")
+	cps, _ := audit.Select(files, audit.Filter{Types: []string{audit.TypeCheckpoint}})
+	if len(cps) == 0 || string(cps[len(cps)-1].Cert) != string(second.Cert.Raw) {
+		t.Fatal("the final checkpoint is not signed by the renewed checkpoint key")
+	}
+	if out, err := runAudit(t, verifyArgs(t, auditDir)...); err != nil {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+}
