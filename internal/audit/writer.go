@@ -79,6 +79,11 @@ type Options struct {
 	// CloseTimeout bounds how long Close keeps trying to write pending
 	// results (default 5s).
 	CloseTimeout time.Duration
+	// Sinks receive every record once durable (audit.ship), each from its
+	// own cursor; Close lets them deliver what is durable for
+	// ShipDrainTimeout (default 5s).
+	Sinks            []Sink
+	ShipDrainTimeout time.Duration
 }
 
 // Log is an append-only, hash-chained, fsynced audit log.
@@ -100,9 +105,10 @@ type Log struct {
 	pending      []*Record // result records whose write failed
 	retryWait    time.Duration
 
-	durable atomic.Uint64 // seq of the last durable record
-	subsMu  sync.Mutex
-	subs    []chan struct{}
+	durable  atomic.Uint64 // seq of the last durable record
+	subsMu   sync.Mutex
+	subs     []chan struct{}
+	shippers []*shipper
 
 	closeOnce sync.Once
 }
@@ -135,6 +141,9 @@ func Open(o Options) (*Log, error) {
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second
 	}
+	if o.ShipDrainTimeout <= 0 {
+		o.ShipDrainTimeout = 5 * time.Second
+	}
 	if o.Signer == nil {
 		return nil, errors.New("audit: no signer for the open record and the checkpoints")
 	}
@@ -157,6 +166,9 @@ func Open(o Options) (*Log, error) {
 		o.Logger.Error("audit log: the restart checkpoint could not be written; retried with the next record", zap.Error(err))
 	}
 	go l.run()
+	for _, sink := range o.Sinks {
+		l.shippers = append(l.shippers, startShipper(l, sink))
+	}
 	return l, nil
 }
 
@@ -254,12 +266,17 @@ func (l *Log) Result(r *Record) {
 }
 
 // Close writes what is queued and a final checkpoint (trying again for a
-// while if the disk refuses), and closes the file.
+// while if the disk refuses), closes the file, and lets the sinks deliver
+// what is durable (for ShipDrainTimeout at most).
 func (l *Log) Close() {
 	l.closeOnce.Do(func() {
 		done := make(chan error, 1)
 		l.queue <- &request{done: done} // marker: close after this batch
 		<-done
+		deadline := time.Now().Add(l.o.ShipDrainTimeout)
+		for _, s := range l.shippers {
+			s.drain(deadline)
+		}
 	})
 }
 
