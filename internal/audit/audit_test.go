@@ -72,6 +72,12 @@ func TestChainVerifies(t *testing.T) {
 	if rep.Signed != 35 || rep.Checkpoints < 3 || rep.FirstSeq != 1 || len(rep.Warnings) != 0 {
 		t.Fatalf("report %+v", rep)
 	}
+	// In one file: a checkpoint after records 10, 20 and 30 and one at the
+	// close, no more (each costs a signature).
+	one := writeChain(t, t.TempDir(), 35, 0)
+	if rep, err := Verify(one, VerifyOptions{}); err != nil || rep.Checkpoints != 4 {
+		t.Fatalf("%d checkpoints for 35 records, one every 10: %v", rep.Checkpoints, err)
+	}
 	// A reopened log continues the same chain.
 	reopenAndVerify(t, dir, 36)
 }

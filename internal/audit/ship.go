@@ -74,8 +74,7 @@ func (s *StdoutSink) Close() error { return nil }
 const (
 	shipBatchRecords = 500
 	shipBatchBytes   = 256 << 10
-	// cursorEvery bounds how often a cursor is written (after a crash, at
-	// most this much is delivered again).
+	// cursorEvery bounds how often a cursor is synced to disk.
 	cursorEvery = time.Second
 )
 
@@ -101,7 +100,7 @@ type shipper struct {
 	// Owned by run.
 	rd        chainReader
 	cur       cursor
-	savedAt   time.Time
+	savedAt   time.Time // last synced save
 	savedSeq  uint64
 	failures  int
 	delivered int
@@ -216,14 +215,17 @@ func (s *shipper) run() {
 	}
 }
 
-// save persists the cursor, at most every cursorEvery unless forced.
+// save persists the cursor after each delivery (a process restart resumes
+// exactly there); it is synced to disk at most every cursorEvery unless
+// forced (after a power loss, at most that much is delivered again).
 func (s *shipper) save(force bool) {
-	if s.cur.Seq == s.savedSeq || (!force && time.Since(s.savedAt) < cursorEvery) {
+	if s.cur.Seq == s.savedSeq {
 		return
 	}
+	sync := force || time.Since(s.savedAt) >= cursorEvery
 	data, _ := json.Marshal(s.cur)
 	tmp := s.cursorPath() + ".tmp"
-	err := writeSynced(tmp, data)
+	err := writeFile(tmp, data, sync)
 	if err == nil {
 		err = os.Rename(tmp, s.cursorPath())
 	}
@@ -231,10 +233,13 @@ func (s *shipper) save(force bool) {
 		s.log.Warn("audit shipping: cannot save the cursor (a restart delivers again from the last saved one)", zap.Error(err))
 		return
 	}
-	s.savedAt, s.savedSeq = time.Now(), s.cur.Seq
+	s.savedSeq = s.cur.Seq
+	if sync {
+		s.savedAt = time.Now()
+	}
 }
 
-func writeSynced(path string, data []byte) error {
+func writeFile(path string, data []byte, sync bool) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -243,9 +248,11 @@ func writeSynced(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	return f.Close()
 }

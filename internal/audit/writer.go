@@ -425,6 +425,7 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 	}
 	if since > 0 && (checkpoint || since >= l.checkpointEvery()) {
 		recs = append(recs, &Record{Type: TypeCheckpoint})
+		since = 0
 	}
 	if len(recs) == 0 {
 		return nil
