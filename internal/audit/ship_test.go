@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -285,3 +286,32 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// BenchmarkSignedConcurrentShipping is BenchmarkSignedConcurrent with every
+// record shipped to stdout (discarded) and to a syslog collector over TCP:
+// what shipping costs the durable write a request waits for.
+func BenchmarkSignedConcurrentShipping(b *testing.B) {
+	c, err := sim.StartSyslogCollector(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.Discard.Store(true)
+	o := options(b, b.TempDir())
+	o.Sinks = []Sink{&StdoutSink{W: io.Discard}, syslogSink(c.Addr, nil)}
+	l, err := Open(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if err := l.Signed(context.Background(), signed(i)); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}

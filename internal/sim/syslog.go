@@ -41,6 +41,11 @@ const (
 // closes the connection.
 type SyslogCollector struct {
 	Addr string
+	// Received counts the messages received; with Discard set they are
+	// counted and parsed, not kept (long benchmarks).
+	Received atomic.Int64
+	Discard  atomic.Bool
+
 	ln   net.Listener
 	mode atomic.Int32
 
@@ -190,7 +195,10 @@ func (c *SyslogCollector) serve(conn net.Conn) {
 			c.mu.Unlock()
 			return // a dead collector keeps nothing
 		}
-		c.msgs = append(c.msgs, m)
+		if !c.Discard.Load() {
+			c.msgs = append(c.msgs, m)
+		}
+		c.Received.Add(1)
 		c.mu.Unlock()
 	}
 }
