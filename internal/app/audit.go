@@ -320,7 +320,11 @@ func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor)
 		fmt.Fprintf(w, "  establishment: %s\n", strings.Join(how, ", or "))
 	}
 	if rep.Uncovered == "" {
-		fmt.Fprintf(w, "  end: the last record (%d) is signed: every record is covered\n", rep.LastSeq)
+		fmt.Fprintf(w, "  end: the last record (%d) is signed: every record is covered", rep.LastSeq)
+		if rep.Kept == 0 {
+			fmt.Fprint(w, " (whether records were written after it, only a copy kept elsewhere can tell: --shipped)")
+		}
+		fmt.Fprintln(w)
 	} else {
 		fmt.Fprintf(w, "  end: not covered yet: %s; they can still be altered undetected until the next checkpoint, unless compared with a copy kept elsewhere (--shipped)", rep.Uncovered)
 		if len(rep.UncoveredTokens) > 0 {
