@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,10 +73,16 @@ func (s *StdoutSink) Deliver(lines []Line) error {
 func (s *StdoutSink) Close() error { return nil }
 
 const (
-	shipBatchRecords = 500
-	shipBatchBytes   = 256 << 10
-	// cursorEvery bounds how often a cursor is synced to disk.
+	shipBatchRecords = 2000
+	shipBatchBytes   = 1 << 20
+	// cursorWrite and cursorEvery bound how often a cursor is written, and
+	// synced to disk.
+	cursorWrite = 100 * time.Millisecond
 	cursorEvery = time.Second
+	// shipCoalesce is how long a sink waits after records became durable
+	// before reading them: at most that much delay, and far fewer system
+	// calls per record under load.
+	shipCoalesce = 20 * time.Millisecond
 )
 
 // cursor is a sink's position: the last record delivered.
@@ -101,6 +108,7 @@ type shipper struct {
 	rd        chainReader
 	cur       cursor
 	savedAt   time.Time // last synced save
+	writtenAt time.Time // last save
 	savedSeq  uint64
 	failures  int
 	delivered int
@@ -139,6 +147,7 @@ func (s *shipper) resume() {
 
 func (s *shipper) run() {
 	defer close(s.done)
+	defer s.rd.close()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var (
@@ -208,6 +217,13 @@ func (s *shipper) run() {
 		}
 		select {
 		case <-s.notify:
+			// Let a few group commits accumulate: one read and one
+			// delivery for many records instead of one per commit.
+			select {
+			case <-time.After(shipCoalesce):
+			case d := <-s.stop:
+				stopping, deadline = true, d
+			}
 		case <-tick.C:
 		case d := <-s.stop:
 			stopping, deadline = true, d
@@ -215,13 +231,15 @@ func (s *shipper) run() {
 	}
 }
 
-// save persists the cursor after each delivery (a process restart resumes
-// exactly there); it is synced to disk at most every cursorEvery unless
-// forced (after a power loss, at most that much is delivered again).
+// save persists the cursor, at most every cursorWrite (a process restart
+// delivers again what came after), synced to disk at most every
+// cursorEvery (after a power loss, at most that much is delivered again),
+// unless forced.
 func (s *shipper) save(force bool) {
-	if s.cur.Seq == s.savedSeq {
+	if s.cur.Seq == s.savedSeq || (!force && time.Since(s.writtenAt) < cursorWrite) {
 		return
 	}
+	s.writtenAt = time.Now()
 	sync := force || time.Since(s.savedAt) >= cursorEvery
 	data, _ := json.Marshal(s.cur)
 	tmp := s.cursorPath() + ".tmp"
@@ -272,12 +290,12 @@ func (s *shipper) drain(deadline time.Time) {
 // chainReader reads a chain's durable lines from its files, in order.
 type chainReader struct {
 	dir, chain string
-	path       string // current file ("" before the first)
-	off        int64  // offset after the last line consumed
-	next       uint64 // next seq expected; 0: whatever comes first
+	path       string   // current file ("" before the first)
+	f          *os.File // open on path, kept between reads
+	off        int64    // offset after the last line consumed
+	next       uint64   // next seq expected; 0: whatever comes first
 	// last line consumed, for the cursor
 	lastStart, lastEnd int64
-	lastHash           string
 }
 
 // lineHead is what the reader decodes of a line.
@@ -288,8 +306,9 @@ type lineHead struct {
 	Time  time.Time `json:"time"`
 }
 
+// cursorOf is the cursor after l, the last line read.
 func (cr *chainReader) cursorOf(l Line) cursor {
-	return cursor{Chain: cr.chain, Seq: l.Seq, Hash: cr.lastHash, File: filepath.Base(cr.path), Start: cr.lastStart, End: cr.lastEnd}
+	return cursor{Chain: cr.chain, Seq: l.Seq, Hash: lineHash(l.Bytes), File: filepath.Base(cr.path), Start: cr.lastStart, End: cr.lastEnd}
 }
 
 // seekTo positions the reader after the cursor's record, if the file still
@@ -310,8 +329,9 @@ func (cr *chainReader) seekTo(c cursor) bool {
 	if json.Unmarshal(line, &h) != nil || h.Seq != c.Seq || h.Chain != cr.chain || lineHash(line) != c.Hash {
 		return false
 	}
+	cr.close()
 	cr.path, cr.off, cr.next = path, c.End+1, c.Seq+1
-	cr.lastStart, cr.lastEnd, cr.lastHash = c.Start, c.End, c.Hash
+	cr.lastStart, cr.lastEnd = c.Start, c.End
 	return true
 }
 
@@ -342,18 +362,17 @@ func (cr *chainReader) read(durable uint64) ([]Line, error) {
 // readFile appends lines of the current file from the offset; got says
 // whether it appended any, more whether it stopped on the batch bound.
 func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, more bool, err error) {
-	f, err := os.Open(cr.path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return false, false, nil // archived: go on with the next file
+	if cr.f == nil {
+		f, err := os.Open(cr.path)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return false, false, nil // archived: go on with the next file
+			}
+			return false, false, err
 		}
-		return false, false, err
+		cr.f = f
 	}
-	defer f.Close()
-	if _, err := f.Seek(cr.off, io.SeekStart); err != nil {
-		return false, false, err
-	}
-	r := bufio.NewReaderSize(f, 64<<10)
+	r := bufio.NewReaderSize(io.NewSectionReader(cr.f, cr.off, 1<<62), 64<<10)
 	for {
 		if len(*out) >= shipBatchRecords || *size >= shipBatchBytes {
 			return got, true, nil
@@ -363,8 +382,8 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 			return got, false, nil // EOF, or a torn line: no complete line left
 		}
 		line := raw[:len(raw)-1]
-		var h lineHead
-		if json.Unmarshal(line, &h) != nil || h.Chain != cr.chain {
+		h, ok := parseHead(line)
+		if !ok || h.Chain != cr.chain {
 			cr.off += int64(len(raw)) // not this chain's record: verify reports it
 			continue
 		}
@@ -377,11 +396,35 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 		}
 		*out = append(*out, Line{Seq: h.Seq, Type: h.Type, Time: h.Time, Bytes: append([]byte(nil), line...)})
 		*size += len(raw)
-		cr.lastStart, cr.lastEnd, cr.lastHash = cr.off, cr.off+int64(len(line)), lineHash(line)
+		cr.lastStart, cr.lastEnd = cr.off, cr.off+int64(len(line))
 		cr.off += int64(len(raw))
 		cr.next = h.Seq + 1
 		got = true
 	}
+}
+
+// parseHead reads chain, seq, time and type at the start of one of our
+// lines ({"v":2,"chain":"X","seq":N,"time":"T","type":"Y",...}) without
+// decoding it whole; anything else is decoded whole.
+func parseHead(line []byte) (lineHead, bool) {
+	var h lineHead
+	chain, seq, ok := quickChain(line)
+	if ok {
+		const t, ty = `,"time":"`, `","type":"`
+		i := bytes.Index(line, []byte(t))
+		j := bytes.Index(line, []byte(ty))
+		if i > 0 && j > i {
+			k := bytes.IndexByte(line[j+len(ty):], '"')
+			tm, err := time.Parse(time.RFC3339Nano, string(line[i+len(t):j]))
+			if k > 0 && err == nil {
+				return lineHead{Chain: chain, Seq: seq, Time: tm, Type: string(line[j+len(ty) : j+len(ty)+k])}, true
+			}
+		}
+	}
+	if json.Unmarshal(line, &h) != nil || h.Chain == "" {
+		return h, false
+	}
+	return h, true
 }
 
 // advance moves to the chain's next file; false when there is none.
@@ -398,9 +441,17 @@ func (cr *chainReader) advance() bool {
 	for _, f := range files {
 		k, _ := parseFileName(filepath.Base(f))
 		if k.firstSeq > cur.firstSeq || (k.firstSeq == cur.firstSeq && k.attempt > cur.attempt) {
+			cr.close()
 			cr.path, cr.off = f, 0
 			return true
 		}
 	}
 	return false
+}
+
+func (cr *chainReader) close() {
+	if cr.f != nil {
+		cr.f.Close()
+		cr.f = nil
+	}
 }
