@@ -405,7 +405,9 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 
 // parseHead reads chain, seq, time and type at the start of one of our
 // lines ({"v":2,"chain":"X","seq":N,"time":"T","type":"Y",...}) without
-// decoding it whole; anything else is decoded whole.
+// decoding it whole (20 times faster); anything else is decoded whole. A
+// line crafted to read differently (a repeated key) is shipped as it is:
+// verify, which decodes every line whole, judges it.
 func parseHead(line []byte) (lineHead, bool) {
 	var h lineHead
 	chain, seq, ok := quickChain(line)
@@ -413,10 +415,10 @@ func parseHead(line []byte) (lineHead, bool) {
 		const t, ty = `,"time":"`, `","type":"`
 		i := bytes.Index(line, []byte(t))
 		j := bytes.Index(line, []byte(ty))
-		if i > 0 && j > i {
+		if i > 0 && j >= i+len(t) {
 			k := bytes.IndexByte(line[j+len(ty):], '"')
 			tm, err := time.Parse(time.RFC3339Nano, string(line[i+len(t):j]))
-			if k > 0 && err == nil {
+			if k > 0 && err == nil && bytes.IndexByte(line[i:j+len(ty)+k], '\\') < 0 {
 				return lineHead{Chain: chain, Seq: seq, Time: tm, Type: string(line[j+len(ty) : j+len(ty)+k])}, true
 			}
 		}

@@ -61,7 +61,11 @@ func (a *Anchor) establishmentGiven() bool { return len(a.StructureIDs) > 0 || l
 // check says whether cert, used at time at, is anchored and the
 // establishment's; it returns the root's subject.
 func (a *Anchor) check(cert *x509.Certificate, at time.Time) (string, error) {
-	chains, err := cert.Verify(x509.VerifyOptions{Roots: a.Roots, Intermediates: a.Intermediates, CurrentTime: at,
+	roots := a.Roots
+	if roots == nil {
+		roots = x509.NewCertPool() // never the system roots
+	}
+	chains, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: a.Intermediates, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return "", fmt.Errorf("signed by %s (serial %s), which no trusted authority issued (%v); trusted: %s",
