@@ -91,3 +91,23 @@ func TestAuditShippingThroughTheProxy(t *testing.T) {
 		t.Fatalf("verify against the SIEM's copy: %v\n%s", err, out)
 	}
 }
+
+// config check reads the collector's authority: a missing file is named
+// before the proxy starts.
+func TestConfigCheckNamesTheCollectorAuthority(t *testing.T) {
+	e := newTestEnv(t)
+	missing := filepath.Join(e.dir, "siem-ca.pem")
+	ship := fmt.Sprintf("  ship:\n    syslog: {address: \"siem.hopital.local:6514\", ca: %s}\n", missing)
+	path := e.signingConfig(t, "https://127.0.0.1:1/x", e.files.SignP12, filepath.Join(e.dir, "audit"), ship)
+	err := Run(t.Context(), []string{"config", "check", path}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "audit.ship.syslog.ca") || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("missing collector authority: %v", err)
+	}
+	os.WriteFile(missing, testpkiPEMRoot(e), 0o644)
+	var out bytes.Buffer
+	if err := Run(t.Context(), []string{"config", "check", path}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "audit.ship.syslog: tls://siem.hopital.local:6514 (facility authpriv)") {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+}
+
+func testpkiPEMRoot(e *testEnv) []byte { data, _ := os.ReadFile(e.files.OSIBundle); return data }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"strings"
 	"sync"
@@ -305,4 +306,100 @@ func TestTornFileIsNeverContinued(t *testing.T) {
 		}
 	}
 	t.Logf("files %v; warnings %v", files, rep.Warnings)
+}
+
+// TestDiskFullEpisodesRandomized plays 30 disk-full episodes with
+// concurrent writers, random space left and small files (rotation during
+// the faults), and counts false alarms and lost records: the closing
+// note's figures. The seed is logged.
+func TestDiskFullEpisodesRandomized(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	falseAlarms, lost, acked, refused := 0, 0, 0, 0
+	for ep := 0; ep < 30; ep++ {
+		dir := t.TempDir()
+		disk := &quotaDisk{free: 1 << 30}
+		o := options(t, dir)
+		o.OpenFile = disk.open
+		o.MaxFileBytes = int64(2048 + rng.Intn(8192))
+		o.CheckpointEvery = 5 + rng.Intn(20)
+		o.RetryInterval = time.Millisecond
+		l, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var ackedIDs, resultIDs []string
+		phase := func(n int) {
+			var wg sync.WaitGroup
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for i := 0; i < n; i++ {
+						r := signed(ep*100000 + w*10000 + i)
+						r.RequestID = fmt.Sprintf("ep%d-w%d-%d", ep, w, i)
+						if err := l.Signed(context.Background(), r); err != nil {
+							mu.Lock()
+							refused++
+							mu.Unlock()
+							continue
+						}
+						l.Result(&Record{RequestID: r.RequestID, AssertionID: r.AssertionID, Status: 200})
+						mu.Lock()
+						ackedIDs = append(ackedIDs, r.AssertionID)
+						resultIDs = append(resultIDs, r.RequestID)
+						mu.Unlock()
+					}
+				}(w)
+			}
+			wg.Wait()
+		}
+		phase(5)
+		disk.setFree(int64(rng.Intn(3000)))
+		phase(5)
+		disk.addFree(4096)
+		phase(5)
+		disk.setFree(1 << 30)
+		phase(3)
+		l.Close()
+		files, _ := ChainFiles(dir, "pod-a")
+		if _, err := Verify(files, VerifyOptions{}); err != nil {
+			falseAlarms++
+			t.Errorf("episode %d (seed %d): false alarm: %v", ep, seed, err)
+			continue
+		}
+		recs, problems, _ := Show(files, Filter{})
+		if len(problems) > 0 {
+			falseAlarms++
+			t.Errorf("episode %d: show: %v", ep, problems)
+		}
+		signedSeen, resultSeen := map[string]bool{}, map[string]bool{}
+		for _, r := range recs {
+			if r.Type == TypeSigned {
+				signedSeen[r.AssertionID] = true
+			}
+			if r.Type == TypeResult {
+				resultSeen[r.RequestID] = true
+			}
+		}
+		for _, id := range ackedIDs {
+			if !signedSeen[id] {
+				lost++
+				t.Errorf("episode %d: signed record %s lost", ep, id)
+			}
+		}
+		for _, id := range resultIDs {
+			if !resultSeen[id] {
+				lost++
+				t.Errorf("episode %d: result %s lost", ep, id)
+			}
+		}
+		acked += len(ackedIDs)
+	}
+	t.Logf("30 disk-full episodes (seed %d): %d tokens acknowledged, %d refused with 503, %d records lost, %d false alarms",
+		seed, acked, refused, lost, falseAlarms)
+	if refused == 0 {
+		t.Fatal("no write was refused: the episodes prove nothing")
+	}
 }
