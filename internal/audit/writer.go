@@ -101,7 +101,6 @@ type Log struct {
 	seq          uint64 // last durable record
 	head         string // hash of the last durable line
 	sinceCheckpt int
-	lastRecord   time.Time
 	pending      []*Record // result records whose write failed
 	retryWait    time.Duration
 
@@ -478,7 +477,7 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 				zap.String("head", r.Head), zap.String("record", string(line)))
 		}
 	}
-	l.seq, l.head, l.sinceCheckpt, l.lastRecord = seq, head, since, now
+	l.seq, l.head, l.sinceCheckpt = seq, head, since
 	l.pending, l.retryWait = nil, l.o.RetryInterval
 	l.o.Metrics.AuditPendingRecords.Set(0)
 	l.o.Metrics.AuditHealthy.Set(1)
