@@ -456,3 +456,40 @@ func TestAuditVerifyAgainstTheShippedCopy(t *testing.T) {
 		t.Fatalf("truncated tail: %v\n%s", err, out)
 	}
 }
+
+// Item 2: the checkpoints after some record removed and the rest relinked
+// (nothing re-signed): the writer never leaves more than checkpoint_every
+// records unsigned, so verify calls it tampering, not an uncovered tail.
+func TestAuditVerifyRefusesRemovedCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	files := writeTestChain(t, dir, "pod-a", 40, 0) // one file, a checkpoint every 10 records
+	lines := chainLines(t, files)[0]
+	var kept []string
+	prev := ""
+	seq := uint64(0)
+	for i, line := range lines {
+		var r audit.Record
+		json.Unmarshal([]byte(line), &r)
+		if i > 5 && r.Type == audit.TypeCheckpoint {
+			continue
+		}
+		seq++
+		r.Seq = seq
+		if seq > 1 {
+			r.Prev = prev
+		}
+		b, _ := json.Marshal(&r)
+		if i > 5 && r.Type == audit.TypeSigned {
+			b = bytes.Replace(b, []byte("810002345678"), []byte("810009999999"), 1)
+		}
+		h := sha256.Sum256(b)
+		prev = hex.EncodeToString(h[:])
+		kept = append(kept, string(b))
+	}
+	writeChainLines(t, files, [][]string{kept})
+	out, err := runAudit(t, verifyArgs(t, files...)...)
+	if err == nil || strings.Contains(out, ": OK") || !strings.Contains(out, "checkpoint") {
+		t.Fatalf("a chain whose checkpoints were removed verified:\n%s", out)
+	}
+	t.Log(out)
+}

@@ -63,6 +63,10 @@ type Record struct {
 	Head      string `json:"head,omitempty"`
 	Signature []byte `json:"signature,omitempty"`
 	Cert      []byte `json:"cert,omitempty"`
+	// Every is, in a signed record, the most unsigned records that may
+	// follow it before the next signed one (audit.checkpoint_every): the
+	// writer never leaves more, so verify sees removed checkpoints.
+	Every int `json:"every,omitempty"`
 }
 
 // lineHash is the chain link: SHA-256 of a line's bytes, newline excluded.
@@ -73,15 +77,19 @@ func lineHash(line []byte) string {
 
 // SignedDigest is what the signature of a signed record covers. Version 2:
 // SHA-256 of "roc-proxy audit v2", chain, seq, type, time (RFC 3339, UTC,
-// nanoseconds) and head, each on its own line; the head is the hash of the
-// line before, which covers every earlier record. Version 1: SHA-256 of
-// chain|seq|head.
+// nanoseconds), head and every, each on its own line; the head is the hash
+// of the line before, which covers every earlier record. Version 1:
+// SHA-256 of chain|seq|head.
 func (r *Record) SignedDigest() [32]byte {
 	if r.Version < 2 {
 		return sha256.Sum256([]byte(r.Chain + "|" + itoa(r.Seq) + "|" + r.Head))
 	}
+	every := uint64(0)
+	if r.Every > 0 {
+		every = uint64(r.Every)
+	}
 	return sha256.Sum256([]byte("roc-proxy audit v2\n" + r.Chain + "\n" + itoa(r.Seq) + "\n" + r.Type + "\n" +
-		r.Time.UTC().Format(time.RFC3339Nano) + "\n" + r.Head))
+		r.Time.UTC().Format(time.RFC3339Nano) + "\n" + r.Head + "\n" + itoa(every)))
 }
 
 func itoa(n uint64) string {

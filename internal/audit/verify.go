@@ -246,6 +246,8 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 		seen               bool
 		uncFile            string
 		uncLine, uncRecord int
+		allowed            int    // unsigned records the last signed one allows (0: no bound, v1)
+		lastSigned         uint64 // its sequence number
 	)
 	for si, seg := range segs {
 		path := seg.path
@@ -303,6 +305,7 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 				}
 				rep.CoveredTo = r.Seq
 				uncFile, uncRecord, rep.UncoveredTokens = "", 0, nil
+				allowed, lastSigned = r.Every, r.Seq
 				if r.Type == TypeCheckpoint {
 					rep.Checkpoints++
 				}
@@ -311,6 +314,11 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 					uncFile, uncLine = path, n
 				}
 				uncRecord++
+				if allowed > 0 && uncRecord > allowed {
+					return rep, &BrokenError{File: path, Line: n, Kind: KindBroken, Reason: fmt.Sprintf(
+						"checkpoints removed: record %d is the %d-th unsigned record after the signed record %d, which allows %d at most (the writer signs a checkpoint after every %d)",
+						r.Seq, uncRecord, lastSigned, allowed, allowed)}
+				}
 				if r.Type == TypeSigned {
 					rep.UncoveredTokens = append(rep.UncoveredTokens, r.AssertionID)
 				}
@@ -336,6 +344,9 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 	rep.LastSeq, rep.Head = prevSeq, prevHash
 	if !seen {
 		return rep, &BrokenError{File: segs[0].path, Reason: "no complete record", Kind: KindBroken}
+	}
+	if len(rep.Signers) == 0 {
+		return rep, &BrokenError{File: segs[0].path, Kind: KindUnanchored, Reason: "no signed record: nothing ties these records to a signer"}
 	}
 	for _, k := range kept {
 		if k.Chain == chain && k.Seq > prevSeq && k.IsSigned() {

@@ -410,19 +410,27 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 	case rotate || l.fileBytes == 0:
 		recs = append(recs, &Record{Type: TypeCheckpoint})
 	}
-	recs = append(recs, l.pending...)
-	for _, r := range reqs {
-		recs = append(recs, r.rec)
-	}
+	// A checkpoint after every checkpoint_every unsigned records, inside
+	// the batch if need be: never more follow a signed record (verify
+	// relies on it to see removed checkpoints).
 	since := l.sinceCheckpt
-	for _, r := range recs {
-		if r.Type == TypeOpen || r.Type == TypeCheckpoint {
+	if len(recs) > 0 {
+		since = 0
+	}
+	add := func(r *Record) {
+		recs = append(recs, r)
+		if since++; since >= l.checkpointEvery() {
+			recs = append(recs, &Record{Type: TypeCheckpoint})
 			since = 0
-		} else {
-			since++
 		}
 	}
-	if since > 0 && (checkpoint || since >= l.checkpointEvery()) {
+	for _, r := range l.pending {
+		add(r)
+	}
+	for _, r := range reqs {
+		add(r.rec)
+	}
+	if since > 0 && checkpoint {
 		recs = append(recs, &Record{Type: TypeCheckpoint})
 		since = 0
 	}
@@ -502,7 +510,7 @@ func (l *Log) checkpointEvery() int {
 
 // sign completes a signed record with the current signer.
 func (l *Log) sign(r *Record) error {
-	r.Head = r.Prev
+	r.Head, r.Every = r.Prev, l.checkpointEvery()
 	key, cert := l.o.Signer()
 	if key == nil || cert == nil {
 		return errors.New("no checkpoint signing key")
