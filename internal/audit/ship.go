@@ -45,6 +45,7 @@ type StdoutSink struct {
 	W io.Writer
 	// Label names the sink (default "stdout").
 	Label string
+	buf   []byte
 }
 
 // Name is the sink's label.
@@ -57,14 +58,11 @@ func (s *StdoutSink) Name() string {
 
 // Deliver writes lines in one write.
 func (s *StdoutSink) Deliver(lines []Line) error {
-	n := 0
-	for _, l := range lines {
-		n += len(l.Bytes) + 1
-	}
-	buf := make([]byte, 0, n)
+	buf := s.buf[:0]
 	for _, l := range lines {
 		buf = append(append(buf, l.Bytes...), '\n')
 	}
+	s.buf = buf
 	_, err := s.W.Write(buf)
 	return err
 }
@@ -296,6 +294,9 @@ type chainReader struct {
 	next       uint64   // next seq expected; 0: whatever comes first
 	// last line consumed, for the cursor
 	lastStart, lastEnd int64
+	// arena holds the bytes of the lines handed out; a new one is taken
+	// when it is full (lines still in use keep the old one alive).
+	arena []byte
 }
 
 // lineHead is what the reader decodes of a line.
@@ -394,7 +395,13 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 		if h.Seq > durable {
 			return got, false, nil // not durable yet: read again later
 		}
-		*out = append(*out, Line{Seq: h.Seq, Type: h.Type, Time: h.Time, Bytes: append([]byte(nil), line...)})
+		// One allocation per batch, not per line.
+		if cap(cr.arena)-len(cr.arena) < len(line) {
+			cr.arena = make([]byte, 0, max(shipBatchBytes, len(line)))
+		}
+		start := len(cr.arena)
+		cr.arena = append(cr.arena, line...)
+		*out = append(*out, Line{Seq: h.Seq, Type: h.Type, Time: h.Time, Bytes: cr.arena[start:len(cr.arena):len(cr.arena)]})
 		*size += len(raw)
 		cr.lastStart, cr.lastEnd = cr.off, cr.off+int64(len(line))
 		cr.off += int64(len(raw))
