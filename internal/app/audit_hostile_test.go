@@ -1,6 +1,7 @@
 package app
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -492,4 +494,47 @@ func TestAuditVerifyRefusesRemovedCheckpoints(t *testing.T) {
 		t.Fatalf("a chain whose checkpoints were removed verified:\n%s", out)
 	}
 	t.Log(out)
+}
+
+// Item 7, as kubectl exec runs it in the distroless image: the binary
+// alone, no shell, no PATH, no tar; the archive read back with Go's own
+// tar reader, then verified.
+func TestAuditExportFromTheBinaryAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	writeTestChain(t, dir, "roc-proxy-0", 30, 4096)
+	bin := buildRocProxy(t, t.TempDir())
+	cmd := exec.Command(bin, "audit", "export", dir)
+	cmd.Env = []string{} // nothing but the binary
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("export: %v\n%s", err, errOut.String())
+	}
+	got := t.TempDir()
+	tr := tar.NewReader(&out)
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name != filepath.Base(h.Name) || h.Typeflag != tar.TypeReg {
+			t.Fatalf("archive entry %q (type %c): not a plain file name", h.Name, h.Typeflag)
+		}
+		data, _ := io.ReadAll(tr)
+		os.WriteFile(filepath.Join(got, h.Name), data, 0o600)
+		n++
+	}
+	if res, err := runAudit(t, verifyArgs(t, got)...); err != nil || !strings.Contains(res, `chain "roc-proxy-0": OK`) {
+		t.Fatalf("%d files exported; verify: %v\n%s", n, err, res)
+	}
+	if !strings.Contains(errOut.String(), "exported") {
+		t.Errorf("no summary on standard error: %q", errOut.String())
+	}
 }
