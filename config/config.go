@@ -108,6 +108,16 @@ type Revocation struct {
 	RefuseRevokedSigner *bool `yaml:"refuse_revoked_signer"`
 	// CheckInterval is how often due refreshes are looked for.
 	CheckInterval time.Duration `yaml:"check_interval"`
+	// MaxStatusAge bounds how long a certificate's status is used without
+	// asking again: past it, the status of a certificate in use is asked
+	// again in the background (OCSP first, then the CRLs), whatever the
+	// answers' own validity. It bounds the time a new revocation goes
+	// unseen.
+	MaxStatusAge time.Duration `yaml:"max_status_age"`
+	// StartupBudget is how long after start the proxy may stay not ready
+	// while it fetches the revocation status it needs, before /readyz and
+	// /healthz report what is missing as a problem.
+	StartupBudget time.Duration `yaml:"startup_budget"`
 	// MaxCRLBytes and MaxOCSPBytes bound what is read from the network.
 	MaxCRLBytes  int64 `yaml:"max_crl_bytes"`
 	MaxOCSPBytes int64 `yaml:"max_ocsp_bytes"`
@@ -116,8 +126,9 @@ type Revocation struct {
 	Issuers []*RevocationIssuer `yaml:"issuers"`
 }
 
-// RevocationIssuer names a certificate authority by its RFC 2253 subject
-// and gives the sources of the status of the certificates it issues.
+// RevocationIssuer names a certificate authority by its subject (RFC 2253
+// "CN=...,C=FR" or the reverse "C=FR,...,CN=...") and gives the sources of
+// the status of the certificates it issues.
 type RevocationIssuer struct {
 	Subject string `yaml:"subject"`
 	// OCSPURL replaces the certificates' AIA OCSP URL.

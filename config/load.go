@@ -36,6 +36,8 @@ const (
 	DefaultClockSkew        = 5 * time.Minute
 	DefaultFetchTimeout     = 5 * time.Second
 	DefaultCheckInterval    = time.Minute
+	DefaultMaxStatusAge     = time.Hour
+	DefaultStartupBudget    = 2 * time.Minute
 	DefaultMaxCRLBytes      = 32 << 20
 	DefaultMaxOCSPBytes     = 64 << 10
 )
@@ -166,6 +168,8 @@ func (c *Config) applyDefaults() {
 	setDur(&rv.ClockSkew, DefaultClockSkew)
 	setDur(&rv.FetchTimeout, DefaultFetchTimeout)
 	setDur(&rv.CheckInterval, DefaultCheckInterval)
+	setDur(&rv.MaxStatusAge, DefaultMaxStatusAge)
+	setDur(&rv.StartupBudget, DefaultStartupBudget)
 	if rv.MaxCRLBytes == 0 {
 		rv.MaxCRLBytes = DefaultMaxCRLBytes
 	}

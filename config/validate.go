@@ -315,6 +315,11 @@ func (r *Revocation) validate(p *problems) {
 	}
 	positiveDur(p, "revocation.fetch_timeout", r.FetchTimeout)
 	positiveDur(p, "revocation.check_interval", r.CheckInterval)
+	positiveDur(p, "revocation.max_status_age", r.MaxStatusAge)
+	positiveDur(p, "revocation.startup_budget", r.StartupBudget)
+	if r.MaxStatusAge > 0 && r.CheckInterval > 0 && r.MaxStatusAge < r.CheckInterval {
+		p.add("revocation.max_status_age", "must not be shorter than check_interval (%s), got %s", r.CheckInterval, r.MaxStatusAge)
+	}
 	positive(p, "revocation.max_crl_bytes", r.MaxCRLBytes)
 	positive(p, "revocation.max_ocsp_bytes", r.MaxOCSPBytes)
 	for i, is := range r.Issuers {
@@ -322,6 +327,9 @@ func (r *Revocation) validate(p *problems) {
 		if is == nil || is.Subject == "" {
 			p.add(path+".subject", "required: the RFC 2253 subject of the certificate authority")
 			continue
+		}
+		if _, err := ParseDN(is.Subject); err != nil {
+			p.add(path+".subject", "%q is not a distinguished name: %v", is.Subject, err)
 		}
 		if is.OCSPURL != "" {
 			validFetchURL(p, path+".ocsp_url", is.OCSPURL, false)
@@ -347,8 +355,11 @@ func validFetchURL(p *problems, path, raw string, fileOK bool) {
 			p.add(path, "%q has no host", raw)
 		}
 	case u.Scheme == "file" && fileOK:
-		if u.Path == "" {
-			p.add(path, "%q has no path", raw)
+		// RFC 8089: file:///p, file:/p and file://localhost/p name /p; a
+		// host or a relative path would be read relative to the working
+		// directory.
+		if u.Host != "" && !strings.EqualFold(u.Host, "localhost") || !strings.HasPrefix(u.Path, "/") {
+			p.add(path, "%q: a file URL names an absolute path on this machine (file:///path)", raw)
 		}
 	case u.Scheme == "ldap" || u.Scheme == "ldaps":
 		p.add(path, "%q: LDAP is not fetched; publish the list over HTTP (or as a file) and give that URL", raw)

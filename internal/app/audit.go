@@ -54,11 +54,12 @@ export writes the chains to standard output, as a tar archive of their files
 var errAuditFailed = errors.New("audit verification failed")
 
 func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, auditUsage)
+		return ErrUsage
+	}
+	if isHelp(args[0]) {
 		fmt.Fprint(stdout, auditUsage)
-		if len(args) == 0 {
-			return ErrUsage
-		}
 		return nil
 	}
 	switch args[0] {
@@ -79,28 +80,18 @@ func auditFlags(name string, stdout, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseAuditFlags is parseFlags with positional PATHS required.
+// parseAuditFlags is parseArgs for a command that needs PATHS (audit files
+// or folders; flags may come before or after them).
 func parseAuditFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
-	for _, a := range args {
-		if isHelp(a) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil, errHelp
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, ErrUsage
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "no audit file or folder given")
-		return nil, ErrUsage
-	}
-	files, err := audit.ExpandPaths(fs.Args())
+	files, err := parseArgs(fs, args, stdout, stderr)
 	if err != nil {
 		return nil, err
 	}
-	return files, nil
+	if len(files) == 0 {
+		fmt.Fprintln(stderr, "no audit file given (files or folders)")
+		return nil, ErrUsage
+	}
+	return audit.ExpandPaths(files)
 }
 
 // stringList is a repeatable flag.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,9 +21,11 @@ then the certificates, keys and trust bundles it names are loaded and checked
 `
 
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 1 && isHelp(args[0]) {
-		fmt.Fprint(stdout, configCheckUsage)
-		return nil
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), configCheckUsage) }
+	args, err := parseArgs(fs, args, stdout, stderr)
+	if err != nil {
+		return ignoreHelp(err)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, configCheckUsage)

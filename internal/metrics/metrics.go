@@ -47,8 +47,25 @@ type Metrics struct {
 	RevocationSyncFetches *prometheus.CounterVec
 	// RevocationFetches counts successful fetches by source.
 	RevocationFetches *prometheus.CounterVec
-	// RevocationFetchErrors counts failed fetches by source and reason.
+	// RevocationFetchErrors counts failed fetches by source, reason,
+	// authority and URL (URLs come from the configuration and from
+	// certificates the trusted authorities issued: bounded).
 	RevocationFetchErrors *prometheus.CounterVec
+	// RevocationNotModified counts CRL fetches answered 304 Not Modified.
+	RevocationNotModified *prometheus.CounterVec
+	// RevocationGraceUses counts checks answered from an answer past its
+	// nextUpdate, within the grace, while its refresh fails.
+	RevocationGraceUses *prometheus.CounterVec
+	// RevocationOCSPNextUpdate is, per authority, the earliest nextUpdate
+	// of the OCSP answers cached for certificates in use (0: none).
+	RevocationOCSPNextUpdate *prometheus.GaugeVec
+	// RevocationStatusAge is, per authority, the age of the oldest status
+	// of a certificate in use (time since a source last answered for it).
+	RevocationStatusAge *prometheus.GaugeVec
+	// RevocationPooledRefusals counts requests refused on a pooled
+	// connection, and pooled connections closed, because the partner's
+	// chain is now revoked or its status unusable.
+	RevocationPooledRefusals *prometheus.CounterVec
 	// RevocationCacheEntries is the number of cached OCSP answers and CRLs.
 	RevocationCacheEntries *prometheus.GaugeVec
 	// RevocationThisUpdate and RevocationNextUpdate are the thisUpdate and
@@ -155,8 +172,28 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	}, []string{"source"})
 	m.RevocationFetchErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "fetch_errors_total",
-		Help: "Failed OCSP and CRL fetches, by source and reason (timeout, unavailable, too_large, invalid, delta_base_mismatch).",
-	}, []string{"source", "reason"})
+		Help: "Failed or refused OCSP and CRL fetches, by source, reason (timeout, unavailable, too_large, invalid, stale, older_than_cached, revoked_is_final, delta_base_mismatch), authority and URL.",
+	}, []string{"source", "reason", "issuer", "url"})
+	m.RevocationNotModified = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "not_modified_total",
+		Help: "CRL fetches answered 304 Not Modified (conditional requests), by source.",
+	}, []string{"source"})
+	m.RevocationGraceUses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "grace_uses_total",
+		Help: "Checks answered from an answer past its nextUpdate (within revocation.grace) because its refresh fails, by source and authority.",
+	}, []string{"source", "issuer"})
+	m.RevocationOCSPNextUpdate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "ocsp_next_update_timestamp_seconds",
+		Help: "Per authority, the earliest nextUpdate (Unix time) of the OCSP answers cached for certificates in use; 0 when none.",
+	}, []string{"issuer"})
+	m.RevocationStatusAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "status_age_seconds",
+		Help: "Per authority, seconds since a source last answered for the least recently confirmed certificate in use (bounded by revocation.max_status_age plus check_interval when sources answer).",
+	}, []string{"issuer"})
+	m.RevocationPooledRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "pooled_refusals_total",
+		Help: "Requests refused on a pooled keep-alive connection (action=refused) and pooled connections closed (action=closed) because the partner's chain is revoked or its status unusable, by result.",
+	}, []string{"action", "result"})
 	m.RevocationCacheEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "cache_entries",
 		Help: "Cached OCSP answers and CRLs.",
@@ -234,7 +271,8 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	info.Set(1)
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
-		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
+		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.RevocationNotModified, m.RevocationGraceUses,
+		m.RevocationOCSPNextUpdate, m.RevocationStatusAge, m.RevocationPooledRefusals, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
 		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,
 		m.AuditPendingRecords, m.AuditRecordsLost, m.AuditShipped, m.AuditShipErrors, m.AuditShipLagRecords, m.AuditShipLagSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
