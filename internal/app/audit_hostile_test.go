@@ -538,3 +538,17 @@ func TestAuditExportFromTheBinaryAlone(t *testing.T) {
 		t.Errorf("no summary on standard error: %q", errOut.String())
 	}
 }
+
+// Flags may follow the paths (the command line of issue 14a).
+func TestAuditFlagsAfterPaths(t *testing.T) {
+	dir := t.TempDir()
+	writeTestChain(t, dir, "pod-a", 3, 0)
+	args := append([]string{"verify", dir}, anchorArgs(t)...)
+	if out, err := runAudit(t, args...); err != nil || !strings.Contains(out, `chain "pod-a": OK`) {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	if err := Run(t.Context(), []string{"audit", "export", dir, "--format", "jsonl", "--chain", "pod-a"}, &out, io.Discard); err != nil || strings.Count(out.String(), "\n") < 8 {
+		t.Fatalf("export: %v\n%s", err, out.String())
+	}
+}
