@@ -2,17 +2,20 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,6 +54,9 @@ type Deps struct {
 	// ACMERetry is the first wait before asking the ACME authority again
 	// when start-up found no certificate (default 5 s, doubling up to 5 min).
 	ACMERetry time.Duration
+	// Stdout receives the audit records shipped as JSON lines
+	// (audit.ship.stdout); default os.Stdout.
+	Stdout io.Writer
 }
 
 // Proxy is a fully wired roc-proxy, ready to serve.
@@ -85,6 +91,11 @@ type Proxy struct {
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
 	configReload chan configReloadRequest
+
+	// checkpointKey signs the audit chain's open record and checkpoints:
+	// ORG_SIGN (following its renewals), or audit.checkpoint_key
+	// (following its own files).
+	checkpointKey atomic.Pointer[mtls.Identity]
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -235,13 +246,21 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
 	}
+	if cfg.Audit.CheckpointKey != nil {
+		p.digests["audit.checkpoint_key"] = sourceDigest(cfg.Audit.CheckpointKey)
+	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
+		p.checkpointKey.Store(mat.Checkpoint)
+		var sinks []audit.Sink
+		if sinks, err = auditSinks(&cfg.Audit.Ship, chainID(cfg.Audit.ChainID, d.Getenv), d); err != nil {
+			return nil, err
+		}
 		p.audit, err = audit.Open(audit.Options{
 			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-			Signer: mat.Checkpoint.Signer(), Cert: mat.Checkpoint.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
-			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync,
+			Signer: p.checkpointSigner, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync, Sinks: sinks,
 		})
 		if err != nil {
 			return nil, err
@@ -266,6 +285,62 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	p.handler.Store(h)
 	p.transports = transports
 	return p, nil
+}
+
+// auditSinks builds the shipping sinks of audit.ship.
+func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, error) {
+	var sinks []audit.Sink
+	if ship.Stdout {
+		w := d.Stdout
+		if w == nil {
+			w = os.Stdout
+		}
+		sinks = append(sinks, &audit.StdoutSink{W: w})
+	}
+	if sl := ship.Syslog; sl != nil {
+		o := audit.SyslogOptions{Address: sl.Address, Hostname: sl.Hostname, AppName: sl.AppName, ProcID: chain, Timeout: sl.Timeout,
+			Facility: slices.Index(config.SyslogFacilities, sl.Facility)}
+		if o.Hostname == "" {
+			getenv := d.Getenv
+			if getenv == nil {
+				getenv = os.Getenv
+			}
+			if o.Hostname = getenv("POD_NAME"); o.Hostname == "" {
+				o.Hostname, _ = os.Hostname()
+			}
+		}
+		if sl.Transport == "tls" {
+			roots, err := trust.ReadCertificates(sl.CA)
+			if err != nil {
+				return nil, fmt.Errorf("audit.ship.syslog.ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			for _, c := range roots {
+				pool.AddCert(c)
+			}
+			serverName := sl.ServerName
+			if serverName == "" {
+				serverName, _, _ = net.SplitHostPort(sl.Address)
+			}
+			co := mtls.CollectorOptions{ServerName: serverName, RootCAs: pool, Now: d.Now}
+			if sl.Cert != "" {
+				cert, err := tls.LoadX509KeyPair(sl.Cert, sl.Key)
+				if err != nil {
+					return nil, fmt.Errorf("audit.ship.syslog.cert: %s with %s: %w", sl.Cert, sl.Key, err)
+				}
+				co.ClientCertificate = &cert
+			}
+			o.TLS = mtls.CollectorConfig(co)
+		}
+		sinks = append(sinks, audit.NewSyslogSink(o))
+	}
+	return sinks, nil
+}
+
+// checkpointSigner is the audit log's signer: the current checkpoint key.
+func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
+	id := p.checkpointKey.Load()
+	return id.Signer(), id.Leaf
 }
 
 // buildHandler builds the routes of cfg, with the trust bundles of store,
