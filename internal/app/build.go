@@ -252,6 +252,9 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			}
 		}()
 	}
+	if err := p.zeroSeries(cfg); err != nil {
+		return nil, err
+	}
 	for _, name := range mat.Store.Names() {
 		b := mat.Store.Bundle(name)
 		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
@@ -338,6 +341,9 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if rs := r.ResponseSignature; rs.Policy != "off" {
 			roots, inter := store.Pools(rs.Trust...)
 			spec.Enforce = rs.Policy == "enforce"
+			for _, result := range []string{"valid", "invalid", "absent"} {
+				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
+			}
 			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
 		}
 		if r.Token != nil {
@@ -640,4 +646,43 @@ func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
 		return nil, false
 	}
 	return missing, pastBudget
+}
+
+// auditFailureStages are the stages of roc_proxy_audit_failures_total
+// (internal/audit's Log.failed).
+var auditFailureStages = []string{"open", "write", "sync", "truncate", "sign"}
+
+// zeroSeries makes the failure series ops alert on exist at 0 from the
+// start. Prometheus sees a counter series that appears at 1 with no
+// earlier sample: increase() over it is 0, and a first audit failure or
+// refused reload, then recovery, would never alert. Series of what is not
+// in use are not made (an audit health of 0 without an audit log would be
+// a permanent false alarm).
+func (p *Proxy) zeroSeries(cfg *config.Config) error {
+	m := p.metrics
+	sources := []string{"identity.auth"}
+	if cfg.Identity.Sign != nil {
+		sources = append(sources, "identity.sign")
+	}
+	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
+		sources = append(sources, "listen.tls")
+	} else if t != nil {
+		sources = append(sources, "listen.tls.acme")
+	}
+	for _, source := range sources {
+		for _, result := range []string{"ok", "error"} {
+			m.CertificateReloads.WithLabelValues(source, result)
+		}
+	}
+	if p.audit == nil {
+		p.registry.Unregister(m.AuditHealthy)
+		return nil
+	}
+	for _, stage := range auditFailureStages {
+		m.AuditFailures.WithLabelValues(stage)
+	}
+	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	return nil
 }
