@@ -388,11 +388,15 @@ func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.Con
 // the warning of the certificate it renews.
 func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 	subject := trust.SubjectDN(c)
-	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	key := source + "|" + c.SerialNumber.Text(16)
-	if strings.HasPrefix(source, "identity.") {
+	if !strings.HasPrefix(source, "trust_bundles.") {
+		// One certificate per source (identity.*, listen.tls): a renewal
+		// replaces the series of the certificate it renews, whose expiry
+		// would keep the expiry alert firing.
 		key = source
+		p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
 	}
+	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	p.warnMu.Lock()
 	defer p.warnMu.Unlock()
 	if p.warnings == nil {

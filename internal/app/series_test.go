@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,12 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/zap/zaptest"
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
@@ -197,5 +200,62 @@ func TestAuditVolumeBytes(t *testing.T) {
 	// at most.
 	if d := free - avail*bsize; d > 256<<20 || d < -256<<20 {
 		t.Errorf("free %v bytes, stat -f says %v", free, avail*bsize)
+	}
+}
+
+// A renewed ORG_AUTH_CLI replaces the expiry series of the certificate it
+// renews: the old one (expiring soon: the reason for the renewal) would
+// keep RocProxyCertificateExpiringSoon firing after the renewal, until a
+// restart.
+func TestRenewalReplacesExpirySeries(t *testing.T) {
+	e := newTestEnv(t)
+	auth := filepath.Join(e.dir, "renewable.p12")
+	data, _ := os.ReadFile(e.files.AuthP12)
+	os.WriteFile(auth, data, 0o600)
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, admin := serve(t, p)
+	oldSerial := e.pki.AuthCli.Cert.SerialNumber.Text(16)
+	if _, ok := sample(scrape(t, admin), "roc_proxy_certificate_not_after_timestamp_seconds", map[string]string{"source": "identity.auth", "serial": oldSerial}); !ok {
+		t.Fatal("no expiry series for the configured ORG_AUTH_CLI")
+	}
+	renewed, err := e.pki.SanteOrg.Issue(testpki.Template{Subject: testpki.OrgName(testpki.AuthCliCN),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12, err := renewed.PKCS12(pkcs12.Modern, testPassword, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, auth, p12)
+	newSerial := renewed.Cert.SerialNumber.Text(16)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := sample(scrape(t, admin), "roc_proxy_certificate_not_after_timestamp_seconds", map[string]string{"source": "identity.auth", "serial": newSerial}); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the renewed certificate's expiry is not exported")
+		}
+	}
+	f := scrape(t, admin)["roc_proxy_certificate_not_after_timestamp_seconds"]
+	n := 0
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "source" && l.GetValue() == "identity.auth" {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d expiry series for identity.auth after the renewal, want 1 (the renewed certificate's)", n)
 	}
 }
