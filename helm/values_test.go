@@ -109,7 +109,7 @@ func checkAdaptations(t *testing.T, objs map[string]any) {
 			if r.Alert == "RocProxyCertificateExpiringSoon" && (r.For != "2h" || r.Labels["severity"] != "critical" || r.Labels["page"] != "true") {
 				t.Errorf("override of %s: for %q, labels %v", r.Alert, r.For, r.Labels)
 			}
-			if r.Alert == "RocProxyRevocationDataStale" && (r.For != "15m" || r.Labels["severity"] != "warning") {
+			if r.Alert == "RocProxyCRLNeverFetched" && (r.For != "15m" || r.Labels["severity"] != "warning") {
 				t.Errorf("%s changed without an override: for %q, labels %v", r.Alert, r.For, r.Labels)
 			}
 		}
