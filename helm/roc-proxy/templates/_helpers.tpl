@@ -38,9 +38,24 @@ of the user's the chart cannot see the routes, and assumes it is. */}}
 {{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end -}}
 {{- end -}}
 
-{{/* A volume that only one pod can mount at a time. */}}
+{{/* The workload: a StatefulSet (a volume per replica, stable chain ids)
+when the audit log is in use, a Deployment for pass-through routes; or
+workload. */}}
+{{- define "roc-proxy.workload" -}}
+{{- $w := .Values.workload | default "auto" -}}
+{{- if eq $w "auto" }}{{ $w = ternary "statefulset" "deployment" (eq (include "roc-proxy.signs" .) "true") }}{{ end -}}
+{{- ternary "StatefulSet" "Deployment" (eq $w "statefulset") -}}
+{{- end -}}
+
+{{/* One claim mounted by every pod: the Deployment's, or an existing claim
+given to the StatefulSet (otherwise each replica has its own). */}}
+{{- define "roc-proxy.sharedClaim" -}}
+{{- if and .Values.persistence.enabled (or (eq (include "roc-proxy.workload" .) "Deployment") .Values.persistence.existingClaim) }}true{{ end -}}
+{{- end -}}
+
+{{/* A shared claim that only one pod can mount at a time. */}}
 {{- define "roc-proxy.singleAttach" -}}
-{{- if and .Values.persistence.enabled (ne .Values.persistence.accessMode "ReadWriteMany") }}true{{ end -}}
+{{- if and (include "roc-proxy.sharedClaim" .) (ne .Values.persistence.accessMode "ReadWriteMany") }}true{{ end -}}
 {{- end -}}
 
 {{/* GOMEMLIMIT: goMemLimitPercent of resources.limits.memory, in MiB. */}}
@@ -87,8 +102,10 @@ of the user's the chart cannot see the routes, and assumes it is. */}}
 {{- $max := int (include "roc-proxy.maxReplicas" .) -}}
 {{- $mode := .Values.persistence.accessMode -}}
 {{- if and (include "roc-proxy.singleAttach" .) (gt $max 1) -}}
-{{- if include "roc-proxy.signs" . -}}
-{{- fail (printf "persistence.accessMode: %d replicas cannot share a %s audit volume; set ReadWriteMany (each replica writes its own chain, named after its pod), or run one replica (replicaCount: 1, autoscaling.enabled: false)" $max $mode) -}}
+{{- if eq (include "roc-proxy.workload" .) "StatefulSet" -}}
+{{- fail (printf "persistence.existingClaim: %d replicas cannot share the %s claim %q; leave existingClaim empty (each replica gets its own volume), or give a ReadWriteMany claim (persistence.accessMode: ReadWriteMany)" $max $mode .Values.persistence.existingClaim) -}}
+{{- else if include "roc-proxy.signs" . -}}
+{{- fail (printf "persistence.accessMode: %d replicas cannot share a %s audit volume; set workload: statefulset (a volume per replica, the default when routes sign), or ReadWriteMany (each replica writes its own chain, named after its pod), or run one replica (replicaCount: 1, autoscaling.enabled: false)" $max $mode) -}}
 {{- else -}}
 {{- fail (printf "persistence.enabled: no route signs tokens, so the volume would only hold the revocation cache, and %d replicas cannot share a %s volume; set persistence.enabled: false (each pod keeps its cache in an emptyDir), or persistence.accessMode: ReadWriteMany" $max $mode) -}}
 {{- end -}}
