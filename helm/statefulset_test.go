@@ -225,3 +225,24 @@ func TestNotesExportAuditThroughExec(t *testing.T) {
 		t.Errorf("NOTES of a pass-through install talk of audit files:\n%s", text)
 	}
 }
+
+// The migration the chart README gives: one replica of the StatefulSet
+// that also mounts the previous Deployment's claim, read-only, where
+// roc-proxy audit export reads it.
+func TestMigrationValues(t *testing.T) {
+	s := renderObjs(t, "-f", "testdata/signing.yaml", "--set", "replicaCount=1",
+		"--set", "extraVolumes[0].name=previous", "--set", "extraVolumes[0].persistentVolumeClaim.claimName=rel-roc-proxy",
+		"--set", "extraVolumes[0].persistentVolumeClaim.readOnly=true",
+		"--set", "extraVolumeMounts[0].name=previous", "--set", "extraVolumeMounts[0].mountPath=/var/lib/roc-proxy-previous",
+		"--set", "extraVolumeMounts[0].readOnly=true")["StatefulSet"].(*appsv1.StatefulSet)
+	previous, mounted := false, false
+	for _, v := range s.Spec.Template.Spec.Volumes {
+		previous = previous || v.Name == "previous" && v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "rel-roc-proxy" && v.PersistentVolumeClaim.ReadOnly
+	}
+	for _, m := range s.Spec.Template.Spec.Containers[0].VolumeMounts {
+		mounted = mounted || m.Name == "previous" && m.MountPath == "/var/lib/roc-proxy-previous" && m.ReadOnly
+	}
+	if !previous || !mounted || len(s.Spec.VolumeClaimTemplates) != 1 {
+		t.Errorf("previous claim: volume %v, mounted %v, claim templates %d", previous, mounted, len(s.Spec.VolumeClaimTemplates))
+	}
+}
