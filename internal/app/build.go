@@ -252,9 +252,6 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			}
 		}()
 	}
-	if err := p.zeroSeries(cfg); err != nil {
-		return nil, err
-	}
 	for _, name := range mat.Store.Names() {
 		b := mat.Store.Bundle(name)
 		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
@@ -268,6 +265,9 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	p.handler.Store(h)
 	p.transports = transports
+	if err := p.zeroSeries(cfg); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
