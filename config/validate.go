@@ -351,8 +351,11 @@ func validFetchURL(p *problems, path, raw string, fileOK bool) {
 			p.add(path, "%q has no host", raw)
 		}
 	case u.Scheme == "file" && fileOK:
-		if u.Path == "" {
-			p.add(path, "%q has no path", raw)
+		// RFC 8089: file:///p, file:/p and file://localhost/p name /p; a
+		// host or a relative path would be read relative to the working
+		// directory.
+		if u.Host != "" && !strings.EqualFold(u.Host, "localhost") || !strings.HasPrefix(u.Path, "/") {
+			p.add(path, "%q: a file URL names an absolute path on this machine (file:///path)", raw)
 		}
 	case u.Scheme == "ldap" || u.Scheme == "ldaps":
 		p.add(path, "%q: LDAP is not fetched; publish the list over HTTP (or as a file) and give that URL", raw)

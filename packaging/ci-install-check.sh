@@ -3,8 +3,9 @@
 # checks it: the unit (systemd-analyze verify, and its hardening score), the
 # files and their modes, the configuration check from the installed paths
 # run as the service user with certificates made the way the README says
-# (roc-proxy csr, the authority signs, roc-proxy p12 build), then removal
-# and purge, leaving nothing but the audit log the establishment must keep.
+# (roc-proxy csr, the authority signs, roc-proxy p12 build), a reinstall
+# over it (the scripts an upgrade runs), then removal and purge, leaving
+# nothing but the audit log the establishment must keep.
 # Needs root and no running systemd. Used by .ci/run.
 # Usage: packaging/ci-install-check.sh dist/roc-proxy_VERSION_ARCH.deb
 set -eu
@@ -72,6 +73,14 @@ cd /
 
 echo "-- roc-proxy config check, as the service user, on the installed configuration"
 runuser -u roc-proxy -- /usr/bin/roc-proxy config check /etc/roc-proxy/roc-proxy.yaml
+
+echo "-- dpkg -i again (reinstall, as an upgrade runs the same scripts): the certificates stay readable"
+echo "# edited by the administrator" >> /etc/roc-proxy/roc-proxy.yaml
+dpkg -i "$deb"
+tail -1 /etc/roc-proxy/roc-proxy.yaml | grep -qx "# edited by the administrator" || fail "reinstall replaced the edited configuration"
+[ "$(stat -c '%U:%G %a' /etc/roc-proxy/private)" = "root:roc-proxy 750" ] ||
+  fail "/etc/roc-proxy/private after reinstall: $(stat -c '%U:%G %a' /etc/roc-proxy/private)"
+runuser -u roc-proxy -- /usr/bin/roc-proxy config check /etc/roc-proxy/roc-proxy.yaml >/dev/null
 
 echo "-- dpkg -r: the program goes, the configuration stays"
 rm -f /etc/roc-proxy/private/* /etc/roc-proxy/trust/igc-osi/ci-test-ca.pem

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // unit is a systemd unit file: section.Key -> values in order.
@@ -196,47 +197,9 @@ func packagedConfig(t *testing.T) packaged {
 // ends it cleanly within TimeoutStopSec.
 func TestSystemdUnitCommands(t *testing.T) {
 	u := readUnit(t)
-	bin := filepath.Join(t.TempDir(), "roc-proxy")
-	build := exec.Command("sh", "scripts/build.sh", bin, "v0.0.0-unit-test", "unit")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	dir := t.TempDir()
-	p := testpki.MustShared(t)
-	os.MkdirAll(filepath.Join(dir, "pki"), 0o700)
-	files, err := p.WriteFiles(filepath.Join(dir, "pki"), "unit-test", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	osi := filepath.Join(dir, "igc-osi")
-	os.MkdirAll(osi, 0o755)
-	data, _ := os.ReadFile(files.OSIBundle)
-	os.WriteFile(filepath.Join(osi, "osi.pem"), data, 0o644)
-	// The installed paths, mapped; the public bundles replaced by the test
-	// authorities and the CRL by a closed loopback port, so that nothing
-	// leaves 127.0.0.1.
-	cfgText, _ := os.ReadFile("roc-proxy.yaml")
-	cfg := strings.NewReplacer(
-		"/etc/roc-proxy/private/org-auth-cli.p12", files.AuthP12,
-		"/etc/roc-proxy/private/org-auth-cli.password", files.PasswordFile,
-		"/etc/roc-proxy/private/org-sign.p12", files.SignP12,
-		"/etc/roc-proxy/private/org-sign.password", files.PasswordFile,
-		"/usr/share/roc-proxy/bundles/igc-sante-prod.pem", files.SanteBundle,
-		"/usr/share/roc-proxy/bundles/igc-sante-test.pem", files.SanteBundle,
-		"/etc/roc-proxy/trust/igc-osi/", osi+"/",
-		"/var/lib/roc-proxy/", filepath.Join(dir, "state")+"/",
-		"/var/cache/roc-proxy/", filepath.Join(dir, "cache")+"/",
-		"http://igc-sante.esante.gouv.fr/CRL/ACI-EL-ORG.crl", "http://127.0.0.1:1/ACI-EL-ORG.crl",
-		"127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9090", "127.0.0.1:0",
-	).Replace(string(cfgText))
-	for _, leak := range []string{"/etc/roc-proxy", "/usr/share", "/var/", "esante.gouv.fr", ":8080", ":9090"} {
-		if strings.Contains(stripComments(cfg), leak) {
-			t.Fatalf("unmapped path or address %q left in the test configuration:\n%s", leak, cfg)
-		}
-	}
-	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o640)
+	bin := buildForUnit(t)
+	cfgPath := filepath.Join(t.TempDir(), "roc-proxy.yaml")
+	os.WriteFile(cfgPath, []byte(packagedTestConfig(t)), 0o640)
 
 	args := strings.Fields(u.one("Service.ExecStart"))
 	args[0], args[3] = bin, cfgPath
@@ -278,6 +241,60 @@ func TestSystemdUnitCommands(t *testing.T) {
 	if !strings.Contains(logs.String(), "roc-proxy stopped") {
 		t.Errorf("no clean stop in the log:\n%s", logs.String())
 	}
+}
+
+// buildForUnit builds the program with the same script as the packages.
+func buildForUnit(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "roc-proxy")
+	build := exec.Command("sh", "scripts/build.sh", bin, "v0.0.0-unit-test", "unit")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// packagedTestConfig is the packaged configuration with its installed
+// paths mapped to test material: the public bundles replaced by the test
+// authorities and the CRL by a closed loopback port, so that nothing
+// leaves 127.0.0.1.
+func packagedTestConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := testpki.MustShared(t)
+	os.MkdirAll(filepath.Join(dir, "pki"), 0o700)
+	files, err := p.WriteFiles(filepath.Join(dir, "pki"), "unit-test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	osi := filepath.Join(dir, "igc-osi")
+	os.MkdirAll(osi, 0o755)
+	data, _ := os.ReadFile(files.OSIBundle)
+	os.WriteFile(filepath.Join(osi, "osi.pem"), data, 0o644)
+	cfgText, _ := os.ReadFile("roc-proxy.yaml")
+	cfg := strings.NewReplacer(
+		"/etc/roc-proxy/private/org-auth-cli.p12", files.AuthP12,
+		"/etc/roc-proxy/private/org-auth-cli.password", files.PasswordFile,
+		"/etc/roc-proxy/private/org-sign.p12", files.SignP12,
+		"/etc/roc-proxy/private/org-sign.password", files.PasswordFile,
+		"/usr/share/roc-proxy/bundles/igc-sante-prod.pem", files.SanteBundle,
+		"/usr/share/roc-proxy/bundles/igc-sante-test.pem", files.SanteBundle,
+		"/etc/roc-proxy/trust/igc-osi/", osi+"/",
+		"/var/lib/roc-proxy/", filepath.Join(dir, "state")+"/",
+		"/var/cache/roc-proxy/", filepath.Join(dir, "cache")+"/",
+		"http://igc-sante.esante.gouv.fr/CRL/ACI-EL-ORG.crl", "http://127.0.0.1:1/ACI-EL-ORG.crl",
+		// revocation.issuers must name an authority of the bundles (issue
+		// 10): the production ACI's subject becomes the test one's.
+		"CN=AC IGC-SANTE ELEMENTAIRE ORGANISATIONS,OU=IGC-SANTE,OU=0002 187512751,O=ASIP-SANTE,C=FR", trust.SubjectDN(p.SanteOrg.Cert),
+		"127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:9090", "127.0.0.1:0",
+	).Replace(string(cfgText))
+	for _, leak := range []string{"/etc/roc-proxy", "/usr/share", "/var/", "esante.gouv.fr", ":8080", ":9090"} {
+		if strings.Contains(stripComments(cfg), leak) {
+			t.Fatalf("unmapped path or address %q left in the test configuration:\n%s", leak, cfg)
+		}
+	}
+	return cfg
 }
 
 func stripComments(s string) string {

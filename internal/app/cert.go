@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -215,7 +216,7 @@ func readCertFile(path, pwFile string) (*x509.Certificate, []*x509.Certificate, 
 	case errors.Is(err, pkcs12.ErrIncorrectPassword):
 		return nil, nil, fmt.Errorf("%s: wrong PKCS#12 password (--password-file)", path)
 	case err != nil:
-		return nil, nil, fmt.Errorf("%s: neither a certificate (PEM, DER) nor a PKCS#12 file: %v", path, err)
+		return nil, nil, fmt.Errorf("%s: neither a certificate (PEM, DER) nor a PKCS#12 file: %s", path, mtls.PKCS12Problem(err))
 	}
 	return leaf, cas, nil
 }
@@ -269,6 +270,15 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 	if *csrOut == "" {
 		*csrOut = *role + ".csr"
 	}
+	// The request is the file sent to the IGC-Santé portal: the key must
+	// never be written where it goes.
+	if ka, err1 := filepath.Abs(*keyOut); err1 == nil {
+		if ca, err2 := filepath.Abs(*csrOut); err2 == nil && ka == ca {
+			fmt.Fprintf(stderr, "csr: --key-out and --csr-out name the same file (%s)\n", *keyOut)
+			fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
+			return ErrUsage
+		}
+	}
 	key, err := rsa.GenerateKey(rand.Reader, *bits)
 	if err != nil {
 		return err
@@ -285,21 +295,56 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeNew(*keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	// Both files are made (never replacing one) before anything is
+	// written, so that a request path already taken leaves no key behind
+	// without its request.
+	keyFile, err := createNew(*keyOut, 0o600)
+	if err != nil {
 		return err
 	}
-	if err := writeNew(*csrOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), 0o644); err != nil {
+	csrFile, err := createNew(*csrOut, 0o644)
+	if err != nil {
+		keyFile.Close()
+		os.Remove(*keyOut)
 		return err
 	}
+	written := false
+	defer func() {
+		keyFile.Close()
+		csrFile.Close()
+		if !written {
+			os.Remove(*keyOut)
+			os.Remove(*csrOut)
+		}
+	}()
+	if _, err := keyFile.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+		return err
+	}
+	if _, err := csrFile.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})); err != nil {
+		return err
+	}
+	if err := keyFile.Close(); err != nil {
+		return err
+	}
+	if err := csrFile.Close(); err != nil {
+		return err
+	}
+	written = true
 	fmt.Fprintf(stdout, "key: %s (mode 0600)\nrequest: %s\nsubject: %s\nSubmit the request on the IGC-Santé portal; roc-proxy completes the chain of the certificate you get back.\n",
 		*keyOut, *csrOut, subject.String())
 	return nil
 }
 
-// writeNew creates path with data, refusing to replace a file (a key lost
-// to an overwrite is a certificate to order again).
+// createNew creates path, refusing to replace a file or to follow a
+// symbolic link (a key lost to an overwrite is a certificate to order
+// again).
+func createNew(path string, mode os.FileMode) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+}
+
+// writeNew creates path with data, refusing to replace a file.
 func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	f, err := createNew(path, mode)
 	if err != nil {
 		return err
 	}
@@ -350,6 +395,11 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 	pw, err := mtls.ReadPasswordFile(*pwFile)
 	if err != nil {
 		return err
+	}
+	if pw == "" {
+		// A failed "--password-file <(pass show ...)" gives an empty file:
+		// an empty password would protect the key with nothing.
+		return fmt.Errorf("--password-file %s is empty: refusing to protect the private key with an empty password", *pwFile)
 	}
 	store, err := toolStore(bundles)
 	if err != nil {

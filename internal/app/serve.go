@@ -25,6 +25,14 @@ import (
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// SIGHUP (systemctl reload) is asked for first: its default action
+	// would end the process if it came while the configuration and the
+	// certificates load (Type=exec services count as started at exec). One
+	// that comes then is kept and reloads once serving, since the files may
+	// have changed after they were read.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	fs.Usage = func() {
@@ -61,9 +69,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen.admin: %w", err)
 	}
 	// SIGHUP reloads the routes and trust bundles.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {

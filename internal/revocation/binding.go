@@ -83,6 +83,17 @@ func (b *Binding) Release() {
 	b.c.bindingsMu.Unlock()
 }
 
+// liveBindings returns the standing checks of the open connections.
+func (c *Checker) liveBindings() []*Binding {
+	c.bindingsMu.Lock()
+	defer c.bindingsMu.Unlock()
+	bs := make([]*Binding, 0, len(c.bindings))
+	for b := range c.bindings {
+		bs = append(bs, b)
+	}
+	return bs
+}
+
 // evaluate computes the verdict of the chain from the cache.
 func (b *Binding) evaluate() error {
 	c := b.c
@@ -132,13 +143,7 @@ func (c *Checker) sweepSoon() {
 func (c *Checker) sweep() {
 	for {
 		for c.sweepPending.Swap(false) {
-			c.bindingsMu.Lock()
-			bs := make([]*Binding, 0, len(c.bindings))
-			for b := range c.bindings {
-				bs = append(bs, b)
-			}
-			c.bindingsMu.Unlock()
-			for _, b := range bs {
+			for _, b := range c.liveBindings() {
 				err := b.evaluate()
 				if re, ok := err.(*Error); ok && re.Status == StatusRevoked && b.onRevoked != nil && !b.closed.Swap(true) {
 					c.bindingsMu.Lock()

@@ -22,6 +22,16 @@ import (
 // certificates are checked for the request at hand and not kept.
 const maxCertEntries = 50000
 
+// maxLearnedURLs bounds, per authority, the CRL URLs learnt from the
+// certificates it issued (each is fetched at every refresh, and is a
+// metric label) and the OCSP responder URLs named in metric labels: an
+// authority careless enough to let each partner certificate carry URLs of
+// its own must not grow the proxy's work or its metrics without end.
+const maxLearnedURLs = 8
+
+// otherURL is the metric label of an OCSP responder URL past the bound.
+const otherURL = "other"
+
 // Options are what a Checker depends on.
 type Options struct {
 	Config  config.Revocation
@@ -82,6 +92,13 @@ type issuerState struct {
 	// certificateHold), from any source, fresh or not.
 	final    map[serialKey]finalRevocation
 	override *config.RevocationIssuer
+	// ocspLabels are the responder URLs read from certificates that may
+	// name metric series (at most maxLearnedURLs); learnt counts the CRL
+	// URLs learnt from certificates; capWarned is set once the bound was
+	// logged.
+	ocspLabels map[string]bool
+	learnt     int
+	capWarned  bool
 }
 
 // certState is one certificate whose status was asked for.
@@ -120,7 +137,7 @@ func New(o Options) (*Checker, error) {
 		c.client = &http.Client{Timeout: o.Config.FetchTimeout, CheckRedirect: noRedirect}
 	}
 	if o.Config.CacheDir != "" {
-		s, err := openDiskStore(o.Config.CacheDir)
+		s, err := openDiskStore(o.Config.CacheDir, o.Config.FetchTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -275,6 +292,21 @@ func (c *Checker) track(st *issuerState, cert *x509.Certificate, k serialKey) {
 	c.certCount++
 }
 
+// inUseLocked marks cert as in use at now, tracking it again if the
+// cache dropped it; c.mu held.
+func (c *Checker) inUseLocked(st *issuerState, cert *x509.Certificate, k serialKey, now time.Time) {
+	cs := st.certs[k]
+	if cs == nil {
+		if c.certCount >= maxCertEntries {
+			return
+		}
+		cs = &certState{cert: cert}
+		st.certs[k] = cs
+		c.certCount++
+	}
+	cs.lastUsed.Store(now.Unix())
+}
+
 // issuerLocked finds the state of issuer (same name and key); c.mu held.
 func (c *Checker) issuerLocked(issuer *x509.Certificate) *issuerState {
 	for _, st := range c.issuers[string(issuer.RawSubject)] {
@@ -302,7 +334,7 @@ func (c *Checker) issuer(ca *x509.Certificate) *issuerState {
 		return st
 	}
 	st = &issuerState{cert: ca, label: c.o.Subject(ca), certs: map[serialKey]*certState{}, crls: map[string]*crl{}, deltas: map[string]*crl{},
-		sources: map[string]*crlSource{}, final: map[serialKey]finalRevocation{}, override: c.overrideFor(ca)}
+		sources: map[string]*crlSource{}, final: map[serialKey]finalRevocation{}, override: c.overrideFor(ca), ocspLabels: map[string]bool{}}
 	if st.override != nil {
 		for _, u := range st.override.CRLURLs {
 			c.addSourceLocked(st, u, false, true)
@@ -329,15 +361,54 @@ func (c *Checker) overrideFor(ca *x509.Certificate) *config.RevocationIssuer {
 
 // addSourceLocked records a CRL URL of st; its metric series exist from
 // then on (nextUpdate 0 until a CRL is cached), so that "never fetched" is
-// visible.
+// visible. A URL that is not configured is kept only within
+// maxLearnedURLs (nil past it).
 func (c *Checker) addSourceLocked(st *issuerState, u string, delta, configured bool) *crlSource {
 	if s := st.sources[u]; s != nil {
 		s.configured = s.configured || configured
 		return s
+	}
+	if !configured {
+		if st.learnt >= maxLearnedURLs {
+			c.warnCapLocked(st, u)
+			return nil
+		}
+		st.learnt++
 	}
 	s := &crlSource{url: u, delta: delta, configured: configured}
 	st.sources[u] = s
 	c.o.Metrics.RevocationNextUpdate.WithLabelValues(SourceCRL, u).Add(0)
 	c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, u).Add(0)
 	return s
+}
+
+// warnCapLocked logs, once per authority, that its certificates name more
+// URLs than are followed; c.mu held.
+func (c *Checker) warnCapLocked(st *issuerState, u string) {
+	if st.capWarned {
+		return
+	}
+	st.capWarned = true
+	c.o.Logger.Warn("the certificates of this authority name more revocation URLs than are followed: configure its URLs in revocation.issuers",
+		zap.String("issuer", st.label), zap.Int("max_urls", maxLearnedURLs), zap.String("url_not_followed", u))
+}
+
+// urlLabel is the metric label of URL u of st: a configured or CRL source
+// URL as is (those are bounded), an OCSP responder URL read from a
+// certificate only within maxLearnedURLs per authority.
+func (c *Checker) urlLabel(st *issuerState, source, u string) string {
+	if source != SourceOCSP || st.override != nil && st.override.OCSPURL == u {
+		return u
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.ocspLabels[u] {
+		return u
+	}
+	if len(st.ocspLabels) >= maxLearnedURLs {
+		c.warnCapLocked(st, u)
+		return otherURL
+	}
+	st.ocspLabels[u] = true
+	return u
 }

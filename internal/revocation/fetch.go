@@ -85,7 +85,7 @@ func (c *Checker) fetchOCSP(ctx context.Context, cert, issuer *x509.Certificate,
 		if err != nil {
 			return err
 		}
-		res, err := c.get(fctx, responder, req, c.o.Config.MaxOCSPBytes, nil)
+		res, err := c.get(fctx, responder, req, c.o.Config.MaxOCSPBytes, nil, false)
 		if err != nil {
 			return c.fetchFailed(st, SourceOCSP, responder, err)
 		}
@@ -145,6 +145,8 @@ func refusal(reason string, this, next time.Time) error {
 		return fmt.Errorf("%w (thisUpdate %s)", ErrOlderThanCached, this.UTC().Format(time.RFC3339))
 	case refusedFinal:
 		return ErrRevokedIsFinal
+	case refusedResponderRevoked:
+		return fmt.Errorf("%w: the delegated responder's certificate is revoked by its authority", ErrResponder)
 	}
 	return ErrDeltaBaseMismatch
 }
@@ -240,6 +242,22 @@ func (c *Checker) learnCRLURLs(st *issuerState, cert *x509.Certificate) {
 	}
 }
 
+// learnableLocked reports whether u may become a CRL source of st without
+// being configured: an http(s) URL, where the configuration does not
+// replace the certificates' own URLs of that kind; c.mu held.
+func (c *Checker) learnableLocked(st *issuerState, u string, delta bool) bool {
+	if len(usableURLs([]string{u})) == 0 {
+		return false
+	}
+	if st.override == nil {
+		return true
+	}
+	if delta {
+		return len(st.override.DeltaCRLURLs) == 0
+	}
+	return len(st.override.CRLURLs) == 0
+}
+
 // fetchCRL fetches one CRL of st's authority (conditionally, when one is
 // cached) and caches it when it verifies and is newer.
 func (c *Checker) fetchCRL(ctx context.Context, st *issuerState, s *crlSource, sync bool) error {
@@ -264,7 +282,7 @@ func (c *Checker) fetchCRL(ctx context.Context, st *issuerState, s *crlSource, s
 			}
 		}
 		c.mu.RUnlock()
-		res, err := c.get(fctx, s.url, nil, c.o.Config.MaxCRLBytes, cond)
+		res, err := c.get(fctx, s.url, nil, c.o.Config.MaxCRLBytes, cond, s.configured)
 		if err != nil {
 			return c.fetchFailed(st, SourceCRL, s.url, err)
 		}
@@ -369,7 +387,7 @@ func (c *Checker) fetchFailed(st *issuerState, source, u string, err error) erro
 	case errors.Is(err, ErrRevokedIsFinal):
 		reason = refusedFinal
 	}
-	c.o.Metrics.RevocationFetchErrors.WithLabelValues(source, reason, st.label, u).Inc()
+	c.o.Metrics.RevocationFetchErrors.WithLabelValues(source, reason, st.label, c.urlLabel(st, source, u)).Inc()
 	c.o.Logger.Warn("revocation fetch failed", zap.String("source", source), zap.String("issuer", st.label), zap.String("url", u),
 		zap.String("reason", reason), zap.Error(err))
 	return fmt.Errorf("%s: %w", u, err)
@@ -387,9 +405,16 @@ type fetched struct {
 }
 
 // get fetches u (POSTing body when set, with the conditional headers
-// cond), reading at most limit bytes, within ctx.
-func (c *Checker) get(ctx context.Context, u string, body []byte, limit int64, cond http.Header) (*fetched, error) {
-	if path, ok := strings.CutPrefix(u, "file://"); ok {
+// cond), reading at most limit bytes, within ctx. A file URL is read only
+// when fileOK (a URL of the configuration).
+func (c *Checker) get(ctx context.Context, u string, body []byte, limit int64, cond http.Header, fileOK bool) (*fetched, error) {
+	if path, isFile, err := localPath(u); isFile {
+		if err == nil && !fileOK {
+			err = ErrNoUsableURL
+		}
+		if err != nil {
+			return nil, err
+		}
 		b, err := readFile(ctx, path, limit)
 		if err != nil {
 			return nil, err
@@ -437,6 +462,20 @@ func (c *Checker) get(ctx context.Context, u string, body []byte, limit int64, c
 		return nil, err
 	}
 	return res, nil
+}
+
+// localPath reads a file URL (RFC 8089: file:///p, file:/p and
+// file://localhost/p name /p; the scheme in any case): isFile reports a
+// file URL, err one that names no local absolute path.
+func localPath(raw string) (path string, isFile bool, err error) {
+	u, perr := url.Parse(raw)
+	if perr != nil || !strings.EqualFold(u.Scheme, "file") {
+		return "", false, nil
+	}
+	if (u.Host != "" && !strings.EqualFold(u.Host, "localhost")) || !strings.HasPrefix(u.Path, "/") {
+		return "", true, fmt.Errorf("%s: a file URL must name an absolute local path (file:///path)", raw)
+	}
+	return u.Path, true, nil
 }
 
 // readFile reads a configured local CRL within ctx. Only regular files are

@@ -78,7 +78,19 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 	var crls []crlJob
 	var ocsps []ocspJob
 	aged := map[*issuerState]bool{} // a certificate's status must be confirmed by a CRL
+	live := c.liveBindings()
 	c.mu.Lock()
+	// A chain held by an open pooled connection is in use, even when no
+	// new handshake asked about it: only its connection's standing check
+	// (Allow, which must stay a lock-free read) does. Without this, a
+	// partner served on the same keep-alive connections for more than a
+	// day would drop out of the refresh, and a revocation would be seen
+	// only at its answers' nextUpdate, not within max_status_age.
+	for _, b := range live {
+		for _, l := range b.links {
+			c.inUseLocked(l.st, l.cert, l.k, now)
+		}
+	}
 	for _, list := range c.issuers {
 		for _, st := range list {
 			for _, s := range st.sources {
@@ -175,9 +187,12 @@ func (c *Checker) refreshCRLs(ctx context.Context, jobs []crlJob, delta bool, no
 		switch {
 		case after != before:
 			j.s.idle, j.s.notBefore = 0, time.Time{}
-		case after == nil && err != nil:
-			// Never fetched: keep trying every check interval (readiness
-			// waits for it).
+		case after == nil && err != nil && j.s.configured:
+			// Configured and never fetched: keep trying every check
+			// interval (readiness waits for it). A URL read from a
+			// certificate that never answered backs off below: requests
+			// about its certificates still try it once per check
+			// interval.
 		default:
 			j.s.idle++
 			wait := min(c.o.Config.CheckInterval<<min(j.s.idle, 20), maxCRLBackoff, c.o.Config.MaxStatusAge)

@@ -1,6 +1,7 @@
 package revocation
 
 import (
+	"bytes"
 	"crypto/x509"
 	"time"
 )
@@ -59,11 +60,14 @@ func (c *Checker) decideLocked(st *issuerState, cs *certState, cert *x509.Certif
 	grace := c.o.Config.Grace
 	var crlGood, ocspGood verdict
 	for _, base := range st.crls {
-		if !base.covers(cert) {
-			continue
-		}
+		// What a CRL of the authority lists is revoked, whatever its scope
+		// (a serial names one certificate of the authority); what it does
+		// not list is good only for the certificates its scope covers.
 		if reason, listed := base.revoked[k]; listed && finalReason(reason) {
 			return verdict{status: StatusRevoked, source: SourceCRL, until: farFuture}
+		}
+		if !base.covers(cert) {
+			continue
 		}
 		if now.After(base.nextUpdate.Add(grace)) {
 			continue
@@ -133,6 +137,8 @@ const (
 	refusedOlder     = "older_than_cached"
 	refusedFinal     = "revoked_is_final"
 	refusedDeltaBase = "delta_base_mismatch"
+	// refusedResponderRevoked is counted with reason "invalid".
+	refusedResponderRevoked = "responder_revoked"
 )
 
 // ocspNewer reports whether answer a is newer than b (rule 2), and whether
@@ -152,8 +158,16 @@ func ocspNewer(a, b *ocspAnswer) (newer, same bool) {
 }
 
 // storeOCSPLocked applies rules 1 to 3 to a verified OCSP answer; c.mu
-// held. It returns why the answer was refused, or "".
+// held. It returns why the answer was refused, or "". An answer signed by
+// a delegated responder that the authority is known to have revoked (its
+// key may be in anyone's hands) is no answer at all.
 func (c *Checker) storeOCSPLocked(st *issuerState, cs *certState, k serialKey, a *ocspAnswer, now time.Time) string {
+	if r := a.responder; r != nil {
+		if rk, ok := keyOfSerial(r.SerialNumber); ok &&
+			c.decideLocked(st, st.certs[rk], r, rk, []string{SourceOCSP, SourceCRL}, now).status == StatusRevoked {
+			return refusedResponderRevoked
+		}
+	}
 	if a.status == StatusRevoked && finalReason(a.reason) {
 		c.finalLocked(st, k, SourceOCSP)
 	}
@@ -176,6 +190,17 @@ func (c *Checker) storeOCSPLocked(st *issuerState, cs *certState, k serialKey, a
 	cs.ocsp, cs.ocspAt = a, now
 	c.epoch.Add(1)
 	return ""
+}
+
+// finalsBesidesLocked records as final the revocations l lists that the
+// cached CRL old does not (those old lists are read from it directly);
+// c.mu held.
+func (c *Checker) finalsBesidesLocked(st *issuerState, l, old *crl) {
+	for k, reason := range l.revoked {
+		if _, listed := old.revoked[k]; !listed && finalReason(reason) {
+			c.finalLocked(st, k, SourceCRL)
+		}
+	}
 }
 
 // finalLocked records a final revocation (rule 1); c.mu held.
@@ -216,6 +241,12 @@ func (c *Checker) storeCRLLocked(st *issuerState, src *crlSource, l *crl, now ti
 		sameNumber := l.number.Cmp(old.number) == 0
 		if sameNumber && l.thisUpdate.Equal(old.thisUpdate) {
 			src.checkedAt = now
+			if !bytes.Equal(l.raw, old.raw) {
+				// The same CRL issued again with other contents: the
+				// cached one stays, and what the other lists besides is
+				// revoked all the same (rule 1).
+				c.finalsBesidesLocked(st, l, old)
+			}
 			return "", true
 		}
 		// A lower number or an earlier thisUpdate is a replay; the same
@@ -223,6 +254,9 @@ func (c *Checker) storeCRLLocked(st *issuerState, src *crlSource, l *crl, now ti
 		// should grow, but that is no attack).
 		newer := l.number.Cmp(old.number) > 0 || sameNumber && l.thisUpdate.After(old.thisUpdate)
 		if !newer || l.thisUpdate.Before(old.thisUpdate) {
+			// Refused, but signed by the authority: what it lists that
+			// the cached CRL does not is revoked all the same (rule 1).
+			c.finalsBesidesLocked(st, l, old)
 			return refusedOlder, false
 		}
 		if !isDelta {

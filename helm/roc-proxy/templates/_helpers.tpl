@@ -60,15 +60,24 @@ given to the StatefulSet (otherwise each replica has its own). */}}
 
 {{/* GOMEMLIMIT: goMemLimitPercent of resources.limits.memory, in MiB. */}}
 {{- define "roc-proxy.goMemLimit" -}}
-{{- $limit := dig "limits" "memory" "" (.Values.resources | default dict) | toString -}}
+{{- $raw := dig "limits" "memory" "" (.Values.resources | default dict) -}}
+{{- $limit := $raw | toString -}}
 {{- $percent := int .Values.goMemLimitPercent -}}
 {{- if and $limit (gt $percent 0) -}}
-{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$" $limit) -}}
+{{- $number := "" -}}
+{{- $unit := "" -}}
+{{- if or (kindIs "float64" $raw) (kindIs "int64" $raw) (kindIs "int" $raw) -}}
+{{- /* A number of bytes: a values file's YAML gives a float (536870912
+is 5.36870912e+08), --set an integer. */ -}}
+{{- $number = $raw -}}
+{{- else -}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" $limit) -}}
 {{- fail (printf "resources.limits.memory: %q cannot be read to derive GOMEMLIMIT; write it like 512Mi or 1Gi, or set goMemLimitPercent: 0 (and GOMEMLIMIT in extraEnv)" $limit) -}}
 {{- end -}}
-{{- $number := regexReplaceAll "[A-Za-z]+$" $limit "" -}}
-{{- $unit := regexReplaceAll "^[0-9.]+" $limit "" -}}
-{{- $scale := get (dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0) $unit -}}
+{{- $number = regexReplaceAll "[A-Za-z]+$" $limit "" -}}
+{{- $unit = regexReplaceAll "^[0-9.]+" $limit "" -}}
+{{- end -}}
+{{- $scale := get (dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 "E" 1000000000000000000.0) $unit -}}
 {{- $mib := floor (divf (mulf (float64 $number) $scale (float64 $percent)) (mulf 100.0 1048576.0)) -}}
 {{- if lt $mib 1.0 -}}
 {{- fail (printf "resources.limits.memory: %q leaves no room for roc-proxy (GOMEMLIMIT under 1 MiB)" $limit) -}}
@@ -117,6 +126,55 @@ given to the StatefulSet (otherwise each replica has its own). */}}
 {{- end -}}
 {{- if and .Values.service.externalTrafficPolicy (eq .Values.service.type "ClusterIP") -}}
 {{- fail "service.externalTrafficPolicy: only for service.type NodePort or LoadBalancer; leave it empty with ClusterIP" -}}
+{{- end -}}
+{{- /* Keys of roc-proxy.yaml the chart sets: accepted, they would be
+ignored. */ -}}
+{{- if hasKey (.Values.config.server | default dict) "shutdown_timeout" -}}
+{{- fail "config.server.shutdown_timeout: set drainSeconds instead; the chart derives shutdown_timeout and the pod's grace period from it" -}}
+{{- end -}}
+{{- if hasKey (.Values.config.audit | default dict) "dir" -}}
+{{- fail "config.audit.dir: set by the chart (the volume mounted at /var/lib/roc-proxy); remove it" -}}
+{{- end -}}
+{{- if hasKey (.Values.config.revocation | default dict) "cache_dir" -}}
+{{- fail "config.revocation.cache_dir: set by the chart (the volume mounted at /var/lib/roc-proxy); remove it" -}}
+{{- end -}}
+{{- /* One audit chain per replica: two writers on one chain break it. */ -}}
+{{- if and (get (.Values.config.audit | default dict) "chain_id") (gt $max 1) -}}
+{{- fail (printf "config.audit.chain_id: %d replicas would write the same audit chain (two writers break its hash chain); remove it (each replica names its chain after its pod), or run one replica" $max) -}}
+{{- end -}}
+{{- range .Values.extraEnv -}}
+{{- if eq .name "POD_NAME" -}}
+{{- fail "extraEnv: POD_NAME is set by the chart from the pod's name: it names each replica's audit chain, and a shared value would make replicas write one chain" -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := .Values.trustBundles -}}
+{{- if has $name (list "igc-sante-prod" "igc-sante-test") -}}
+{{- fail (printf "trustBundles.%s: the name of a bundle the image ships (public IGC-Santé chains); choose another name" $name) -}}
+{{- end -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,55}[a-z0-9])?$" $name) -}}
+{{- fail (printf "trustBundles.%s: a bundle name must be lower-case letters, digits and dashes, at most 57 characters (it names a volume, trust-NAME)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled .Values.networkPolicy.egressCIDRs (not .Values.networkPolicy.egressPorts) -}}
+{{- fail "networkPolicy.egressPorts: empty, which a NetworkPolicy reads as every port to networkPolicy.egressCIDRs; list the partners' ports (e.g. [443, 80])" -}}
+{{- end -}}
+{{- /* Kubernetes refuses two volumes of one name or two mounts at one
+path, but only at install time. */ -}}
+{{- $volumes := list "config" "auth" "sign" "sih-tls" "sih-ca" "data" "tmp" -}}
+{{- $mounts := list "/etc/roc-proxy/config" "/run/secrets/roc/auth" "/run/secrets/roc/sign" "/run/secrets/roc/sih-tls" "/etc/roc-proxy/sih-ca" "/var/lib/roc-proxy" "/tmp" -}}
+{{- range $name, $_ := .Values.trustBundles -}}
+{{- $volumes = append $volumes (printf "trust-%s" $name) -}}
+{{- $mounts = append $mounts (printf "/etc/roc-proxy/trust/%s" $name) -}}
+{{- end -}}
+{{- range .Values.extraVolumes -}}
+{{- if has .name $volumes -}}
+{{- fail (printf "extraVolumes: %s is a volume of the chart; choose another name" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.extraVolumeMounts -}}
+{{- if has (trimSuffix "/" .mountPath) $mounts -}}
+{{- fail (printf "extraVolumeMounts: %s is a mount of the chart; choose another path" .mountPath) -}}
+{{- end -}}
 {{- end -}}
 {{- include "roc-proxy.pdbCheck" . -}}
 {{- $_ := include "roc-proxy.goMemLimit" . -}}

@@ -28,7 +28,7 @@ spec:
   {{- end }}
   automountServiceAccountToken: false
   {{- with .Values.priorityClassName }}
-  priorityClassName: {{ . }}
+  priorityClassName: {{ . | quote }}
   {{- end }}
   terminationGracePeriodSeconds: {{ add (int .Values.preStopSleepSeconds) (int .Values.drainSeconds) 5 }}
   {{- with .Values.podSecurityContext }}
@@ -71,11 +71,14 @@ spec:
         httpGet: {path: /healthz, port: admin}
         periodSeconds: 2
         failureThreshold: 30
+      {{- if gt (int .Values.preStopSleepSeconds) 0 }}
       lifecycle:
         preStop:
           # Keep serving while the endpoints go away (distroless has no
-          # shell: the sleep action needs Kubernetes 1.30 or later).
+          # shell: the sleep action needs Kubernetes 1.30 or later; a
+          # sleep of 0 is refused before 1.33, so 0 means no hook).
           sleep: {seconds: {{ .Values.preStopSleepSeconds }}}
+      {{- end }}
       {{- with .Values.containerSecurityContext }}
       securityContext:
         {{- toYaml . | nindent 8 }}
@@ -108,37 +111,37 @@ spec:
   volumes:
     - name: config
       configMap:
-        name: {{ .Values.config.existingConfigMap | default (include "roc-proxy.fullname" .) }}
+        name: {{ .Values.config.existingConfigMap | default (include "roc-proxy.fullname" .) | quote }}
     - name: auth
       secret:
-        secretName: {{ .Values.certificates.auth.existingSecret }}
+        secretName: {{ .Values.certificates.auth.existingSecret | quote }}
         defaultMode: 0400
     {{- if .Values.certificates.sign.existingSecret }}
     - name: sign
       secret:
-        secretName: {{ .Values.certificates.sign.existingSecret }}
+        secretName: {{ .Values.certificates.sign.existingSecret | quote }}
         defaultMode: 0400
     {{- end }}
     {{- if .Values.sihTLS.existingSecret }}
     - name: sih-tls
       secret:
-        secretName: {{ .Values.sihTLS.existingSecret }}
+        secretName: {{ .Values.sihTLS.existingSecret | quote }}
         defaultMode: 0400
     {{- if .Values.sihTLS.clientCA.existingConfigMap }}
     - name: sih-ca
       configMap:
-        name: {{ .Values.sihTLS.clientCA.existingConfigMap }}
+        name: {{ .Values.sihTLS.clientCA.existingConfigMap | quote }}
     {{- end }}
     {{- end }}
     {{- range $name, $b := .Values.trustBundles }}
     - name: trust-{{ $name }}
       configMap:
-        name: {{ $b.existingConfigMap }}
+        name: {{ $b.existingConfigMap | quote }}
     {{- end }}
     {{- if include "roc-proxy.sharedClaim" . }}
     - name: data
       persistentVolumeClaim:
-        claimName: {{ .Values.persistence.existingClaim | default (include "roc-proxy.fullname" .) }}
+        claimName: {{ .Values.persistence.existingClaim | default (include "roc-proxy.fullname" .) | quote }}
     {{- else if not .Values.persistence.enabled }}
     - name: data
       emptyDir: {}
