@@ -284,6 +284,9 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	p.handler.Store(h)
 	p.transports = transports
+	if err := p.zeroSeries(cfg); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -413,6 +416,9 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if rs := r.ResponseSignature; rs.Policy != "off" {
 			roots, inter := store.Pools(rs.Trust...)
 			spec.Enforce = rs.Policy == "enforce"
+			for _, result := range []string{"valid", "invalid", "absent"} {
+				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
+			}
 			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
 		}
 		if r.Token != nil {
@@ -457,11 +463,15 @@ func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.Con
 // the warning of the certificate it renews.
 func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 	subject := trust.SubjectDN(c)
-	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	key := source + "|" + c.SerialNumber.Text(16)
-	if strings.HasPrefix(source, "identity.") {
+	if !strings.HasPrefix(source, "trust_bundles.") {
+		// One certificate per source (identity.*, listen.tls): a renewal
+		// replaces the series of the certificate it renews, whose expiry
+		// would keep the expiry alert firing.
 		key = source
+		p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
 	}
+	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	p.warnMu.Lock()
 	defer p.warnMu.Unlock()
 	if p.warnings == nil {
@@ -715,4 +725,52 @@ func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
 		return nil, false
 	}
 	return missing, pastBudget
+}
+
+// auditFailureStages are the stages of roc_proxy_audit_failures_total
+// (internal/audit's Log.failed).
+var auditFailureStages = []string{"open", "write", "sync", "truncate", "sign"}
+
+// zeroSeries makes the failure series ops alert on exist at 0 from the
+// start. Prometheus sees a counter series that appears at 1 with no
+// earlier sample: increase() over it is 0, and a first audit failure or
+// refused reload, then recovery, would never alert. Series of what is not
+// in use are not made (an audit health of 0 without an audit log would be
+// a permanent false alarm).
+func (p *Proxy) zeroSeries(cfg *config.Config) error {
+	m := p.metrics
+	sources := []string{"identity.auth"}
+	if cfg.Identity.Sign != nil {
+		sources = append(sources, "identity.sign")
+	}
+	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
+		sources = append(sources, "listen.tls")
+	} else if t != nil {
+		sources = append(sources, "listen.tls.acme")
+	}
+	for _, source := range sources {
+		for _, result := range []string{"ok", "error"} {
+			m.CertificateReloads.WithLabelValues(source, result)
+		}
+	}
+	if p.audit == nil {
+		p.registry.Unregister(m.AuditHealthy)
+		return nil
+	}
+	for _, stage := range auditFailureStages {
+		m.AuditFailures.WithLabelValues(stage)
+	}
+	// Only result records can be lost (a signed record that cannot be
+	// written stops its token instead).
+	m.AuditRecordsLost.WithLabelValues(audit.TypeResult)
+	if cfg.Audit.Ship.Stdout {
+		m.AuditShipErrors.WithLabelValues("stdout")
+	}
+	if cfg.Audit.Ship.Syslog != nil {
+		m.AuditShipErrors.WithLabelValues("syslog")
+	}
+	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	return nil
 }

@@ -150,6 +150,11 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "config", Name: "reloads_total",
 		Help: "Configuration reloads (SIGHUP) by result (ok; error: the running configuration is kept).",
 	}, []string{"result"})
+	// Both results exist at 0 from the start: a refused reload is then an
+	// increase Prometheus sees (a series appearing at 1 is not one).
+	for _, result := range []string{"ok", "error"} {
+		m.ConfigReloads.WithLabelValues(result)
+	}
 	m.CertificateReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "certificate", Name: "reloads_total",
 		Help: "Reloads of renewed certificate files, by source and result (ok; error: the previous material is kept).",
