@@ -87,6 +87,46 @@ type Audit struct {
 	// token leaves. false is for measuring the cost of fsync only: a
 	// crash may then lose records of tokens that left.
 	FSync *bool `yaml:"fsync"`
+	// Ship sends every record, once durable, to the security team's tools.
+	Ship AuditShip `yaml:"ship"`
+}
+
+// AuditShip configures the shipping of audit records: at least once, from
+// the durable files, each sink at its own pace (a cursor per sink kept in
+// audit.dir), never holding a request.
+type AuditShip struct {
+	// Stdout writes each record as a JSON line on standard output (the
+	// process logs go to standard error), for the cluster's log pipeline.
+	Stdout bool `yaml:"stdout"`
+	// Syslog sends each record to a collector (RFC 5424 over TCP or TLS,
+	// octet-counting framing of RFC 6587).
+	Syslog *AuditSyslog `yaml:"syslog"`
+}
+
+// AuditSyslog is a syslog collector.
+type AuditSyslog struct {
+	// Address is the collector's host:port.
+	Address string `yaml:"address"`
+	// Transport: tls (default) or tcp.
+	Transport string `yaml:"transport"`
+	// CA is the PEM file of the authorities of the collector's certificate
+	// (tls); never the system roots.
+	CA string `yaml:"ca"`
+	// ServerName is checked in the collector's certificate; default: the
+	// host of Address.
+	ServerName string `yaml:"server_name"`
+	// Cert and Key are an optional client certificate (tls).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// Facility of the messages; default authpriv (security messages).
+	Facility string `yaml:"facility"`
+	// Hostname in the messages; default: the host (pod) name.
+	Hostname string `yaml:"hostname"`
+	// AppName in the messages; default roc-proxy.
+	AppName string `yaml:"app_name"`
+	// Timeout bounds a connection, a write, and the collector's TCP
+	// acknowledgement of what was written; default 10s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Revocation configures the revocation engine shared by every route: where

@@ -58,6 +58,11 @@ const (
 	DefaultConfCodeSystem = "2.16.840.1.113883.5.25"
 )
 
+// DefaultCheckpointInterval bounds how long audit records stay covered by
+// no signature: the chain's tail is signed this long after new records at
+// the latest.
+const DefaultCheckpointInterval = 10 * time.Second
+
 // DefaultRevocationSources is the order sources are consulted in.
 var DefaultRevocationSources = []string{"ocsp", "crl"}
 
@@ -147,8 +152,14 @@ func (c *Config) applyDefaults() {
 	if au.CheckpointEvery == 0 {
 		au.CheckpointEvery = 1000
 	}
-	setDur(&au.CheckpointInterval, time.Minute)
+	setDur(&au.CheckpointInterval, DefaultCheckpointInterval)
 	setStr(&au.PatientID, "hash")
+	if sl := au.Ship.Syslog; sl != nil {
+		setStr(&sl.Transport, "tls")
+		setStr(&sl.Facility, "authpriv")
+		setStr(&sl.AppName, "roc-proxy")
+		setDur(&sl.Timeout, 10*time.Second)
+	}
 	rv := &c.Revocation
 	if rv.RefreshAt == 0 {
 		rv.RefreshAt = DefaultRefreshAt
@@ -248,6 +259,11 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Audit.Dir)
+	if sl := c.Audit.Ship.Syslog; sl != nil {
+		abs(&sl.CA)
+		abs(&sl.Cert)
+		abs(&sl.Key)
+	}
 	for _, b := range c.TrustBundles {
 		if b == nil {
 			continue

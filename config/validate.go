@@ -149,6 +149,10 @@ func (c *Config) Validate() error {
 	positiveDur(&p, "audit.max_file_age", c.Audit.MaxFileAge)
 	positive(&p, "audit.checkpoint_every", int64(c.Audit.CheckpointEvery))
 	positiveDur(&p, "audit.checkpoint_interval", c.Audit.CheckpointInterval)
+	c.Audit.Ship.Syslog.validate(&p, "audit.ship.syslog")
+	if (c.Audit.Ship.Stdout || c.Audit.Ship.Syslog != nil) && c.Audit.Dir == "" {
+		p.add("audit.ship", "needs audit.dir: records are shipped from the durable files")
+	}
 
 	if len(c.Routes) == 0 {
 		p.add("routes", "required: at least one route")
@@ -445,4 +449,56 @@ func positiveDur(p *problems, path string, d time.Duration) {
 	if d <= 0 {
 		p.add(path, "must be a positive duration, got %s", d)
 	}
+}
+
+// SyslogFacilities are the facility names of RFC 5424, by code.
+var SyslogFacilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+	"authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"}
+
+// validate checks a syslog collector; nil is no collector.
+func (s *AuditSyslog) validate(p *problems, path string) {
+	if s == nil {
+		return
+	}
+	if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || port == "" {
+		p.add(path+".address", "%q is not host:port", s.Address)
+	}
+	switch s.Transport {
+	case "tls":
+		if s.CA == "" {
+			p.add(path+".ca", "required with transport tls: the authorities of the collector's certificate")
+		}
+	case "tcp":
+		if s.CA != "" || s.Cert != "" || s.Key != "" || s.ServerName != "" {
+			p.add(path+".transport", "tcp takes no ca, cert, key or server_name: use tls")
+		}
+	default:
+		p.add(path+".transport", "%q is not one of tls, tcp", s.Transport)
+	}
+	if (s.Cert == "") != (s.Key == "") {
+		p.add(path+".cert", "cert and key go together")
+	}
+	found := false
+	for _, f := range SyslogFacilities {
+		found = found || f == s.Facility
+	}
+	if !found {
+		p.add(path+".facility", "%q is not a syslog facility (authpriv, local0 ... local7, ...)", s.Facility)
+	}
+	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"app_name", s.AppName}} {
+		for _, r := range f.v {
+			if r < 33 || r > 126 {
+				p.add(path+"."+f.name, "%q must be printable ASCII without spaces", f.v)
+				break
+			}
+		}
+	}
+	if len(s.AppName) > 48 {
+		p.add(path+".app_name", "%q is longer than 48 characters", s.AppName)
+	}
+	if len(s.Hostname) > 255 {
+		p.add(path+".hostname", "longer than 255 characters")
+	}
+	positiveDur(p, path+".timeout", s.Timeout)
 }

@@ -137,6 +137,8 @@ func decode(t *testing.T, out []byte) map[string]any {
 		switch head.Kind {
 		case "Deployment":
 			obj = &appsv1.Deployment{}
+		case "StatefulSet":
+			obj = &appsv1.StatefulSet{}
 		case "Service":
 			obj = &corev1.Service{}
 		case "ConfigMap":
@@ -165,6 +167,9 @@ func decode(t *testing.T, out []byte) map[string]any {
 		if cm, ok := obj.(*corev1.ConfigMap); ok {
 			key += "/" + cm.Name
 		}
+		if svc, ok := obj.(*corev1.Service); ok && svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			key += "/headless"
+		}
 		objs[key] = obj
 	}
 	return objs
@@ -190,7 +195,7 @@ func TestAvailabilityDefaults(t *testing.T) {
 		pvc      bool
 	}{
 		{"pass-through routes, no volume", []string{"-f", "testdata/pass-through.yaml"}, appsv1.RollingUpdateDeploymentStrategyType, false},
-		{"signing routes on a ReadWriteMany volume", []string{"-f", "testdata/signing.yaml", "--set", "persistence.accessMode=ReadWriteMany"}, appsv1.RollingUpdateDeploymentStrategyType, true},
+		{"signing routes as a Deployment on a ReadWriteMany volume", []string{"-f", "testdata/signing.yaml", "--set", "workload=deployment", "--set", "persistence.accessMode=ReadWriteMany"}, appsv1.RollingUpdateDeploymentStrategyType, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := render(t, tc.args...)
@@ -233,10 +238,15 @@ func TestAvailabilityDefaults(t *testing.T) {
 // zones as far as the nodes allow, counting this release's pods only.
 func checkSpread(t *testing.T, d *appsv1.Deployment) {
 	t.Helper()
+	checkSpreadOf(t, d.Spec.Template)
+}
+
+func checkSpreadOf(t *testing.T, tmpl corev1.PodTemplateSpec) {
+	t.Helper()
 	byKey := map[string]corev1.TopologySpreadConstraint{}
-	for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
+	for _, c := range tmpl.Spec.TopologySpreadConstraints {
 		byKey[c.TopologyKey] = c
-		if c.LabelSelector == nil || !selects(c.LabelSelector.MatchLabels, d.Spec.Template.Labels) || len(c.LabelSelector.MatchLabels) == 0 {
+		if c.LabelSelector == nil || !selects(c.LabelSelector.MatchLabels, tmpl.Labels) || len(c.LabelSelector.MatchLabels) == 0 {
 			t.Errorf("constraint on %s does not select this release's pods: %+v", c.TopologyKey, c.LabelSelector)
 		}
 		if c.NodeTaintsPolicy == nil || *c.NodeTaintsPolicy != corev1.NodeInclusionPolicyHonor {
@@ -265,7 +275,11 @@ func selects(selector, labels map[string]string) bool {
 
 // env is the value of the roc-proxy container's variable name.
 func env(d *appsv1.Deployment, name string) string {
-	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+	return envOf(d.Spec.Template, name)
+}
+
+func envOf(tmpl corev1.PodTemplateSpec, name string) string {
+	for _, e := range tmpl.Spec.Containers[0].Env {
 		if e.Name == name {
 			return e.Value
 		}
@@ -275,7 +289,13 @@ func env(d *appsv1.Deployment, name string) string {
 
 func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 	t.Helper()
-	pod := d.Spec.Template.Spec
+	checkPod(t, d.Spec.Template)
+}
+
+// checkPod: the pod template's security, probes, drain and chain id.
+func checkPod(t *testing.T, tmpl corev1.PodTemplateSpec) {
+	t.Helper()
+	pod := tmpl.Spec
 	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot ||
 		pod.SecurityContext.SeccompProfile == nil || pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod security context: %+v", pod.SecurityContext)
@@ -297,7 +317,7 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 		pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds != c.Lifecycle.PreStop.Sleep.Seconds+25+5 {
 		t.Errorf("grace period %v does not cover preStop %+v and the 25 s drain", pod.TerminationGracePeriodSeconds, c.Lifecycle)
 	}
-	if d.Spec.Template.Annotations["checksum/config"] == "" {
+	if tmpl.Annotations["checksum/config"] == "" {
 		t.Error("no config checksum: a configuration change would not roll the pods")
 	}
 	podName := false
@@ -345,6 +365,10 @@ func TestEveryOptionRendersAndItsConfigChecks(t *testing.T) {
 		t.Errorf("network policy: %d egress, %d ingress rules", len(np.Spec.Egress), len(np.Spec.Ingress))
 	}
 	checkAdaptations(t, objs)
+	// The same values as the default StatefulSet of signing routes.
+	sts := renderObjs(t, "-f", "roc-proxy/ci-values.yaml", "--set", "workload=statefulset", "--set", "persistence.accessMode=ReadWriteOnce")
+	checkPod(t, workloadPod(t, sts))
+	checkAdaptations(t, sts)
 	dash := objs["ConfigMap/rel-roc-proxy-dashboard"].(*corev1.ConfigMap)
 	if !json.Valid([]byte(dash.Data["roc-proxy.json"])) {
 		t.Error("the Grafana dashboard is not JSON")
@@ -410,16 +434,19 @@ func TestValuesThatCannotWork(t *testing.T) {
 		want string
 	}{
 		{"no certificate secret", []string{"--set", "certificates.auth.existingSecret="}, "certificates.auth.existingSecret"},
-		{"two replicas of signing routes on a ReadWriteOnce audit volume", []string{"-f", "testdata/signing.yaml"},
-			"persistence.accessMode: 2 replicas cannot share a ReadWriteOnce audit volume; set ReadWriteMany"},
-		{"two replicas on a ReadWriteOncePod audit volume", []string{"-f", "testdata/signing.yaml", "--set", "persistence.accessMode=ReadWriteOncePod"},
+		{"a Deployment of two replicas of signing routes on a ReadWriteOnce audit volume", []string{"-f", "testdata/signing.yaml", "--set", "workload=deployment"},
+			"persistence.accessMode: 2 replicas cannot share a ReadWriteOnce audit volume; set workload: statefulset (a volume per replica, the default when routes sign), or ReadWriteMany"},
+		{"a Deployment of two replicas on a ReadWriteOncePod audit volume", []string{"-f", "testdata/signing.yaml", "--set", "workload=deployment", "--set", "persistence.accessMode=ReadWriteOncePod"},
 			"persistence.accessMode: 2 replicas cannot share a ReadWriteOncePod audit volume"},
-		{"two replicas on an existing ReadWriteOnce claim", []string{"-f", "testdata/signing.yaml", "--set", "persistence.existingClaim=audit"},
+		{"a Deployment of two replicas on an existing ReadWriteOnce claim", []string{"-f", "testdata/signing.yaml", "--set", "workload=deployment", "--set", "persistence.existingClaim=audit"},
 			"persistence.accessMode: 2 replicas cannot share a ReadWriteOnce audit volume"},
-		{"autoscaling on a ReadWriteOnce audit volume", []string{"-f", "testdata/signing.yaml", "--set", "replicaCount=1", "--set", "autoscaling.enabled=true"},
+		{"a StatefulSet of two replicas on one existing ReadWriteOnce claim", []string{"-f", "testdata/signing.yaml", "--set", "persistence.existingClaim=audit"},
+			`persistence.existingClaim: 2 replicas cannot share the ReadWriteOnce claim "audit"; leave existingClaim empty (each replica gets its own volume)`},
+		{"a Deployment autoscaled on a ReadWriteOnce audit volume", []string{"-f", "testdata/signing.yaml", "--set", "workload=deployment", "--set", "replicaCount=1", "--set", "autoscaling.enabled=true"},
 			"persistence.accessMode: 4 replicas cannot share"},
-		{"a ConfigMap of the user's (routes unseen) on a ReadWriteOnce volume", []string{"--set", "config.existingConfigMap=mine", "--set", "config.existingConfigMapChecksum=1"},
+		{"a ConfigMap of the user's (routes unseen) as a Deployment on a ReadWriteOnce volume", []string{"--set", "config.existingConfigMap=mine", "--set", "config.existingConfigMapChecksum=1", "--set", "workload=deployment"},
 			"persistence.accessMode: 2 replicas cannot share a ReadWriteOnce audit volume"},
+		{"an unknown workload", []string{"-f", "testdata/signing.yaml", "--set", "workload=daemonset"}, "workload"},
 		{"pass-through routes on a ReadWriteOnce volume", []string{"-f", "testdata/pass-through.yaml", "--set", "persistence.enabled=true"},
 			"persistence.enabled: no route signs tokens, so the volume would only hold the revocation cache, and 2 replicas cannot share a ReadWriteOnce volume; set persistence.enabled: false"},
 		{"no route", []string{"--set", "persistence.enabled=false"}, "config.routes: no route is configured"},
@@ -436,7 +463,11 @@ func TestValuesThatCannotWork(t *testing.T) {
 		{"externalTrafficPolicy on a ClusterIP service", []string{"-f", "testdata/pass-through.yaml", "--set", "service.externalTrafficPolicy=Local"}, "service.externalTrafficPolicy: only for service.type NodePort or LoadBalancer"},
 		{"an image digest that is not one", []string{"-f", "testdata/pass-through.yaml", "--set", "image.digest=latest"}, "image.digest"},
 		{"an override of an alert that does not exist", []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.rules.RocProxyTypo.enabled=false"},
-			"prometheusRule.rules.RocProxyTypo: no such alert; the alerts are RocProxyCertificateExpiringSoon"},
+			"prometheusRule.rules.RocProxyTypo: no such alert; the alerts are RocProxyDown"},
+		{"a critical expiry level before the warning", []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.certificateCriticalDays=30"},
+			"prometheusRule.certificateCriticalDays: 30 must be less than certificateExpiryDays (30)"},
+		{"a max_status_age the alert cannot read", []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.enabled=true", "--set", "config.revocation.max_status_age=1.5h"},
+			`config.revocation.max_status_age (or set prometheusRule.revocationStatusAge): "1.5h": write a duration in hours, minutes and seconds`},
 		{"a misspelled override key", []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.rules.RocProxyHigh5xxRate.enable=false"}, "enable"},
 		{"Kubernetes before 1.30 (no preStop sleep)", []string{"-f", "testdata/pass-through.yaml", "--kube-version", "1.29.0"}, "chart requires kubeVersion: >=1.30.0-0"},
 		{"unknown key", []string{"--set", "replicas=2"}, "replicas"},

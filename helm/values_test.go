@@ -45,12 +45,25 @@ func renderObjs(t *testing.T, args ...string) map[string]any {
 	return decode(t, out)
 }
 
+// workloadPod is the pod template of the Deployment or the StatefulSet.
+func workloadPod(t *testing.T, objs map[string]any) corev1.PodTemplateSpec {
+	t.Helper()
+	if d, ok := objs["Deployment"].(*appsv1.Deployment); ok {
+		return d.Spec.Template
+	}
+	if s, ok := objs["StatefulSet"].(*appsv1.StatefulSet); ok {
+		return s.Spec.Template
+	}
+	t.Fatal("neither a Deployment nor a StatefulSet")
+	return corev1.PodTemplateSpec{}
+}
+
 // checkAdaptations: every value ops adapt the chart with (ci-values.yaml)
 // lands where Kubernetes reads it.
 func checkAdaptations(t *testing.T, objs map[string]any) {
 	t.Helper()
-	d := objs["Deployment"].(*appsv1.Deployment)
-	pod := d.Spec.Template.Spec
+	tmpl := workloadPod(t, objs)
+	pod := tmpl.Spec
 	c := pod.Containers[0]
 	if c.Image != "ghcr.io/roc-proxy/roc-proxy:0.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" {
 		t.Errorf("image.digest: image %q", c.Image)
@@ -58,16 +71,16 @@ func checkAdaptations(t *testing.T, objs map[string]any) {
 	if pod.PriorityClassName != "roc-critical" {
 		t.Errorf("priorityClassName: %q", pod.PriorityClassName)
 	}
-	if d.Spec.Template.Labels["example.org/team"] != "dsi" || d.Spec.Template.Labels["app.kubernetes.io/name"] != "roc-proxy" {
-		t.Errorf("podLabels: %v", d.Spec.Template.Labels)
+	if tmpl.Labels["example.org/team"] != "dsi" || tmpl.Labels["app.kubernetes.io/name"] != "roc-proxy" {
+		t.Errorf("podLabels: %v", tmpl.Labels)
 	}
-	if d.Spec.Template.Annotations["example.org/owner"] != "dsi" {
-		t.Errorf("podAnnotations: %v", d.Spec.Template.Annotations)
+	if tmpl.Annotations["example.org/owner"] != "dsi" {
+		t.Errorf("podAnnotations: %v", tmpl.Annotations)
 	}
 	if sc := pod.SecurityContext; sc.FSGroupChangePolicy == nil || *sc.FSGroupChangePolicy != corev1.FSGroupChangeOnRootMismatch || sc.RunAsUser == nil {
 		t.Errorf("podSecurityContext override not merged over the defaults: %+v", sc)
 	}
-	if env(d, "TZ") != "Europe/Paris" || env(d, "POD_NAME") != "" {
+	if envOf(tmpl, "TZ") != "Europe/Paris" || envOf(tmpl, "POD_NAME") != "" {
 		t.Errorf("extraEnv: %+v", c.Env)
 	}
 	mounted := false
@@ -109,7 +122,7 @@ func checkAdaptations(t *testing.T, objs map[string]any) {
 			if r.Alert == "RocProxyCertificateExpiringSoon" && (r.For != "2h" || r.Labels["severity"] != "critical" || r.Labels["page"] != "true") {
 				t.Errorf("override of %s: for %q, labels %v", r.Alert, r.For, r.Labels)
 			}
-			if r.Alert == "RocProxyRevocationDataStale" && (r.For != "15m" || r.Labels["severity"] != "warning") {
+			if r.Alert == "RocProxyCRLNeverFetched" && (r.For != "15m" || r.Labels["severity"] != "warning") {
 				t.Errorf("%s changed without an override: for %q, labels %v", r.Alert, r.For, r.Labels)
 			}
 		}
@@ -157,13 +170,13 @@ func TestExistingConfigMapRollsPods(t *testing.T) {
 		if objs["ConfigMap/rel-roc-proxy"] != nil {
 			t.Error("the chart renders its own configuration beside the user's")
 		}
-		d := objs["Deployment"].(*appsv1.Deployment)
-		for _, v := range d.Spec.Template.Spec.Volumes {
+		tmpl := workloadPod(t, objs) // a StatefulSet: the chart assumes the user's routes sign
+		for _, v := range tmpl.Spec.Volumes {
 			if v.Name == "config" && (v.ConfigMap == nil || v.ConfigMap.Name != "my-roc-proxy") {
 				t.Errorf("config volume %+v", v)
 			}
 		}
-		return d.Spec.Template.Annotations["checksum/config"]
+		return tmpl.Annotations["checksum/config"]
 	}
 	a, b := annotation("3f1c0a"), annotation("9e77d2")
 	if a != "3f1c0a" || b != "9e77d2" {

@@ -30,7 +30,7 @@ Usage:
   roc-proxy config check FILE       check a configuration and the files it names
   roc-proxy doctor --config FILE    try every partner and revocation URL (install day)
   roc-proxy demo [--keep-running]   run a self-contained demonstration
-  roc-proxy audit verify|show ...   check and search the signed-token audit log
+  roc-proxy audit COMMAND ...       verify, show or export the signed-token audit log
   roc-proxy cert inspect FILE       describe a certificate, its chain and its role
   roc-proxy csr --role auth|sign    make a key and a certificate request
   roc-proxy p12 build ...           put a key, its certificate and chain in a PKCS#12 file

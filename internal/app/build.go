@@ -2,17 +2,20 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +55,9 @@ type Deps struct {
 	// ACMERetry is the first wait before asking the ACME authority again
 	// when start-up found no certificate (default 5 s, doubling up to 5 min).
 	ACMERetry time.Duration
+	// Stdout receives the audit records shipped as JSON lines
+	// (audit.ship.stdout); default os.Stdout.
+	Stdout io.Writer
 }
 
 // Proxy is a fully wired roc-proxy, ready to serve.
@@ -89,6 +95,11 @@ type Proxy struct {
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
 	configReload chan configReloadRequest
+
+	// checkpointKey signs the audit chain's open record and checkpoints:
+	// ORG_SIGN (following its renewals), or audit.checkpoint_key
+	// (following its own files).
+	checkpointKey atomic.Pointer[mtls.Identity]
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -244,13 +255,21 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
 	}
+	if cfg.Audit.CheckpointKey != nil {
+		p.digests["audit.checkpoint_key"] = sourceDigest(cfg.Audit.CheckpointKey)
+	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
+		p.checkpointKey.Store(mat.Checkpoint)
+		var sinks []audit.Sink
+		if sinks, err = auditSinks(&cfg.Audit.Ship, chainID(cfg.Audit.ChainID, d.Getenv), d); err != nil {
+			return nil, err
+		}
 		p.audit, err = audit.Open(audit.Options{
 			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-			Signer: mat.Checkpoint.Signer(), Cert: mat.Checkpoint.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
-			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync,
+			Signer: p.checkpointSigner, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync, Sinks: sinks,
 		})
 		if err != nil {
 			return nil, err
@@ -274,7 +293,66 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	p.handler.Store(h)
 	p.transports = transports
+	if err := p.zeroSeries(cfg); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// auditSinks builds the shipping sinks of audit.ship.
+func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, error) {
+	var sinks []audit.Sink
+	if ship.Stdout {
+		w := d.Stdout
+		if w == nil {
+			w = os.Stdout
+		}
+		sinks = append(sinks, &audit.StdoutSink{W: w})
+	}
+	if sl := ship.Syslog; sl != nil {
+		o := audit.SyslogOptions{Address: sl.Address, Hostname: sl.Hostname, AppName: sl.AppName, ProcID: chain, Timeout: sl.Timeout,
+			Facility: slices.Index(config.SyslogFacilities, sl.Facility)}
+		if o.Hostname == "" {
+			getenv := d.Getenv
+			if getenv == nil {
+				getenv = os.Getenv
+			}
+			if o.Hostname = getenv("POD_NAME"); o.Hostname == "" {
+				o.Hostname, _ = os.Hostname()
+			}
+		}
+		if sl.Transport == "tls" {
+			roots, err := trust.ReadCertificates(sl.CA)
+			if err != nil {
+				return nil, fmt.Errorf("audit.ship.syslog.ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			for _, c := range roots {
+				pool.AddCert(c)
+			}
+			serverName := sl.ServerName
+			if serverName == "" {
+				serverName, _, _ = net.SplitHostPort(sl.Address)
+			}
+			co := mtls.CollectorOptions{ServerName: serverName, RootCAs: pool, Now: d.Now}
+			if sl.Cert != "" {
+				cert, err := tls.LoadX509KeyPair(sl.Cert, sl.Key)
+				if err != nil {
+					return nil, fmt.Errorf("audit.ship.syslog.cert: %s with %s: %w", sl.Cert, sl.Key, err)
+				}
+				co.ClientCertificate = &cert
+			}
+			o.TLS = mtls.CollectorConfig(co)
+		}
+		sinks = append(sinks, audit.NewSyslogSink(o))
+	}
+	return sinks, nil
+}
+
+// checkpointSigner is the audit log's signer: the current checkpoint key.
+func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
+	id := p.checkpointKey.Load()
+	return id.Signer(), id.Leaf
 }
 
 // buildHandler builds the routes of cfg, with the trust bundles of store,
@@ -352,6 +430,9 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if rs := r.ResponseSignature; rs.Policy != "off" {
 			roots, inter := store.Pools(rs.Trust...)
 			spec.Enforce = rs.Policy == "enforce"
+			for _, result := range []string{"valid", "invalid", "absent"} {
+				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
+			}
 			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
 		}
 		if r.Token != nil {
@@ -396,11 +477,15 @@ func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.Con
 // the warning of the certificate it renews.
 func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 	subject := trust.SubjectDN(c)
-	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	key := source + "|" + c.SerialNumber.Text(16)
-	if strings.HasPrefix(source, "identity.") {
+	if !strings.HasPrefix(source, "trust_bundles.") {
+		// One certificate per source (identity.*, listen.tls): a renewal
+		// replaces the series of the certificate it renews, whose expiry
+		// would keep the expiry alert firing.
 		key = source
+		p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
 	}
+	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	p.warnMu.Lock()
 	defer p.warnMu.Unlock()
 	if p.warnings == nil {
@@ -654,4 +739,52 @@ func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
 		return nil, false
 	}
 	return missing, pastBudget
+}
+
+// auditFailureStages are the stages of roc_proxy_audit_failures_total
+// (internal/audit's Log.failed).
+var auditFailureStages = []string{"open", "write", "sync", "truncate", "sign"}
+
+// zeroSeries makes the failure series ops alert on exist at 0 from the
+// start. Prometheus sees a counter series that appears at 1 with no
+// earlier sample: increase() over it is 0, and a first audit failure or
+// refused reload, then recovery, would never alert. Series of what is not
+// in use are not made (an audit health of 0 without an audit log would be
+// a permanent false alarm).
+func (p *Proxy) zeroSeries(cfg *config.Config) error {
+	m := p.metrics
+	sources := []string{"identity.auth"}
+	if cfg.Identity.Sign != nil {
+		sources = append(sources, "identity.sign")
+	}
+	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
+		sources = append(sources, "listen.tls")
+	} else if t != nil {
+		sources = append(sources, "listen.tls.acme")
+	}
+	for _, source := range sources {
+		for _, result := range []string{"ok", "error"} {
+			m.CertificateReloads.WithLabelValues(source, result)
+		}
+	}
+	if p.audit == nil {
+		p.registry.Unregister(m.AuditHealthy)
+		return nil
+	}
+	for _, stage := range auditFailureStages {
+		m.AuditFailures.WithLabelValues(stage)
+	}
+	// Only result records can be lost (a signed record that cannot be
+	// written stops its token instead).
+	m.AuditRecordsLost.WithLabelValues(audit.TypeResult)
+	if cfg.Audit.Ship.Stdout {
+		m.AuditShipErrors.WithLabelValues("stdout")
+	}
+	if cfg.Audit.Ship.Syslog != nil {
+		m.AuditShipErrors.WithLabelValues("syslog")
+	}
+	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	return nil
 }

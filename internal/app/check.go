@@ -52,6 +52,16 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		b := mat.Store.Bundle(name)
 		fmt.Fprintf(stdout, "  trust_bundles.%s: %d root(s), %d intermediate(s)\n", name, len(b.Anchors), len(b.Intermediates))
 	}
+	// The collector's authority and client certificate (nothing connects).
+	if _, err := auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: os.Getenv}); err != nil {
+		return &config.FileError{File: args[0], Err: err}
+	}
+	if cfg.Audit.Ship.Stdout {
+		fmt.Fprintln(stdout, "  audit.ship.stdout: every record as a JSON line on standard output")
+	}
+	if sl := cfg.Audit.Ship.Syslog; sl != nil {
+		fmt.Fprintf(stdout, "  audit.ship.syslog: %s://%s (facility %s)\n", sl.Transport, sl.Address, sl.Facility)
+	}
 	for i, r := range cfg.Routes {
 		target := r.Upstream
 		if r.Dynamic != nil {

@@ -95,6 +95,23 @@ type Metrics struct {
 	AuditFailures *prometheus.CounterVec
 	// AuditHealthy is 1 while the last audit write succeeded.
 	AuditHealthy prometheus.Gauge
+	// AuditPendingRecords is the number of result records waiting for
+	// the disk (written again with the next batch).
+	AuditPendingRecords prometheus.Gauge
+	// AuditRecordsLost counts records that will never be written, by
+	// type: results still refused by the disk when the log closed, or
+	// beyond the pending bound. Each is also logged.
+	AuditRecordsLost *prometheus.CounterVec
+	// AuditShipped counts records delivered to a shipping sink (stdout,
+	// syslog).
+	AuditShipped *prometheus.CounterVec
+	// AuditShipErrors counts failed deliveries by sink (each is retried
+	// from the persisted cursor).
+	AuditShipErrors *prometheus.CounterVec
+	// AuditShipLagRecords and AuditShipLagSeconds: durable records not yet
+	// delivered to a sink, and the age of the oldest of them.
+	AuditShipLagRecords *prometheus.GaugeVec
+	AuditShipLagSeconds *prometheus.GaugeVec
 
 	// OutboundProxyConnects counts connections through the outbound proxy
 	// by route ("revocation" for revocation fetches) and result: ok, or
@@ -138,6 +155,11 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "config", Name: "reloads_total",
 		Help: "Configuration reloads (SIGHUP) by result (ok; error: the running configuration is kept).",
 	}, []string{"result"})
+	// Both results exist at 0 from the start: a refused reload is then an
+	// increase Prometheus sees (a series appearing at 1 is not one).
+	for _, result := range []string{"ok", "error"} {
+		m.ConfigReloads.WithLabelValues(result)
+	}
 	m.CertificateReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "certificate", Name: "reloads_total",
 		Help: "Reloads of renewed certificate files, by source and result (ok; error: the previous material is kept).",
@@ -227,6 +249,30 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "audit", Name: "healthy",
 		Help: "1 while the last audit write succeeded.",
 	})
+	m.AuditPendingRecords = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "pending_records",
+		Help: "Result records waiting for the disk, written again with the next batch.",
+	})
+	m.AuditRecordsLost = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "records_lost_total",
+		Help: "Audit records that will never be written (the disk refused them until the log closed, or too many waited), by type; each is logged.",
+	}, []string{"type"})
+	m.AuditShipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "shipped_records_total",
+		Help: "Audit records delivered to a shipping sink (stdout, syslog).",
+	}, []string{"sink"})
+	m.AuditShipErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "ship_errors_total",
+		Help: "Failed audit record deliveries by sink; retried from the persisted cursor.",
+	}, []string{"sink"})
+	m.AuditShipLagRecords = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "ship_lag_records",
+		Help: "Durable audit records not yet delivered to the sink.",
+	}, []string{"sink"})
+	m.AuditShipLagSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "ship_lag_seconds",
+		Help: "Age of the oldest durable audit record not yet delivered to the sink (0 when caught up).",
+	}, []string{"sink"})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Build information; the value is always 1.",
@@ -245,6 +291,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.RevocationNotModified, m.RevocationGraceUses,
 		m.RevocationOCSPNextUpdate, m.RevocationStatusAge, m.RevocationPooledRefusals, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
 		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,
+		m.AuditPendingRecords, m.AuditRecordsLost, m.AuditShipped, m.AuditShipErrors, m.AuditShipLagRecords, m.AuditShipLagSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)

@@ -38,9 +38,24 @@ of the user's the chart cannot see the routes, and assumes it is. */}}
 {{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end -}}
 {{- end -}}
 
-{{/* A volume that only one pod can mount at a time. */}}
+{{/* The workload: a StatefulSet (a volume per replica, stable chain ids)
+when the audit log is in use, a Deployment for pass-through routes; or
+workload. */}}
+{{- define "roc-proxy.workload" -}}
+{{- $w := .Values.workload | default "auto" -}}
+{{- if eq $w "auto" }}{{ $w = ternary "statefulset" "deployment" (eq (include "roc-proxy.signs" .) "true") }}{{ end -}}
+{{- ternary "StatefulSet" "Deployment" (eq $w "statefulset") -}}
+{{- end -}}
+
+{{/* One claim mounted by every pod: the Deployment's, or an existing claim
+given to the StatefulSet (otherwise each replica has its own). */}}
+{{- define "roc-proxy.sharedClaim" -}}
+{{- if and .Values.persistence.enabled (or (eq (include "roc-proxy.workload" .) "Deployment") .Values.persistence.existingClaim) }}true{{ end -}}
+{{- end -}}
+
+{{/* A shared claim that only one pod can mount at a time. */}}
 {{- define "roc-proxy.singleAttach" -}}
-{{- if and .Values.persistence.enabled (ne .Values.persistence.accessMode "ReadWriteMany") }}true{{ end -}}
+{{- if and (include "roc-proxy.sharedClaim" .) (ne .Values.persistence.accessMode "ReadWriteMany") }}true{{ end -}}
 {{- end -}}
 
 {{/* GOMEMLIMIT: goMemLimitPercent of resources.limits.memory, in MiB. */}}
@@ -96,8 +111,10 @@ is 5.36870912e+08), --set an integer. */ -}}
 {{- $max := int (include "roc-proxy.maxReplicas" .) -}}
 {{- $mode := .Values.persistence.accessMode -}}
 {{- if and (include "roc-proxy.singleAttach" .) (gt $max 1) -}}
-{{- if include "roc-proxy.signs" . -}}
-{{- fail (printf "persistence.accessMode: %d replicas cannot share a %s audit volume; set ReadWriteMany (each replica writes its own chain, named after its pod), or run one replica (replicaCount: 1, autoscaling.enabled: false)" $max $mode) -}}
+{{- if eq (include "roc-proxy.workload" .) "StatefulSet" -}}
+{{- fail (printf "persistence.existingClaim: %d replicas cannot share the %s claim %q; leave existingClaim empty (each replica gets its own volume), or give a ReadWriteMany claim (persistence.accessMode: ReadWriteMany)" $max $mode .Values.persistence.existingClaim) -}}
+{{- else if include "roc-proxy.signs" . -}}
+{{- fail (printf "persistence.accessMode: %d replicas cannot share a %s audit volume; set workload: statefulset (a volume per replica, the default when routes sign), or ReadWriteMany (each replica writes its own chain, named after its pod), or run one replica (replicaCount: 1, autoscaling.enabled: false)" $max $mode) -}}
 {{- else -}}
 {{- fail (printf "persistence.enabled: no route signs tokens, so the volume would only hold the revocation cache, and %d replicas cannot share a %s volume; set persistence.enabled: false (each pod keeps its cache in an emptyDir), or persistence.accessMode: ReadWriteMany" $max $mode) -}}
 {{- end -}}
@@ -241,47 +258,57 @@ routes:
   {{- toYaml .Values.config.routes | nindent 2 }}
 {{- end -}}
 
-{{/* The alerts, before the per-alert overrides of prometheusRule.rules
-(enabled, for, severity, labels) and prometheusRule.alertLabels. */}}
+{{/* Seconds in a Go duration of hours, minutes and seconds ("1h30m"),
+given as dict "value" "path". */}}
+{{- define "roc-proxy.seconds" -}}
+{{- $d := toString .value -}}
+{{- if or (eq $d "") (not (regexMatch "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$" $d)) -}}
+{{- fail (printf "%s: %q: write a duration in hours, minutes and seconds, like 1h, 90m or 1h30m" .path $d) -}}
+{{- end -}}
+{{- $s := 0 -}}
+{{- with regexFind "[0-9]+h" $d }}{{ $s = add $s (mul (trimSuffix "h" . | int) 3600) }}{{ end -}}
+{{- with regexFind "[0-9]+m" $d }}{{ $s = add $s (mul (trimSuffix "m" . | int) 60) }}{{ end -}}
+{{- with regexFind "[0-9]+s" $d }}{{ $s = add $s (trimSuffix "s" . | int) }}{{ end -}}
+{{- $s -}}
+{{- end -}}
+
+{{/* The labels of roc-proxy's scrape targets, as PromQL matchers: those a
+ServiceMonitor of this chart gives (job: the Service's name). */}}
+{{- define "roc-proxy.targetSelector" -}}
+{{- .Values.prometheusRule.targetSelector | default (printf "job=%q,namespace=%q" (include "roc-proxy.fullname" .) .Release.Namespace) -}}
+{{- end -}}
+
+{{/* The alerts (alerts.yaml with its [[placeholders]] replaced), before
+the per-alert overrides of prometheusRule.rules (enabled, for, severity,
+labels) and prometheusRule.alertLabels. */}}
 {{- define "roc-proxy.alerts" -}}
 {{- $r := .Values.prometheusRule -}}
-- alert: RocProxyCertificateExpiringSoon
-  expr: (roc_proxy_certificate_not_after_timestamp_seconds - time()) < {{ mul (int $r.certificateExpiryDays) 86400 }}
-  for: 1h
-  labels: {severity: warning}
-  annotations:
-    summary: "{{ "{{" }} $labels.source {{ "}}" }}: {{ "{{" }} $labels.subject {{ "}}" }} expires in less than {{ $r.certificateExpiryDays }} days"
-    description: "Order the renewal on the IGC-Santé portal (3-year certificates), then replace the Secret (README: rotating certificates)."
-- alert: RocProxyOwnCertificateRevoked
-  expr: roc_proxy_revocation_own_certificate_status{status="revoked"} == 1
-  labels: {severity: critical}
-  annotations:
-    summary: "The establishment's {{ "{{" }} $labels.role {{ "}}" }} certificate is revoked"
-    description: "Partners will refuse it; signing routes answer 503. Order a new certificate."
-- alert: RocProxyRevocationDataStale
-  expr: time() > roc_proxy_revocation_next_update_timestamp_seconds
-  for: 15m
-  labels: {severity: warning}
-  annotations:
-    summary: "CRL {{ "{{" }} $labels.url {{ "}}" }} is past its nextUpdate"
-    description: "Refreshes fail (see roc_proxy_revocation_fetch_errors_total); past the grace, hard routes refuse partners."
-- alert: RocProxyAuditWriteFailing
-  expr: roc_proxy_audit_healthy == 0 or increase(roc_proxy_audit_failures_total[5m]) > 0
-  labels: {severity: critical}
-  annotations:
-    summary: "The signed-token audit log cannot be written on {{ "{{" }} $labels.pod {{ "}}" }}"
-    description: "Token routes answer 503 audit_unavailable until the volume is writable again (disk full, read-only)."
-- alert: RocProxyUpstreamTLSErrors
-  expr: sum by (route) (rate(roc_proxy_upstream_tls_errors_total[5m])) / sum by (route) (rate(roc_proxy_http_requests_total[5m])) > {{ $r.upstreamTLSErrorRate }}
-  for: 10m
-  labels: {severity: warning}
-  annotations:
-    summary: "Route {{ "{{" }} $labels.route {{ "}}" }}: partner TLS failures above {{ $r.upstreamTLSErrorRate }}"
-    description: "The reason label says why (unknown_authority, expired, revoked, rejected_by_partner...)."
-- alert: RocProxyHigh5xxRate
-  expr: sum by (route) (rate(roc_proxy_http_requests_total{code=~"5.."}[5m])) / sum by (route) (rate(roc_proxy_http_requests_total[5m])) > {{ $r.http5xxRate }}
-  for: 10m
-  labels: {severity: warning}
-  annotations:
-    summary: "Route {{ "{{" }} $labels.route {{ "}}" }}: more than {{ $r.http5xxRate }} of answers are 5xx"
+{{- if ge (int $r.certificateCriticalDays) (int $r.certificateExpiryDays) -}}
+{{- fail (printf "prometheusRule.certificateCriticalDays: %d must be less than certificateExpiryDays (%d): the critical level comes after the warning" (int $r.certificateCriticalDays) (int $r.certificateExpiryDays)) -}}
+{{- end -}}
+{{- $statusAge := 0 -}}
+{{- if $r.revocationStatusAge -}}
+{{- $statusAge = include "roc-proxy.seconds" (dict "value" $r.revocationStatusAge "path" "prometheusRule.revocationStatusAge") | int -}}
+{{- else -}}
+{{- $rev := .Values.config.revocation | default dict -}}
+{{- $maxAge := include "roc-proxy.seconds" (dict "value" ($rev.max_status_age | default "1h") "path" "config.revocation.max_status_age (or set prometheusRule.revocationStatusAge)") | int -}}
+{{- $interval := include "roc-proxy.seconds" (dict "value" ($rev.check_interval | default "1m") "path" "config.revocation.check_interval (or set prometheusRule.revocationStatusAge)") | int -}}
+{{- $statusAge = add $maxAge $interval -}}
+{{- end -}}
+{{- $params := dict
+  "selector" (include "roc-proxy.targetSelector" .)
+  "certificateExpiryDays" (int $r.certificateExpiryDays)
+  "certificateCriticalDays" (int $r.certificateCriticalDays)
+  "upstreamTLSErrorRate" $r.upstreamTLSErrorRate
+  "http5xxRate" $r.http5xxRate
+  "statusAgeSeconds" $statusAge
+  "auditShipLagSeconds" (int $r.auditShipLagSeconds)
+  "auditVolumeFullInDays" (int $r.auditVolumeFullInDays)
+  "auditVolumeMinFreeBytes" (mul (int $r.auditVolumeMinFreeMiB) 1048576) -}}
+{{- $text := .Files.Get "alerts.yaml" -}}
+{{- range $k, $v := $params }}{{ $text = replace (printf "[[%s]]" $k) (toString $v) $text }}{{ end -}}
+{{- if contains "[[" $text -}}
+{{- fail (printf "alerts.yaml: placeholder left: %s" (regexFind "\\[\\[[a-zA-Z]*\\]\\]" $text)) -}}
+{{- end -}}
+{{- $text -}}
 {{- end -}}
