@@ -18,7 +18,49 @@ type Config struct {
 	TrustBundles map[string]*TrustBundle `yaml:"trust_bundles"`
 	Revocation   Revocation              `yaml:"revocation"`
 	Audit        Audit                   `yaml:"audit"`
-	Routes       []*Route                `yaml:"routes"`
+	// OutboundProxy, when set, is the hospital's forward proxy: routes and
+	// revocation fetches reach the outside through it, unless they say
+	// direct or its no_proxy list names the host.
+	OutboundProxy *OutboundProxy `yaml:"outbound_proxy"`
+	Routes        []*Route       `yaml:"routes"`
+}
+
+// OutboundProxy is an HTTP forward proxy. Partners are reached through a
+// CONNECT tunnel that carries roc-proxy's own mutual TLS end to end;
+// http:// revocation URLs are sent to it in absolute form.
+type OutboundProxy struct {
+	// URL is http://host:port: no path, and no credentials (they would
+	// end up in logs); https:// proxies are not supported.
+	URL string `yaml:"url"`
+	// Username and the password (from PasswordFile or PasswordEnv) are
+	// sent as Basic credentials (Proxy-Authorization).
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	// NoProxy lists the hosts reached directly, with the NO_PROXY syntax:
+	// host names (and their subdomains), .domain or *.domain (subdomains
+	// only), IP addresses, CIDRs, any of them with :port, or *. Loopback
+	// addresses and localhost are always reached directly.
+	NoProxy []string `yaml:"no_proxy"`
+}
+
+// ProxyChoice is a route's (or the revocation fetches') outbound proxy:
+// direct, or a proxy of its own in place of the global outbound_proxy.
+type ProxyChoice struct {
+	Direct        bool `yaml:"direct"`
+	OutboundProxy `yaml:",inline"`
+}
+
+// ProxyFor returns the outbound proxy that applies under choice (a
+// route's or revocation's; nil: the global one), or nil for direct.
+func (c *Config) ProxyFor(choice *ProxyChoice) *OutboundProxy {
+	switch {
+	case choice == nil:
+		return c.OutboundProxy
+	case choice.Direct:
+		return nil
+	}
+	return &choice.OutboundProxy
 }
 
 // Audit configures the tamper-evident log of signed tokens.
@@ -124,6 +166,10 @@ type Revocation struct {
 	// Issuers override or complete the URLs found in certificates, per
 	// certificate authority.
 	Issuers []*RevocationIssuer `yaml:"issuers"`
+	// OutboundProxy of the fetches: direct, or another proxy than the
+	// global outbound_proxy (configured file:// URLs are always read
+	// from disk).
+	OutboundProxy *ProxyChoice `yaml:"outbound_proxy"`
 }
 
 // RevocationIssuer names a certificate authority by its subject (RFC 2253
@@ -262,6 +308,9 @@ type Route struct {
 	// AllowedClients, when set, are the RFC 2253 subjects of the SIH
 	// client certificates this route serves (listen.tls.client_ca).
 	AllowedClients []string `yaml:"allowed_clients"`
+	// OutboundProxy: direct, or another proxy than the global
+	// outbound_proxy.
+	OutboundProxy *ProxyChoice `yaml:"outbound_proxy"`
 }
 
 // ResponseSignature is a route's policy on the partner's XML signatures.

@@ -238,6 +238,17 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Revocation.CacheDir)
+	if c.OutboundProxy != nil {
+		abs(&c.OutboundProxy.PasswordFile)
+	}
+	if pc := c.Revocation.OutboundProxy; pc != nil {
+		abs(&pc.PasswordFile)
+	}
+	for _, r := range c.Routes {
+		if r != nil && r.OutboundProxy != nil {
+			abs(&r.OutboundProxy.PasswordFile)
+		}
+	}
 	if t := c.Listen.TLS; t != nil {
 		abs(&t.Cert)
 		abs(&t.Key)

@@ -126,6 +126,10 @@ func (c *Config) Validate() error {
 	}
 
 	c.Revocation.validate(&p)
+	if c.OutboundProxy != nil {
+		c.OutboundProxy.validate(&p, "outbound_proxy")
+	}
+	c.Revocation.OutboundProxy.validate(&p, "revocation.outbound_proxy")
 	signs := false
 	for _, r := range c.Routes {
 		signs = signs || r != nil && r.Token != nil
@@ -207,6 +211,7 @@ func (c *Config) Validate() error {
 		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
 		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		positiveDur(&p, path+".timeouts.total", r.Timeouts.Total)
+		r.OutboundProxy.validate(&p, path+".outbound_proxy")
 		if len(r.AllowedClients) > 0 && (c.Listen.TLS == nil || c.Listen.TLS.ClientCA == "") {
 			p.add(path+".allowed_clients", "needs listen.tls.client_ca: SIH client certificates are not requested")
 		}

@@ -28,6 +28,7 @@ const usage = `roc-proxy: establishment-side mutual-TLS and SAML proxy for ROC a
 Usage:
   roc-proxy serve --config FILE     run the proxy
   roc-proxy config check FILE       check a configuration and the files it names
+  roc-proxy doctor --config FILE    try every partner and revocation URL (install day)
   roc-proxy demo [--keep-running]   run a self-contained demonstration
   roc-proxy audit COMMAND ...       verify, show or export the signed-token audit log
   roc-proxy cert inspect FILE       describe a certificate, its chain and its role
@@ -63,6 +64,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdConfigCheck(args[2:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
 	case "cert", "p12":
@@ -112,7 +115,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func knownCommand(c string) bool {
 	switch c {
-	case "serve", "config", "demo", "audit", "cert", "csr", "p12", "version":
+	case "serve", "config", "demo", "doctor", "audit", "cert", "csr", "p12", "version":
 		return true
 	}
 	return false

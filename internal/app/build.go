@@ -28,6 +28,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
@@ -78,6 +79,9 @@ type Proxy struct {
 	store          *trust.Store
 	audit          *audit.Log // nil when no route signs
 	deps           Deps
+	// egress is the global outbound_proxy (nil: directly), loaded at
+	// start; routes that name none use it.
+	egress *egress.Proxy
 
 	// The current material, swapped on renewal; handshakes and signatures
 	// take it when they start.
@@ -220,14 +224,19 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if err != nil {
 		return nil, err
 	}
+	global, fetchProxy, err := loadGlobalProxies(cfg, d.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	checker, err := revocation.New(revocation.Options{
 		Config: cfg.Revocation, Now: d.Now, Logger: d.Logger.Named("revocation"), Metrics: m, Subject: trust.SubjectDN,
+		Transport: egress.FetchTransport(fetchProxy, cfg.Revocation.FetchTimeout, fetchObserver(m, fetchProxy)),
 	})
 	if err != nil {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
-		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest)}
+		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest), egress: global}
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
 	p.digests["trust_bundles"] = bundlesDigest(cfg.TrustBundles)
@@ -391,6 +400,10 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			return nil, nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
 		timeouts := r.Timeouts
+		dial, err := p.routeDial(r, path, upstream)
+		if err != nil {
+			return nil, nil, err
+		}
 		tr := newRenewableTransport(func() *http.Transport {
 			return mtls.NewTransport(mtls.TransportOptions{
 				TLS: mtls.ClientConfig(mtls.ClientOptions{
@@ -401,6 +414,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				TLSHandshakeTimeout:   timeouts.TLSHandshake,
 				ResponseHeaderTimeout: timeouts.ResponseHeader,
 				VerifyPeer:            peerVerifier(verifier, vo.Watch != nil),
+				Dial:                  dial,
 			})
 		})
 		tr.ownRevoked = func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked }

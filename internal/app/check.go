@@ -39,6 +39,10 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &config.FileError{File: args[0], Err: err}
 	}
+	routes, err := describeProxies(cfg, os.Getenv)
+	if err != nil {
+		return &config.FileError{File: args[0], Err: err}
+	}
 	fmt.Fprintf(stdout, "%s: configuration OK\n", args[0])
 	fmt.Fprintf(stdout, "  identity.auth: %s (expires %s)\n", trust.SubjectDN(mat.Auth.Leaf), mat.Auth.Leaf.NotAfter.UTC().Format(time.DateOnly))
 	if mat.Sign != nil {
@@ -58,8 +62,15 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	if sl := cfg.Audit.Ship.Syslog; sl != nil {
 		fmt.Fprintf(stdout, "  audit.ship.syslog: %s://%s (facility %s)\n", sl.Transport, sl.Address, sl.Facility)
 	}
-	for _, r := range cfg.Routes {
-		fmt.Fprintf(stdout, "  route %s: %s -> %s (trust %v)\n", r.Name, r.PathPrefix, r.Upstream, r.Trust)
+	for i, r := range cfg.Routes {
+		target := r.Upstream
+		if r.Dynamic != nil {
+			target = fmt.Sprintf("dynamic %v", r.Dynamic.Hosts)
+		}
+		fmt.Fprintf(stdout, "  route %s: %s -> %s (trust %v; %s)\n", r.Name, r.PathPrefix, target, r.Trust, routes[i])
+	}
+	if cfg.OutboundProxy != nil || cfg.Revocation.OutboundProxy != nil {
+		fmt.Fprintf(stdout, "  revocation fetches: %s\n", routes[len(cfg.Routes)])
 	}
 	return nil
 }

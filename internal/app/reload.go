@@ -272,6 +272,8 @@ func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
 		"revocation": reflect.DeepEqual(next.Revocation, p.cfg.Revocation),
 		"server":     reflect.DeepEqual(next.Server, p.cfg.Server),
 		"log":        reflect.DeepEqual(next.Log, p.cfg.Log),
+		// Routes without a proxy of their own keep the one loaded at start.
+		"outbound_proxy": reflect.DeepEqual(next.OutboundProxy, p.cfg.OutboundProxy),
 	} {
 		if !same {
 			needRestart = append(needRestart, name)

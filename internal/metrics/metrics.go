@@ -112,6 +112,11 @@ type Metrics struct {
 	// delivered to a sink, and the age of the oldest of them.
 	AuditShipLagRecords *prometheus.GaugeVec
 	AuditShipLagSeconds *prometheus.GaugeVec
+
+	// OutboundProxyConnects counts connections through the outbound proxy
+	// by route ("revocation" for revocation fetches) and result: ok, or
+	// why the proxy failed (egress reasons).
+	OutboundProxyConnects *prometheus.CounterVec
 }
 
 // BuildInfo describes the running binary.
@@ -274,6 +279,13 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
+	m.OutboundProxyConnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "outbound_proxy", Name: "connects_total",
+		Help: "Connections through the outbound proxy (CONNECT tunnels; forwarded revocation fetches) by route and result.",
+	}, []string{"route", "result"})
+	if err := reg.Register(m.OutboundProxyConnects); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.RevocationNotModified, m.RevocationGraceUses,

@@ -51,6 +51,11 @@ type TransportOptions struct {
 	ResponseHeaderTimeout time.Duration
 	// MaxIdleConnsPerHost sizes the keep-alive pool to the upstream.
 	MaxIdleConnsPerHost int
+	// Dial, when set, opens the connection the TLS handshake runs over
+	// in place of a direct TCP connection (a CONNECT tunnel through the
+	// hospital's forward proxy: the TLS inside it is still this one, end
+	// to end); it applies ConnectTimeout itself.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// VerifyPeer, when set, verifies each connection at its handshake in
 	// place of TLS.VerifyConnection (with the dial's context, which bounds
 	// revocation fetches) and returns the connection's standing check,
@@ -69,15 +74,19 @@ type PeerGuard interface {
 
 // NewTransport returns a pooled, keep-alive HTTP/1.1 transport to one
 // upstream. Proxy settings from the environment are ignored: partners are
-// reached directly, with the establishment's certificate.
+// reached directly, or through the tunnel o.Dial opens, with the
+// establishment's certificate.
 func NewTransport(o TransportOptions) *http.Transport {
 	if o.MaxIdleConnsPerHost == 0 {
 		o.MaxIdleConnsPerHost = 64
 	}
-	d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	dial := o.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	t := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       o.TLS,
 		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
 		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
@@ -91,7 +100,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 		ForceAttemptHTTP2: false,
 	}
 	if o.VerifyPeer != nil {
-		t.DialTLSContext = o.dialTLS(d)
+		t.DialTLSContext = o.dialTLS(dial)
 	}
 	return t
 }
@@ -99,9 +108,9 @@ func NewTransport(o TransportOptions) *http.Transport {
 // dialTLS dials and handshakes as http.Transport would, with a
 // per-connection VerifyConnection that keeps the connection's standing
 // check, and wraps the connection so that every write asks it first.
-func (o TransportOptions) dialTLS(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func (o TransportOptions) dialTLS(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		raw, err := d.DialContext(ctx, network, addr)
+		raw, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}

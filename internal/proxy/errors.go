@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -97,6 +98,15 @@ var reasonMessages = map[trust.Reason]string{
 	trust.ReasonRevocationUnavailable: "the revocation status of the partner's chain could not be established and the route's policy is hard",
 }
 
+var proxyMessages = map[string]string{
+	egress.ReasonUnreachable:  "the outbound proxy cannot be reached",
+	egress.ReasonAuth:         "the outbound proxy refused roc-proxy's credentials",
+	egress.ReasonRefused:      "the outbound proxy refused to connect to the partner",
+	egress.ReasonUpstream:     "the outbound proxy could not reach the partner",
+	egress.ReasonProtocol:     "the outbound proxy gave no valid answer",
+	egress.ReasonTunnelClosed: "the connection through the outbound proxy closed before the partner answered",
+}
+
 // problemFor maps an error from the upstream exchange to what the SIH gets;
 // ctxErr is the request context's own error, which tells the route's total
 // timeout and a departed client apart from the transport's own timeouts
@@ -109,6 +119,7 @@ func problemFor(err, ctxErr error) Problem {
 		opErr    *net.OpError
 		recErr   tls.RecordHeaderError
 		netErr   net.Error
+		proxyErr *egress.Error
 	)
 	switch {
 	case errors.As(err, &maxBytes):
@@ -135,6 +146,10 @@ func problemFor(err, ctxErr error) Problem {
 		return problem(StatusClientClosedRequest, CodeClientClosed, "", "the client closed the request")
 	case errors.Is(ctxErr, context.DeadlineExceeded):
 		return problem(http.StatusGatewayTimeout, CodeUpstreamTimeout, "total", "the partner did not answer within the route's total timeout")
+	case errors.As(err, &proxyErr) && proxyErr.Reason == egress.ReasonTimeout:
+		return problem(http.StatusGatewayTimeout, CodeUpstreamTimeout, proxyErr.Reason, "the outbound proxy did not answer within the route's connect timeout")
+	case errors.As(err, &proxyErr):
+		return problem(http.StatusBadGateway, CodeUpstreamUnavailable, proxyErr.Reason, proxyMessages[proxyErr.Reason])
 	case errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, context.DeadlineExceeded):
 		reason := "network"
 		switch {

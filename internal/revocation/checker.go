@@ -34,11 +34,14 @@ const otherURL = "other"
 
 // Options are what a Checker depends on.
 type Options struct {
-	Config  config.Revocation
-	Client  *http.Client // nil: a client with Config.FetchTimeout
-	Now     func() time.Time
-	Logger  *zap.Logger
-	Metrics *metrics.Metrics
+	Config config.Revocation
+	Client *http.Client // nil: a client with Config.FetchTimeout and Transport
+	// Transport carries the fetches (through the outbound proxy); nil:
+	// directly, whatever the proxy environment variables say.
+	Transport http.RoundTripper
+	Now       func() time.Time
+	Logger    *zap.Logger
+	Metrics   *metrics.Metrics
 	// Subject formats a certificate's subject for logs and errors.
 	Subject func(*x509.Certificate) string
 }
@@ -134,7 +137,13 @@ func New(o Options) (*Checker, error) {
 		own: map[string]*ownCert{}, failures: map[string]failure{}, bindings: map[*Binding]struct{}{}, started: o.Now()}
 	c.life, c.stop = context.WithCancel(context.Background())
 	if c.client == nil {
-		c.client = &http.Client{Timeout: o.Config.FetchTimeout, CheckRedirect: noRedirect}
+		tr := o.Transport
+		if tr == nil {
+			direct := http.DefaultTransport.(*http.Transport).Clone()
+			direct.Proxy = nil
+			tr = direct
+		}
+		c.client = &http.Client{Timeout: o.Config.FetchTimeout, CheckRedirect: noRedirect, Transport: tr}
 	}
 	if o.Config.CacheDir != "" {
 		s, err := openDiskStore(o.Config.CacheDir, o.Config.FetchTimeout)

@@ -371,7 +371,10 @@ func (c *Checker) crlMetricsLocked() {
 func (c *Checker) fetchFailed(st *issuerState, source, u string, err error) error {
 	reason := "invalid"
 	var ne interface{ Timeout() bool }
+	var pe proxyError
 	switch {
+	case errors.As(err, &pe):
+		reason = pe.ProxyReason() // proxy_auth, proxy_timeout...
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		reason = "timeout"
 	case errors.Is(err, ErrTooLarge):
@@ -391,6 +394,13 @@ func (c *Checker) fetchFailed(st *issuerState, source, u string, err error) erro
 	c.o.Logger.Warn("revocation fetch failed", zap.String("source", source), zap.String("issuer", st.label), zap.String("url", u),
 		zap.String("reason", reason), zap.Error(err))
 	return fmt.Errorf("%s: %w", u, err)
+}
+
+// proxyError is a failure of the outbound proxy (egress.Error): its
+// reason labels the fetch error.
+type proxyError interface {
+	error
+	ProxyReason() string
 }
 
 var (
@@ -437,6 +447,10 @@ func (c *Checker) get(ctx context.Context, u string, body []byte, limit int64, c
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
+		var pe proxyError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%w: %w", errUnreachable, err)
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w after %s", context.DeadlineExceeded, c.o.Config.FetchTimeout)
 		}
@@ -524,4 +538,12 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w (%d bytes)", ErrTooLarge, limit)
 	}
 	return b, nil
+}
+
+// OCSPResponder is the responder asked about cert, issued by issuer: the
+// one configured for the issuer, or the certificate's own (http or https
+// only); "" when there is none. Only for certificates of verified chains
+// (it records the issuer).
+func (c *Checker) OCSPResponder(cert, issuer *x509.Certificate) string {
+	return ocspResponder(c.issuer(issuer), cert)
 }

@@ -679,3 +679,17 @@ func TestFailedFetchIsNotRetriedByEveryRequest(t *testing.T) {
 	clk.add(2 * time.Minute)
 	wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusGood, "")
 }
+
+// Without a transport from the outbound proxy configuration, fetches go
+// directly: the proxy environment variables are not followed (net/http's
+// default transport would).
+func TestDefaultTransportIgnoresProxyEnvironment(t *testing.T) {
+	c, err := New(Options{Config: testConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if tr, ok := c.client.Transport.(*http.Transport); !ok || tr.Proxy != nil {
+		t.Fatalf("default fetch transport %T follows a proxy function", c.client.Transport)
+	}
+}
