@@ -426,7 +426,7 @@ func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	sum := sha256.Sum256(tok.Assertion)
+	sum := tok.AssertionSHA256 // computed once when signed, not per request
 	rec := &audit.Record{RequestID: r.RequestID, Route: t.route, AssertionID: tok.AssertionID, Profile: tok.Profile,
 		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hex.EncodeToString(tok.Signer[:]),
 		AssertionSHA256: hex.EncodeToString(sum[:]), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
