@@ -222,6 +222,12 @@ type ResponseSignature struct {
 	// Trust names the bundles whose authorities may issue the signing
 	// certificate (the AMC's AC-SERVICES-APPLICATIFS).
 	Trust []string `yaml:"trust"`
+	// SignedElement is the path below the SOAP Body, in Clark notation
+	// ("{namespace}local"), of the element the route trusts; empty: the
+	// whole Body. What the SIH would read outside it must be signed too.
+	SignedElement []string `yaml:"signed_element"`
+	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
+	AllowSHA1 bool `yaml:"allow_sha1"`
 }
 
 // Token describes the SAML assertion a route adds.

@@ -34,6 +34,8 @@ var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	prefixRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
 	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	// clarkRE: "{namespace}local" or "local"; local is an NCName (ASCII).
+	clarkRE = regexp.MustCompile(`^(\{[^{}\s]+\})?[A-Za-z_][A-Za-z0-9._-]*$`)
 	// HostPatternRE is a lower-case DNS name of at least two labels, or
 	// "*." and one.
 	HostPatternRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -222,6 +224,11 @@ func (c *Config) Validate() error {
 			}
 		default:
 			p.add(path+".response_signature.policy", "%q is not one of off, log, enforce", r.ResponseSignature.Policy)
+		}
+		for k, q := range r.ResponseSignature.SignedElement {
+			if !clarkRE.MatchString(q) {
+				p.add(fmt.Sprintf("%s.response_signature.signed_element[%d]", path, k), "%q is not an element name in Clark notation ({namespace}local)", q)
+			}
 		}
 		for k, b := range r.ResponseSignature.Trust {
 			if _, ok := c.TrustBundles[b]; !ok {

@@ -292,7 +292,15 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if rs := r.ResponseSignature; rs.Policy != "off" {
 			roots, inter := store.Pools(rs.Trust...)
 			spec.Enforce = rs.Policy == "enforce"
-			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
+			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Now: d.Now}
+			for _, q := range rs.SignedElement {
+				name, err := saml.ParseClark(q)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s.response_signature.signed_element: %w", path, err)
+				}
+				policy.SignedElement = append(policy.SignedElement, name)
+			}
+			spec.ResponseSignatures = policy.Verify
 		}
 		if r.Token != nil {
 			spec.Token = &tokenSource{
