@@ -303,6 +303,10 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			spec.ResponseSignatures = policy.Verify
 		}
 		if r.Token != nil {
+			spec.TokenHeaders = []string{proxy.DefaultTokenHeader}
+			if r.Token.HTTPHeader != "" {
+				spec.TokenHeaders = append(spec.TokenHeaders, r.Token.HTTPHeader)
+			}
 			spec.Token = &tokenSource{
 				route:    r.Name,
 				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
