@@ -124,21 +124,22 @@ func inspect(body []byte) (envelope, error) {
 			if !s.selfClosing {
 				level--
 			}
-			if (bytes.Equal(s.space, bNSSAML2) && (bytes.Equal(s.local, bAssertion) || bytes.Equal(s.local, bEncrypted))) ||
-				(bytes.Equal(s.space, bNSSAML1) && bytes.Equal(s.local, bAssertion)) {
+			space, local := s.space(), s.local()
+			if (bytes.Equal(local, bAssertion) || bytes.Equal(local, bEncrypted)) &&
+				(bytes.Equal(space, bNSSAML2) || bytes.Equal(space, bNSSAML1) && bytes.Equal(local, bAssertion)) {
 				return env, refuse("the envelope already carries a SAML assertion")
 			}
 			opened := false // this element is the Header or the Security
 			switch {
 			case level == 0:
-				if !bytes.Equal(s.local, bEnvelope) || !bytes.Equal(s.space, bNSSOAP11) && !bytes.Equal(s.space, bNSSOAP12) {
+				if !bytes.Equal(local, bEnvelope) || !bytes.Equal(space, bNSSOAP11) && !bytes.Equal(space, bNSSOAP12) {
 					return env, refuse("not a SOAP 1.1 or 1.2 envelope")
 				}
-				soapNS = s.space
-				env.envPrefix = s.prefix
+				soapNS = space
+				env.envPrefix = s.prefix()
 				env.insertAt, env.wrap = s.tagEnd, wrapHeader
 				env.defaultNS, env.dsNS = s.inScope()
-			case level == 1 && bytes.Equal(s.space, soapNS) && bytes.Equal(s.local, bHeader):
+			case level == 1 && bytes.Equal(space, soapNS) && bytes.Equal(local, bHeader):
 				if headers++; headers > 1 {
 					return env, refuse("more than one SOAP Header")
 				}
@@ -148,13 +149,13 @@ func inspect(body []byte) (envelope, error) {
 				env.insertAt, env.wrap = s.tagEnd, wrapSecurity
 				env.defaultNS, env.dsNS = s.inScope()
 				inHeader, opened = !s.selfClosing, true
-			case level == 1 && bytes.Equal(s.space, soapNS) && bytes.Equal(s.local, bBody):
+			case level == 1 && bytes.Equal(space, soapNS) && bytes.Equal(local, bBody):
 				if bodies++; bodies > 1 {
 					return env, refuse("a SOAP envelope needs exactly one Body")
 				}
 			case level == 1:
-				return env, refuse("<%s> in the Envelope: a SOAP envelope holds only a Header and a Body", s.rawName)
-			case level == 2 && inHeader && bytes.Equal(s.space, bNSWSSE) && bytes.Equal(s.local, bSecurity):
+				return env, refuse("<%s> in the Envelope: a SOAP envelope holds only a Header and a Body", s.rawName())
+			case level == 2 && inHeader && bytes.Equal(space, bNSWSSE) && bytes.Equal(local, bSecurity):
 				if securities++; securities > 1 {
 					return env, refuse("more than one WS-Security header")
 				}
@@ -162,16 +163,16 @@ func inspect(body []byte) (envelope, error) {
 				env.defaultNS, env.dsNS = s.inScope()
 				inSecurity, opened = !s.selfClosing, true
 			case level == 3 && inSecurity:
-				if bytes.Equal(s.space, bNSDSig) && bytes.Equal(s.local, bSignature) {
+				if bytes.Equal(space, bNSDSig) && bytes.Equal(local, bSignature) {
 					return env, refuse("the Security header already carries a signature")
 				}
-				if !bytes.Equal(s.space, bNSWSU) || !bytes.Equal(s.local, bTimestamp) {
-					return env, refuse("the Security header may only carry a wsu:Timestamp (roc-proxy adds the token): found <%s>", s.rawName)
+				if !bytes.Equal(space, bNSWSU) || !bytes.Equal(local, bTimestamp) {
+					return env, refuse("the Security header may only carry a wsu:Timestamp (roc-proxy adds the token): found <%s>", s.rawName())
 				}
 			}
 			if opened && s.selfClosing {
 				env.replaceStart, env.replaceEnd = s.tagStart, s.tagEnd
-				env.selfClosedName = s.rawName
+				env.selfClosedName = s.rawName()
 				tag := bytes.TrimRight(body[s.tagStart:s.tagEnd-2], " \t\r\n")
 				env.selfClosedTag = tag
 			}
@@ -181,8 +182,11 @@ func inspect(body []byte) (envelope, error) {
 
 // inScope is the default namespace and the ds prefix's namespace in scope.
 func (s *scanner) inScope() (defaultNS, ds []byte) {
-	defaultNS, _ = s.lookup(nil)
-	ds, _ = s.lookup(bDS)
+	ref, _ := s.lookup(nil)
+	defaultNS = s.uri(ref)
+	if ref, ok := s.lookup(bDS); ok {
+		ds = s.uri(ref)
+	}
 	return defaultNS, ds
 }
 

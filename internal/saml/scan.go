@@ -33,25 +33,36 @@ type scanner struct {
 	rootSeen   bool
 	rootClosed bool
 
-	// Current token.
+	// Current token. The scanner's state holds offsets into b, not
+	// slices: no pointer is written per token (no GC write barrier).
 	kind        tokenKind
 	tagStart    int // offset of '<' (start and end tags)
 	tagEnd      int // offset after '>'
 	selfClosing bool
-	prefix      []byte // raw prefix of the element ("" when none)
-	local       []byte
-	space       []byte // the element's namespace name
-	rawName     []byte
-	nonSpace    bool // a text token holds more than white space
+	name        span  // raw qualified name of the element
+	colon       int   // offset of the name's ':' or -1
+	nsRef       int32 // the element's namespace (see nsRef)
+	nonSpace    bool  // a text token holds more than white space
 	attrs       []scanAttr
 
 	open []openElement
 	ns   []nsBinding
+	// ext holds decoded namespace names (a declaration with references).
+	ext [][]byte
 	// popTo, when >= 0, is the namespace mark to restore before the next
 	// token (the bindings of a self-closing element stay in scope for the
 	// caller until then).
 	popTo int
 }
+
+// span is b[start:end].
+type span struct{ start, end int32 }
+
+// nsRef values: an index into scanner.ns, or one of these.
+const (
+	nsNone int32 = -1 // no namespace
+	nsXML  int32 = -2 // the xml prefix's
+)
 
 type tokenKind uint8
 
@@ -65,19 +76,24 @@ const (
 )
 
 type scanAttr struct {
-	name          []byte // raw qualified name
-	prefix, local []byte
-	space         []byte // namespace name of a prefixed attribute
-	value         []byte // raw, between the quotes
-	hasRef        bool   // value holds a character or entity reference
+	name   span
+	colon  int32 // offset of ':' or -1
+	value  span  // raw, between the quotes
+	hasRef bool  // value holds a character or entity reference
+	nsRef  int32 // of a prefixed attribute
 }
 
 type openElement struct {
-	name   []byte
-	nsMark int
+	name   span
+	nsMark int32
 }
 
-type nsBinding struct{ prefix, uri []byte }
+// nsBinding binds a prefix (prefix.start < 0: the default namespace) to
+// b[uri] or, when ext >= 0, to scanner.ext[ext].
+type nsBinding struct {
+	prefix, uri span
+	ext         int32
+}
 
 // Reserved namespace names (Namespaces in XML 1.0, section 3).
 var (
@@ -103,16 +119,48 @@ var scanners = sync.Pool{New: func() any {
 // newScanner takes a scanner from the pool; release gives it back.
 func newScanner(b []byte, maxDepth int) *scanner {
 	s := scanners.Get().(*scanner)
-	*s = scanner{b: b, maxDepth: maxDepth, popTo: -1, attrs: s.attrs[:0], open: s.open[:0], ns: s.ns[:0]}
+	*s = scanner{b: b, maxDepth: maxDepth, popTo: -1, attrs: s.attrs[:0], open: s.open[:0], ns: s.ns[:0], ext: s.ext[:0]}
 	return s
 }
 
 func (s *scanner) release() {
-	s.b, s.prefix, s.local, s.space, s.rawName = nil, nil, nil, nil, nil
-	clear(s.attrs[:cap(s.attrs)])
-	clear(s.open[:cap(s.open)])
-	clear(s.ns[:cap(s.ns)])
+	s.b = nil
+	clear(s.ext[:cap(s.ext)])
 	scanners.Put(s)
+}
+
+func (s *scanner) at(sp span) []byte { return s.b[sp.start:sp.end] }
+
+// rawName, prefix and local are the current element's names.
+func (s *scanner) rawName() []byte { return s.at(s.name) }
+
+func (s *scanner) prefix() []byte {
+	if s.colon < 0 {
+		return nil
+	}
+	return s.b[s.name.start:s.colon]
+}
+
+func (s *scanner) local() []byte {
+	if s.colon < 0 {
+		return s.at(s.name)
+	}
+	return s.b[s.colon+1 : s.name.end]
+}
+
+// space is the current element's namespace name.
+func (s *scanner) space() []byte { return s.uri(s.nsRef) }
+
+func (s *scanner) uri(ref int32) []byte {
+	switch {
+	case ref == nsNone:
+		return nil
+	case ref == nsXML:
+		return nsXMLBytes
+	case s.ns[ref].ext >= 0:
+		return s.ext[s.ns[ref].ext]
+	}
+	return s.at(s.ns[ref].uri)
 }
 
 func (s *scanner) fail(off int, format string, args ...any) error {
@@ -146,7 +194,7 @@ func (s *scanner) next() error {
 	b := s.b
 	if s.pos >= len(b) {
 		if len(s.open) > 0 {
-			return s.fail(s.pos, "unexpected end of input: <%s> is not closed", s.open[len(s.open)-1].name)
+			return s.fail(s.pos, "unexpected end of input: <%s> is not closed", s.at(s.open[len(s.open)-1].name))
 		}
 		if !s.rootSeen {
 			return s.fail(s.pos, "no root element")
@@ -363,7 +411,7 @@ func (s *scanner) cdata() error {
 
 func (s *scanner) procInst() error {
 	i := s.pos + 2
-	n, err := s.name(i)
+	n, err := s.scanName(i)
 	if err != nil {
 		return err
 	}
@@ -456,19 +504,38 @@ func (s *scanner) xmlDecl() error {
 	return nil
 }
 
-// name reads a Name at b[i] (with the same character tables as
+// Name characters of ASCII: nameStart may start a name, nameChar follow.
+const (
+	nameStart = 1
+	nameChar  = 2
+)
+
+var nameClass = func() (t [128]uint8) {
+	for c := 0; c < 128; c++ {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == ':':
+			t[c] = nameStart | nameChar
+		case c >= '0' && c <= '9', c == '.', c == '-':
+			t[c] = nameChar
+		}
+	}
+	return t
+}()
+
+// scanName reads a Name at b[i] (with the same character tables as
 // encoding/xml) and returns the offset after it.
-func (s *scanner) name(i int) (int, error) {
+func (s *scanner) scanName(i int) (int, error) {
 	b := s.b
 	start := i
+	want := uint8(nameStart)
 	for i < len(b) {
 		c := b[i]
 		if c < utf8.RuneSelf {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' ||
-				i > start && (c >= '0' && c <= '9' || c == '.' || c == '-')) {
+			if nameClass[c]&want == 0 {
 				break
 			}
 			i++
+			want = nameChar
 			continue
 		}
 		r, n := utf8.DecodeRune(b[i:])
@@ -476,6 +543,7 @@ func (s *scanner) name(i int) (int, error) {
 			break
 		}
 		i += n
+		want = nameChar
 	}
 	if i == start {
 		return 0, s.fail(start, "name expected")
@@ -483,17 +551,19 @@ func (s *scanner) name(i int) (int, error) {
 	return i, nil
 }
 
-// qname splits a qualified name; it refuses more than one colon and an
-// empty prefix or local part.
-func (s *scanner) qname(name []byte, off int) (prefix, local []byte, err error) {
-	c := bytes.IndexByte(name, ':')
+// qname checks the qualified name b[start:end] and returns the offset of
+// its colon (-1: none); it refuses more than one colon and an empty prefix
+// or local part.
+func (s *scanner) qname(start, end int) (int, error) {
+	c := bytes.IndexByte(s.b[start:end], ':')
 	if c < 0 {
-		return nil, name, nil
+		return -1, nil
 	}
-	if c == 0 || c == len(name)-1 || bytes.IndexByte(name[c+1:], ':') >= 0 {
-		return nil, nil, s.fail(off, "%q is not a qualified name", name)
+	c += start
+	if c == start || c == end-1 || bytes.IndexByte(s.b[c+1:end], ':') >= 0 {
+		return 0, s.fail(start, "%q is not a qualified name", s.b[start:end])
 	}
-	return name[:c], name[c+1:], nil
+	return c, nil
 }
 
 func (s *scanner) startTag() error {
@@ -506,12 +576,12 @@ func (s *scanner) startTag() error {
 	}
 	s.tagStart = s.pos
 	i := s.pos + 1
-	n, err := s.name(i)
+	n, err := s.scanName(i)
 	if err != nil {
 		return err
 	}
-	s.rawName = b[i:n]
-	if s.prefix, s.local, err = s.qname(s.rawName, i); err != nil {
+	s.name = span{int32(i), int32(n)}
+	if s.colon, err = s.qname(i, n); err != nil {
 		return err
 	}
 	i = n
@@ -522,7 +592,7 @@ func (s *scanner) startTag() error {
 			i++
 		}
 		if i >= len(b) {
-			return s.fail(s.tagStart, "unterminated start tag <%s", s.rawName)
+			return s.fail(s.tagStart, "unterminated start tag <%s", s.rawName())
 		}
 		if b[i] == '>' {
 			s.selfClosing = false
@@ -540,28 +610,29 @@ func (s *scanner) startTag() error {
 		if i == sp {
 			return s.fail(i, "white space expected between attributes")
 		}
-		a := scanAttr{}
-		n, err := s.name(i)
+		n, err := s.scanName(i)
 		if err != nil {
 			return err
 		}
-		a.name = b[i:n]
-		if a.prefix, a.local, err = s.qname(a.name, i); err != nil {
+		a := scanAttr{name: span{int32(i), int32(n)}, nsRef: nsNone}
+		colon, err := s.qname(i, n)
+		if err != nil {
 			return err
 		}
+		a.colon = int32(colon)
 		i = n
 		for i < len(b) && isSpace(b[i]) {
 			i++
 		}
 		if i >= len(b) || b[i] != '=' {
-			return s.fail(i, "'=' expected after attribute %s", a.name)
+			return s.fail(i, "'=' expected after attribute %s", s.at(a.name))
 		}
 		i++
 		for i < len(b) && isSpace(b[i]) {
 			i++
 		}
 		if i >= len(b) || b[i] != '"' && b[i] != '\'' {
-			return s.fail(i, "quoted value expected for attribute %s", a.name)
+			return s.fail(i, "quoted value expected for attribute %s", s.at(a.name))
 		}
 		q := b[i]
 		i++
@@ -571,7 +642,7 @@ func (s *scanner) startTag() error {
 				i++
 			}
 			if i >= len(b) {
-				return s.fail(vs, "unterminated value of attribute %s", a.name)
+				return s.fail(vs, "unterminated value of attribute %s", s.at(a.name))
 			}
 			c := b[i]
 			if c == q {
@@ -588,7 +659,7 @@ func (s *scanner) startTag() error {
 				a.hasRef = true
 				i = n
 			case '<':
-				return s.fail(i, "'<' in the value of attribute %s", a.name)
+				return s.fail(i, "'<' in the value of attribute %s", s.at(a.name))
 			case 0xEF:
 				if notXMLChar(b, i) {
 					return s.fail(i, "U+FFFE or U+FFFF is not an XML character")
@@ -598,7 +669,7 @@ func (s *scanner) startTag() error {
 				return s.fail(i, "control character %#02x is not an XML character", c)
 			}
 		}
-		a.value = b[vs:i]
+		a.value = span{int32(vs), int32(i)}
 		i++
 		s.attrs = append(s.attrs, a)
 	}
@@ -614,10 +685,25 @@ func (s *scanner) startTag() error {
 			s.rootClosed = true
 		}
 	} else {
-		s.open = append(s.open, openElement{name: s.rawName, nsMark: s.popTo})
+		s.open = append(s.open, openElement{name: s.name, nsMark: int32(s.popTo)})
 		s.popTo = -1
 	}
 	return nil
+}
+
+// attrPrefix is a's prefix (nil: none).
+func (s *scanner) attrPrefix(a *scanAttr) []byte {
+	if a.colon < 0 {
+		return nil
+	}
+	return s.b[a.name.start:a.colon]
+}
+
+func (s *scanner) attrLocal(a *scanAttr) []byte {
+	if a.colon < 0 {
+		return s.at(a.name)
+	}
+	return s.b[a.colon+1 : a.name.end]
 }
 
 // bindNamespaces declares the start tag's namespaces, resolves its names
@@ -625,55 +711,83 @@ func (s *scanner) startTag() error {
 // at the element's end (s.popTo keeps the mark meanwhile).
 func (s *scanner) bindNamespaces() error {
 	mark := len(s.ns)
+	qualified := 0
 	for k := range s.attrs {
 		a := &s.attrs[k]
-		isDefault := a.prefix == nil && string(a.local) == "xmlns"
-		if !isDefault && string(a.prefix) != "xmlns" {
+		prefix := s.attrPrefix(a)
+		isDefault := a.colon < 0 && string(s.at(a.name)) == "xmlns"
+		if !isDefault && string(prefix) != "xmlns" {
+			if a.colon >= 0 {
+				qualified++
+			}
 			continue
 		}
-		uri := a.value
+		binding := nsBinding{prefix: span{-1, -1}, uri: a.value, ext: -1}
+		uri := s.at(a.value)
 		if a.hasRef {
 			uri = unescape(uri)
+			binding.ext = int32(len(s.ext))
+			s.ext = append(s.ext, uri)
 		}
-		var prefix []byte
 		if !isDefault {
-			prefix = a.local
+			declared := s.attrLocal(a)
+			binding.prefix = span{a.colon + 1, a.name.end}
 			switch {
-			case string(prefix) == "xmlns":
+			case string(declared) == "xmlns":
 				return s.fail(s.tagStart, "the prefix xmlns cannot be declared")
 			case len(uri) == 0:
-				return s.fail(s.tagStart, "prefix %s cannot be undeclared (xmlns:%s=\"\")", prefix, prefix)
-			case string(prefix) == "xml" && !bytes.Equal(uri, nsXMLBytes):
+				return s.fail(s.tagStart, "prefix %s cannot be undeclared (xmlns:%s=\"\")", declared, declared)
+			case string(declared) == "xml" && !bytes.Equal(uri, nsXMLBytes):
 				return s.fail(s.tagStart, "the prefix xml cannot be bound to another namespace")
+			case string(declared) == "xml":
+				// A redundant declaration of xml: nothing to bind.
+				continue
 			}
 		}
-		if string(prefix) != "xml" && (bytes.Equal(uri, nsXMLBytes) || bytes.Equal(uri, nsXMLNSBytes)) {
+		if bytes.Equal(uri, nsXMLBytes) || bytes.Equal(uri, nsXMLNSBytes) {
 			return s.fail(s.tagStart, "the reserved namespace %s cannot be bound to another prefix", uri)
 		}
-		s.ns = append(s.ns, nsBinding{prefix: prefix, uri: uri})
+		s.ns = append(s.ns, binding)
 	}
 	// The mark to restore when the element ends.
 	s.popTo = mark
 
-	var ok bool
-	if s.space, ok = s.lookup(s.prefix); !ok {
-		return s.fail(s.tagStart, "undeclared namespace prefix %s in <%s>", s.prefix, s.rawName)
-	}
-	if string(s.prefix) == "xmlns" {
+	prefix := s.prefix()
+	if string(prefix) == "xmlns" {
 		return s.fail(s.tagStart, "an element cannot use the prefix xmlns")
+	}
+	var ok bool
+	if s.nsRef, ok = s.lookup(prefix); !ok {
+		return s.fail(s.tagStart, "undeclared namespace prefix %s in <%s>", prefix, s.rawName())
+	}
+	if qualified == 0 {
+		return s.uniqueRawNames()
 	}
 	for k := range s.attrs {
 		a := &s.attrs[k]
-		if a.prefix == nil || string(a.prefix) == "xmlns" {
+		p := s.attrPrefix(a)
+		if p == nil || string(p) == "xmlns" {
 			continue
 		}
-		if a.space, ok = s.lookup(a.prefix); !ok {
-			return s.fail(s.tagStart, "undeclared namespace prefix %s in attribute %s of <%s>", a.prefix, a.name, s.rawName)
+		if a.nsRef, ok = s.lookup(p); !ok {
+			return s.fail(s.tagStart, "undeclared namespace prefix %s in attribute %s of <%s>", p, s.at(a.name), s.rawName())
 		}
 	}
-	if len(s.attrs) > 1 {
-		if err := s.uniqueAttributes(); err != nil {
-			return err
+	return s.uniqueAttributes()
+}
+
+// uniqueRawNames refuses two attributes with the same name (none is
+// prefixed, but for namespace declarations).
+func (s *scanner) uniqueRawNames() error {
+	as := s.attrs
+	if len(as) > 32 {
+		return s.uniqueAttributes()
+	}
+	for i := 1; i < len(as); i++ {
+		for j := 0; j < i; j++ {
+			if bytes.Equal(s.at(as[i].name), s.at(as[j].name)) {
+				return s.fail(s.tagStart, "attribute %s given twice in <%s>", s.at(as[i].name), s.rawName())
+			}
 		}
 	}
 	return nil
@@ -687,7 +801,7 @@ func (s *scanner) uniqueAttributes() error {
 		for i := 1; i < len(as); i++ {
 			for j := 0; j < i; j++ {
 				if s.sameAttr(&as[i], &as[j]) {
-					return s.fail(s.tagStart, "attribute %s given twice in <%s>", as[i].name, s.rawName)
+					return s.fail(s.tagStart, "attribute %s given twice in <%s>", s.at(as[i].name), s.rawName())
 				}
 			}
 		}
@@ -697,12 +811,12 @@ func (s *scanner) uniqueAttributes() error {
 	seen := make(map[string]struct{}, len(as))
 	for i := range as {
 		a := &as[i]
-		key := string(a.name)
-		if a.prefix != nil && string(a.prefix) != "xmlns" {
-			key = "{" + string(a.space) + "}" + string(a.local)
+		key := string(s.at(a.name))
+		if p := s.attrPrefix(a); p != nil && string(p) != "xmlns" {
+			key = "{" + string(s.uri(a.nsRef)) + "}" + string(s.attrLocal(a))
 		}
 		if _, dup := seen[key]; dup {
-			return s.fail(s.tagStart, "attribute %s given twice in <%s>", a.name, s.rawName)
+			return s.fail(s.tagStart, "attribute %s given twice in <%s>", s.at(a.name), s.rawName())
 		}
 		seen[key] = struct{}{}
 	}
@@ -710,60 +824,78 @@ func (s *scanner) uniqueAttributes() error {
 }
 
 func (s *scanner) sameAttr(a, b *scanAttr) bool {
-	if bytes.Equal(a.name, b.name) {
+	if bytes.Equal(s.at(a.name), s.at(b.name)) {
 		return true
 	}
-	qa := a.prefix != nil && string(a.prefix) != "xmlns"
-	qb := b.prefix != nil && string(b.prefix) != "xmlns"
-	return qa && qb && bytes.Equal(a.local, b.local) && bytes.Equal(a.space, b.space)
+	pa, pb := s.attrPrefix(a), s.attrPrefix(b)
+	qa := pa != nil && string(pa) != "xmlns"
+	qb := pb != nil && string(pb) != "xmlns"
+	return qa && qb && bytes.Equal(s.attrLocal(a), s.attrLocal(b)) && bytes.Equal(s.uri(a.nsRef), s.uri(b.nsRef))
 }
 
-// lookup resolves a prefix ("" or nil: the default namespace).
-func (s *scanner) lookup(prefix []byte) ([]byte, bool) {
+// lookup resolves a prefix (nil: the default namespace) to a nsRef.
+func (s *scanner) lookup(prefix []byte) (int32, bool) {
 	for i := len(s.ns) - 1; i >= 0; i-- {
-		if bytes.Equal(s.ns[i].prefix, prefix) {
-			return s.ns[i].uri, true
+		p := s.ns[i].prefix
+		if p.start < 0 {
+			if prefix == nil {
+				return s.defaultRef(int32(i)), true
+			}
+			continue
+		}
+		if prefix != nil && bytes.Equal(s.at(p), prefix) {
+			return int32(i), true
 		}
 	}
 	switch {
-	case len(prefix) == 0:
-		return nil, true
+	case prefix == nil:
+		return nsNone, true
 	case string(prefix) == "xml":
-		return nsXMLBytes, true
-	case string(prefix) == "xmlns":
-		return nsXMLNSBytes, true
+		return nsXML, true
 	}
-	return nil, false
+	return 0, false
+}
+
+// defaultRef is binding i of the default namespace, or nsNone when it
+// undeclares it (xmlns="").
+func (s *scanner) defaultRef(i int32) int32 {
+	if len(s.uri(i)) == 0 {
+		return nsNone
+	}
+	return i
 }
 
 func (s *scanner) endTag() error {
 	b := s.b
 	s.tagStart = s.pos
 	i := s.pos + 2
-	n, err := s.name(i)
-	if err != nil {
-		return err
+	if len(s.open) == 0 {
+		return s.fail(s.pos, "end tag without a start tag")
 	}
-	name := b[i:n]
+	top := s.open[len(s.open)-1]
+	// The name must be the open element's, byte for byte, followed by
+	// white space or '>': no need to scan it as a name again.
+	open := s.at(top.name)
+	n := i + len(open)
+	if n > len(b) || !bytes.Equal(b[i:n], open) || n < len(b) && b[n] != '>' && !isSpace(b[n]) {
+		end, err := s.scanName(i)
+		if err != nil {
+			return err
+		}
+		return s.fail(s.pos, "end tag </%s> does not match <%s>", b[i:end], open)
+	}
 	for n < len(b) && isSpace(b[n]) {
 		n++
 	}
 	if n >= len(b) || b[n] != '>' {
-		return s.fail(n, "'>' expected to end </%s", name)
-	}
-	if len(s.open) == 0 {
-		return s.fail(s.pos, "end tag </%s> without a start tag", name)
-	}
-	top := s.open[len(s.open)-1]
-	if !bytes.Equal(top.name, name) {
-		return s.fail(s.pos, "end tag </%s> does not match <%s>", name, top.name)
+		return s.fail(n, "'>' expected to end </%s", open)
 	}
 	s.open = s.open[:len(s.open)-1]
-	s.popTo = top.nsMark
+	s.popTo = int(top.nsMark)
 	if len(s.open) == 0 {
 		s.rootClosed = true
 	}
-	s.rawName = name
+	s.name = top.name
 	s.kind, s.tagEnd, s.pos = tokEnd, n+1, n+1
 	return nil
 }
