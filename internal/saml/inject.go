@@ -124,7 +124,11 @@ func inspect(body []byte) (envelope, error) {
 			if !s.selfClosing {
 				level--
 			}
-			space, local := s.space(), s.local()
+			local := s.local()
+			if level > 3 && len(local) != len(bAssertion) && len(local) != len(bEncrypted) {
+				continue // the SIH's payload: only an assertion would matter
+			}
+			space := s.space()
 			if (bytes.Equal(local, bAssertion) || bytes.Equal(local, bEncrypted)) &&
 				(bytes.Equal(space, bNSSAML2) || bytes.Equal(space, bNSSAML1) && bytes.Equal(local, bAssertion)) {
 				return env, refuse("the envelope already carries a SAML assertion")

@@ -264,6 +264,10 @@ func (s *scanner) text() error {
 	b, i := s.b, s.pos
 	start := i
 	for i < len(b) {
+		// Four bytes a step: the class of most text is plain.
+		for i+4 <= len(b) && textClass[b[i]]|textClass[b[i+1]]|textClass[b[i+2]]|textClass[b[i+3]] == clPlain {
+			i += 4
+		}
 		for i < len(b) && textClass[b[i]] == clPlain {
 			i++
 		}
@@ -638,6 +642,9 @@ func (s *scanner) startTag() error {
 		i++
 		vs := i
 		for {
+			for i+4 <= len(b) && attrClass[b[i]]|attrClass[b[i+1]]|attrClass[b[i+2]]|attrClass[b[i+3]] == clPlain {
+				i += 4
+			}
 			for i < len(b) && attrClass[b[i]] == clPlain {
 				i++
 			}
@@ -711,6 +718,19 @@ func (s *scanner) attrLocal(a *scanAttr) []byte {
 // at the element's end (s.popTo keeps the mark meanwhile).
 func (s *scanner) bindNamespaces() error {
 	mark := len(s.ns)
+	if len(s.attrs) == 0 {
+		s.popTo = mark
+		if s.colon < 0 {
+			s.nsRef = s.defaultNS()
+			return nil
+		}
+		prefix := s.prefix()
+		var ok bool
+		if s.nsRef, ok = s.lookup(prefix); !ok || string(prefix) == "xmlns" {
+			return s.fail(s.tagStart, "undeclared namespace prefix %s in <%s>", prefix, s.rawName())
+		}
+		return nil
+	}
 	qualified := 0
 	for k := range s.attrs {
 		a := &s.attrs[k]
@@ -761,6 +781,9 @@ func (s *scanner) bindNamespaces() error {
 		return s.fail(s.tagStart, "undeclared namespace prefix %s in <%s>", prefix, s.rawName())
 	}
 	if qualified == 0 {
+		if len(s.attrs) == 1 {
+			return nil
+		}
 		return s.uniqueRawNames()
 	}
 	for k := range s.attrs {
@@ -854,6 +877,16 @@ func (s *scanner) lookup(prefix []byte) (int32, bool) {
 		return nsXML, true
 	}
 	return 0, false
+}
+
+// defaultNS is the default namespace in scope (a nsRef).
+func (s *scanner) defaultNS() int32 {
+	for i := len(s.ns) - 1; i >= 0; i-- {
+		if s.ns[i].prefix.start < 0 {
+			return s.defaultRef(int32(i))
+		}
+	}
+	return nsNone
 }
 
 // defaultRef is binding i of the default namespace, or nsNone when it
