@@ -3,11 +3,13 @@ package saml
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/beevik/etree"
@@ -59,7 +61,16 @@ type ResponsePolicy struct {
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
 	AllowSHA1 bool
 	Now       func() time.Time
+
+	// verified caches signing certificates whose chain verified, until
+	// the chain's first expiry (a route's answers come from a handful of
+	// certificates; a configuration reload builds a new policy).
+	mu       sync.Mutex
+	verified map[[32]byte]time.Time
 }
+
+// maxVerifiedSigners bounds the cache of verified signing certificates.
+const maxVerifiedSigners = 64
 
 // ResponseError says why an answer's signatures are not trusted.
 type ResponseError struct{ Reason string }
@@ -70,8 +81,13 @@ func untrusted(format string, args ...any) error {
 	return &ResponseError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// maxAnswerDepth bounds the nesting of an answer.
-const maxAnswerDepth = 128
+// Bounds of an answer: nesting, signatures, references (counted as the
+// children of the signatures' children, a little more than the references).
+const (
+	maxAnswerDepth      = 128
+	maxAnswerSignatures = 8
+	maxAnswerReferences = 64
+)
 
 // Verify checks a partner's answer and returns how many signatures it
 // verified. Errors are ErrNoSignature (nothing signed) or *ResponseError.
@@ -100,6 +116,17 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 	})
 	if len(sigs) == 0 {
 		return 0, ErrNoSignature
+	}
+	// Each reference canonicalizes what it points at: bounded, so that an
+	// answer cannot make us digest its Body a thousand times.
+	refs := 0
+	for _, s := range sigs {
+		for _, si := range s.ChildElements() {
+			refs += len(si.ChildElements())
+		}
+	}
+	if len(sigs) > maxAnswerSignatures || refs > maxAnswerReferences {
+		return 0, untrusted("%d signatures with %d references: more than an answer needs", len(sigs), refs)
 	}
 	covered := map[*etree.Element]bool{}
 	for i, s := range sigs {
@@ -592,14 +619,43 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 		now = p.Now()
 	}
 	signer := certs[0]
-	if _, err := signer.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return nil, fmt.Errorf("signing certificate: %w", err)
+	if err := p.verifyChain(signer, inter, now); err != nil {
+		return nil, err
 	}
 	if signer.KeyUsage != 0 && signer.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
 		return nil, errors.New("signing certificate: its key usage does not allow signatures")
 	}
 	return signer, nil
+}
+
+// verifyChain verifies signer's chain up to Roots at now, or finds it
+// verified before and not expired since.
+func (p *ResponsePolicy) verifyChain(signer *x509.Certificate, inter *x509.CertPool, now time.Time) error {
+	key := sha256.Sum256(signer.Raw)
+	p.mu.Lock()
+	until, ok := p.verified[key]
+	p.mu.Unlock()
+	if ok && now.Before(until) && !now.Before(signer.NotBefore) {
+		return nil
+	}
+	chains, err := signer.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return fmt.Errorf("signing certificate: %w", err)
+	}
+	until = signer.NotAfter
+	for _, c := range chains[0] {
+		if c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
+	}
+	p.mu.Lock()
+	if p.verified == nil || len(p.verified) >= maxVerifiedSigners {
+		p.verified = map[[32]byte]time.Time{}
+	}
+	p.verified[key] = until
+	p.mu.Unlock()
+	return nil
 }
 
 // checkBody: the trusted element is covered, and on its way from the Body

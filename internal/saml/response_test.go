@@ -55,3 +55,21 @@ func TestResponsePolicy(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkResponsePolicy is the check of a partner's answer under
+// enforce: a WS-Security signature of the Body, signed by xmlsec1.
+func BenchmarkResponsePolicy(b *testing.B) {
+	p := testpki.MustShared(b)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.OSIRoot.Cert)
+	inter.AddCert(p.OSIServicesApplicatifs.Cert)
+	answer := samltest.Build(b, amcSigner(b, p.OSIServicesApplicatifs)).Detached
+	policy := &ResponsePolicy{Roots: roots, Intermediates: inter, Now: time.Now}
+	b.SetBytes(int64(len(answer)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := policy.Verify(answer); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

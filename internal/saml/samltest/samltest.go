@@ -293,6 +293,10 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	add(Answer{Name: "XPointer reference", Body: Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#xpointer(/)"}, enveloped: true}.String()+
 		`</wsse:Security></S:Header><S:Body>`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer), Refusal: "reference URI"})
 	add(Answer{Name: "signer from another PKI", Body: Build(t, foreign).Detached, Refusal: "signing certificate"})
+	ref := between(t, l.Detached, "<ds:Reference", "</ds:Reference>")
+	add(Answer{Name: "a hundred references to the Body (work amplification)",
+		Body:    replace(l.Detached, string(ref), strings.Repeat(string(ref), 100)),
+		Refusal: "more than an answer needs"})
 	add(Answer{Name: "unsigned answer", Body: []byte(xmlDecl + env11 + `<S:Body>` + response("", ForgedAmount, "") + `</S:Body></S:Envelope>`),
 		Refusal: "no signature"})
 	return out
