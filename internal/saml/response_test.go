@@ -4,9 +4,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/beevik/etree"
 
 	"github.com/roc-proxy/roc-proxy/internal/saml/samltest"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
@@ -72,4 +75,43 @@ func BenchmarkResponsePolicy(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzResponsePolicy feeds partner answers to the verifier: it must never
+// panic, and an answer it accepts must show a reader of the SOAP Body only
+// what the partner signed (the seeds' amount; a fuzzing worker's own test
+// PKI signed none of its inputs, so there it must accept nothing).
+func FuzzResponsePolicy(f *testing.F) {
+	p := testpki.MustShared(f)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.OSIRoot.Cert)
+	inter.AddCert(p.OSIServicesApplicatifs.Cert)
+	f.Add([]byte(`<S:Envelope xmlns:S="` + NSSOAP11 + `"><S:Body><x/></S:Body></S:Envelope>`))
+	if _, err := exec.LookPath("xmlsec1"); err == nil {
+		l := samltest.Build(f, amcSigner(f, p.OSIServicesApplicatifs))
+		for _, b := range [][]byte{l.Detached, l.Enveloped, l.WholeDocument, l.HeaderSigned} {
+			f.Add(b)
+		}
+	}
+	element, _ := ParseClark(samltest.SignedElement)
+	policies := []*ResponsePolicy{
+		{Roots: roots, Intermediates: inter, Now: time.Now},
+		{Roots: roots, Intermediates: inter, Now: time.Now, SignedElement: []QName{element}},
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, policy := range policies {
+			if _, err := policy.Verify(body); err != nil {
+				continue
+			}
+			doc := etree.NewDocument()
+			if err := doc.ReadFromBytes(body); err != nil {
+				t.Fatalf("accepted an answer etree cannot read: %v", err)
+			}
+			for _, m := range doc.FindElements("//montant") {
+				if m.Text() != samltest.Amount {
+					t.Fatalf("accepted an answer showing the amount %q:\n%s", m.Text(), body)
+				}
+			}
+		}
+	})
 }
