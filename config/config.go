@@ -45,6 +45,46 @@ type Audit struct {
 	// token leaves. false is for measuring the cost of fsync only: a
 	// crash may then lose records of tokens that left.
 	FSync *bool `yaml:"fsync"`
+	// Ship sends every record, once durable, to the security team's tools.
+	Ship AuditShip `yaml:"ship"`
+}
+
+// AuditShip configures the shipping of audit records: at least once, from
+// the durable files, each sink at its own pace (a cursor per sink kept in
+// audit.dir), never holding a request.
+type AuditShip struct {
+	// Stdout writes each record as a JSON line on standard output (the
+	// process logs go to standard error), for the cluster's log pipeline.
+	Stdout bool `yaml:"stdout"`
+	// Syslog sends each record to a collector (RFC 5424 over TCP or TLS,
+	// octet-counting framing of RFC 6587).
+	Syslog *AuditSyslog `yaml:"syslog"`
+}
+
+// AuditSyslog is a syslog collector.
+type AuditSyslog struct {
+	// Address is the collector's host:port.
+	Address string `yaml:"address"`
+	// Transport: tls (default) or tcp.
+	Transport string `yaml:"transport"`
+	// CA is the PEM file of the authorities of the collector's certificate
+	// (tls); never the system roots.
+	CA string `yaml:"ca"`
+	// ServerName is checked in the collector's certificate; default: the
+	// host of Address.
+	ServerName string `yaml:"server_name"`
+	// Cert and Key are an optional client certificate (tls).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// Facility of the messages; default authpriv (security messages).
+	Facility string `yaml:"facility"`
+	// Hostname in the messages; default: the host (pod) name.
+	Hostname string `yaml:"hostname"`
+	// AppName in the messages; default roc-proxy.
+	AppName string `yaml:"app_name"`
+	// Timeout bounds a connection, a write, and the collector's TCP
+	// acknowledgement of what was written; default 10s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Revocation configures the revocation engine shared by every route: where
@@ -68,6 +108,16 @@ type Revocation struct {
 	RefuseRevokedSigner *bool `yaml:"refuse_revoked_signer"`
 	// CheckInterval is how often due refreshes are looked for.
 	CheckInterval time.Duration `yaml:"check_interval"`
+	// MaxStatusAge bounds how long a certificate's status is used without
+	// asking again: past it, the status of a certificate in use is asked
+	// again in the background (OCSP first, then the CRLs), whatever the
+	// answers' own validity. It bounds the time a new revocation goes
+	// unseen.
+	MaxStatusAge time.Duration `yaml:"max_status_age"`
+	// StartupBudget is how long after start the proxy may stay not ready
+	// while it fetches the revocation status it needs, before /readyz and
+	// /healthz report what is missing as a problem.
+	StartupBudget time.Duration `yaml:"startup_budget"`
 	// MaxCRLBytes and MaxOCSPBytes bound what is read from the network.
 	MaxCRLBytes  int64 `yaml:"max_crl_bytes"`
 	MaxOCSPBytes int64 `yaml:"max_ocsp_bytes"`
@@ -76,8 +126,9 @@ type Revocation struct {
 	Issuers []*RevocationIssuer `yaml:"issuers"`
 }
 
-// RevocationIssuer names a certificate authority by its RFC 2253 subject
-// and gives the sources of the status of the certificates it issues.
+// RevocationIssuer names a certificate authority by its subject (RFC 2253
+// "CN=...,C=FR" or the reverse "C=FR,...,CN=...") and gives the sources of
+// the status of the certificates it issues.
 type RevocationIssuer struct {
 	Subject string `yaml:"subject"`
 	// OCSPURL replaces the certificates' AIA OCSP URL.

@@ -149,6 +149,10 @@ func (c *Config) Validate() error {
 	positiveDur(&p, "audit.max_file_age", c.Audit.MaxFileAge)
 	positive(&p, "audit.checkpoint_every", int64(c.Audit.CheckpointEvery))
 	positiveDur(&p, "audit.checkpoint_interval", c.Audit.CheckpointInterval)
+	c.Audit.Ship.Syslog.validate(&p, "audit.ship.syslog")
+	if (c.Audit.Ship.Stdout || c.Audit.Ship.Syslog != nil) && c.Audit.Dir == "" {
+		p.add("audit.ship", "needs audit.dir: records are shipped from the durable files")
+	}
 
 	if len(c.Routes) == 0 {
 		p.add("routes", "required: at least one route")
@@ -378,6 +382,11 @@ func (r *Revocation) validate(p *problems) {
 	}
 	positiveDur(p, "revocation.fetch_timeout", r.FetchTimeout)
 	positiveDur(p, "revocation.check_interval", r.CheckInterval)
+	positiveDur(p, "revocation.max_status_age", r.MaxStatusAge)
+	positiveDur(p, "revocation.startup_budget", r.StartupBudget)
+	if r.MaxStatusAge > 0 && r.CheckInterval > 0 && r.MaxStatusAge < r.CheckInterval {
+		p.add("revocation.max_status_age", "must not be shorter than check_interval (%s), got %s", r.CheckInterval, r.MaxStatusAge)
+	}
 	positive(p, "revocation.max_crl_bytes", r.MaxCRLBytes)
 	positive(p, "revocation.max_ocsp_bytes", r.MaxOCSPBytes)
 	for i, is := range r.Issuers {
@@ -385,6 +394,9 @@ func (r *Revocation) validate(p *problems) {
 		if is == nil || is.Subject == "" {
 			p.add(path+".subject", "required: the RFC 2253 subject of the certificate authority")
 			continue
+		}
+		if _, err := ParseDN(is.Subject); err != nil {
+			p.add(path+".subject", "%q is not a distinguished name: %v", is.Subject, err)
 		}
 		if is.OCSPURL != "" {
 			validFetchURL(p, path+".ocsp_url", is.OCSPURL, false)
@@ -410,8 +422,11 @@ func validFetchURL(p *problems, path, raw string, fileOK bool) {
 			p.add(path, "%q has no host", raw)
 		}
 	case u.Scheme == "file" && fileOK:
-		if u.Path == "" {
-			p.add(path, "%q has no path", raw)
+		// RFC 8089: file:///p, file:/p and file://localhost/p name /p; a
+		// host or a relative path would be read relative to the working
+		// directory.
+		if u.Host != "" && !strings.EqualFold(u.Host, "localhost") || !strings.HasPrefix(u.Path, "/") {
+			p.add(path, "%q: a file URL names an absolute path on this machine (file:///path)", raw)
 		}
 	case u.Scheme == "ldap" || u.Scheme == "ldaps":
 		p.add(path, "%q: LDAP is not fetched; publish the list over HTTP (or as a file) and give that URL", raw)
@@ -496,4 +511,56 @@ func positiveDur(p *problems, path string, d time.Duration) {
 	if d <= 0 {
 		p.add(path, "must be a positive duration, got %s", d)
 	}
+}
+
+// SyslogFacilities are the facility names of RFC 5424, by code.
+var SyslogFacilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+	"authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"}
+
+// validate checks a syslog collector; nil is no collector.
+func (s *AuditSyslog) validate(p *problems, path string) {
+	if s == nil {
+		return
+	}
+	if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || port == "" {
+		p.add(path+".address", "%q is not host:port", s.Address)
+	}
+	switch s.Transport {
+	case "tls":
+		if s.CA == "" {
+			p.add(path+".ca", "required with transport tls: the authorities of the collector's certificate")
+		}
+	case "tcp":
+		if s.CA != "" || s.Cert != "" || s.Key != "" || s.ServerName != "" {
+			p.add(path+".transport", "tcp takes no ca, cert, key or server_name: use tls")
+		}
+	default:
+		p.add(path+".transport", "%q is not one of tls, tcp", s.Transport)
+	}
+	if (s.Cert == "") != (s.Key == "") {
+		p.add(path+".cert", "cert and key go together")
+	}
+	found := false
+	for _, f := range SyslogFacilities {
+		found = found || f == s.Facility
+	}
+	if !found {
+		p.add(path+".facility", "%q is not a syslog facility (authpriv, local0 ... local7, ...)", s.Facility)
+	}
+	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"app_name", s.AppName}} {
+		for _, r := range f.v {
+			if r < 33 || r > 126 {
+				p.add(path+"."+f.name, "%q must be printable ASCII without spaces", f.v)
+				break
+			}
+		}
+	}
+	if len(s.AppName) > 48 {
+		p.add(path+".app_name", "%q is longer than 48 characters", s.AppName)
+	}
+	if len(s.Hostname) > 255 {
+		p.add(path+".hostname", "longer than 255 characters")
+	}
+	positiveDur(p, path+".timeout", s.Timeout)
 }

@@ -7,7 +7,10 @@
 //   - mode token: a route that signs a ROC token into every request (cache
 //     hits) against the same route passing requests through;
 //   - mode audit: that signing route with its audit records fsynced (what
-//     ships) against the same without fsync.
+//     ships) against the same without fsync;
+//   - mode ship: that signing route (fsync on) shipping every audit record
+//     to standard output and to a syslog collector over TLS, against the
+//     same without shipping.
 //
 // It prints requests/s, p50, p99 and CPU per request of each contender and
 // the ratios. Run it through bench/run.sh, which installs nginx and wrk.
@@ -67,7 +70,7 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through) or audit (fsync on vs off)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off) or ship (audit shipping off vs on)")
 	flag.BoolVar(&o.fsync, "fsync", true, "mode token: the signing route's audit records are fsynced (what ships); false measures the route without the disk")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
@@ -82,7 +85,7 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" {
+	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "ship" {
 		return fmt.Errorf("unknown mode %q", o.mode)
 	}
 	pkiOpts := testpki.Options{ServerNames: []string{testpki.IDBHost}}
@@ -123,7 +126,24 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
 	defer cancel()
 	var base, cand *proc
+	var collector *sim.SyslogCollector // the SIEM of mode ship
 	switch o.mode {
+	case "ship":
+		ca, stopCollector, err := startCollector(pki, dir)
+		if err != nil {
+			return err
+		}
+		collector = stopCollector
+		defer collector.Close()
+		if base, err = startRocProxy(ctx, o, "no-ship", "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+		ship := fmt.Sprintf(", ship: {stdout: true, syslog: {address: %q, ca: %s, server_name: 127.0.0.1}}", collector.Addr, ca)
+		if cand, err = startRocProxy(ctx, o, "ship"+ship, "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
 	case "audit":
 		if base, err = startRocProxy(ctx, o, "no-fsync", "off", "token: {profile: roc}", false, dir, files, upstream.Addr().String()); err != nil {
 			return err
@@ -182,14 +202,21 @@ func run() error {
 	order := []*proc{base, cand}
 	for round := 0; round < o.rounds; round++ {
 		for _, p := range order {
-			before := cpuUsed(p.cmd.Process.Pid)
+			before, harnessBefore := cpuUsed(p.cmd.Process.Pid), ownCPU()
 			r, err := runWrk(ctx, o, body, p.url)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", p.name, round+1, err)
 			}
 			r.cpu = cpuUsed(p.cmd.Process.Pid) - before
-			fmt.Printf("round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s CPU/request %-8s errors %d\n",
+			fmt.Printf("round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s CPU/request %-8s errors %d",
 				round+1, p.name, r.rps, r.p50, r.p99, r.cpuPerRequest(), r.errors)
+			if o.mode == "ship" {
+				// The upstream and the collector run in this process, on the
+				// same cores: what the collector costs shows here.
+				h := wrkResult{cpu: ownCPU() - harnessBefore, requests: r.requests}
+				fmt.Printf("  harness (upstream, collector) CPU/request %s", h.cpuPerRequest())
+			}
+			fmt.Println()
 			results[p.name] = append(results[p.name], r)
 		}
 		order[0], order[1] = order[1], order[0] // ABBA: neither always goes first
@@ -205,6 +232,9 @@ func run() error {
 		report(results, base.name, cand.name, goal)
 	case "audit":
 		report(results, base.name, cand.name, "throughput goal >= 0.80x")
+	case "ship":
+		report(results, base.name, cand.name, "throughput goal >= 0.95x")
+		lagAfter(cand, collector)
 	default:
 		report(results, base.name, cand.name, "throughput goal >= 0.95x")
 	}
@@ -310,6 +340,11 @@ func startProc(ctx context.Context, name, addr, logPath string, env []string, ar
 }
 
 func startRocProxy(ctx context.Context, o options, name, policy, routeExtra string, fsync bool, dir string, f *testpki.Files, upstream string) (*proc, error) {
+	// "name, extra audit keys": mode ship adds its shipping settings.
+	auditExtra := ""
+	if i := strings.IndexByte(name, ','); i >= 0 {
+		name, auditExtra = name[:i], name[i:]
+	}
 	sih, err := freePort()
 	if err != nil {
 		return nil, err
@@ -322,11 +357,11 @@ identity:
 trust_bundles:
   osi: {paths: [%s]}
   sante: {paths: [%s]}
-audit: {dir: %s, chain_id: %s, fsync: %v}
+audit: {dir: %s, chain_id: %s, fsync: %v%s}
 routes:
   - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi], revocation: {policy: %s}, %s}
 `, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.SignP12, f.PasswordFile, f.OSIBundle, f.SanteBundle,
-		filepath.Join(dir, name+"-audit"), name, fsync, upstream, testpki.IDBHost, policy, routeExtra)
+		filepath.Join(dir, name+"-audit"), name, fsync, auditExtra, upstream, testpki.IDBHost, policy, routeExtra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -419,6 +454,19 @@ type wrkResult struct {
 
 // cpuUsed is the user+system CPU time of pid and its direct children
 // (nginx's workers), from /proc.
+// ownCPU is the user+system CPU time of this process alone (its threads,
+// not its children).
+func ownCPU() time.Duration {
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
 func cpuUsed(pid int) time.Duration {
 	pids := []int{pid}
 	if kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
@@ -528,4 +576,56 @@ func report(results map[string][]wrkResult, base, cand, goals string) {
 	tw.Flush()
 	fmt.Printf("\nratios %s/%s: throughput %.2fx, p50 %.2fx, p99 %.2fx, CPU per request %.2fx (%s)\n", cand, base,
 		med(cand, rps)/med(base, rps), med(cand, p50)/med(base, p50), med(cand, p99)/med(base, p99), med(cand, cpu)/med(base, cpu), goals)
+}
+
+// startCollector is the security team's syslog collector over TLS, with a
+// certificate for 127.0.0.1 from the test IGC OSI authority (written to
+// dir as the CA roc-proxy trusts for it); it counts messages, keeps none.
+func startCollector(pki *testpki.PKI, dir string) (string, *sim.SyslogCollector, error) {
+	srv, err := pki.IssueServer(pki.OSIServeur, "127.0.0.1", testpki.Options{})
+	if err != nil {
+		return "", nil, err
+	}
+	ca := filepath.Join(dir, "collector-ca.pem")
+	if err := os.WriteFile(ca, testpki.PEM(pki.OSIRoot.Cert), 0o644); err != nil {
+		return "", nil, err
+	}
+	c, err := sim.StartSyslogCollector(mtls.ServerConfig(mtls.ServerOptions{Certificate: srv.TLSCertificate()}))
+	if err != nil {
+		return "", nil, err
+	}
+	c.Discard.Store(true)
+	return ca, c, nil
+}
+
+// lagAfter says how far the collector is behind once the load stops: the
+// shipping lag metric of the process, and the messages received.
+func lagAfter(p *proc, c *sim.SyslogCollector) {
+	time.Sleep(2 * time.Second)
+	fmt.Printf("\nshipping: %d messages at the collector; %s\n", c.Received.Load(), metricLines(p, "roc_proxy_audit_ship_lag_records", "roc_proxy_audit_shipped_records_total", "roc_proxy_audit_records_total"))
+}
+
+// metricLines reads the named metrics from the process's admin port, found
+// in its start-up log line.
+func metricLines(p *proc, names ...string) string {
+	log, _ := os.ReadFile(p.logPath)
+	m := regexp.MustCompile(`"admin":"([^"]+)"`).FindSubmatch(log)
+	if m == nil {
+		return "admin address not found"
+	}
+	resp, err := http.Get("http://" + string(m[1]) + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, n := range names {
+			if strings.HasPrefix(line, n) {
+				out = append(out, line)
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }

@@ -2,15 +2,20 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,6 +54,9 @@ type Deps struct {
 	// ACMERetry is the first wait before asking the ACME authority again
 	// when start-up found no certificate (default 5 s, doubling up to 5 min).
 	ACMERetry time.Duration
+	// Stdout receives the audit records shipped as JSON lines
+	// (audit.ship.stdout); default os.Stdout.
+	Stdout io.Writer
 }
 
 // Proxy is a fully wired roc-proxy, ready to serve.
@@ -65,9 +73,11 @@ type Proxy struct {
 	warnMu     sync.Mutex
 	warnings   map[string]string // certificate -> expiry warning
 	revocation *revocation.Checker
-	store      *trust.Store
-	audit      *audit.Log // nil when no route signs
-	deps       Deps
+	// revocationWarm latches once readiness saw every required status.
+	revocationWarm atomic.Bool
+	store          *trust.Store
+	audit          *audit.Log // nil when no route signs
+	deps           Deps
 
 	// The current material, swapped on renewal; handshakes and signatures
 	// take it when they start.
@@ -81,6 +91,11 @@ type Proxy struct {
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
 	configReload chan configReloadRequest
+
+	// checkpointKey signs the audit chain's open record and checkpoints:
+	// ORG_SIGN (following its renewals), or audit.checkpoint_key
+	// (following its own files).
+	checkpointKey atomic.Pointer[mtls.Identity]
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -147,6 +162,9 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 			return nil, err
 		}
 	}
+	if err := checkRevocationIssuers(cfg, mat); err != nil {
+		return nil, err
+	}
 	mat.Checkpoint = mat.Sign
 	if cfg.Audit.CheckpointKey != nil {
 		mat.Checkpoint, err = mtls.LoadIdentity(cfg.Audit.CheckpointKey, mtls.LoadOptions{
@@ -157,6 +175,36 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 		}
 	}
 	return mat, nil
+}
+
+// checkRevocationIssuers makes sure each revocation.issuers[].subject names
+// a certificate authority of the trust bundles or of the identity chains
+// (in either DN order): one that names none would be silently unused.
+func checkRevocationIssuers(cfg *config.Config, mat *Material) error {
+	var cas []*x509.Certificate
+	for _, name := range mat.Store.Names() {
+		b := mat.Store.Bundle(name)
+		cas = append(append(cas, b.Anchors...), b.Intermediates...)
+	}
+	for _, id := range []*mtls.Identity{mat.Auth, mat.Sign} {
+		if id != nil && len(id.Chain) > 1 {
+			cas = append(cas, id.Chain[1:]...)
+		}
+	}
+	var errs []error
+	for i, is := range cfg.Revocation.Issuers {
+		found := false
+		for _, ca := range cas {
+			if config.DNMatches(is.Subject, ca.RawSubject) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("revocation.issuers[%d].subject: %q names no certificate authority of the trust bundles or of the identity chains", i, is.Subject))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Build wires a Proxy from a validated configuration.
@@ -198,13 +246,21 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
 	}
+	if cfg.Audit.CheckpointKey != nil {
+		p.digests["audit.checkpoint_key"] = sourceDigest(cfg.Audit.CheckpointKey)
+	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
+		p.checkpointKey.Store(mat.Checkpoint)
+		var sinks []audit.Sink
+		if sinks, err = auditSinks(&cfg.Audit.Ship, chainID(cfg.Audit.ChainID, d.Getenv), d); err != nil {
+			return nil, err
+		}
 		p.audit, err = audit.Open(audit.Options{
 			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-			Signer: mat.Checkpoint.Signer(), Cert: mat.Checkpoint.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
-			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync,
+			Signer: p.checkpointSigner, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync, Sinks: sinks,
 		})
 		if err != nil {
 			return nil, err
@@ -229,6 +285,62 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	p.handler.Store(h)
 	p.transports = transports
 	return p, nil
+}
+
+// auditSinks builds the shipping sinks of audit.ship.
+func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, error) {
+	var sinks []audit.Sink
+	if ship.Stdout {
+		w := d.Stdout
+		if w == nil {
+			w = os.Stdout
+		}
+		sinks = append(sinks, &audit.StdoutSink{W: w})
+	}
+	if sl := ship.Syslog; sl != nil {
+		o := audit.SyslogOptions{Address: sl.Address, Hostname: sl.Hostname, AppName: sl.AppName, ProcID: chain, Timeout: sl.Timeout,
+			Facility: slices.Index(config.SyslogFacilities, sl.Facility)}
+		if o.Hostname == "" {
+			getenv := d.Getenv
+			if getenv == nil {
+				getenv = os.Getenv
+			}
+			if o.Hostname = getenv("POD_NAME"); o.Hostname == "" {
+				o.Hostname, _ = os.Hostname()
+			}
+		}
+		if sl.Transport == "tls" {
+			roots, err := trust.ReadCertificates(sl.CA)
+			if err != nil {
+				return nil, fmt.Errorf("audit.ship.syslog.ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			for _, c := range roots {
+				pool.AddCert(c)
+			}
+			serverName := sl.ServerName
+			if serverName == "" {
+				serverName, _, _ = net.SplitHostPort(sl.Address)
+			}
+			co := mtls.CollectorOptions{ServerName: serverName, RootCAs: pool, Now: d.Now}
+			if sl.Cert != "" {
+				cert, err := tls.LoadX509KeyPair(sl.Cert, sl.Key)
+				if err != nil {
+					return nil, fmt.Errorf("audit.ship.syslog.cert: %s with %s: %w", sl.Cert, sl.Key, err)
+				}
+				co.ClientCertificate = &cert
+			}
+			o.TLS = mtls.CollectorConfig(co)
+		}
+		sinks = append(sinks, audit.NewSyslogSink(o))
+	}
+	return sinks, nil
+}
+
+// checkpointSigner is the audit log's signer: the current checkpoint key.
+func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
+	id := p.checkpointKey.Load()
+	return id.Signer(), id.Leaf
 }
 
 // buildHandler builds the routes of cfg, with the trust bundles of store,
@@ -262,7 +374,14 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		}
 		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now}
 		if r.Revocation.Policy != "off" {
-			vo.Revocation = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			rc := checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			vo.Revocation = rc
+			// Each pooled connection keeps its chain's standing check:
+			// asked before every request, closing the connection once the
+			// partner is known revoked.
+			vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard {
+				return rc.WatchChain(chain, onRevoked)
+			}
 		}
 		verifier, err := store.NewVerifier(vo)
 		if err != nil {
@@ -278,8 +397,10 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				ConnectTimeout:        timeouts.Connect,
 				TLSHandshakeTimeout:   timeouts.TLSHandshake,
 				ResponseHeaderTimeout: timeouts.ResponseHeader,
+				VerifyPeer:            peerVerifier(verifier, vo.Watch != nil),
 			})
 		})
+		tr.ownRevoked = func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked }
 		transports = append(transports, tr)
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
@@ -325,6 +446,22 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		return nil, nil, err
 	}
 	return h, transports, nil
+}
+
+// peerVerifier is the verifier as the transport's per-connection hook, or
+// nil when the route checks no revocation (the transport then verifies
+// with TLS.VerifyConnection alone).
+func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.ConnectionState, func()) (mtls.PeerGuard, error) {
+	if !watched {
+		return nil
+	}
+	return func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (mtls.PeerGuard, error) {
+		g, err := v.VerifyConnectionGuard(ctx, cs, closeConn)
+		if g == nil {
+			return nil, err
+		}
+		return g, err
+	}
 }
 
 // watchExpiry exports a certificate's expiry and warns when it is near.
@@ -381,11 +518,42 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 		}
 	}
 	cas = append(cas, p.auth.Chain[1:]...)
+	p.revocation.Require(p.requiredAuthorities())
 	p.revocation.Prefetch(ctx, cas, chains)
 	p.revocation.Watch(ctx, "ORG_AUTH_CLI", p.auth.Chain)
 	if p.sign != nil {
 		p.revocation.Watch(ctx, "ORG_SIGN", p.sign.Chain)
 	}
+}
+
+// requiredAuthorities are what readiness waits for: the authorities of the
+// trust bundles that hard routes use (their CRLs, when known), and the
+// chains of their intermediates (each one's status from its issuer).
+func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificate) {
+	hard := map[string]bool{}
+	for _, r := range p.cfg.Routes {
+		if r.Revocation.Policy == "hard" {
+			for _, b := range r.Trust {
+				hard[b] = true
+			}
+		}
+	}
+	var cas []*x509.Certificate
+	var chains [][]*x509.Certificate
+	for _, name := range p.store.Names() {
+		if !hard[name] {
+			continue
+		}
+		b := p.store.Bundle(name)
+		cas = append(append(cas, b.Anchors...), b.Intermediates...)
+		anchors, inter := p.store.Pools(name)
+		for _, c := range b.Intermediates {
+			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+				chains = append(chains, vc[0])
+			}
+		}
+	}
+	return cas, chains
 }
 
 // renewableTransport is a route's connection pool to its partner, started
@@ -394,6 +562,9 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 type renewableTransport struct {
 	build func() *http.Transport
 	cur   atomic.Pointer[http.Transport]
+	// ownRevoked reports whether ORG_AUTH_CLI is known revoked: the
+	// partner's refusals are then classified as such.
+	ownRevoked func() bool
 }
 
 func newRenewableTransport(build func() *http.Transport) *renewableTransport {
@@ -402,9 +573,37 @@ func newRenewableTransport(build func() *http.Transport) *renewableTransport {
 	return t
 }
 
-// RoundTrip uses the current pool.
+// RoundTrip uses the current pool. While ORG_AUTH_CLI is known revoked,
+// a partner's refusal (a TLS alert, or an HTTP 400, 403, 495 or 496 that
+// is not a SOAP answer: what nginx and most front ends send for a refused
+// client certificate) becomes proxy.ErrOwnCertificateRevoked, so that the
+// SIH and the access log say why.
 func (t *renewableTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return t.cur.Load().RoundTrip(r)
+	resp, err := t.cur.Load().RoundTrip(r)
+	if t.ownRevoked == nil || !t.ownRevoked() {
+		return resp, err
+	}
+	var opErr *net.OpError
+	switch {
+	case err != nil && errors.As(err, &opErr) && opErr.Op == "remote error":
+		return nil, fmt.Errorf("%w: %v", proxy.ErrOwnCertificateRevoked, err)
+	case err == nil && refusedClient(resp):
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: the partner answered %s", proxy.ErrOwnCertificateRevoked, resp.Status)
+	}
+	return resp, err
+}
+
+// refusedClient reports whether resp looks like a front end refusing the
+// client certificate rather than the partner's service answering.
+func refusedClient(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusBadRequest, http.StatusForbidden, 495, 496:
+	default:
+		return false
+	}
+	ct := strings.ToLower(resp.Header.Get("Content-Type"))
+	return !strings.Contains(ct, "xml") && !strings.Contains(ct, "json")
 }
 
 // renew starts a new pool; requests in flight finish on the old one,
@@ -512,3 +711,20 @@ func chainID(configured string, getenv func(string) string) string {
 // ServeHTTP serves the SIH with the current handler (a configuration
 // reload swaps it; requests in flight finish on the one they started on).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.Load().ServeHTTP(w, r) }
+
+// revocationReadiness is what readiness still waits for. Readiness is a
+// start-up gate: once every authority hard routes need had a usable
+// status, later outages are reported on /healthz and in the metrics, not
+// by taking every replica out of service at once (the SIH then gets a 502
+// naming the reason instead of a refused connection).
+func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
+	if p.revocationWarm.Load() {
+		return nil, false
+	}
+	ok, missing, pastBudget := p.revocation.Readiness()
+	if ok {
+		p.revocationWarm.Store(true)
+		return nil, false
+	}
+	return missing, pastBudget
+}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,9 +21,11 @@ then the certificates, keys and trust bundles it names are loaded and checked
 `
 
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 1 && isHelp(args[0]) {
-		fmt.Fprint(stdout, configCheckUsage)
-		return nil
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), configCheckUsage) }
+	args, err := parseArgs(fs, args, stdout, stderr)
+	if err != nil {
+		return ignoreHelp(err)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, configCheckUsage)
@@ -44,6 +47,16 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	for _, name := range mat.Store.Names() {
 		b := mat.Store.Bundle(name)
 		fmt.Fprintf(stdout, "  trust_bundles.%s: %d root(s), %d intermediate(s)\n", name, len(b.Anchors), len(b.Intermediates))
+	}
+	// The collector's authority and client certificate (nothing connects).
+	if _, err := auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: os.Getenv}); err != nil {
+		return &config.FileError{File: args[0], Err: err}
+	}
+	if cfg.Audit.Ship.Stdout {
+		fmt.Fprintln(stdout, "  audit.ship.stdout: every record as a JSON line on standard output")
+	}
+	if sl := cfg.Audit.Ship.Syslog; sl != nil {
+		fmt.Fprintf(stdout, "  audit.ship.syslog: %s://%s (facility %s)\n", sl.Transport, sl.Address, sl.Facility)
 	}
 	for _, r := range cfg.Routes {
 		fmt.Fprintf(stdout, "  route %s: %s -> %s (trust %v)\n", r.Name, r.PathPrefix, r.Upstream, r.Trust)

@@ -178,6 +178,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 	}{
 		{"identity.auth", p.cfg.Identity.Auth, mtls.RoleAuthClient},
 		{"identity.sign", p.cfg.Identity.Sign, mtls.RoleSign},
+		{"audit.checkpoint_key", p.cfg.Audit.CheckpointKey, mtls.RoleSign},
 	} {
 		if s.src == nil {
 			continue
@@ -196,17 +197,23 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 		}
 		p.digests[s.source] = digest
 		p.watchExpiry(s.source, id.Leaf, p.deps.Now())
-		if s.role == mtls.RoleAuthClient {
+		switch s.source {
+		case "identity.auth":
 			p.authCert.Store(&id.Certificate)
 			p.auth = id
 			for _, t := range p.transports {
 				t.renew()
 			}
 			p.revocation.Watch(ctx, "ORG_AUTH_CLI", id.Chain)
-		} else {
+		case "identity.sign":
 			p.signer.Store(saml.NewSigner(id.Signer(), id.Leaf))
 			p.sign = id
 			p.revocation.Watch(ctx, "ORG_SIGN", id.Chain)
+			if p.cfg.Audit.CheckpointKey == nil {
+				p.checkpointKey.Store(id) // the next checkpoint is signed by the renewed ORG_SIGN
+			}
+		case "audit.checkpoint_key":
+			p.checkpointKey.Store(id)
 		}
 		p.metrics.CertificateReloads.WithLabelValues(s.source, "ok").Inc()
 		p.log.Info("renewed certificate loaded", zap.String("source", s.source),

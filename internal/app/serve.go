@@ -26,6 +26,14 @@ import (
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// SIGHUP (systemctl reload) is asked for first: its default action
+	// would end the process if it came while the configuration and the
+	// certificates load (Type=exec services count as started at exec). One
+	// that comes then is kept and reloads once serving, since the files may
+	// have changed after they were read.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	fs.Usage = func() {
@@ -48,7 +56,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath})
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath, Stdout: stdout})
 	if err != nil {
 		return &config.FileError{File: *cfgPath, Err: err}
 	}
@@ -62,9 +70,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen.admin: %w", err)
 	}
 	// SIGHUP reloads the routes and trust bundles.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
@@ -135,6 +140,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	defer func() {
 		stopBackground()
 		background.Wait()
+		p.revocation.Close() // ends revocation fetches still in flight
 	}()
 	if p.sihTLS != nil {
 		sih.TLSConfig = p.sihTLS
@@ -144,7 +150,9 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		go func() { errc <- sih.Serve(proxy.JSONBadRequests(sihLn)) }()
 	}
 	ready.Store(true)
-	p.metrics.Ready.Set(1)
+	if missing, _ := p.revocationReadiness(); len(missing) == 0 {
+		p.metrics.Ready.Set(1)
+	}
 	p.log.Info("roc-proxy started", zap.String("version", version),
 		zap.String("sih", sihLn.Addr().String()), zap.String("admin", adminLn.Addr().String()),
 		zap.Int("routes", len(p.cfg.Routes)), zap.String("auth_subject", trust.SubjectDN(p.auth.Leaf)))
@@ -208,7 +216,13 @@ func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": p.expiryWarnings()})
+		warnings := append(p.expiryWarnings(), p.revocation.Warnings()...)
+		if missing, pastBudget := p.revocationReadiness(); pastBudget {
+			for _, m := range missing {
+				warnings = append(warnings, "revocation: not ready after revocation.startup_budget: "+m)
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": warnings})
 	})
 	mux.HandleFunc("GET /revocation", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.revocation.Snapshot())
@@ -218,6 +232,16 @@ func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready"})
 			return
 		}
+		if missing, pastBudget := p.revocationReadiness(); len(missing) > 0 {
+			p.metrics.Ready.Set(0)
+			reason := "waiting for the revocation status of the partners' authorities"
+			if pastBudget {
+				reason = "revocation status still unusable after revocation.startup_budget"
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not_ready", "reason": reason, "missing": missing})
+			return
+		}
+		p.metrics.Ready.Set(1)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	return mux

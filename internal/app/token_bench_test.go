@@ -60,7 +60,7 @@ func BenchmarkTokenSource(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			l, err := audit.Open(audit.Options{Dir: b.TempDir(), Chain: "bench", CheckpointEvery: 1000, CheckpointInterval: time.Minute,
-				Signer: p.Sign.Key, Cert: p.Sign.Cert, Metrics: m, NoSync: !sync})
+				Signer: audit.StaticSigner(p.Sign.Key, p.Sign.Cert), Metrics: m, NoSync: !sync})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -19,6 +19,7 @@ import (
 func watchedDirs(cfg *config.Config) []string {
 	set := map[string]bool{}
 	files := append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
+	files = append(files, sourceFiles(cfg.Audit.CheckpointKey)...)
 	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
 		files = append(files, sourceFiles(listenSource(t))...)
 	}

@@ -1,10 +1,13 @@
 package mtls
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +51,20 @@ type TransportOptions struct {
 	ResponseHeaderTimeout time.Duration
 	// MaxIdleConnsPerHost sizes the keep-alive pool to the upstream.
 	MaxIdleConnsPerHost int
+	// VerifyPeer, when set, verifies each connection at its handshake in
+	// place of TLS.VerifyConnection (with the dial's context, which bounds
+	// revocation fetches) and returns the connection's standing check,
+	// asked before every request written on it: a pooled keep-alive
+	// connection then serves no request once the partner is revoked.
+	// closeConn closes the connection at once (a revocation learnt in the
+	// background).
+	VerifyPeer func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (PeerGuard, error)
+}
+
+// PeerGuard is a connection's standing check (see trust.ChainGuard).
+type PeerGuard interface {
+	Allow() error
+	Release()
 }
 
 // NewTransport returns a pooled, keep-alive HTTP/1.1 transport to one
@@ -58,7 +75,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 		o.MaxIdleConnsPerHost = 64
 	}
 	d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	t := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		TLSClientConfig:       o.TLS,
@@ -72,6 +89,100 @@ func NewTransport(o TransportOptions) *http.Transport {
 		WriteBufferSize:   32 << 10,
 		ReadBufferSize:    32 << 10,
 		ForceAttemptHTTP2: false,
+	}
+	if o.VerifyPeer != nil {
+		t.DialTLSContext = o.dialTLS(d)
+	}
+	return t
+}
+
+// dialTLS dials and handshakes as http.Transport would, with a
+// per-connection VerifyConnection that keeps the connection's standing
+// check, and wraps the connection so that every write asks it first.
+func (o TransportOptions) dialTLS(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		raw, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		hctx, cancel := ctx, context.CancelFunc(func() {})
+		if o.TLSHandshakeTimeout > 0 {
+			hctx, cancel = context.WithTimeout(ctx, o.TLSHandshakeTimeout)
+		}
+		defer cancel()
+		cfg := o.TLS.Clone()
+		if cfg.ServerName == "" {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		gc := &guardedConn{}
+		var guard PeerGuard
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			g, err := o.VerifyPeer(hctx, cs, gc.closeNow)
+			guard = g
+			return err
+		}
+		tc := tls.Client(raw, cfg)
+		gc.Conn = tc
+		if err := tc.HandshakeContext(hctx); err != nil {
+			raw.Close()
+			if guard != nil {
+				guard.Release()
+			}
+			if errors.Is(hctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+				return nil, handshakeTimeoutError{}
+			}
+			return nil, err
+		}
+		if guard == nil {
+			return tc, nil // no standing check: a plain TLS connection
+		}
+		gc.guard = guard
+		return gc, nil
+	}
+}
+
+// handshakeTimeoutError is net/http's own ("TLS handshake timeout"), which
+// the proxy classifies as reason tls_handshake.
+type handshakeTimeoutError struct{}
+
+func (handshakeTimeoutError) Error() string   { return "net/http: TLS handshake timeout" }
+func (handshakeTimeoutError) Timeout() bool   { return true }
+func (handshakeTimeoutError) Temporary() bool { return true }
+
+// guardedConn asks its standing check before each write: a request never
+// leaves on a connection whose partner is revoked (or, under a hard
+// policy, has no usable status any more); the connection is closed then.
+type guardedConn struct {
+	*tls.Conn
+	guard  PeerGuard
+	closed atomic.Bool
+}
+
+func (c *guardedConn) Write(b []byte) (int, error) {
+	if err := c.guard.Allow(); err != nil {
+		c.Close()
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *guardedConn) Close() error {
+	if !c.closed.Swap(true) && c.guard != nil {
+		c.guard.Release()
+	}
+	return c.Conn.Close()
+}
+
+// closeNow closes the connection from another goroutine (revocation learnt
+// in the background): a pooled idle connection leaves the pool, one in use
+// fails its exchange.
+// The guard already knows (it calls closeNow once): only the connection is
+// closed here, which tls.Conn allows from any goroutine.
+func (c *guardedConn) closeNow() {
+	if c.Conn != nil {
+		c.Conn.Close()
 	}
 }
 

@@ -34,6 +34,10 @@ var errResponseSignature = errors.New("partner response signature")
 // ErrAuditUnavailable: the token could not be recorded; it does not leave.
 var ErrAuditUnavailable = errors.New("the audit log cannot be written")
 
+// ErrOwnCertificateRevoked: ORG_AUTH_CLI is known revoked and the partner
+// refused it (the transport wraps the partner's refusal with it).
+var ErrOwnCertificateRevoked = errors.New("the ORG_AUTH_CLI certificate is revoked and the partner refused it")
+
 // ErrSignerRevoked: the ORG_SIGN certificate is revoked, nothing is signed.
 var ErrSignerRevoked = errors.New("the ORG_SIGN certificate is revoked: renew it")
 
@@ -119,6 +123,8 @@ func problemFor(err, ctxErr error) Problem {
 			p.Source = verify.Source
 		}
 		return p
+	case errors.Is(err, ErrOwnCertificateRevoked):
+		return problem(http.StatusBadGateway, CodeUpstreamTLS, "own_certificate_revoked", "the establishment's ORG_AUTH_CLI certificate is revoked and the partner refuses it: renew it")
 	case errors.As(err, &opErr) && opErr.Op == "remote error":
 		// The partner sent a TLS alert: most often it refused our
 		// ORG_AUTH_CLI certificate (bad_certificate, unknown_ca...).
