@@ -2,7 +2,7 @@
 # Whole-process comparison of roc-proxy with nginx on the same mutual-TLS
 # upstream, same certificates, same load generator, interleaved rounds.
 # Bounded: 2 proxies x ROUNDS x DURATION of load (default 3 x 10 s each).
-# Usage: bench/run.sh [--duration 10s] [--rounds 3] [--connections 32]
+# Usage: bench/run.sh [--mode nginx|revocation|token|audit] [--fsync=false] [--duration 10s] [--rounds 3] [--connections 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -322,6 +322,12 @@ type ResponseSignature struct {
 	// Trust names the bundles whose authorities may issue the signing
 	// certificate (the AMC's AC-SERVICES-APPLICATIFS).
 	Trust []string `yaml:"trust"`
+	// SignedElement is the path below the SOAP Body, in Clark notation
+	// ("{namespace}local"), of the element the route trusts; empty: the
+	// whole Body. What the SIH would read outside it must be signed too.
+	SignedElement []string `yaml:"signed_element"`
+	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
+	AllowSHA1 bool `yaml:"allow_sha1"`
 }
 
 // Token describes the SAML assertion a route adds.
@@ -340,8 +346,13 @@ type Token struct {
 	// Validity of an assertion (NotBefore to NotOnOrAfter).
 	Validity time.Duration `yaml:"validity"`
 	// ReuseFraction: a cached token is reused until this share of its
-	// validity has passed.
+	// validity has passed (and never within ExpiryMargin of its end).
 	ReuseFraction float64 `yaml:"reuse_fraction"`
+	// ExpiryMargin: a token is never sent with less validity left.
+	ExpiryMargin time.Duration `yaml:"expiry_margin"`
+	// NotBeforeSkew: NotBefore is this long before IssueInstant, for
+	// partners whose clocks run behind.
+	NotBeforeSkew time.Duration `yaml:"not_before_skew"`
 	// CacheEntries bounds the cache of vihf tokens (one per set of
 	// per-request values).
 	CacheEntries int `yaml:"cache_entries"`
@@ -353,6 +364,9 @@ type Token struct {
 	StructureID string `yaml:"structure_id"`
 	// Attributes of a roc token (name -> value), in name order.
 	Attributes map[string]string `yaml:"attributes"`
+	// AttributeNames overrides the Name of the profile's attributes, by
+	// key (TokenAttributeKeys), for partners that expect other names.
+	AttributeNames map[string]string `yaml:"attribute_names"`
 	// VIHF constants.
 	VIHF VIHF `yaml:"vihf"`
 }
@@ -370,6 +384,42 @@ type VIHF struct {
 	PurposeOfUse      string `yaml:"purpose_of_use"`
 	RoleCodeSystem    string `yaml:"role_code_system"`
 	ConfidentialityCS string `yaml:"confidentiality_code_system"`
+	// CodeSystemNames gives the codeSystemName written on coded values
+	// (roles, purpose of use, confidentiality) by code system OID, over
+	// DefaultCodeSystemNames; an empty name writes none.
+	CodeSystemNames map[string]string `yaml:"code_system_names"`
+}
+
+// TokenAttributeKeys are the keys of token.attribute_names, with the
+// default attribute names (those of the public DRIMbox DMP client), per
+// profile.
+var TokenAttributeKeys = map[string]map[string]string{
+	"roc": {"structure_id": "Identifiant_Structure"},
+	"vihf": {
+		"vihf_version":         "VIHF_Version",
+		"authentication_mode":  "Authentification_Mode",
+		"structure_id":         "Identifiant_Structure",
+		"activity_sector":      "Secteur_Activite",
+		"subject_id":           "urn:oasis:names:tc:xspa:1.0:subject:subject-id",
+		"role":                 "urn:oasis:names:tc:xacml:2.0:subject:role",
+		"purpose_of_use":       "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse",
+		"resource_id":          "urn:oasis:names:tc:xacml:2.0:resource:resource-id",
+		"resource_urn":         "Ressource_URN",
+		"lps_name":             "LPS_Nom",
+		"lps_version":          "LPS_Version",
+		"lps_id":               "LPS_ID",
+		"lps_homologation":     "LPS_ID_HOMOLOGATION_DMP",
+		"confidentiality_code": "urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code",
+	},
+}
+
+// DefaultCodeSystemNames are the codeSystemName values the public DRIMbox
+// DMP client writes (and HL7's name of its confidentiality code system).
+var DefaultCodeSystemNames = map[string]string{
+	"1.2.250.1.71.1.2.7":      "professions",
+	"1.2.250.1.71.4.2.5":      "specialites RPPS",
+	"1.2.250.1.213.1.1.4.248": "mode acces VIHF 1.0",
+	"2.16.840.1.113883.5.25":  "Confidentiality",
 }
 
 // ACME configures certmagic against an ACME certificate authority.

@@ -47,6 +47,8 @@ const (
 	DefaultIssuerFormat   = "rfc2253"
 	DefaultTokenValidity  = 5 * time.Minute
 	DefaultReuseFraction  = 0.5
+	DefaultExpiryMargin   = 30 * time.Second
+	DefaultNotBeforeSkew  = time.Minute
 	DefaultCacheEntries   = 10000
 	DefaultAuthnContext   = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
 	DefaultVIHFVersion    = "3.0"
@@ -190,6 +192,8 @@ func (c *Config) applyDefaults() {
 			if t.ReuseFraction == 0 {
 				t.ReuseFraction = DefaultReuseFraction
 			}
+			setDur(&t.ExpiryMargin, DefaultExpiryMargin)
+			setDur(&t.NotBeforeSkew, DefaultNotBeforeSkew)
 			if t.CacheEntries == 0 {
 				t.CacheEntries = DefaultCacheEntries
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FieldError is one problem at one place of the configuration.
@@ -32,6 +34,8 @@ var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	prefixRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
 	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	// clarkRE: "{namespace}local" or "local"; local is an NCName (ASCII).
+	clarkRE = regexp.MustCompile(`^(\{[^{}\s]+\})?[A-Za-z_][A-Za-z0-9._-]*$`)
 	// HostPatternRE is a lower-case DNS name of at least two labels, or
 	// "*." and one.
 	HostPatternRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -230,6 +234,11 @@ func (c *Config) Validate() error {
 		default:
 			p.add(path+".response_signature.policy", "%q is not one of off, log, enforce", r.ResponseSignature.Policy)
 		}
+		for k, q := range r.ResponseSignature.SignedElement {
+			if !clarkRE.MatchString(q) {
+				p.add(fmt.Sprintf("%s.response_signature.signed_element[%d]", path, k), "%q is not an element name in Clark notation ({namespace}local)", q)
+			}
+		}
 		for k, b := range r.ResponseSignature.Trust {
 			if _, ok := c.TrustBundles[b]; !ok {
 				p.add(fmt.Sprintf("%s.response_signature.trust[%d]", path, k), "unknown bundle %q", b)
@@ -291,8 +300,18 @@ func (t *Token) validate(p *problems, path string) {
 		p.add(path+".issuer_format", "%q is not one of rfc2253, x500", t.IssuerFormat)
 	}
 	positiveDur(p, path+".validity", t.Validity)
-	if t.ReuseFraction <= 0 || t.ReuseFraction > 1 {
-		p.add(path+".reuse_fraction", "must be in (0, 1], got %g", t.ReuseFraction)
+	positiveDur(p, path+".expiry_margin", t.ExpiryMargin)
+	if t.NotBeforeSkew < 0 {
+		p.add(path+".not_before_skew", "must not be negative, got %s", t.NotBeforeSkew)
+	}
+	switch {
+	case t.ReuseFraction <= 0 || t.ReuseFraction >= 1:
+		p.add(path+".reuse_fraction", "must be between 0 and 1 (share of the validity a cached token is reused for), got %g", t.ReuseFraction)
+	case t.Validity > 0 && t.ExpiryMargin > 0 && time.Duration(float64(t.Validity)*(1-t.ReuseFraction)) < t.ExpiryMargin:
+		// A token reused that long would be sent with less than the
+		// margin left: it would be cut short anyway, the setting lies.
+		p.add(path+".reuse_fraction", "%g of a %s validity leaves less than expiry_margin (%s) when a cached token is last sent: at most %.2f",
+			t.ReuseFraction, t.Validity, t.ExpiryMargin, math.Floor(100*(1-float64(t.ExpiryMargin)/float64(t.Validity)))/100)
 	}
 	positive(p, path+".cache_entries", int64(t.CacheEntries))
 	if t.Profile == "vihf" {
@@ -306,6 +325,54 @@ func (t *Token) validate(p *problems, path string) {
 	if len(t.Attributes) > 0 && t.Profile != "roc" {
 		p.add(path+".attributes", "only the roc profile takes configured attributes")
 	}
+	for _, k := range sortedKeys(t.Attributes) {
+		xmlText(p, fmt.Sprintf("%s.attributes[%s]", path, k), k)
+		xmlText(p, fmt.Sprintf("%s.attributes.%s", path, k), t.Attributes[k])
+	}
+	if keys, ok := TokenAttributeKeys[t.Profile]; ok {
+		for _, k := range sortedKeys(t.AttributeNames) {
+			if _, known := keys[k]; !known {
+				p.add(fmt.Sprintf("%s.attribute_names.%s", path, k), "not an attribute of the %s profile (one of %s)", t.Profile, strings.Join(sortedKeys(keys), ", "))
+				continue
+			}
+			if t.AttributeNames[k] == "" {
+				p.add(fmt.Sprintf("%s.attribute_names.%s", path, k), "must not be empty")
+			}
+			xmlText(p, fmt.Sprintf("%s.attribute_names.%s", path, k), t.AttributeNames[k])
+		}
+	}
+	v := &t.VIHF
+	for _, f := range [...]struct{ field, val string }{{"name_id", t.NameID}, {"structure_id", t.StructureID}, {"authn_context", t.AuthnContext},
+		{"vihf.version", v.Version}, {"vihf.activity_sector", v.ActivitySector}, {"vihf.software_name", v.SoftwareName},
+		{"vihf.software_version", v.SoftwareVersion}, {"vihf.software_id", v.SoftwareID}, {"vihf.homologation_id", v.HomologationID},
+		{"vihf.ins_oid", v.INSOID}, {"vihf.resource_urn", v.ResourceURN}, {"vihf.purpose_of_use", v.PurposeOfUse},
+		{"vihf.role_code_system", v.RoleCodeSystem}, {"vihf.confidentiality_code_system", v.ConfidentialityCS}} {
+		xmlText(p, path+"."+f.field, f.val)
+	}
+	for _, k := range sortedKeys(v.CodeSystemNames) {
+		xmlText(p, fmt.Sprintf("%s.vihf.code_system_names.%s", path, k), v.CodeSystemNames[k])
+	}
+}
+
+// xmlText refuses a value the token cannot carry as is: characters that
+// are not XML characters would be rewritten (to U+FFFD) when the token is
+// written, and the signed value would differ from the configured one.
+func xmlText(p *problems, path, v string) {
+	for _, r := range v {
+		if r == utf8.RuneError || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF {
+			p.add(path, "holds a character that is not an XML character (%U)", r)
+			return
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (r *Revocation) validate(p *problems) {

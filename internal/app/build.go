@@ -433,9 +433,21 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			for _, result := range []string{"valid", "invalid", "absent"} {
 				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
 			}
-			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
+			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Now: d.Now}
+			for _, q := range rs.SignedElement {
+				name, err := saml.ParseClark(q)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s.response_signature.signed_element: %w", path, err)
+				}
+				policy.SignedElement = append(policy.SignedElement, name)
+			}
+			spec.ResponseSignatures = policy.Verify
 		}
 		if r.Token != nil {
+			spec.TokenHeaders = []string{proxy.DefaultTokenHeader}
+			if r.Token.HTTPHeader != "" {
+				spec.TokenHeaders = append(spec.TokenHeaders, r.Token.HTTPHeader)
+			}
 			spec.Token = &tokenSource{
 				route:    r.Name,
 				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
@@ -649,7 +661,7 @@ func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	sum := sha256.Sum256(tok.Assertion)
+	sum := tok.AssertionSHA256 // computed once when signed, not per request
 	rec := &audit.Record{RequestID: r.RequestID, Route: t.route, AssertionID: tok.AssertionID, Profile: tok.Profile,
 		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hex.EncodeToString(tok.Signer[:]),
 		AssertionSHA256: hex.EncodeToString(sum[:]), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -145,7 +146,8 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		sih.TLSConfig = p.sihTLS
 		go func() { errc <- sih.ServeTLS(sihLn, "", "") }()
 	} else {
-		go func() { errc <- sih.Serve(sihLn) }()
+		// JSON bodies for the requests net/http refuses itself.
+		go func() { errc <- sih.Serve(proxy.JSONBadRequests(sihLn)) }()
 	}
 	ready.Store(true)
 	if missing, _ := p.revocationReadiness(); len(missing) == 0 {

@@ -221,6 +221,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 		return
 	}
 	if ex.route.Token != nil {
+		stripTokenHeaders(req.Header, ex.route.TokenHeaders)
 		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Ctx: ctx, Header: req.Header, Body: body,
 			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.upstream.String() + ex.rest})
 		if err != nil {
@@ -242,10 +243,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	for _, name := range spoofableHeaders {
 		pr.Out.Header.Del(name)
 	}
-	// The per-request token values are for roc-proxy, not the partner.
-	for _, name := range saml.RequestHeaders {
-		pr.Out.Header.Del(name)
-	}
+	// The per-request token values, X-Roc-* in any spelling, are for
+	// roc-proxy, not the partner.
+	stripRocHeaders(pr.Out.Header)
 	pr.Out.Header.Set(HeaderRequestID, ex.id)
 	setRequestBody(pr.Out, ex.body)
 }
