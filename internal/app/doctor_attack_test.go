@@ -1,18 +1,24 @@
 package app
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,5 +81,74 @@ func TestDoctorEscapesHostileCertificateText(t *testing.T) {
 				t.Errorf("doctor's %s has a line forged by the partner: %q", where, line)
 			}
 		}
+	}
+}
+
+// silentListener accepts connections and never writes a byte: a partner,
+// or a forward proxy, that hangs.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A partner that accepts the connection and never answers, and a proxy
+// that never answers CONNECT, behind routes whose own timeouts are an
+// hour: doctor gives each up within --timeout (a hang would hold the
+// install script forever) and reports them as failures.
+func TestDoctorBoundedByTimeout(t *testing.T) {
+	w := newDoctorWorld(t)
+	partner, proxy := silentListener(t), silentListener(t)
+	path := w.config(t, fmt.Sprintf(`  - {name: silent, path_prefix: /s/, upstream: "https://%s/ws", server_name: %s, trust: [osi], timeouts: {connect: 1h, tls_handshake: 1h, response_header: 1h, total: 2h}}
+  - {name: silent-proxy, path_prefix: /p/, upstream: "https://%s/ws", trust: [osi], timeouts: {connect: 1h, tls_handshake: 1h, response_header: 1h, total: 2h}, outbound_proxy: {url: "http://%s"}}
+`, partner, testpki.IDBHost, testpki.IDBHost, proxy))
+	type result struct {
+		r   doctorReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), []string{"doctor", "--config", path, "--json", "--timeout", "1s"}, &out, &errOut)
+		var r doctorReport
+		json.Unmarshal(out.Bytes(), &r)
+		done <- result{r, err}
+	}()
+	select {
+	case res := <-done:
+		if res.err == nil {
+			t.Fatal("doctor passed silent partners")
+		}
+		for route, step := range map[string]string{"silent": "tls", "silent-proxy": "connect"} {
+			if status, summary, _ := res.r.step("partner", route, step); status != "fail" || !strings.Contains(summary, "timeout") {
+				t.Errorf("route %s, step %s: %s %q, want a timeout failure", route, step, status, summary)
+			}
+		}
+	case <-time.After(2 * time.Minute): // a hang guard, not a measure
+		t.Fatal("doctor did not give up on a silent partner and proxy")
 	}
 }
