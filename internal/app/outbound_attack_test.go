@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -184,4 +186,81 @@ func (w *proxyWorld) startUnready(t *testing.T, cfg *config.Config) string {
 		http.DefaultClient.CloseIdleConnections()
 	})
 	return "http://" + sihLn.Addr().String()
+}
+
+// SIGHUP moves a route from the global proxy to another one and back
+// while the SIH keeps sending: no request fails or races (under -race),
+// and once a reload has applied, new exchanges leave through the proxy it
+// names, not on a connection pooled through the previous one.
+func TestReloadSwitchesRouteProxyUnderLoad(t *testing.T) {
+	w := newProxyWorld(t)
+	other, err := sim.StartForwardProxy(sim.ForwardProxyOptions{Hosts: map[string]string{testpki.IDBHost + ":443": w.partner.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	route := fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: off}%%s}
+`, testpki.IDBHost)
+	viaOther := ", outbound_proxy: {url: " + other.URL + "}"
+	cfg := w.config(t, fmt.Sprintf(route, ""))
+	log, err := newLogger(cfg.Log, w.logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih, _ := serve(t, p)
+	path := filepath.Join(w.e.dir, "roc-proxy.yaml")
+
+	const senders, perSender, reloads = 3, 15, 10
+	var wg sync.WaitGroup
+	failures := make(chan string, senders*perSender)
+	for i := 0; i < senders; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < perSender; j++ {
+				resp, err := http.Post(sih+"/idb/", "text/xml", bytes.NewReader(sim.IDBRequest("12345678", "MEMBRE-SECRET-4242")))
+				if err != nil {
+					failures <- err.Error()
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failures <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+				}
+			}
+		}()
+	}
+	for i := 0; i < reloads; i++ {
+		extra := ""
+		if i%2 == 0 {
+			extra = viaOther
+		}
+		w.config(t, fmt.Sprintf(route, extra))
+		if err := p.ReloadConfig(context.Background(), path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Errorf("request during the reloads: %s", f)
+	}
+	// The last reload put the route on the global proxy; now on the other.
+	w.config(t, fmt.Sprintf(route, viaOther))
+	if err := p.ReloadConfig(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	globalBefore, otherBefore := w.proxy.Connects.Load(), other.Connects.Load()
+	if a := postIDB(t, sih+"/idb/"); a.code != 200 {
+		t.Fatalf("after the reload: %d %s", a.code, a.body)
+	}
+	if w.proxy.Connects.Load() != globalBefore || other.Connects.Load() != otherBefore+1 {
+		t.Errorf("after moving the route to the other proxy: %d new CONNECTs to the global one, %d to the other; want 0 and 1",
+			w.proxy.Connects.Load()-globalBefore, other.Connects.Load()-otherBefore)
+	}
 }
