@@ -1,15 +1,20 @@
 package egress
 
 import (
+	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
 )
 
 // tinyproxy answers wrong credentials with 401 to a forwarded GET as to
@@ -52,5 +57,40 @@ func TestTinyproxyFetchWrongCredentials(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), secret) {
 		t.Errorf("error shows the password: %v", err)
+	}
+}
+
+// A password with a colon (allowed: only the user name cannot hold one)
+// and non-ASCII letters, read from a file written on Windows (CRLF),
+// reaches the proxy as written: the proxy splits user and password at the
+// first colon and reads the password's UTF-8 bytes (RFC 7617).
+func TestPasswordWithColonAndAccents(t *testing.T) {
+	const password = "p:ss-Sécurité"
+	proxy, err := sim.StartForwardProxy(sim.ForwardProxyOptions{Username: "roc-proxy", Password: password, Hosts: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	file := filepath.Join(t.TempDir(), "proxy.password")
+	if err := os.WriteFile(file, []byte(password+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(&config.OutboundProxy{URL: proxy.URL, Username: "roc-proxy", PasswordFile: file}, "outbound_proxy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Tunnel(context.Background(), &net.Dialer{}, "nowhere.invalid:443")
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != ReasonUpstream { // past the credentials: the proxy cannot resolve the name
+		t.Fatalf("tunnel: %v", err)
+	}
+	auths := proxy.Authorizations()
+	if len(auths) != 1 {
+		t.Fatalf("the proxy got %d Proxy-Authorization headers", len(auths))
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(auths[0], "Basic "))
+	user, pass, _ := strings.Cut(string(raw), ":")
+	if err != nil || user != "roc-proxy" || pass != password {
+		t.Errorf("the proxy decoded user %q password %q (%v)", user, pass, err)
 	}
 }
