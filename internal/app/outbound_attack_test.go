@@ -264,3 +264,38 @@ func TestReloadSwitchesRouteProxyUnderLoad(t *testing.T) {
 			w.proxy.Connects.Load()-globalBefore, other.Connects.Load()-otherBefore)
 	}
 }
+
+// A dynamic route through the proxy: the proxy resolves names, so the
+// route's destination rules must hold for the name written in CONNECT.
+// Whatever the SIH writes (another domain, a trailing dot, an IP or
+// localhost, escapes, a CRLF, user info, a port not allowed), nothing but
+// an allowed name on an allowed port reaches the proxy.
+func TestDynamicRouteThroughProxyConnectsOnlyAllowedNames(t *testing.T) {
+	w := newProxyWorld(t)
+	cfg := w.config(t, `  - {name: dyn, path_prefix: /dyn/, dynamic: {hosts: ["*.amc.test"]}, trust: [osi], revocation: {policy: off}}
+`)
+	sih, _ := w.start(t, cfg)
+	for _, seg := range []string{
+		"evil.example", "idb.amc.test.", "idb.amc.test.evil.example", "amc.test", "127.0.0.1", "localhost",
+		"[::1]", "idb.amc.test:8443", "idb.amc.test%0d%0aX-Injected:%201", "idb.amc.test%20HTTP%2F1.0",
+		"user@idb.amc.test", "idb.amc.test%2F..%2Fevil.example", "%69db.amc.test.", "idb%2eamc%2etest%2e",
+	} {
+		resp, err := http.Post(sih+"/dyn/"+seg+"/ws", "text/xml", bytes.NewReader(sim.IDBRequest("12345678", "MEMBRE-SECRET-4242")))
+		if err != nil {
+			t.Fatalf("%s: %v", seg, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("%s: reached", seg)
+		}
+	}
+	if got := w.proxy.Targets(); len(got) != 0 {
+		t.Errorf("the proxy was asked %q", got)
+	}
+	if a := postIDB(t, sih+"/dyn/IDB.amc.test/ws"); a.code != 200 {
+		t.Fatalf("allowed partner: %d %s", a.code, a.body)
+	}
+	if got := w.proxy.Targets(); len(got) != 1 || got[0] != testpki.IDBHost+":443" {
+		t.Errorf("CONNECT targets %q, want [%s:443]", got, testpki.IDBHost)
+	}
+}
