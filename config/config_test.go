@@ -117,7 +117,7 @@ func FuzzParse(f *testing.F) {
 // A proxy password written in the URL is refused without being repeated:
 // the message goes to terminals, logs and CI output.
 func TestProxyCredentialsNeverEchoed(t *testing.T) {
-	for _, f := range []string{"testdata/invalid-outbound-proxy.yaml", "testdata/invalid-proxy-url.yaml"} {
+	for _, f := range []string{"testdata/invalid-outbound-proxy.yaml", "testdata/invalid-proxy-url.yaml", "testdata/invalid-proxy-url-delimiters.yaml"} {
 		_, err := Load(f)
 		if err == nil {
 			t.Fatalf("%s loaded", f)
@@ -148,10 +148,16 @@ func TestProxyFor(t *testing.T) {
 
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"http://u:p@h:1/x":            "http://***@h:1/x",
-		"http://h:1":                  "http://h:1",
-		"u:p@h:1":                     "***@h:1",
-		"http://h:1/a@b":              "http://h:1/a@b",
+		"http://u:p@h:1/x": "http://***@h:1/x",
+		"http://h:1":       "http://h:1",
+		"u:p@h:1":          "***@h:1",
+		// Over-hidden on purpose: "h:1/a" may be user h, password 1/a.
+		"http://h:1/a@b":              "http://***@b",
+		"http://roc:s3cr#t@h:1":       "http://***@h:1",
+		"http://roc:s3?cr@h:1":        "http://***@h:1",
+		"http://roc:123/45@h:1":       "http://***@h:1",
+		"http:/roc:pw@h:1":            "http:/***@h:1",
+		"HTTP://roc:pw@h:1":           "HTTP://***@h:1",
 		"http://u:p@ss@h:1":           "http://***@h:1",
 		"http://roc:a b@proxy x:3128": "http://***@proxy x:3128",
 	} {

@@ -87,25 +87,22 @@ func validProxyURL(p *problems, path, raw string) {
 
 // RedactURL hides the user info of a URL (or of what looks like one), so
 // that a password written in it never reaches a log or an error message.
+// Everything between the scheme and the last "@" is hidden: a password
+// may hold "/", "?" or "#" (the URL then does not even parse, or parses
+// with the password in its path), and a mistyped "http:/" has no
+// authority to cut. A URL with an "@" in its path loses its host in the
+// message: better than a password shown.
 func RedactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		scheme, rest = "", raw
-	}
-	authority, tail := rest, ""
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		authority, tail = rest[:i], rest[i:]
-	}
-	at := strings.LastIndexByte(authority, '@')
+	at := strings.LastIndexByte(raw, '@')
 	if at < 0 {
 		return raw
 	}
-	out := "***@" + authority[at+1:] + tail
-	if ok {
-		out = scheme + "://" + out
-	}
-	return out
+	prefix := schemePrefixRE.FindString(raw[:at])
+	return prefix + "***@" + raw[at+1:]
 }
+
+// schemePrefixRE is a URL's scheme and the slashes after it.
+var schemePrefixRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:/+`)
 
 // validNoProxy accepts the entries x/net/http/httpproxy understands, which
 // does the matching (NoProxy), and refuses what it would silently ignore.

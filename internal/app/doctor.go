@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -299,7 +300,7 @@ func (d *doctor) run(ctx context.Context, extra map[string][]string) *Report {
 			if c.Via != "" && c.Via != "direct" {
 				line += " via " + c.Via
 			}
-			fmt.Fprintf(d.progress, "%s ... %s\n", line, progressResult(c))
+			fmt.Fprintf(d.progress, "%s ... %s\n", terminalSafe(line), terminalSafe(progressResult(c)))
 		}
 	}
 	urls := d.revocationURLs()
@@ -450,7 +451,7 @@ func (r *Report) print(w io.Writer) {
 			if s.Status == stSkip && s.Summary == "" {
 				cell = "skipped"
 			}
-			cells[column[s.Name]] = cell
+			cells[column[s.Name]] = terminalSafe(cell)
 		}
 		via := c.Via
 		if via == "" {
@@ -463,7 +464,7 @@ func (r *Report) print(w io.Writer) {
 		if c.ServerName != "" && !strings.HasPrefix(target, c.ServerName+":") {
 			target += " (" + c.ServerName + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", checkLabel(c), target, via, strings.Join(cells, "\t"), strings.ToUpper(c.Result))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", terminalSafe(checkLabel(c)), terminalSafe(target), terminalSafe(via), strings.Join(cells, "\t"), strings.ToUpper(c.Result))
 	}
 	tw.Flush()
 	var problems []string
@@ -479,7 +480,7 @@ func (r *Report) print(w io.Writer) {
 		}
 		for _, s := range c.Steps {
 			if (s.Status == stFail || s.Status == stWarn) && s.Detail != "" {
-				problems = append(problems, fmt.Sprintf("  %s %s, %s: %s", checkLabel(c), c.Target, s.Name, s.Detail))
+				problems = append(problems, terminalSafe(fmt.Sprintf("  %s %s, %s: %s", checkLabel(c), c.Target, s.Name, s.Detail)))
 			}
 		}
 	}
@@ -509,4 +510,30 @@ func urlHostPort(u *url.URL) string {
 		return net.JoinHostPort(u.Hostname(), "443")
 	}
 	return net.JoinHostPort(u.Hostname(), "80")
+}
+
+// terminalSafe escapes what a terminal would act on in text that comes
+// from the network (a partner's or an impostor's certificate subject, an
+// HTTP status line, a CRL server's error): control characters (escape
+// sequences, carriage returns and line feeds that would forge a row, C1
+// controls), bidi overrides and other invisible formatting, written as Go
+// escapes (\x1b, \u202e). Printable text, accents included, is kept.
+func terminalSafe(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unsafeRune(r) {
+			q := strconv.QuoteRune(r) // '\x1b', '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return r != ' ' && (!unicode.IsPrint(r) || unicode.Is(unicode.Cf, r))
 }

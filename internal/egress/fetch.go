@@ -71,7 +71,11 @@ func (t *fetchTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			reason = ReasonTimeout
 		}
 		err = &Error{Reason: reason, Proxy: t.p.addr, Request: request, Err: oe.Err}
-	case err == nil && resp.StatusCode == http.StatusProxyAuthRequired:
+	case err == nil && (resp.StatusCode == http.StatusProxyAuthRequired ||
+		resp.StatusCode == http.StatusUnauthorized && t.p.cred != nil):
+		// 401 to a request that carried our credentials: tinyproxy's
+		// answer to wrong ones (as to CONNECT); CRL and OCSP servers
+		// ask for none.
 		resp.Body.Close()
 		err = &Error{Reason: ReasonAuth, Proxy: t.p.addr, Request: request, Status: printable(resp.Status)}
 		resp = nil

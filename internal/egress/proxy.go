@@ -96,11 +96,30 @@ func (p *Proxy) String() string {
 // the proxy for scheme (https for partners and https URLs, http for http
 // URLs): not when no_proxy names the host, nor for loopback addresses and
 // localhost. A nil Proxy uses nothing.
+//
+// The host is matched as a name, whatever its spelling: in any case, with
+// or without the root's trailing dot ("LOCALHOST", "localhost." and
+// "dpi.hopital.example." are localhost and a host of hopital.example).
+// httpproxy compares "localhost" and the no_proxy suffixes byte for byte:
+// "CONNECT LOCALHOST:8443" would reach the proxy's own loopback. Names
+// below localhost are loopback too (RFC 6761).
 func (p *Proxy) Uses(scheme, hostport string) bool {
 	if p == nil {
 		return false
 	}
-	u, err := p.useProxy(&url.URL{Scheme: scheme, Host: hostport})
+	target := &url.URL{Scheme: scheme, Host: hostport}
+	if host := target.Hostname(); net.ParseIP(host) == nil {
+		host = strings.TrimSuffix(strings.ToLower(host), ".")
+		if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+			return false
+		}
+		if port := target.Port(); port != "" {
+			target.Host = net.JoinHostPort(host, port)
+		} else {
+			target.Host = host
+		}
+	}
+	u, err := p.useProxy(target)
 	return err == nil && u != nil
 }
 
