@@ -289,6 +289,7 @@ func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
 	old := p.transports
 	p.digests["trust_bundles"] = bundlesDigest(merged.TrustBundles)
 	p.handler.Store(h)
+	p.watchBundles(p.store, store, p.deps.Now()) // the expiry series follow the bundles
 	p.transports, p.store, p.cfg = transports, store, &merged
 	for _, t := range old {
 		t.CloseIdleConnections() // requests in flight finish first
