@@ -215,3 +215,27 @@ func TestAlertValues(t *testing.T) {
 		t.Error("empty expression")
 	}
 }
+
+// The alerts' rate windows are 5 minutes: a scrape interval over 2m30s
+// leaves one sample in them now and then, rate() returns nothing, and
+// RocProxyUpstreamTLSErrors and RocProxyHigh5xxRate never last their
+// "for" (the dashboard's rates go blank too). Plays a hospital whose
+// Prometheus scrapes every 5 minutes to save disk.
+func TestScrapeIntervalFitsAlertWindows(t *testing.T) {
+	base := []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.enabled=true", "--set", "serviceMonitor.enabled=true"}
+	for _, iv := range []string{"3m", "5m", "1h", "2m31s"} {
+		_, err := render(t, append(base, "--set", "serviceMonitor.interval="+iv)...)
+		if err == nil || !strings.Contains(err.Error(), "serviceMonitor.interval") {
+			t.Errorf("interval %s: %v; want a failure naming serviceMonitor.interval", iv, err)
+		}
+	}
+	for _, iv := range []string{"15s", "30s", "1m", "2m30s", "500ms", "1m30s"} {
+		if _, err := render(t, append(base, "--set", "serviceMonitor.interval="+iv)...); err != nil {
+			t.Errorf("interval %s refused: %v", iv, err)
+		}
+	}
+	// Without the chart's alerts, the interval is the user's business.
+	if _, err := render(t, "-f", "testdata/pass-through.yaml", "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.interval=5m"); err != nil {
+		t.Errorf("interval 5m without prometheusRule: %v", err)
+	}
+}

@@ -337,6 +337,19 @@ the per-alert overrides of prometheusRule.rules (enabled, for, severity,
 labels) and prometheusRule.alertLabels. */}}
 {{- define "roc-proxy.alerts" -}}
 {{- $r := .Values.prometheusRule -}}
+{{- /* The alerts' rates look at 5 minutes: they need two samples in it. */ -}}
+{{- $sm := .Values.serviceMonitor -}}
+{{- if and $sm.enabled $sm.interval -}}
+{{- $ms := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h)" (toString $sm.interval) -1 -}}
+{{- $n := regexFind "^[0-9]+" . | int -}}
+{{- $unit := regexReplaceAll "^[0-9]+" . "" -}}
+{{- $ms = add $ms (mul $n (get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit)) -}}
+{{- end -}}
+{{- if gt $ms 150000 -}}
+{{- fail (printf "serviceMonitor.interval: %s leaves the alerts' 5-minute rate windows with a single sample now and then, and rate() then gives nothing: the partner TLS and 5xx alerts could never last their 'for'. Scrape every 2m30s or less (30s is the default), or disable prometheusRule and write your own rules" (toString $sm.interval)) -}}
+{{- end -}}
+{{- end -}}
 {{- if ge (int $r.certificateCriticalDays) (int $r.certificateExpiryDays) -}}
 {{- fail (printf "prometheusRule.certificateCriticalDays: %d must be less than certificateExpiryDays (%d): the critical level comes after the warning" (int $r.certificateCriticalDays) (int $r.certificateExpiryDays)) -}}
 {{- end -}}
