@@ -226,7 +226,8 @@ func TestAlertValues(t *testing.T) {
 // "for" (the dashboard's rates go blank too). Plays a hospital whose
 // Prometheus scrapes every 5 minutes to save disk.
 func TestScrapeIntervalFitsAlertWindows(t *testing.T) {
-	base := []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.enabled=true", "--set", "serviceMonitor.enabled=true"}
+	base := []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.enabled=true", "--set", "serviceMonitor.enabled=true",
+		"--set", "networkPolicy.metricsNamespaces[0]=monitoring"}
 	for _, iv := range []string{"3m", "5m", "1h", "2m31s"} {
 		_, err := render(t, append(base, "--set", "serviceMonitor.interval="+iv)...)
 		if err == nil || !strings.Contains(err.Error(), "serviceMonitor.interval") {
@@ -239,7 +240,29 @@ func TestScrapeIntervalFitsAlertWindows(t *testing.T) {
 		}
 	}
 	// Without the chart's alerts, the interval is the user's business.
-	if _, err := render(t, "-f", "testdata/pass-through.yaml", "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.interval=5m"); err != nil {
+	if _, err := render(t, "-f", "testdata/pass-through.yaml", "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.interval=5m",
+		"--set", "networkPolicy.metricsNamespaces[0]=monitoring"); err != nil {
 		t.Errorf("interval 5m without prometheusRule: %v", err)
+	}
+}
+
+// A ServiceMonitor behind the chart's NetworkPolicy that admits no
+// namespace on the metrics port: Prometheus can never scrape, and
+// RocProxyDown fires for every pod of an install that followed the
+// defaults (networkPolicy.enabled) and turned monitoring on. Plays that
+// install.
+func TestServiceMonitorReachesTheMetricsPort(t *testing.T) {
+	_, err := render(t, "-f", "testdata/pass-through.yaml", "--set", "serviceMonitor.enabled=true")
+	if err == nil || !strings.Contains(err.Error(), "networkPolicy.metricsNamespaces") {
+		t.Errorf("ServiceMonitor with a NetworkPolicy closing the metrics port: %v; want a failure naming networkPolicy.metricsNamespaces", err)
+	}
+	for _, args := range [][]string{
+		{"--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.metricsNamespaces[0]=monitoring"},
+		{"--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=false"},
+		{}, // no ServiceMonitor: Prometheus may scrape another way
+	} {
+		if _, err := render(t, append([]string{"-f", "testdata/pass-through.yaml"}, args...)...); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
 	}
 }

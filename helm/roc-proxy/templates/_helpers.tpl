@@ -155,6 +155,9 @@ ignored. */ -}}
 {{- fail (printf "trustBundles.%s: a bundle name must be lower-case letters, digits and dashes, at most 57 characters (it names a volume, trust-NAME)" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.serviceMonitor.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.metricsNamespaces) -}}
+{{- fail "networkPolicy.metricsNamespaces: serviceMonitor.enabled, but the NetworkPolicy lets no namespace reach the metrics port: Prometheus could never scrape roc-proxy (RocProxyDown for every pod, every other alert blind); list the namespace Prometheus runs in" -}}
+{{- end -}}
 {{- if and .Values.networkPolicy.enabled .Values.networkPolicy.egressCIDRs (not .Values.networkPolicy.egressPorts) -}}
 {{- fail "networkPolicy.egressPorts: empty, which a NetworkPolicy reads as every port to networkPolicy.egressCIDRs; list the partners' ports (e.g. [443, 80])" -}}
 {{- end -}}
