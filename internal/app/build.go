@@ -794,6 +794,7 @@ func (p *Proxy) zeroSeries(cfg *config.Config) error {
 		for _, result := range []string{"ok", "error"} {
 			m.CertificateReloads.WithLabelValues(source, result)
 		}
+		m.CertificateRefused.WithLabelValues(source).Set(0)
 	}
 	if p.audit == nil {
 		p.registry.Unregister(m.AuditHealthy)

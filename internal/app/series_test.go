@@ -337,3 +337,77 @@ func TestBundleReloadReplacesExpirySeries(t *testing.T) {
 		}
 	}
 }
+
+// A renewed Secret that is refused stays refused until someone fixes it:
+// the pod runs on the previous certificate, and its next restart (a node
+// drain, a rollout) fails on the files it refused. The refusal counter
+// only tells of the moment; roc_proxy_certificate_refused says it is
+// still so (1 until files it accepts replace them), and
+// roc_proxy_config_refused the same of a refused configuration or trust
+// bundle. Plays a bad renewal left in place, then fixed.
+func TestRefusedFilesStayVisible(t *testing.T) {
+	e := newTestEnv(t)
+	auth := filepath.Join(e.dir, "renewable.p12")
+	data, _ := os.ReadFile(e.files.AuthP12)
+	os.WriteFile(auth, data, 0o600)
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, admin := serve(t, p)
+	value := func(name string, labels map[string]string) (float64, bool) {
+		return sample(scrape(t, admin), name, labels)
+	}
+	authLabels := map[string]string{"source": "identity.auth"}
+	waitValue := func(name string, labels map[string]string, want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if v, ok := value(name, labels); ok && v == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				v, ok := value(name, labels)
+				t.Fatalf("%s%v: present %v, value %v; want %v", name, labels, ok, v, want)
+			}
+		}
+	}
+	waitValue("roc_proxy_certificate_refused", authLabels, 0)
+	waitValue("roc_proxy_config_refused", nil, 0)
+
+	replaceFile(t, auth, []byte("not a PKCS#12 file"))
+	waitValue("roc_proxy_certificate_refused", authLabels, 1)
+	// Still so later: nothing fixed it.
+	time.Sleep(100 * time.Millisecond)
+	waitValue("roc_proxy_certificate_refused", authLabels, 1)
+	renewed, err := e.pki.SanteOrg.Issue(testpki.Template{Subject: testpki.OrgName(testpki.AuthCliCN),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12, err := renewed.PKCS12(pkcs12.Modern, testPassword, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, auth, p12)
+	waitValue("roc_proxy_certificate_refused", authLabels, 0)
+
+	original, _ := os.ReadFile(cfgPath)
+	replaceFile(t, cfgPath, append(append([]byte(nil), original...), []byte("unknown_key: 1\n")...))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.ReloadConfig(ctx, cfgPath); err == nil {
+		t.Fatal("invalid configuration accepted")
+	}
+	waitValue("roc_proxy_config_refused", nil, 1)
+	replaceFile(t, cfgPath, original)
+	if err := p.ReloadConfig(ctx, cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	waitValue("roc_proxy_config_refused", nil, 0)
+}
