@@ -276,3 +276,21 @@ func TestNotesExportEveryReplica(t *testing.T) {
 		}
 	}
 }
+
+// NOTES speak of volumes per replica only when there are: with
+// persistence off (emptyDir) or one existing claim for every replica,
+// "each replica keeps its volume data-...-N" sends the security team to
+// claims that do not exist.
+func TestNotesVolumesAsRendered(t *testing.T) {
+	for _, args := range [][]string{
+		{"-f", "testdata/signing.yaml", "--set", "persistence.enabled=false"},
+		{"-f", "testdata/signing.yaml", "--set", "persistence.existingClaim=shared", "--set", "persistence.accessMode=ReadWriteMany"},
+	} {
+		if text := notes(t, args...); strings.Contains(text, "data-rel-roc-proxy-N") {
+			t.Errorf("%v: NOTES speak of claims per replica that are not rendered:\n%s", args, text)
+		}
+	}
+	if text := notes(t, "-f", "testdata/signing.yaml"); !strings.Contains(text, "data-rel-roc-proxy-N") {
+		t.Errorf("default StatefulSet: NOTES do not name the claims per replica:\n%s", text)
+	}
+}
