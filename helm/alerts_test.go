@@ -164,9 +164,13 @@ func TestAlertsUnderPromtool(t *testing.T) {
 			t.Errorf("%s: no promtool test where it stays silent", name)
 		}
 	}
-	for name := range fires {
-		if !slices.Contains(names, name) {
-			t.Errorf("promtool tests of %s, an alert the chart does not render", name)
+	// A test of a name no rule has passes vacuously when it expects
+	// silence (promtool compares two empty lists).
+	for _, set := range []map[string]bool{fires, silent} {
+		for name := range set {
+			if !slices.Contains(names, name) {
+				t.Errorf("promtool tests of %s, an alert the chart does not render", name)
+			}
 		}
 	}
 	sort.Strings(names)
@@ -213,5 +217,52 @@ func TestAlertValues(t *testing.T) {
 	js, _ := json.Marshal(def)
 	if strings.Contains(string(js), "RocProxyHigh5xxRate\":\"\"") {
 		t.Error("empty expression")
+	}
+}
+
+// The alerts' rate windows are 5 minutes: a scrape interval over 2m30s
+// leaves one sample in them now and then, rate() returns nothing, and
+// RocProxyUpstreamTLSErrors and RocProxyHigh5xxRate never last their
+// "for" (the dashboard's rates go blank too). Plays a hospital whose
+// Prometheus scrapes every 5 minutes to save disk.
+func TestScrapeIntervalFitsAlertWindows(t *testing.T) {
+	base := []string{"-f", "testdata/pass-through.yaml", "--set", "prometheusRule.enabled=true", "--set", "serviceMonitor.enabled=true",
+		"--set", "networkPolicy.metricsNamespaces[0]=monitoring"}
+	for _, iv := range []string{"3m", "5m", "1h", "2m31s"} {
+		_, err := render(t, append(base, "--set", "serviceMonitor.interval="+iv)...)
+		if err == nil || !strings.Contains(err.Error(), "serviceMonitor.interval") {
+			t.Errorf("interval %s: %v; want a failure naming serviceMonitor.interval", iv, err)
+		}
+	}
+	for _, iv := range []string{"15s", "30s", "1m", "2m30s", "500ms", "1m30s"} {
+		if _, err := render(t, append(base, "--set", "serviceMonitor.interval="+iv)...); err != nil {
+			t.Errorf("interval %s refused: %v", iv, err)
+		}
+	}
+	// Without the chart's alerts, the interval is the user's business.
+	if _, err := render(t, "-f", "testdata/pass-through.yaml", "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.interval=5m",
+		"--set", "networkPolicy.metricsNamespaces[0]=monitoring"); err != nil {
+		t.Errorf("interval 5m without prometheusRule: %v", err)
+	}
+}
+
+// A ServiceMonitor behind the chart's NetworkPolicy that admits no
+// namespace on the metrics port: Prometheus can never scrape, and
+// RocProxyDown fires for every pod of an install that followed the
+// defaults (networkPolicy.enabled) and turned monitoring on. Plays that
+// install.
+func TestServiceMonitorReachesTheMetricsPort(t *testing.T) {
+	_, err := render(t, "-f", "testdata/pass-through.yaml", "--set", "serviceMonitor.enabled=true")
+	if err == nil || !strings.Contains(err.Error(), "networkPolicy.metricsNamespaces") {
+		t.Errorf("ServiceMonitor with a NetworkPolicy closing the metrics port: %v; want a failure naming networkPolicy.metricsNamespaces", err)
+	}
+	for _, args := range [][]string{
+		{"--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.metricsNamespaces[0]=monitoring"},
+		{"--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=false"},
+		{}, // no ServiceMonitor: Prometheus may scrape another way
+	} {
+		if _, err := render(t, append([]string{"-f", "testdata/pass-through.yaml"}, args...)...); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
 	}
 }

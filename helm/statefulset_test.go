@@ -209,8 +209,10 @@ func TestNotesExportAuditThroughExec(t *testing.T) {
 			t.Errorf("export of %s, not the audit folder /var/lib/roc-proxy/audit", m[2])
 		}
 	}
-	if strings.Join(pods, " ") != "rel-roc-proxy-0 rel-roc-proxy-1" {
-		t.Errorf("export commands for pods %v, want one per replica (rel-roc-proxy-0 rel-roc-proxy-1):\n%s", pods, text)
+	// One per running replica (a loop over the release's pods: the number
+	// that runs changes; TestNotesExportEveryReplica).
+	if strings.Join(pods, " ") != `"$p"` || !strings.Contains(text, "for p in $(kubectl -n roc get pods -l app.kubernetes.io/instance=rel,app.kubernetes.io/name=roc-proxy -o name)") {
+		t.Errorf("export commands for pods %v, want one per running replica:\n%s", pods, text)
 	}
 	if !strings.Contains(text, "roc-proxy audit verify --structure-id") {
 		t.Errorf("NOTES do not say how to verify the exported chains:\n%s", text)
@@ -244,5 +246,51 @@ func TestMigrationValues(t *testing.T) {
 	}
 	if !previous || !mounted || len(s.Spec.VolumeClaimTemplates) != 1 {
 		t.Errorf("previous claim: volume %v, mounted %v, claim templates %d", previous, mounted, len(s.Spec.VolumeClaimTemplates))
+	}
+}
+
+// The export commands NOTES print work whatever number of replicas runs:
+// with autoscaling (2 to 4 pods), commands for rel-roc-proxy-2 and -3
+// fail while those pods do not exist (and leave empty archives tar
+// refuses); replicas scaled down keep their claims and chains (the
+// StatefulSet retains them), which an export of the running pods misses.
+// Plays the security team pasting the NOTES after the autoscaler scaled
+// in, and after replicaCount went from 3 to 2.
+func TestNotesExportEveryReplica(t *testing.T) {
+	for _, args := range [][]string{
+		{"-f", "testdata/signing.yaml", "--set", "autoscaling.enabled=true"},
+		{"-f", "testdata/signing.yaml"},
+	} {
+		text := notes(t, args...)
+		for _, pod := range []string{"rel-roc-proxy-2", "rel-roc-proxy-3"} {
+			if strings.Contains(text, "exec "+pod+" ") {
+				t.Errorf("%v: NOTES exec into %s, which may not run:\n%s", args, pod, text)
+			}
+		}
+		pods := "kubectl -n roc get pods -l app.kubernetes.io/instance=rel,app.kubernetes.io/name=roc-proxy -o name"
+		if !strings.Contains(text, pods) || !strings.Contains(text, `exec "$p" -c roc-proxy -- roc-proxy audit export /var/lib/roc-proxy/audit > "audit-${p#pod/}.tar"`) {
+			t.Errorf("%v: NOTES do not export every running pod (%s):\n%s", args, pods, text)
+		}
+		if !strings.Contains(text, "kubectl -n roc get pvc -l app.kubernetes.io/instance=rel,app.kubernetes.io/name=roc-proxy") {
+			t.Errorf("%v: NOTES do not say how to find the claims of replicas scaled down (their chains):\n%s", args, text)
+		}
+	}
+}
+
+// NOTES speak of volumes per replica only when there are: with
+// persistence off (emptyDir) or one existing claim for every replica,
+// "each replica keeps its volume data-...-N" sends the security team to
+// claims that do not exist.
+func TestNotesVolumesAsRendered(t *testing.T) {
+	for _, args := range [][]string{
+		{"-f", "testdata/signing.yaml", "--set", "persistence.enabled=false"},
+		{"-f", "testdata/signing.yaml", "--set", "persistence.existingClaim=shared", "--set", "persistence.accessMode=ReadWriteMany"},
+	} {
+		if text := notes(t, args...); strings.Contains(text, "data-rel-roc-proxy-N") {
+			t.Errorf("%v: NOTES speak of claims per replica that are not rendered:\n%s", args, text)
+		}
+	}
+	if text := notes(t, "-f", "testdata/signing.yaml"); !strings.Contains(text, "data-rel-roc-proxy-N") {
+		t.Errorf("default StatefulSet: NOTES do not name the claims per replica:\n%s", text)
 	}
 }

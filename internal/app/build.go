@@ -280,11 +280,10 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			}
 		}()
 	}
-	for _, name := range mat.Store.Names() {
-		b := mat.Store.Bundle(name)
-		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
-			p.watchExpiry("trust_bundles."+name, c, d.Now())
-		}
+	p.watchBundles(nil, mat.Store, d.Now())
+	if cfg.Audit.CheckpointKey != nil && mat.Checkpoint != nil && mat.Checkpoint.Leaf != nil {
+		// Exported from the start like ORG_SIGN's, not only after a renewal.
+		p.watchExpiry("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
 	}
 
 	h, transports, err := p.buildHandler(cfg, mat.Store)
@@ -509,6 +508,32 @@ func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 		p.warnings[key] = fmt.Sprintf("%s: certificate %s expires on %s (%d days left)", source, subject, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
 		p.log.Warn("certificate expires soon", zap.String("source", source), zap.String("subject", subject),
 			zap.Time("not_after", c.NotAfter), zap.Int("days_left", int(left.Hours()/24)))
+	}
+}
+
+// watchBundles exports the expiry of every authority of the trust bundles
+// of next, replacing those of prev (the bundles before a configuration
+// reload): an authority removed from a bundle must not keep its expiry
+// alert firing until a restart, and one added must be watched at once.
+func (p *Proxy) watchBundles(prev, next *trust.Store, now time.Time) {
+	if prev != nil {
+		p.warnMu.Lock()
+		for _, name := range prev.Names() {
+			source := "trust_bundles." + name
+			p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
+			for key := range p.warnings {
+				if strings.HasPrefix(key, source+"|") {
+					delete(p.warnings, key)
+				}
+			}
+		}
+		p.warnMu.Unlock()
+	}
+	for _, name := range next.Names() {
+		b := next.Bundle(name)
+		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
+			p.watchExpiry("trust_bundles."+name, c, now)
+		}
 	}
 }
 
@@ -769,6 +794,9 @@ func (p *Proxy) zeroSeries(cfg *config.Config) error {
 	if cfg.Identity.Sign != nil {
 		sources = append(sources, "identity.sign")
 	}
+	if cfg.Audit.CheckpointKey != nil {
+		sources = append(sources, "audit.checkpoint_key")
+	}
 	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
 		sources = append(sources, "listen.tls")
 	} else if t != nil {
@@ -778,6 +806,7 @@ func (p *Proxy) zeroSeries(cfg *config.Config) error {
 		for _, result := range []string{"ok", "error"} {
 			m.CertificateReloads.WithLabelValues(source, result)
 		}
+		m.CertificateRefused.WithLabelValues(source).Set(0)
 	}
 	if p.audit == nil {
 		p.registry.Unregister(m.AuditHealthy)

@@ -160,6 +160,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			p.digests["listen.tls"] = digest
 			if cert, _, err := loadListenTLS(t); err != nil {
 				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "error").Inc()
+				p.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(1)
 				p.log.Error("renewed listener certificate refused: keeping the current one", zap.Error(err))
 			} else {
 				p.sihCert.Store(cert)
@@ -167,6 +168,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 					p.watchExpiry("listen.tls", cert.Leaf, p.deps.Now())
 				}
 				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "ok").Inc()
+				p.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(0)
 				p.log.Info("renewed listener certificate loaded")
 			}
 		}
@@ -192,6 +194,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			// Kept: the same broken files are not retried until they change.
 			p.digests[s.source] = digest
 			p.metrics.CertificateReloads.WithLabelValues(s.source, "error").Inc()
+			p.metrics.CertificateRefused.WithLabelValues(s.source).Set(1)
 			p.log.Error("renewed certificate refused: keeping the current one", zap.String("source", s.source), zap.Error(err))
 			continue
 		}
@@ -216,6 +219,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			p.checkpointKey.Store(id)
 		}
 		p.metrics.CertificateReloads.WithLabelValues(s.source, "ok").Inc()
+		p.metrics.CertificateRefused.WithLabelValues(s.source).Set(0)
 		p.log.Info("renewed certificate loaded", zap.String("source", s.source),
 			zap.String("subject", trust.SubjectDN(id.Leaf)), zap.Time("not_after", id.Leaf.NotAfter))
 	}
@@ -253,6 +257,7 @@ func (p *Proxy) ReloadConfig(ctx context.Context, path string) error {
 func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
 	fail := func(err error) error {
 		p.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		p.metrics.ConfigRefused.Set(1)
 		p.log.Error("configuration reload refused: keeping the running configuration", zap.String("file", path), zap.Error(err))
 		return err
 	}
@@ -289,11 +294,13 @@ func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
 	old := p.transports
 	p.digests["trust_bundles"] = bundlesDigest(merged.TrustBundles)
 	p.handler.Store(h)
+	p.watchBundles(p.store, store, p.deps.Now()) // the expiry series follow the bundles
 	p.transports, p.store, p.cfg = transports, store, &merged
 	for _, t := range old {
 		t.CloseIdleConnections() // requests in flight finish first
 	}
 	p.metrics.ConfigReloads.WithLabelValues("ok").Inc()
+	p.metrics.ConfigRefused.Set(0)
 	fields := []zap.Field{zap.String("file", path), zap.Int("routes", len(merged.Routes)), zap.Strings("bundles", store.Names())}
 	if len(needRestart) > 0 {
 		fields = append(fields, zap.Strings("not_applied_until_restart", needRestart))

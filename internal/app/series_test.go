@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // scrape reads the admin port's /metrics as Prometheus would.
@@ -72,7 +74,7 @@ next:
 // seriesProxy serves a proxy with a signing route (audit log on), a route
 // checking the partner's response signatures, and HTTPS towards the SIH,
 // and returns its admin base URL and audit folder.
-func seriesProxy(t *testing.T, signing bool) (admin, auditDir string) {
+func seriesProxy(t *testing.T, signing bool, auditExtra ...string) (admin, auditDir string) {
 	t.Helper()
 	e := newTestEnv(t)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
@@ -95,13 +97,13 @@ func seriesProxy(t *testing.T, signing bool) (admin, auditDir string) {
 identity:
   auth: {pkcs12: %s, password_file: %s}
 %strust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: test}
+audit: {dir: %s, chain_id: test%s}
 routes:
   - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: %s, trust: [osi], revocation: {policy: "off"}%s}
   - {name: signed-answers, path_prefix: /sa/, upstream: "%s", server_name: %s, trust: [osi], revocation: {policy: "off"},
      response_signature: {policy: log, trust: [osi]}}
 `, crt, keyPath, e.files.AuthP12, e.files.PasswordFile, sign, e.files.OSIBundle, e.files.SanteBundle, auditDir,
-		up.URL, testpki.IDBHost, token, up.URL, testpki.IDBHost)
+		strings.Join(auditExtra, ""), up.URL, testpki.IDBHost, token, up.URL, testpki.IDBHost)
 	path := filepath.Join(e.dir, "roc-proxy.yaml")
 	os.WriteFile(path, []byte(text), 0o600)
 	cfg, err := config.Load(path)
@@ -259,4 +261,153 @@ func TestRenewalReplacesExpirySeries(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d expiry series for identity.auth after the renewal, want 1 (the renewed certificate's)", n)
 	}
+}
+
+// audit.checkpoint_key is a certificate roc-proxy reloads like ORG_SIGN:
+// a refused renewal of it must be an increase Prometheus sees (its error
+// series at 0 from the start), and its expiry must be exported from the
+// start, not only after a first renewal (RocProxyCertificateExpiringSoon
+// would stay blind to the certificate that signs the audit checkpoints).
+// Plays a fresh pod with a separate checkpoint key.
+func TestCheckpointKeySeries(t *testing.T) {
+	e := newTestEnv(t)
+	admin, _ := seriesProxy(t, true, fmt.Sprintf(", checkpoint_key: {pkcs12: %s, password_file: %s}", e.files.SignP12, e.files.PasswordFile))
+	families := scrape(t, admin)
+	if v, ok := sample(families, "roc_proxy_certificate_reloads_total", map[string]string{"source": "audit.checkpoint_key", "result": "error"}); !ok || v != 0 {
+		t.Errorf("reload errors of audit.checkpoint_key: present %v, value %v; want a series at 0 before any renewal", ok, v)
+	}
+	if _, ok := sample(families, "roc_proxy_certificate_not_after_timestamp_seconds", map[string]string{"source": "audit.checkpoint_key"}); !ok {
+		t.Error("no expiry series for audit.checkpoint_key: its expiry is not alerted")
+	}
+}
+
+// An authority replaced in a trust bundle (the old one removed, its
+// successor added: what RocProxyAuthority* alerts ask ops to do) and the
+// configuration reloaded without a restart: the expiry series follow the
+// bundle. Otherwise the removed authority keeps its alert firing until a
+// restart, and the new one is not watched at all. Plays the bundle's
+// ConfigMap updated by ops, then the reload.
+func TestBundleReloadReplacesExpirySeries(t *testing.T) {
+	e := newTestEnv(t)
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	bundle := filepath.Join(e.dir, "renewable-osi.pem")
+	sante, _ := os.ReadFile(e.files.SanteBundle)
+	osi, _ := os.ReadFile(e.files.OSIBundle)
+	os.WriteFile(bundle, sante, 0o600)
+	e.files.OSIBundle = bundle
+	cfgPath := e.config(t, up.URL, "")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, admin := serve(t, p)
+	serials := func() map[string]bool {
+		out := map[string]bool{}
+		for _, m := range scrape(t, admin)["roc_proxy_certificate_not_after_timestamp_seconds"].GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			if have["source"] == "trust_bundles.osi" {
+				out[have["serial"]] = true
+			}
+		}
+		return out
+	}
+	santeRoot, osiRoot := e.pki.SanteRoot.Cert.SerialNumber.Text(16), e.pki.OSIRoot.Cert.SerialNumber.Text(16)
+	if got := serials(); !got[santeRoot] || got[osiRoot] {
+		t.Fatalf("before the reload, trust_bundles.osi series %v: want the authorities the file holds", got)
+	}
+	replaceFile(t, bundle, osi)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.ReloadConfig(ctx, cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if got := serials(); got[santeRoot] || !got[osiRoot] {
+		t.Errorf("after the reload, trust_bundles.osi series %v: want the new authorities (%s) and not the removed ones (%s)", got, osiRoot, santeRoot)
+	}
+	for _, w := range p.expiryWarnings() {
+		if strings.Contains(w, trust.SubjectDN(e.pki.SanteRoot.Cert)) && strings.HasPrefix(w, "trust_bundles.osi") {
+			t.Errorf("/healthz still warns of a removed authority: %s", w)
+		}
+	}
+}
+
+// A renewed Secret that is refused stays refused until someone fixes it:
+// the pod runs on the previous certificate, and its next restart (a node
+// drain, a rollout) fails on the files it refused. The refusal counter
+// only tells of the moment; roc_proxy_certificate_refused says it is
+// still so (1 until files it accepts replace them), and
+// roc_proxy_config_refused the same of a refused configuration or trust
+// bundle. Plays a bad renewal left in place, then fixed.
+func TestRefusedFilesStayVisible(t *testing.T) {
+	e := newTestEnv(t)
+	auth := filepath.Join(e.dir, "renewable.p12")
+	data, _ := os.ReadFile(e.files.AuthP12)
+	os.WriteFile(auth, data, 0o600)
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, admin := serve(t, p)
+	value := func(name string, labels map[string]string) (float64, bool) {
+		return sample(scrape(t, admin), name, labels)
+	}
+	authLabels := map[string]string{"source": "identity.auth"}
+	waitValue := func(name string, labels map[string]string, want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if v, ok := value(name, labels); ok && v == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				v, ok := value(name, labels)
+				t.Fatalf("%s%v: present %v, value %v; want %v", name, labels, ok, v, want)
+			}
+		}
+	}
+	waitValue("roc_proxy_certificate_refused", authLabels, 0)
+	waitValue("roc_proxy_config_refused", nil, 0)
+
+	replaceFile(t, auth, []byte("not a PKCS#12 file"))
+	waitValue("roc_proxy_certificate_refused", authLabels, 1)
+	// Still so later: nothing fixed it.
+	time.Sleep(100 * time.Millisecond)
+	waitValue("roc_proxy_certificate_refused", authLabels, 1)
+	renewed, err := e.pki.SanteOrg.Issue(testpki.Template{Subject: testpki.OrgName(testpki.AuthCliCN),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12, err := renewed.PKCS12(pkcs12.Modern, testPassword, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, auth, p12)
+	waitValue("roc_proxy_certificate_refused", authLabels, 0)
+
+	original, _ := os.ReadFile(cfgPath)
+	replaceFile(t, cfgPath, append(append([]byte(nil), original...), []byte("unknown_key: 1\n")...))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.ReloadConfig(ctx, cfgPath); err == nil {
+		t.Fatal("invalid configuration accepted")
+	}
+	waitValue("roc_proxy_config_refused", nil, 1)
+	replaceFile(t, cfgPath, original)
+	if err := p.ReloadConfig(ctx, cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	waitValue("roc_proxy_config_refused", nil, 0)
 }

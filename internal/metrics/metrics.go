@@ -35,6 +35,13 @@ type Metrics struct {
 	// CertificateReloads counts reloads of renewed certificate files by
 	// source and result (ok, error: the old material is kept).
 	CertificateReloads *prometheus.CounterVec
+	// CertificateRefused is 1 per source while its files on disk are ones
+	// a reload refused (the previous certificate is in use, and a restart
+	// would fail on them), 0 once files it accepts replace them.
+	CertificateRefused *prometheus.GaugeVec
+	// ConfigRefused is 1 while the configuration (or a trust bundle) on
+	// disk is one a reload refused, 0 once a reload succeeds.
+	ConfigRefused prometheus.Gauge
 	// Forbidden counts refused SIH requests by reason (client_address,
 	// destination).
 	Forbidden *prometheus.CounterVec
@@ -164,6 +171,14 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "certificate", Name: "reloads_total",
 		Help: "Reloads of renewed certificate files, by source and result (ok; error: the previous material is kept).",
 	}, []string{"source", "result"})
+	m.CertificateRefused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "certificate", Name: "refused",
+		Help: "1 while the certificate files of a source are ones a reload refused (the previous certificate is in use; a restart would fail on them), 0 once accepted files replace them.",
+	}, []string{"source"})
+	m.ConfigRefused = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "config", Name: "refused",
+		Help: "1 while the configuration or a trust bundle on disk is one a reload refused (the previous one runs; a restart would fail on it), 0 once a reload succeeds.",
+	})
 	m.Forbidden = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "http", Name: "forbidden_total",
 		Help: "Refused SIH requests by reason: client_address (outside listen.allow_cidrs), destination (a host a dynamic route may not reach).",
@@ -286,7 +301,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	if err := reg.Register(m.OutboundProxyConnects); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads,
+	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads, m.CertificateRefused, m.ConfigRefused,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.RevocationNotModified, m.RevocationGraceUses,
 		m.RevocationOCSPNextUpdate, m.RevocationStatusAge, m.RevocationPooledRefusals, m.TokensSigned, m.TokenCache, m.ResponseSignatures,

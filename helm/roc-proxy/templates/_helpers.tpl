@@ -155,6 +155,9 @@ ignored. */ -}}
 {{- fail (printf "trustBundles.%s: a bundle name must be lower-case letters, digits and dashes, at most 57 characters (it names a volume, trust-NAME)" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.serviceMonitor.enabled .Values.networkPolicy.enabled (not .Values.networkPolicy.metricsNamespaces) -}}
+{{- fail "networkPolicy.metricsNamespaces: serviceMonitor.enabled, but the NetworkPolicy lets no namespace reach the metrics port: Prometheus could never scrape roc-proxy (RocProxyDown for every pod, every other alert blind); list the namespace Prometheus runs in" -}}
+{{- end -}}
 {{- if and .Values.networkPolicy.enabled .Values.networkPolicy.egressCIDRs (not .Values.networkPolicy.egressPorts) -}}
 {{- fail "networkPolicy.egressPorts: empty, which a NetworkPolicy reads as every port to networkPolicy.egressCIDRs; list the partners' ports (e.g. [443, 80])" -}}
 {{- end -}}
@@ -177,7 +180,61 @@ path, but only at install time. */ -}}
 {{- end -}}
 {{- end -}}
 {{- include "roc-proxy.pdbCheck" . -}}
+{{- include "roc-proxy.claimTemplateCheck" . -}}
 {{- $_ := include "roc-proxy.goMemLimit" . -}}
+{{- end -}}
+
+{{/* A storage quantity in bytes (2Gi, 2048Mi, 2G, 1e9), or the text
+itself when it is not one the chart reads. */}}
+{{- define "roc-proxy.bytes" -}}
+{{- $q := toString . -}}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" $q -}}
+{{- $number := regexReplaceAll "[A-Za-z]+$" $q "" -}}
+{{- $unit := regexReplaceAll "^[0-9.]+" $q "" -}}
+{{- $scale := get (dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "P" 1000000000000000.0 "E" 1000000000000000000.0) $unit -}}
+{{- printf "%.0f" (mulf (float64 $number) $scale) -}}
+{{- else -}}
+{{- $q -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kubernetes refuses any change to a StatefulSet's volume claim
+templates, and helm upgrade then fails with "updates to statefulset spec
+for fields other than ... are forbidden". On helm install and upgrade the
+chart reads the live StatefulSet (helm template sees none) and, when
+persistence.* would change its claim template, fails saying what to do. */}}
+{{- define "roc-proxy.claimTemplateCheck" -}}
+{{- if eq (include "roc-proxy.workload" .) "StatefulSet" -}}
+{{- $name := include "roc-proxy.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $live := lookup "apps/v1" "StatefulSet" $ns $name -}}
+{{- if $live -}}
+{{- $p := .Values.persistence -}}
+{{- $templates := dig "spec" "volumeClaimTemplates" list $live -}}
+{{- $wanted := and $p.enabled (not $p.existingClaim) -}}
+{{- $orphan := printf "let the StatefulSet go while its pods and claims stay (kubectl -n %s delete statefulset %s --cascade=orphan), then run the upgrade again: the new StatefulSet takes the pods and claims over" $ns $name -}}
+{{- $claims := printf "data-%s-N" $name -}}
+{{- if and $templates (not $wanted) -}}
+{{- fail (printf "persistence.enabled / persistence.existingClaim: the StatefulSet %s has a volume per replica (claims %s, holding the audit chains), and Kubernetes refuses to remove its claim template: helm upgrade would fail. Keep persistence.enabled: true without existingClaim; to change anyway, export the audit chains first (NOTES), then %s" $name $claims $orphan) -}}
+{{- else if and (not $templates) $wanted -}}
+{{- fail (printf "persistence.enabled: the StatefulSet %s has no claim template (persistence.enabled was false, or persistence.existingClaim set), and Kubernetes refuses to add one: helm upgrade would fail. Keep the previous persistence values, or %s" $name $orphan) -}}
+{{- else if $templates -}}
+{{- $t := first $templates -}}
+{{- $size := dig "spec" "resources" "requests" "storage" "" $t | toString -}}
+{{- if ne (include "roc-proxy.bytes" $size) (include "roc-proxy.bytes" $p.size) -}}
+{{- fail (printf `persistence.size: the StatefulSet %s's claim template says %s, and Kubernetes refuses to change it: helm upgrade would fail. Keep persistence.size: %s and grow the claims themselves, one per replica (if their storage class allows expansion): kubectl -n %s patch pvc data-%s-0 -p '{"spec":{"resources":{"requests":{"storage":"%s"}}}}' (then -1, ...). To make the new size the template's too (for replicas added later): %s` $name $size $size $ns $name (toString $p.size) $orphan) -}}
+{{- end -}}
+{{- $class := dig "spec" "storageClassName" "" $t | toString -}}
+{{- if ne $class (toString ($p.storageClass | default "")) -}}
+{{- fail (printf "persistence.storageClass: the StatefulSet %s's claim template says %q, and Kubernetes refuses to change it: helm upgrade would fail. The existing claims (%s) keep their class whatever the template says. Keep persistence.storageClass: %q, or, for replicas added later only, %s" $name $class $claims $class $orphan) -}}
+{{- end -}}
+{{- $modes := dig "spec" "accessModes" list $t -}}
+{{- if ne (join "," $modes) (toString $p.accessMode) -}}
+{{- fail (printf "persistence.accessMode: the StatefulSet %s's claim template says %s, and Kubernetes refuses to change it: helm upgrade would fail. The existing claims (%s) keep theirs. Keep persistence.accessMode: %s, or, for replicas added later only, %s" $name (join "," $modes) $claims (join "," $modes) $orphan) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The disruption budget must protect a pod without blocking every drain:
@@ -283,6 +340,19 @@ the per-alert overrides of prometheusRule.rules (enabled, for, severity,
 labels) and prometheusRule.alertLabels. */}}
 {{- define "roc-proxy.alerts" -}}
 {{- $r := .Values.prometheusRule -}}
+{{- /* The alerts' rates look at 5 minutes: they need two samples in it. */ -}}
+{{- $sm := .Values.serviceMonitor -}}
+{{- if and $sm.enabled $sm.interval -}}
+{{- $ms := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h)" (toString $sm.interval) -1 -}}
+{{- $n := regexFind "^[0-9]+" . | int -}}
+{{- $unit := regexReplaceAll "^[0-9]+" . "" -}}
+{{- $ms = add $ms (mul $n (get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit)) -}}
+{{- end -}}
+{{- if gt $ms 150000 -}}
+{{- fail (printf "serviceMonitor.interval: %s leaves the alerts' 5-minute rate windows with a single sample now and then, and rate() then gives nothing: the partner TLS and 5xx alerts could never last their 'for'. Scrape every 2m30s or less (30s is the default), or disable prometheusRule and write your own rules" (toString $sm.interval)) -}}
+{{- end -}}
+{{- end -}}
 {{- if ge (int $r.certificateCriticalDays) (int $r.certificateExpiryDays) -}}
 {{- fail (printf "prometheusRule.certificateCriticalDays: %d must be less than certificateExpiryDays (%d): the critical level comes after the warning" (int $r.certificateCriticalDays) (int $r.certificateExpiryDays)) -}}
 {{- end -}}
