@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +52,9 @@ func ParseClark(s string) (QName, error) {
 // lies under one; and nothing the SIH would read lies outside the signed
 // part: no other element beside the trusted one on its way from the Body,
 // no unsigned Header entry but the WS-Security header (Signature,
-// Timestamp, BinarySecurityToken), no text, comment or processing
+// Timestamp, BinarySecurityToken), nothing but text in what no digest
+// covers (an unsigned Timestamp or BinarySecurityToken, a signature's
+// SignatureValue and KeyInfo), no text, comment or processing
 // instruction where it could be read as data, no DTD.
 type ResponsePolicy struct {
 	Roots, Intermediates *x509.CertPool
@@ -223,6 +226,34 @@ func hasText(el *etree.Element) bool {
 	return false
 }
 
+// leaf refuses child elements in el, whose content is text (a value, a
+// certificate) no digest covers: an element hidden there is what a SIH
+// searching the answer by name (//montant, getElementsByTagName) would
+// find before or beside the signed one.
+func leaf(el *etree.Element) error {
+	if kids := el.ChildElements(); len(kids) > 0 {
+		return fmt.Errorf("%s holds <%s> where only text may be (nothing signs it)", el.FullTag(), kids[0].FullTag())
+	}
+	return nil
+}
+
+// textChildren checks that el holds only elements of namespace ns named
+// as listed, each a leaf, and no text.
+func textChildren(el *etree.Element, ns string, names ...string) error {
+	if hasText(el) {
+		return fmt.Errorf("text in %s", el.FullTag())
+	}
+	for _, c := range el.ChildElements() {
+		if c.NamespaceURI() != ns || !slices.Contains(names, c.Tag) {
+			return fmt.Errorf("%s holds <%s>, which it may not (nothing signs it)", el.FullTag(), c.FullTag())
+		}
+		if err := leaf(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func walk(el *etree.Element, f func(*etree.Element)) {
 	f(el)
 	for _, c := range el.ChildElements() {
@@ -368,6 +399,12 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	}
 	parts, err := dsChildren(sig, "SignedInfo", "SignatureValue", "KeyInfo")
 	if err != nil {
+		return nil, err
+	}
+	// SignatureValue and KeyInfo are outside what the signature signs,
+	// even when it lies inside the signed element (enveloped-signature):
+	// text only, where the schema says so.
+	if err := leaf(parts["SignatureValue"][0]); err != nil {
 		return nil, err
 	}
 	si := parts["SignedInfo"][0]
@@ -555,9 +592,21 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 	}
 	switch k := kids[0]; {
 	case k.Tag == "X509Data" && k.NamespaceURI() == NSDSig:
+		if hasText(k) {
+			return nil, fmt.Errorf("text in %s", k.FullTag())
+		}
 		for _, c := range k.ChildElements() {
 			if c.NamespaceURI() != NSDSig {
 				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+			}
+			var err error
+			if c.Tag == "X509IssuerSerial" {
+				err = textChildren(c, NSDSig, "X509IssuerName", "X509SerialNumber")
+			} else {
+				err = leaf(c)
+			}
+			if err != nil {
+				return nil, err
 			}
 			switch c.Tag {
 			case "X509Certificate":
@@ -573,8 +622,11 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 		}
 	case k.Tag == "SecurityTokenReference" && k.NamespaceURI() == NSWSSE:
 		refs := k.ChildElements()
-		if len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
+		if hasText(k) || len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
 			return nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
+		}
+		if err := leaf(refs[0]); err != nil {
+			return nil, err
 		}
 		uri := refs[0].SelectAttrValue("URI", "")
 		if !strings.HasPrefix(uri, "#") {
@@ -708,10 +760,24 @@ func checkHeader(header *etree.Element, covers func(*etree.Element) bool) error 
 			return untrusted("the WS-Security header holds unsigned text")
 		}
 		for _, e := range c.ChildElements() {
-			ns := e.NamespaceURI()
-			ok := e.Tag == "Signature" && ns == NSDSig || e.Tag == "Timestamp" && ns == NSWSU || e.Tag == "BinarySecurityToken" && ns == NSWSSE
-			if !ok && !covers(e) {
+			if covers(e) {
+				continue
+			}
+			// Unsigned, these hold text only (a signature's unsigned
+			// parts are checked with it): an element hidden in them is
+			// what a SIH searching the answer by name would read.
+			var err error
+			switch ns := e.NamespaceURI(); {
+			case e.Tag == "Signature" && ns == NSDSig:
+			case e.Tag == "Timestamp" && ns == NSWSU:
+				err = textChildren(e, NSWSU, "Created", "Expires")
+			case e.Tag == "BinarySecurityToken" && ns == NSWSSE:
+				err = leaf(e)
+			default:
 				return untrusted("<%s> in the WS-Security header is not covered by a verified signature", e.FullTag())
+			}
+			if err != nil {
+				return untrusted("%v", err)
 			}
 		}
 	}
