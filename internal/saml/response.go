@@ -216,10 +216,11 @@ func envelopeParts(root *etree.Element) (header, body *etree.Element, err error)
 	return header, body, nil
 }
 
-// hasText reports non-white-space character data directly in el.
+// hasText reports character data directly in el that is not XML white
+// space (space, tab, CR, LF: a no-break space is text to a reader).
 func hasText(el *etree.Element) bool {
 	for _, t := range el.Child {
-		if cd, ok := t.(*etree.CharData); ok && strings.TrimSpace(cd.Data) != "" {
+		if cd, ok := t.(*etree.CharData); ok && strings.Trim(cd.Data, " \t\r\n") != "" {
 			return true
 		}
 	}

@@ -328,6 +328,12 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	add(Answer{Name: "wrapping: forged amount in the wsse:Reference of a SecurityTokenReference",
 		Body:    replace(withBST, `ValueType="`+valueX509v3+`"/></wsse:SecurityTokenReference>`, `ValueType="`+valueX509v3+`">`+forged+`</wsse:Reference></wsse:SecurityTokenReference>`),
 		Refusal: "wsse:Reference holds <idb:montant>"})
+	// White space is space, tab, CR and LF: a no-break space (or another
+	// Unicode space) is text a reader of the Envelope or the Body gets.
+	add(Answer{Name: "unsigned no-break spaces directly in the Envelope", Body: replace(l.Detached, "<S:Body", "\u00a0\u2003<S:Body"),
+		Refusal: "text directly in the Envelope"})
+	add(Answer{Name: "unsigned no-break space in the Body beside the signed element", SignedElement: true,
+		Body: replace(l.Enveloped, "<S:Body>", "<S:Body>\u00a0"), Refusal: "the SOAP Body holds unsigned text"})
 	add(Answer{Name: "unsigned answer", Body: []byte(xmlDecl + env11 + `<S:Body>` + response("", ForgedAmount, "") + `</S:Body></S:Envelope>`),
 		Refusal: "no signature"})
 	return out
