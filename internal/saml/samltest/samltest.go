@@ -334,6 +334,18 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 		Refusal: "text directly in the Envelope"})
 	add(Answer{Name: "unsigned no-break space in the Body beside the signed element", SignedElement: true,
 		Body: replace(l.Enveloped, "<S:Body>", "<S:Body>\u00a0"), Refusal: "the SOAP Body holds unsigned text"})
+	// XML parsers normalize a tab, CR or LF written as such in an attribute
+	// value to a space (XML 1.0 section 3.3.3), encoding/xml (under etree)
+	// does not: rewritten from "&#10;" to a raw line break, a signed value
+	// would still digest as "A\nB" for us while xmllint, xmlsec1 and the
+	// SIH read "A B".
+	withRef := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response(` motif="A&#10;B&#9;C"`, Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	add(Answer{Name: "legit: line break and tab written as references in a signed attribute", Body: withRef})
+	add(Answer{Name: "raw line break in a signed attribute value (a parser reads a space)", Body: replace(withRef, "&#10;", "\n"),
+		Refusal: "tab, CR or LF written as such in the value of attribute motif"})
+	add(Answer{Name: "raw tab in a signed attribute value (a parser reads a space)", Body: replace(withRef, "&#9;", "\t"),
+		Refusal: "tab, CR or LF written as such in the value of attribute motif"})
 	add(Answer{Name: "unsigned answer", Body: []byte(xmlDecl + env11 + `<S:Body>` + response("", ForgedAmount, "") + `</S:Body></S:Envelope>`),
 		Refusal: "no signature"})
 	return out
