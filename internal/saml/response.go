@@ -274,21 +274,30 @@ func walk(el *etree.Element, f func(*etree.Element)) {
 
 // idIndex resolves same-document references.
 type idIndex struct {
-	strong map[string][]*etree.Element // ID, Id (any namespace, wsu:Id), xml:id
-	weak   map[string][]*etree.Element // id
+	strong map[string]*idEntry // ID, Id (any namespace, wsu:Id), xml:id
+	weak   map[string]*idEntry // id
+}
+
+// idEntry is the first element carrying an ID value and how many carry
+// it. Counting (rather than listing) keeps the index linear in the size
+// of the answer, whatever an attacker repeats.
+type idEntry struct {
+	el, last *etree.Element
+	n        int
 }
 
 // indexIDs collects the ID attributes; a value carried by two elements
 // makes a reference to it ambiguous (signature wrapping): refused.
 func indexIDs(root *etree.Element) (*idIndex, error) {
-	ix := &idIndex{strong: map[string][]*etree.Element{}, weak: map[string][]*etree.Element{}}
-	add := func(m map[string][]*etree.Element, v string, el *etree.Element) {
-		for _, e := range m[v] {
-			if e == el {
-				return
-			}
+	ix := &idIndex{strong: map[string]*idEntry{}, weak: map[string]*idEntry{}}
+	add := func(m map[string]*idEntry, v string, el *etree.Element) {
+		e := m[v]
+		switch {
+		case e == nil:
+			m[v] = &idEntry{el: el, last: el, n: 1}
+		case e.last != el: // an element's attributes come together
+			e.last, e.n = el, e.n+1
 		}
-		m[v] = append(m[v], el)
 	}
 	walk(root, func(el *etree.Element) {
 		for _, a := range el.Attr {
@@ -301,9 +310,9 @@ func indexIDs(root *etree.Element) (*idIndex, error) {
 			}
 		}
 	})
-	for v, els := range ix.strong {
-		if len(els) > 1 {
-			return nil, untrusted("ID %q is carried by %d elements", v, len(els))
+	for v, e := range ix.strong {
+		if e.n > 1 {
+			return nil, untrusted("ID %q is carried by %d elements", v, e.n)
 		}
 	}
 	return ix, nil
@@ -311,17 +320,22 @@ func indexIDs(root *etree.Element) (*idIndex, error) {
 
 // resolve finds the one element a "#id" reference names.
 func (ix *idIndex) resolve(id string) (*etree.Element, error) {
-	els := append(append([]*etree.Element(nil), ix.strong[id]...), ix.weak[id]...)
-	if len(els) == 2 && els[0] == els[1] {
-		els = els[:1]
-	}
-	switch len(els) {
-	case 0:
+	s, w := ix.strong[id], ix.weak[id]
+	switch {
+	case s == nil && w == nil:
 		return nil, fmt.Errorf("no element has ID %q", id)
-	case 1:
-		return els[0], nil
+	case w == nil:
+		return s.el, nil // strong IDs are unique (indexIDs)
+	case s == nil && w.n == 1:
+		return w.el, nil
+	case s != nil && w.n == 1 && w.el == s.el:
+		return s.el, nil // one element with both ID and id
 	}
-	return nil, fmt.Errorf("ID %q is carried by %d elements", id, len(els))
+	n := w.n
+	if s != nil {
+		n++
+	}
+	return nil, fmt.Errorf("ID %q is carried by %d elements", id, n)
 }
 
 // Algorithms.
