@@ -63,6 +63,8 @@ func TestIllFormedEnvelopesAreRefused(t *testing.T) {
 		{"a UsernameToken in the Security header", `<S:Envelope ` + s11 + `><S:Header><wsse:Security xmlns:wsse="` + NSWSSE + `"><wsse:UsernameToken><wsse:Username>admin</wsse:Username></wsse:UsernameToken></wsse:Security></S:Header><S:Body/></S:Envelope>`, "the Security header may only carry a wsu:Timestamp"},
 		{"an element after the Body", `<S:Envelope ` + s11 + `><S:Body/><x:Extra xmlns:x="urn:x"><wsse:Security xmlns:wsse="` + NSWSSE + `"/></x:Extra></S:Envelope>`, "only a Header and a Body"},
 		{"text in the Envelope", `<S:Envelope ` + s11 + `>text<S:Body/></S:Envelope>`, "text directly in the Envelope"},
+		{"text in the Security header", `<S:Envelope ` + s11 + `><S:Header><wsse:Security xmlns:wsse="` + NSWSSE + `">forged</wsse:Security></S:Header><S:Body/></S:Envelope>`, "text directly in the Security header"},
+		{"a character reference in the Security header", `<S:Envelope ` + s11 + `><S:Header><wsse:Security xmlns:wsse="` + NSWSSE + `">&#65;</wsse:Security></S:Header><S:Body/></S:Envelope>`, "text directly in the Security header"},
 		{"U+FFFF in the payload", env("<x>\uffff</x>"), "not an XML character"},
 		{"a character reference to U+FFFE", env("<x>&#xFFFE;</x>"), "not an XML character"},
 		{"a NUL character", env("<x>\x00</x>"), "not an XML character"},

@@ -299,9 +299,10 @@ func (s *scanner) text() error {
 	}
 done:
 	s.kind, s.nonSpace = tokText, false
-	if len(s.open) <= 2 {
+	if len(s.open) <= 3 {
 		// Only the callers' structural levels (outside the root, in
-		// Envelope and Header) care whether text is white space.
+		// Envelope, Header and Security) care whether text is white
+		// space.
 		for _, c := range b[start:i] {
 			if !isSpace(c) {
 				s.nonSpace = true
