@@ -113,3 +113,35 @@ func TestNonXMLCharactersInValues(t *testing.T) {
 		}
 	}
 }
+
+// TestC1ControlsInValues plays a SIH (or a user whose name it copies)
+// putting C1 control characters (U+0080-U+009F) in identity headers:
+// net/http lets them through (they are not ASCII controls), the token
+// would carry them and `audit show` would print them raw in the security
+// team's terminal, where U+009B is the 8-bit CSI that starts an escape
+// sequence and U+0085 a line break. The error promises "without control
+// characters": refused like the C0 ones.
+func TestC1ControlsInValues(t *testing.T) {
+	in := newInjector(t, vihfToken())
+	body := []byte(`<S:Envelope ` + s11 + `><S:Body/></S:Envelope>`)
+	for _, tc := range []struct{ header, value string }{
+		{HeaderUserName, "DUPONT\u009b31mJeanne"},
+		{HeaderUserName, "DUPONT\u0085Jeanne"},
+		{HeaderUserID, "8100\u008002345678"},
+		{HeaderUserRoles, "10^1.2.250.1.71.1.2.7^M\u009fdecin"},
+	} {
+		h := vihfHeaders()
+		h.Set(tc.header, tc.value)
+		_, err := in.Inject(h, body)
+		var ve *ValuesError
+		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.header) {
+			t.Errorf("%s=%q: error %v, want a ValuesError naming the header", tc.header, tc.value, err)
+		}
+	}
+	// Letters beyond ASCII stay accepted.
+	h := vihfHeaders()
+	h.Set(HeaderUserName, "DUPONT Jeanne-Éloïse (Médecine interne)")
+	if _, err := in.Inject(h, body); err != nil {
+		t.Errorf("accented name refused: %v", err)
+	}
+}
