@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"mime"
 	"slices"
 	"strings"
 	"sync"
@@ -158,6 +159,26 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 		}
 	}
 	return len(sigs), nil
+}
+
+// CheckAnswerCharset refuses a partner answer's Content-Type that would
+// make a SIH decode the verified bytes (UTF-8: checkAnswerSyntax) as
+// something else: a charset parameter names the encoding the SIH uses
+// (RFC 7303), and the signature does not cover the header. No charset, or
+// UTF-8, passes; an unparsable media type is refused (which parameter a
+// reader believes is anyone's guess).
+func CheckAnswerCharset(contentType string) error {
+	if contentType == "" {
+		return nil
+	}
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return untrusted("the answer's Content-Type %q cannot be read: %v", contentType, err)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return untrusted("the answer's Content-Type names the charset %q: the signed bytes are UTF-8, the SIH would decode them as something else", cs)
+	}
+	return nil
 }
 
 // checkAnswerSyntax holds the answer to the scanner's well-formedness
