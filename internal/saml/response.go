@@ -133,6 +133,7 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 		return 0, untrusted("%d signatures with %d references: more than an answer needs", len(sigs), refs)
 	}
 	covered := map[*etree.Element]bool{}
+	signed := make([][]*etree.Element, len(sigs))
 	for i, s := range sigs {
 		nodes, err := p.verifySignature(s, root, ids)
 		if err != nil {
@@ -141,6 +142,7 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 		for _, n := range nodes {
 			covered[n] = true
 		}
+		signed[i] = nodes
 	}
 	covers := func(el *etree.Element) bool {
 		for e := el; e != nil; e = e.Parent() {
@@ -158,7 +160,41 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 			return len(sigs), err
 		}
 	}
+	// Every signature is this answer's: it signs the Body (by it, an
+	// ancestor or a part of it), or only the Security header's Timestamp
+	// and BinarySecurityTokens. Another answer's signed Body pasted with
+	// its signature into the Header verifies, and is what a SIH reading
+	// //S:Body or //montant finds first.
+	for i, nodes := range signed {
+		if !reachesBody(nodes, soapBody) && !securityOnly(nodes, header) {
+			return len(sigs), untrusted("signature %d covers neither the Body nor only the Security header's Timestamp or BinarySecurityToken (another answer's signature?)", i+1)
+		}
+	}
 	return len(sigs), nil
+}
+
+// reachesBody reports whether a node is the Body, holds it or lies in it.
+func reachesBody(nodes []*etree.Element, body *etree.Element) bool {
+	for _, n := range nodes {
+		if n == body || isAncestor(n, body) || isAncestor(body, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// securityOnly reports whether every node is a Timestamp or a
+// BinarySecurityToken of a Security header of the Header.
+func securityOnly(nodes []*etree.Element, header *etree.Element) bool {
+	for _, n := range nodes {
+		sec := n.Parent()
+		ns := n.NamespaceURI()
+		if header == nil || sec == nil || sec.Parent() != header || sec.Tag != "Security" || sec.NamespaceURI() != NSWSSE ||
+			!(n.Tag == "Timestamp" && ns == NSWSU || n.Tag == "BinarySecurityToken" && ns == NSWSSE) {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckAnswerCharset refuses a partner answer's Content-Type that would

@@ -328,6 +328,24 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	add(Answer{Name: "wrapping: forged amount in the wsse:Reference of a SecurityTokenReference",
 		Body:    replace(withBST, `ValueType="`+valueX509v3+`"/></wsse:SecurityTokenReference>`, `ValueType="`+valueX509v3+`">`+forged+`</wsse:Reference></wsse:SecurityTokenReference>`),
 		Refusal: "wsse:Reference holds <idb:montant>"})
+	// Another answer of the same partner (an earlier exchange, another
+	// patient), its Body signed under another wsu:Id: pasted whole with
+	// its signature into this answer, it verifies, and a SIH reading
+	// //S:Body or //montant finds it before the Body of this answer.
+	other := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-2"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-2">`+response("", ForgedAmount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	otherSig := string(between(t, other, "<ds:Signature", "</ds:Signature>"))
+	otherBody := string(between(t, other, "<S:Body", "</S:Body>"))
+	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted as a Header entry",
+		Body:    replace(replace(l.Detached, "</wsse:Security>", otherSig+"</wsse:Security>"), "</S:Header>", otherBody+"</S:Header>"),
+		Refusal: "signature 2 covers neither"})
+	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted into the Security header",
+		Body:    replace(l.Detached, "</wsse:Security>", otherSig+otherBody+"</wsse:Security>"),
+		Refusal: "signature 2 covers neither"})
+	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted into the signed element's enveloped signature", SignedElement: true,
+		Body:    replace(l.Enveloped, "</ds:X509Data>", "</ds:X509Data>"+otherSig+otherBody),
+		Refusal: "ds:KeyInfo must hold one"})
+
 	// White space is space, tab, CR and LF: a no-break space (or another
 	// Unicode space) is text a reader of the Envelope or the Body gets.
 	add(Answer{Name: "unsigned no-break spaces directly in the Envelope", Body: replace(l.Detached, "<S:Body", "\u00a0\u2003<S:Body"),
