@@ -340,6 +340,28 @@ func (t *Token) validate(p *problems, path string) {
 			}
 			xmlText(p, fmt.Sprintf("%s.attribute_names.%s", path, k), t.AttributeNames[k])
 		}
+		// One name, one attribute: a partner given two attributes of
+		// the same name reads one of them, not necessarily ours.
+		const twice = "the token would carry two attributes of that name"
+		byName := map[string]string{}
+		for _, k := range sortedKeys(keys) {
+			name := keys[k]
+			if n, ok := t.AttributeNames[k]; ok && n != "" {
+				name = n
+			}
+			if other, dup := byName[name]; dup {
+				p.add(fmt.Sprintf("%s.attribute_names.%s", path, k), "%q is also the name of %s: %s", name, other, twice)
+				continue
+			}
+			byName[name] = k
+		}
+		if t.Profile == "roc" {
+			for _, name := range sortedKeys(t.Attributes) {
+				if k, dup := byName[name]; dup {
+					p.add(fmt.Sprintf("%s.attributes.%s", path, name), "is also the name of %s: %s", k, twice)
+				}
+			}
+		}
 	}
 	v := &t.VIHF
 	for _, f := range [...]struct{ field, val string }{{"name_id", t.NameID}, {"structure_id", t.StructureID}, {"authn_context", t.AuthnContext},

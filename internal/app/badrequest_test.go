@@ -2,11 +2,13 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,5 +109,62 @@ func TestPartnerAnswerLikeAGoErrorIsUntouched(t *testing.T) {
 		if resp.StatusCode != 200 || string(body) != strings.Repeat("x", pad)+goBadRequest {
 			t.Fatalf("pad %d: the partner's answer was rewritten: %d %q", pad, resp.StatusCode, body[max(0, len(body)-200):])
 		}
+	}
+}
+
+// TestRefusedBodyEndsWithAHalfClose plays a SIH still sending a body over
+// max_body_bytes when roc-proxy refuses it (413) on the plain-HTTP
+// listener. net/http half-closes such a connection (FIN) and waits a
+// little before closing it, so that the client reads the whole answer
+// rather than a reset that may discard it (server.go closeWriteAndWait):
+// the connection wrapper that turns net/http's plain-text errors into
+// JSON must keep CloseWrite reachable, or the SIH gets a reset instead of
+// the end of the answer.
+func TestRefusedBodyEndsWithAHalfClose(t *testing.T) {
+	e := newTestEnv(t)
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	path := e.config(t, up.URL, "")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(text), "    trust: [osi]\n", "    trust: [osi]\n    max_body_bytes: 1024\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih := strings.TrimPrefix(startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()}), "http://")
+	c, err := net.Dial("tcp", sih)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Read everything the proxy sends, from the start: the answer, then
+	// how the stream ends.
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		data, err := io.ReadAll(c)
+		done <- result{data, err}
+	}()
+	// 10 MB announced, 64 KiB sent: unread bytes stay in the proxy's
+	// socket when it answers.
+	fmt.Fprintf(c, "POST /idb/ HTTP/1.1\r\nHost: sih\r\nContent-Length: 10000000\r\n\r\n%s", strings.Repeat("x", 64<<10))
+	r := <-done
+	resp, perr := http.ReadResponse(bufio.NewReader(bytes.NewReader(r.data)), nil)
+	if perr != nil {
+		t.Fatalf("no answer read (%v), stream ended with %v", perr, r.err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "body_too_large") {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if r.err != nil {
+		t.Fatalf("the answer ended with %v, not a half-close (FIN)", r.err)
 	}
 }

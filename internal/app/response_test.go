@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -94,5 +95,60 @@ routes:
 				t.Fatalf("the SIH got %d (want 502 response_signature):\n%s", resp.StatusCode, body)
 			}
 		})
+	}
+}
+
+// TestAnswerCharsetUnderEnforce plays an intermediary on the partner's
+// answer path relabelling a signed answer: the signature covers the bytes,
+// not the Content-Type, and a SIH decodes the bytes with the charset the
+// header names (RFC 7303), so ISO-8859-1 turns the signed "Hélène" into
+// "HÃ©lÃ¨ne" and UTF-16 into nothing readable. The bytes were checked as
+// UTF-8: under enforce, an answer labelled with another charset is not
+// what was signed (502); labelled UTF-8, or with no charset, it passes.
+func TestAnswerCharsetUnderEnforce(t *testing.T) {
+	e := newTestEnv(t)
+	signer, err := e.pki.OSIServicesApplicatifs.Issue(testpki.Template{Subject: pkix.Name{CommonName: "AMC SIGNATURE"}, KeyUsage: x509.KeyUsageDigitalSignature})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := samltest.Build(t, signer).Detached
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", r.URL.Query().Get("ct"))
+		w.Write(answer)
+	})
+	path := e.config(t, up.URL, "")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = append(text, "    response_signature: {policy: enforce, trust: [osi]}\n"...)
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	for _, tc := range []struct {
+		contentType string
+		status      int
+	}{
+		{"text/xml; charset=utf-8", 200},
+		{"application/soap+xml; charset=UTF-8; action=\"urn:x\"", 200},
+		{"text/xml", 200},
+		{"text/xml; charset=ISO-8859-1", http.StatusBadGateway},
+		{"application/soap+xml; charset=utf-16", http.StatusBadGateway},
+		{"text/xml; charset=\"windows-1252\"", http.StatusBadGateway},
+	} {
+		resp, err := http.Post(sih+"/idb/?ct="+url.QueryEscape(tc.contentType), "text/xml", strings.NewReader(`<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body/></S:Envelope>`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("Content-Type %q: status %d, want %d\n%s", tc.contentType, resp.StatusCode, tc.status, body)
+		}
 	}
 }

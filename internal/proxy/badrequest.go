@@ -41,6 +41,18 @@ func (l badRequestListener) Accept() (net.Conn, error) {
 
 type badRequestConn struct{ net.Conn }
 
+// CloseWrite half-closes the connection, as net/http does (through its
+// closeWriter interface, which embedding net.Conn would hide) before it
+// closes a connection whose request body it did not read: the client
+// then reads the whole answer and the end of the stream, not a reset
+// (a refused body over max_body_bytes, headers too large).
+func (c *badRequestConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *badRequestConn) Write(p []byte) (int, error) {
 	if status, reason, ok := parseGoError(p); ok && fromNetHTTPErrorPath() {
 		if _, err := c.Conn.Write(jsonBadRequest(status, reason)); err != nil {

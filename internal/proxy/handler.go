@@ -277,6 +277,11 @@ func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
 			return err
 		}
 		n, err := r.ResponseSignatures(body)
+		if err == nil {
+			// The signature covers the bytes; the charset the SIH
+			// decodes them with must not change what they say.
+			err = saml.CheckAnswerCharset(res.Header.Get("Content-Type"))
+		}
 		result := "valid"
 		switch {
 		case errors.Is(err, saml.ErrNoSignature):

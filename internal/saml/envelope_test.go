@@ -63,6 +63,12 @@ func TestIllFormedEnvelopesAreRefused(t *testing.T) {
 		{"a UsernameToken in the Security header", `<S:Envelope ` + s11 + `><S:Header><wsse:Security xmlns:wsse="` + NSWSSE + `"><wsse:UsernameToken><wsse:Username>admin</wsse:Username></wsse:UsernameToken></wsse:Security></S:Header><S:Body/></S:Envelope>`, "the Security header may only carry a wsu:Timestamp"},
 		{"an element after the Body", `<S:Envelope ` + s11 + `><S:Body/><x:Extra xmlns:x="urn:x"><wsse:Security xmlns:wsse="` + NSWSSE + `"/></x:Extra></S:Envelope>`, "only a Header and a Body"},
 		{"text in the Envelope", `<S:Envelope ` + s11 + `>text<S:Body/></S:Envelope>`, "text directly in the Envelope"},
+		{"text in the Security header", `<S:Envelope ` + s11 + `><S:Header><wsse:Security xmlns:wsse="` + NSWSSE + `">forged</wsse:Security></S:Header><S:Body/></S:Envelope>`, "text directly in the Security header"},
+		{"a character reference in the Security header", `<S:Envelope ` + s11 + `><S:Header><wsse:Security xmlns:wsse="` + NSWSSE + `">&#65;</wsse:Security></S:Header><S:Body/></S:Envelope>`, "text directly in the Security header"},
+		{"a local name starting with a digit", env(`<p:0x xmlns:p="urn:p"/>`), "is not a qualified name"},
+		{"a local name starting with a hyphen", env(`<x xmlns:p="urn:p" p:-a="1"/>`), "is not a qualified name"},
+		{"a local name starting with a combining mark", env("<p:\u0300x xmlns:p=\"urn:p\"/>"), "is not a qualified name"},
+		{"a prefix declared with a local name starting with a full stop", env(`<x xmlns:.p="urn:p"/>`), "is not a qualified name"},
 		{"U+FFFF in the payload", env("<x>\uffff</x>"), "not an XML character"},
 		{"a character reference to U+FFFE", env("<x>&#xFFFE;</x>"), "not an XML character"},
 		{"a NUL character", env("<x>\x00</x>"), "not an XML character"},
@@ -105,5 +111,37 @@ func TestNonXMLCharactersInValues(t *testing.T) {
 		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.header) {
 			t.Errorf("%s=%q: error %v, want a ValuesError naming the header", tc.header, tc.value, err)
 		}
+	}
+}
+
+// TestC1ControlsInValues plays a SIH (or a user whose name it copies)
+// putting C1 control characters (U+0080-U+009F) in identity headers:
+// net/http lets them through (they are not ASCII controls), the token
+// would carry them and `audit show` would print them raw in the security
+// team's terminal, where U+009B is the 8-bit CSI that starts an escape
+// sequence and U+0085 a line break. The error promises "without control
+// characters": refused like the C0 ones.
+func TestC1ControlsInValues(t *testing.T) {
+	in := newInjector(t, vihfToken())
+	body := []byte(`<S:Envelope ` + s11 + `><S:Body/></S:Envelope>`)
+	for _, tc := range []struct{ header, value string }{
+		{HeaderUserName, "DUPONT\u009b31mJeanne"},
+		{HeaderUserName, "DUPONT\u0085Jeanne"},
+		{HeaderUserID, "8100\u008002345678"},
+		{HeaderUserRoles, "10^1.2.250.1.71.1.2.7^M\u009fdecin"},
+	} {
+		h := vihfHeaders()
+		h.Set(tc.header, tc.value)
+		_, err := in.Inject(h, body)
+		var ve *ValuesError
+		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.header) {
+			t.Errorf("%s=%q: error %v, want a ValuesError naming the header", tc.header, tc.value, err)
+		}
+	}
+	// Letters beyond ASCII stay accepted.
+	h := vihfHeaders()
+	h.Set(HeaderUserName, "DUPONT Jeanne-Éloïse (Médecine interne)")
+	if _, err := in.Inject(h, body); err != nil {
+		t.Errorf("accented name refused: %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"mime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +53,9 @@ func ParseClark(s string) (QName, error) {
 // lies under one; and nothing the SIH would read lies outside the signed
 // part: no other element beside the trusted one on its way from the Body,
 // no unsigned Header entry but the WS-Security header (Signature,
-// Timestamp, BinarySecurityToken), no text, comment or processing
+// Timestamp, BinarySecurityToken), nothing but text in what no digest
+// covers (an unsigned Timestamp or BinarySecurityToken, a signature's
+// SignatureValue and KeyInfo), no text, comment or processing
 // instruction where it could be read as data, no DTD.
 type ResponsePolicy struct {
 	Roots, Intermediates *x509.CertPool
@@ -129,6 +133,7 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 		return 0, untrusted("%d signatures with %d references: more than an answer needs", len(sigs), refs)
 	}
 	covered := map[*etree.Element]bool{}
+	signed := make([][]*etree.Element, len(sigs))
 	for i, s := range sigs {
 		nodes, err := p.verifySignature(s, root, ids)
 		if err != nil {
@@ -137,6 +142,7 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 		for _, n := range nodes {
 			covered[n] = true
 		}
+		signed[i] = nodes
 	}
 	covers := func(el *etree.Element) bool {
 		for e := el; e != nil; e = e.Parent() {
@@ -154,7 +160,61 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 			return len(sigs), err
 		}
 	}
+	// Every signature is this answer's: it signs the Body (by it, an
+	// ancestor or a part of it), or only the Security header's Timestamp
+	// and BinarySecurityTokens. Another answer's signed Body pasted with
+	// its signature into the Header verifies, and is what a SIH reading
+	// //S:Body or //montant finds first.
+	for i, nodes := range signed {
+		if !reachesBody(nodes, soapBody) && !securityOnly(nodes, header) {
+			return len(sigs), untrusted("signature %d covers neither the Body nor only the Security header's Timestamp or BinarySecurityToken (another answer's signature?)", i+1)
+		}
+	}
 	return len(sigs), nil
+}
+
+// reachesBody reports whether a node is the Body, holds it or lies in it.
+func reachesBody(nodes []*etree.Element, body *etree.Element) bool {
+	for _, n := range nodes {
+		if n == body || isAncestor(n, body) || isAncestor(body, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// securityOnly reports whether every node is a Timestamp or a
+// BinarySecurityToken of a Security header of the Header.
+func securityOnly(nodes []*etree.Element, header *etree.Element) bool {
+	for _, n := range nodes {
+		sec := n.Parent()
+		ns := n.NamespaceURI()
+		if header == nil || sec == nil || sec.Parent() != header || sec.Tag != "Security" || sec.NamespaceURI() != NSWSSE ||
+			!(n.Tag == "Timestamp" && ns == NSWSU || n.Tag == "BinarySecurityToken" && ns == NSWSSE) {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckAnswerCharset refuses a partner answer's Content-Type that would
+// make a SIH decode the verified bytes (UTF-8: checkAnswerSyntax) as
+// something else: a charset parameter names the encoding the SIH uses
+// (RFC 7303), and the signature does not cover the header. No charset, or
+// UTF-8, passes; an unparsable media type is refused (which parameter a
+// reader believes is anyone's guess).
+func CheckAnswerCharset(contentType string) error {
+	if contentType == "" {
+		return nil
+	}
+	_, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return untrusted("the answer's Content-Type %q cannot be read: %v", contentType, err)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return untrusted("the answer's Content-Type names the charset %q: the signed bytes are UTF-8, the SIH would decode them as something else", cs)
+	}
+	return nil
 }
 
 // checkAnswerSyntax holds the answer to the scanner's well-formedness
@@ -177,6 +237,16 @@ func checkAnswerSyntax(body []byte) error {
 		switch s.kind {
 		case tokEOF:
 			return nil
+		case tokStart:
+			// A conforming parser reads a raw tab, CR or LF in an
+			// attribute value as a space; encoding/xml (under etree)
+			// keeps it: what we digest and what the SIH reads differ.
+			for k := range s.attrs {
+				a := &s.attrs[k]
+				if bytes.ContainsAny(s.at(a.value), "\t\r\n") {
+					return untrusted("a tab, CR or LF written as such in the value of attribute %s (parsers read a space): write it as a character reference", s.at(a.name))
+				}
+			}
 		case tokComment:
 			if s.depth() > 0 {
 				return untrusted("a comment inside the answer (comments are outside what is signed)")
@@ -213,14 +283,43 @@ func envelopeParts(root *etree.Element) (header, body *etree.Element, err error)
 	return header, body, nil
 }
 
-// hasText reports non-white-space character data directly in el.
+// hasText reports character data directly in el that is not XML white
+// space (space, tab, CR, LF: a no-break space is text to a reader).
 func hasText(el *etree.Element) bool {
 	for _, t := range el.Child {
-		if cd, ok := t.(*etree.CharData); ok && strings.TrimSpace(cd.Data) != "" {
+		if cd, ok := t.(*etree.CharData); ok && strings.Trim(cd.Data, " \t\r\n") != "" {
 			return true
 		}
 	}
 	return false
+}
+
+// leaf refuses child elements in el, whose content is text (a value, a
+// certificate) no digest covers: an element hidden there is what a SIH
+// searching the answer by name (//montant, getElementsByTagName) would
+// find before or beside the signed one.
+func leaf(el *etree.Element) error {
+	if kids := el.ChildElements(); len(kids) > 0 {
+		return fmt.Errorf("%s holds <%s> where only text may be (nothing signs it)", el.FullTag(), kids[0].FullTag())
+	}
+	return nil
+}
+
+// textChildren checks that el holds only elements of namespace ns named
+// as listed, each a leaf, and no text.
+func textChildren(el *etree.Element, ns string, names ...string) error {
+	if hasText(el) {
+		return fmt.Errorf("text in %s", el.FullTag())
+	}
+	for _, c := range el.ChildElements() {
+		if c.NamespaceURI() != ns || !slices.Contains(names, c.Tag) {
+			return fmt.Errorf("%s holds <%s>, which it may not (nothing signs it)", el.FullTag(), c.FullTag())
+		}
+		if err := leaf(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func walk(el *etree.Element, f func(*etree.Element)) {
@@ -232,21 +331,30 @@ func walk(el *etree.Element, f func(*etree.Element)) {
 
 // idIndex resolves same-document references.
 type idIndex struct {
-	strong map[string][]*etree.Element // ID, Id (any namespace, wsu:Id), xml:id
-	weak   map[string][]*etree.Element // id
+	strong map[string]*idEntry // ID, Id (any namespace, wsu:Id), xml:id
+	weak   map[string]*idEntry // id
+}
+
+// idEntry is the first element carrying an ID value and how many carry
+// it. Counting (rather than listing) keeps the index linear in the size
+// of the answer, whatever an attacker repeats.
+type idEntry struct {
+	el, last *etree.Element
+	n        int
 }
 
 // indexIDs collects the ID attributes; a value carried by two elements
 // makes a reference to it ambiguous (signature wrapping): refused.
 func indexIDs(root *etree.Element) (*idIndex, error) {
-	ix := &idIndex{strong: map[string][]*etree.Element{}, weak: map[string][]*etree.Element{}}
-	add := func(m map[string][]*etree.Element, v string, el *etree.Element) {
-		for _, e := range m[v] {
-			if e == el {
-				return
-			}
+	ix := &idIndex{strong: map[string]*idEntry{}, weak: map[string]*idEntry{}}
+	add := func(m map[string]*idEntry, v string, el *etree.Element) {
+		e := m[v]
+		switch {
+		case e == nil:
+			m[v] = &idEntry{el: el, last: el, n: 1}
+		case e.last != el: // an element's attributes come together
+			e.last, e.n = el, e.n+1
 		}
-		m[v] = append(m[v], el)
 	}
 	walk(root, func(el *etree.Element) {
 		for _, a := range el.Attr {
@@ -259,9 +367,9 @@ func indexIDs(root *etree.Element) (*idIndex, error) {
 			}
 		}
 	})
-	for v, els := range ix.strong {
-		if len(els) > 1 {
-			return nil, untrusted("ID %q is carried by %d elements", v, len(els))
+	for v, e := range ix.strong {
+		if e.n > 1 {
+			return nil, untrusted("ID %q is carried by %d elements", v, e.n)
 		}
 	}
 	return ix, nil
@@ -269,17 +377,22 @@ func indexIDs(root *etree.Element) (*idIndex, error) {
 
 // resolve finds the one element a "#id" reference names.
 func (ix *idIndex) resolve(id string) (*etree.Element, error) {
-	els := append(append([]*etree.Element(nil), ix.strong[id]...), ix.weak[id]...)
-	if len(els) == 2 && els[0] == els[1] {
-		els = els[:1]
-	}
-	switch len(els) {
-	case 0:
+	s, w := ix.strong[id], ix.weak[id]
+	switch {
+	case s == nil && w == nil:
 		return nil, fmt.Errorf("no element has ID %q", id)
-	case 1:
-		return els[0], nil
+	case w == nil:
+		return s.el, nil // strong IDs are unique (indexIDs)
+	case s == nil && w.n == 1:
+		return w.el, nil
+	case s != nil && w.n == 1 && w.el == s.el:
+		return s.el, nil // one element with both ID and id
 	}
-	return nil, fmt.Errorf("ID %q is carried by %d elements", id, len(els))
+	n := w.n
+	if s != nil {
+		n++
+	}
+	return nil, fmt.Errorf("ID %q is carried by %d elements", id, n)
 }
 
 // Algorithms.
@@ -368,6 +481,12 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	}
 	parts, err := dsChildren(sig, "SignedInfo", "SignatureValue", "KeyInfo")
 	if err != nil {
+		return nil, err
+	}
+	// SignatureValue and KeyInfo are outside what the signature signs,
+	// even when it lies inside the signed element (enveloped-signature):
+	// text only, where the schema says so.
+	if err := leaf(parts["SignatureValue"][0]); err != nil {
 		return nil, err
 	}
 	si := parts["SignedInfo"][0]
@@ -555,9 +674,21 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 	}
 	switch k := kids[0]; {
 	case k.Tag == "X509Data" && k.NamespaceURI() == NSDSig:
+		if hasText(k) {
+			return nil, fmt.Errorf("text in %s", k.FullTag())
+		}
 		for _, c := range k.ChildElements() {
 			if c.NamespaceURI() != NSDSig {
 				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+			}
+			var err error
+			if c.Tag == "X509IssuerSerial" {
+				err = textChildren(c, NSDSig, "X509IssuerName", "X509SerialNumber")
+			} else {
+				err = leaf(c)
+			}
+			if err != nil {
+				return nil, err
 			}
 			switch c.Tag {
 			case "X509Certificate":
@@ -573,8 +704,11 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 		}
 	case k.Tag == "SecurityTokenReference" && k.NamespaceURI() == NSWSSE:
 		refs := k.ChildElements()
-		if len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
+		if hasText(k) || len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
 			return nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
+		}
+		if err := leaf(refs[0]); err != nil {
+			return nil, err
 		}
 		uri := refs[0].SelectAttrValue("URI", "")
 		if !strings.HasPrefix(uri, "#") {
@@ -708,10 +842,24 @@ func checkHeader(header *etree.Element, covers func(*etree.Element) bool) error 
 			return untrusted("the WS-Security header holds unsigned text")
 		}
 		for _, e := range c.ChildElements() {
-			ns := e.NamespaceURI()
-			ok := e.Tag == "Signature" && ns == NSDSig || e.Tag == "Timestamp" && ns == NSWSU || e.Tag == "BinarySecurityToken" && ns == NSWSSE
-			if !ok && !covers(e) {
+			if covers(e) {
+				continue
+			}
+			// Unsigned, these hold text only (a signature's unsigned
+			// parts are checked with it): an element hidden in them is
+			// what a SIH searching the answer by name would read.
+			var err error
+			switch ns := e.NamespaceURI(); {
+			case e.Tag == "Signature" && ns == NSDSig:
+			case e.Tag == "Timestamp" && ns == NSWSU:
+				err = textChildren(e, NSWSU, "Created", "Expires")
+			case e.Tag == "BinarySecurityToken" && ns == NSWSSE:
+				err = leaf(e)
+			default:
 				return untrusted("<%s> in the WS-Security header is not covered by a verified signature", e.FullTag())
+			}
+			if err != nil {
+				return untrusted("%v", err)
 			}
 		}
 	}

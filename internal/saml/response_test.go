@@ -77,6 +77,22 @@ func BenchmarkResponsePolicy(b *testing.B) {
 	}
 }
 
+// BenchmarkResponsePolicyDuplicateIDs is an answer from an attacker on the
+// path (or a hostile partner): 20,000 elements carrying one ID, refused
+// before any signature is checked. The work must grow with the answer's
+// size, not with its square (a 10 MiB answer is 900,000 such elements).
+func BenchmarkResponsePolicyDuplicateIDs(b *testing.B) {
+	answer := []byte(`<S:Envelope xmlns:S="` + NSSOAP11 + `"><S:Body>` + strings.Repeat(`<a Id="x" ID="x"/><b id="x"/>`, 10000) + `</S:Body></S:Envelope>`)
+	policy := &ResponsePolicy{Now: time.Now}
+	b.SetBytes(int64(len(answer)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := policy.Verify(answer); err == nil || !strings.Contains(err.Error(), `ID "x" is carried by 10000 elements`) {
+			b.Fatal(err)
+		}
+	}
+}
+
 // FuzzResponsePolicy feeds partner answers to the verifier: it must never
 // panic, and an answer it accepts must show a reader of the SOAP Body only
 // what the partner signed (the seeds' amount; a fuzzing worker's own test

@@ -299,9 +299,10 @@ func (s *scanner) text() error {
 	}
 done:
 	s.kind, s.nonSpace = tokText, false
-	if len(s.open) <= 2 {
+	if len(s.open) <= 3 {
 		// Only the callers' structural levels (outside the root, in
-		// Envelope and Header) care whether text is white space.
+		// Envelope, Header and Security) care whether text is white
+		// space.
 		for _, c := range b[start:i] {
 			if !isSpace(c) {
 				s.nonSpace = true
@@ -556,18 +557,30 @@ func (s *scanner) scanName(i int) (int, error) {
 }
 
 // qname checks the qualified name b[start:end] and returns the offset of
-// its colon (-1: none); it refuses more than one colon and an empty prefix
-// or local part.
+// its colon (-1: none); it refuses more than one colon, an empty prefix or
+// local part, and a local part that does not start as a name does (a
+// digit, '-', '.', a combining mark: not an NCName, a namespace error to
+// libxml2, which then reads the element in no namespace).
 func (s *scanner) qname(start, end int) (int, error) {
 	c := bytes.IndexByte(s.b[start:end], ':')
 	if c < 0 {
 		return -1, nil
 	}
 	c += start
-	if c == start || c == end-1 || bytes.IndexByte(s.b[c+1:end], ':') >= 0 {
+	if c == start || c == end-1 || bytes.IndexByte(s.b[c+1:end], ':') >= 0 || !startsName(s.b[c+1:end]) {
 		return 0, s.fail(start, "%q is not a qualified name", s.b[start:end])
 	}
 	return c, nil
+}
+
+// startsName reports whether b (not empty) starts with a character that
+// may start a name.
+func startsName(b []byte) bool {
+	if b[0] < utf8.RuneSelf {
+		return nameClass[b[0]]&nameStart != 0
+	}
+	r, _ := utf8.DecodeRune(b)
+	return unicode.Is(xmlNameFirst, r)
 }
 
 func (s *scanner) startTag() error {

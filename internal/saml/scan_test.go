@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -264,5 +266,85 @@ func TestScannerAgreesOnKnownCases(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprint(scanAll([]byte(`<!DOCTYPE a><a/>`))), "DTD") {
 		t.Error("DOCTYPE not refused as a DTD")
+	}
+}
+
+// TestScannerAgreesWithLibxml2 holds the scanner to a second, independent
+// referee: libxml2 (xmllint, what many partners' and SIH stacks parse
+// with). Deterministic mutations of the fuzz seeds; whatever the scanner
+// accepts, libxml2 must read without an error (its warnings about
+// namespace names that are not URIs, or PI targets starting with "xml",
+// are warnings). Encoding/xml, the fuzz oracle, accepts a local name such
+// as "p:0x" that libxml2 refuses as a namespace error and then reads in
+// no namespace.
+func TestScannerAgreesWithLibxml2(t *testing.T) {
+	xmllint, err := exec.LookPath("xmllint")
+	if err != nil {
+		t.Skip("xmllint not installed (Debian package libxml2-utils; .ci/run installs it)")
+	}
+	seeds := []string{
+		"\ufeff<S:Envelope " + s11 + "><S:Body/></S:Envelope>",
+		`<?xml version="1.0" encoding="utf-8" standalone="yes"?><S:Envelope ` + s11 + ` xmlns="urn:d"><S:Header><w:Security xmlns:w="` + NSWSSE + `"/></S:Header><S:Body><a b="&amp;&#x41;" c='"'/><![CDATA[<x>]]></S:Body></S:Envelope>`,
+		`<S:Envelope ` + s11 + `><S:Header xmlns:ds="urn:&amp;"/><S:Body><?pi data?><!-- c --></S:Body></S:Envelope>` + "\n<!-- after -->\n",
+		`<a xmlns:p="urn:p"><p:b p:c="1" c="2"/></a>`,
+		`<é:x xmlns:é="urn:e" xml:lang="fr"/>`,
+		`<a>&#x10FFFF;&#65;&lt;x&gt;</a>`,
+	}
+	pieces := []string{"<", ">", "&", ";", ":", "xmlns", `xmlns:p="u"`, "p:", `"`, "'", "=", " ", "]]>", "--", "<!--", "-->", "<?", "?>",
+		"<![CDATA[", "#", "x", "&#", "\u0300", "\u00b7", "\u0e2f", "\u203f", "é", "\u2028", "\ufeff", "\r", "\t", "\n", "/", "xml",
+		`<?xml version="1.0"?>`, "\u00d7", "\u037e", "\u3005", "\u0640", "0", "-", "."}
+	rng := rand.New(rand.NewPCG(11, 11))
+	dir := t.TempDir()
+	accepted := map[string][]byte{}
+	var files []string
+	for i := 0; i < 20000; i++ {
+		b := []byte(seeds[rng.IntN(len(seeds))])
+		for range 1 + rng.IntN(3) {
+			at := rng.IntN(len(b) + 1)
+			switch rng.IntN(3) {
+			case 0:
+				b = append(b[:at:at], append([]byte(pieces[rng.IntN(len(pieces))]), b[at:]...)...)
+			case 1:
+				if at < len(b) {
+					b = append(b[:at:at], b[at+1:]...)
+				}
+			default:
+				if at < len(b) {
+					b[at] = pieces[rng.IntN(len(pieces))][0]
+				}
+			}
+		}
+		if scanAll(b) != nil {
+			continue
+		}
+		name := filepath.Join(dir, fmt.Sprintf("%d.xml", i))
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files, accepted[name] = append(files, name), b
+	}
+	if len(files) < 1000 {
+		t.Fatalf("only %d inputs accepted: the mutations no longer exercise the scanner", len(files))
+	}
+	differ := 0
+	for i := 0; i < len(files); i += 500 {
+		// xmllint exits non-zero when any file has an error: its
+		// messages ("file:line: kind : text") say which.
+		out, _ := exec.Command(xmllint, append([]string{"--noout", "--nonet"}, files[i:min(i+500, len(files))]...)...).CombinedOutput()
+		seen := map[string]bool{}
+		for _, line := range strings.Split(string(out), "\n") {
+			name, rest, ok := strings.Cut(line, ":")
+			if !ok || accepted[name] == nil || seen[name] || strings.Contains(rest, "warning") ||
+				strings.Contains(rest, "is not a valid URI") || strings.Contains(rest, "is not absolute") {
+				continue
+			}
+			seen[name] = true
+			if differ++; differ <= 10 {
+				t.Errorf("the scanner accepts what libxml2 refuses (%s):\n%q", strings.TrimSpace(rest), accepted[name])
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("%d of %d accepted inputs refused by libxml2", differ, len(files))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -86,8 +87,10 @@ func ParseValues(h http.Header, defaultCodeSystem string) (*Values, error) {
 		}
 		v := strings.TrimSpace(vals[0])
 		// Only XML characters: others would be signed as U+FFFD while
-		// the audit record kept them.
-		if !utf8.ValidString(v) || len(v) > 256 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f || !isXMLChar(r) }) {
+		// the audit record kept them. No control character, C1 ones
+		// included (U+009B starts a terminal escape sequence where
+		// `audit show` prints the value).
+		if !utf8.ValidString(v) || len(v) > 256 || strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || !isXMLChar(r) }) {
 			problems = append(problems, name+" must be UTF-8 text of at most 256 bytes of XML characters without control characters")
 			return ""
 		}

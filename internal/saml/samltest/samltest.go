@@ -224,12 +224,13 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	add(Answer{Name: "legit: whole-document signature, configured element", Body: l.WholeDocument, SignedElement: true})
 	bst := strings.ReplaceAll(string(testpki.PEM(signer.Cert)), "\n", "")
 	bst = strings.TrimSuffix(strings.TrimPrefix(bst, "-----BEGIN CERTIFICATE-----"), "-----END CERTIFICATE-----")
-	add(Answer{Name: "legit: BinarySecurityToken and a signed Timestamp", Body: Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+
+	withBST := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+
 		`<wsu:Timestamp wsu:Id="ts-1"><wsu:Created>2026-01-01T00:00:00Z</wsu:Created></wsu:Timestamp>`+
 		`<wsse:BinarySecurityToken wsu:Id="bst-1" ValueType="`+valueX509v3+`" EncodingType="`+encBase64+`">`+bst+`</wsse:BinarySecurityToken>`+
 		sig{uris: []string{"#body-1", "#ts-1"}, keyInfo: `<wsse:SecurityTokenReference><wsse:Reference URI="#bst-1" ValueType="` + valueX509v3 + `"/></wsse:SecurityTokenReference>`}.String()+
 		`</wsse:Security></S:Header><S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`,
-		signer, idArgs(idBody, "Id:"+NSWSU+":Timestamp")...)})
+		signer, idArgs(idBody, "Id:"+NSWSU+":Timestamp")...)
+	add(Answer{Name: "legit: BinarySecurityToken and a signed Timestamp", Body: withBST})
 	wsa := func(relates string, uris ...string) string {
 		return xmlDecl + `<S:Envelope xmlns:S="` + NSSOAP12 + `" xmlns:wsu="` + NSWSU + `" xmlns:wsa="` + NSWSA + `"><S:Header>` +
 			`<wsa:Action wsu:Id="act">urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-bResponse</wsa:Action>` +
@@ -297,6 +298,72 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	add(Answer{Name: "a hundred references to the Body (work amplification)",
 		Body:    replace(l.Detached, string(ref), strings.Repeat(string(ref), 100)),
 		Refusal: "more than an answer needs"})
+	// The unsigned parts an answer may carry (the WS-Security header's
+	// Timestamp and BinarySecurityToken, a signature's SignatureValue and
+	// KeyInfo, which no digest covers even when the signature lies inside
+	// the signed element) are text where the schemas say so: an element
+	// hidden there is what a SIH reading //montant or
+	// getElementsByTagName("montant") finds, before or beside the signed
+	// one.
+	forged := `<idb:montant xmlns:idb="` + NSIDB + `">` + ForgedAmount + `</idb:montant>`
+	add(Answer{Name: "wrapping: forged amount in an unsigned wsu:Timestamp, before the Body",
+		Body:    replace(l.Detached, secOpen, secOpen+`<wsu:Timestamp><wsu:Created>2026-01-01T00:00:00Z</wsu:Created>`+forged+`</wsu:Timestamp>`),
+		Refusal: "wsu:Timestamp holds <idb:montant>"})
+	add(Answer{Name: "wrapping: forged amount in an unsigned wsu:Created",
+		Body:    replace(l.Detached, secOpen, secOpen+`<wsu:Timestamp><wsu:Created>2026-01-01T00:00:00Z`+forged+`</wsu:Created></wsu:Timestamp>`),
+		Refusal: "wsu:Created holds <idb:montant>"})
+	add(Answer{Name: "wrapping: forged amount in the BinarySecurityToken", Body: replace(withBST, "</wsse:BinarySecurityToken>", forged+"</wsse:BinarySecurityToken>"),
+		Refusal: "wsse:BinarySecurityToken holds <idb:montant>"})
+	add(Answer{Name: "wrapping: forged amount in the SignatureValue of a WS-Security signature",
+		Body: replace(l.Detached, "</ds:SignatureValue>", forged+"</ds:SignatureValue>"), Refusal: "ds:SignatureValue holds <idb:montant>"})
+	add(Answer{Name: "wrapping: forged amount in the SignatureValue of the enveloped signature, inside the signed element", SignedElement: true,
+		Body: replace(l.Enveloped, "</ds:SignatureValue>", forged+"</ds:SignatureValue>"), Refusal: "ds:SignatureValue holds <idb:montant>"})
+	add(Answer{Name: "wrapping: forged amount in the X509Certificate of the enveloped signature", SignedElement: true,
+		Body: replace(l.Enveloped, "</ds:X509Certificate>", forged+"</ds:X509Certificate>"), Refusal: "ds:X509Certificate holds <idb:montant>"})
+	add(Answer{Name: "wrapping: forged amount in an X509IssuerSerial of the enveloped signature", SignedElement: true,
+		Body:    replace(l.Enveloped, "</ds:X509Data>", `<ds:X509IssuerSerial><ds:X509IssuerName>CN=x</ds:X509IssuerName>`+forged+`</ds:X509IssuerSerial></ds:X509Data>`),
+		Refusal: "ds:X509IssuerSerial holds <idb:montant>"})
+	add(Answer{Name: "wrapping: forged amount as text of the X509Data", SignedElement: true,
+		Body: replace(l.Enveloped, "</ds:X509Data>", ForgedAmount+"</ds:X509Data>"), Refusal: "text in ds:X509Data"})
+	add(Answer{Name: "wrapping: forged amount in the wsse:Reference of a SecurityTokenReference",
+		Body:    replace(withBST, `ValueType="`+valueX509v3+`"/></wsse:SecurityTokenReference>`, `ValueType="`+valueX509v3+`">`+forged+`</wsse:Reference></wsse:SecurityTokenReference>`),
+		Refusal: "wsse:Reference holds <idb:montant>"})
+	// Another answer of the same partner (an earlier exchange, another
+	// patient), its Body signed under another wsu:Id: pasted whole with
+	// its signature into this answer, it verifies, and a SIH reading
+	// //S:Body or //montant finds it before the Body of this answer.
+	other := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-2"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-2">`+response("", ForgedAmount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	otherSig := string(between(t, other, "<ds:Signature", "</ds:Signature>"))
+	otherBody := string(between(t, other, "<S:Body", "</S:Body>"))
+	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted as a Header entry",
+		Body:    replace(replace(l.Detached, "</wsse:Security>", otherSig+"</wsse:Security>"), "</S:Header>", otherBody+"</S:Header>"),
+		Refusal: "signature 2 covers neither"})
+	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted into the Security header",
+		Body:    replace(l.Detached, "</wsse:Security>", otherSig+otherBody+"</wsse:Security>"),
+		Refusal: "signature 2 covers neither"})
+	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted into the signed element's enveloped signature", SignedElement: true,
+		Body:    replace(l.Enveloped, "</ds:X509Data>", "</ds:X509Data>"+otherSig+otherBody),
+		Refusal: "ds:KeyInfo must hold one"})
+
+	// White space is space, tab, CR and LF: a no-break space (or another
+	// Unicode space) is text a reader of the Envelope or the Body gets.
+	add(Answer{Name: "unsigned no-break spaces directly in the Envelope", Body: replace(l.Detached, "<S:Body", "\u00a0\u2003<S:Body"),
+		Refusal: "text directly in the Envelope"})
+	add(Answer{Name: "unsigned no-break space in the Body beside the signed element", SignedElement: true,
+		Body: replace(l.Enveloped, "<S:Body>", "<S:Body>\u00a0"), Refusal: "the SOAP Body holds unsigned text"})
+	// XML parsers normalize a tab, CR or LF written as such in an attribute
+	// value to a space (XML 1.0 section 3.3.3), encoding/xml (under etree)
+	// does not: rewritten from "&#10;" to a raw line break, a signed value
+	// would still digest as "A\nB" for us while xmllint, xmlsec1 and the
+	// SIH read "A B".
+	withRef := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response(` motif="A&#10;B&#9;C"`, Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	add(Answer{Name: "legit: line break and tab written as references in a signed attribute", Body: withRef})
+	add(Answer{Name: "raw line break in a signed attribute value (a parser reads a space)", Body: replace(withRef, "&#10;", "\n"),
+		Refusal: "tab, CR or LF written as such in the value of attribute motif"})
+	add(Answer{Name: "raw tab in a signed attribute value (a parser reads a space)", Body: replace(withRef, "&#9;", "\t"),
+		Refusal: "tab, CR or LF written as such in the value of attribute motif"})
 	add(Answer{Name: "unsigned answer", Body: []byte(xmlDecl + env11 + `<S:Body>` + response("", ForgedAmount, "") + `</S:Body></S:Envelope>`),
 		Refusal: "no signature"})
 	return out
