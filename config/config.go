@@ -18,7 +18,49 @@ type Config struct {
 	TrustBundles map[string]*TrustBundle `yaml:"trust_bundles"`
 	Revocation   Revocation              `yaml:"revocation"`
 	Audit        Audit                   `yaml:"audit"`
-	Routes       []*Route                `yaml:"routes"`
+	// OutboundProxy, when set, is the hospital's forward proxy: routes and
+	// revocation fetches reach the outside through it, unless they say
+	// direct or its no_proxy list names the host.
+	OutboundProxy *OutboundProxy `yaml:"outbound_proxy"`
+	Routes        []*Route       `yaml:"routes"`
+}
+
+// OutboundProxy is an HTTP forward proxy. Partners are reached through a
+// CONNECT tunnel that carries roc-proxy's own mutual TLS end to end;
+// http:// revocation URLs are sent to it in absolute form.
+type OutboundProxy struct {
+	// URL is http://host:port: no path, and no credentials (they would
+	// end up in logs); https:// proxies are not supported.
+	URL string `yaml:"url"`
+	// Username and the password (from PasswordFile or PasswordEnv) are
+	// sent as Basic credentials (Proxy-Authorization).
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	// NoProxy lists the hosts reached directly, with the NO_PROXY syntax:
+	// host names (and their subdomains), .domain or *.domain (subdomains
+	// only), IP addresses, CIDRs, any of them with :port, or *. Loopback
+	// addresses and localhost are always reached directly.
+	NoProxy []string `yaml:"no_proxy"`
+}
+
+// ProxyChoice is a route's (or the revocation fetches') outbound proxy:
+// direct, or a proxy of its own in place of the global outbound_proxy.
+type ProxyChoice struct {
+	Direct        bool `yaml:"direct"`
+	OutboundProxy `yaml:",inline"`
+}
+
+// ProxyFor returns the outbound proxy that applies under choice (a
+// route's or revocation's; nil: the global one), or nil for direct.
+func (c *Config) ProxyFor(choice *ProxyChoice) *OutboundProxy {
+	switch {
+	case choice == nil:
+		return c.OutboundProxy
+	case choice.Direct:
+		return nil
+	}
+	return &choice.OutboundProxy
 }
 
 // Audit configures the tamper-evident log of signed tokens.
@@ -45,6 +87,46 @@ type Audit struct {
 	// token leaves. false is for measuring the cost of fsync only: a
 	// crash may then lose records of tokens that left.
 	FSync *bool `yaml:"fsync"`
+	// Ship sends every record, once durable, to the security team's tools.
+	Ship AuditShip `yaml:"ship"`
+}
+
+// AuditShip configures the shipping of audit records: at least once, from
+// the durable files, each sink at its own pace (a cursor per sink kept in
+// audit.dir), never holding a request.
+type AuditShip struct {
+	// Stdout writes each record as a JSON line on standard output (the
+	// process logs go to standard error), for the cluster's log pipeline.
+	Stdout bool `yaml:"stdout"`
+	// Syslog sends each record to a collector (RFC 5424 over TCP or TLS,
+	// octet-counting framing of RFC 6587).
+	Syslog *AuditSyslog `yaml:"syslog"`
+}
+
+// AuditSyslog is a syslog collector.
+type AuditSyslog struct {
+	// Address is the collector's host:port.
+	Address string `yaml:"address"`
+	// Transport: tls (default) or tcp.
+	Transport string `yaml:"transport"`
+	// CA is the PEM file of the authorities of the collector's certificate
+	// (tls); never the system roots.
+	CA string `yaml:"ca"`
+	// ServerName is checked in the collector's certificate; default: the
+	// host of Address.
+	ServerName string `yaml:"server_name"`
+	// Cert and Key are an optional client certificate (tls).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// Facility of the messages; default authpriv (security messages).
+	Facility string `yaml:"facility"`
+	// Hostname in the messages; default: the host (pod) name.
+	Hostname string `yaml:"hostname"`
+	// AppName in the messages; default roc-proxy.
+	AppName string `yaml:"app_name"`
+	// Timeout bounds a connection, a write, and the collector's TCP
+	// acknowledgement of what was written; default 10s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Revocation configures the revocation engine shared by every route: where
@@ -68,16 +150,31 @@ type Revocation struct {
 	RefuseRevokedSigner *bool `yaml:"refuse_revoked_signer"`
 	// CheckInterval is how often due refreshes are looked for.
 	CheckInterval time.Duration `yaml:"check_interval"`
+	// MaxStatusAge bounds how long a certificate's status is used without
+	// asking again: past it, the status of a certificate in use is asked
+	// again in the background (OCSP first, then the CRLs), whatever the
+	// answers' own validity. It bounds the time a new revocation goes
+	// unseen.
+	MaxStatusAge time.Duration `yaml:"max_status_age"`
+	// StartupBudget is how long after start the proxy may stay not ready
+	// while it fetches the revocation status it needs, before /readyz and
+	// /healthz report what is missing as a problem.
+	StartupBudget time.Duration `yaml:"startup_budget"`
 	// MaxCRLBytes and MaxOCSPBytes bound what is read from the network.
 	MaxCRLBytes  int64 `yaml:"max_crl_bytes"`
 	MaxOCSPBytes int64 `yaml:"max_ocsp_bytes"`
 	// Issuers override or complete the URLs found in certificates, per
 	// certificate authority.
 	Issuers []*RevocationIssuer `yaml:"issuers"`
+	// OutboundProxy of the fetches: direct, or another proxy than the
+	// global outbound_proxy (configured file:// URLs are always read
+	// from disk).
+	OutboundProxy *ProxyChoice `yaml:"outbound_proxy"`
 }
 
-// RevocationIssuer names a certificate authority by its RFC 2253 subject
-// and gives the sources of the status of the certificates it issues.
+// RevocationIssuer names a certificate authority by its subject (RFC 2253
+// "CN=...,C=FR" or the reverse "C=FR,...,CN=...") and gives the sources of
+// the status of the certificates it issues.
 type RevocationIssuer struct {
 	Subject string `yaml:"subject"`
 	// OCSPURL replaces the certificates' AIA OCSP URL.
@@ -241,6 +338,9 @@ type Route struct {
 	AllowedClients []string `yaml:"allowed_clients"`
 	// Methods the route serves (default POST: SOAP); others get 405.
 	Methods []string `yaml:"methods"`
+	// OutboundProxy: direct, or another proxy than the global
+	// outbound_proxy.
+	OutboundProxy *ProxyChoice `yaml:"outbound_proxy"`
 }
 
 // ResponseSignature is a route's policy on the partner's XML signatures.
@@ -252,6 +352,12 @@ type ResponseSignature struct {
 	// Trust names the bundles whose authorities may issue the signing
 	// certificate (the AMC's AC-SERVICES-APPLICATIFS).
 	Trust []string `yaml:"trust"`
+	// SignedElement is the path below the SOAP Body, in Clark notation
+	// ("{namespace}local"), of the element the route trusts; empty: the
+	// whole Body. What the SIH would read outside it must be signed too.
+	SignedElement []string `yaml:"signed_element"`
+	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
+	AllowSHA1 bool `yaml:"allow_sha1"`
 }
 
 // Token describes the SAML assertion a route adds.
@@ -270,8 +376,13 @@ type Token struct {
 	// Validity of an assertion (NotBefore to NotOnOrAfter).
 	Validity time.Duration `yaml:"validity"`
 	// ReuseFraction: a cached token is reused until this share of its
-	// validity has passed.
+	// validity has passed (and never within ExpiryMargin of its end).
 	ReuseFraction float64 `yaml:"reuse_fraction"`
+	// ExpiryMargin: a token is never sent with less validity left.
+	ExpiryMargin time.Duration `yaml:"expiry_margin"`
+	// NotBeforeSkew: NotBefore is this long before IssueInstant, for
+	// partners whose clocks run behind.
+	NotBeforeSkew time.Duration `yaml:"not_before_skew"`
 	// CacheEntries bounds the cache of vihf tokens (one per set of
 	// per-request values).
 	CacheEntries int `yaml:"cache_entries"`
@@ -283,6 +394,9 @@ type Token struct {
 	StructureID string `yaml:"structure_id"`
 	// Attributes of a roc token (name -> value), in name order.
 	Attributes map[string]string `yaml:"attributes"`
+	// AttributeNames overrides the Name of the profile's attributes, by
+	// key (TokenAttributeKeys), for partners that expect other names.
+	AttributeNames map[string]string `yaml:"attribute_names"`
 	// VIHF constants.
 	VIHF VIHF `yaml:"vihf"`
 }
@@ -300,6 +414,42 @@ type VIHF struct {
 	PurposeOfUse      string `yaml:"purpose_of_use"`
 	RoleCodeSystem    string `yaml:"role_code_system"`
 	ConfidentialityCS string `yaml:"confidentiality_code_system"`
+	// CodeSystemNames gives the codeSystemName written on coded values
+	// (roles, purpose of use, confidentiality) by code system OID, over
+	// DefaultCodeSystemNames; an empty name writes none.
+	CodeSystemNames map[string]string `yaml:"code_system_names"`
+}
+
+// TokenAttributeKeys are the keys of token.attribute_names, with the
+// default attribute names (those of the public DRIMbox DMP client), per
+// profile.
+var TokenAttributeKeys = map[string]map[string]string{
+	"roc": {"structure_id": "Identifiant_Structure"},
+	"vihf": {
+		"vihf_version":         "VIHF_Version",
+		"authentication_mode":  "Authentification_Mode",
+		"structure_id":         "Identifiant_Structure",
+		"activity_sector":      "Secteur_Activite",
+		"subject_id":           "urn:oasis:names:tc:xspa:1.0:subject:subject-id",
+		"role":                 "urn:oasis:names:tc:xacml:2.0:subject:role",
+		"purpose_of_use":       "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse",
+		"resource_id":          "urn:oasis:names:tc:xacml:2.0:resource:resource-id",
+		"resource_urn":         "Ressource_URN",
+		"lps_name":             "LPS_Nom",
+		"lps_version":          "LPS_Version",
+		"lps_id":               "LPS_ID",
+		"lps_homologation":     "LPS_ID_HOMOLOGATION_DMP",
+		"confidentiality_code": "urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code",
+	},
+}
+
+// DefaultCodeSystemNames are the codeSystemName values the public DRIMbox
+// DMP client writes (and HL7's name of its confidentiality code system).
+var DefaultCodeSystemNames = map[string]string{
+	"1.2.250.1.71.1.2.7":      "professions",
+	"1.2.250.1.71.4.2.5":      "specialites RPPS",
+	"1.2.250.1.213.1.1.4.248": "mode acces VIHF 1.0",
+	"2.16.840.1.113883.5.25":  "Confidentiality",
 }
 
 // ACME configures certmagic against an ACME certificate authority.

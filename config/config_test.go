@@ -99,7 +99,7 @@ func TestParsePin(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"roc-proxy.example.yaml", "testdata/invalid-many.yaml", "testdata/invalid-pem-half.yaml"} {
+	for _, name := range []string{"roc-proxy.example.yaml", "testdata/invalid-many.yaml", "testdata/invalid-pem-half.yaml", "testdata/invalid-outbound-proxy.yaml"} {
 		data, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)
@@ -112,4 +112,90 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse returned a configuration that does not validate")
 		}
 	})
+}
+
+// A proxy password written in the URL is refused without being repeated:
+// the message goes to terminals, logs and CI output.
+func TestProxyCredentialsNeverEchoed(t *testing.T) {
+	for _, f := range []string{"testdata/invalid-outbound-proxy.yaml", "testdata/invalid-proxy-url.yaml", "testdata/invalid-proxy-url-delimiters.yaml"} {
+		_, err := Load(f)
+		if err == nil {
+			t.Fatalf("%s loaded", f)
+		}
+		if strings.Contains(err.Error(), "S3cret") {
+			t.Errorf("%s: the error repeats the password: %v", f, err)
+		}
+	}
+}
+
+func TestProxyFor(t *testing.T) {
+	global := &OutboundProxy{URL: "http://proxy.example:3128"}
+	own := &ProxyChoice{OutboundProxy: OutboundProxy{URL: "http://other.example:8080"}}
+	c := &Config{OutboundProxy: global}
+	if c.ProxyFor(nil) != global {
+		t.Error("no choice: not the global proxy")
+	}
+	if c.ProxyFor(&ProxyChoice{Direct: true}) != nil {
+		t.Error("direct: a proxy")
+	}
+	if got := c.ProxyFor(own); got == nil || got.URL != "http://other.example:8080" {
+		t.Errorf("own proxy: %+v", got)
+	}
+	if (&Config{}).ProxyFor(nil) != nil {
+		t.Error("no proxy configured: a proxy")
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://u:p@h:1/x": "http://***@h:1/x",
+		"http://h:1":       "http://h:1",
+		"u:p@h:1":          "***@h:1",
+		// Over-hidden on purpose: "h:1/a" may be user h, password 1/a.
+		"http://h:1/a@b":              "http://***@b",
+		"http://roc:s3cr#t@h:1":       "http://***@h:1",
+		"http://roc:s3?cr@h:1":        "http://***@h:1",
+		"http://roc:123/45@h:1":       "http://***@h:1",
+		"http:/roc:pw@h:1":            "http:/***@h:1",
+		"HTTP://roc:pw@h:1":           "HTTP://***@h:1",
+		"http://u:p@ss@h:1":           "http://***@h:1",
+		"http://roc:a b@proxy x:3128": "http://***@proxy x:3128",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The example's commented outbound proxy lines, uncommented, load.
+func TestExampleProxyLines(t *testing.T) {
+	data, err := os.ReadFile("roc-proxy.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inBlock := false
+	for _, l := range strings.Split(string(data), "\n") {
+		switch {
+		case l == "# outbound_proxy:":
+			inBlock, l = true, "outbound_proxy:"
+		case inBlock && strings.HasPrefix(l, "#   #"):
+		case inBlock && strings.HasPrefix(l, "#   "):
+			l = strings.TrimPrefix(l, "#")
+		case strings.Contains(l, "# outbound_proxy: {direct: true}"):
+			l = strings.Replace(l, "# outbound_proxy", "outbound_proxy", 1)
+			inBlock = false
+		default:
+			inBlock = false
+		}
+		out = append(out, l)
+	}
+	cfg, err := Parse([]byte(strings.Join(out, "\n")), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OutboundProxy == nil || cfg.OutboundProxy.URL != "http://proxy.hospital.example:3128" || len(cfg.OutboundProxy.NoProxy) != 2 ||
+		cfg.ProxyFor(cfg.Routes[0].OutboundProxy) != nil || cfg.ProxyFor(cfg.Revocation.OutboundProxy) != nil || cfg.ProxyFor(cfg.Routes[1].OutboundProxy) == nil {
+		t.Errorf("outbound proxy lines: %+v", cfg.OutboundProxy)
+	}
 }

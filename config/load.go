@@ -43,6 +43,8 @@ const (
 	DefaultClockSkew        = 5 * time.Minute
 	DefaultFetchTimeout     = 5 * time.Second
 	DefaultCheckInterval    = time.Minute
+	DefaultMaxStatusAge     = time.Hour
+	DefaultStartupBudget    = 2 * time.Minute
 	DefaultMaxCRLBytes      = 32 << 20
 	DefaultMaxOCSPBytes     = 64 << 10
 )
@@ -52,6 +54,8 @@ const (
 	DefaultIssuerFormat   = "rfc2253"
 	DefaultTokenValidity  = 5 * time.Minute
 	DefaultReuseFraction  = 0.5
+	DefaultExpiryMargin   = 30 * time.Second
+	DefaultNotBeforeSkew  = time.Minute
 	DefaultCacheEntries   = 10000
 	DefaultAuthnContext   = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
 	DefaultVIHFVersion    = "3.0"
@@ -62,6 +66,11 @@ const (
 	DefaultRoleCodeSystem = "1.2.250.1.71.1.2.7"
 	DefaultConfCodeSystem = "2.16.840.1.113883.5.25"
 )
+
+// DefaultCheckpointInterval bounds how long audit records stay covered by
+// no signature: the chain's tail is signed this long after new records at
+// the latest.
+const DefaultCheckpointInterval = 10 * time.Second
 
 // DefaultRevocationSources is the order sources are consulted in.
 var DefaultRevocationSources = []string{"ocsp", "crl"}
@@ -166,8 +175,14 @@ func (c *Config) applyDefaults() {
 	if au.CheckpointEvery == 0 {
 		au.CheckpointEvery = 1000
 	}
-	setDur(&au.CheckpointInterval, time.Minute)
+	setDur(&au.CheckpointInterval, DefaultCheckpointInterval)
 	setStr(&au.PatientID, "hash")
+	if sl := au.Ship.Syslog; sl != nil {
+		setStr(&sl.Transport, "tls")
+		setStr(&sl.Facility, "authpriv")
+		setStr(&sl.AppName, "roc-proxy")
+		setDur(&sl.Timeout, 10*time.Second)
+	}
 	rv := &c.Revocation
 	if rv.RefreshAt == 0 {
 		rv.RefreshAt = DefaultRefreshAt
@@ -176,6 +191,8 @@ func (c *Config) applyDefaults() {
 	setDur(&rv.ClockSkew, DefaultClockSkew)
 	setDur(&rv.FetchTimeout, DefaultFetchTimeout)
 	setDur(&rv.CheckInterval, DefaultCheckInterval)
+	setDur(&rv.MaxStatusAge, DefaultMaxStatusAge)
+	setDur(&rv.StartupBudget, DefaultStartupBudget)
 	if rv.MaxCRLBytes == 0 {
 		rv.MaxCRLBytes = DefaultMaxCRLBytes
 	}
@@ -196,6 +213,8 @@ func (c *Config) applyDefaults() {
 			if t.ReuseFraction == 0 {
 				t.ReuseFraction = DefaultReuseFraction
 			}
+			setDur(&t.ExpiryMargin, DefaultExpiryMargin)
+			setDur(&t.NotBeforeSkew, DefaultNotBeforeSkew)
 			if t.CacheEntries == 0 {
 				t.CacheEntries = DefaultCacheEntries
 			}
@@ -247,6 +266,17 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Revocation.CacheDir)
+	if c.OutboundProxy != nil {
+		abs(&c.OutboundProxy.PasswordFile)
+	}
+	if pc := c.Revocation.OutboundProxy; pc != nil {
+		abs(&pc.PasswordFile)
+	}
+	for _, r := range c.Routes {
+		if r != nil && r.OutboundProxy != nil {
+			abs(&r.OutboundProxy.PasswordFile)
+		}
+	}
 	if t := c.Listen.TLS; t != nil {
 		abs(&t.Cert)
 		abs(&t.Key)
@@ -257,6 +287,11 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Audit.Dir)
+	if sl := c.Audit.Ship.Syslog; sl != nil {
+		abs(&sl.CA)
+		abs(&sl.Cert)
+		abs(&sl.Key)
+	}
 	for _, b := range c.TrustBundles {
 		if b == nil {
 			continue

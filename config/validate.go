@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FieldError is one problem at one place of the configuration.
@@ -32,6 +34,8 @@ var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	prefixRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
 	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	// clarkRE: "{namespace}local" or "local"; local is an NCName (ASCII).
+	clarkRE = regexp.MustCompile(`^(\{[^{}\s]+\})?[A-Za-z_][A-Za-z0-9._-]*$`)
 	// HostPatternRE is a lower-case DNS name of at least two labels, or
 	// "*." and one.
 	HostPatternRE = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -135,6 +139,10 @@ func (c *Config) Validate() error {
 	}
 
 	c.Revocation.validate(&p)
+	if c.OutboundProxy != nil {
+		c.OutboundProxy.validate(&p, "outbound_proxy")
+	}
+	c.Revocation.OutboundProxy.validate(&p, "revocation.outbound_proxy")
 	signs := false
 	for _, r := range c.Routes {
 		signs = signs || r != nil && r.Token != nil
@@ -154,6 +162,10 @@ func (c *Config) Validate() error {
 	positiveDur(&p, "audit.max_file_age", c.Audit.MaxFileAge)
 	positive(&p, "audit.checkpoint_every", int64(c.Audit.CheckpointEvery))
 	positiveDur(&p, "audit.checkpoint_interval", c.Audit.CheckpointInterval)
+	c.Audit.Ship.Syslog.validate(&p, "audit.ship.syslog")
+	if (c.Audit.Ship.Stdout || c.Audit.Ship.Syslog != nil) && c.Audit.Dir == "" {
+		p.add("audit.ship", "needs audit.dir: records are shipped from the durable files")
+	}
 
 	if len(c.Routes) == 0 {
 		p.add("routes", "required: at least one route")
@@ -221,6 +233,7 @@ func (c *Config) Validate() error {
 		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
 		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		positiveDur(&p, path+".timeouts.total", r.Timeouts.Total)
+		r.OutboundProxy.validate(&p, path+".outbound_proxy")
 		if len(r.AllowedClients) > 0 && (c.Listen.TLS == nil || c.Listen.TLS.ClientCA == "") {
 			p.add(path+".allowed_clients", "needs listen.tls.client_ca: SIH client certificates are not requested")
 		}
@@ -238,6 +251,11 @@ func (c *Config) Validate() error {
 			}
 		default:
 			p.add(path+".response_signature.policy", "%q is not one of off, log, enforce", r.ResponseSignature.Policy)
+		}
+		for k, q := range r.ResponseSignature.SignedElement {
+			if !clarkRE.MatchString(q) {
+				p.add(fmt.Sprintf("%s.response_signature.signed_element[%d]", path, k), "%q is not an element name in Clark notation ({namespace}local)", q)
+			}
 		}
 		for k, b := range r.ResponseSignature.Trust {
 			if _, ok := c.TrustBundles[b]; !ok {
@@ -319,8 +337,18 @@ func (t *Token) validate(p *problems, path string) {
 		p.add(path+".issuer_format", "%q is not one of rfc2253, x500", t.IssuerFormat)
 	}
 	positiveDur(p, path+".validity", t.Validity)
-	if t.ReuseFraction <= 0 || t.ReuseFraction > 1 {
-		p.add(path+".reuse_fraction", "must be in (0, 1], got %g", t.ReuseFraction)
+	positiveDur(p, path+".expiry_margin", t.ExpiryMargin)
+	if t.NotBeforeSkew < 0 {
+		p.add(path+".not_before_skew", "must not be negative, got %s", t.NotBeforeSkew)
+	}
+	switch {
+	case t.ReuseFraction <= 0 || t.ReuseFraction >= 1:
+		p.add(path+".reuse_fraction", "must be between 0 and 1 (share of the validity a cached token is reused for), got %g", t.ReuseFraction)
+	case t.Validity > 0 && t.ExpiryMargin > 0 && time.Duration(float64(t.Validity)*(1-t.ReuseFraction)) < t.ExpiryMargin:
+		// A token reused that long would be sent with less than the
+		// margin left: it would be cut short anyway, the setting lies.
+		p.add(path+".reuse_fraction", "%g of a %s validity leaves less than expiry_margin (%s) when a cached token is last sent: at most %.2f",
+			t.ReuseFraction, t.Validity, t.ExpiryMargin, math.Floor(100*(1-float64(t.ExpiryMargin)/float64(t.Validity)))/100)
 	}
 	positive(p, path+".cache_entries", int64(t.CacheEntries))
 	if t.Profile == "vihf" {
@@ -334,6 +362,76 @@ func (t *Token) validate(p *problems, path string) {
 	if len(t.Attributes) > 0 && t.Profile != "roc" {
 		p.add(path+".attributes", "only the roc profile takes configured attributes")
 	}
+	for _, k := range sortedKeys(t.Attributes) {
+		xmlText(p, fmt.Sprintf("%s.attributes[%s]", path, k), k)
+		xmlText(p, fmt.Sprintf("%s.attributes.%s", path, k), t.Attributes[k])
+	}
+	if keys, ok := TokenAttributeKeys[t.Profile]; ok {
+		for _, k := range sortedKeys(t.AttributeNames) {
+			if _, known := keys[k]; !known {
+				p.add(fmt.Sprintf("%s.attribute_names.%s", path, k), "not an attribute of the %s profile (one of %s)", t.Profile, strings.Join(sortedKeys(keys), ", "))
+				continue
+			}
+			if t.AttributeNames[k] == "" {
+				p.add(fmt.Sprintf("%s.attribute_names.%s", path, k), "must not be empty")
+			}
+			xmlText(p, fmt.Sprintf("%s.attribute_names.%s", path, k), t.AttributeNames[k])
+		}
+		// One name, one attribute: a partner given two attributes of
+		// the same name reads one of them, not necessarily ours.
+		const twice = "the token would carry two attributes of that name"
+		byName := map[string]string{}
+		for _, k := range sortedKeys(keys) {
+			name := keys[k]
+			if n, ok := t.AttributeNames[k]; ok && n != "" {
+				name = n
+			}
+			if other, dup := byName[name]; dup {
+				p.add(fmt.Sprintf("%s.attribute_names.%s", path, k), "%q is also the name of %s: %s", name, other, twice)
+				continue
+			}
+			byName[name] = k
+		}
+		if t.Profile == "roc" {
+			for _, name := range sortedKeys(t.Attributes) {
+				if k, dup := byName[name]; dup {
+					p.add(fmt.Sprintf("%s.attributes.%s", path, name), "is also the name of %s: %s", k, twice)
+				}
+			}
+		}
+	}
+	v := &t.VIHF
+	for _, f := range [...]struct{ field, val string }{{"name_id", t.NameID}, {"structure_id", t.StructureID}, {"authn_context", t.AuthnContext},
+		{"vihf.version", v.Version}, {"vihf.activity_sector", v.ActivitySector}, {"vihf.software_name", v.SoftwareName},
+		{"vihf.software_version", v.SoftwareVersion}, {"vihf.software_id", v.SoftwareID}, {"vihf.homologation_id", v.HomologationID},
+		{"vihf.ins_oid", v.INSOID}, {"vihf.resource_urn", v.ResourceURN}, {"vihf.purpose_of_use", v.PurposeOfUse},
+		{"vihf.role_code_system", v.RoleCodeSystem}, {"vihf.confidentiality_code_system", v.ConfidentialityCS}} {
+		xmlText(p, path+"."+f.field, f.val)
+	}
+	for _, k := range sortedKeys(v.CodeSystemNames) {
+		xmlText(p, fmt.Sprintf("%s.vihf.code_system_names.%s", path, k), v.CodeSystemNames[k])
+	}
+}
+
+// xmlText refuses a value the token cannot carry as is: characters that
+// are not XML characters would be rewritten (to U+FFFD) when the token is
+// written, and the signed value would differ from the configured one.
+func xmlText(p *problems, path, v string) {
+	for _, r := range v {
+		if r == utf8.RuneError || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF {
+			p.add(path, "holds a character that is not an XML character (%U)", r)
+			return
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (r *Revocation) validate(p *problems) {
@@ -348,6 +446,11 @@ func (r *Revocation) validate(p *problems) {
 	}
 	positiveDur(p, "revocation.fetch_timeout", r.FetchTimeout)
 	positiveDur(p, "revocation.check_interval", r.CheckInterval)
+	positiveDur(p, "revocation.max_status_age", r.MaxStatusAge)
+	positiveDur(p, "revocation.startup_budget", r.StartupBudget)
+	if r.MaxStatusAge > 0 && r.CheckInterval > 0 && r.MaxStatusAge < r.CheckInterval {
+		p.add("revocation.max_status_age", "must not be shorter than check_interval (%s), got %s", r.CheckInterval, r.MaxStatusAge)
+	}
 	positive(p, "revocation.max_crl_bytes", r.MaxCRLBytes)
 	positive(p, "revocation.max_ocsp_bytes", r.MaxOCSPBytes)
 	for i, is := range r.Issuers {
@@ -355,6 +458,9 @@ func (r *Revocation) validate(p *problems) {
 		if is == nil || is.Subject == "" {
 			p.add(path+".subject", "required: the RFC 2253 subject of the certificate authority")
 			continue
+		}
+		if _, err := ParseDN(is.Subject); err != nil {
+			p.add(path+".subject", "%q is not a distinguished name: %v", is.Subject, err)
 		}
 		if is.OCSPURL != "" {
 			validFetchURL(p, path+".ocsp_url", is.OCSPURL, false)
@@ -380,8 +486,11 @@ func validFetchURL(p *problems, path, raw string, fileOK bool) {
 			p.add(path, "%q has no host", raw)
 		}
 	case u.Scheme == "file" && fileOK:
-		if u.Path == "" {
-			p.add(path, "%q has no path", raw)
+		// RFC 8089: file:///p, file:/p and file://localhost/p name /p; a
+		// host or a relative path would be read relative to the working
+		// directory.
+		if u.Host != "" && !strings.EqualFold(u.Host, "localhost") || !strings.HasPrefix(u.Path, "/") {
+			p.add(path, "%q: a file URL names an absolute path on this machine (file:///path)", raw)
 		}
 	case u.Scheme == "ldap" || u.Scheme == "ldaps":
 		p.add(path, "%q: LDAP is not fetched; publish the list over HTTP (or as a file) and give that URL", raw)
@@ -466,4 +575,56 @@ func positiveDur(p *problems, path string, d time.Duration) {
 	if d <= 0 {
 		p.add(path, "must be a positive duration, got %s", d)
 	}
+}
+
+// SyslogFacilities are the facility names of RFC 5424, by code.
+var SyslogFacilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+	"authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"}
+
+// validate checks a syslog collector; nil is no collector.
+func (s *AuditSyslog) validate(p *problems, path string) {
+	if s == nil {
+		return
+	}
+	if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || port == "" {
+		p.add(path+".address", "%q is not host:port", s.Address)
+	}
+	switch s.Transport {
+	case "tls":
+		if s.CA == "" {
+			p.add(path+".ca", "required with transport tls: the authorities of the collector's certificate")
+		}
+	case "tcp":
+		if s.CA != "" || s.Cert != "" || s.Key != "" || s.ServerName != "" {
+			p.add(path+".transport", "tcp takes no ca, cert, key or server_name: use tls")
+		}
+	default:
+		p.add(path+".transport", "%q is not one of tls, tcp", s.Transport)
+	}
+	if (s.Cert == "") != (s.Key == "") {
+		p.add(path+".cert", "cert and key go together")
+	}
+	found := false
+	for _, f := range SyslogFacilities {
+		found = found || f == s.Facility
+	}
+	if !found {
+		p.add(path+".facility", "%q is not a syslog facility (authpriv, local0 ... local7, ...)", s.Facility)
+	}
+	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"app_name", s.AppName}} {
+		for _, r := range f.v {
+			if r < 33 || r > 126 {
+				p.add(path+"."+f.name, "%q must be printable ASCII without spaces", f.v)
+				break
+			}
+		}
+	}
+	if len(s.AppName) > 48 {
+		p.add(path+".app_name", "%q is longer than 48 characters", s.AppName)
+	}
+	if len(s.Hostname) > 255 {
+		p.add(path+".hostname", "longer than 255 characters")
+	}
+	positiveDur(p, path+".timeout", s.Timeout)
 }

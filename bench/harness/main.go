@@ -8,6 +8,9 @@
 //     hits) against the same route passing requests through;
 //   - mode audit: that signing route with its audit records fsynced (what
 //     ships) against the same without fsync;
+//   - mode ship: that signing route (fsync on) shipping every audit record
+//     to standard output and to a syslog collector over TLS, against the
+//     same without shipping;
 //   - mode binary: two roc-proxy binaries (--base-roc-proxy against
 //     --roc-proxy) on the same pass-through route, for A/B measurements of
 //     a change under the same load and noise.
@@ -66,6 +69,7 @@ type options struct {
 	mode        string
 	baseRoc     string
 	floor       string
+	fsync       bool
 }
 
 func run() error {
@@ -76,9 +80,10 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off) or binary (--base-roc-proxy vs --roc-proxy)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off), ship (audit shipping off vs on) or binary (--base-roc-proxy vs --roc-proxy)")
 	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
 	flag.StringVar(&o.floor, "floor", "", "mode nginx: also run this build of bench/floor (net/http's floor: server and upstream exchange, nothing else) in the same rounds")
+	flag.BoolVar(&o.fsync, "fsync", true, "mode token: the signing route's audit records are fsynced (what ships); false measures the route without the disk")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
 	flag.Parse()
@@ -92,7 +97,7 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "binary" {
+	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "ship" && o.mode != "binary" {
 		return fmt.Errorf("unknown mode %q", o.mode)
 	}
 	if o.mode == "binary" && o.baseRoc == "" {
@@ -139,38 +144,55 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
 	defer cancel()
 	var base, cand, floor *proc
+	var collector *sim.SyslogCollector // the SIEM of mode ship
 	switch o.mode {
-	case "audit":
-		if base, err = startRocProxy(ctx, o, "no-fsync", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
+	case "ship":
+		ca, stopCollector, err := startCollector(pki, dir)
+		if err != nil {
+			return err
+		}
+		collector = stopCollector
+		defer collector.Close()
+		if base, err = startRocProxy(ctx, o, "no-ship", "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "fsync", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
+		ship := fmt.Sprintf(", ship: {stdout: true, syslog: {address: %q, ca: %s, server_name: 127.0.0.1}}", collector.Addr, ca)
+		if cand, err = startRocProxy(ctx, o, "ship"+ship, "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
+	case "audit":
+		if base, err = startRocProxy(ctx, o, "no-fsync", "off", "token: {profile: roc}", false, dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+		if cand, err = startRocProxy(ctx, o, "fsync", "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "token":
-		if base, err = startRocProxy(ctx, o, "pass-through", "off", "", dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, o, "pass-through", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "roc-token", "off", "token: {profile: roc}", dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, tokenName(o.fsync), "off", "token: {profile: roc}", o.fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "binary":
 		bo := o
 		bo.rocProxy = o.baseRoc
-		if base, err = startRocProxy(ctx, bo, "base", "off", "", dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, bo, "base", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "candidate", "off", "", dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "candidate", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "nginx":
-		if cand, err = startRocProxy(ctx, o, "roc-proxy", "off", "", dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "roc-proxy", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
@@ -181,17 +203,17 @@ func run() error {
 		if o.floor != "" {
 			fo := o
 			fo.rocProxy = o.floor
-			if floor, err = startRocProxy(ctx, fo, "floor", "off", "", dir, files, upstream.Addr().String()); err != nil {
+			if floor, err = startRocProxy(ctx, fo, "floor", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
 				return err
 			}
 			defer floor.stop()
 		}
 	default:
-		if base, err = startRocProxy(ctx, o, "rev-off", "off", "", dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, o, "rev-off", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "rev-hard", "hard", "", dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "rev-hard", "hard", "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
@@ -220,14 +242,21 @@ func run() error {
 	results := map[string][]wrkResult{}
 	for round := 0; round < o.rounds; round++ {
 		for _, p := range order {
-			before := cpuUsed(p.cmd.Process.Pid)
+			before, harnessBefore := cpuUsed(p.cmd.Process.Pid), ownCPU()
 			r, err := runWrk(ctx, o, body, p.url)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", p.name, round+1, err)
 			}
 			r.cpu = cpuUsed(p.cmd.Process.Pid) - before
-			fmt.Printf("round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s CPU/request %-8s errors %d\n",
+			fmt.Printf("round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s CPU/request %-8s errors %d",
 				round+1, p.name, r.rps, r.p50, r.p99, r.cpuPerRequest(), r.errors)
+			if o.mode == "ship" {
+				// The upstream and the collector run in this process, on the
+				// same cores: what the collector costs shows here.
+				h := wrkResult{cpu: ownCPU() - harnessBefore, requests: r.requests}
+				fmt.Printf("  harness (upstream, collector) CPU/request %s", h.cpuPerRequest())
+			}
+			fmt.Println()
 			results[p.name] = append(results[p.name], r)
 		}
 		// Rotate: none always goes first (ABBA for two).
@@ -241,15 +270,30 @@ func run() error {
 			report(results, floor.name, cand.name, "what roc-proxy adds to the floor")
 		}
 	case "token":
-		report(results, base.name, cand.name, "throughput goal >= 0.70x")
+		goal := "throughput goal >= 0.70x with fsync"
+		if !o.fsync {
+			goal = "throughput goal >= 0.85x without fsync"
+		}
+		report(results, base.name, cand.name, goal)
 	case "audit":
 		report(results, base.name, cand.name, "throughput goal >= 0.80x")
 	case "binary":
 		report(results, base.name, cand.name, o.baseRoc+" vs "+o.rocProxy)
+	case "ship":
+		report(results, base.name, cand.name, "throughput goal >= 0.95x")
+		lagAfter(cand, collector)
 	default:
 		report(results, base.name, cand.name, "throughput goal >= 0.95x")
 	}
 	return nil
+}
+
+// tokenName names the signing proxy of mode token after its audit setting.
+func tokenName(fsync bool) string {
+	if fsync {
+		return "roc-token"
+	}
+	return "roc-token-nosync"
 }
 
 func numCPU() int {
@@ -342,7 +386,12 @@ func startProc(ctx context.Context, name, addr, logPath string, env []string, ar
 	return nil, fmt.Errorf("%s did not listen on %s:\n%s", name, addr, log)
 }
 
-func startRocProxy(ctx context.Context, o options, name, policy, routeExtra, dir string, f *testpki.Files, upstream string) (*proc, error) {
+func startRocProxy(ctx context.Context, o options, name, policy, routeExtra string, fsync bool, dir string, f *testpki.Files, upstream string) (*proc, error) {
+	// "name, extra audit keys": mode ship adds its shipping settings.
+	auditExtra := ""
+	if i := strings.IndexByte(name, ','); i >= 0 {
+		name, auditExtra = name[:i], name[i:]
+	}
 	sih, err := freePort()
 	if err != nil {
 		return nil, err
@@ -355,11 +404,11 @@ identity:
 trust_bundles:
   osi: {paths: [%s]}
   sante: {paths: [%s]}
-audit: {dir: %s, chain_id: %s, fsync: %v}
+audit: {dir: %s, chain_id: %s, fsync: %v%s}
 routes:
   - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi], revocation: {policy: %s}, %s}
 `, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.SignP12, f.PasswordFile, f.OSIBundle, f.SanteBundle,
-		filepath.Join(dir, name+"-audit"), name, name != "no-fsync", upstream, testpki.IDBHost, policy, routeExtra)
+		filepath.Join(dir, name+"-audit"), name, fsync, auditExtra, upstream, testpki.IDBHost, policy, routeExtra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -452,6 +501,19 @@ type wrkResult struct {
 
 // cpuUsed is the user+system CPU time of pid and its direct children
 // (nginx's workers), from /proc.
+// ownCPU is the user+system CPU time of this process alone (its threads,
+// not its children).
+func ownCPU() time.Duration {
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
 func cpuUsed(pid int) time.Duration {
 	pids := []int{pid}
 	if kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
@@ -561,4 +623,56 @@ func report(results map[string][]wrkResult, base, cand, goals string) {
 	tw.Flush()
 	fmt.Printf("\nratios %s/%s: throughput %.2fx, p50 %.2fx, p99 %.2fx, CPU per request %.2fx (%s)\n", cand, base,
 		med(cand, rps)/med(base, rps), med(cand, p50)/med(base, p50), med(cand, p99)/med(base, p99), med(cand, cpu)/med(base, cpu), goals)
+}
+
+// startCollector is the security team's syslog collector over TLS, with a
+// certificate for 127.0.0.1 from the test IGC OSI authority (written to
+// dir as the CA roc-proxy trusts for it); it counts messages, keeps none.
+func startCollector(pki *testpki.PKI, dir string) (string, *sim.SyslogCollector, error) {
+	srv, err := pki.IssueServer(pki.OSIServeur, "127.0.0.1", testpki.Options{})
+	if err != nil {
+		return "", nil, err
+	}
+	ca := filepath.Join(dir, "collector-ca.pem")
+	if err := os.WriteFile(ca, testpki.PEM(pki.OSIRoot.Cert), 0o644); err != nil {
+		return "", nil, err
+	}
+	c, err := sim.StartSyslogCollector(mtls.ServerConfig(mtls.ServerOptions{Certificate: srv.TLSCertificate()}))
+	if err != nil {
+		return "", nil, err
+	}
+	c.Discard.Store(true)
+	return ca, c, nil
+}
+
+// lagAfter says how far the collector is behind once the load stops: the
+// shipping lag metric of the process, and the messages received.
+func lagAfter(p *proc, c *sim.SyslogCollector) {
+	time.Sleep(2 * time.Second)
+	fmt.Printf("\nshipping: %d messages at the collector; %s\n", c.Received.Load(), metricLines(p, "roc_proxy_audit_ship_lag_records", "roc_proxy_audit_shipped_records_total", "roc_proxy_audit_records_total"))
+}
+
+// metricLines reads the named metrics from the process's admin port, found
+// in its start-up log line.
+func metricLines(p *proc, names ...string) string {
+	log, _ := os.ReadFile(p.logPath)
+	m := regexp.MustCompile(`"admin":"([^"]+)"`).FindSubmatch(log)
+	if m == nil {
+		return "admin address not found"
+	}
+	resp, err := http.Get("http://" + string(m[1]) + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, n := range names {
+			if strings.HasPrefix(line, n) {
+				out = append(out, line)
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }

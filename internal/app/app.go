@@ -8,10 +8,17 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
-// version is stamped at link time: -ldflags "-X .../internal/app.version=v1.2.3".
-var version = "dev"
+// version and buildRevision are stamped at link time by scripts/build.sh:
+// -ldflags "-X .../internal/app.version=v1.2.3 -X .../internal/app.buildRevision=<commit>".
+// The revision is stamped because image builds see no .git folder
+// (.dockerignore), so the Go toolchain cannot record it.
+var (
+	version       = "dev"
+	buildRevision = ""
+)
 
 // ErrUsage means the command line was wrong; usage was printed.
 var ErrUsage = errors.New("invalid command line")
@@ -21,17 +28,22 @@ const usage = `roc-proxy: establishment-side mutual-TLS and SAML proxy for ROC a
 Usage:
   roc-proxy serve --config FILE     run the proxy
   roc-proxy config check FILE       check a configuration and the files it names
+  roc-proxy doctor --config FILE    try every partner and revocation URL (install day)
   roc-proxy demo [--keep-running]   run a self-contained demonstration
-  roc-proxy audit verify|show ...   check and search the signed-token audit log
+  roc-proxy audit COMMAND ...       verify, show or export the signed-token audit log
   roc-proxy cert inspect FILE       describe a certificate, its chain and its role
   roc-proxy csr --role auth|sign    make a key and a certificate request
   roc-proxy p12 build ...           put a key, its certificate and chain in a PKCS#12 file
-  roc-proxy version                 print the version
+  roc-proxy version                 print the version (also: roc-proxy --version)
 
-Run "roc-proxy COMMAND --help" for a command's flags.
+Run "roc-proxy COMMAND --help" or "roc-proxy help COMMAND" for a command's
+flags; flags may come before or after file names, "--" ends them.
+Exit status: 0 done (or help printed), 1 failed, 2 wrong command line.
 `
 
-// Run executes the command line args (without the program name).
+// Run executes the command line args (without the program name). A wrong
+// command line returns ErrUsage after saying what is wrong on stderr (exit
+// status 2); a help request prints the usage on stdout and returns nil.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -41,37 +53,59 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return cmdServe(ctx, args[1:], stdout, stderr)
 	case "config":
+		if len(args) >= 2 && isHelp(args[1]) {
+			fmt.Fprint(stdout, configCheckUsage)
+			return nil
+		}
 		if len(args) < 2 || args[1] != "check" {
-			if len(args) >= 2 && isHelp(args[1]) {
-				fmt.Fprint(stdout, configCheckUsage)
-				return nil
-			}
 			fmt.Fprint(stderr, configCheckUsage)
 			return ErrUsage
 		}
 		return cmdConfigCheck(args[2:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
-	case "cert":
-		if len(args) < 2 || args[1] != "inspect" {
+	case "cert", "p12":
+		sub := map[string]string{"cert": "inspect", "p12": "build"}[args[0]]
+		switch {
+		case len(args) >= 2 && isHelp(args[1]):
+			fmt.Fprint(stdout, certUsage)
+			return nil
+		case len(args) < 2:
 			fmt.Fprint(stderr, certUsage)
 			return ErrUsage
+		case args[1] != sub:
+			fmt.Fprintf(stderr, "unknown %s command %q\n\n%s", args[0], args[1], certUsage)
+			return ErrUsage
+		case sub == "inspect":
+			return cmdCertInspect(args[2:], stdout, stderr)
+		default:
+			return cmdP12Build(args[2:], stdout, stderr)
 		}
-		return cmdCertInspect(args[2:], stdout, stderr)
 	case "csr":
 		return cmdCSR(args[1:], stdout, stderr)
-	case "p12":
-		if len(args) < 2 || args[1] != "build" {
-			fmt.Fprint(stderr, certUsage)
-			return ErrUsage
+	case "version", "--version", "-version":
+		fs := flag.NewFlagSet("version", flag.ContinueOnError)
+		fs.Usage = func() {
+			fmt.Fprintln(fs.Output(), "Usage: roc-proxy version (or --version)\n\nPrints the version, the source revision and the Go version.")
 		}
-		return cmdP12Build(args[2:], stdout, stderr)
-	case "version":
+		if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
+			return ignoreHelp(err)
+		}
 		fmt.Fprintln(stdout, versionString())
 		return nil
 	case "help", "-h", "-help", "--help":
+		// "roc-proxy help COMMAND" is "roc-proxy COMMAND --help".
+		if len(args) > 1 && !isHelp(args[1]) {
+			if !knownCommand(args[1]) {
+				fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[1], usage)
+				return ErrUsage
+			}
+			return Run(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
@@ -79,24 +113,76 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return ErrUsage
 }
 
+func knownCommand(c string) bool {
+	switch c {
+	case "serve", "config", "demo", "doctor", "audit", "cert", "csr", "p12", "version":
+		return true
+	}
+	return false
+}
+
+// isHelp says whether a in a command's place (never a flag's value nor a
+// positional argument) asks for help.
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
 
-// parseFlags parses a command's flags; -h prints the usage to stdout and
-// returns errHelp, which callers turn into a clean exit.
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+// parseArgs parses a command's flags wherever they stand among its
+// positional arguments, and returns the positional ones. Go's flag package
+// stops at the first positional argument, so "cert inspect FILE
+// --password-file F" (as ops, and the README, write it) would take
+// "--password-file" for a second file. Here a flag's value is always the
+// word after it ("--o help", "--password-file -h"), "--" ends the flags, and
+// -h, -help or --help where a flag stands prints the usage on stdout and
+// returns errHelp, which callers turn into a clean exit. The word "help" is
+// only a help request in a command's place (Run), never here.
+func parseArgs(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
 	fs.SetOutput(stderr)
-	for _, a := range args {
-		if isHelp(a) {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a) // "-" too: standard input by convention
+			continue
+		}
+		name := strings.TrimPrefix(a[1:], "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		f := fs.Lookup(name)
+		if f == nil && (name == "h" || name == "help") {
 			fs.SetOutput(stdout)
 			fs.Usage()
-			return errHelp
+			return nil, errHelp
+		}
+		flags = append(flags, a)
+		if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return ErrUsage
+	// Every word given to Parse is a flag or its value: Parse consumes them
+	// all, or reports the first wrong one (unknown flag, missing or bad
+	// value) with the usage on stderr.
+	if err := fs.Parse(flags); err != nil {
+		return nil, ErrUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
+	return positional, nil
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// parseFlags is parseArgs for a command that takes no positional argument.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	rest, err := parseArgs(fs, args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", rest[0])
 		fs.Usage()
 		return ErrUsage
 	}
@@ -107,6 +193,9 @@ var errHelp = errors.New("help requested")
 
 // revision is the VCS revision the binary was built from, if known.
 func revision() string {
+	if buildRevision != "" {
+		return buildRevision
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
@@ -118,5 +207,5 @@ func revision() string {
 }
 
 func versionString() string {
-	return fmt.Sprintf("roc-proxy %s (revision %s, %s)", version, revision(), runtime.Version())
+	return fmt.Sprintf("roc-proxy %s (revision %s, %s, %s/%s)", version, revision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -2,15 +2,20 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +28,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
@@ -51,6 +57,9 @@ type Deps struct {
 	// ACMERetry is the first wait before asking the ACME authority again
 	// when start-up found no certificate (default 5 s, doubling up to 5 min).
 	ACMERetry time.Duration
+	// Stdout receives the audit records shipped as JSON lines
+	// (audit.ship.stdout); default os.Stdout.
+	Stdout io.Writer
 }
 
 // Proxy is a fully wired roc-proxy, ready to serve.
@@ -67,9 +76,14 @@ type Proxy struct {
 	warnMu     sync.Mutex
 	warnings   map[string]string // certificate -> expiry warning
 	revocation *revocation.Checker
-	store      *trust.Store
-	audit      *audit.Log // nil when no route signs
-	deps       Deps
+	// revocationWarm latches once readiness saw every required status.
+	revocationWarm atomic.Bool
+	store          *trust.Store
+	audit          *audit.Log // nil when no route signs
+	deps           Deps
+	// egress is the global outbound_proxy (nil: directly), loaded at
+	// start; routes that name none use it.
+	egress *egress.Proxy
 
 	// The current material, swapped on renewal; handshakes and signatures
 	// take it when they start.
@@ -88,6 +102,15 @@ type Proxy struct {
 	bundleSeries map[[3]string]bool
 	// budget bounds the bodies in flight, across reloads.
 	budget *proxy.BodyBudget
+	// refusedFile and refusedBundles say what on disk a reload refused
+	// (roc_proxy_config_refused is 1 while either is true); owned by the
+	// reload goroutine.
+	refusedFile, refusedBundles bool
+
+	// checkpointKey signs the audit chain's open record and checkpoints:
+	// ORG_SIGN (following its renewals), or audit.checkpoint_key
+	// (following its own files).
+	checkpointKey atomic.Pointer[mtls.Identity]
 }
 
 // Material is the certificate material a configuration names, loaded and
@@ -154,6 +177,9 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 			return nil, err
 		}
 	}
+	if err := checkRevocationIssuers(cfg, mat); err != nil {
+		return nil, err
+	}
 	mat.Checkpoint = mat.Sign
 	if cfg.Audit.CheckpointKey != nil {
 		mat.Checkpoint, err = mtls.LoadIdentity(cfg.Audit.CheckpointKey, mtls.LoadOptions{
@@ -164,6 +190,36 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 		}
 	}
 	return mat, nil
+}
+
+// checkRevocationIssuers makes sure each revocation.issuers[].subject names
+// a certificate authority of the trust bundles or of the identity chains
+// (in either DN order): one that names none would be silently unused.
+func checkRevocationIssuers(cfg *config.Config, mat *Material) error {
+	var cas []*x509.Certificate
+	for _, name := range mat.Store.Names() {
+		b := mat.Store.Bundle(name)
+		cas = append(append(cas, b.Anchors...), b.Intermediates...)
+	}
+	for _, id := range []*mtls.Identity{mat.Auth, mat.Sign} {
+		if id != nil && len(id.Chain) > 1 {
+			cas = append(cas, id.Chain[1:]...)
+		}
+	}
+	var errs []error
+	for i, is := range cfg.Revocation.Issuers {
+		found := false
+		for _, ca := range cas {
+			if config.DNMatches(is.Subject, ca.RawSubject) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("revocation.issuers[%d].subject: %q names no certificate authority of the trust bundles or of the identity chains", i, is.Subject))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Build wires a Proxy from a validated configuration.
@@ -179,14 +235,19 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if err != nil {
 		return nil, err
 	}
+	global, fetchProxy, err := loadGlobalProxies(cfg, d.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	checker, err := revocation.New(revocation.Options{
 		Config: cfg.Revocation, Now: d.Now, Logger: d.Logger.Named("revocation"), Metrics: m, Subject: trust.SubjectDN,
+		Transport: egress.FetchTransport(fetchProxy, cfg.Revocation.FetchTimeout, fetchObserver(m, fetchProxy)),
 	})
 	if err != nil {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
-		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest)}
+		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest), egress: global}
 	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
@@ -206,13 +267,21 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
 	}
+	if cfg.Audit.CheckpointKey != nil {
+		p.digests["audit.checkpoint_key"] = sourceDigest(cfg.Audit.CheckpointKey)
+	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
+		p.checkpointKey.Store(mat.Checkpoint)
+		var sinks []audit.Sink
+		if sinks, err = auditSinks(&cfg.Audit.Ship, chainID(cfg.Audit.ChainID, d.Getenv), d); err != nil {
+			return nil, err
+		}
 		p.audit, err = audit.Open(audit.Options{
 			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-			Signer: mat.Checkpoint.Signer(), Cert: mat.Checkpoint.Leaf, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
-			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync,
+			Signer: p.checkpointSigner, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,
+			OpenFile: d.AuditOpenFile, NoSync: cfg.Audit.FSync != nil && !*cfg.Audit.FSync, Sinks: sinks,
 		})
 		if err != nil {
 			return nil, err
@@ -224,6 +293,10 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		}()
 	}
 	p.watchBundles(mat.Store)
+	if cfg.Audit.CheckpointKey != nil && mat.Checkpoint != nil && mat.Checkpoint.Leaf != nil {
+		// Exported from the start like ORG_SIGN's, not only after a renewal.
+		p.watchExpiry("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
+	}
 
 	h, transports, err := p.buildHandler(cfg, mat.Store)
 	if err != nil {
@@ -231,7 +304,66 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	p.handler.Store(h)
 	p.transports = transports
+	if err := p.zeroSeries(cfg); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// auditSinks builds the shipping sinks of audit.ship.
+func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, error) {
+	var sinks []audit.Sink
+	if ship.Stdout {
+		w := d.Stdout
+		if w == nil {
+			w = os.Stdout
+		}
+		sinks = append(sinks, &audit.StdoutSink{W: w})
+	}
+	if sl := ship.Syslog; sl != nil {
+		o := audit.SyslogOptions{Address: sl.Address, Hostname: sl.Hostname, AppName: sl.AppName, ProcID: chain, Timeout: sl.Timeout,
+			Facility: slices.Index(config.SyslogFacilities, sl.Facility)}
+		if o.Hostname == "" {
+			getenv := d.Getenv
+			if getenv == nil {
+				getenv = os.Getenv
+			}
+			if o.Hostname = getenv("POD_NAME"); o.Hostname == "" {
+				o.Hostname, _ = os.Hostname()
+			}
+		}
+		if sl.Transport == "tls" {
+			roots, err := trust.ReadCertificates(sl.CA)
+			if err != nil {
+				return nil, fmt.Errorf("audit.ship.syslog.ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			for _, c := range roots {
+				pool.AddCert(c)
+			}
+			serverName := sl.ServerName
+			if serverName == "" {
+				serverName, _, _ = net.SplitHostPort(sl.Address)
+			}
+			co := mtls.CollectorOptions{ServerName: serverName, RootCAs: pool, Now: d.Now}
+			if sl.Cert != "" {
+				cert, err := tls.LoadX509KeyPair(sl.Cert, sl.Key)
+				if err != nil {
+					return nil, fmt.Errorf("audit.ship.syslog.cert: %s with %s: %w", sl.Cert, sl.Key, err)
+				}
+				co.ClientCertificate = &cert
+			}
+			o.TLS = mtls.CollectorConfig(co)
+		}
+		sinks = append(sinks, audit.NewSyslogSink(o))
+	}
+	return sinks, nil
+}
+
+// checkpointSigner is the audit log's signer: the current checkpoint key.
+func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
+	id := p.checkpointKey.Load()
+	return id.Signer(), id.Leaf
 }
 
 // buildHandler builds the routes of cfg, with the trust bundles of store,
@@ -265,13 +397,24 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		}
 		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now}
 		if r.Revocation.Policy != "off" {
-			vo.Revocation = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			rc := checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			vo.Revocation = rc
+			// Each pooled connection keeps its chain's standing check:
+			// asked before every request, closing the connection once the
+			// partner is known revoked.
+			vo.Watch = func(chain []*x509.Certificate, onRevoked func()) trust.ChainGuard {
+				return rc.WatchChain(chain, onRevoked)
+			}
 		}
 		verifier, err := store.NewVerifier(vo)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
 		timeouts := r.Timeouts
+		dial, err := p.routeDial(r, path, upstream)
+		if err != nil {
+			return nil, nil, err
+		}
 		tr := newRenewableTransport(func() *proxy.Upstream {
 			return proxy.NewUpstream(proxy.UpstreamOptions{
 				TLS: mtls.ClientConfig(mtls.ClientOptions{
@@ -281,8 +424,11 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				ConnectTimeout:        timeouts.Connect,
 				TLSHandshakeTimeout:   timeouts.TLSHandshake,
 				ResponseHeaderTimeout: timeouts.ResponseHeader,
+				VerifyPeer:            peerVerifier(verifier, vo.Watch != nil),
+				DialContext:           dial,
 			})
 		})
+		tr.ownRevoked = func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked }
 		transports = append(transports, tr)
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
@@ -295,13 +441,28 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if rs := r.ResponseSignature; rs.Policy != "off" {
 			roots, inter := store.Pools(rs.Trust...)
 			spec.Enforce = rs.Policy == "enforce"
-			spec.ResponseSignatures = func(body []byte) (int, error) { return saml.VerifyResponse(body, roots, inter, d.Now()) }
+			for _, result := range []string{"valid", "invalid", "absent"} {
+				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
+			}
+			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Now: d.Now}
+			for _, q := range rs.SignedElement {
+				name, err := saml.ParseClark(q)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s.response_signature.signed_element: %w", path, err)
+				}
+				policy.SignedElement = append(policy.SignedElement, name)
+			}
+			spec.ResponseSignatures = policy.Verify
 		}
 		if r.Token != nil {
 			// Loaded at start only (a reload that adds them is refused):
 			// never build a signing route without them.
 			if p.signer.Load() == nil || p.audit == nil {
 				return nil, nil, fmt.Errorf("%s.token: the signing certificate (identity.sign) and the audit log (audit.dir) are loaded at start only: restart roc-proxy to add a signing route", path)
+			}
+			spec.TokenHeaders = []string{proxy.DefaultTokenHeader}
+			if r.Token.HTTPHeader != "" {
+				spec.TokenHeaders = append(spec.TokenHeaders, r.Token.HTTPHeader)
 			}
 			spec.Token = &tokenSource{
 				route:    r.Name,
@@ -324,16 +485,36 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 	return h, transports, nil
 }
 
+// peerVerifier is the verifier as the transport's per-connection hook, or
+// nil when the route checks no revocation (the transport then verifies
+// with TLS.VerifyConnection alone).
+func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.ConnectionState, func()) (proxy.PeerGuard, error) {
+	if !watched {
+		return nil
+	}
+	return func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (proxy.PeerGuard, error) {
+		g, err := v.VerifyConnectionGuard(ctx, cs, closeConn)
+		if g == nil {
+			return nil, err
+		}
+		return g, err
+	}
+}
+
 // watchExpiry exports a certificate's expiry and warns when it is near.
 // For the establishment's own certificates (identity.*) a renewal replaces
 // the warning of the certificate it renews.
 func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 	subject := trust.SubjectDN(c)
-	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	key := source + "|" + c.SerialNumber.Text(16)
-	if strings.HasPrefix(source, "identity.") {
+	if !strings.HasPrefix(source, "trust_bundles.") {
+		// One certificate per source (identity.*, listen.tls): a renewal
+		// replaces the series of the certificate it renews, whose expiry
+		// would keep the expiry alert firing.
 		key = source
+		p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
 	}
+	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
 	p.warnMu.Lock()
 	defer p.warnMu.Unlock()
 	if p.warnings == nil {
@@ -410,11 +591,42 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 		}
 	}
 	cas = append(cas, p.auth.Chain[1:]...)
+	p.revocation.Require(p.requiredAuthorities())
 	p.revocation.Prefetch(ctx, cas, chains)
 	p.revocation.Watch(ctx, "ORG_AUTH_CLI", p.auth.Chain)
 	if p.sign != nil {
 		p.revocation.Watch(ctx, "ORG_SIGN", p.sign.Chain)
 	}
+}
+
+// requiredAuthorities are what readiness waits for: the authorities of the
+// trust bundles that hard routes use (their CRLs, when known), and the
+// chains of their intermediates (each one's status from its issuer).
+func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificate) {
+	hard := map[string]bool{}
+	for _, r := range p.cfg.Routes {
+		if r.Revocation.Policy == "hard" {
+			for _, b := range r.Trust {
+				hard[b] = true
+			}
+		}
+	}
+	var cas []*x509.Certificate
+	var chains [][]*x509.Certificate
+	for _, name := range p.store.Names() {
+		if !hard[name] {
+			continue
+		}
+		b := p.store.Bundle(name)
+		cas = append(append(cas, b.Anchors...), b.Intermediates...)
+		anchors, inter := p.store.Pools(name)
+		for _, c := range b.Intermediates {
+			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+				chains = append(chains, vc[0])
+			}
+		}
+	}
+	return cas, chains
 }
 
 // renewableTransport is a route's connection pool to its partner, started
@@ -423,6 +635,9 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 type renewableTransport struct {
 	build func() *proxy.Upstream
 	cur   atomic.Pointer[proxy.Upstream]
+	// ownRevoked reports whether ORG_AUTH_CLI is known revoked: the
+	// partner's refusals are then classified as such.
+	ownRevoked func() bool
 }
 
 func newRenewableTransport(build func() *proxy.Upstream) *renewableTransport {
@@ -431,14 +646,42 @@ func newRenewableTransport(build func() *proxy.Upstream) *renewableTransport {
 	return t
 }
 
-// RoundTrip uses the current pool.
+// RoundTrip uses the current pool. While ORG_AUTH_CLI is known revoked,
+// a partner's refusal (a TLS alert, or an HTTP 400, 403, 495 or 496 that
+// is not a SOAP answer: what nginx and most front ends send for a refused
+// client certificate) becomes proxy.ErrOwnCertificateRevoked, so that the
+// SIH and the access log say why.
 func (t *renewableTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return t.cur.Load().RoundTrip(r)
+	resp, err := t.cur.Load().RoundTrip(r)
+	if t.ownRevoked == nil || !t.ownRevoked() {
+		return resp, err
+	}
+	var opErr *net.OpError
+	switch {
+	case err != nil && errors.As(err, &opErr) && opErr.Op == "remote error":
+		return nil, fmt.Errorf("%w: %v", proxy.ErrOwnCertificateRevoked, err)
+	case err == nil && refusedClient(resp):
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: the partner answered %s", proxy.ErrOwnCertificateRevoked, resp.Status)
+	}
+	return resp, err
+}
+
+// refusedClient reports whether resp looks like a front end refusing the
+// client certificate rather than the partner's service answering.
+func refusedClient(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusBadRequest, http.StatusForbidden, 495, 496:
+	default:
+		return false
+	}
+	ct := strings.ToLower(resp.Header.Get("Content-Type"))
+	return !strings.Contains(ct, "xml") && !strings.Contains(ct, "json")
 }
 
 // renew starts a new pool; requests in flight finish on the old one,
-// whose idle connections are closed now and as they come back idle (its
-// IdleConnTimeout).
+// whose idle connections are closed now (those in use go back to the old
+// pool, which nothing asks any more, and close after its IdleTimeout).
 func (t *renewableTransport) renew() {
 	old := t.cur.Swap(t.build())
 	old.CloseIdleConnections()
@@ -467,7 +710,7 @@ func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	sum := sha256.Sum256(tok.Assertion)
+	sum := tok.AssertionSHA256 // computed once when signed, not per request
 	rec := &audit.Record{RequestID: r.RequestID, Route: t.route, AssertionID: tok.AssertionID, Profile: tok.Profile,
 		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hex.EncodeToString(tok.Signer[:]),
 		AssertionSHA256: hex.EncodeToString(sum[:]), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
@@ -541,3 +784,72 @@ func chainID(configured string, getenv func(string) string) string {
 // ServeHTTP serves the SIH with the current handler (a configuration
 // reload swaps it; requests in flight finish on the one they started on).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.Load().ServeHTTP(w, r) }
+
+// revocationReadiness is what readiness still waits for. Readiness is a
+// start-up gate: once every authority hard routes need had a usable
+// status, later outages are reported on /healthz and in the metrics, not
+// by taking every replica out of service at once (the SIH then gets a 502
+// naming the reason instead of a refused connection).
+func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
+	if p.revocationWarm.Load() {
+		return nil, false
+	}
+	ok, missing, pastBudget := p.revocation.Readiness()
+	if ok {
+		p.revocationWarm.Store(true)
+		return nil, false
+	}
+	return missing, pastBudget
+}
+
+// auditFailureStages are the stages of roc_proxy_audit_failures_total
+// (internal/audit's Log.failed).
+var auditFailureStages = []string{"open", "write", "sync", "truncate", "sign"}
+
+// zeroSeries makes the failure series ops alert on exist at 0 from the
+// start. Prometheus sees a counter series that appears at 1 with no
+// earlier sample: increase() over it is 0, and a first audit failure or
+// refused reload, then recovery, would never alert. Series of what is not
+// in use are not made (an audit health of 0 without an audit log would be
+// a permanent false alarm).
+func (p *Proxy) zeroSeries(cfg *config.Config) error {
+	m := p.metrics
+	sources := []string{"identity.auth"}
+	if cfg.Identity.Sign != nil {
+		sources = append(sources, "identity.sign")
+	}
+	if cfg.Audit.CheckpointKey != nil {
+		sources = append(sources, "audit.checkpoint_key")
+	}
+	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
+		sources = append(sources, "listen.tls")
+	} else if t != nil {
+		sources = append(sources, "listen.tls.acme")
+	}
+	for _, source := range sources {
+		for _, result := range []string{"ok", "error"} {
+			m.CertificateReloads.WithLabelValues(source, result)
+		}
+		m.CertificateRefused.WithLabelValues(source).Set(0)
+	}
+	if p.audit == nil {
+		p.registry.Unregister(m.AuditHealthy)
+		return nil
+	}
+	for _, stage := range auditFailureStages {
+		m.AuditFailures.WithLabelValues(stage)
+	}
+	// Only result records can be lost (a signed record that cannot be
+	// written stops its token instead).
+	m.AuditRecordsLost.WithLabelValues(audit.TypeResult)
+	if cfg.Audit.Ship.Stdout {
+		m.AuditShipErrors.WithLabelValues("stdout")
+	}
+	if cfg.Audit.Ship.Syslog != nil {
+		m.AuditShipErrors.WithLabelValues("syslog")
+	}
+	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -81,7 +82,9 @@ inspect describes a certificate file (PEM, DER or PKCS#12): subject and issuer
 (RFC 2253), validity and days left, key usages, the OU read as idNat_Struct,
 CRL, delta CRL, OCSP and CA Issuers URLs, whether its chain is complete
 against the bundles (the public IGC-Santé chains are built in), and which
-role it fits (ORG_AUTH_CLI, ORG_SIGN, SERV_SSL).
+role it fits (ORG_AUTH_CLI, ORG_SIGN, SERV_SSL), and its subject alternative
+names (DNS, IP, URI, e-mail). It exits 1 when the certificate is expired or
+not yet valid (after describing it).
 
 csr makes a new RSA key (mode 0600, never overwriting a file) and a
 certificate request with the subject the IGC-Santé portal expects; the
@@ -99,12 +102,13 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "JSON output")
 	var bundles bundleList
 	fs.Var(&bundles, "bundle", "PEM file of authorities (repeatable)")
-	files, err := parseAuditFlags(fs, args, stdout, stderr)
+	files, err := parseArgs(fs, args, stdout, stderr)
 	if err != nil {
 		return ignoreHelp(err)
 	}
 	if len(files) != 1 {
-		fmt.Fprintln(stderr, "one certificate file, please")
+		fmt.Fprintf(stderr, "one certificate file, please (got %d)\n\n", len(files))
+		fs.Usage()
 		return ErrUsage
 	}
 	leaf, extra, err := readCertFile(files[0], *pwFile)
@@ -115,13 +119,25 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := certinfo.Inspect(leaf, extra, store, time.Now())
+	now := time.Now()
+	r := certinfo.Inspect(leaf, extra, store, now)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, r)
 	}
-	printReport(stdout, r)
+	// A script checking a certificate (a renewal, a partner's) must not see
+	// success for one that cannot be used today.
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("%s: certificate %s expired on %s", files[0], r.Subject, leaf.NotAfter.UTC().Format(time.DateOnly))
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("%s: certificate %s is not valid before %s", files[0], r.Subject, leaf.NotBefore.UTC().Format(time.DateOnly))
+	}
 	return nil
 }
 
@@ -141,6 +157,21 @@ func printReport(w io.Writer, r *certinfo.Report) {
 	}
 	p("valid", fmt.Sprintf("%s to %s (%s)", r.NotBefore.UTC().Format(time.DateOnly), r.NotAfter.UTC().Format(time.DateOnly), left))
 	p("key", r.Key)
+	names := false
+	for _, n := range []struct {
+		k string
+		v []string
+	}{
+		{"DNS names", r.DNSNames}, {"IP addresses", r.IPAddresses}, {"URIs", r.URIs}, {"e-mail", r.EmailAddresses},
+	} {
+		if len(n.v) > 0 {
+			p(n.k, strings.Join(n.v, ", "))
+			names = true
+		}
+	}
+	if !names {
+		p("alt names", "")
+	}
 	p("key usage", strings.Join(r.KeyUsage, ", "))
 	p("ext key usage", strings.Join(r.ExtKeyUsage, ", "))
 	if s := r.StructureID; s != nil {
@@ -185,7 +216,7 @@ func readCertFile(path, pwFile string) (*x509.Certificate, []*x509.Certificate, 
 	case errors.Is(err, pkcs12.ErrIncorrectPassword):
 		return nil, nil, fmt.Errorf("%s: wrong PKCS#12 password (--password-file)", path)
 	case err != nil:
-		return nil, nil, fmt.Errorf("%s: neither a certificate (PEM, DER) nor a PKCS#12 file: %v", path, err)
+		return nil, nil, fmt.Errorf("%s: neither a certificate (PEM, DER) nor a PKCS#12 file: %s", path, mtls.PKCS12Problem(err))
 	}
 	return leaf, cas, nil
 }
@@ -227,13 +258,26 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 		problems = append(problems, "--bits must be 2048 or 4096")
 	}
 	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
+		for _, pb := range problems {
+			fmt.Fprintln(stderr, "csr:", pb)
+		}
+		fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
+		return ErrUsage
 	}
 	if *keyOut == "" {
 		*keyOut = *role + ".key"
 	}
 	if *csrOut == "" {
 		*csrOut = *role + ".csr"
+	}
+	// The request is the file sent to the IGC-Santé portal: the key must
+	// never be written where it goes.
+	if ka, err1 := filepath.Abs(*keyOut); err1 == nil {
+		if ca, err2 := filepath.Abs(*csrOut); err2 == nil && ka == ca {
+			fmt.Fprintf(stderr, "csr: --key-out and --csr-out name the same file (%s)\n", *keyOut)
+			fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
+			return ErrUsage
+		}
 	}
 	key, err := rsa.GenerateKey(rand.Reader, *bits)
 	if err != nil {
@@ -251,21 +295,56 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeNew(*keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	// Both files are made (never replacing one) before anything is
+	// written, so that a request path already taken leaves no key behind
+	// without its request.
+	keyFile, err := createNew(*keyOut, 0o600)
+	if err != nil {
 		return err
 	}
-	if err := writeNew(*csrOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), 0o644); err != nil {
+	csrFile, err := createNew(*csrOut, 0o644)
+	if err != nil {
+		keyFile.Close()
+		os.Remove(*keyOut)
 		return err
 	}
+	written := false
+	defer func() {
+		keyFile.Close()
+		csrFile.Close()
+		if !written {
+			os.Remove(*keyOut)
+			os.Remove(*csrOut)
+		}
+	}()
+	if _, err := keyFile.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+		return err
+	}
+	if _, err := csrFile.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})); err != nil {
+		return err
+	}
+	if err := keyFile.Close(); err != nil {
+		return err
+	}
+	if err := csrFile.Close(); err != nil {
+		return err
+	}
+	written = true
 	fmt.Fprintf(stdout, "key: %s (mode 0600)\nrequest: %s\nsubject: %s\nSubmit the request on the IGC-Santé portal; roc-proxy completes the chain of the certificate you get back.\n",
 		*keyOut, *csrOut, subject.String())
 	return nil
 }
 
-// writeNew creates path with data, refusing to replace a file (a key lost
-// to an overwrite is a certificate to order again).
+// createNew creates path, refusing to replace a file or to follow a
+// symbolic link (a key lost to an overwrite is a certificate to order
+// again).
+func createNew(path string, mode os.FileMode) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+}
+
+// writeNew creates path with data, refusing to replace a file.
 func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	f, err := createNew(path, mode)
 	if err != nil {
 		return err
 	}
@@ -290,7 +369,8 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 		return ignoreHelp(err)
 	}
 	if *keyFile == "" || *certFile == "" || *pwFile == "" || *out == "" {
-		fmt.Fprintln(stderr, "--key, --cert, --password-file and --out are required")
+		fmt.Fprintln(stderr, "p12 build: --key, --cert, --password-file and --out are required")
+		fmt.Fprintln(stderr, `Run "roc-proxy p12 --help" for the flags.`)
 		return ErrUsage
 	}
 	certPEM, err := os.ReadFile(*certFile)
@@ -315,6 +395,11 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 	pw, err := mtls.ReadPasswordFile(*pwFile)
 	if err != nil {
 		return err
+	}
+	if pw == "" {
+		// A failed "--password-file <(pass show ...)" gives an empty file:
+		// an empty password would protect the key with nothing.
+		return fmt.Errorf("--password-file %s is empty: refusing to protect the private key with an empty password", *pwFile)
 	}
 	store, err := toolStore(bundles)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,8 +20,9 @@ import (
 
 func TestCertInspectCommand(t *testing.T) {
 	var out bytes.Buffer
-	if err := Run(t.Context(), []string{"cert", "inspect", "--json", "../../testdata/reference-pki/org-sign-testsign-ministere-2021.pem"}, &out, io.Discard); err != nil {
-		t.Fatal(err)
+	// The public test certificate expired in 2024: described, and a failure.
+	if err := Run(t.Context(), []string{"cert", "inspect", "--json", "../../testdata/reference-pki/org-sign-testsign-ministere-2021.pem"}, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "expired on 2024-12-23") {
+		t.Fatalf("expired certificate: %v", err)
 	}
 	var r certinfo.Report
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
@@ -72,9 +74,10 @@ func TestCSRCommand(t *testing.T) {
 	if err := Run(t.Context(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("second run: %v", err)
 	}
-	if err := Run(t.Context(), []string{"csr", "--role", "both", "--ou", "12"}, io.Discard, io.Discard); err == nil ||
-		!strings.Contains(err.Error(), "--role must be auth or sign") || !strings.Contains(err.Error(), "--ou must be an idNat_Struct") || !strings.Contains(err.Error(), "--o") {
-		t.Errorf("bad arguments: %v", err)
+	var stderr bytes.Buffer
+	if err := Run(t.Context(), []string{"csr", "--role", "both", "--ou", "12"}, io.Discard, &stderr); !errors.Is(err, ErrUsage) ||
+		!strings.Contains(stderr.String(), "--role must be auth or sign") || !strings.Contains(stderr.String(), "--ou must be an idNat_Struct") || !strings.Contains(stderr.String(), "--o (the establishment") {
+		t.Errorf("bad arguments: %v\n%s", err, stderr.String())
 	}
 }
 

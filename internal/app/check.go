@@ -1,6 +1,7 @@
 package app
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,15 +20,17 @@ then the certificates, keys and trust bundles it names are loaded and checked
 `
 
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 1 && isHelp(args[0]) {
-		fmt.Fprint(stdout, configCheckUsage)
-		return nil
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), configCheckUsage) }
+	args, err := parseArgs(fs, args, stdout, stderr)
+	if err != nil {
+		return ignoreHelp(err)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, configCheckUsage)
 		return ErrUsage
 	}
-	cfg, mat, err := checkFile(args[0], Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
+	cfg, mat, routes, err := checkFile(args[0], Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
 	if err != nil {
 		return err
 	}
@@ -40,8 +43,21 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		b := mat.Store.Bundle(name)
 		fmt.Fprintf(stdout, "  trust_bundles.%s: %d root(s), %d intermediate(s)\n", name, len(b.Anchors), len(b.Intermediates))
 	}
-	for _, r := range cfg.Routes {
-		fmt.Fprintf(stdout, "  route %s: %s -> %s (trust %v)\n", r.Name, r.PathPrefix, r.Upstream, r.Trust)
+	if cfg.Audit.Ship.Stdout {
+		fmt.Fprintln(stdout, "  audit.ship.stdout: every record as a JSON line on standard output")
+	}
+	if sl := cfg.Audit.Ship.Syslog; sl != nil {
+		fmt.Fprintf(stdout, "  audit.ship.syslog: %s://%s (facility %s)\n", sl.Transport, sl.Address, sl.Facility)
+	}
+	for i, r := range cfg.Routes {
+		target := r.Upstream
+		if r.Dynamic != nil {
+			target = fmt.Sprintf("dynamic %v", r.Dynamic.Hosts)
+		}
+		fmt.Fprintf(stdout, "  route %s: %s -> %s (trust %v; %s)\n", r.Name, r.PathPrefix, target, r.Trust, routes[i])
+	}
+	if cfg.OutboundProxy != nil || cfg.Revocation.OutboundProxy != nil {
+		fmt.Fprintf(stdout, "  revocation fetches: %s\n", routes[len(cfg.Routes)])
 	}
 	return nil
 }

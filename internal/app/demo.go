@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
-	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -87,13 +86,12 @@ Nothing is installed and nothing leaves 127.0.0.1.`)
 	// Stop the proxy (it drains and closes its audit log with a final
 	// checkpoint), then check what it recorded, as the security team would.
 	env.close()
-	files, err := audit.ChainFiles(filepath.Join(dir, "audit"), "demo")
-	if err != nil {
-		return err
-	}
+	// The demo's ORG_SIGN comes from the test PKI it generated: that is
+	// the authority its audit chain is anchored to.
+	verifyArgs := []string{"--trust", filepath.Join(dir, "igc-sante-test.pem"), "--structure-id", testpki.IDNatStruct, filepath.Join(dir, "audit")}
 	var out bytes.Buffer
-	verr := cmdAuditVerify(files, &out, stderr)
-	fmt.Fprintf(stdout, "\nroc-proxy audit verify %s/audit/*.jsonl\n%s", dir, out.String())
+	verr := cmdAuditVerify(verifyArgs, &out, stderr)
+	fmt.Fprintf(stdout, "\nroc-proxy audit verify %s\n%s", strings.Join(verifyArgs, " "), out.String())
 	if verr != nil {
 		fmt.Fprintln(stdout, verr)
 		return fmt.Errorf("demo: the audit log does not verify: %w", verr)
@@ -426,7 +424,8 @@ Everything keeps running (Ctrl-C to stop). Try:
   curl -s -X POST -H 'Content-Type: application/soap+xml' -H 'X-Roc-User-Id: 810002345678' \
        -H 'X-Roc-User-Name: DUPONT Jeanne' -H 'X-Roc-User-Roles: 10' -H 'X-Roc-Patient-Ins: 279035121518989' \
        --data-binary @%[1]s/dmp-request.xml %[2]s/dmp/
-  go run ./cmd/roc-proxy audit show --verify-tokens --trust %[1]s/igc-sante-test.pem %[1]s/audit/*.jsonl
+  go run ./cmd/roc-proxy audit show --verify-tokens --trust %[1]s/igc-sante-test.pem %[1]s/audit
+  go run ./cmd/roc-proxy audit verify --trust %[1]s/igc-sante-test.pem --structure-id 1990000019 %[1]s/audit
 
 Configuration: %[1]s/roc-proxy.yaml   Log: %[4]s
 `, env.dir, env.sihURL, env.adminURL, env.logPath)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -48,12 +50,19 @@ func TestSIGKILLUnderSignedTraffic(t *testing.T) {
 		io.WriteString(w, "<ok/>")
 	})
 	auditDir := filepath.Join(dir, "audit")
+	// The security team's collector: every record must reach it at least
+	// once, across the kill.
+	collector, err := sim.StartSyslogCollector(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer collector.Close()
 	cfg := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: kill, checkpoint_every: 50}
+audit: {dir: %s, chain_id: kill, checkpoint_every: 50, ship: {syslog: {address: "%s", transport: tcp}}}
 routes:
   - name: dmp
     path_prefix: /dmp/
@@ -62,7 +71,7 @@ routes:
     trust: [osi]
     revocation: {policy: off}
     token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}
-`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, auditDir, up.URL, testpki.IDBHost)
+`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, auditDir, collector.Addr, up.URL, testpki.IDBHost)
 	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 
@@ -126,7 +135,10 @@ routes:
 	if err != nil || len(auditFiles) == 0 {
 		t.Fatalf("no audit files: %v", err)
 	}
-	rep, err := audit.Verify(auditFiles, audit.VerifyOptions{})
+	anchor := &audit.Anchor{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), StructureIDs: []string{testpki.IDNatStruct}}
+	anchor.Roots.AddCert(p.SanteRoot.Cert)
+	anchor.Intermediates.AddCert(p.SanteOrg.Cert)
+	rep, err := audit.Verify(auditFiles, audit.VerifyOptions{Anchor: anchor})
 	if err != nil {
 		t.Fatalf("chain broken after SIGKILL: %v", err)
 	}
@@ -150,8 +162,41 @@ routes:
 			t.Fatalf("token %s reached the partner without a signed record", id)
 		}
 	}
-	t.Logf("killed after %d tokens reached the partner; %d signed records, chain OK up to record %d (%d warnings)",
-		len(received), rep.Signed, rep.LastSeq, len(rep.Warnings))
+	t.Logf("killed after %d tokens reached the partner; %d signed records, chain OK up to record %d, signed up to %d (%d warnings; %s)",
+		len(received), rep.Signed, rep.LastSeq, rep.CoveredTo, len(rep.Warnings), rep.Uncovered)
+
+	// Restarted, the proxy continues the chain in a new file that starts
+	// with a checkpoint: the records the killed process wrote after its
+	// last checkpoint are covered at once.
+	cmd2, _ := startRocProxy(t, bin, cfgPath)
+	cmd2.Process.Signal(syscall.SIGTERM)
+	if err := cmd2.Wait(); err != nil {
+		t.Fatalf("stopping the restarted proxy: %v", err)
+	}
+	auditFiles, _ = audit.ChainFiles(auditDir, "kill")
+	after, err := audit.Verify(auditFiles, audit.VerifyOptions{Anchor: anchor})
+	if err != nil || after.Uncovered != "" || after.CoveredTo != after.LastSeq || after.LastSeq <= rep.LastSeq {
+		t.Fatalf("after a restart: %+v %v", after, err)
+	}
+	got := map[uint64]int{}
+	for _, m := range collector.Messages() {
+		var r audit.Record
+		if err := json.Unmarshal(m.Msg, &r); err != nil {
+			t.Fatalf("collector message: %v", err)
+		}
+		got[r.Seq]++
+	}
+	again := 0
+	for seq := uint64(1); seq <= after.LastSeq; seq++ {
+		if got[seq] == 0 {
+			t.Fatalf("record %d never reached the collector", seq)
+		}
+		again += got[seq] - 1
+	}
+	if errs := collector.Errors(); len(errs) > 0 {
+		t.Fatalf("collector errors: %v", errs)
+	}
+	t.Logf("all %d records reached the collector across the kill (%d delivered twice)", after.LastSeq, again)
 }
 
 // buildRocProxy builds the binary into dir.

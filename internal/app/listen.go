@@ -65,3 +65,14 @@ func (c *limitedConn) Close() error {
 	})
 	return err
 }
+
+// CloseWrite half-closes the connection, as net/http does (through its
+// closeWriter interface, which embedding net.Conn hides) before it closes
+// a connection whose request body it did not read: the client then reads
+// the whole answer and the end of the stream, not a reset.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

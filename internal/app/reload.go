@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -166,6 +167,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			p.digests["listen.tls"] = digest
 			if cert, _, err := loadListenTLS(t); err != nil {
 				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "error").Inc()
+				p.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(1)
 				p.log.Error("renewed listener certificate refused: keeping the current one", zap.Error(err))
 			} else {
 				p.sihCert.Store(cert)
@@ -173,6 +175,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 					p.watchExpiry("listen.tls", cert.Leaf, p.deps.Now())
 				}
 				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "ok").Inc()
+				p.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(0)
 				p.log.Info("renewed listener certificate loaded")
 			}
 		}
@@ -184,6 +187,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 	}{
 		{"identity.auth", p.cfg.Identity.Auth, mtls.RoleAuthClient},
 		{"identity.sign", p.cfg.Identity.Sign, mtls.RoleSign},
+		{"audit.checkpoint_key", p.cfg.Audit.CheckpointKey, mtls.RoleSign},
 	} {
 		if s.src == nil {
 			continue
@@ -197,24 +201,32 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			// Kept: the same broken files are not retried until they change.
 			p.digests[s.source] = digest
 			p.metrics.CertificateReloads.WithLabelValues(s.source, "error").Inc()
+			p.metrics.CertificateRefused.WithLabelValues(s.source).Set(1)
 			p.log.Error("renewed certificate refused: keeping the current one", zap.String("source", s.source), zap.Error(err))
 			continue
 		}
 		p.digests[s.source] = digest
 		p.watchExpiry(s.source, id.Leaf, p.deps.Now())
-		if s.role == mtls.RoleAuthClient {
+		switch s.source {
+		case "identity.auth":
 			p.authCert.Store(&id.Certificate)
 			p.auth = id
 			for _, t := range p.transports {
 				t.renew()
 			}
 			p.revocation.Watch(ctx, "ORG_AUTH_CLI", id.Chain)
-		} else {
+		case "identity.sign":
 			p.signer.Store(saml.NewSigner(id.Signer(), id.Leaf))
 			p.sign = id
 			p.revocation.Watch(ctx, "ORG_SIGN", id.Chain)
+			if p.cfg.Audit.CheckpointKey == nil {
+				p.checkpointKey.Store(id) // the next checkpoint is signed by the renewed ORG_SIGN
+			}
+		case "audit.checkpoint_key":
+			p.checkpointKey.Store(id)
 		}
 		p.metrics.CertificateReloads.WithLabelValues(s.source, "ok").Inc()
+		p.metrics.CertificateRefused.WithLabelValues(s.source).Set(0)
 		p.log.Info("renewed certificate loaded", zap.String("source", s.source),
 			zap.String("subject", trust.SubjectDN(id.Leaf)), zap.Time("not_after", id.Leaf.NotAfter))
 	}
@@ -257,6 +269,9 @@ func restartSections(running, next *config.Config) []string {
 		"revocation": reflect.DeepEqual(next.Revocation, running.Revocation),
 		"server":     reflect.DeepEqual(next.Server, running.Server),
 		"log":        reflect.DeepEqual(next.Log, running.Log),
+		// Routes without a proxy of their own keep the one loaded at
+		// start; a route's own outbound_proxy is applied by a reload.
+		"outbound_proxy": reflect.DeepEqual(next.OutboundProxy, running.OutboundProxy),
 	} {
 		if !same {
 			changed = append(changed, name)
@@ -268,17 +283,24 @@ func restartSections(running, next *config.Config) []string {
 
 // checkFile runs the checks of config check on a file: strict decoding,
 // validation, and loading every certificate, key and trust bundle it
-// names. config check and a reload call it both, so that they agree.
-func checkFile(path string, d Deps) (*config.Config, *Material, error) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return nil, nil, err
+// names, the outbound proxies' credentials and the audit collector's
+// certificates (nothing connects). config check and a reload call it
+// both, so that they agree. routes says how each route, then the
+// revocation fetches, leave (describeProxies).
+func checkFile(path string, d Deps) (cfg *config.Config, mat *Material, routes []string, err error) {
+	if cfg, err = config.Load(path); err != nil {
+		return nil, nil, nil, err
 	}
-	mat, err := LoadMaterial(cfg, d)
-	if err != nil {
-		return nil, nil, &config.FileError{File: path, Err: err}
+	if mat, err = LoadMaterial(cfg, d); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
 	}
-	return cfg, mat, nil
+	if routes, err = describeProxies(cfg, d.Getenv); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	if _, err = auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: d.Getenv}); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	return cfg, mat, routes, nil
 }
 
 // reloadConfig applies a configuration file whole or not at all. The file
@@ -290,10 +312,12 @@ func checkFile(path string, d Deps) (*config.Config, *Material, error) {
 func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
 	fail := func(err error) error {
 		p.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		p.refusedFile = true
+		p.metrics.ConfigRefused.Set(1)
 		p.log.Error("configuration reload refused: keeping the running configuration", zap.String("file", path), zap.Error(err))
 		return err
 	}
-	next, mat, err := checkFile(path, p.deps)
+	next, mat, _, err := checkFile(path, p.deps)
 	if err != nil {
 		return fail(err)
 	}
@@ -303,6 +327,8 @@ func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
 	if err := p.applyRoutes(ctx, next, mat.Store); err != nil {
 		return fail(&config.FileError{File: path, Err: err})
 	}
+	p.refusedFile, p.refusedBundles = false, false
+	p.metrics.ConfigRefused.Set(0)
 	p.log.Info("configuration reloaded", zap.String("file", path), zap.Int("routes", len(next.Routes)), zap.Strings("bundles", mat.Store.Names()))
 	return nil
 }
@@ -316,8 +342,15 @@ func (p *Proxy) reloadBundles(ctx context.Context) {
 	}
 	if err != nil {
 		p.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		p.refusedBundles = true
+		p.metrics.ConfigRefused.Set(1)
 		p.log.Error("changed trust bundle refused: keeping the running ones", zap.Error(err))
 		return
+	}
+	p.refusedBundles = false
+	if !p.refusedFile {
+		// A configuration file refused earlier is still on disk.
+		p.metrics.ConfigRefused.Set(0)
 	}
 	p.log.Info("trust bundles reloaded", zap.Strings("bundles", store.Names()))
 }
@@ -337,7 +370,7 @@ func (p *Proxy) applyRoutes(ctx context.Context, cfg *config.Config, store *trus
 	for _, t := range old {
 		t.CloseIdleConnections() // requests in flight finish first
 	}
-	p.watchBundles(store)
+	p.watchBundles(store) // the expiry series follow the bundles
 	p.metrics.ConfigReloads.WithLabelValues("ok").Inc()
 	p.prefetchRevocation(ctx) // the new bundles' authorities
 	return nil

@@ -22,10 +22,19 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// SIGHUP (systemctl reload) is asked for first: its default action
+	// would end the process if it came while the configuration and the
+	// certificates load (Type=exec services count as started at exec). One
+	// that comes then is kept and reloads once serving, since the files may
+	// have changed after they were read.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	fs.Usage = func() {
@@ -49,7 +58,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer flushLog()
 	tuneGC(cfg, os.Getenv, log)
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath})
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath, Stdout: stdout})
 	if err != nil {
 		return &config.FileError{File: *cfgPath, Err: err}
 	}
@@ -63,9 +72,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen.admin: %w", err)
 	}
 	// SIGHUP reloads the routes and trust bundles.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
@@ -158,6 +164,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	case <-bound.C:
 	}
 	p.log.Error("server.shutdown_timeout reached with work still running: exiting anyway", zap.Duration("shutdown_timeout", srv.ShutdownTimeout))
+	p.revocation.Close()
 	s.sih.Close()
 	s.sihLn.Close()
 	s.admin.Close()
@@ -183,6 +190,9 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		}
 		defer p.acmeCache.Stop()
 	}
+	// Last, once the background work stopped: ends revocation fetches
+	// still in flight.
+	defer p.revocation.Close()
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
 	p.prefetchRevocation(ctx)
@@ -211,10 +221,13 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 			s.sih.TLSConfig = p.sihTLS
 			go func() { errc <- s.sih.ServeTLS(s.sihLn, "", "") }()
 		} else {
-			go func() { errc <- s.sih.Serve(s.sihLn) }()
+			// JSON bodies for the requests net/http refuses itself.
+			go func() { errc <- s.sih.Serve(proxy.JSONBadRequests(s.sihLn)) }()
 		}
 		s.ready.Store(true)
-		p.metrics.Ready.Set(1)
+		if missing, _ := p.revocationReadiness(); len(missing) == 0 {
+			p.metrics.Ready.Set(1)
+		}
 		p.log.Info("roc-proxy started", zap.String("version", version),
 			zap.String("sih", s.sihLn.Addr().String()), zap.String("admin", s.adminLn.Addr().String()),
 			zap.Int("routes", len(p.cfg.Routes)), zap.String("auth_subject", trust.SubjectDN(p.auth.Leaf)))
@@ -281,7 +294,13 @@ func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": p.expiryWarnings()})
+		warnings := append(p.expiryWarnings(), p.revocation.Warnings()...)
+		if missing, pastBudget := p.revocationReadiness(); pastBudget {
+			for _, m := range missing {
+				warnings = append(warnings, "revocation: not ready after revocation.startup_budget: "+m)
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "warnings": warnings})
 	})
 	mux.HandleFunc("GET /revocation", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, p.revocation.Snapshot())
@@ -291,6 +310,16 @@ func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready"})
 			return
 		}
+		if missing, pastBudget := p.revocationReadiness(); len(missing) > 0 {
+			p.metrics.Ready.Set(0)
+			reason := "waiting for the revocation status of the partners' authorities"
+			if pastBudget {
+				reason = "revocation status still unusable after revocation.startup_budget"
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not_ready", "reason": reason, "missing": missing})
+			return
+		}
+		p.metrics.Ready.Set(1)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	return mux

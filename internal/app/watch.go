@@ -20,6 +20,7 @@ import (
 func watchedDirs(cfg *config.Config) []string {
 	set := map[string]bool{}
 	files := append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
+	files = append(files, sourceFiles(cfg.Audit.CheckpointKey)...)
 	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
 		files = append(files, sourceFiles(listenSource(t))...)
 	}
@@ -48,6 +49,7 @@ func watchedDirs(cfg *config.Config) []string {
 func relevantFiles(cfg *config.Config) (files, folders map[string]bool) {
 	files, folders = map[string]bool{}, map[string]bool{}
 	list := append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
+	list = append(list, sourceFiles(cfg.Audit.CheckpointKey)...)
 	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
 		list = append(list, sourceFiles(listenSource(t))...)
 	}

@@ -30,7 +30,7 @@ func options(t testing.TB, dir string) Options {
 		t.Fatal(err)
 	}
 	return Options{Dir: dir, Chain: "pod-a", CheckpointEvery: 10, CheckpointInterval: time.Hour,
-		Signer: p.Sign.Key, Cert: p.Sign.Cert, Metrics: m}
+		Signer: StaticSigner(p.Sign.Key, p.Sign.Cert), Metrics: m}
 }
 
 func signed(i int) *Record {
@@ -71,6 +71,12 @@ func TestChainVerifies(t *testing.T) {
 	}
 	if rep.Signed != 35 || rep.Checkpoints < 3 || rep.FirstSeq != 1 || len(rep.Warnings) != 0 {
 		t.Fatalf("report %+v", rep)
+	}
+	// In one file: a checkpoint after records 10, 20 and 30 and one at the
+	// close, no more (each costs a signature).
+	one := writeChain(t, t.TempDir(), 35, 0)
+	if rep, err := Verify(one, VerifyOptions{}); err != nil || rep.Checkpoints != 4 {
+		t.Fatalf("%d checkpoints for 35 records, one every 10: %v", rep.Checkpoints, err)
 	}
 	// A reopened log continues the same chain.
 	reopenAndVerify(t, dir, 36)

@@ -6,13 +6,22 @@ import (
 	"time"
 )
 
+// recordVersion is written in every new record. Version 2 signs the open
+// record and binds type and time into signatures; version 1 records
+// (roc-proxy before it) still verify.
+const recordVersion = 2
+
 // Record types.
 const (
-	TypeOpen       = "open"       // first record of a chain
+	TypeOpen       = "open"       // first record of a chain, signed (its genesis)
 	TypeSigned     = "signed"     // a token is about to leave
 	TypeResult     = "result"     // what came of it
 	TypeCheckpoint = "checkpoint" // signed head of the chain
 )
+
+// IsSigned reports whether r carries a signature: the open record and the
+// checkpoints.
+func (r *Record) IsSigned() bool { return len(r.Signature) > 0 }
 
 // Record is one line of the audit log. Fields are in a fixed order (struct
 // order) so that a line's bytes, which the next record hashes, are stable.
@@ -48,12 +57,16 @@ type Record struct {
 	LatencyMS  float64 `json:"latency_ms,omitempty"`
 	ErrorClass string  `json:"error,omitempty"`
 
-	// checkpoint: Head is Prev restated (the chain head it signs),
-	// Signature is RSA/ECDSA over SHA-256(chain|seq|head), Cert the DER of
-	// the signing certificate.
+	// open and checkpoint: Head is Prev restated (the chain head it
+	// signs), Signature is RSA (PKCS #1 v1.5) or ECDSA over SignedDigest,
+	// Cert the DER of the signing certificate.
 	Head      string `json:"head,omitempty"`
 	Signature []byte `json:"signature,omitempty"`
 	Cert      []byte `json:"cert,omitempty"`
+	// Every is, in a signed record, the most unsigned records that may
+	// follow it before the next signed one (audit.checkpoint_every): the
+	// writer never leaves more, so verify sees removed checkpoints.
+	Every int `json:"every,omitempty"`
 }
 
 // lineHash is the chain link: SHA-256 of a line's bytes, newline excluded.
@@ -62,9 +75,21 @@ func lineHash(line []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// checkpointDigest is what a checkpoint's signature covers.
-func checkpointDigest(chain string, seq uint64, head string) [32]byte {
-	return sha256.Sum256([]byte(chain + "|" + itoa(seq) + "|" + head))
+// SignedDigest is what the signature of a signed record covers. Version 2:
+// SHA-256 of "roc-proxy audit v2", chain, seq, type, time (RFC 3339, UTC,
+// nanoseconds), head and every, each on its own line; the head is the hash
+// of the line before, which covers every earlier record. Version 1:
+// SHA-256 of chain|seq|head.
+func (r *Record) SignedDigest() [32]byte {
+	if r.Version < 2 {
+		return sha256.Sum256([]byte(r.Chain + "|" + itoa(r.Seq) + "|" + r.Head))
+	}
+	every := uint64(0)
+	if r.Every > 0 {
+		every = uint64(r.Every)
+	}
+	return sha256.Sum256([]byte("roc-proxy audit v2\n" + r.Chain + "\n" + itoa(r.Seq) + "\n" + r.Type + "\n" +
+		r.Time.UTC().Format(time.RFC3339Nano) + "\n" + r.Head + "\n" + itoa(every)))
 }
 
 func itoa(n uint64) string {

@@ -2,8 +2,7 @@ package audit
 
 import (
 	"encoding/json"
-	"path/filepath"
-	"sort"
+	"fmt"
 	"time"
 )
 
@@ -33,32 +32,49 @@ func (f Filter) match(r *Record) bool {
 	return false
 }
 
-// Select reads files in order and returns the matching records. A result
-// record matches when its signed record does (same assertion and request).
+// Select reads files (of one or several chains) and returns the matching
+// records, chain by chain in chain order. A result record matches when its
+// signed record does (same chain, assertion and request).
 func Select(files []string, f Filter) ([]*Record, error) {
-	sorted := append([]string(nil), files...)
-	sort.Slice(sorted, func(i, j int) bool { return filepath.Base(sorted[i]) < filepath.Base(sorted[j]) })
-	var out []*Record
-	picked := map[string]bool{}
-	for _, path := range sorted {
-		lines, _, err := ReadRecords(path)
-		if err != nil {
-			return nil, err
-		}
-		for _, line := range lines {
-			r := &Record{}
-			if err := json.Unmarshal(line, r); err != nil {
-				continue // Verify says where; show shows what it can read
+	recs, _, err := Show(files, f)
+	return recs, err
+}
+
+// Show is Select that also lists the lines it could not read as records
+// (file:line): show prints what it can and says what it skipped; verify
+// says why.
+func Show(files []string, f Filter) (recs []*Record, problems []string, err error) {
+	byChain, ids, err := groupChains(files)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, chain := range ids {
+		picked := map[string]bool{}
+		for _, seg := range byChain[chain] {
+			lines, _, err := ReadRecords(seg.path)
+			if err != nil {
+				return nil, nil, err
 			}
-			key := r.RequestID + "|" + r.AssertionID
-			switch {
-			case r.Type == TypeResult && picked[key]:
-				out = append(out, r)
-			case f.match(r):
-				out = append(out, r)
-				picked[key] = true
+			chains, _, _ := lineChain(seg.path, lines)
+			for i, line := range lines {
+				if chains[i] != chain {
+					continue
+				}
+				r := &Record{}
+				if err := json.Unmarshal(line, r); err != nil {
+					problems = append(problems, fmt.Sprintf("%s:%d: not a record (audit verify says more)", seg.path, i+1))
+					continue
+				}
+				key := r.RequestID + "|" + r.AssertionID
+				switch {
+				case r.Type == TypeResult && picked[key]:
+					recs = append(recs, r)
+				case f.match(r):
+					recs = append(recs, r)
+					picked[key] = true
+				}
 			}
 		}
 	}
-	return out, nil
+	return recs, problems, nil
 }

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -11,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,11 +26,23 @@ import (
 var ErrUnavailable = errors.New("audit log unavailable")
 
 // File is what the log writes to; os.File in production, a failing file
-// in tests (disk full, read-only volume).
+// in tests (disk full, read-only volume). A File that also has
+// Truncate(size int64) error is truncated through it after a failed write;
+// otherwise its path is.
 type File interface {
 	io.Writer
 	Sync() error
 	Close() error
+}
+
+// SignerFunc returns the key and certificate that sign the chain's open
+// record and its checkpoints. It is asked at each signature, so that a
+// renewed certificate signs from the next checkpoint on.
+type SignerFunc func() (crypto.Signer, *x509.Certificate)
+
+// StaticSigner is a SignerFunc that always returns key and cert.
+func StaticSigner(key crypto.Signer, cert *x509.Certificate) SignerFunc {
+	return func() (crypto.Signer, *x509.Certificate) { return key, cert }
 }
 
 // Options configure a Log.
@@ -45,18 +56,34 @@ type Options struct {
 	// this many records, or this long after the last one if records came.
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
-	// Signer and Cert sign checkpoints (default: ORG_SIGN).
-	Signer crypto.Signer
-	Cert   *x509.Certificate
+	// Signer signs the open record and the checkpoints (ORG_SIGN, or
+	// audit.checkpoint_key).
+	Signer SignerFunc
 
 	Now     func() time.Time
 	Logger  *zap.Logger
 	Metrics *metrics.Metrics
-	// OpenFile opens a log file for appending; nil means os.OpenFile.
+	// OpenFile opens a new log file for appending; nil means os.OpenFile
+	// (O_EXCL: a file is never continued after a failure or a restart).
 	OpenFile func(path string) (File, error)
 	// NoSync skips fsync (benchmarks only: records may be lost on a
 	// crash).
 	NoSync bool
+	// MaxPendingResults bounds the result records kept for another try
+	// while the log cannot be written (default 10000); beyond, the oldest
+	// are lost, counted and logged.
+	MaxPendingResults int
+	// RetryInterval is the first wait before writing pending results again
+	// (default 100ms, doubling up to 5s).
+	RetryInterval time.Duration
+	// CloseTimeout bounds how long Close keeps trying to write pending
+	// results (default 5s).
+	CloseTimeout time.Duration
+	// Sinks receive every record once durable (audit.ship), each from its
+	// own cursor; Close lets them deliver what is durable for
+	// ShipDrainTimeout (default 5s).
+	Sinks            []Sink
+	ShipDrainTimeout time.Duration
 }
 
 // Log is an append-only, hash-chained, fsynced audit log.
@@ -67,12 +94,20 @@ type Log struct {
 
 	// Owned by the run goroutine.
 	f            File
-	fileBytes    int64
+	path         string // of f
+	fileBytes    int64  // durable bytes of f
+	dirty        bool   // bytes of a failed write may follow fileBytes in f
 	fileOpened   time.Time
 	seq          uint64 // last durable record
 	head         string // hash of the last durable line
 	sinceCheckpt int
-	lastRecord   time.Time
+	pending      []*Record // result records whose write failed
+	retryWait    time.Duration
+
+	durable  atomic.Uint64 // seq of the last durable record
+	subsMu   sync.Mutex
+	subs     []chan struct{}
+	shippers []*shipper
 
 	closeOnce sync.Once
 }
@@ -82,8 +117,10 @@ type request struct {
 	done chan error // nil: nobody waits (result records)
 }
 
-// Open continues the chain found in dir (or starts it) and starts the
-// writer.
+// Open continues the chain found in dir (or starts it with a signed open
+// record) and starts the writer. A continued chain gets a new file that
+// starts with a checkpoint, which also covers the records the previous run
+// wrote after its last checkpoint.
 func Open(o Options) (*Log, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -94,41 +131,49 @@ func Open(o Options) (*Log, error) {
 	if o.OpenFile == nil {
 		o.OpenFile = openAppend
 	}
+	if o.MaxPendingResults <= 0 {
+		o.MaxPendingResults = 10000
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = 100 * time.Millisecond
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 5 * time.Second
+	}
+	if o.ShipDrainTimeout <= 0 {
+		o.ShipDrainTimeout = 5 * time.Second
+	}
+	if o.Signer == nil {
+		return nil, errors.New("audit: no signer for the open record and the checkpoints")
+	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit.dir: %w", err)
 	}
-	l := &Log{o: o, queue: make(chan *request, 4096), done: make(chan struct{})}
-	seq, head, err := lastDurable(o.Dir, o.Chain)
+	l := &Log{o: o, queue: make(chan *request, 4096), done: make(chan struct{}), retryWait: o.RetryInterval}
+	seq, head, err := lastDurable(o.Dir, o.Chain, o.NoSync)
 	if err != nil {
 		return nil, fmt.Errorf("audit.dir: reading the existing chain: %w", err)
 	}
 	l.seq, l.head = seq, head
-	if seq == 0 {
-		if err := l.writeBatch([]*request{{rec: &Record{Type: TypeOpen}}}); err != nil {
+	l.durable.Store(seq)
+	if err := l.writeBatch(nil, false); err != nil {
+		if seq == 0 {
+			l.closeFile()
 			return nil, fmt.Errorf("audit.dir: starting the chain: %w", err)
 		}
+		// The chain exists: its next write starts the new file again.
+		o.Logger.Error("audit log: the restart checkpoint could not be written; retried with the next record", zap.Error(err))
 	}
 	go l.run()
+	for _, sink := range o.Sinks {
+		l.shippers = append(l.shippers, startShipper(l, sink))
+	}
 	return l, nil
 }
 
-// fileName orders a chain's files by their first sequence number.
-func fileName(chain string, firstSeq uint64) string {
-	return fmt.Sprintf("audit-%s-%020d.jsonl", chain, firstSeq)
-}
-
-// ChainFiles lists a chain's files in dir, in order.
-func ChainFiles(dir, chain string) ([]string, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, "audit-"+chain+"-*.jsonl"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(matches)
-	return matches, nil
-}
-
-// lastDurable reads the last complete line of the chain's last file.
-func lastDurable(dir, chain string) (uint64, string, error) {
+// lastDurable reads the last complete line of the chain's files and makes
+// it durable (a crash may have left it in the page cache only).
+func lastDurable(dir, chain string, noSync bool) (uint64, string, error) {
 	files, err := ChainFiles(dir, chain)
 	if err != nil || len(files) == 0 {
 		return 0, "", err
@@ -139,20 +184,53 @@ func lastDurable(dir, chain string) (uint64, string, error) {
 			return 0, "", err
 		}
 		// A torn last line (crash during a write) is not part of the chain.
-		if end := bytes.LastIndexByte(data, '\n'); end >= 0 {
-			data = data[:end]
-		} else {
+		end := bytes.LastIndexByte(data, '\n')
+		if end < 0 {
 			continue
 		}
+		data = data[:end]
 		start := bytes.LastIndexByte(data, '\n') + 1
 		var r Record
 		if err := json.Unmarshal(data[start:], &r); err != nil {
 			return 0, "", fmt.Errorf("%s: last record unreadable: %w", files[i], err)
 		}
+		if !noSync {
+			if err := syncPath(files[i]); err != nil {
+				return 0, "", err
+			}
+		}
 		return r.Seq, lineHash(data[start:]), nil
 	}
 	return 0, "", nil
 }
+
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Subscribe returns a channel that receives a value (without blocking the
+// writer: one pending value at most) whenever records become durable.
+func (l *Log) Subscribe() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	l.subsMu.Lock()
+	l.subs = append(l.subs, c)
+	l.subsMu.Unlock()
+	return c
+}
+
+// Durable is the sequence number of the last durable record.
+func (l *Log) Durable() uint64 { return l.durable.Load() }
+
+// Chain is the log's chain id.
+func (l *Log) Chain() string { return l.o.Chain }
+
+// Dir is the log's folder.
+func (l *Log) Dir() string { return l.o.Dir }
 
 // Signed appends a record and returns once it is on disk, or when ctx
 // ends first (a stuck disk must not hold requests forever; a record that
@@ -175,21 +253,29 @@ func (l *Log) Signed(ctx context.Context, r *Record) error {
 	}
 }
 
-// Result appends a record without waiting for the disk.
+// Result appends a record without waiting for the disk. If the write
+// fails, the record is kept and written again with the next batch.
 func (l *Log) Result(r *Record) {
 	r.Type = TypeResult
 	select {
 	case l.queue <- &request{rec: r}:
 	case <-l.done:
+		l.lose([]*Record{r}, "the log is closed")
 	}
 }
 
-// Close writes what is queued and a final checkpoint, and closes the file.
+// Close writes what is queued and a final checkpoint (trying again for a
+// while if the disk refuses), closes the file, and lets the sinks deliver
+// what is durable (for ShipDrainTimeout at most).
 func (l *Log) Close() {
 	l.closeOnce.Do(func() {
 		done := make(chan error, 1)
 		l.queue <- &request{done: done} // marker: close after this batch
 		<-done
+		deadline := time.Now().Add(l.o.ShipDrainTimeout)
+		for _, s := range l.shippers {
+			s.drain(deadline)
+		}
 	})
 }
 
@@ -200,14 +286,23 @@ func (l *Log) run() {
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var retry <-chan time.Time
 	for {
+		if len(l.pending) > 0 && retry == nil {
+			retry = time.After(l.retryWait)
+			l.retryWait = min(2*l.retryWait, 5*time.Second)
+		}
 		var first *request
 		select {
 		case first = <-l.queue:
 		case <-tick.C:
-			if l.sinceCheckpt > 0 {
-				l.report(l.writeBatch(nil), nil)
+			if l.sinceCheckpt > 0 || len(l.pending) > 0 {
+				l.report(l.writeBatch(nil, true), nil)
 			}
+			continue
+		case <-retry:
+			retry = nil
+			l.report(l.writeBatch(nil, false), nil)
 			continue
 		}
 		batch := []*request{first}
@@ -229,15 +324,11 @@ func (l *Log) run() {
 			}
 			writes = append(writes, r)
 		}
-		if closing && l.sinceCheckpt+len(writes) > 0 {
-			writes = append(writes, &request{rec: l.checkpoint()})
-		}
-		err := l.writeBatch(writes)
+		err := l.writeBatch(writes, closing)
 		l.report(err, batch)
 		if closing {
-			if l.f != nil {
-				l.f.Close()
-			}
+			err = l.finish(err)
+			l.closeFile()
 			close(l.done)
 			for _, r := range batch {
 				if r.rec == nil {
@@ -249,51 +340,113 @@ func (l *Log) run() {
 	}
 }
 
+// finish keeps trying to write pending results and the final checkpoint
+// for CloseTimeout, then counts what is left as lost.
+func (l *Log) finish(err error) error {
+	deadline := time.Now().Add(l.o.CloseTimeout)
+	wait := l.o.RetryInterval
+	for err != nil && time.Now().Before(deadline) {
+		time.Sleep(min(wait, time.Until(deadline)))
+		wait = min(2*wait, time.Second)
+		err = l.writeBatch(nil, true)
+	}
+	if err != nil && len(l.pending) > 0 {
+		l.lose(l.pending, "the log closed while the disk refused writes")
+		l.pending = nil
+	}
+	return err
+}
+
+// report answers the waiting requests of a batch, and keeps its result
+// records for another try when it failed.
 func (l *Log) report(err error, batch []*request) {
 	for _, r := range batch {
-		if r.done != nil && r.rec != nil {
-			if err != nil {
-				r.done <- fmt.Errorf("%w: %v", ErrUnavailable, err)
-			} else {
-				r.done <- nil
-			}
+		if r.rec == nil {
+			continue
 		}
+		switch {
+		case r.done != nil && err != nil:
+			r.done <- fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case r.done != nil:
+			r.done <- nil
+		case err != nil && r.rec.Type == TypeResult:
+			l.pending = append(l.pending, r.rec)
+		}
+	}
+	if over := len(l.pending) - l.o.MaxPendingResults; over > 0 {
+		l.lose(l.pending[:over], "too many results waiting for the disk (audit log unavailable)")
+		l.pending = append([]*Record(nil), l.pending[over:]...)
+	}
+	l.o.Metrics.AuditPendingRecords.Set(float64(len(l.pending)))
+}
+
+// lose counts and logs result records that will never be written: the log
+// line keeps what they said.
+func (l *Log) lose(recs []*Record, why string) {
+	for _, r := range recs {
+		l.o.Metrics.AuditRecordsLost.WithLabelValues(r.Type).Inc()
+		l.o.Logger.Error("audit record lost", zap.String("why", why), zap.String("chain", l.o.Chain), zap.String("type", r.Type),
+			zap.String("request_id", r.RequestID), zap.String("route", r.Route), zap.String("assertion_id", r.AssertionID),
+			zap.Int("status", r.Status), zap.String("error", r.ErrorClass))
 	}
 }
 
-// checkpoint is a placeholder record completed in writeBatch, where the
-// head it signs is known.
-func (l *Log) checkpoint() *Record { return &Record{Type: TypeCheckpoint} }
-
-// writeBatch chains, writes and syncs records (nil: only a checkpoint if
-// due). The chain head moves only when the sync succeeded.
-func (l *Log) writeBatch(reqs []*request) error {
+// writeBatch chains, writes and syncs records: reqs' records after the
+// pending results, preceded by the open record (a new chain) or a
+// checkpoint (a new file: every file starts with a signed record), and
+// followed by a checkpoint when one is due (checkpoint: whenever records
+// follow the last one). The chain head moves only when the sync succeeded.
+func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 	now := l.o.Now()
-	var recs []*Record
-	for _, r := range reqs {
-		recs = append(recs, r.rec)
+	if err := l.recover(); err != nil {
+		l.failed("truncate", err)
+		return err
 	}
-	due := l.sinceCheckpt+len(recs) >= l.checkpointEvery() ||
-		(reqs == nil && l.sinceCheckpt > 0 && now.Sub(l.lastRecord) >= 0)
-	if due && (len(recs) == 0 || recs[len(recs)-1].Type != TypeCheckpoint) {
-		recs = append(recs, l.checkpoint())
+	rotate := l.rotationDue(now)
+	var recs []*Record
+	switch {
+	case l.seq == 0:
+		recs = append(recs, &Record{Type: TypeOpen})
+	case rotate || l.fileBytes == 0:
+		recs = append(recs, &Record{Type: TypeCheckpoint})
+	}
+	// A checkpoint after every checkpoint_every unsigned records, inside
+	// the batch if need be: never more follow a signed record (verify
+	// relies on it to see removed checkpoints).
+	since := l.sinceCheckpt
+	if len(recs) > 0 {
+		since = 0
+	}
+	add := func(r *Record) {
+		recs = append(recs, r)
+		if since++; since >= l.checkpointEvery() {
+			recs = append(recs, &Record{Type: TypeCheckpoint})
+			since = 0
+		}
+	}
+	for _, r := range l.pending {
+		add(r)
+	}
+	for _, r := range reqs {
+		add(r.rec)
+	}
+	if since > 0 && checkpoint {
+		recs = append(recs, &Record{Type: TypeCheckpoint})
+		since = 0
 	}
 	if len(recs) == 0 {
 		return nil
 	}
 	var buf bytes.Buffer
 	seq, head := l.seq, l.head
-	since := l.sinceCheckpt
 	for _, r := range recs {
 		seq++
-		r.Version, r.Chain, r.Seq, r.Time, r.Prev = 1, l.o.Chain, seq, now.UTC(), head
-		if r.Type == TypeCheckpoint {
-			if err := l.signCheckpoint(r); err != nil {
+		r.Version, r.Chain, r.Seq, r.Time, r.Prev = recordVersion, l.o.Chain, seq, now.UTC(), head
+		if r.Type == TypeOpen || r.Type == TypeCheckpoint {
+			if err := l.sign(r); err != nil {
+				l.failed("sign", err)
 				return err
 			}
-			since = 0
-		} else {
-			since++
 		}
 		line, err := json.Marshal(r)
 		if err != nil {
@@ -304,9 +457,11 @@ func (l *Log) writeBatch(reqs []*request) error {
 		head = lineHash(line)
 	}
 	start := time.Now()
-	if err := l.ensureFile(l.seq+1, int64(buf.Len()), now); err != nil {
-		l.failed("open", err)
-		return err
+	if rotate {
+		if err := l.openNext(l.seq+1, now); err != nil {
+			l.failed("open", err)
+			return err
+		}
 	}
 	if _, err := l.f.Write(buf.Bytes()); err != nil {
 		l.failed("write", err)
@@ -322,16 +477,27 @@ func (l *Log) writeBatch(reqs []*request) error {
 	l.fileBytes += int64(buf.Len())
 	for _, r := range recs {
 		l.o.Metrics.AuditRecords.WithLabelValues(r.Type).Inc()
-		if r.Type == TypeCheckpoint {
-			// Shipped with the process logs: a copy of the chain head kept
+		if r.Type == TypeCheckpoint || r.Type == TypeOpen {
+			// Also in the process logs: a copy of the chain head kept
 			// elsewhere than the files.
 			line, _ := json.Marshal(r)
 			l.o.Logger.Info("audit checkpoint", zap.String("chain", r.Chain), zap.Uint64("seq", r.Seq),
 				zap.String("head", r.Head), zap.String("record", string(line)))
 		}
 	}
-	l.seq, l.head, l.sinceCheckpt, l.lastRecord = seq, head, since, now
+	l.seq, l.head, l.sinceCheckpt = seq, head, since
+	l.pending, l.retryWait = nil, l.o.RetryInterval
+	l.o.Metrics.AuditPendingRecords.Set(0)
 	l.o.Metrics.AuditHealthy.Set(1)
+	l.durable.Store(seq)
+	l.subsMu.Lock()
+	for _, c := range l.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	l.subsMu.Unlock()
 	return nil
 }
 
@@ -342,74 +508,99 @@ func (l *Log) checkpointEvery() int {
 	return l.o.CheckpointEvery
 }
 
-func (l *Log) signCheckpoint(r *Record) error {
-	r.Head = r.Prev
-	if l.o.Signer == nil {
+// sign completes a signed record with the current signer.
+func (l *Log) sign(r *Record) error {
+	r.Head, r.Every = r.Prev, l.checkpointEvery()
+	key, cert := l.o.Signer()
+	if key == nil || cert == nil {
 		return errors.New("no checkpoint signing key")
 	}
-	d := checkpointDigest(r.Chain, r.Seq, r.Head)
-	sig, err := l.o.Signer.Sign(rand.Reader, d[:], crypto.SHA256)
+	d := r.SignedDigest()
+	var opts crypto.SignerOpts = crypto.SHA256
+	sig, err := key.Sign(rand.Reader, d[:], opts)
 	if err != nil {
-		return fmt.Errorf("signing a checkpoint: %w", err)
+		return fmt.Errorf("signing a %s record: %w", r.Type, err)
 	}
-	r.Signature, r.Cert = sig, l.o.Cert.Raw
+	r.Signature, r.Cert = sig, cert.Raw
 	return nil
 }
 
-// ensureFile opens the current file, or a new one when rotation is due or
-// after a failure (the chain continues from the last durable record).
-func (l *Log) ensureFile(nextSeq uint64, adding int64, now time.Time) error {
-	if l.f != nil {
-		tooBig := l.o.MaxFileBytes > 0 && l.fileBytes+adding > l.o.MaxFileBytes && l.fileBytes > 0
-		tooOld := l.o.MaxFileAge > 0 && now.Sub(l.fileOpened) >= l.o.MaxFileAge
-		if !tooBig && !tooOld {
-			return nil
+// rotationDue: no file yet, or the current one is full or old.
+func (l *Log) rotationDue(now time.Time) bool {
+	if l.f == nil {
+		return true
+	}
+	tooBig := l.o.MaxFileBytes > 0 && l.fileBytes >= l.o.MaxFileBytes
+	tooOld := l.o.MaxFileAge > 0 && now.Sub(l.fileOpened) >= l.o.MaxFileAge
+	return tooBig || tooOld
+}
+
+// openNext closes the current file and opens a new one for records from
+// firstSeq, under a name no file has: a file left by a failed write or a
+// crash is never continued.
+func (l *Log) openNext(firstSeq uint64, now time.Time) error {
+	l.closeFile()
+	for attempt := 0; attempt < 1000; attempt++ {
+		path := filepath.Join(l.o.Dir, fileName(l.o.Chain, firstSeq, attempt))
+		if _, err := os.Lstat(path); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
+		f, err := l.o.OpenFile(path)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		l.f, l.path, l.fileBytes, l.fileOpened = f, path, 0, now
+		return nil
+	}
+	return fmt.Errorf("no free file name for record %d in %s", firstSeq, l.o.Dir)
+}
+
+func (l *Log) closeFile() {
+	if l.f != nil {
 		l.f.Close()
-		l.f = nil
+		l.f, l.path, l.fileBytes, l.dirty = nil, "", 0, false
 	}
-	f, err := l.o.OpenFile(filepath.Join(l.o.Dir, fileName(l.o.Chain, nextSeq)))
+}
+
+// recover removes the bytes a failed write may have left after the last
+// durable record (a torn line, or whole lines whose sync failed), so that
+// the file never holds anything but the chain: appending after them would
+// make a record unreadable, a false tamper alarm.
+func (l *Log) recover() error {
+	if !l.dirty || l.f == nil {
+		l.dirty = false
+		return nil
+	}
+	var err error
+	if t, ok := l.f.(interface{ Truncate(int64) error }); ok {
+		err = t.Truncate(l.fileBytes)
+	} else {
+		err = os.Truncate(l.path, l.fileBytes)
+	}
+	if err == nil && !l.o.NoSync {
+		err = l.f.Sync()
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("removing the bytes of a failed write from %s: %w", l.path, err)
 	}
-	l.f, l.fileBytes, l.fileOpened = f, 0, now
+	l.dirty = false
 	return nil
 }
 
 func (l *Log) failed(stage string, err error) {
-	if l.f != nil {
-		l.f.Close()
-		l.f = nil // the next batch starts a new file from the last durable record
-	}
 	l.o.Metrics.AuditFailures.WithLabelValues(stage).Inc()
 	l.o.Metrics.AuditHealthy.Set(0)
 	l.o.Logger.Error("audit log write failed: signing routes refuse requests", zap.String("stage", stage), zap.Error(err))
-}
-
-// ReadRecords reads a file's lines: complete records and whether the last
-// line is torn (no newline).
-func ReadRecords(path string) (lines [][]byte, torn bool, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, false, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(bufio.NewReader(f))
-	if err != nil {
-		return nil, false, err
-	}
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		torn = true
-		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
-			data = data[:i+1]
-		} else {
-			data = nil
+	if (stage == "write" || stage == "sync") && l.f != nil {
+		l.dirty = true
+		if rerr := l.recover(); rerr != nil {
+			l.o.Metrics.AuditFailures.WithLabelValues("truncate").Inc()
+			l.o.Logger.Error("audit log: the failed write's bytes stay until they can be removed; nothing is written meanwhile", zap.Error(rerr))
 		}
 	}
-	for _, l := range strings.SplitAfter(string(data), "\n") {
-		if l != "" {
-			lines = append(lines, []byte(strings.TrimSuffix(l, "\n")))
-		}
-	}
-	return lines, torn, nil
 }

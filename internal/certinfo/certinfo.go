@@ -30,6 +30,12 @@ type Report struct {
 	Key         string    `json:"key"`
 	KeyUsage    []string  `json:"key_usage"`
 	ExtKeyUsage []string  `json:"ext_key_usage"`
+	// The subject alternative names: for a server certificate, the names
+	// clients check.
+	DNSNames       []string `json:"dns_names"`
+	IPAddresses    []string `json:"ip_addresses"`
+	URIs           []string `json:"uris"`
+	EmailAddresses []string `json:"email_addresses"`
 	// StructureID is the OU read as idNat_Struct.
 	StructureID   *StructureID `json:"structure_id,omitempty"`
 	CRL           []string     `json:"crl_urls"`
@@ -90,6 +96,13 @@ func Inspect(leaf *x509.Certificate, extra []*x509.Certificate, store *trust.Sto
 		Key:      keyDescription(leaf), KeyUsage: keyUsages(leaf.KeyUsage), ExtKeyUsage: extKeyUsages(leaf.ExtKeyUsage),
 		CRL: leaf.CRLDistributionPoints, DeltaCRL: revocation.FreshestCRLURLs(leaf), OCSP: leaf.OCSPServer, CAIssuers: leaf.IssuingCertificateURL,
 		Roles: []string{}, Warnings: []string{},
+		DNSNames: nonNil(leaf.DNSNames), IPAddresses: []string{}, URIs: []string{}, EmailAddresses: nonNil(leaf.EmailAddresses),
+	}
+	for _, ip := range leaf.IPAddresses {
+		r.IPAddresses = append(r.IPAddresses, ip.String())
+	}
+	for _, u := range leaf.URIs {
+		r.URIs = append(r.URIs, u.String())
 	}
 	for _, ou := range leaf.Subject.OrganizationalUnit {
 		if s := DecodeStructureID(ou); s != nil {
@@ -151,6 +164,14 @@ func Inspect(leaf *x509.Certificate, extra []*x509.Certificate, store *trust.Sto
 		r.Chain = append(r.Chain, trust.SubjectDN(c))
 	}
 	return r
+}
+
+// nonNil keeps JSON lists as [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func hasEKU(c *x509.Certificate, u x509.ExtKeyUsage) bool {

@@ -35,6 +35,13 @@ type Metrics struct {
 	// CertificateReloads counts reloads of renewed certificate files by
 	// source and result (ok, error: the old material is kept).
 	CertificateReloads *prometheus.CounterVec
+	// CertificateRefused is 1 per source while its files on disk are ones
+	// a reload refused (the previous certificate is in use, and a restart
+	// would fail on them), 0 once files it accepts replace them.
+	CertificateRefused *prometheus.GaugeVec
+	// ConfigRefused is 1 while the configuration (or a trust bundle) on
+	// disk is one a reload refused, 0 once a reload succeeds.
+	ConfigRefused prometheus.Gauge
 	// Forbidden counts refused SIH requests by reason (client_address,
 	// destination).
 	Forbidden *prometheus.CounterVec
@@ -58,8 +65,25 @@ type Metrics struct {
 	RevocationSyncFetches *prometheus.CounterVec
 	// RevocationFetches counts successful fetches by source.
 	RevocationFetches *prometheus.CounterVec
-	// RevocationFetchErrors counts failed fetches by source and reason.
+	// RevocationFetchErrors counts failed fetches by source, reason,
+	// authority and URL (URLs come from the configuration and from
+	// certificates the trusted authorities issued: bounded).
 	RevocationFetchErrors *prometheus.CounterVec
+	// RevocationNotModified counts CRL fetches answered 304 Not Modified.
+	RevocationNotModified *prometheus.CounterVec
+	// RevocationGraceUses counts checks answered from an answer past its
+	// nextUpdate, within the grace, while its refresh fails.
+	RevocationGraceUses *prometheus.CounterVec
+	// RevocationOCSPNextUpdate is, per authority, the earliest nextUpdate
+	// of the OCSP answers cached for certificates in use (0: none).
+	RevocationOCSPNextUpdate *prometheus.GaugeVec
+	// RevocationStatusAge is, per authority, the age of the oldest status
+	// of a certificate in use (time since a source last answered for it).
+	RevocationStatusAge *prometheus.GaugeVec
+	// RevocationPooledRefusals counts requests refused on a pooled
+	// connection, and pooled connections closed, because the partner's
+	// chain is now revoked or its status unusable.
+	RevocationPooledRefusals *prometheus.CounterVec
 	// RevocationCacheEntries is the number of cached OCSP answers and CRLs.
 	RevocationCacheEntries *prometheus.GaugeVec
 	// RevocationThisUpdate and RevocationNextUpdate are the thisUpdate and
@@ -89,6 +113,28 @@ type Metrics struct {
 	AuditFailures *prometheus.CounterVec
 	// AuditHealthy is 1 while the last audit write succeeded.
 	AuditHealthy prometheus.Gauge
+	// AuditPendingRecords is the number of result records waiting for
+	// the disk (written again with the next batch).
+	AuditPendingRecords prometheus.Gauge
+	// AuditRecordsLost counts records that will never be written, by
+	// type: results still refused by the disk when the log closed, or
+	// beyond the pending bound. Each is also logged.
+	AuditRecordsLost *prometheus.CounterVec
+	// AuditShipped counts records delivered to a shipping sink (stdout,
+	// syslog).
+	AuditShipped *prometheus.CounterVec
+	// AuditShipErrors counts failed deliveries by sink (each is retried
+	// from the persisted cursor).
+	AuditShipErrors *prometheus.CounterVec
+	// AuditShipLagRecords and AuditShipLagSeconds: durable records not yet
+	// delivered to a sink, and the age of the oldest of them.
+	AuditShipLagRecords *prometheus.GaugeVec
+	AuditShipLagSeconds *prometheus.GaugeVec
+
+	// OutboundProxyConnects counts connections through the outbound proxy
+	// by route ("revocation" for revocation fetches) and result: ok, or
+	// why the proxy failed (egress reasons).
+	OutboundProxyConnects *prometheus.CounterVec
 }
 
 // BuildInfo describes the running binary.
@@ -127,10 +173,23 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "config", Name: "reloads_total",
 		Help: "Configuration reloads (SIGHUP) by result (ok; error: the running configuration is kept).",
 	}, []string{"result"})
+	// Both results exist at 0 from the start: a refused reload is then an
+	// increase Prometheus sees (a series appearing at 1 is not one).
+	for _, result := range []string{"ok", "error"} {
+		m.ConfigReloads.WithLabelValues(result)
+	}
 	m.CertificateReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "certificate", Name: "reloads_total",
 		Help: "Reloads of renewed certificate files, by source and result (ok; error: the previous material is kept).",
 	}, []string{"source", "result"})
+	m.CertificateRefused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "certificate", Name: "refused",
+		Help: "1 while the certificate files of a source are ones a reload refused (the previous certificate is in use; a restart would fail on them), 0 once accepted files replace them.",
+	}, []string{"source"})
+	m.ConfigRefused = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "config", Name: "refused",
+		Help: "1 while the configuration or a trust bundle on disk is one a reload refused (the previous one runs; a restart would fail on it), 0 once a reload succeeds.",
+	})
 	m.Forbidden = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "http", Name: "forbidden_total",
 		Help: "Refused SIH requests by reason: client_address (outside listen.allow_cidrs), destination (a host a dynamic route may not reach).",
@@ -165,8 +224,28 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	}, []string{"source"})
 	m.RevocationFetchErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "fetch_errors_total",
-		Help: "Failed OCSP and CRL fetches, by source and reason (timeout, unavailable, too_large, invalid, delta_base_mismatch).",
-	}, []string{"source", "reason"})
+		Help: "Failed or refused OCSP and CRL fetches, by source, reason (timeout, unavailable, too_large, invalid, stale, older_than_cached, revoked_is_final, delta_base_mismatch), authority and URL.",
+	}, []string{"source", "reason", "issuer", "url"})
+	m.RevocationNotModified = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "not_modified_total",
+		Help: "CRL fetches answered 304 Not Modified (conditional requests), by source.",
+	}, []string{"source"})
+	m.RevocationGraceUses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "grace_uses_total",
+		Help: "Checks answered from an answer past its nextUpdate (within revocation.grace) because its refresh fails, by source and authority.",
+	}, []string{"source", "issuer"})
+	m.RevocationOCSPNextUpdate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "ocsp_next_update_timestamp_seconds",
+		Help: "Per authority, the earliest nextUpdate (Unix time) of the OCSP answers cached for certificates in use; 0 when none.",
+	}, []string{"issuer"})
+	m.RevocationStatusAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "status_age_seconds",
+		Help: "Per authority, seconds since a source last answered for the least recently confirmed certificate in use (bounded by revocation.max_status_age plus check_interval when sources answer).",
+	}, []string{"issuer"})
+	m.RevocationPooledRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "revocation", Name: "pooled_refusals_total",
+		Help: "Requests refused on a pooled keep-alive connection (action=refused) and pooled connections closed (action=closed) because the partner's chain is revoked or its status unusable, by result.",
+	}, []string{"action", "result"})
 	m.RevocationCacheEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "cache_entries",
 		Help: "Cached OCSP answers and CRLs.",
@@ -212,17 +291,50 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "audit", Name: "healthy",
 		Help: "1 while the last audit write succeeded.",
 	})
+	m.AuditPendingRecords = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "pending_records",
+		Help: "Result records waiting for the disk, written again with the next batch.",
+	})
+	m.AuditRecordsLost = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "records_lost_total",
+		Help: "Audit records that will never be written (the disk refused them until the log closed, or too many waited), by type; each is logged.",
+	}, []string{"type"})
+	m.AuditShipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "shipped_records_total",
+		Help: "Audit records delivered to a shipping sink (stdout, syslog).",
+	}, []string{"sink"})
+	m.AuditShipErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "ship_errors_total",
+		Help: "Failed audit record deliveries by sink; retried from the persisted cursor.",
+	}, []string{"sink"})
+	m.AuditShipLagRecords = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "ship_lag_records",
+		Help: "Durable audit records not yet delivered to the sink.",
+	}, []string{"sink"})
+	m.AuditShipLagSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "ship_lag_seconds",
+		Help: "Age of the oldest durable audit record not yet delivered to the sink (0 when caught up).",
+	}, []string{"sink"})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Build information; the value is always 1.",
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads,
+	m.OutboundProxyConnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "outbound_proxy", Name: "connects_total",
+		Help: "Connections through the outbound proxy (CONNECT tunnels; forwarded revocation fetches) by route and result.",
+	}, []string{"route", "result"})
+	if err := reg.Register(m.OutboundProxyConnects); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads, m.CertificateRefused, m.ConfigRefused,
 		m.BodyMemory, m.BodyMemoryRefused, m.ConnectionsOpen, m.ConnectionsLimited,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
-		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
+		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.RevocationNotModified, m.RevocationGraceUses,
+		m.RevocationOCSPNextUpdate, m.RevocationStatusAge, m.RevocationPooledRefusals, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
 		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,
+		m.AuditPendingRecords, m.AuditRecordsLost, m.AuditShipped, m.AuditShipErrors, m.AuditShipLagRecords, m.AuditShipLagSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)

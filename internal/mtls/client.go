@@ -3,8 +3,6 @@ package mtls
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"net"
-	"net/http"
 	"time"
 )
 
@@ -37,41 +35,6 @@ func ClientConfig(o ClientOptions) *tls.Config {
 		},
 		ClientSessionCache: tls.NewLRUClientSessionCache(64),
 		Time:               o.Now,
-	}
-}
-
-// TransportOptions bound an upstream exchange.
-type TransportOptions struct {
-	TLS                   *tls.Config
-	ConnectTimeout        time.Duration
-	TLSHandshakeTimeout   time.Duration
-	ResponseHeaderTimeout time.Duration
-	// MaxIdleConnsPerHost sizes the keep-alive pool to the upstream.
-	MaxIdleConnsPerHost int
-}
-
-// NewTransport returns a pooled, keep-alive HTTP/1.1 transport to one
-// upstream. Proxy settings from the environment are ignored: partners are
-// reached directly, with the establishment's certificate.
-func NewTransport(o TransportOptions) *http.Transport {
-	if o.MaxIdleConnsPerHost == 0 {
-		o.MaxIdleConnsPerHost = 64
-	}
-	d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		TLSClientConfig:       o.TLS,
-		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
-		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
-		MaxIdleConns:          o.MaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		// A whole SOAP request (headers and body) leaves in one write.
-		WriteBufferSize:   32 << 10,
-		ReadBufferSize:    32 << 10,
-		ForceAttemptHTTP2: false,
 	}
 }
 

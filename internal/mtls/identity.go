@@ -121,9 +121,22 @@ func loadPKCS12(src *config.CertSource, o LoadOptions) (crypto.PrivateKey, *x509
 	case errors.Is(err, pkcs12.ErrIncorrectPassword):
 		return nil, nil, nil, fmt.Errorf("%s: %s: wrong password (%s)", path, src.PKCS12, from)
 	case err != nil:
-		return nil, nil, nil, fmt.Errorf("%s: %s: not a usable PKCS#12 file: %w", path, src.PKCS12, err)
+		return nil, nil, nil, fmt.Errorf("%s: %s: not a usable PKCS#12 file: %s", path, src.PKCS12, PKCS12Problem(err))
 	}
 	return key, leaf, cas, nil
+}
+
+// PKCS12Problem says why data is not a usable PKCS#12 file without quoting
+// the data: go-pkcs12 passes encoding/asn1's messages on, and those name
+// the tags and lengths they read, i.e. the file's first bytes. A password
+// file named where the PKCS#12 file goes (org-auth-cli.password for
+// org-auth-cli.p12) would have its first characters printed in the log.
+func PKCS12Problem(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "asn1: "); i >= 0 {
+		msg = msg[:i] + "malformed DER data"
+	}
+	return msg
 }
 
 // ReadPasswordFile reads a PKCS#12 password from a file. Files written by

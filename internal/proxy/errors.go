@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -33,6 +34,10 @@ var errResponseSignature = errors.New("partner response signature")
 
 // ErrAuditUnavailable: the token could not be recorded; it does not leave.
 var ErrAuditUnavailable = errors.New("the audit log cannot be written")
+
+// ErrOwnCertificateRevoked: ORG_AUTH_CLI is known revoked and the partner
+// refused it (the transport wraps the partner's refusal with it).
+var ErrOwnCertificateRevoked = errors.New("the ORG_AUTH_CLI certificate is revoked and the partner refused it")
 
 // ErrSignerRevoked: the ORG_SIGN certificate is revoked, nothing is signed.
 var ErrSignerRevoked = errors.New("the ORG_SIGN certificate is revoked: renew it")
@@ -122,6 +127,15 @@ var reasonMessages = map[trust.Reason]string{
 	trust.ReasonRevocationUnavailable: "the revocation status of the partner's chain could not be established and the route's policy is hard",
 }
 
+var proxyMessages = map[string]string{
+	egress.ReasonUnreachable:  "the outbound proxy cannot be reached",
+	egress.ReasonAuth:         "the outbound proxy refused roc-proxy's credentials",
+	egress.ReasonRefused:      "the outbound proxy refused to connect to the partner",
+	egress.ReasonUpstream:     "the outbound proxy could not reach the partner",
+	egress.ReasonProtocol:     "the outbound proxy gave no valid answer",
+	egress.ReasonTunnelClosed: "the connection through the outbound proxy closed before the partner answered",
+}
+
 // problemFor maps an error from the upstream exchange to what the SIH gets;
 // ctxErr is the request context's own error, which tells the route's total
 // timeout and a departed client apart from the transport's own timeouts
@@ -134,6 +148,7 @@ func problemFor(err, ctxErr error) Problem {
 		opErr    *net.OpError
 		recErr   tls.RecordHeaderError
 		netErr   net.Error
+		proxyErr *egress.Error
 	)
 	switch {
 	case errors.As(err, &maxBytes):
@@ -150,6 +165,8 @@ func problemFor(err, ctxErr error) Problem {
 			p.Source = verify.Source
 		}
 		return p
+	case errors.Is(err, ErrOwnCertificateRevoked):
+		return problem(http.StatusBadGateway, CodeUpstreamTLS, "own_certificate_revoked", "the establishment's ORG_AUTH_CLI certificate is revoked and the partner refuses it: renew it")
 	case errors.As(err, &opErr) && opErr.Op == "remote error":
 		// The partner sent a TLS alert: most often it refused our
 		// ORG_AUTH_CLI certificate (bad_certificate, unknown_ca...).
@@ -160,6 +177,10 @@ func problemFor(err, ctxErr error) Problem {
 		return problem(StatusClientClosedRequest, CodeClientClosed, "", "the client closed the request")
 	case errors.Is(ctxErr, context.DeadlineExceeded):
 		return problem(http.StatusGatewayTimeout, CodeUpstreamTimeout, "total", "the partner did not answer within the route's total timeout")
+	case errors.As(err, &proxyErr) && proxyErr.Reason == egress.ReasonTimeout:
+		return problem(http.StatusGatewayTimeout, CodeUpstreamTimeout, proxyErr.Reason, "the outbound proxy did not answer within the route's connect timeout")
+	case errors.As(err, &proxyErr):
+		return problem(http.StatusBadGateway, CodeUpstreamUnavailable, proxyErr.Reason, proxyMessages[proxyErr.Reason])
 	case errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, context.DeadlineExceeded):
 		reason := "network"
 		switch {

@@ -312,6 +312,7 @@ func (h *Handler) serve(w *recorder, req *http.Request, ex *exchange) {
 		return
 	}
 	if ex.route.Token != nil {
+		stripTokenHeaders(req.Header, ex.route.TokenHeaders)
 		in := len(body)
 		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Ctx: ctx, Header: req.Header, Body: body,
 			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.upstream.String() + ex.rest})
@@ -348,10 +349,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	for _, name := range spoofableHeaders {
 		pr.Out.Header.Del(name)
 	}
-	// The per-request token values are for roc-proxy, not the partner.
-	for _, name := range saml.RequestHeaders {
-		pr.Out.Header.Del(name)
-	}
+	// The per-request token values, X-Roc-* in any spelling, are for
+	// roc-proxy, not the partner.
+	stripRocHeaders(pr.Out.Header)
 	pr.Out.Header.Set(HeaderRequestID, ex.id)
 	// The body is here whole: the partner has nothing to approve, and its
 	// 100 Continue would only be an interim answer to drop.
@@ -391,6 +391,11 @@ func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
 			return err
 		}
 		n, err := r.ResponseSignatures(body)
+		if err == nil {
+			// The signature covers the bytes; the charset the SIH
+			// decodes them with must not change what they say.
+			err = saml.CheckAnswerCharset(res.Header.Get("Content-Type"))
+		}
 		result := "valid"
 		switch {
 		case errors.Is(err, saml.ErrNoSignature):

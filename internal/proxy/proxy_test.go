@@ -81,6 +81,8 @@ type routeOpt struct {
 	total, respHeader  time.Duration
 	verifyCount        *atomic.Int64
 	methods            []string
+	// verifyPeer is the per-connection check with a standing guard.
+	verifyPeer func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (PeerGuard, error)
 }
 
 type fixture struct {
@@ -118,6 +120,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt, opts ...func(*Options)
 			ConnectTimeout:        2 * time.Second,
 			TLSHandshakeTimeout:   2 * time.Second,
 			ResponseHeaderTimeout: or(o.respHeader, 5*time.Second),
+			VerifyPeer:            o.verifyPeer,
 		})
 		t.Cleanup(tr.CloseIdleConnections)
 		transports = append(transports, tr)

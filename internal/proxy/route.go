@@ -35,6 +35,10 @@ type RouteSpec struct {
 	Dynamic *DynamicSpec
 	// Token, when set, adds a signed SAML assertion to every request.
 	Token TokenSource
+	// TokenHeaders are headers only roc-proxy sets on a token route (the
+	// token's, DefaultTokenHeader): the SIH's, in any spelling, are
+	// dropped before the token is made.
+	TokenHeaders []string
 	// ResponseSignatures, when set, verifies the partner's signed
 	// answers; Enforce makes a failure a 502 instead of a log line.
 	ResponseSignatures func(body []byte) (int, error)

@@ -36,8 +36,15 @@ import (
 // on a new connection only when a pooled one failed before any byte of it
 // left, or, for a replayable request (GET, HEAD, OPTIONS), before any byte
 // of the answer came. A pooled connection the partner closed while idle
-// is found before use (a non-blocking peek) and dropped. Not kept: HTTP/2,
-// proxies, transparent gzip (roc-proxy forwards bodies as they come).
+// is found before use (a non-blocking peek) and dropped. Environment proxy settings are ignored,
+// as with http.Transport's Proxy nil: DialContext opens the tunnel of the
+// route's outbound proxy, and the TLS inside it is still this one. Not
+// kept: HTTP/2, transparent gzip (roc-proxy forwards bodies as they come).
+//
+// Beyond http.Transport: with VerifyPeer (routes that check revocation)
+// each connection keeps the standing check of the chain its handshake
+// verified, asked before every request written on it, and is closed and
+// dropped from the pool at once when the partner is learnt revoked.
 type Upstream struct {
 	o      UpstreamOptions
 	dialer net.Dialer
@@ -59,8 +66,25 @@ type UpstreamOptions struct {
 	MaxIdlePerHost int
 	// IdleTimeout closes a pooled connection unused this long (default 90s).
 	IdleTimeout time.Duration
-	// DialContext, when set, replaces the TCP dial.
+	// DialContext, when set, replaces the TCP dial (a CONNECT tunnel
+	// through the outbound proxy); it applies ConnectTimeout itself.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// VerifyPeer, when set, verifies each connection at its handshake in
+	// place of TLS.VerifyConnection (with the dial's context, which bounds
+	// revocation fetches) and returns the connection's standing check
+	// (nil: none), asked before every request written on it. closeConn
+	// closes the connection at once, from any goroutine (a revocation
+	// learnt in the background): out of the pool when idle, its exchange
+	// failed when in use.
+	VerifyPeer func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (PeerGuard, error)
+}
+
+// PeerGuard is a connection's standing check (trust.ChainGuard): Allow
+// must be cheap and allocation-free when nothing changed; Release is
+// called once the connection closes.
+type PeerGuard interface {
+	Allow() error
+	Release()
 }
 
 // maxResponseHeaderBytes bounds what a partner may send before its body.
@@ -104,6 +128,7 @@ type upstreamConn struct {
 	raw   net.Conn        // the TCP connection
 	sys   syscall.RawConn // raw's, for the liveness peek (nil: none)
 	tls   *tls.Conn
+	guard PeerGuard // nil: no standing check
 	count *countingConn
 	br    *bufio.Reader
 	bw    *bufio.Writer
@@ -263,16 +288,24 @@ func (u *Upstream) put(pc *upstreamConn) {
 
 // expire is pc's idle timer: out of the pool, and closed.
 func (u *Upstream) expire(pc *upstreamConn) {
+	u.remove(pc)
+	pc.close()
+}
+
+// remove takes pc out of the pool and reports whether it was there.
+func (u *Upstream) remove(pc *upstreamConn) bool {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	list := u.idle[pc.addr]
 	for i, c := range list {
 		if c == pc {
-			u.idle[pc.addr] = append(list[:i], list[i+1:]...)
-			break
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			u.idle[pc.addr] = list[:len(list)-1]
+			return true
 		}
 	}
-	u.mu.Unlock()
-	pc.close()
+	return false
 }
 
 func (u *Upstream) tlsConfig(host string) *tls.Config {
@@ -299,26 +332,40 @@ func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*ups
 	if err != nil {
 		return nil, err
 	}
-	count := &countingConn{Conn: raw, readLimit: -1}
-	tc := tls.Client(count, u.tlsConfig(target.Hostname()))
+	pc := &upstreamConn{u: u, addr: addr, raw: raw, count: &countingConn{Conn: raw, readLimit: -1}}
 	hctx, cancel := ctx, context.CancelFunc(func() {})
 	if u.o.TLSHandshakeTimeout > 0 {
 		hctx, cancel = context.WithTimeout(ctx, u.o.TLSHandshakeTimeout)
 	}
-	err = tc.HandshakeContext(hctx)
+	cfg := u.tlsConfig(target.Hostname())
+	if u.o.VerifyPeer != nil {
+		// This connection's own check, which keeps its guard.
+		cfg = cfg.Clone()
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			g, err := u.o.VerifyPeer(hctx, cs, pc.closeNow)
+			pc.guard = g
+			return err
+		}
+	}
+	pc.tls = tls.Client(pc.count, cfg)
+	err = pc.tls.HandshakeContext(hctx)
 	timedOut := hctx.Err() != nil && ctx.Err() == nil
 	cancel()
 	if err != nil {
 		raw.Close()
+		if pc.guard != nil {
+			pc.guard.Release()
+		}
 		if timedOut {
 			return nil, errTLSHandshakeTimeout
 		}
 		return nil, err
 	}
-	pc := &upstreamConn{u: u, addr: addr, raw: raw, tls: tc, count: count,
-		br: bufio.NewReaderSize(tc, 16<<10), bw: bufio.NewWriterSize(tc, 32<<10)}
+	pc.br, pc.bw = bufio.NewReaderSize(pc.tls, 16<<10), bufio.NewWriterSize(pc.tls, 32<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
-		pc.sys, _ = sc.SyscallConn()
+		if pc.sys, err = sc.SyscallConn(); err != nil {
+			pc.sys = nil
+		}
 		pc.peek = pc.peekFD
 	}
 	pc.idle = time.AfterFunc(time.Hour, func() { u.expire(pc) })
@@ -326,7 +373,25 @@ func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*ups
 	return pc, nil
 }
 
-func (pc *upstreamConn) close() { pc.tls.Close() }
+func (pc *upstreamConn) close() {
+	pc.tls.Close()
+	if pc.guard != nil {
+		pc.guard.Release() // idempotent
+	}
+}
+
+// closeNow closes pc from another goroutine: its partner is known
+// revoked. Idle, it leaves the pool and is closed here; in use (or still
+// in its handshake), its socket is closed, which fails the exchange, and
+// the goroutine that owns it closes the rest (a close_notify from here
+// could wait behind a write in progress).
+func (pc *upstreamConn) closeNow() {
+	if pc.u.remove(pc) && pc.idle.Stop() {
+		pc.close()
+		return
+	}
+	pc.raw.Close()
+}
 
 // cancel aborts the exchange in progress: the request's context ended.
 func (pc *upstreamConn) cancel() {
@@ -355,6 +420,16 @@ func ctxErr(ctx context.Context, err error) error {
 
 func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	pc.count.written, pc.count.read = 0, 0
+	if pc.guard != nil {
+		// The partner revoked since the handshake (or, under a hard
+		// policy, without a usable status any more) is not served on
+		// this connection: nothing was written, so a pooled one is
+		// replaced by a new handshake, which decides afresh.
+		if err := pc.guard.Allow(); err != nil {
+			pc.close()
+			return nil, err
+		}
+	}
 	stop := context.AfterFunc(ctx, pc.cancel)
 	fail := func(err error) (*http.Response, error) {
 		stop()

@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +20,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // connCounter counts a partner's connections as its server sees them.
@@ -123,6 +128,99 @@ func TestUpstreamPoolsConnections(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("idle connection not closed after the idle timeout (%d of 2 closed)", conns.closed.Load())
 		}
+	}
+}
+
+// countingGuard is a connection's standing check whose verdict the test
+// decides (the real one, revocation.Binding through trust's guard, is
+// played end to end in internal/revocation's pooled tests and in
+// internal/app's): it counts what Upstream asks of it.
+type countingGuard struct {
+	allows, releases *atomic.Int64
+	refuse           *atomic.Pointer[error]
+}
+
+func (g countingGuard) Allow() error {
+	g.allows.Add(1)
+	if err := g.refuse.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+func (g countingGuard) Release() { g.releases.Add(1) }
+
+// Routes that check revocation keep each connection's standing check: it
+// is asked before every request on a pooled connection; a refusal closes
+// the connection and a new handshake decides (here it refuses too: the
+// partner is revoked); closeConn (a revocation learnt in the background)
+// closes an idle pooled connection at once and takes it out of the pool;
+// every guard is released once its connection is closed.
+func TestUpstreamStandingCheck(t *testing.T) {
+	up, conns := startCountedUpstream(t, time.Minute, echo)
+	var allows, releases, guards atomic.Int64
+	var refuse atomic.Pointer[error]
+	var closeLast atomic.Pointer[func()]
+	revoked := &trust.VerifyError{Reason: trust.ReasonRevoked, Source: "ocsp", Err: errors.New("revoked since the connection was made")}
+	verifyPeer := func(_ context.Context, _ tls.ConnectionState, closeConn func()) (PeerGuard, error) {
+		if err := refuse.Load(); err != nil {
+			return nil, *err // a new handshake is refused too
+		}
+		guards.Add(1)
+		closeLast.Store(&closeConn)
+		return countingGuard{allows: &allows, releases: &releases, refuse: &refuse}, nil
+	}
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost, verifyPeer: verifyPeer}})
+	srv := f.server(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	for range 5 {
+		if code, pb := post(t, srv.URL+"/r/"); code != 200 {
+			t.Fatalf("%d %+v", code, pb)
+		}
+	}
+	if a, o := allows.Load(), conns.opened.Load(); a != 5 || o != 1 {
+		t.Fatalf("5 requests: %d standing checks on %d connections, want 5 on 1", a, o)
+	}
+	var err error = revoked
+	refuse.Store(&err)
+	code, pb := post(t, srv.URL+"/r/")
+	if code != 502 || pb.Error != CodeUpstreamTLS || pb.Reason != string(trust.ReasonRevoked) {
+		t.Fatalf("request to a partner revoked since the handshake: %d %+v", code, pb)
+	}
+	if n := up.hits.Load(); n != 5 {
+		t.Errorf("the revoked partner got %d requests, want the 5 before", n)
+	}
+	if r := releases.Load(); r != 1 {
+		t.Errorf("%d guards released after the refused connection closed, want 1", r)
+	}
+	refuse.Store(nil)
+	if code, pb := post(t, srv.URL+"/r/"); code != 200 {
+		t.Fatalf("after the partner was reinstated: %d %+v", code, pb)
+	}
+	closedBefore := conns.closed.Load()
+	(*closeLast.Load())() // learnt in the background: revoked
+	for deadline := time.Now().Add(5 * time.Second); conns.closed.Load() == closedBefore; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle pooled connection was not closed at once")
+		}
+	}
+	up0 := f.transports[0]
+	up0.mu.Lock()
+	pooled := len(up0.idle[canonicalAddr(&url.URL{Host: up.Listener.Addr().String()})])
+	up0.mu.Unlock()
+	if pooled != 0 {
+		t.Errorf("%d connections left in the pool after closeConn", pooled)
+	}
+	opened := conns.opened.Load()
+	if code, pb := post(t, srv.URL+"/r/"); code != 200 {
+		t.Fatalf("after closeConn: %d %+v", code, pb)
+	}
+	if n := conns.opened.Load(); n != opened+1 {
+		t.Errorf("after closeConn, %d new connections, want 1", n-opened)
+	}
+	up0.CloseIdleConnections()
+	if g, r := guards.Load(), releases.Load(); g != r {
+		t.Errorf("%d guards, %d released once their connections closed", g, r)
 	}
 }
 

@@ -17,17 +17,31 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 )
 
-// maxOCSPEntries bounds the memory of the OCSP cache; past it, new answers
-// are used for the request at hand and not kept.
-const maxOCSPEntries = 50000
+// maxCertEntries bounds the memory of the per-certificate cache (OCSP
+// answers and the certificates whose status is kept fresh); past it, new
+// certificates are checked for the request at hand and not kept.
+const maxCertEntries = 50000
+
+// maxLearnedURLs bounds, per authority, the CRL URLs learnt from the
+// certificates it issued (each is fetched at every refresh, and is a
+// metric label) and the OCSP responder URLs named in metric labels: an
+// authority careless enough to let each partner certificate carry URLs of
+// its own must not grow the proxy's work or its metrics without end.
+const maxLearnedURLs = 8
+
+// otherURL is the metric label of an OCSP responder URL past the bound.
+const otherURL = "other"
 
 // Options are what a Checker depends on.
 type Options struct {
-	Config  config.Revocation
-	Client  *http.Client // nil: a client with Config.FetchTimeout
-	Now     func() time.Time
-	Logger  *zap.Logger
-	Metrics *metrics.Metrics
+	Config config.Revocation
+	Client *http.Client // nil: a client with Config.FetchTimeout and Transport
+	// Transport carries the fetches (through the outbound proxy); nil:
+	// directly, whatever the proxy environment variables say.
+	Transport http.RoundTripper
+	Now       func() time.Time
+	Logger    *zap.Logger
+	Metrics   *metrics.Metrics
 	// Subject formats a certificate's subject for logs and errors.
 	Subject func(*x509.Certificate) string
 }
@@ -37,17 +51,28 @@ type Checker struct {
 	o      Options
 	client *http.Client
 	sf     singleflight.Group
+	// life ends every fetch when the checker is closed (shutdown).
+	life context.Context
+	stop context.CancelFunc
+	// epoch changes whenever a cached status may have changed: connections
+	// holding a verdict (Binding) evaluate it again then.
+	epoch atomic.Uint64
+	// sweepPending and sweeping run at most one sweep of the bindings at
+	// a time (binding.go).
+	sweepPending, sweeping atomic.Bool
 
-	mu        sync.RWMutex
-	issuers   map[string][]*issuerState // by string(RawSubject)
-	overrides map[string]*config.RevocationIssuer
-	own       map[string]*ownCert // by role
-	ocspCount int
-	store     *diskStore
-	// failures remembers, per fetch, the last failure of a fetch a request
-	// waited for, so that requests do not each wait for a dead source
-	// again; background refreshes ignore it.
-	failures map[string]failure
+	mu         sync.RWMutex
+	issuers    map[string][]*issuerState // by string(RawSubject)
+	overrides  []*config.RevocationIssuer
+	own        map[string]*ownCert // by role
+	certCount  int
+	store      *diskStore
+	started    time.Time
+	required   []*x509.Certificate   // authorities whose CRLs readiness needs
+	reqChains  [][]*x509.Certificate // chains whose status readiness needs
+	failures   map[string]failure
+	bindingsMu sync.Mutex
+	bindings   map[*Binding]struct{}
 }
 
 type failure struct {
@@ -57,20 +82,37 @@ type failure struct {
 
 // issuerState is everything known about the certificates one CA issued.
 type issuerState struct {
-	cert      *x509.Certificate
-	ocsp      map[serialKey]*ocspEntry
-	crls      map[string]*crl // complete CRLs by URL
-	deltas    map[string]*crl // delta CRLs by URL
-	crlURLs   map[string]bool // every base URL learned or configured
-	deltaURLs map[string]bool
-	override  *config.RevocationIssuer
+	cert  *x509.Certificate
+	label string // subject, as metric label and in logs
+	certs map[serialKey]*certState
+	crls  map[string]*crl // complete CRLs by URL, kept past their validity for their revocations
+	// deltas by URL.
+	deltas map[string]*crl
+	// sources is every CRL URL known for this authority: configured,
+	// read from a certificate it issued, or persisted.
+	sources map[string]*crlSource
+	// final holds revocations no later answer can undo (every reason but
+	// certificateHold), from any source, fresh or not.
+	final    map[serialKey]finalRevocation
+	override *config.RevocationIssuer
+	// ocspLabels are the responder URLs read from certificates that may
+	// name metric series (at most maxLearnedURLs); learnt counts the CRL
+	// URLs learnt from certificates; capWarned is set once the bound was
+	// logged.
+	ocspLabels map[string]bool
+	learnt     int
+	capWarned  bool
 }
 
-type ocspEntry struct {
-	answer   *ocspAnswer
+// certState is one certificate whose status was asked for.
+type certState struct {
 	cert     *x509.Certificate
-	url      string
+	ocsp     *ocspAnswer
+	ocspURL  string
+	ocspAt   time.Time // last time the responder answered (new or same answer)
+	lastErr  string
 	lastUsed atomic.Int64 // Unix seconds
+	graceLog time.Time    // last grace warning logged
 }
 
 type ownCert struct {
@@ -91,22 +133,36 @@ func New(o Options) (*Checker, error) {
 	if o.Subject == nil {
 		o.Subject = func(c *x509.Certificate) string { return c.Subject.String() }
 	}
-	c := &Checker{o: o, client: o.Client, issuers: map[string][]*issuerState{}, overrides: map[string]*config.RevocationIssuer{},
-		own: map[string]*ownCert{}, failures: map[string]failure{}}
+	c := &Checker{o: o, client: o.Client, issuers: map[string][]*issuerState{}, overrides: o.Config.Issuers,
+		own: map[string]*ownCert{}, failures: map[string]failure{}, bindings: map[*Binding]struct{}{}, started: o.Now()}
+	c.life, c.stop = context.WithCancel(context.Background())
 	if c.client == nil {
-		c.client = &http.Client{Timeout: o.Config.FetchTimeout}
-	}
-	for _, is := range o.Config.Issuers {
-		c.overrides[is.Subject] = is
+		tr := o.Transport
+		if tr == nil {
+			direct := http.DefaultTransport.(*http.Transport).Clone()
+			direct.Proxy = nil
+			tr = direct
+		}
+		c.client = &http.Client{Timeout: o.Config.FetchTimeout, CheckRedirect: noRedirect, Transport: tr}
 	}
 	if o.Config.CacheDir != "" {
-		s, err := openDiskStore(o.Config.CacheDir)
+		s, err := openDiskStore(o.Config.CacheDir, o.Config.FetchTimeout)
 		if err != nil {
 			return nil, err
 		}
 		c.store = s
 	}
 	return c, nil
+}
+
+// noRedirect keeps fetches on the URL configured or read from a verified
+// certificate: a redirect could point anywhere, file:// aside.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Close ends every fetch in progress; checks then answer from the cache.
+func (c *Checker) Close() {
+	c.stop()
+	c.client.CloseIdleConnections()
 }
 
 // Policy is a route's use of the checker.
@@ -141,14 +197,14 @@ func (r *RouteChecker) CheckChain(ctx context.Context, chain []*x509.Certificate
 func (c *Checker) Check(ctx context.Context, chain []*x509.Certificate, p Policy) error {
 	for i := 0; i+1 < len(chain); i++ {
 		cert, issuer := chain[i], chain[i+1]
-		st, src, detail := c.status(ctx, cert, issuer, p.Sources)
-		c.o.Metrics.RevocationChecks.WithLabelValues(st.String(), src).Inc()
+		v, detail := c.status(ctx, cert, issuer, p.Sources)
+		c.o.Metrics.RevocationChecks.WithLabelValues(v.status.String(), v.source).Inc()
 		switch {
-		case st == StatusRevoked:
-			return &Error{Status: st, Source: src, Subject: c.o.Subject(cert), Detail: detail}
-		case st == StatusUnknown && p.Hard:
-			return &Error{Status: st, Source: SourceNone, Subject: c.o.Subject(cert), Detail: detail}
-		case st == StatusUnknown:
+		case v.status == StatusRevoked:
+			return &Error{Status: v.status, Source: v.source, Subject: c.o.Subject(cert), Detail: detail}
+		case v.status == StatusUnknown && p.Hard:
+			return &Error{Status: v.status, Source: SourceNone, Subject: c.o.Subject(cert), Detail: detail}
+		case v.status == StatusUnknown:
 			if ce := c.o.Logger.Check(zap.WarnLevel, "revocation status unknown, allowed by soft policy"); ce != nil {
 				ce.Write(zap.String("route", p.Route), zap.String("subject", c.o.Subject(cert)), zap.String("detail", detail))
 			}
@@ -158,14 +214,15 @@ func (c *Checker) Check(ctx context.Context, chain []*x509.Certificate, p Policy
 }
 
 // status answers from the cache, or fetches when nothing usable is cached.
-func (c *Checker) status(ctx context.Context, cert, issuer *x509.Certificate, sources []string) (Status, string, string) {
+func (c *Checker) status(ctx context.Context, cert, issuer *x509.Certificate, sources []string) (verdict, string) {
 	k, ok := keyOfSerial(cert.SerialNumber)
 	if !ok {
-		return StatusUnknown, SourceNone, "serial number too long"
+		return verdict{status: StatusUnknown, source: SourceNone}, "serial number too long"
 	}
-	now := c.o.Now()
-	if st, src := c.cached(cert, issuer, k, sources, now); st != StatusUnknown {
-		return st, src, "cached answer"
+	st := c.issuer(issuer)
+	c.track(st, cert, k)
+	if v := c.cached(st, cert, k, sources, c.o.Now()); v.status != StatusUnknown {
+		return v, "cached answer"
 	}
 	// First contact, or everything cached went stale past the grace: the
 	// request waits for a bounded fetch.
@@ -180,58 +237,83 @@ func (c *Checker) status(ctx context.Context, cert, issuer *x509.Certificate, so
 		if err != nil {
 			details = append(details, src+": "+err.Error())
 		}
-		if st, s := c.cached(cert, issuer, k, []string{src}, c.o.Now()); st != StatusUnknown {
-			return st, s, "fetched"
+		if v := c.cached(st, cert, k, sources, c.o.Now()); v.status != StatusUnknown {
+			return v, "fetched"
 		}
 	}
 	if len(details) == 0 {
 		details = append(details, "no source answered for this certificate")
 	}
-	return StatusUnknown, SourceNone, strings.Join(details, "; ")
+	return verdict{status: StatusUnknown, source: SourceNone}, strings.Join(details, "; ")
 }
 
 // cached is the request path: map lookups under a read lock, no
-// allocation, no network.
-func (c *Checker) cached(cert, issuer *x509.Certificate, k serialKey, sources []string, now time.Time) (Status, string) {
+// allocation, no network. Grace uses are counted (and logged at most once
+// per check interval per certificate).
+func (c *Checker) cached(st *issuerState, cert *x509.Certificate, k serialKey, sources []string, now time.Time) verdict {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	st := c.issuerLocked(issuer)
-	if st == nil {
-		return StatusUnknown, SourceNone
+	cs := st.certs[k]
+	v := c.decideLocked(st, cs, cert, k, sources, now)
+	c.mu.RUnlock()
+	if cs != nil {
+		cs.lastUsed.Store(now.Unix())
 	}
-	grace := c.o.Config.Grace
-	for _, src := range sources {
-		switch src {
-		case SourceOCSP:
-			e := st.ocsp[k]
-			if e == nil || now.After(e.answer.nextUpdate.Add(grace)) || e.answer.status == StatusUnknown {
-				continue
-			}
-			e.lastUsed.Store(now.Unix())
-			return e.answer.status, SourceOCSP
-		case SourceCRL:
-			result := StatusUnknown
-			for _, base := range st.crls {
-				if !base.covers(cert) || now.After(base.nextUpdate.Add(grace)) {
-					continue
-				}
-				var delta *crl
-				for _, d := range st.deltas {
-					if d.appliesTo(base) && !now.After(d.nextUpdate.Add(grace)) && (delta == nil || d.number.Cmp(delta.number) > 0) {
-						delta = d
-					}
-				}
-				if s := lookupCRL(base, delta, k); s == StatusRevoked {
-					return StatusRevoked, SourceCRL
-				}
-				result = StatusGood
-			}
-			if result != StatusUnknown {
-				return result, SourceCRL
-			}
+	if v.grace {
+		c.o.Metrics.RevocationGraceUses.WithLabelValues(v.source, st.label).Inc()
+		c.logGrace(st, cs, cert, v, now)
+	}
+	return v
+}
+
+func (c *Checker) logGrace(st *issuerState, cs *certState, cert *x509.Certificate, v verdict, now time.Time) {
+	if cs != nil {
+		c.mu.Lock()
+		recent := now.Sub(cs.graceLog) < c.o.Config.CheckInterval
+		if !recent {
+			cs.graceLog = now
+		}
+		c.mu.Unlock()
+		if recent {
+			return
 		}
 	}
-	return StatusUnknown, SourceNone
+	c.o.Logger.Warn("revocation status served from an answer past its nextUpdate, within the grace, while its refresh fails",
+		zap.String("issuer", st.label), zap.String("subject", c.o.Subject(cert)), zap.String("source", v.source),
+		zap.Time("usable_until", v.until))
+}
+
+// track remembers cert as in use, so that its status is kept fresh.
+func (c *Checker) track(st *issuerState, cert *x509.Certificate, k serialKey) {
+	c.mu.RLock()
+	_, ok := st.certs[k]
+	c.mu.RUnlock()
+	if ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := st.certs[k]; ok || c.certCount >= maxCertEntries {
+		return
+	}
+	cs := &certState{cert: cert}
+	cs.lastUsed.Store(c.o.Now().Unix())
+	st.certs[k] = cs
+	c.certCount++
+}
+
+// inUseLocked marks cert as in use at now, tracking it again if the
+// cache dropped it; c.mu held.
+func (c *Checker) inUseLocked(st *issuerState, cert *x509.Certificate, k serialKey, now time.Time) {
+	cs := st.certs[k]
+	if cs == nil {
+		if c.certCount >= maxCertEntries {
+			return
+		}
+		cs = &certState{cert: cert}
+		st.certs[k] = cs
+		c.certCount++
+	}
+	cs.lastUsed.Store(now.Unix())
 }
 
 // issuerLocked finds the state of issuer (same name and key); c.mu held.
@@ -245,7 +327,9 @@ func (c *Checker) issuerLocked(issuer *x509.Certificate) *issuerState {
 }
 
 // issuer returns (creating it) the state of a CA, with its configured
-// overrides.
+// overrides. An issuer is only ever created for a certificate of a chain
+// that verified against the trust bundles, or for a configured authority:
+// metric labels derived from it stay bounded.
 func (c *Checker) issuer(ca *x509.Certificate) *issuerState {
 	c.mu.RLock()
 	st := c.issuerLocked(ca)
@@ -258,16 +342,82 @@ func (c *Checker) issuer(ca *x509.Certificate) *issuerState {
 	if st := c.issuerLocked(ca); st != nil {
 		return st
 	}
-	st = &issuerState{cert: ca, ocsp: map[serialKey]*ocspEntry{}, crls: map[string]*crl{}, deltas: map[string]*crl{},
-		crlURLs: map[string]bool{}, deltaURLs: map[string]bool{}, override: c.overrides[c.o.Subject(ca)]}
+	st = &issuerState{cert: ca, label: c.o.Subject(ca), certs: map[serialKey]*certState{}, crls: map[string]*crl{}, deltas: map[string]*crl{},
+		sources: map[string]*crlSource{}, final: map[serialKey]finalRevocation{}, override: c.overrideFor(ca), ocspLabels: map[string]bool{}}
 	if st.override != nil {
 		for _, u := range st.override.CRLURLs {
-			st.crlURLs[u] = true
+			c.addSourceLocked(st, u, false, true)
 		}
 		for _, u := range st.override.DeltaCRLURLs {
-			st.deltaURLs[u] = true
+			c.addSourceLocked(st, u, true, true)
 		}
 	}
+	c.o.Metrics.RevocationOCSPNextUpdate.WithLabelValues(st.label).Set(0)
+	c.o.Metrics.RevocationStatusAge.WithLabelValues(st.label).Set(0)
 	c.issuers[string(ca.RawSubject)] = append(c.issuers[string(ca.RawSubject)], st)
 	return st
+}
+
+// overrideFor finds the configured issuer naming ca, in either DN order.
+func (c *Checker) overrideFor(ca *x509.Certificate) *config.RevocationIssuer {
+	for _, is := range c.overrides {
+		if config.DNMatches(is.Subject, ca.RawSubject) {
+			return is
+		}
+	}
+	return nil
+}
+
+// addSourceLocked records a CRL URL of st; its metric series exist from
+// then on (nextUpdate 0 until a CRL is cached), so that "never fetched" is
+// visible. A URL that is not configured is kept only within
+// maxLearnedURLs (nil past it).
+func (c *Checker) addSourceLocked(st *issuerState, u string, delta, configured bool) *crlSource {
+	if s := st.sources[u]; s != nil {
+		s.configured = s.configured || configured
+		return s
+	}
+	if !configured {
+		if st.learnt >= maxLearnedURLs {
+			c.warnCapLocked(st, u)
+			return nil
+		}
+		st.learnt++
+	}
+	s := &crlSource{url: u, delta: delta, configured: configured}
+	st.sources[u] = s
+	c.o.Metrics.RevocationNextUpdate.WithLabelValues(SourceCRL, u).Add(0)
+	c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, u).Add(0)
+	return s
+}
+
+// warnCapLocked logs, once per authority, that its certificates name more
+// URLs than are followed; c.mu held.
+func (c *Checker) warnCapLocked(st *issuerState, u string) {
+	if st.capWarned {
+		return
+	}
+	st.capWarned = true
+	c.o.Logger.Warn("the certificates of this authority name more revocation URLs than are followed: configure its URLs in revocation.issuers",
+		zap.String("issuer", st.label), zap.Int("max_urls", maxLearnedURLs), zap.String("url_not_followed", u))
+}
+
+// urlLabel is the metric label of URL u of st: a configured or CRL source
+// URL as is (those are bounded), an OCSP responder URL read from a
+// certificate only within maxLearnedURLs per authority.
+func (c *Checker) urlLabel(st *issuerState, source, u string) string {
+	if source != SourceOCSP || st.override != nil && st.override.OCSPURL == u {
+		return u
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.ocspLabels[u] {
+		return u
+	}
+	if len(st.ocspLabels) >= maxLearnedURLs {
+		c.warnCapLocked(st, u)
+		return otherURL
+	}
+	st.ocspLabels[u] = true
+	return u
 }

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 var (
@@ -18,6 +21,7 @@ var (
 	oidReasonCode        = asn1.ObjectIdentifier{2, 5, 29, 21}
 	oidInvalidityDate    = asn1.ObjectIdentifier{2, 5, 29, 24}
 	oidCertIssuer        = asn1.ObjectIdentifier{2, 5, 29, 29}
+	oidCRLDistPoints     = asn1.ObjectIdentifier{2, 5, 29, 31}
 )
 
 // reasonRemoveFromCRL in a delta CRL lifts a hold listed in the base.
@@ -35,7 +39,13 @@ type crl struct {
 	baseNumber *big.Int
 	// scope of an Issuing Distribution Point: the CRL covers only these.
 	onlyUser, onlyCA bool
-	revoked          map[serialKey]int // reason code (0 when absent)
+	// partition: the Issuing Distribution Point names a distribution
+	// point (a partitioned CRL); it then covers only the certificates
+	// whose CRL distribution points name one of dpNames (DER
+	// GeneralNames; none when it is named relative to the issuer).
+	partition bool
+	dpNames   [][]byte
+	revoked   map[serialKey]int // reason code (0 when absent)
 }
 
 // issuingDistributionPoint (RFC 5280 5.2.5), the fields that change what a
@@ -90,6 +100,12 @@ func parseCRL(der []byte, issuer *x509.Certificate, now time.Time, skew time.Dur
 				return nil, fmt.Errorf("CRL: issuing distribution point with indirect, partial-reason or attribute scope is not supported")
 			}
 			c.onlyUser, c.onlyCA = idp.OnlyContainsUserCerts, idp.OnlyContainsCACerts
+			if len(idp.DistributionPoint.FullBytes) > 0 {
+				c.partition = true
+				if c.dpNames, err = fullNames(idp.DistributionPoint.Bytes); err != nil {
+					return nil, fmt.Errorf("CRL: malformed issuing distribution point name")
+				}
+			}
 		case ext.Id.Equal(oidCRLNumber), ext.Id.Equal(oidAuthorityKeyID), ext.Id.Equal(oidFreshestCRL):
 		default:
 			if ext.Critical {
@@ -113,12 +129,81 @@ func parseCRL(der []byte, issuer *x509.Certificate, now time.Time, skew time.Dur
 	return c, nil
 }
 
-// covers reports whether the CRL's scope includes cert.
+// covers reports whether the CRL's scope includes cert: what it does not
+// list, it then says is not revoked. A partitioned CRL covers only the
+// certificates that name one of its distribution points (RFC 5280
+// 6.3.3 b.2.i): a partition that does not list a certificate says nothing
+// about it.
 func (c *crl) covers(cert *x509.Certificate) bool {
 	if c.onlyUser && cert.IsCA || c.onlyCA && !cert.IsCA {
 		return false
 	}
-	return true
+	return !c.partition || namesDistributionPoint(cert, c.dpNames)
+}
+
+// fullNames reads a DistributionPointName (the content of the IDP's
+// distributionPoint [0]) and returns the DER GeneralNames of its fullName;
+// none for a name relative to the issuer, which no certificate's fullName
+// can match.
+func fullNames(dpName []byte) ([][]byte, error) {
+	in := cryptobyte.String(dpName)
+	var full cryptobyte.String
+	var tag cbasn1.Tag
+	if !in.ReadAnyASN1(&full, &tag) || !in.Empty() {
+		return nil, fmt.Errorf("malformed distribution point name")
+	}
+	if tag != cbasn1.Tag(0).Constructed().ContextSpecific() {
+		return nil, nil // nameRelativeToCRLIssuer
+	}
+	var out [][]byte
+	for !full.Empty() {
+		var gn cryptobyte.String
+		if !full.ReadAnyASN1Element(&gn, &tag) {
+			return nil, fmt.Errorf("malformed general name")
+		}
+		out = append(out, append([]byte(nil), gn...))
+	}
+	return out, nil
+}
+
+// namesDistributionPoint reports whether one of cert's CRL distribution
+// points has a full name among names. It reads the extension in place: it
+// runs on the request path, which must not allocate.
+func namesDistributionPoint(cert *x509.Certificate, names [][]byte) bool {
+	for i := range cert.Extensions {
+		if !cert.Extensions[i].Id.Equal(oidCRLDistPoints) {
+			continue
+		}
+		in := cryptobyte.String(cert.Extensions[i].Value)
+		var dps cryptobyte.String
+		if !in.ReadASN1(&dps, cbasn1.SEQUENCE) {
+			return false
+		}
+		for !dps.Empty() {
+			var dp, dpName, full cryptobyte.String
+			var hasName, hasFull bool
+			if !dps.ReadASN1(&dp, cbasn1.SEQUENCE) ||
+				!dp.ReadOptionalASN1(&dpName, &hasName, cbasn1.Tag(0).Constructed().ContextSpecific()) {
+				return false
+			}
+			if !hasName || !dpName.ReadOptionalASN1(&full, &hasFull, cbasn1.Tag(0).Constructed().ContextSpecific()) || !hasFull {
+				continue
+			}
+			for !full.Empty() {
+				var gn cryptobyte.String
+				var tag cbasn1.Tag
+				if !full.ReadAnyASN1Element(&gn, &tag) {
+					return false
+				}
+				for _, n := range names {
+					if bytes.Equal(gn, n) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // appliesTo reports whether delta can be applied on top of base (RFC 5280

@@ -1,14 +1,19 @@
 package revocation
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -30,14 +35,24 @@ type diskEntry struct {
 
 const indexFile = "index.json"
 
-func openDiskStore(dir string) (*diskStore, error) {
+// maxIndexBytes bounds the index (about 2 KB per cached OCSP answer).
+const maxIndexBytes = 256 << 20
+
+func openDiskStore(dir string, timeout time.Duration) (*diskStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("revocation.cache_dir: %w", err)
 	}
 	s := &diskStore{dir: dir, idx: map[string]*diskEntry{}}
-	b, err := os.ReadFile(filepath.Join(dir, indexFile))
+	// Read as a configured file is: a FIFO put in its place is refused,
+	// not waited on.
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	b, err := readFile(ctx, filepath.Join(dir, indexFile), maxIndexBytes)
 	switch {
-	case os.IsNotExist(err):
+	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("revocation.cache_dir: %w", err)
 	default:
@@ -110,11 +125,21 @@ func (s *diskStore) load(c *Checker, cas []*x509.Certificate) {
 				continue
 			}
 			ca := byHash[e.Issuer]
-			if ca == nil {
+			if ca == nil || !ownFileName(name, e.Kind) {
 				continue
 			}
-			der, err := os.ReadFile(filepath.Join(s.dir, name))
+			limit := c.o.Config.MaxCRLBytes
+			if e.Kind == "ocsp" {
+				limit = c.o.Config.MaxOCSPBytes
+			}
+			// Whoever can write the folder must not make the start-up
+			// hang (a FIFO) or read elsewhere: only regular files this
+			// store names, read within the fetch timeout and size limit.
+			ctx, cancel := context.WithTimeout(c.life, c.o.Config.FetchTimeout)
+			der, err := readFile(ctx, filepath.Join(s.dir, name), limit)
+			cancel()
 			if err != nil {
+				c.o.Logger.Warn("revocation cache file not loaded", zap.String("file", name), zap.Error(err))
 				continue
 			}
 			c.loadPersisted(ca, e, der, pass == "delta")
@@ -122,18 +147,61 @@ func (s *diskStore) load(c *Checker, cas []*x509.Certificate) {
 	}
 }
 
+// ownFileName reports whether name is a file name this store writes for
+// an entry of kind (saveCRL, saveOCSP): no folder, no other name.
+func ownFileName(name, kind string) bool {
+	prefix := "crl-"
+	if kind == "ocsp" {
+		prefix = "ocsp-"
+	}
+	hexPart, ok := strings.CutSuffix(strings.TrimPrefix(name, prefix), ".der")
+	if !ok || !strings.HasPrefix(name, prefix) || len(hexPart) != 24 {
+		return false
+	}
+	_, err := hex.DecodeString(hexPart)
+	return err == nil
+}
+
+// loadPersisted feeds one persisted answer through the rules of fetched
+// ones (rule.go), with one difference: an answer that was fresh when
+// fetched and is now within its grace is still taken, as it would have
+// been served before the restart; its status is then asked again at the
+// first refresh.
 func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, deltaPass bool) {
 	st := c.issuer(ca)
+	now := c.o.Now()
+	arrival := func(next time.Time) time.Time {
+		if now.After(next) && !now.After(next.Add(c.o.Config.Grace)) {
+			return next
+		}
+		return now
+	}
 	switch e.Kind {
 	case "crl":
-		if err := c.addCRL(st, e.URL, der, deltaPass); err != nil {
-			return // the other pass will take it, or it is unusable
+		l, err := parseCRL(der, ca, now, c.o.Config.ClockSkew)
+		if err != nil || (l.baseNumber != nil) != deltaPass {
+			return // the other pass takes it, or it is unusable
 		}
+		l.url = e.URL
 		c.mu.Lock()
-		if deltaPass {
-			st.deltaURLs[e.URL] = true
-		} else {
-			st.crlURLs[e.URL] = true
+		src := st.sources[e.URL]
+		if src == nil && !c.learnableLocked(st, e.URL, deltaPass) {
+			// Neither configured now nor a URL a certificate may give (a
+			// file URL the configuration dropped, or an index someone
+			// edited): never fetched from here.
+			c.mu.Unlock()
+			return
+		}
+		if src == nil {
+			if src = c.addSourceLocked(st, e.URL, deltaPass, false); src == nil {
+				c.mu.Unlock()
+				return
+			}
+		}
+		if refused, _ := c.storeCRLLocked(st, src, l, arrival(l.nextUpdate)); refused == "" {
+			c.crlMetricsLocked()
+			c.o.Metrics.RevocationNextUpdate.WithLabelValues(SourceCRL, e.URL).Set(float64(l.nextUpdate.Unix()))
+			c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, e.URL).Set(float64(l.thisUpdate.Unix()))
 		}
 		c.mu.Unlock()
 	case "ocsp":
@@ -141,12 +209,16 @@ func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, 
 		if err != nil {
 			return
 		}
-		a, err := parseOCSP(der, cert, ca, c.o.Now(), c.o.Config.ClockSkew)
-		if err != nil || c.o.Now().After(a.nextUpdate.Add(c.o.Config.Grace)) {
+		a, err := parseOCSP(der, cert, ca, now, c.o.Config.ClockSkew)
+		k, ok := keyOfSerial(cert.SerialNumber)
+		if err != nil || !ok {
 			return
 		}
-		if k, ok := keyOfSerial(cert.SerialNumber); ok {
-			c.storeOCSP(st, k, &ocspEntry{answer: a, cert: cert, url: e.URL})
+		c.track(st, cert, k)
+		c.mu.Lock()
+		if cs := st.certs[k]; cs != nil && c.storeOCSPLocked(st, cs, k, a, arrival(a.nextUpdate)) == "" {
+			cs.ocspURL = e.URL
 		}
+		c.mu.Unlock()
 	}
 }

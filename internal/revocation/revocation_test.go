@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/ocsp"
@@ -111,7 +112,7 @@ func (c *clock) add(d time.Duration) {
 
 func testConfig() config.Revocation {
 	return config.Revocation{RefreshAt: 0.5, Grace: time.Hour, ClockSkew: 5 * time.Minute, FetchTimeout: 2 * time.Second,
-		CheckInterval: time.Minute, MaxCRLBytes: 1 << 20, MaxOCSPBytes: 64 << 10}
+		CheckInterval: time.Minute, MaxCRLBytes: 1 << 20, MaxOCSPBytes: 64 << 10, MaxStatusAge: time.Hour, StartupBudget: 2 * time.Minute}
 }
 
 func newChecker(t testing.TB, cfg config.Revocation, clk *clock) (*Checker, *metrics.Metrics) {
@@ -131,7 +132,7 @@ func newChecker(t testing.TB, cfg config.Revocation, clk *clock) (*Checker, *met
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.client.CloseIdleConnections)
+	t.Cleanup(c.Close)
 	return c, m
 }
 
@@ -218,11 +219,32 @@ func TestResponderFaults(t *testing.T) {
 			if err := c.Check(context.Background(), ok, soft(bothSrc...)); err != nil {
 				t.Errorf("soft policy refused an unknown status: %v", err)
 			}
-			if n := testutil.ToFloat64(m.RevocationFetchErrors.WithLabelValues(SourceOCSP, tc.reason)); n == 0 {
+			if n := fetchErrors(m, SourceOCSP, tc.reason); n == 0 {
 				t.Errorf("no fetch error counted with reason %s", tc.reason)
 			}
 		})
 	}
+}
+
+// fetchErrors sums the failed fetches of a source and reason, whatever the
+// authority and URL.
+func fetchErrors(m *metrics.Metrics, source, reason string) float64 {
+	ch := make(chan prometheus.Metric, 1000)
+	m.RevocationFetchErrors.Collect(ch)
+	close(ch)
+	total := 0.0
+	for pm := range ch {
+		var d dto.Metric
+		pm.Write(&d)
+		labels := map[string]string{}
+		for _, l := range d.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["source"] == source && labels["reason"] == reason {
+			total += d.GetCounter().GetValue()
+		}
+	}
+	return total
 }
 
 // ocspServer answers every request with answer(req).
@@ -379,7 +401,10 @@ func TestCRLAndDeltaCases(t *testing.T) {
 		{"base signed by another CA", crlDER(t, p.OSIServicesApplicatifs, 10, next, nil, 0), nil, StatusUnknown},
 		{"a delta served as the base", crlDER(t, ca, 11, next, nil, 0, deltaExt(t, 10)), nil, StatusUnknown},
 		{"delta revokes a serial absent from the base", crlDER(t, ca, 10, next, nil, 0), crlDER(t, ca, 11, next, []*big.Int{serial}, 1, deltaExt(t, 10)), StatusRevoked},
-		{"delta for another base is not applied", crlDER(t, ca, 10, next, nil, 0), crlDER(t, ca, 13, next, []*big.Int{serial}, 1, deltaExt(t, 12)), StatusGood},
+		// A delta made on another base is not applied, but what it revokes
+		// is a signed statement of the CA: final (rule 1).
+		{"delta for another base still revokes", crlDER(t, ca, 10, next, nil, 0), crlDER(t, ca, 13, next, []*big.Int{serial}, 1, deltaExt(t, 12)), StatusRevoked},
+		{"delta for another base lifts no hold", crlDER(t, ca, 10, next, []*big.Int{serial}, 6), crlDER(t, ca, 13, next, []*big.Int{serial}, reasonRemoveFromCRL, deltaExt(t, 12)), StatusRevoked},
 		{"delta un-revokes with removeFromCRL", crlDER(t, ca, 10, next, []*big.Int{serial}, 6), crlDER(t, ca, 11, next, []*big.Int{serial}, reasonRemoveFromCRL, deltaExt(t, 10)), StatusGood},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -406,7 +431,7 @@ func TestCRLSizeLimit(t *testing.T) {
 	cfg.MaxCRLBytes = 100
 	c, m := newChecker(t, cfg, nil)
 	wantStatus(t, c.Check(context.Background(), chainOf(w.pki.Servers["ok.amc.test"]), hard(SourceCRL)), StatusUnknown, SourceNone)
-	if testutil.ToFloat64(m.RevocationFetchErrors.WithLabelValues(SourceCRL, "too_large")) == 0 {
+	if fetchErrors(m, SourceCRL, "too_large") == 0 {
 		t.Error("oversized CRL not counted as too_large")
 	}
 }
@@ -559,12 +584,13 @@ func BenchmarkCachedChainCheck(b *testing.B) {
 	if err := c.Check(ctx, chain, hard(bothSrc...)); err != nil {
 		b.Fatal(err)
 	}
+	sts := []*issuerState{c.issuer(chain[1]), c.issuer(chain[2])}
 	b.ReportAllocs()
 	for b.Loop() {
 		for i := 0; i+1 < len(chain); i++ {
 			k, _ := keyOfSerial(chain[i].SerialNumber)
-			if s, _ := c.cached(chain[i], chain[i+1], k, bothSrc, time.Now()); s != StatusGood {
-				b.Fatal(s)
+			if v := c.cached(sts[i], chain[i], k, bothSrc, time.Now()); v.status != StatusGood {
+				b.Fatal(v.status)
 			}
 		}
 	}
@@ -652,4 +678,18 @@ func TestFailedFetchIsNotRetriedByEveryRequest(t *testing.T) {
 	w.srv.SetFault(sim.FaultNone, 0)
 	clk.add(2 * time.Minute)
 	wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusGood, "")
+}
+
+// Without a transport from the outbound proxy configuration, fetches go
+// directly: the proxy environment variables are not followed (net/http's
+// default transport would).
+func TestDefaultTransportIgnoresProxyEnvironment(t *testing.T) {
+	c, err := New(Options{Config: testConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if tr, ok := c.client.Transport.(*http.Transport); !ok || tr.Proxy != nil {
+		t.Fatalf("default fetch transport %T follows a proxy function", c.client.Transport)
+	}
 }

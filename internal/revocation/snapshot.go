@@ -17,29 +17,39 @@ type IssuerSnapshot struct {
 	Subject string         `json:"subject"`
 	CRLs    []CRLSnapshot  `json:"crls"`
 	OCSP    []OCSPSnapshot `json:"ocsp"`
+	// FinalRevocations counts the revocations kept whatever later answers
+	// say (every reason but certificateHold).
+	FinalRevocations int `json:"final_revocations"`
 }
 
 // CRLSnapshot describes a cached CRL.
 type CRLSnapshot struct {
-	URL        string    `json:"url"`
-	Delta      bool      `json:"delta"`
-	Number     string    `json:"number"`
+	URL   string `json:"url"`
+	Delta bool   `json:"delta"`
+	// Fetched is false for a known URL nothing usable came from yet.
+	Fetched    bool      `json:"fetched"`
+	LastError  string    `json:"last_error,omitempty"`
+	CheckedAt  time.Time `json:"checked_at,omitzero"`
+	Number     string    `json:"number,omitempty"`
 	BaseNumber string    `json:"base_number,omitempty"`
-	ThisUpdate time.Time `json:"this_update"`
-	NextUpdate time.Time `json:"next_update"`
+	ThisUpdate time.Time `json:"this_update,omitzero"`
+	NextUpdate time.Time `json:"next_update,omitzero"`
 	Entries    int       `json:"entries"`
 	Stale      bool      `json:"stale"`
 }
 
 // OCSPSnapshot describes a cached OCSP answer.
+// A certificate whose responder failed is listed too, with status unknown
+// and the error.
 type OCSPSnapshot struct {
 	Serial     string    `json:"serial"`
 	Subject    string    `json:"subject"`
 	Status     string    `json:"status"`
-	URL        string    `json:"url"`
-	ThisUpdate time.Time `json:"this_update"`
-	NextUpdate time.Time `json:"next_update"`
+	URL        string    `json:"url,omitempty"`
+	ThisUpdate time.Time `json:"this_update,omitzero"`
+	NextUpdate time.Time `json:"next_update,omitzero"`
 	Stale      bool      `json:"stale"`
+	LastError  string    `json:"last_error,omitempty"`
 }
 
 // OwnSnapshot is the status of one of the establishment's certificates.
@@ -59,20 +69,41 @@ func (c *Checker) Snapshot() Snapshot {
 	for _, list := range c.issuers {
 		for _, st := range list {
 			is := IssuerSnapshot{Subject: c.o.Subject(st.cert), CRLs: []CRLSnapshot{}, OCSP: []OCSPSnapshot{}}
-			for _, m := range []map[string]*crl{st.crls, st.deltas} {
-				for _, l := range m {
-					cs := CRLSnapshot{URL: l.url, Delta: l.baseNumber != nil, Number: l.number.String(),
-						ThisUpdate: l.thisUpdate, NextUpdate: l.nextUpdate, Entries: len(l.revoked), Stale: now.After(l.nextUpdate)}
+			is.FinalRevocations = len(st.final)
+			for u, src := range st.sources {
+				l := st.crls[u]
+				if src.delta {
+					l = st.deltas[u]
+				}
+				cs := CRLSnapshot{URL: u, Delta: src.delta, CheckedAt: src.checkedAt}
+				if f, ok := c.failures["crl|"+u]; ok {
+					cs.LastError = f.err.Error()
+				}
+				if l != nil {
+					cs.Fetched, cs.Number, cs.ThisUpdate, cs.NextUpdate = true, l.number.String(), l.thisUpdate, l.nextUpdate
+					cs.Entries, cs.Stale = len(l.revoked), now.After(l.nextUpdate)
 					if l.baseNumber != nil {
 						cs.BaseNumber = l.baseNumber.String()
 					}
-					is.CRLs = append(is.CRLs, cs)
 				}
+				is.CRLs = append(is.CRLs, cs)
 			}
-			for _, e := range st.ocsp {
-				is.OCSP = append(is.OCSP, OCSPSnapshot{Serial: fmt.Sprintf("%x", e.cert.SerialNumber), Subject: c.o.Subject(e.cert),
-					Status: e.answer.status.String(), URL: e.url, ThisUpdate: e.answer.thisUpdate, NextUpdate: e.answer.nextUpdate,
-					Stale: now.After(e.answer.nextUpdate)})
+			for k, e := range st.certs {
+				os := OCSPSnapshot{Serial: fmt.Sprintf("%x", e.cert.SerialNumber), Subject: c.o.Subject(e.cert), Status: StatusUnknown.String(),
+					URL: e.ocspURL, LastError: e.lastErr}
+				if _, final := st.final[k]; final {
+					os.Status = StatusRevoked.String()
+				}
+				if a := e.ocsp; a != nil {
+					if os.Status != StatusRevoked.String() {
+						os.Status = a.status.String()
+					}
+					os.ThisUpdate, os.NextUpdate, os.Stale = a.thisUpdate, a.nextUpdate, now.After(a.nextUpdate)
+				}
+				if e.ocsp == nil && e.lastErr == "" {
+					continue // decided by a CRL, never asked to a responder
+				}
+				is.OCSP = append(is.OCSP, os)
 			}
 			sort.Slice(is.CRLs, func(i, j int) bool { return is.CRLs[i].URL < is.CRLs[j].URL })
 			sort.Slice(is.OCSP, func(i, j int) bool { return is.OCSP[i].Serial < is.OCSP[j].Serial })

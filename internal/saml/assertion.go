@@ -2,6 +2,7 @@ package saml
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -23,6 +24,8 @@ const (
 	NSHL7       = "urn:hl7-org:v3"
 	NSDSig      = "http://www.w3.org/2000/09/xmldsig#"
 	NSWSSE      = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+	NSWSU       = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+	NSSAML1     = "urn:oasis:names:tc:SAML:1.0:assertion"
 
 	formatX509Subject = "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"
 	formatUnspecified = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
@@ -30,37 +33,46 @@ const (
 	purposeOfUseCodeSystem = "1.2.250.1.213.1.1.4.248"
 )
 
-// VIHF attribute names (DOMAIN.md, "The VIHF").
-const (
-	AttrVIHFVersion     = "VIHF_Version"
-	AttrAuthMode        = "Authentification_Mode"
-	AttrStructureID     = "Identifiant_Structure"
-	AttrActivitySector  = "Secteur_Activite"
-	AttrSubjectID       = "urn:oasis:names:tc:xspa:1.0:subject:subject-id"
-	AttrRole            = "urn:oasis:names:tc:xacml:2.0:subject:role"
-	AttrPurposeOfUse    = "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"
-	AttrResourceID      = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
-	AttrResourceURN     = "Ressource_URN"
-	AttrLPSName         = "LPS_Nom"
-	AttrLPSVersion      = "LPS_Version"
-	AttrLPSID           = "LPS_ID"
-	AttrLPSHomologation = "LPS_ID_HOMOLOGATION_DMP"
-	AttrConfidentiality = "Confidentiality_Code"
+// VIHF attribute names (DOMAIN.md, "The VIHF"): the defaults, those of the
+// public DRIMbox DMP client; token.attribute_names overrides them per route.
+var (
+	AttrVIHFVersion     = config.TokenAttributeKeys["vihf"]["vihf_version"]
+	AttrAuthMode        = config.TokenAttributeKeys["vihf"]["authentication_mode"]
+	AttrStructureID     = config.TokenAttributeKeys["vihf"]["structure_id"]
+	AttrActivitySector  = config.TokenAttributeKeys["vihf"]["activity_sector"]
+	AttrSubjectID       = config.TokenAttributeKeys["vihf"]["subject_id"]
+	AttrRole            = config.TokenAttributeKeys["vihf"]["role"]
+	AttrPurposeOfUse    = config.TokenAttributeKeys["vihf"]["purpose_of_use"]
+	AttrResourceID      = config.TokenAttributeKeys["vihf"]["resource_id"]
+	AttrResourceURN     = config.TokenAttributeKeys["vihf"]["resource_urn"]
+	AttrLPSName         = config.TokenAttributeKeys["vihf"]["lps_name"]
+	AttrLPSVersion      = config.TokenAttributeKeys["vihf"]["lps_version"]
+	AttrLPSID           = config.TokenAttributeKeys["vihf"]["lps_id"]
+	AttrLPSHomologation = config.TokenAttributeKeys["vihf"]["lps_homologation"]
+	AttrConfidentiality = config.TokenAttributeKeys["vihf"]["confidentiality_code"]
 )
 
-// Profile is a route's token, with its constants resolved.
+// Profile is a route's token, with its constants resolved against a
+// signing certificate.
 type Profile struct {
 	Kind        string // roc or vihf
 	Issuer      string // the signer's DN, formatted
 	StructureID string
 	NameID      string // roc
 	Config      *config.Token
+	// Fingerprint of the signing certificate the values come from.
+	Fingerprint [32]byte
+	names       map[string]string // attribute key -> Name
+	systemNames map[string]string // code system OID -> codeSystemName
 }
 
 // NewProfile resolves a route's token configuration against the signing
-// certificate: Issuer from its subject, structure identifier from its OU.
+// certificate: Issuer from its subject, structure identifier from its OU
+// (unless configured), attribute names and code system names from the
+// defaults and the configuration.
 func NewProfile(t *config.Token, signer *x509.Certificate) *Profile {
-	p := &Profile{Kind: t.Profile, Config: t, StructureID: t.StructureID, NameID: t.NameID}
+	p := &Profile{Kind: t.Profile, Config: t, StructureID: t.StructureID, NameID: t.NameID,
+		Fingerprint: sha256.Sum256(signer.Raw), names: map[string]string{}, systemNames: map[string]string{}}
 	if t.IssuerFormat == "x500" {
 		p.Issuer = x500DN(signer.RawSubject)
 	} else {
@@ -71,6 +83,18 @@ func NewProfile(t *config.Token, signer *x509.Certificate) *Profile {
 	}
 	if p.NameID == "" {
 		p.NameID = p.StructureID
+	}
+	for k, v := range config.TokenAttributeKeys[t.Profile] {
+		p.names[k] = v
+	}
+	for k, v := range t.AttributeNames {
+		p.names[k] = v
+	}
+	for k, v := range config.DefaultCodeSystemNames {
+		p.systemNames[k] = v
+	}
+	for k, v := range t.VIHF.CodeSystemNames {
+		p.systemNames[k] = v
 	}
 	return p
 }
@@ -96,26 +120,39 @@ func newID() string {
 	return "_" + hex.EncodeToString(b[:])
 }
 
+// validity is when an assertion may be used: IssueInstant and NotBefore
+// to NotOnOrAfter, whole seconds as written.
+type validity struct {
+	issue, notBefore, notOnOrAfter time.Time
+}
+
+// window computes an assertion's validity from the signing time.
+func (p *Profile) window(now time.Time) validity {
+	issue := now.UTC().Truncate(time.Second)
+	return validity{issue: issue, notBefore: issue.Add(-p.Config.NotBeforeSkew),
+		notOnOrAfter: issue.Add(p.Config.Validity).Truncate(time.Second)}
+}
+
 // build makes the unsigned assertion. extraNS are the declarations of the
-// PrefixList's namespaces ("" for the default, "ds") in scope where it will
-// be inserted: exclusive c14n renders them on the Assertion even unused, so
-// they must be the same when it is signed standalone and verified in place.
-// "ds" is repeated on the Assertion; a default namespace is undeclared
-// (xmlns=""), which keeps it out of the canonical form in both places
-// (goxmldsig does not honour "#default", xmlsec1 does).
-func (p *Profile) build(v *Values, now time.Time, extraNS map[string]string) *etree.Element {
+// PrefixList's namespaces (the default one, "ds") in scope where it will
+// be inserted: exclusive c14n renders them on the Assertion even unused,
+// so they must be the same when it is signed standalone and verified in
+// place. "ds" is repeated on the Assertion; a default namespace is
+// undeclared (xmlns=""), which keeps it out of the canonical form in both
+// places (goxmldsig does not honour "#default", xmlsec1 does).
+func (p *Profile) build(v *Values, w validity, defaultNS, dsNS string) *etree.Element {
 	const t = "2006-01-02T15:04:05Z"
 	a := etree.NewElement("saml:Assertion")
 	a.CreateAttr("xmlns:saml", NSAssertion)
 	a.CreateAttr("xmlns:xsi", NSXSI)
-	if extraNS[""] != "" {
+	if defaultNS != "" {
 		a.CreateAttr("xmlns", "")
 	}
-	if ds := extraNS["ds"]; ds != "" {
-		a.CreateAttr("xmlns:ds", ds)
+	if dsNS != "" {
+		a.CreateAttr("xmlns:ds", dsNS)
 	}
 	a.CreateAttr("ID", newID())
-	a.CreateAttr("IssueInstant", now.UTC().Format(t))
+	a.CreateAttr("IssueInstant", w.issue.Format(t))
 	a.CreateAttr("Version", "2.0")
 	iss := a.CreateElement("saml:Issuer")
 	iss.CreateAttr("Format", formatX509Subject)
@@ -133,64 +170,71 @@ func (p *Profile) build(v *Values, now time.Time, extraNS map[string]string) *et
 		subj.SetText(p.NameID)
 	}
 	cond := a.CreateElement("saml:Conditions")
-	cond.CreateAttr("NotBefore", now.UTC().Format(t))
-	cond.CreateAttr("NotOnOrAfter", now.Add(p.Config.Validity).UTC().Format(t))
+	cond.CreateAttr("NotBefore", w.notBefore.Format(t))
+	cond.CreateAttr("NotOnOrAfter", w.notOnOrAfter.Format(t))
 
 	st := a.CreateElement("saml:AuthnStatement")
-	st.CreateAttr("AuthnInstant", now.UTC().Format(t))
+	st.CreateAttr("AuthnInstant", w.issue.Format(t))
 	st.CreateElement("saml:AuthnContext").CreateElement("saml:AuthnContextClassRef").SetText(authn)
 
 	attrs := a.CreateElement("saml:AttributeStatement")
-	text := func(name, value string) {
+	text := func(key, value string) {
 		at := attrs.CreateElement("saml:Attribute")
-		at.CreateAttr("Name", name)
+		at.CreateAttr("Name", p.names[key])
 		at.CreateElement("saml:AttributeValue").SetText(value)
 	}
-	coded := func(name, tag, code, system, display string) {
+	// Coded values as the DRIMbox client writes them: an HL7 CE with
+	// code, codeSystem, codeSystemName and displayName.
+	coded := func(key, tag, code, system, display string) {
 		at := attrs.CreateElement("saml:Attribute")
-		at.CreateAttr("Name", name)
+		at.CreateAttr("Name", p.names[key])
 		el := at.CreateElement("saml:AttributeValue").CreateElement(tag)
 		el.CreateAttr("xmlns", NSHL7)
 		el.CreateAttr("xsi:type", "CE")
 		el.CreateAttr("code", code)
 		el.CreateAttr("codeSystem", system)
+		if name := p.systemNames[system]; name != "" {
+			el.CreateAttr("codeSystemName", name)
+		}
 		if display != "" {
 			el.CreateAttr("displayName", display)
 		}
 	}
 	if p.Kind == "roc" {
-		text(AttrStructureID, p.StructureID)
+		text("structure_id", p.StructureID)
 		for _, name := range sortedKeys(p.Config.Attributes) {
-			text(name, p.Config.Attributes[name])
+			at := attrs.CreateElement("saml:Attribute")
+			at.CreateAttr("Name", name)
+			at.CreateElement("saml:AttributeValue").SetText(p.Config.Attributes[name])
 		}
 		return a
 	}
 	c := p.Config.VIHF
-	text(AttrVIHFVersion, c.Version)
-	text(AttrAuthMode, "INDIRECTE")
-	text(AttrStructureID, p.StructureID)
-	text(AttrActivitySector, c.ActivitySector)
-	text(AttrSubjectID, v.UserName)
+	text("vihf_version", c.Version)
+	text("authentication_mode", "INDIRECTE")
+	text("structure_id", p.StructureID)
+	text("activity_sector", c.ActivitySector)
+	text("subject_id", v.UserName)
 	for _, r := range v.Roles {
-		coded(AttrRole, "Role", r.Code, r.CodeSystem, r.DisplayName)
+		coded("role", "Role", r.Code, r.CodeSystem, r.DisplayName)
 	}
 	purpose := c.PurposeOfUse
 	if v.PurposeOfUse != "" {
 		purpose = v.PurposeOfUse
 	}
-	coded(AttrPurposeOfUse, "PurposeOfUse", purpose, purposeOfUseCodeSystem, "")
-	text(AttrResourceID, v.PatientINS+"^^^&"+c.INSOID+"&ISO^NH")
-	text(AttrResourceURN, c.ResourceURN)
-	text(AttrLPSName, c.SoftwareName)
-	text(AttrLPSVersion, c.SoftwareVersion)
+	coded("purpose_of_use", "PurposeOfUse", purpose, purposeOfUseCodeSystem, "")
+	text("resource_id", v.PatientINS+"^^^&"+c.INSOID+"&ISO^NH")
+	text("resource_urn", c.ResourceURN)
+	text("lps_name", c.SoftwareName)
+	text("lps_version", c.SoftwareVersion)
 	if c.SoftwareID != "" {
-		text(AttrLPSID, c.SoftwareID)
+		text("lps_id", c.SoftwareID)
 	}
 	if c.HomologationID != "" {
-		text(AttrLPSHomologation, c.HomologationID)
+		text("lps_homologation", c.HomologationID)
 	}
 	if v.Confidentiality != "" {
-		coded(AttrConfidentiality, "ConfidentialityCode", v.Confidentiality, c.ConfidentialityCS, "")
+		coded("confidentiality_code", "ConfidentialityCode", v.Confidentiality, c.ConfidentialityCS, "")
 	}
 	return a
 }

@@ -15,27 +15,32 @@ type tokenCache struct {
 }
 
 type cachedToken struct {
-	key        string
-	assertion  []byte
-	id         string
+	key       string
+	assertion []byte
+	sum       [32]byte // SHA-256 of assertion, for the audit record
+	id        string
+	// reuseUntil is the end of reuse: reuse_fraction of the validity,
+	// and never later than the expiry margin before NotOnOrAfter.
 	reuseUntil time.Time
+	profile    *Profile // what it was built from (issuer, name id)
 }
 
 func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: max, entries: map[string]*list.Element{}, order: list.New()}
 }
 
-func (c *tokenCache) get(key string, now time.Time) *cachedToken {
+// get returns the token cached under key if it may still be sent at now.
+func (c *tokenCache) get(key []byte, now time.Time) *cachedToken {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entries[key]
+	e := c.entries[string(key)]
 	if e == nil {
 		return nil
 	}
 	t := e.Value.(*cachedToken)
 	if !now.Before(t.reuseUntil) {
 		c.order.Remove(e)
-		delete(c.entries, key)
+		delete(c.entries, t.key)
 		return nil
 	}
 	c.order.MoveToFront(e)

@@ -2,9 +2,8 @@ package saml
 
 import (
 	"bytes"
-	"encoding/xml"
+	"errors"
 	"fmt"
-	"io"
 	"unicode/utf8"
 )
 
@@ -26,215 +25,231 @@ func refuse(format string, args ...any) error {
 	return &EnvelopeError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// envelope is what the injector learned of a SIH envelope.
+// Where the assertion goes: into the existing Security, into a new Security
+// in the existing Header, or into a new Header.
+const (
+	wrapNone = iota
+	wrapSecurity
+	wrapHeader
+)
+
+// envelope is what the injector learned of a SIH envelope. Its byte
+// slices point into the SIH's body.
 type envelope struct {
-	soapNS string
 	// insertAt is where the assertion goes; wrap says which elements
-	// must be created around it: "" (inside an existing Security),
-	// "security" (inside an existing Header) or "header".
+	// must be created around it.
 	insertAt int
-	wrap     string
+	wrap     int
 	// replaceStart/replaceEnd, when replaceEnd > 0, is a self-closing
 	// start tag (Header or Security) to rewrite as an open/close pair.
 	replaceStart, replaceEnd int
-	selfClosedName           string // raw name of that element
+	selfClosedName           []byte // raw name of that element
 	selfClosedTag            []byte // its start tag without "/>"
-	envPrefix                string // raw prefix of Envelope
-	// ns are the declarations of "" and "ds" in scope at insertAt, which
-	// exclusive c14n with the PrefixList would render on the Assertion.
-	ns map[string]string
+	envPrefix                []byte // raw prefix of Envelope
+	// defaultNS and dsNS are the default namespace and the namespace of
+	// the prefix ds in scope at insertAt (nil: none), which exclusive
+	// c14n with the PrefixList would render on the Assertion.
+	defaultNS, dsNS []byte
 }
 
-// inspect validates a SIH envelope and finds where a token goes.
-func inspect(body []byte) (*envelope, error) {
+var (
+	bEnvelope  = []byte("Envelope")
+	bHeader    = []byte("Header")
+	bBody      = []byte("Body")
+	bSecurity  = []byte("Security")
+	bTimestamp = []byte("Timestamp")
+	bSignature = []byte("Signature")
+	bAssertion = []byte("Assertion")
+	bEncrypted = []byte("EncryptedAssertion")
+	bDS        = []byte("ds")
+	bNSSOAP11  = []byte(NSSOAP11)
+	bNSSOAP12  = []byte(NSSOAP12)
+	bNSWSSE    = []byte(NSWSSE)
+	bNSWSU     = []byte(NSWSU)
+	bNSDSig    = []byte(NSDSig)
+	bNSSAML2   = []byte(NSAssertion)
+	bNSSAML1   = []byte(NSSAML1)
+)
+
+// inspect validates a SIH envelope and finds where a token goes: strictly
+// well-formed XML with namespaces (see scanner), a SOAP 1.1 or 1.2 Envelope
+// holding an optional Header then one Body and nothing else, no SAML
+// assertion anywhere, at most one wsse:Security among the Header's
+// children carrying nothing but a wsu:Timestamp.
+func inspect(body []byte) (envelope, error) {
+	var env envelope
 	if !utf8.Valid(body) {
-		return nil, refuse("body is not valid UTF-8")
+		return env, refuse("body is not valid UTF-8")
 	}
-	d := xml.NewDecoder(bytes.NewReader(body))
-	d.Strict = true
-	// No CharsetReader: a declared non-UTF-8 encoding is refused. No
-	// Entity map: entity references other than the five predefined ones
-	// are errors.
-	env := &envelope{}
-	type frame struct {
-		name    xml.Name
-		rawName string
+	s := newScanner(body, maxDepth)
+	defer s.release()
+	if err := s.start(); err != nil {
+		return env, scanRefusal(err)
 	}
-	var stack []frame
-	var header *frame
-	securities, bodies := 0, 0
-	inSecurity := false
+	var soapNS []byte
+	headers, bodies, securities := 0, 0, 0
+	inHeader, inSecurity := false, false
 	for {
-		before := int(d.InputOffset())
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
+		if err := s.next(); err != nil {
+			return env, scanRefusal(err)
 		}
-		if err != nil {
-			return nil, refuse("not well-formed XML: %v", err)
-		}
-		after := int(d.InputOffset())
-		switch t := tok.(type) {
-		case xml.Directive:
-			return nil, refuse("a DTD or entity declaration is not accepted")
-		case xml.StartElement:
-			if len(stack) >= maxDepth {
-				return nil, refuse("nesting deeper than %d elements", maxDepth)
+		switch s.kind {
+		case tokEOF:
+			if soapNS == nil {
+				return env, refuse("not a SOAP 1.1 or 1.2 envelope")
 			}
-			f := frame{name: t.Name, rawName: rawName(body[before:after])}
-			depth := len(stack)
-			opened := false // this element is the Header or the Security
-			if t.Name.Space == NSAssertion && t.Name.Local == "Assertion" {
-				return nil, refuse("the envelope already carries a SAML assertion")
+			if bodies != 1 {
+				return env, refuse("a SOAP envelope needs exactly one Body")
 			}
-			if inSecurity && t.Name.Space == NSDSig && t.Name.Local == "Signature" {
-				return nil, refuse("the Security header already carries a signature")
-			}
+			return env, nil
+		case tokText:
 			switch {
-			case depth == 0:
-				if t.Name.Local != "Envelope" || (t.Name.Space != NSSOAP11 && t.Name.Space != NSSOAP12) {
-					return nil, refuse("not a SOAP 1.1 or 1.2 envelope")
+			case !s.nonSpace:
+			case s.depth() == 1:
+				return env, refuse("text directly in the Envelope")
+			case s.depth() == 2 && inHeader:
+				return env, refuse("text directly in the Header")
+			case s.depth() == 3 && inSecurity:
+				return env, refuse("text directly in the Security header")
+			}
+		case tokEnd:
+			switch s.depth() {
+			case 1:
+				inHeader = false
+			case 2:
+				inSecurity = false
+			}
+		case tokStart:
+			level := s.depth() // of the element: 0 for the root
+			if !s.selfClosing {
+				level--
+			}
+			local := s.local()
+			if level > 3 && len(local) != len(bAssertion) && len(local) != len(bEncrypted) {
+				continue // the SIH's payload: only an assertion would matter
+			}
+			space := s.space()
+			if (bytes.Equal(local, bAssertion) || bytes.Equal(local, bEncrypted)) &&
+				(bytes.Equal(space, bNSSAML2) || bytes.Equal(space, bNSSAML1) && bytes.Equal(local, bAssertion)) {
+				return env, refuse("the envelope already carries a SAML assertion")
+			}
+			opened := false // this element is the Header or the Security
+			switch {
+			case level == 0:
+				if !bytes.Equal(local, bEnvelope) || !bytes.Equal(space, bNSSOAP11) && !bytes.Equal(space, bNSSOAP12) {
+					return env, refuse("not a SOAP 1.1 or 1.2 envelope")
 				}
-				env.soapNS = t.Name.Space
-				env.envPrefix, _, _ = cutPrefix(f.rawName)
-				env.insertAt, env.wrap = after, "header"
-			case depth == 1 && t.Name.Space == env.soapNS && t.Name.Local == "Header":
-				if header != nil {
-					return nil, refuse("more than one SOAP Header")
+				soapNS = space
+				env.envPrefix = s.prefix()
+				env.insertAt, env.wrap = s.tagEnd, wrapHeader
+				env.defaultNS, env.dsNS = s.inScope()
+			case level == 1 && bytes.Equal(space, soapNS) && bytes.Equal(local, bHeader):
+				if headers++; headers > 1 {
+					return env, refuse("more than one SOAP Header")
 				}
 				if bodies > 0 {
-					return nil, refuse("SOAP Header after Body")
+					return env, refuse("SOAP Header after Body")
 				}
-				env.insertAt, env.wrap = after, "security"
-				header, opened = &f, true
-			case depth == 1 && t.Name.Space == env.soapNS && t.Name.Local == "Body":
-				bodies++
-			case depth == 2 && header != nil && t.Name.Space == NSWSSE && t.Name.Local == "Security":
-				securities++
-				if securities > 1 {
-					return nil, refuse("more than one WS-Security header")
+				env.insertAt, env.wrap = s.tagEnd, wrapSecurity
+				env.defaultNS, env.dsNS = s.inScope()
+				inHeader, opened = !s.selfClosing, true
+			case level == 1 && bytes.Equal(space, soapNS) && bytes.Equal(local, bBody):
+				if bodies++; bodies > 1 {
+					return env, refuse("a SOAP envelope needs exactly one Body")
 				}
-				env.insertAt, env.wrap = after, ""
-				inSecurity, opened = true, true
-			}
-			if opened && isSelfClosing(body[before:after]) {
-				env.replaceStart, env.replaceEnd = before, after
-				env.selfClosedName = f.rawName
-				env.selfClosedTag = bytes.TrimRight(bytes.TrimSuffix(bytes.TrimRight(body[before:after], " \t\r\n"), []byte("/>")), " \t\r\n")
-			}
-			stack = append(stack, f)
-		case xml.EndElement:
-			if len(stack) > 0 {
-				top := stack[len(stack)-1]
-				if top.name.Space == NSWSSE && top.name.Local == "Security" && len(stack) == 3 {
-					inSecurity = false
+			case level == 1:
+				return env, refuse("<%s> in the Envelope: a SOAP envelope holds only a Header and a Body", s.rawName())
+			case level == 2 && inHeader && bytes.Equal(space, bNSWSSE) && bytes.Equal(local, bSecurity):
+				if securities++; securities > 1 {
+					return env, refuse("more than one WS-Security header")
 				}
-				stack = stack[:len(stack)-1]
-			}
-		}
-	}
-	if env.soapNS == "" {
-		return nil, refuse("not a SOAP 1.1 or 1.2 envelope")
-	}
-	if bodies != 1 {
-		return nil, refuse("a SOAP envelope needs exactly one Body")
-	}
-	env.ns = map[string]string{}
-	if err := collectNS(body, env); err != nil {
-		return nil, err
-	}
-	return env, nil
-}
-
-// collectNS records the "" and "ds" declarations in scope at the insertion
-// point: those of the elements still open there.
-func collectNS(body []byte, env *envelope) error {
-	d := xml.NewDecoder(bytes.NewReader(body[:env.insertAt]))
-	var scopes []map[string]string
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			break // the prefix ends inside the open ancestors
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			decl := map[string]string{}
-			for _, a := range t.Attr {
-				switch {
-				case a.Name.Space == "" && a.Name.Local == "xmlns":
-					decl[""] = a.Value
-				case a.Name.Space == "xmlns" && a.Name.Local == "ds":
-					decl["ds"] = a.Value
+				env.insertAt, env.wrap = s.tagEnd, wrapNone
+				env.defaultNS, env.dsNS = s.inScope()
+				inSecurity, opened = !s.selfClosing, true
+			case level == 3 && inSecurity:
+				if bytes.Equal(space, bNSDSig) && bytes.Equal(local, bSignature) {
+					return env, refuse("the Security header already carries a signature")
+				}
+				if !bytes.Equal(space, bNSWSU) || !bytes.Equal(local, bTimestamp) {
+					return env, refuse("the Security header may only carry a wsu:Timestamp (roc-proxy adds the token): found <%s>", s.rawName())
 				}
 			}
-			scopes = append(scopes, decl)
-		case xml.EndElement:
-			scopes = scopes[:len(scopes)-1]
+			if opened && s.selfClosing {
+				env.replaceStart, env.replaceEnd = s.tagStart, s.tagEnd
+				env.selfClosedName = s.rawName()
+				tag := bytes.TrimRight(body[s.tagStart:s.tagEnd-2], " \t\r\n")
+				env.selfClosedTag = tag
+			}
 		}
 	}
-	for _, decl := range scopes {
-		for k, v := range decl {
-			env.ns[k] = v
-		}
-	}
-	return nil
 }
 
-func rawName(tag []byte) string {
-	tag = bytes.TrimPrefix(tag, []byte("<"))
-	end := bytes.IndexAny(tag, " \t\r\n/>")
-	if end < 0 {
-		return string(tag)
+// inScope is the default namespace and the ds prefix's namespace in scope.
+func (s *scanner) inScope() (defaultNS, ds []byte) {
+	ref, _ := s.lookup(nil)
+	defaultNS = s.uri(ref)
+	if ref, ok := s.lookup(bDS); ok {
+		ds = s.uri(ref)
 	}
-	return string(tag[:end])
+	return defaultNS, ds
 }
 
-func cutPrefix(name string) (prefix, local string, ok bool) {
-	for i := 0; i < len(name); i++ {
-		if name[i] == ':' {
-			return name[:i], name[i+1:], true
-		}
+func scanRefusal(err error) error {
+	var se *SyntaxError
+	switch {
+	case errors.Is(err, errDTD):
+		return refuse("%v", err)
+	case errors.As(err, &se):
+		return refuse("not well-formed XML: %v", se)
 	}
-	return "", name, false
-}
-
-func isSelfClosing(tag []byte) bool {
-	return bytes.HasSuffix(bytes.TrimRight(tag, " \t\r\n"), []byte("/>"))
+	return refuse("%v", err)
 }
 
 // splice returns body with assertion inserted at env's insertion point,
-// creating the Header and Security elements it lacks.
+// creating the Header and Security elements it lacks, in one allocation.
 func splice(body []byte, env *envelope, assertion []byte) []byte {
-	var ins []byte
-	switch env.wrap {
-	case "":
-		ins = assertion
-	case "security":
-		ins = securityElement(assertion)
-	case "header":
-		hdr := "Header"
-		if env.envPrefix != "" {
-			hdr = env.envPrefix + ":Header"
-		}
-		ins = append(append([]byte("<"+hdr+">"), securityElement(assertion)...), []byte("</"+hdr+">")...)
-	}
-	out := make([]byte, 0, len(body)+len(ins)+64)
+	const secOpen = `<wsse:Security xmlns:wsse="` + NSWSSE + `">`
+	const secClose = "</wsse:Security>"
+	n := len(body) + len(assertion) + len(secOpen) + len(secClose) + 2*len(env.envPrefix) + 24 + len(env.selfClosedName)
+	out := make([]byte, 0, n)
+	at := env.insertAt
 	if env.replaceEnd > 0 && env.replaceEnd == env.insertAt {
 		// <Header/> or <Security/>: open it, insert, close it.
 		out = append(out, body[:env.replaceStart]...)
 		out = append(out, env.selfClosedTag...)
 		out = append(out, '>')
-		out = append(out, ins...)
-		out = append(out, "</"+env.selfClosedName+">"...)
-		return append(out, body[env.replaceEnd:]...)
+	} else {
+		out = append(out, body[:at]...)
 	}
-	out = append(out, body[:env.insertAt]...)
-	out = append(out, ins...)
-	return append(out, body[env.insertAt:]...)
+	if env.wrap == wrapHeader {
+		out = append(out, '<')
+		out = appendQName(out, env.envPrefix, "Header")
+		out = append(out, '>')
+	}
+	if env.wrap != wrapNone {
+		out = append(out, secOpen...)
+	}
+	out = append(out, assertion...)
+	if env.wrap != wrapNone {
+		out = append(out, secClose...)
+	}
+	if env.wrap == wrapHeader {
+		out = append(out, "</"...)
+		out = appendQName(out, env.envPrefix, "Header")
+		out = append(out, '>')
+	}
+	if env.replaceEnd > 0 && env.replaceEnd == env.insertAt {
+		out = append(out, "</"...)
+		out = append(out, env.selfClosedName...)
+		out = append(out, '>')
+	}
+	return append(out, body[at:]...)
 }
 
-func securityElement(assertion []byte) []byte {
-	b := []byte(`<wsse:Security xmlns:wsse="` + NSWSSE + `">`)
-	b = append(b, assertion...)
-	return append(b, "</wsse:Security>"...)
+func appendQName(b, prefix []byte, local string) []byte {
+	if len(prefix) > 0 {
+		b = append(b, prefix...)
+		b = append(b, ':')
+	}
+	return append(b, local...)
 }

@@ -1,48 +1,19 @@
 package saml
 
 import (
-	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/beevik/etree"
-	dsig "github.com/russellhaering/goxmldsig"
 
+	"github.com/roc-proxy/roc-proxy/internal/saml/samltest"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
-
-// SignedAMCResponse is a SOAP answer whose response element carries an
-// enveloped signature by signer, as an AMC signing with
-// AC-SERVICES-APPLICATIFS would send it.
-func SignedAMCResponse(t testing.TB, signer *testpki.Cert) []byte {
-	t.Helper()
-	resp := etree.NewElement("idb:reponseDroits")
-	resp.CreateAttr("xmlns:idb", "urn:roc-proxy:sim:idb")
-	resp.CreateAttr("ID", "_r1")
-	resp.CreateElement("idb:droits_ouverts").SetText("true")
-	ctx, err := dsig.NewSigningContext(signer.Key, [][]byte{signer.Cert.Raw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
-	signed, err := ctx.SignEnveloped(resp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := etree.NewDocument()
-	env := doc.CreateElement("S:Envelope")
-	env.CreateAttr("xmlns:S", NSSOAP11)
-	env.CreateElement("S:Body").AddChild(signed)
-	b, err := doc.WriteToBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func amcSigner(t testing.TB, ca *testpki.Cert) *testpki.Cert {
 	t.Helper()
@@ -53,33 +24,110 @@ func amcSigner(t testing.TB, ca *testpki.Cert) *testpki.Cert {
 	return c
 }
 
-func TestVerifyResponse(t *testing.T) {
+// TestResponsePolicy plays the partner's signed answers (xmlsec1) and each
+// wrapping an attacker would try: legitimate answers verify, none of the
+// others does, for the reason given.
+func TestResponsePolicy(t *testing.T) {
 	p := testpki.MustShared(t)
 	roots, inter := x509.NewCertPool(), x509.NewCertPool()
 	roots.AddCert(p.OSIRoot.Cert)
 	inter.AddCert(p.OSIServicesApplicatifs.Cert)
-	good := SignedAMCResponse(t, amcSigner(t, p.OSIServicesApplicatifs))
-	if n, err := VerifyResponse(good, roots, inter, time.Now()); err != nil || n != 1 {
-		t.Fatalf("valid response: %d %v", n, err)
+	element, err := ParseClark(samltest.SignedElement)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name string
-		body []byte
-		want string
-	}{
-		{"tampered", bytes.Replace(good, []byte(">true<"), []byte(">false<"), 1), "signature 1: signature"},
-		{"unsigned", []byte(`<S:Envelope xmlns:S="` + NSSOAP11 + `"><S:Body><x/></S:Body></S:Envelope>`), ErrNoSignature.Error()},
-		{"detached reference", bytes.Replace(good, []byte(`URI="#_r1"`), []byte(`URI="#body-1"`), 1), "detached references are not verified"},
-		{"signer from another PKI", SignedAMCResponse(t, amcSigner(t, p.SanteOrg)), "signing certificate"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := VerifyResponse(tc.body, roots, inter, time.Now())
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want %q", err, tc.want)
+	for _, a := range samltest.Answers(t, amcSigner(t, p.OSIServicesApplicatifs), amcSigner(t, p.SanteOrg)) {
+		t.Run(a.Name, func(t *testing.T) {
+			policy := &ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: a.AllowSHA1, Now: time.Now}
+			if a.SignedElement {
+				policy.SignedElement = []QName{element}
 			}
-			if tc.name == "unsigned" && !errors.Is(err, ErrNoSignature) {
+			n, err := policy.Verify(a.Body)
+			if a.Refusal == "" {
+				if err != nil || n == 0 {
+					t.Fatalf("legitimate answer refused: %d %v\n%s", n, err, a.Body)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), a.Refusal) {
+				t.Fatalf("error %v, want %q\n%s", err, a.Refusal, a.Body)
+			}
+			if a.Refusal == "no signature" && !errors.Is(err, ErrNoSignature) {
 				t.Fatal("absence not reported as ErrNoSignature")
 			}
 		})
 	}
+}
+
+// BenchmarkResponsePolicy is the check of a partner's answer under
+// enforce: a WS-Security signature of the Body, signed by xmlsec1.
+func BenchmarkResponsePolicy(b *testing.B) {
+	p := testpki.MustShared(b)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.OSIRoot.Cert)
+	inter.AddCert(p.OSIServicesApplicatifs.Cert)
+	answer := samltest.Build(b, amcSigner(b, p.OSIServicesApplicatifs)).Detached
+	policy := &ResponsePolicy{Roots: roots, Intermediates: inter, Now: time.Now}
+	b.SetBytes(int64(len(answer)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := policy.Verify(answer); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkResponsePolicyDuplicateIDs is an answer from an attacker on the
+// path (or a hostile partner): 20,000 elements carrying one ID, refused
+// before any signature is checked. The work must grow with the answer's
+// size, not with its square (a 10 MiB answer is 900,000 such elements).
+func BenchmarkResponsePolicyDuplicateIDs(b *testing.B) {
+	answer := []byte(`<S:Envelope xmlns:S="` + NSSOAP11 + `"><S:Body>` + strings.Repeat(`<a Id="x" ID="x"/><b id="x"/>`, 10000) + `</S:Body></S:Envelope>`)
+	policy := &ResponsePolicy{Now: time.Now}
+	b.SetBytes(int64(len(answer)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := policy.Verify(answer); err == nil || !strings.Contains(err.Error(), `ID "x" is carried by 10000 elements`) {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzResponsePolicy feeds partner answers to the verifier: it must never
+// panic, and an answer it accepts must show a reader of the SOAP Body only
+// what the partner signed (the seeds' amount; a fuzzing worker's own test
+// PKI signed none of its inputs, so there it must accept nothing).
+func FuzzResponsePolicy(f *testing.F) {
+	p := testpki.MustShared(f)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.OSIRoot.Cert)
+	inter.AddCert(p.OSIServicesApplicatifs.Cert)
+	f.Add([]byte(`<S:Envelope xmlns:S="` + NSSOAP11 + `"><S:Body><x/></S:Body></S:Envelope>`))
+	if _, err := exec.LookPath("xmlsec1"); err == nil {
+		l := samltest.Build(f, amcSigner(f, p.OSIServicesApplicatifs))
+		for _, b := range [][]byte{l.Detached, l.Enveloped, l.WholeDocument, l.HeaderSigned} {
+			f.Add(b)
+		}
+	}
+	element, _ := ParseClark(samltest.SignedElement)
+	policies := []*ResponsePolicy{
+		{Roots: roots, Intermediates: inter, Now: time.Now},
+		{Roots: roots, Intermediates: inter, Now: time.Now, SignedElement: []QName{element}},
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, policy := range policies {
+			if _, err := policy.Verify(body); err != nil {
+				continue
+			}
+			doc := etree.NewDocument()
+			if err := doc.ReadFromBytes(body); err != nil {
+				t.Fatalf("accepted an answer etree cannot read: %v", err)
+			}
+			for _, m := range doc.FindElements("//montant") {
+				if m.Text() != samltest.Amount {
+					t.Fatalf("accepted an answer showing the amount %q:\n%s", m.Text(), body)
+				}
+			}
+		}
+	})
 }

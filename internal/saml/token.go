@@ -1,15 +1,15 @@
 package saml
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"net/http"
-	"sort"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/beevik/etree"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
@@ -18,12 +18,14 @@ import (
 // Injector adds a route's token to SIH requests.
 type Injector struct {
 	route   string
-	profile *Profile
 	cfg     *config.Token
 	signer  func() *Signer
+	profile atomic.Pointer[Profile] // of the current signer
 	cache   *tokenCache
 	now     func() time.Time
-	metrics *metrics.Metrics
+	hits    prometheus.Counter
+	misses  prometheus.Counter
+	signed  prometheus.Counter
 }
 
 // InjectorOptions configure an Injector.
@@ -41,21 +43,38 @@ func NewInjector(o InjectorOptions) *Injector {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Injector{route: o.Route, cfg: o.Token, signer: o.Signer, now: o.Now, metrics: o.Metrics,
-		profile: NewProfile(o.Token, o.Signer().Certificate()), cache: newTokenCache(o.Token.CacheEntries)}
+	in := &Injector{route: o.Route, cfg: o.Token, signer: o.Signer, now: o.Now, cache: newTokenCache(o.Token.CacheEntries),
+		hits:   o.Metrics.TokenCache.WithLabelValues(o.Route, "hit"),
+		misses: o.Metrics.TokenCache.WithLabelValues(o.Route, "miss"),
+		signed: o.Metrics.TokensSigned.WithLabelValues(o.Route, o.Token.Profile)}
+	in.profileFor(o.Signer())
+	return in
+}
+
+// profileFor is the profile resolved against signer's certificate: after a
+// hot swap of ORG_SIGN, Issuer, the structure identifier and the ROC NameID
+// follow the new certificate from its first token on.
+func (in *Injector) profileFor(s *Signer) *Profile {
+	if p := in.profile.Load(); p != nil && p.Fingerprint == s.Fingerprint {
+		return p
+	}
+	p := NewProfile(in.cfg, s.Certificate())
+	in.profile.Store(p)
+	return p
 }
 
 // Token is what Inject did, with what the audit log records of it.
 type Token struct {
-	Body        []byte // the envelope with the assertion
-	AssertionID string
-	Cached      bool
-	Assertion   []byte // the exact signed assertion bytes
-	Profile     string
-	Issuer      string
-	NameID      string
-	Values      *Values // vihf per-request values
-	Signer      [32]byte
+	Body            []byte // the envelope with the assertion
+	AssertionID     string
+	Cached          bool
+	Assertion       []byte   // the exact signed assertion bytes
+	AssertionSHA256 [32]byte // of Assertion
+	Profile         string
+	Issuer          string
+	NameID          string
+	Values          *Values // vihf per-request values
+	Signer          [32]byte
 }
 
 // Inject checks the request and returns its envelope with a signed
@@ -64,14 +83,14 @@ type Token struct {
 func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	var values *Values
 	var err error
-	if in.profile.Kind == "vihf" {
+	if in.cfg.Profile == "vihf" {
 		if values, err = ParseValues(h, in.cfg.VIHF.RoleCodeSystem); err != nil {
 			return nil, err
 		}
 	}
 	// In a header, the assertion stands alone: no envelope to check or
 	// to take namespaces from.
-	env := &envelope{ns: map[string]string{}}
+	var env envelope
 	if in.cfg.Placement != "http-header" {
 		if env, err = inspect(body); err != nil {
 			return nil, err
@@ -79,15 +98,18 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	}
 	signer := in.signer()
 	now := in.now()
-	key := cacheKey(signer, values, env.ns)
+	var kb [512]byte
+	key := appendCacheKey(kb[:0], signer, values, &env)
 	if t := in.cache.get(key, now); t != nil {
-		in.metrics.TokenCache.WithLabelValues(in.route, "hit").Inc()
-		return in.place(h, body, env, t.assertion, t.id, true, values, signer), nil
+		in.hits.Inc()
+		return in.place(h, body, &env, t, true, values, signer), nil
 	}
-	in.metrics.TokenCache.WithLabelValues(in.route, "miss").Inc()
-	a := in.profile.build(values, now, env.ns)
+	in.misses.Inc()
+	prof := in.profileFor(signer)
+	w := prof.window(now)
+	a := prof.build(values, w, string(env.defaultNS), string(env.dsNS))
 	if err := signer.Sign(a); err != nil {
-		return nil, fmt.Errorf("signing the %s token: %w", in.profile.Kind, err)
+		return nil, fmt.Errorf("signing the %s token: %w", in.cfg.Profile, err)
 	}
 	doc := etree.NewDocument()
 	doc.SetRoot(a)
@@ -95,42 +117,49 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	in.metrics.TokensSigned.WithLabelValues(in.route, in.profile.Kind).Inc()
-	t := &cachedToken{key: key, assertion: assertion, id: a.SelectAttrValue("ID", ""),
-		reuseUntil: now.Add(time.Duration(float64(in.cfg.Validity) * in.cfg.ReuseFraction))}
+	in.signed.Inc()
+	reuse := w.issue.Add(time.Duration(float64(in.cfg.Validity) * in.cfg.ReuseFraction))
+	if last := w.notOnOrAfter.Add(-in.cfg.ExpiryMargin); last.Before(reuse) {
+		reuse = last
+	}
+	t := &cachedToken{key: string(key), assertion: assertion, sum: sha256.Sum256(assertion),
+		id: a.SelectAttrValue("ID", ""), reuseUntil: reuse, profile: prof}
 	in.cache.put(t)
-	return in.place(h, body, env, assertion, t.id, false, values, signer), nil
+	return in.place(h, body, &env, t, false, values, signer), nil
 }
 
 // place puts the assertion where the route wants it: spliced into the
 // envelope, or base64 in a request header (set on h, which is forwarded).
-func (in *Injector) place(h http.Header, body []byte, env *envelope, assertion []byte, id string, cached bool, v *Values, s *Signer) *Token {
-	t := &Token{Body: body, AssertionID: id, Cached: cached, Assertion: assertion, Profile: in.profile.Kind,
-		Issuer: in.profile.Issuer, NameID: in.profile.NameID, Values: v, Signer: s.Fingerprint}
+func (in *Injector) place(h http.Header, body []byte, env *envelope, c *cachedToken, cached bool, v *Values, s *Signer) *Token {
+	t := &Token{Body: body, AssertionID: c.id, Cached: cached, Assertion: c.assertion, AssertionSHA256: c.sum,
+		Profile: in.cfg.Profile, Issuer: c.profile.Issuer, NameID: c.profile.NameID, Values: v, Signer: s.Fingerprint}
 	if v != nil {
 		t.NameID = v.UserID
 	}
 	if in.cfg.Placement == "http-header" {
-		h.Set(in.cfg.HTTPHeader, base64.StdEncoding.EncodeToString(assertion))
+		h.Set(in.cfg.HTTPHeader, base64.StdEncoding.EncodeToString(c.assertion))
 		return t
 	}
-	t.Body = splice(body, env, assertion)
+	t.Body = splice(body, env, c.assertion)
 	return t
 }
 
-func cacheKey(s *Signer, v *Values, ns map[string]string) string {
-	var b strings.Builder
-	b.WriteString(hex.EncodeToString(s.Fingerprint[:]))
-	keys := make([]string, 0, len(ns))
-	for k := range ns {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		b.WriteString("\x00" + k + "=" + ns[k])
-	}
+// appendCacheKey identifies what a token depends on: the signing
+// certificate, the namespaces in scope where it goes, the per-request
+// values.
+func appendCacheKey(b []byte, s *Signer, v *Values, env *envelope) []byte {
+	b = append(b, s.Fingerprint[:]...)
+	b = appendKeyPart(b, env.defaultNS)
+	b = appendKeyPart(b, env.dsNS)
 	if v != nil {
-		b.WriteString("\x00\x00" + v.key())
+		b = v.appendKey(b)
 	}
-	return b.String()
+	return b
+}
+
+// appendKeyPart writes a length-prefixed part (no part can end another).
+func appendKeyPart[T []byte | string](b []byte, p T) []byte {
+	n := len(p)
+	b = append(b, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return append(b, p...)
 }

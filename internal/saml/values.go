@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -38,17 +39,17 @@ type Values struct {
 	Confidentiality  string
 }
 
-// key identifies the values in the token cache.
-func (v *Values) key() string {
-	var b strings.Builder
-	for _, s := range []string{v.UserID, v.UserName, v.PatientINS, v.PurposeOfUse, v.AuthnContext, v.Confidentiality} {
-		b.WriteString(s)
-		b.WriteByte(0)
+// appendKey writes what identifies the values in the token cache.
+func (v *Values) appendKey(b []byte) []byte {
+	for _, s := range [...]string{v.UserID, v.UserName, v.PatientINS, v.PurposeOfUse, v.AuthnContext, v.Confidentiality} {
+		b = appendKeyPart(b, s)
 	}
 	for _, r := range v.Roles {
-		b.WriteString(r.Code + "\x01" + r.CodeSystem + "\x01" + r.DisplayName + "\x00")
+		b = appendKeyPart(b, r.Code)
+		b = appendKeyPart(b, r.CodeSystem)
+		b = appendKeyPart(b, r.DisplayName)
 	}
-	return b.String()
+	return b
 }
 
 // ValuesError lists every missing or malformed per-request value.
@@ -85,8 +86,12 @@ func ParseValues(h http.Header, defaultCodeSystem string) (*Values, error) {
 			return ""
 		}
 		v := strings.TrimSpace(vals[0])
-		if !utf8.ValidString(v) || len(v) > 256 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			problems = append(problems, name+" must be UTF-8 text of at most 256 bytes without control characters")
+		// Only XML characters: others would be signed as U+FFFD while
+		// the audit record kept them. No control character, C1 ones
+		// included (U+009B starts a terminal escape sequence where
+		// `audit show` prints the value).
+		if !utf8.ValidString(v) || len(v) > 256 || strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || !isXMLChar(r) }) {
+			problems = append(problems, name+" must be UTF-8 text of at most 256 bytes of XML characters without control characters")
 			return ""
 		}
 		return v

@@ -41,6 +41,9 @@ type RevocationServer struct {
 	URL string
 	// Validity of the CRLs and OCSP answers it produces.
 	Validity time.Duration
+	// Now is the clock the answers are dated with (default time.Now);
+	// set it before the first request.
+	Now func() time.Time
 
 	srv  *http.Server
 	done chan struct{}
@@ -120,7 +123,7 @@ func (s *RevocationServer) Revoke(name string, serial *big.Int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.cas[name]
-	c.base[serial.String()] = simRevoked{serial: serial, reason: 1, at: time.Now().Add(-time.Minute)}
+	c.base[serial.String()] = simRevoked{serial: serial, reason: 1, at: s.now().Add(-time.Minute)}
 	c.number++
 }
 
@@ -130,7 +133,14 @@ func (s *RevocationServer) RevokeInDelta(name string, serial *big.Int, reason in
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.cas[name]
-	c.delta[serial.String()] = simRevoked{serial: serial, reason: reason, at: time.Now().Add(-time.Minute)}
+	c.delta[serial.String()] = simRevoked{serial: serial, reason: reason, at: s.now().Add(-time.Minute)}
+}
+
+func (s *RevocationServer) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // SetFault makes the server misbehave (delay applies to FaultSlow).
@@ -179,7 +189,7 @@ func (s *RevocationServer) serveCRL(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	der, err := s.CRL(name, isDelta, time.Now())
+	der, err := s.CRL(name, isDelta, s.now())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -232,7 +242,7 @@ func (s *RevocationServer) serveOCSP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed request", http.StatusBadRequest)
 		return
 	}
-	der, err := s.OCSP(req, time.Now())
+	der, err := s.OCSP(req, s.now())
 	if err != nil {
 		_, _ = w.Write(ocsp.UnauthorizedErrorResponse)
 		return

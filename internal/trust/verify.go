@@ -19,6 +19,16 @@ type Verifier struct {
 	pins          [][]byte
 	now           func() time.Time
 	revocation    ChainChecker
+	watch         func(chain []*x509.Certificate, onRevoked func()) ChainGuard
+}
+
+// ChainGuard is the standing revocation check of the chain a connection
+// verified at its handshake: Allow is asked before each request on the
+// connection (it must be cheap and must not allocate when nothing
+// changed); Release is called when the connection closes.
+type ChainGuard interface {
+	Allow() error
+	Release()
 }
 
 // ChainChecker checks a verified chain further (revocation): leaf first,
@@ -39,6 +49,10 @@ type VerifierOptions struct {
 	Now func() time.Time
 	// Revocation, when set, checks the verified chain's revocation status.
 	Revocation ChainChecker
+	// Watch, when set, returns the standing check of a verified chain for
+	// the connection that verified it (VerifyConnectionGuard); onRevoked
+	// closes that connection.
+	Watch func(chain []*x509.Certificate, onRevoked func()) ChainGuard
 }
 
 // NewVerifier builds a verifier from the store's bundles.
@@ -56,12 +70,17 @@ func (s *Store) NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{anchors: anchors, intermediates: inter, serverName: o.ServerName, pins: o.Pins, now: now, revocation: o.Revocation}, nil
+	return &Verifier{anchors: anchors, intermediates: inter, serverName: o.ServerName, pins: o.Pins, now: now, revocation: o.Revocation, watch: o.Watch}, nil
 }
 
 // Verify checks peer (leaf first, as sent in TLS) and returns the verified
 // chains, or a *VerifyError.
 func (v *Verifier) Verify(peer []*x509.Certificate) ([][]*x509.Certificate, error) {
+	return v.verify(context.Background(), peer)
+}
+
+// verify is Verify with ctx bounding the revocation check's fetches.
+func (v *Verifier) verify(ctx context.Context, peer []*x509.Certificate) ([][]*x509.Certificate, error) {
 	if len(peer) == 0 {
 		return nil, &VerifyError{Reason: ReasonNoCertificate, Err: errors.New("partner sent no certificate")}
 	}
@@ -84,7 +103,7 @@ func (v *Verifier) Verify(peer []*x509.Certificate) ([][]*x509.Certificate, erro
 		err = ErrPinMismatch
 	}
 	if err == nil && v.revocation != nil {
-		err = v.revocation.CheckChain(context.Background(), chains[0])
+		err = v.revocation.CheckChain(ctx, chains[0])
 	}
 	if err != nil {
 		ve := &VerifyError{Reason: classify(err), Subject: SubjectDN(leaf), Err: err}
@@ -114,6 +133,51 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 	_, err := v.Verify(cs.PeerCertificates)
 	return err
 }
+
+// VerifyConnectionGuard verifies a connection as VerifyConnection does,
+// with ctx bounding the revocation fetches, and returns the standing check
+// of the verified chain (nil when the route checks no revocation), whose
+// refusals are *VerifyErrors like the handshake's.
+func (v *Verifier) VerifyConnectionGuard(ctx context.Context, cs tls.ConnectionState, onRevoked func()) (ChainGuard, error) {
+	vv := v
+	if v.serverName == "" {
+		if cs.ServerName == "" {
+			return nil, &VerifyError{Reason: ReasonNameMismatch, Err: errors.New("no server name to check")}
+		}
+		c := *v
+		c.serverName = cs.ServerName
+		vv = &c
+	}
+	chains, err := vv.verify(ctx, cs.PeerCertificates)
+	if err != nil {
+		return nil, err
+	}
+	if v.watch == nil {
+		return nil, nil
+	}
+	return &classifiedGuard{g: v.watch(chains[0], onRevoked), leaf: chains[0][0]}, nil
+}
+
+// classifiedGuard turns a standing check's refusal into a *VerifyError.
+type classifiedGuard struct {
+	g    ChainGuard
+	leaf *x509.Certificate
+}
+
+func (g *classifiedGuard) Allow() error {
+	err := g.g.Allow()
+	if err == nil {
+		return nil
+	}
+	ve := &VerifyError{Reason: classify(err), Subject: SubjectDN(g.leaf), Err: err}
+	var re revocationError
+	if errors.As(err, &re) {
+		ve.Source = re.RevocationSource()
+	}
+	return ve
+}
+
+func (g *classifiedGuard) Release() { g.g.Release() }
 
 func (v *Verifier) pinned(leaf *x509.Certificate) bool {
 	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)

@@ -1,0 +1,95 @@
+package app
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+// TestSIHOnlyHeadersNeverReachThePartner plays a SIH (or anything able to
+// write its requests) sending roc-proxy's own headers under other
+// spellings, and a token of its own: X_Roc_* (servers that map "_" and "-"
+// alike, as CGI does, would read them as X-Roc-*) and X-Saml-Token or the
+// route's token header. None reaches the partner; on the http-header route
+// the only token the partner sees is the one roc-proxy signed.
+func TestSIHOnlyHeadersNeverReachThePartner(t *testing.T) {
+	e := newTestEnv(t)
+	var mu sync.Mutex
+	var seen http.Header
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = r.Header.Clone()
+		mu.Unlock()
+		io.WriteString(w, "<ok/>")
+	})
+	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
+	route := func(name, extra string) string {
+		return fmt.Sprintf("  - {name: %s, path_prefix: /%s/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
+			name, name, up.URL, testpki.IDBHost, extra)
+	}
+	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
+audit: {dir: %s, chain_id: test}
+routes:
+`, e.files.AuthP12, e.files.PasswordFile, e.files.SignP12, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle, filepath.Join(e.dir, "audit")) +
+		route("wsse", ", token: {profile: roc}") +
+		route("header", ", token: {profile: roc, placement: http-header, http_header: X-Amc-Jeton}") +
+		route("plain", "")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	forged := base64.StdEncoding.EncodeToString([]byte("<saml:Assertion>forged</saml:Assertion>"))
+	for _, r := range []string{"wsse", "header", "plain"} {
+		t.Run(r, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, sih+"/"+r+"/", strings.NewReader(`<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`))
+			for _, name := range []string{"X_Roc_User_Id", "x_roc_patient_ins", "X-Roc_User-Name", "X-Roc-Something-New", "X-Saml-Token", "X_Saml_Token", "X-Amc-Jeton", "X_Amc_Jeton"} {
+				req.Header[name] = []string{forged} // sent as spelled
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for name, vals := range seen {
+				norm := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+				switch {
+				case strings.HasPrefix(norm, "x-roc-"):
+					t.Errorf("the partner got %s: %q", name, vals)
+				case r != "plain" && (norm == "x-saml-token" || r == "header" && norm == "x-amc-jeton") && vals[0] == forged:
+					t.Errorf("the partner got the SIH's token in %s", name)
+				}
+			}
+			if r == "header" {
+				tok, err := base64.StdEncoding.DecodeString(seen.Get("X-Amc-Jeton"))
+				if err != nil || len(seen.Values("X-Amc-Jeton")) != 1 || !strings.Contains(string(tok), "<ds:Signature") {
+					t.Errorf("the partner did not get exactly roc-proxy's token: %q", seen.Values("X-Amc-Jeton"))
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,199 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// A chain's files are named audit-<chain>-<first seq, 20 digits>.jsonl, so
+// that their names sort in chain order. A name is never used twice: when a
+// file of that name exists (a file a failed write or a crash left behind),
+// the next one is audit-<chain>-<seq>~<n>.jsonl.
+const (
+	filePrefix = "audit-"
+	fileSuffix = ".jsonl"
+)
+
+func fileName(chain string, firstSeq uint64, attempt int) string {
+	if attempt == 0 {
+		return fmt.Sprintf("%s%s-%020d%s", filePrefix, chain, firstSeq, fileSuffix)
+	}
+	return fmt.Sprintf("%s%s-%020d~%d%s", filePrefix, chain, firstSeq, attempt, fileSuffix)
+}
+
+// fileKey is what a chain file's name says.
+type fileKey struct {
+	chain    string
+	firstSeq uint64
+	attempt  int
+}
+
+// parseFileName reads a chain file's name (base name only).
+func parseFileName(base string) (fileKey, bool) {
+	if !strings.HasPrefix(base, filePrefix) || !strings.HasSuffix(base, fileSuffix) {
+		return fileKey{}, false
+	}
+	rest := strings.TrimSuffix(strings.TrimPrefix(base, filePrefix), fileSuffix)
+	i := strings.LastIndexByte(rest, '-')
+	if i <= 0 {
+		return fileKey{}, false
+	}
+	k := fileKey{chain: rest[:i]}
+	num := rest[i+1:]
+	if j := strings.IndexByte(num, '~'); j >= 0 {
+		n, err := strconv.Atoi(num[j+1:])
+		if err != nil || n <= 0 {
+			return fileKey{}, false
+		}
+		k.attempt, num = n, num[:j]
+	}
+	if len(num) != 20 {
+		return fileKey{}, false
+	}
+	seq, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return fileKey{}, false
+	}
+	k.firstSeq = seq
+	return k, true
+}
+
+// ChainFiles lists a chain's files in dir, in chain order.
+func ChainFiles(dir, chain string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	type named struct {
+		path string
+		key  fileKey
+	}
+	var found []named
+	for _, e := range entries {
+		if k, ok := parseFileName(e.Name()); ok && k.chain == chain && e.Type().IsRegular() {
+			found = append(found, named{filepath.Join(dir, e.Name()), k})
+		}
+	}
+	sort.Slice(found, func(i, j int) bool {
+		a, b := found[i].key, found[j].key
+		if a.firstSeq != b.firstSeq {
+			return a.firstSeq < b.firstSeq
+		}
+		return a.attempt < b.attempt
+	})
+	out := make([]string, len(found))
+	for i, n := range found {
+		out[i] = n.path
+	}
+	return out, nil
+}
+
+// ExpandPaths turns the paths given to the audit commands into files: a
+// folder stands for its *.jsonl files (not its subfolders); a file stands
+// for itself, whatever its name (an export).
+func ExpandPaths(paths []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), fileSuffix) {
+				path := filepath.Join(p, e.Name())
+				if !seen[path] {
+					seen[path] = true
+					out = append(out, path)
+					n++
+				}
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s: no %s file in this folder", p, fileSuffix)
+		}
+	}
+	return out, nil
+}
+
+// ReadRecords reads a file's lines: complete records and whether the last
+// line is torn (no newline).
+func ReadRecords(path string) (lines [][]byte, torn bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(bufio.NewReader(f))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		torn = true
+		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+			data = data[:i+1]
+		} else {
+			data = nil
+		}
+	}
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		lines = append(lines, data[:i])
+		data = data[i+1:]
+	}
+	return lines, torn, nil
+}
+
+// quickChain reads the chain id and sequence number at the start of one of
+// our lines ({"v":2,"chain":"X","seq":N,...}) without decoding it whole;
+// ok is false for anything else (decoded whole by the caller).
+func quickChain(line []byte) (chain string, seq uint64, ok bool) {
+	const c = `"chain":"`
+	i := bytes.Index(line, []byte(c))
+	if i < 0 || i > 16 {
+		return "", 0, false
+	}
+	rest := line[i+len(c):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
+		return "", 0, false
+	}
+	chain = string(rest[:j])
+	rest = rest[j+1:]
+	const s = `,"seq":`
+	if !bytes.HasPrefix(rest, []byte(s)) {
+		return "", 0, false
+	}
+	rest = rest[len(s):]
+	k := 0
+	for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
+		k++
+	}
+	seq, err := strconv.ParseUint(string(rest[:k]), 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return chain, seq, true
+}

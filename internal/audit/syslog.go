@@ -1,0 +1,205 @@
+package audit
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+var errConnectionLost = errors.New("the collector's connection was lost")
+
+// Syslog severities of the records: the chain's signed records (open,
+// checkpoint) are notices, the others informational.
+const (
+	severityNotice = 5
+	severityInfo   = 6
+)
+
+// SyslogOptions configure a syslog sink.
+type SyslogOptions struct {
+	Address string
+	// TLS, when set, is the client configuration (mtls.CollectorConfig);
+	// nil is plain TCP.
+	TLS *tls.Config
+	// Facility is the RFC 5424 facility code (10: authpriv).
+	Facility int
+	// Hostname, AppName and ProcID fill the header (ProcID: the chain id,
+	// whose change marks a new stream).
+	Hostname, AppName, ProcID string
+	// Timeout bounds the connection, each write, and the wait for the
+	// collector's TCP acknowledgement.
+	Timeout time.Duration
+}
+
+// SyslogSink sends records to a collector as RFC 5424 messages with
+// octet-counting framing (RFC 6587 3.4.1), over TCP or TLS. A batch counts
+// as delivered once the collector's TCP acknowledged every byte of it on a
+// connection still established: plain syslog has no application
+// acknowledgement, so a collector that dies after acknowledging may lose
+// what it had not processed.
+type SyslogSink struct {
+	o    SyslogOptions
+	conn net.Conn
+	dead chan struct{} // closed when the collector closes or resets the connection
+	buf  []byte
+}
+
+// NewSyslogSink returns a sink that connects on first delivery.
+func NewSyslogSink(o SyslogOptions) *SyslogSink {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	o.Hostname, o.AppName, o.ProcID = headerField(o.Hostname, 255), headerField(o.AppName, 48), headerField(o.ProcID, 128)
+	return &SyslogSink{o: o}
+}
+
+// Name is "syslog".
+func (s *SyslogSink) Name() string { return "syslog" }
+
+// headerField makes v an RFC 5424 header field: PRINTUSASCII, at most max
+// characters, "-" when empty.
+func headerField(v string, max int) string {
+	b := []byte(v)
+	for i, c := range b {
+		if c < 33 || c > 126 {
+			b[i] = '_'
+		}
+	}
+	if len(b) > max {
+		b = b[:max]
+	}
+	if len(b) == 0 {
+		return "-"
+	}
+	return string(b)
+}
+
+// AppendSyslogFrame appends one octet-counted RFC 5424 frame carrying the
+// record line l: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG, the
+// MSGID being the record type and MSG the record's JSON.
+func AppendSyslogFrame(dst []byte, l Line, facility int, hostname, appName, procID string) []byte {
+	sev := severityInfo
+	if l.Type == TypeOpen || l.Type == TypeCheckpoint {
+		sev = severityNotice
+	}
+	var hdr []byte
+	hdr = append(hdr, '<')
+	hdr = strconv.AppendInt(hdr, int64(facility*8+sev), 10)
+	hdr = append(hdr, ">1 "...)
+	hdr = l.Time.UTC().AppendFormat(hdr, "2006-01-02T15:04:05.000000Z07:00")
+	hdr = append(hdr, ' ')
+	hdr = append(hdr, hostname...)
+	hdr = append(hdr, ' ')
+	hdr = append(hdr, appName...)
+	hdr = append(hdr, ' ')
+	hdr = append(hdr, procID...)
+	hdr = append(hdr, ' ')
+	hdr = append(hdr, headerField(l.Type, 32)...)
+	hdr = append(hdr, " - "...)
+	dst = strconv.AppendInt(dst, int64(len(hdr)+len(l.Bytes)), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, hdr...)
+	return append(dst, l.Bytes...)
+}
+
+// Deliver sends lines and waits for their acknowledgement; on any failure
+// the connection is dropped (the next delivery reconnects).
+func (s *SyslogSink) Deliver(lines []Line) error {
+	if err := s.deliver(lines); err != nil {
+		s.drop()
+		return err
+	}
+	return nil
+}
+
+func (s *SyslogSink) deliver(lines []Line) error {
+	if s.conn != nil {
+		select {
+		case <-s.dead:
+			s.drop()
+		default:
+		}
+	}
+	if s.conn == nil {
+		if err := s.connect(); err != nil {
+			return err
+		}
+	}
+	s.buf = s.buf[:0]
+	for _, l := range lines {
+		s.buf = AppendSyslogFrame(s.buf, l, s.o.Facility, s.o.Hostname, s.o.AppName, s.o.ProcID)
+	}
+	deadline := time.Now().Add(s.o.Timeout)
+	s.conn.SetWriteDeadline(deadline)
+	if _, err := s.conn.Write(s.buf); err != nil {
+		return fmt.Errorf("writing to %s: %w", s.o.Address, err)
+	}
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		acked, supported, err := tcpAcked(s.conn)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.o.Address, err)
+		}
+		select {
+		case <-s.dead:
+			return fmt.Errorf("%s: %w", s.o.Address, errConnectionLost)
+		default:
+		}
+		if acked || !supported {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: the collector did not acknowledge %d bytes within %s", s.o.Address, len(s.buf), s.o.Timeout)
+		}
+		time.Sleep(wait)
+	}
+}
+
+func (s *SyslogSink) connect() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+	defer cancel()
+	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", s.o.Address)
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", s.o.Address, err)
+	}
+	if s.o.TLS != nil {
+		tc := tls.Client(conn, s.o.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return fmt.Errorf("TLS with %s: %w", s.o.Address, err)
+		}
+		conn = tc
+	}
+	// A collector sends nothing: any read that returns means it closed or
+	// reset the connection.
+	dead := make(chan struct{})
+	go func() {
+		var b [512]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				close(dead)
+				return
+			}
+		}
+	}()
+	s.conn, s.dead = conn, dead
+	return nil
+}
+
+func (s *SyslogSink) drop() {
+	if s.conn != nil {
+		s.conn.Close()
+		<-s.dead
+		s.conn, s.dead = nil, nil
+	}
+}
+
+// Close closes the connection.
+func (s *SyslogSink) Close() error {
+	s.drop()
+	return nil
+}
