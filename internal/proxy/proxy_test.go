@@ -81,6 +81,8 @@ type routeOpt struct {
 	total, respHeader  time.Duration
 	verifyCount        *atomic.Int64
 	methods            []string
+	// dial replaces the TCP dial (an outbound proxy's tunnel).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// verifyPeer is the per-connection check with a standing guard.
 	verifyPeer func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (PeerGuard, error)
 }
@@ -120,6 +122,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt, opts ...func(*Options)
 			ConnectTimeout:        2 * time.Second,
 			TLSHandshakeTimeout:   2 * time.Second,
 			ResponseHeaderTimeout: or(o.respHeader, 5*time.Second),
+			DialContext:           o.dial,
 			VerifyPeer:            o.verifyPeer,
 		})
 		t.Cleanup(tr.CloseIdleConnections)

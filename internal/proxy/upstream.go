@@ -35,8 +35,9 @@ import (
 // bound on response headers, and the retry rule: a request is sent again
 // on a new connection only when a pooled one failed before any byte of it
 // left, or, for a replayable request (GET, HEAD, OPTIONS), before any byte
-// of the answer came. A pooled connection the partner closed while idle
-// is found before use (a non-blocking peek) and dropped. Environment proxy settings are ignored,
+// of the answer came. A pooled connection the partner (or the outbound
+// proxy a tunnel goes through) closed while idle is found before use (a
+// non-blocking peek) and dropped. Environment proxy settings are ignored,
 // as with http.Transport's Proxy nil: DialContext opens the tunnel of the
 // route's outbound proxy, and the TLS inside it is still this one. Not
 // kept: HTTP/2, transparent gzip (roc-proxy forwards bodies as they come).
@@ -363,6 +364,8 @@ func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*ups
 	}
 	pc.br, pc.bw = bufio.NewReaderSize(pc.tls, 16<<10), bufio.NewWriterSize(pc.tls, 32<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
+		// Through a tunnel too (egress passes its socket's on): the
+		// proxy closing an idle tunnel shows there.
 		if pc.sys, err = sc.SyscallConn(); err != nil {
 			pc.sys = nil
 		}

@@ -18,7 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -91,6 +94,44 @@ func TestUpstreamDropsConnectionsThePartnerClosed(t *testing.T) {
 	}
 	if n := up.hits.Load(); n != 3 {
 		t.Errorf("the partner got %d requests for 3", n)
+	}
+}
+
+// The hospital's forward proxy ends a tunnel when the partner closes its
+// end (here the partner's keep-alive timeout, 50 ms; proxies also close
+// idle tunnels on their own timers): the pooled connection through it is
+// found closed before use, as a direct one is, and the next POST (which
+// may never be sent twice) goes through a new tunnel instead of failing.
+func TestUpstreamDropsTunnelsTheProxyClosed(t *testing.T) {
+	up, conns := startCountedUpstream(t, 50*time.Millisecond, echo)
+	fwd, err := sim.StartForwardProxy(sim.ForwardProxyOptions{Hosts: map[string]string{testpki.IDBHost + ":443": up.Listener.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fwd.Close() })
+	px, err := egress.Load(&config.OutboundProxy{URL: fwd.URL}, "outbound_proxy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: "https://" + testpki.IDBHost + "/", serverName: testpki.IDBHost,
+		dial: egress.NewDialer(px, 2*time.Second, nil).DialContext}})
+	srv := f.server(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	for i := range 3 {
+		if code, pb := post(t, srv.URL+"/r/"); code != 200 {
+			t.Fatalf("request %d after the proxy closed the idle tunnel: %d %+v", i, code, pb)
+		}
+		for deadline := time.Now().Add(5 * time.Second); conns.closed.Load() < int64(i+1); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the partner did not close its idle connection")
+			}
+		}
+	}
+	if n := up.hits.Load(); n != 3 {
+		t.Errorf("the partner got %d requests for 3", n)
+	}
+	if n := fwd.Connects.Load(); n != 3 {
+		t.Errorf("%d tunnels for 3 requests each after the last tunnel closed", n)
 	}
 }
 
