@@ -680,15 +680,19 @@ func refusedClient(resp *http.Response) bool {
 }
 
 // renew starts a new pool; requests in flight finish on the old one,
-// whose idle connections are closed now (those in use go back to the old
-// pool, which nothing asks any more, and close after its IdleTimeout).
+// whose idle connections are closed now and the others as their exchange
+// ends: none serves again with the old certificate.
 func (t *renewableTransport) renew() {
 	old := t.cur.Swap(t.build())
-	old.CloseIdleConnections()
+	old.Close()
 }
 
 // CloseIdleConnections closes the current pool's idle connections.
 func (t *renewableTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
+
+// Close closes the current pool, its connections in use as their
+// exchange ends (a reload replaced the route).
+func (t *renewableTransport) Close() { t.cur.Load().Close() }
 
 // tokenSource signs a route's tokens, unless ORG_SIGN is known revoked,
 // and records each one durably before it leaves.

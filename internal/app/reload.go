@@ -368,7 +368,7 @@ func (p *Proxy) applyRoutes(ctx context.Context, cfg *config.Config, store *trus
 	p.handler.Store(h)
 	p.transports, p.store, p.cfg = transports, store, cfg
 	for _, t := range old {
-		t.CloseIdleConnections() // requests in flight finish first
+		t.Close() // requests in flight finish first
 	}
 	p.watchBundles(store) // the expiry series follow the bundles
 	p.metrics.ConfigReloads.WithLabelValues("ok").Inc()

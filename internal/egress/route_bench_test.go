@@ -63,7 +63,7 @@ func benchRoute(b *testing.B, viaProxy bool) (*proxy.Upstream, string) {
 		url = "https://" + testpki.IDBHost + "/ws"
 	}
 	tr := proxy.NewUpstream(o)
-	b.Cleanup(tr.CloseIdleConnections)
+	b.Cleanup(tr.Close)
 	return tr, url
 }
 

@@ -125,7 +125,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt, opts ...func(*Options)
 			DialContext:           o.dial,
 			VerifyPeer:            o.verifyPeer,
 		})
-		t.Cleanup(tr.CloseIdleConnections)
+		t.Cleanup(tr.Close)
 		transports = append(transports, tr)
 		u, err := url.Parse(o.upstream)
 		if err != nil {

@@ -28,7 +28,8 @@ import (
 // benchmarks".
 //
 // Behaviour kept from http.Transport: keep-alive pools per host (most
-// recently used first, at most MaxIdlePerHost, closed after IdleTimeout),
+// recently used first, at most MaxIdlePerHost per partner and MaxIdle in
+// all, closed after IdleTimeout),
 // the connect, TLS handshake and response-header timeouts (with its error
 // texts, which problemFor reads), the request's context aborting the
 // exchange, 1xx answers skipped (passed to httptrace's Got1xxResponse), a
@@ -50,8 +51,10 @@ type Upstream struct {
 	o      UpstreamOptions
 	dialer net.Dialer
 
-	mu   sync.Mutex
-	idle map[string][]*upstreamConn // by host:port, most recent last
+	mu     sync.Mutex
+	idle   map[string][]*upstreamConn // by host:port, most recent last
+	nidle  int                        // in idle, across partners
+	closed bool                       // Close: nothing is pooled any more
 
 	tlsMu  sync.Mutex
 	tlsFor map[string]*tls.Config // by host, when TLS.ServerName is empty
@@ -65,6 +68,9 @@ type UpstreamOptions struct {
 	ResponseHeaderTimeout time.Duration
 	// MaxIdlePerHost bounds the pool per partner (default 64).
 	MaxIdlePerHost int
+	// MaxIdle bounds the pool across partners (default 64): a dynamic
+	// route reaches many.
+	MaxIdle int
 	// IdleTimeout closes a pooled connection unused this long (default 90s).
 	IdleTimeout time.Duration
 	// DialContext, when set, replaces the TCP dial (a CONNECT tunnel
@@ -95,6 +101,9 @@ const maxResponseHeaderBytes = 1 << 20
 func NewUpstream(o UpstreamOptions) *Upstream {
 	if o.MaxIdlePerHost <= 0 {
 		o.MaxIdlePerHost = 64
+	}
+	if o.MaxIdle <= 0 {
+		o.MaxIdle = 64
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 90 * time.Second
@@ -234,13 +243,20 @@ func canRetry(req *http.Request, c *countingConn) bool {
 	return false
 }
 
-// CloseIdleConnections closes the pooled connections; those in use are
-// closed when their exchange ends... unless pooled again, which a
-// renewal prevents by dropping the whole Upstream.
-func (u *Upstream) CloseIdleConnections() {
+// CloseIdleConnections closes the pooled connections; those in use go
+// back to the pool when their exchange ends.
+func (u *Upstream) CloseIdleConnections() { u.closeIdle(false) }
+
+// Close closes the pooled connections, and those in use when their
+// exchange ends: the Upstream is being replaced (a renewed ORG_AUTH_CLI,
+// reloaded routes), and none of its connections may serve again.
+func (u *Upstream) Close() { u.closeIdle(true) }
+
+func (u *Upstream) closeIdle(final bool) {
 	u.mu.Lock()
 	idle := u.idle
-	u.idle = map[string][]*upstreamConn{}
+	u.idle, u.nidle = map[string][]*upstreamConn{}, 0
+	u.closed = u.closed || final
 	u.mu.Unlock()
 	for _, list := range idle {
 		for _, pc := range list {
@@ -262,6 +278,7 @@ func (u *Upstream) get(addr string) *upstreamConn {
 		pc := list[len(list)-1]
 		list[len(list)-1] = nil
 		u.idle[addr] = list[:len(list)-1]
+		u.nidle--
 		u.mu.Unlock()
 		if !pc.idle.Stop() {
 			continue // its idle timer is closing it
@@ -273,16 +290,27 @@ func (u *Upstream) get(addr string) *upstreamConn {
 	}
 }
 
-// put pools pc, or closes it when the pool is full.
+// put pools pc, or closes it when the pool is full or closed.
 func (u *Upstream) put(pc *upstreamConn) {
 	u.mu.Lock()
 	list := u.idle[pc.addr]
-	if len(list) >= u.o.MaxIdlePerHost {
+	if len(list) >= u.o.MaxIdlePerHost || u.nidle >= u.o.MaxIdle || u.closed {
 		u.mu.Unlock()
 		pc.close()
 		return
 	}
+	if list == nil && len(u.idle) >= 1024 {
+		// A dynamic route's many partners: forget those with nothing
+		// pooled (the others keep their slices, reused without
+		// allocating).
+		for addr, l := range u.idle {
+			if len(l) == 0 {
+				delete(u.idle, addr)
+			}
+		}
+	}
 	u.idle[pc.addr] = append(list, pc)
+	u.nidle++
 	pc.idle.Reset(u.o.IdleTimeout)
 	u.mu.Unlock()
 }
@@ -303,6 +331,7 @@ func (u *Upstream) remove(pc *upstreamConn) bool {
 			copy(list[i:], list[i+1:])
 			list[len(list)-1] = nil
 			u.idle[pc.addr] = list[:len(list)-1]
+			u.nidle--
 			return true
 		}
 	}

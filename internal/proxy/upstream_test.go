@@ -172,6 +172,57 @@ func TestUpstreamPoolsConnections(t *testing.T) {
 	}
 }
 
+// A dynamic route reaches many partners: the pool keeps at most MaxIdle
+// connections across them (http.Transport's MaxIdleConns), and a pool that
+// was replaced (Close: a renewed ORG_AUTH_CLI) keeps none, not even those
+// that were in use when it was replaced.
+func TestUpstreamBoundsItsPool(t *testing.T) {
+	var ups []*upstream
+	var counts []*connCounter
+	for range 3 {
+		up, c := startCountedUpstream(t, time.Minute, echo)
+		ups, counts = append(ups, up), append(counts, c)
+	}
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: ups[0].URL, serverName: testpki.IDBHost}})
+	u := f.transports[0]
+	u.o.MaxIdle = 2
+	send := func(up *upstream) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, up.URL+"/x", strings.NewReader("<soap/>"))
+		resp, err := u.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	done := func(resp *http.Response) {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for _, up := range ups {
+		done(send(up))
+	}
+	waitClosed := func(c *connCounter, want int64, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); c.closed.Load() != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d connections closed, want %d", what, c.closed.Load(), want)
+			}
+		}
+	}
+	waitClosed(counts[2], 1, "the third partner's connection, past MaxIdle")
+	if counts[0].closed.Load()+counts[1].closed.Load() != 0 {
+		t.Fatal("a pooled connection within MaxIdle was closed")
+	}
+	inUse := send(ups[0]) // on the pooled connection
+	u.Close()
+	waitClosed(counts[1], 1, "an idle connection of the closed pool")
+	done(inUse)
+	waitClosed(counts[0], 1, "a connection in use when the pool closed, once its exchange ended")
+	done(send(ups[0])) // a closed pool still serves what is in flight
+	waitClosed(counts[0], 2, "a connection of the closed pool")
+}
+
 // countingGuard is a connection's standing check whose verdict the test
 // decides (the real one, revocation.Binding through trust's guard, is
 // played end to end in internal/revocation's pooled tests and in
@@ -259,7 +310,7 @@ func TestUpstreamStandingCheck(t *testing.T) {
 	if n := conns.opened.Load(); n != opened+1 {
 		t.Errorf("after closeConn, %d new connections, want 1", n-opened)
 	}
-	up0.CloseIdleConnections()
+	up0.Close()
 	if g, r := guards.Load(), releases.Load(); g != r {
 		t.Errorf("%d guards, %d released once their connections closed", g, r)
 	}

@@ -87,7 +87,7 @@ func pooledTransport(t testing.TB, w *world, rc *RouteChecker, guarded bool) *pr
 		}
 	}
 	tr := proxy.NewUpstream(to)
-	t.Cleanup(tr.CloseIdleConnections)
+	t.Cleanup(tr.Close)
 	return tr
 }
 
