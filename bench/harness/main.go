@@ -70,6 +70,10 @@ type options struct {
 	baseRoc     string
 	floor       string
 	fsync       bool
+	// rocRevocation is the pass-through route's revocation policy in
+	// modes nginx and binary: hard keeps a standing check per pooled
+	// connection, asked before each request.
+	rocRevocation string
 }
 
 func run() error {
@@ -83,6 +87,7 @@ func run() error {
 	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off), ship (audit shipping off vs on) or binary (--base-roc-proxy vs --roc-proxy)")
 	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
 	flag.StringVar(&o.floor, "floor", "", "mode nginx: also run this build of bench/floor (net/http's floor: server and upstream exchange, nothing else) in the same rounds")
+	flag.StringVar(&o.rocRevocation, "roc-revocation", "off", "modes nginx and binary: roc-proxy's revocation policy on the pass-through route (off, soft, hard: a warm cache, pooled connections, each request asking its connection's standing check)")
 	flag.BoolVar(&o.fsync, "fsync", true, "mode token: the signing route's audit records are fsynced (what ships); false measures the route without the disk")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
@@ -100,6 +105,9 @@ func run() error {
 	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "ship" && o.mode != "binary" {
 		return fmt.Errorf("unknown mode %q", o.mode)
 	}
+	if o.rocRevocation != "off" && o.rocRevocation != "soft" && o.rocRevocation != "hard" {
+		return fmt.Errorf("unknown --roc-revocation %q", o.rocRevocation)
+	}
 	if o.mode == "binary" && o.baseRoc == "" {
 		return errors.New("mode binary needs --base-roc-proxy")
 	}
@@ -108,7 +116,7 @@ func run() error {
 	}
 	pkiOpts := testpki.Options{ServerNames: []string{testpki.IDBHost}}
 	var revSrv *sim.RevocationServer // CRL server and OCSP responder of mode revocation
-	if o.mode == "revocation" {
+	if o.mode == "revocation" || o.rocRevocation != "off" {
 		rs, err := sim.StartRevocation(nil)
 		if err != nil {
 			return err
@@ -183,16 +191,16 @@ func run() error {
 	case "binary":
 		bo := o
 		bo.rocProxy = o.baseRoc
-		if base, err = startRocProxy(ctx, bo, "base", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "candidate", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "nginx":
-		if cand, err = startRocProxy(ctx, o, "roc-proxy", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "roc-proxy", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
