@@ -135,6 +135,41 @@ func TestUpstreamDropsTunnelsTheProxyClosed(t *testing.T) {
 	}
 }
 
+// The proxy environment variables are not read (http.Transport with Proxy
+// nil, as main's routes had): a partner is reached directly, or through
+// the route's own outbound proxy (DialContext), never through a proxy the
+// environment names.
+func TestUpstreamIgnoresProxyEnvironment(t *testing.T) {
+	envProxy, err := sim.StartForwardProxy(sim.ForwardProxyOptions{Hosts: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { envProxy.Close() })
+	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"} {
+		t.Setenv(k, envProxy.URL)
+	}
+	t.Setenv("NO_PROXY", "")
+	up, _ := startCountedUpstream(t, time.Minute, echo)
+	var dialed atomic.Value
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialed.Store(addr)
+		// The partner's name stands for the loopback listener.
+		return (&net.Dialer{}).DialContext(ctx, network, up.Listener.Addr().String())
+	}
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: "https://" + testpki.IDBHost + "/", serverName: testpki.IDBHost, dial: dial}})
+	srv := f.server(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	if code, pb := post(t, srv.URL+"/r/"); code != 200 {
+		t.Fatalf("%d %+v", code, pb)
+	}
+	if got := dialed.Load(); got != testpki.IDBHost+":443" {
+		t.Errorf("dialed %v, want the partner %s:443", got, testpki.IDBHost)
+	}
+	if n := envProxy.Connects.Load() + envProxy.Forwarded.Load(); n != 0 {
+		t.Errorf("%d requests reached the environment's proxy", n)
+	}
+}
+
 // Connections are pooled and reused, not re-opened per request; a partner
 // answering Connection: close gets a new connection next time; idle ones
 // close after the idle timeout.
