@@ -128,7 +128,7 @@ func startShipper(l *Log, sink Sink) *shipper {
 // (or when it no longer matches the files) from the chain's first file:
 // at least once.
 func (s *shipper) resume() {
-	data, err := os.ReadFile(s.cursorPath())
+	data, err := readCursorFile(s.cursorPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
@@ -141,6 +141,31 @@ func (s *shipper) resume() {
 		return
 	}
 	s.log.Warn("audit shipping: the cursor does not match the files; shipping the chain again from its first file", zap.String("cursor", s.cursorPath()), zap.Error(err))
+}
+
+// maxCursorBytes and maxLineBytes bound what a cursor makes the shipper
+// read: audit.dir may hold a damaged or planted cursor.
+const (
+	maxCursorBytes = 64 << 10
+	maxLineBytes   = 16 << 20
+)
+
+// readCursorFile reads a cursor file: a small regular file, never a FIFO,
+// a device or a link to one (which would hang or exhaust the start).
+func readCursorFile(path string) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxCursorBytes {
+		return nil, fmt.Errorf("%s is not a cursor file (%s, %d bytes)", path, fi.Mode().Type(), fi.Size())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxCursorBytes))
 }
 
 func (s *shipper) run() {
@@ -274,15 +299,25 @@ func writeFile(path string, data []byte, sync bool) error {
 }
 
 // drain asks the shipper to deliver what is durable and stop, waiting
-// until deadline at most (a sink stuck in a write is abandoned).
+// until deadline at most. Past it, the sink is closed, which interrupts a
+// delivery in flight (a collector that does not read): the shipper saves
+// its cursor (what was acknowledged) and ends before drain returns, so
+// that nothing writes in audit.dir or uses the sink after Close. A sink
+// that cannot be interrupted (standard output blocked) is abandoned.
 func (s *shipper) drain(deadline time.Time) {
 	s.stop <- deadline
 	select {
 	case <-s.done:
-	case <-time.After(time.Until(deadline) + time.Second):
-		s.log.Error("audit shipping: the sink did not return before the deadline")
+		s.sink.Close()
+		return
+	case <-time.After(time.Until(deadline)):
 	}
 	s.sink.Close()
+	select {
+	case <-s.done:
+	case <-time.After(time.Second):
+		s.log.Error("audit shipping: the sink did not return after the drain deadline; abandoned")
+	}
 }
 
 // chainReader reads a chain's durable lines from its files, in order.
@@ -316,11 +351,21 @@ func (cr *chainReader) cursorOf(l Line) cursor {
 // holds it at the same place with the same hash.
 func (cr *chainReader) seekTo(c cursor) bool {
 	path := filepath.Join(cr.dir, filepath.Base(c.File))
+	if k, ok := parseFileName(filepath.Base(path)); !ok || k.chain != cr.chain {
+		return false // not one of the chain's files
+	}
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		return false // opening a FIFO would hang
+	}
 	f, err := os.Open(path)
-	if err != nil || c.End < c.Start {
+	if err != nil {
 		return false
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || c.Start < 0 || c.End < c.Start || c.End >= fi.Size() || c.End-c.Start > maxLineBytes {
+		return false
+	}
 	line := make([]byte, c.End-c.Start+1)
 	if _, err := f.ReadAt(line, c.Start); err != nil || line[len(line)-1] != '\n' {
 		return false

@@ -1,0 +1,166 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/roc-proxy/roc-proxy/internal/sim"
+)
+
+// The collector accepts and never reads while the log closes: the drain
+// gives up on the stuck delivery after ShipDrainTimeout. Abandoning it must
+// neither race with the delivery still in flight (the sink's connection
+// closed and cleared under it) nor count as delivered what the collector's
+// TCP never acknowledged: the cursor then claims only records that reach
+// the collector once it reads again.
+func TestShipDrainAbandonsAStuckCollectorSafely(t *testing.T) {
+	c, err := sim.StartSyslogCollectorBuffer(nil, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	c.SetMode(sim.CollectorStall)
+	dir := t.TempDir()
+	o := options(t, dir)
+	o.CheckpointEvery = 1000
+	o.ShipDrainTimeout = 300 * time.Millisecond
+	// The sink waits far longer than the drain for the acknowledgement.
+	o.Sinks = []Sink{NewSyslogSink(SyslogOptions{Address: c.Addr, Facility: 10, Hostname: "h", AppName: "roc-proxy", ProcID: "pod-a", Timeout: 20 * time.Second})}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lag := o.Metrics.AuditShipLagRecords.WithLabelValues("syslog")
+	waitFor(t, "a lag at the stuck collector", func() bool { return testutil.ToFloat64(lag) > 0 })
+	time.Sleep(200 * time.Millisecond) // the sink is now waiting for an acknowledgement that never comes
+	l.Close()
+	// Wait for the abandoned delivery to end (its goroutine must not
+	// outlive the sink for long: goleak checks at the end of the package).
+	time.Sleep(500 * time.Millisecond)
+
+	c.SetMode(sim.CollectorUp) // reads what its TCP had acknowledged
+	var cur cursor
+	data, err := os.ReadFile(filepath.Join(dir, ".ship-syslog-pod-a.json"))
+	if err == nil {
+		if err := json.Unmarshal(data, &cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the collector to read what it acknowledged", func() bool {
+		got := map[uint64]bool{}
+		for _, m := range c.Messages() {
+			var h lineHead
+			json.Unmarshal(m.Msg, &h)
+			got[h.Seq] = true
+		}
+		for s := uint64(1); s <= cur.Seq; s++ {
+			if !got[s] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A cursor file damaged or planted in audit.dir (an absurd line length, a
+// FIFO, a huge file) must not crash, hang or exhaust the proxy at start:
+// it is a cursor that does not match, and the chain is shipped again.
+func TestShipSurvivesAHostileCursorFile(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, path string)
+	}{
+		{"line length beyond memory", func(t *testing.T, path string) {
+			writeCursor(t, path, cursor{Chain: "pod-a", Seq: 3, File: "audit-pod-a-00000000000000000001.jsonl", Start: 0, End: 1 << 62})
+		}},
+		{"line length of 8 GiB", func(t *testing.T, path string) {
+			writeCursor(t, path, cursor{Chain: "pod-a", Seq: 3, File: "audit-pod-a-00000000000000000001.jsonl", Start: 0, End: 8 << 30})
+		}},
+		{"negative offsets", func(t *testing.T, path string) {
+			writeCursor(t, path, cursor{Chain: "pod-a", Seq: 3, File: "audit-pod-a-00000000000000000001.jsonl", Start: -10, End: -2})
+		}},
+		{"a FIFO", func(t *testing.T, path string) {
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Skip(err)
+			}
+		}},
+		{"pointing at a FIFO in the folder", func(t *testing.T, path string) {
+			if err := syscall.Mkfifo(filepath.Join(filepath.Dir(path), "trap.jsonl"), 0o600); err != nil {
+				t.Skip(err)
+			}
+			writeCursor(t, path, cursor{Chain: "pod-a", Seq: 3, File: "trap.jsonl", Start: 0, End: 10})
+		}},
+		{"a symlink to an endless file", func(t *testing.T, path string) {
+			if err := os.Symlink("/dev/zero", path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeChain(t, dir, 5, 0)
+			tc.plant(t, filepath.Join(dir, ".ship-stdout-pod-a.json"))
+			var out syncBuffer
+			o := options(t, dir)
+			o.Sinks = []Sink{&StdoutSink{W: &out}}
+			opened := make(chan *Log, 1)
+			go func() {
+				l, err := Open(o)
+				if err != nil {
+					t.Error(err)
+				}
+				opened <- l
+			}()
+			var l *Log
+			select {
+			case l = <-opened:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Open hangs on the cursor file")
+			}
+			if l == nil {
+				return
+			}
+			l.Close()
+			want := len(chainLines(t, dir))
+			if got := len(splitLines(out.String())); got != want {
+				t.Fatalf("shipped %d records again, the chain has %d", got, want)
+			}
+		})
+	}
+}
+
+func writeCursor(t *testing.T, path string, c cursor) {
+	t.Helper()
+	data, _ := json.Marshal(c)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		out = append(out, s[:i])
+		if i == len(s) {
+			break
+		}
+		s = s[i+1:]
+	}
+	return out
+}
