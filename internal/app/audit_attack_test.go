@@ -1,0 +1,59 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// shippedCopy writes the lines of files as the SIEM keeps them (JSON lines
+// shipped to stdout) and returns its path.
+func shippedCopy(t *testing.T, files ...[]string) string {
+	t.Helper()
+	var all []string
+	for _, fs := range files {
+		for _, ls := range chainLines(t, fs) {
+			all = append(all, ls...)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "siem.jsonl")
+	if err := os.WriteFile(path, []byte(strings.Join(all, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// An insider deletes every file of one replica's chain (its tokens with
+// them). The SIEM kept that chain's records: verify given the folder and the
+// shipped copy must say the chain is missing, not "OK" for the chains left.
+// Verifying one replica's files against a SIEM copy of every replica is
+// scoped with --chain (no false alarm for the others).
+func TestAuditVerifyNamesAChainWhoseFilesAreAllDeleted(t *testing.T) {
+	dir := t.TempDir()
+	a := writeTestChain(t, dir, "roc-proxy-0", 12, 0)
+	b := writeTestChain(t, dir, "roc-proxy-1", 7, 0)
+	shipped := shippedCopy(t, a, b)
+	if out, err := runAudit(t, verifyArgs(t, "--shipped", shipped, dir)...); err != nil {
+		t.Fatalf("untouched folder: %v\n%s", err, out)
+	}
+	for _, f := range b {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runAudit(t, verifyArgs(t, "--shipped", shipped, dir)...)
+	if err == nil || !strings.Contains(out, `chain "roc-proxy-1"`) || !strings.Contains(out, "missing chain") {
+		t.Fatalf("a chain deleted whole passes against the shipped copy: %v\n%s", err, out)
+	}
+	// The security team verifies one pod's export against the whole SIEM.
+	out, err = runAudit(t, verifyArgs(t, "--shipped", shipped, "--chain", "roc-proxy-0", dir)...)
+	if err != nil || strings.Contains(out, "roc-proxy-1") {
+		t.Fatalf("--chain roc-proxy-0: %v\n%s", err, out)
+	}
+	// --chain naming a chain of which nothing is given is an error.
+	if out, err := runAudit(t, verifyArgs(t, "--chain", "roc-proxy-9", dir)...); err == nil || !strings.Contains(out+err.Error(), "roc-proxy-9") {
+		t.Fatalf("--chain of nothing: %v\n%s", err, out)
+	}
+
+}
