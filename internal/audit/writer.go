@@ -110,6 +110,14 @@ type Log struct {
 	shippers []*shipper
 
 	closeOnce sync.Once
+	lock      *os.File // the chain's writer lock, held until Close
+}
+
+func (l *Log) unlock() {
+	if l.lock != nil {
+		l.lock.Close()
+		l.lock = nil
+	}
 }
 
 type request struct {
@@ -149,9 +157,16 @@ func Open(o Options) (*Log, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit.dir: %w", err)
 	}
-	l := &Log{o: o, queue: make(chan *request, 4096), done: make(chan struct{}), retryWait: o.RetryInterval}
+	lock, err := lockChain(o.Dir, o.Chain, func(err error) {
+		o.Logger.Warn("audit.dir: no writer lock", zap.Error(err))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit.dir: %w", err)
+	}
+	l := &Log{o: o, queue: make(chan *request, 4096), done: make(chan struct{}), retryWait: o.RetryInterval, lock: lock}
 	seq, head, err := lastDurable(o.Dir, o.Chain, o.NoSync)
 	if err != nil {
+		l.unlock()
 		return nil, fmt.Errorf("audit.dir: reading the existing chain: %w", err)
 	}
 	l.seq, l.head = seq, head
@@ -159,6 +174,7 @@ func Open(o Options) (*Log, error) {
 	if err := l.writeBatch(nil, false); err != nil {
 		if seq == 0 {
 			l.closeFile()
+			l.unlock()
 			return nil, fmt.Errorf("audit.dir: starting the chain: %w", err)
 		}
 		// The chain exists: its next write starts the new file again.
@@ -329,6 +345,7 @@ func (l *Log) run() {
 		if closing {
 			err = l.finish(err)
 			l.closeFile()
+			l.unlock()
 			close(l.done)
 			for _, r := range batch {
 				if r.rec == nil {
