@@ -232,6 +232,17 @@ func TestShipResumesFromItsCursor(t *testing.T) {
 	}
 	l3.Signed(context.Background(), signed(15))
 	l3.Close()
+	// Delivered means acknowledged by the collector's TCP: its reader may
+	// still be parsing (a loaded machine).
+	waitFor(t, "the collector to read every record", func() bool {
+		got := received(c)
+		for _, line := range chainLines(t, dir) {
+			if got[line] == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	got := received(c)
 	for _, line := range chainLines(t, dir) {
 		if got[line] != 1 {
@@ -250,6 +261,7 @@ func TestShipResumesFromItsCursor(t *testing.T) {
 	o4.Sinks = []Sink{syslogSink(c.Addr, nil)}
 	l4, _ := Open(o4)
 	l4.Close()
+	waitFor(t, "the collector to read the chain again", func() bool { return len(c.Messages())-before >= len(chainLines(t, dir)) })
 	if again := len(c.Messages()) - before; again != len(chainLines(t, dir)) {
 		t.Fatalf("a bad cursor: %d records shipped again, the chain has %d", again, len(chainLines(t, dir)))
 	}
