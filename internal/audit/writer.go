@@ -111,6 +111,11 @@ type Log struct {
 
 	closeOnce sync.Once
 	lock      *os.File // the chain's writer lock, held until Close
+	// closing: the writer takes no more records; senders counts the
+	// Signed and Result calls between that check and their send, which
+	// the writer waits for (and writes) before its last batch.
+	closing atomic.Bool
+	senders atomic.Int64
 }
 
 func (l *Log) unlock() {
@@ -254,12 +259,11 @@ func (l *Log) Dir() string { return l.o.Dir }
 func (l *Log) Signed(ctx context.Context, r *Record) error {
 	r.Type = TypeSigned
 	done := make(chan error, 1)
-	select {
-	case l.queue <- &request{rec: r, done: done}:
-	case <-l.done:
-		return ErrUnavailable
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	if queued, err := l.enqueue(ctx.Done(), &request{rec: r, done: done}); !queued {
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: the log is closed", ErrUnavailable)
 	}
 	select {
 	case err := <-done:
@@ -273,10 +277,25 @@ func (l *Log) Signed(ctx context.Context, r *Record) error {
 // fails, the record is kept and written again with the next batch.
 func (l *Log) Result(r *Record) {
 	r.Type = TypeResult
-	select {
-	case l.queue <- &request{rec: r}:
-	case <-l.done:
+	if queued, _ := l.enqueue(nil, &request{rec: r}); !queued {
 		l.lose([]*Record{r}, "the log is closed")
+	}
+}
+
+// enqueue hands r to the writer, unless the log is closing (a request
+// still running after Close): a record queued is always written or
+// answered, never left in a queue nobody reads.
+func (l *Log) enqueue(cancel <-chan struct{}, r *request) (bool, error) {
+	l.senders.Add(1)
+	defer l.senders.Add(-1)
+	if l.closing.Load() {
+		return false, nil
+	}
+	select {
+	case l.queue <- r:
+		return true, nil
+	case <-cancel:
+		return false, errors.New("gave up waiting for the writer")
 	}
 }
 
@@ -340,6 +359,16 @@ func (l *Log) run() {
 			}
 			writes = append(writes, r)
 		}
+		if closing {
+			// Take no more, and write what senders already committed to.
+			l.closing.Store(true)
+			for late := range l.lateRequests() {
+				batch = append(batch, late)
+				if late.rec != nil {
+					writes = append(writes, late)
+				}
+			}
+		}
 		err := l.writeBatch(writes, closing)
 		l.report(err, batch)
 		if closing {
@@ -353,6 +382,27 @@ func (l *Log) run() {
 				}
 			}
 			return
+		}
+	}
+}
+
+// lateRequests yields the requests queued until no sender is between its
+// check of closing and its send.
+func (l *Log) lateRequests() func(yield func(*request) bool) {
+	return func(yield func(*request) bool) {
+		for {
+			select {
+			case r := <-l.queue:
+				if !yield(r) {
+					return
+				}
+				continue
+			default:
+			}
+			if l.senders.Load() == 0 && len(l.queue) == 0 {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
 		}
 	}
 }
