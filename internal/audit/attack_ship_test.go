@@ -164,3 +164,62 @@ func splitLines(s string) []string {
 	}
 	return out
 }
+
+// An insider appends a line claiming a far sequence number to the file
+// being written (then removes it, leaving the files intact): the shipper
+// used to wait at that line for a record that never becomes durable and
+// silently shipped nothing more from the file, so the SIEM missed every
+// later record, and a later truncation of the chain passed verify
+// --shipped. Every record the writer makes durable after it must still
+// be shipped (the planted line is reported, not shipped).
+func TestShipGoesPastAPlantedLine(t *testing.T) {
+	for _, tc := range []struct{ name, line string }{
+		{"far future sequence", `{"v":2,"chain":"pod-a","seq":999999999,"time":"2026-01-01T00:00:00Z","type":"signed","prev":""}`},
+		{"past sequence", `{"v":2,"chain":"pod-a","seq":2,"time":"2026-01-01T00:00:00Z","type":"signed","prev":""}`},
+		{"next sequence, forged", `NEXT`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var out syncBuffer
+			o := options(t, dir)
+			o.CheckpointEvery = 1000
+			o.Sinks = []Sink{&StdoutSink{W: &out}}
+			l, err := Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 5; i++ {
+				l.Signed(context.Background(), signed(i))
+			}
+			waitFor(t, "the first records shipped", func() bool { return len(splitLines(out.String())) == 6 })
+			files, _ := ChainFiles(dir, "pod-a")
+			line := tc.line
+			if line == "NEXT" {
+				line = `{"v":2,"chain":"pod-a","seq":7,"time":"2026-01-01T00:00:00Z","type":"signed","prev":"","assertion_id":"_forged"}`
+			}
+			f, err := os.OpenFile(files[len(files)-1], os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString(line + "\n")
+			f.Close()
+			for i := 5; i < 30; i++ {
+				l.Signed(context.Background(), signed(i))
+			}
+			l.Close()
+			got := map[string]bool{}
+			for _, s := range splitLines(out.String()) {
+				got[s] = true
+			}
+			missing := 0
+			for _, s := range chainLines(t, dir) {
+				if s != line && !got[s] {
+					missing++
+				}
+			}
+			if missing > 0 {
+				t.Fatalf("%d records the writer made durable after the planted line were never shipped", missing)
+			}
+		})
+	}
+}

@@ -118,7 +118,8 @@ func (s *shipper) cursorPath() string {
 
 func startShipper(l *Log, sink Sink) *shipper {
 	s := &shipper{l: l, sink: sink, log: l.o.Logger.With(zap.String("sink", sink.Name())), notify: l.Subscribe(),
-		stop: make(chan time.Time, 1), done: make(chan struct{}), rd: chainReader{dir: l.o.Dir, chain: l.o.Chain}}
+		stop: make(chan time.Time, 1), done: make(chan struct{})}
+	s.rd = chainReader{dir: l.o.Dir, chain: l.o.Chain, log: s.log}
 	s.resume()
 	go s.run()
 	return s
@@ -327,8 +328,12 @@ type chainReader struct {
 	f          *os.File // open on path, kept between reads
 	off        int64    // offset after the last line consumed
 	next       uint64   // next seq expected; 0: whatever comes first
-	// last line consumed, for the cursor
+	// last line consumed, for the cursor, and its hash (the next record's
+	// prev; "" when unknown)
 	lastStart, lastEnd int64
+	lastHash           string
+	// log reports lines that are not the record due (files altered).
+	log *zap.Logger
 	// arena holds the bytes of the lines handed out; a new one is taken
 	// when it is full (lines still in use keep the old one alive).
 	arena []byte
@@ -340,11 +345,13 @@ type lineHead struct {
 	Seq   uint64    `json:"seq"`
 	Type  string    `json:"type"`
 	Time  time.Time `json:"time"`
+	Prev  string    `json:"prev"`
 }
 
-// cursorOf is the cursor after l, the last line read.
+// cursorOf is the cursor after l, the last line read (whose hash the
+// reader kept).
 func (cr *chainReader) cursorOf(l Line) cursor {
-	return cursor{Chain: cr.chain, Seq: l.Seq, Hash: lineHash(l.Bytes), File: filepath.Base(cr.path), Start: cr.lastStart, End: cr.lastEnd}
+	return cursor{Chain: cr.chain, Seq: l.Seq, Hash: cr.lastHash, File: filepath.Base(cr.path), Start: cr.lastStart, End: cr.lastEnd}
 }
 
 // seekTo positions the reader after the cursor's record, if the file still
@@ -377,7 +384,7 @@ func (cr *chainReader) seekTo(c cursor) bool {
 	}
 	cr.close()
 	cr.path, cr.off, cr.next = path, c.End+1, c.Seq+1
-	cr.lastStart, cr.lastEnd = c.Start, c.End
+	cr.lastStart, cr.lastEnd, cr.lastHash = c.Start, c.End, c.Hash
 	return true
 }
 
@@ -430,15 +437,34 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 		line := raw[:len(raw)-1]
 		h, ok := parseHead(line)
 		if !ok || h.Chain != cr.chain {
-			cr.off += int64(len(raw)) // not this chain's record: verify reports it
+			cr.altered(h, "a line that is no record of this chain")
+			cr.off += int64(len(raw)) // verify reports it
 			continue
 		}
-		if cr.next != 0 && h.Seq < cr.next {
+		// The writer's lines follow each other, each linked to the one
+		// before: any other line was put there by someone else. It is
+		// reported and passed over, never waited for (a line planted with
+		// a far sequence number would stop the shipping of every later
+		// record of the file) and never lets the records due be skipped.
+		due := cr.next == 0 || h.Seq == cr.next && (cr.lastHash == "" || h.Prev == cr.lastHash)
+		switch {
+		case due && h.Seq > durable:
+			return got, false, nil // not durable yet: read again later
+		case due:
+		case h.Seq < cr.next || h.Seq == cr.next:
+			cr.altered(h, "a record already shipped, or a forged copy of the one due")
 			cr.off += int64(len(raw))
 			continue
-		}
-		if h.Seq > durable {
-			return got, false, nil // not durable yet: read again later
+		case h.Seq > durable && cr.next <= durable:
+			cr.altered(h, "a sequence number beyond the last durable record while earlier ones are due")
+			cr.off += int64(len(raw))
+			continue
+		case h.Seq > durable:
+			return got, false, nil // nothing due yet: read again later
+		default:
+			// Durable records are missing before it (deleted, or
+			// archived before they were shipped): they cannot be shipped.
+			cr.altered(h, fmt.Sprintf("records %d to %d are missing before it: they cannot be shipped", cr.next, h.Seq-1))
 		}
 		// One allocation per batch, not per line.
 		if cap(cr.arena)-len(cr.arena) < len(line) {
@@ -448,7 +474,7 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 		cr.arena = append(cr.arena, line...)
 		*out = append(*out, Line{Seq: h.Seq, Type: h.Type, Time: h.Time, Bytes: cr.arena[start:len(cr.arena):len(cr.arena)]})
 		*size += len(raw)
-		cr.lastStart, cr.lastEnd = cr.off, cr.off+int64(len(line))
+		cr.lastStart, cr.lastEnd, cr.lastHash = cr.off, cr.off+int64(len(line)), lineHash(line)
 		cr.off += int64(len(raw))
 		cr.next = h.Seq + 1
 		got = true
@@ -471,7 +497,14 @@ func parseHead(line []byte) (lineHead, bool) {
 			k := bytes.IndexByte(line[j+len(ty):], '"')
 			tm, err := time.Parse(time.RFC3339Nano, string(line[i+len(t):j]))
 			if k > 0 && err == nil && bytes.IndexByte(line[i:j+len(ty)+k], '\\') < 0 {
-				return lineHead{Chain: chain, Seq: seq, Time: tm, Type: string(line[j+len(ty) : j+len(ty)+k])}, true
+				const pv = `","prev":"`
+				rest := line[j+len(ty)+k:]
+				if bytes.HasPrefix(rest, []byte(pv)) {
+					rest = rest[len(pv):]
+					if e := bytes.IndexByte(rest, '"'); e >= 0 && bytes.IndexByte(rest[:e], '\\') < 0 {
+						return lineHead{Chain: chain, Seq: seq, Time: tm, Type: string(line[j+len(ty) : j+len(ty)+k]), Prev: string(rest[:e])}, true
+					}
+				}
 			}
 		}
 	}
@@ -479,6 +512,16 @@ func parseHead(line []byte) (lineHead, bool) {
 		return h, false
 	}
 	return h, true
+}
+
+// altered reports a line of the chain's files that is not the record due.
+func (cr *chainReader) altered(h lineHead, what string) {
+	if cr.log == nil {
+		return
+	}
+	cr.log.Error("audit shipping: the chain's files were altered (audit verify says more); this line is not shipped",
+		zap.String("file", filepath.Base(cr.path)), zap.Int64("offset", cr.off), zap.String("found", what),
+		zap.Uint64("line_seq", h.Seq), zap.Uint64("due_seq", cr.next))
 }
 
 // advance moves to the chain's next file; false when there is none.
