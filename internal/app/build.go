@@ -656,10 +656,12 @@ func (t *tokenSource) attributes(v *saml.Values) map[string]string {
 		roles = append(roles, r.Code+"^"+r.CodeSystem)
 	}
 	a["roles"] = strings.Join(roles, ",")
-	switch t.patientID {
-	case "keep":
+	switch {
+	case v.PatientINS == "":
+		// No patient: no hash of nothing (the same for every record).
+	case t.patientID == "keep":
 		a["patient_ins"] = v.PatientINS
-	case "hash":
+	case t.patientID == "hash":
 		h := sha256.Sum256([]byte(v.PatientINS))
 		a["patient_ins_sha256"] = hex.EncodeToString(h[:])
 	}
