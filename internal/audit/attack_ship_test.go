@@ -1,10 +1,14 @@
 package audit
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -221,5 +225,158 @@ func TestShipGoesPastAPlantedLine(t *testing.T) {
 				t.Fatalf("%d records the writer made durable after the planted line were never shipped", missing)
 			}
 		})
+	}
+}
+
+// Record contents chosen by the SIH (a NameID, a route, attributes) that
+// try to start a second syslog message or close structured data, and
+// header fields from the environment with spaces: each record is one
+// message at a strict RFC 5424 collector, its MSG the record's exact line.
+func TestSyslogFieldsCannotBeInjected(t *testing.T) {
+	c := startCollector(t, nil)
+	dir := t.TempDir()
+	o := options(t, dir)
+	o.Sinks = []Sink{NewSyslogSink(SyslogOptions{Address: c.Addr, Facility: 10, Hostname: "pod 0\n<13>1 -", AppName: "roc]proxy[", ProcID: "pod-a", Timeout: 5 * time.Second})}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := []string{"x\n<13>1 2026-01-01T00:00:00Z evil evil - - - forged", "]\"[x=\"y\"] ", "12 <13>1 x", "\u2028\u0000é"}
+	for i, s := range evil {
+		r := signed(i)
+		r.NameID, r.Route, r.Attributes = s, s, map[string]string{s: s}
+		if err := l.Signed(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	want := chainLines(t, dir)
+	waitFor(t, "every record at the collector", func() bool { return len(c.Messages()) >= len(want) })
+	if errs := c.Errors(); len(errs) > 0 {
+		t.Fatalf("the collector could not parse: %v", errs)
+	}
+	msgs := c.Messages()
+	if len(msgs) != len(want) {
+		t.Fatalf("%d messages for %d records", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		if string(m.Msg) != want[i] || m.SD != "-" || m.Hostname != "pod_0_<13>1_-" || m.AppName != "roc]proxy[" {
+			t.Errorf("message %d: host %q app %q sd %q msg %.80s", i, m.Hostname, m.AppName, m.SD, m.Msg)
+		}
+	}
+}
+
+// dripCollector reads about rate bytes a second (a collector behind a slow
+// link, or busy), with a small receive buffer so that its TCP acknowledges
+// only what it read, and keeps every complete frame it got.
+type dripCollector struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	msgs map[string]int
+	wg   sync.WaitGroup
+}
+
+func startDripCollector(t *testing.T, rate int) *dripCollector {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dripCollector{ln: ln, msgs: map[string]int{}}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				defer conn.Close()
+				pr, pw := io.Pipe()
+				go func() {
+					r := bufio.NewReader(pr)
+					for {
+						m, err := sim.ReadSyslogFrame(r)
+						if err != nil {
+							io.Copy(io.Discard, pr)
+							return
+						}
+						d.mu.Lock()
+						d.msgs[string(m.Msg)]++
+						d.mu.Unlock()
+					}
+				}()
+				defer pw.Close()
+				chunk := make([]byte, rate/50)
+				for {
+					n, err := conn.Read(chunk)
+					pw.Write(chunk[:n])
+					if err != nil {
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); d.wg.Wait() })
+	return d
+}
+
+func (d *dripCollector) has(lines []string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, l := range lines {
+		if d.msgs[l] > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// A collector that reads, but slowly (a backlog after an outage, over a
+// slow link): a batch takes longer than the sink's timeout to be read. The
+// timeout must bound a collector that makes no progress, not a slow one:
+// sending the same batch again and again from its start never delivers it.
+func TestShipCatchesUpWithASlowCollector(t *testing.T) {
+	dir := t.TempDir()
+	o := options(t, dir)
+	o.CheckpointEvery, o.NoSync = 1000, true
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 600; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	l.Close()
+	want := chainLines(t, dir)
+	d := startDripCollector(t, 64<<10)
+	o2 := options(t, dir)
+	o2.NoSync = true
+	o2.Sinks = []Sink{NewSyslogSink(SyslogOptions{Address: d.ln.Addr().String(), Facility: 10, Hostname: "h", AppName: "roc-proxy", ProcID: "pod-a", Timeout: 500 * time.Millisecond})}
+	l2, err := Open(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	// The shipper must know them delivered (its cursor past them), not
+	// only the collector have them (a closed socket still sends what it
+	// had queued).
+	shipped := o2.Metrics.AuditShipped.WithLabelValues("syslog")
+	deadline := time.Now().Add(40 * time.Second)
+	for d.has(want) < len(want) || testutil.ToFloat64(shipped) < float64(len(want)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 40 s at a collector reading 64 KB/s: %d of %d records there, %v counted delivered, %v delivery errors", d.has(want), len(want),
+				testutil.ToFloat64(shipped), testutil.ToFloat64(o2.Metrics.AuditShipErrors.WithLabelValues("syslog")))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -31,8 +31,8 @@ type SyslogOptions struct {
 	// Hostname, AppName and ProcID fill the header (ProcID: the chain id,
 	// whose change marks a new stream).
 	Hostname, AppName, ProcID string
-	// Timeout bounds the connection, each write, and the wait for the
-	// collector's TCP acknowledgement.
+	// Timeout bounds the connection, and how long the collector may make
+	// no progress (a write blocked, nothing more acknowledged).
 	Timeout time.Duration
 }
 
@@ -113,6 +113,9 @@ func AppendSyslogFrame(dst []byte, l Line, facility int, hostname, appName, proc
 	return append(dst, l.Bytes...)
 }
 
+// syslogWriteChunk is the most written under one write deadline.
+const syslogWriteChunk = 64 << 10
+
 // errSinkClosed: Deliver after Close.
 var errSinkClosed = errors.New("the syslog sink is closed")
 
@@ -174,13 +177,24 @@ func (s *SyslogSink) deliver(conn net.Conn, dead chan struct{}, lines []Line) er
 	for _, l := range lines {
 		s.buf = AppendSyslogFrame(s.buf, l, s.o.Facility, s.o.Hostname, s.o.AppName, s.o.ProcID)
 	}
-	deadline := time.Now().Add(s.o.Timeout)
-	conn.SetWriteDeadline(deadline)
-	if _, err := conn.Write(s.buf); err != nil {
-		return fmt.Errorf("writing to %s: %w", s.o.Address, err)
+	// Timeout bounds a collector that makes no progress, not a slow one
+	// (a backlog over a slow link): the write goes in pieces, each with
+	// its own deadline, and the wait for the acknowledgement lasts while
+	// the collector keeps acknowledging bytes. Otherwise a batch that
+	// takes longer than Timeout to be read would be sent again from its
+	// start forever.
+	for off := 0; off < len(s.buf); {
+		end := min(off+syslogWriteChunk, len(s.buf))
+		conn.SetWriteDeadline(time.Now().Add(s.o.Timeout))
+		n, err := conn.Write(s.buf[off:end])
+		off += n
+		if err != nil {
+			return fmt.Errorf("writing to %s: %w", s.o.Address, err)
+		}
 	}
+	deadline, lastQueued := time.Now().Add(s.o.Timeout), -1
 	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
-		acked, supported, err := tcpAcked(conn)
+		queued, supported, err := tcpUnacked(conn)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.o.Address, err)
 		}
@@ -189,11 +203,14 @@ func (s *SyslogSink) deliver(conn net.Conn, dead chan struct{}, lines []Line) er
 			return fmt.Errorf("%s: %w", s.o.Address, errConnectionLost)
 		default:
 		}
-		if acked || !supported {
+		if queued == 0 || !supported {
 			return nil
 		}
+		if lastQueued < 0 || queued < lastQueued {
+			deadline, lastQueued = time.Now().Add(s.o.Timeout), queued
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: the collector did not acknowledge %d bytes within %s", s.o.Address, len(s.buf), s.o.Timeout)
+			return fmt.Errorf("%s: the collector acknowledged nothing of the %d bytes left for %s", s.o.Address, queued, s.o.Timeout)
 		}
 		select {
 		case <-time.After(wait):
