@@ -328,3 +328,59 @@ func TestChainIDsThatArePrefixesOfEachOther(t *testing.T) {
 		}
 	}
 }
+
+// An insider deletes (or replaces) the file being written, then the pod
+// restarts: the writer kept appending to the unlinked file, its records
+// (tokens that left) vanished with it, and the restart continued the chain
+// from the previous file as if nothing had been written: verify said OK.
+// The writer must notice its file is gone before writing to it, go on in a
+// new file (so that the deletion shows as missing records), and say so.
+func TestDeletedCurrentFileIsNotWrittenInto(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		dir := t.TempDir()
+		o := options(t, dir)
+		o.MaxFileBytes = 4000
+		l, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 20; i++ {
+			l.Signed(context.Background(), signed(i))
+		}
+		files, _ := ChainFiles(dir, "pod-a")
+		current := files[len(files)-1]
+		data, _ := os.ReadFile(current)
+		if err := os.Remove(current); err != nil {
+			t.Fatal(err)
+		}
+		if replace { // an edited copy in its place
+			os.WriteFile(current, data, 0o600)
+		}
+		for i := 20; i < 25; i++ {
+			if err := l.Signed(context.Background(), signed(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Close()
+		l2, err := Open(options(t, dir)) // the restart
+		if err != nil {
+			t.Fatal(err)
+		}
+		l2.Signed(context.Background(), signed(99))
+		l2.Close()
+		files, _ = ChainFiles(dir, "pod-a")
+		recs, _ := Select(files, Filter{Types: []string{TypeSigned}})
+		found := map[string]bool{}
+		for _, r := range recs {
+			found[r.AssertionID] = true
+		}
+		for i := 20; i < 25; i++ {
+			if !found[fmt.Sprintf("_a%d", i)] {
+				t.Errorf("replace=%v: token _a%d, acknowledged after the deletion, is in no file", replace, i)
+			}
+		}
+		if _, err := Verify(files, VerifyOptions{}); err == nil && !replace {
+			t.Errorf("the deleted file's records are gone and verify says OK")
+		}
+	}
+}

@@ -469,6 +469,16 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 		l.failed("truncate", err)
 		return err
 	}
+	if l.f != nil && l.fileGone() {
+		// Records appended to an unlinked file vanish with it, and a
+		// restart would continue the chain from the previous file as if
+		// they had never been: go on in a new file, so that the deletion
+		// shows as missing records.
+		l.o.Metrics.AuditFailures.WithLabelValues("gone").Inc()
+		l.o.Logger.Error("audit log: the file being written was deleted or replaced by someone else; the chain goes on in a new file (audit verify will report the records it held as missing)",
+			zap.String("file", l.path), zap.Uint64("last_seq", l.seq))
+		l.closeFile()
+	}
 	rotate := l.rotationDue(now)
 	var recs []*Record
 	switch {
@@ -625,6 +635,21 @@ func (l *Log) openNext(firstSeq uint64, now time.Time) error {
 		return nil
 	}
 	return fmt.Errorf("no free file name for record %d in %s", firstSeq, l.o.Dir)
+}
+
+// fileGone reports whether the file being written is no longer the one
+// at its path (deleted, renamed, replaced).
+func (l *Log) fileGone() bool {
+	st, ok := l.f.(interface{ Stat() (fs.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	open, err := st.Stat()
+	if err != nil {
+		return false
+	}
+	named, err := os.Lstat(l.path)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(open, named)
 }
 
 func (l *Log) closeFile() {
