@@ -8,12 +8,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 )
@@ -379,4 +382,46 @@ func TestShipCatchesUpWithASlowCollector(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// An insider truncates the chain (the last records, tokens among them)
+// while the proxy is down: at the restart, the shipping cursor names a
+// record the files no longer hold. That is evidence (a cursor only ever
+// names a durable record), and the proxy must say so as an error, not as
+// a routine "shipping again" warning, before its restart checkpoint
+// signs the shortened chain.
+func TestRestartSaysTheShippedChainWasTruncated(t *testing.T) {
+	dir := t.TempDir()
+	var out syncBuffer
+	o := options(t, dir)
+	o.Sinks = []Sink{&StdoutSink{W: &out}}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 8; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	l.Close()
+	files, _ := ChainFiles(dir, "pod-a")
+	edit(t, files[len(files)-1], func(lines []string) []string { return lines[:len(lines)-3] })
+
+	core, logs := observer.New(zap.WarnLevel)
+	o2 := options(t, dir)
+	o2.Logger = zap.New(core)
+	o2.Sinks = []Sink{&StdoutSink{W: &out}}
+	l2, err := Open(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	for _, e := range logs.All() {
+		if e.Level == zap.ErrorLevel && strings.Contains(e.Message, "truncated") {
+			return
+		}
+	}
+	for _, e := range logs.All() {
+		t.Logf("%s %s %v", e.Level, e.Message, e.ContextMap())
+	}
+	t.Fatal("no error says the chain was truncated after its records were shipped")
 }

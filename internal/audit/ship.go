@@ -141,6 +141,18 @@ func (s *shipper) resume() {
 		s.cur, s.savedSeq = c, c.Seq
 		return
 	}
+	// A cursor only ever names a durable record: one the files no longer
+	// hold as it was shipped is evidence that they were altered.
+	switch {
+	case err == nil && c.Chain == s.l.o.Chain && c.Seq > s.l.found:
+		s.log.Error("audit shipping: the chain was truncated: its files ended at a record before the last one already shipped (compare with the shipped copy: audit verify --shipped); shipping the chain again from its first file",
+			zap.String("chain", c.Chain), zap.Uint64("files_ended_at", s.l.found), zap.Uint64("shipped_up_to", c.Seq), zap.String("cursor", s.cursorPath()))
+		return
+	case err == nil && c.Chain == s.l.o.Chain:
+		s.log.Error("audit shipping: a record already shipped is no longer in the files as it was shipped: they were altered (compare with the shipped copy: audit verify --shipped); shipping the chain again from its first file",
+			zap.String("chain", c.Chain), zap.Uint64("seq", c.Seq), zap.String("file", c.File), zap.String("cursor", s.cursorPath()))
+		return
+	}
 	s.log.Warn("audit shipping: the cursor does not match the files; shipping the chain again from its first file", zap.String("cursor", s.cursorPath()), zap.Error(err))
 }
 

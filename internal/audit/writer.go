@@ -105,6 +105,7 @@ type Log struct {
 	retryWait    time.Duration
 
 	durable  atomic.Uint64 // seq of the last durable record
+	found    uint64        // the last record found in the files at Open
 	subsMu   sync.Mutex
 	subs     []chan struct{}
 	shippers []*shipper
@@ -174,7 +175,7 @@ func Open(o Options) (*Log, error) {
 		l.unlock()
 		return nil, fmt.Errorf("audit.dir: reading the existing chain: %w", err)
 	}
-	l.seq, l.head = seq, head
+	l.seq, l.head, l.found = seq, head, seq
 	l.durable.Store(seq)
 	if err := l.writeBatch(nil, false); err != nil {
 		if seq == 0 {
