@@ -1,12 +1,16 @@
 package app
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
 )
 
@@ -78,6 +82,55 @@ func TestAuditRecordOfNoPatientHasNoPatientHash(t *testing.T) {
 		with := ts.attributes(&saml.Values{PatientINS: "279035121518989"})
 		if mode == "hash" && (with["patient_ins_sha256"] == "" || strings.Contains(fmt.Sprint(with), "279035121518989")) {
 			t.Errorf("patient_id hash: %v", with)
+		}
+	}
+}
+
+// audit export run by the security team through kubectl exec, on a folder
+// an insider prepared: a link named like a chain file pointing outside the
+// folder (to a secret), a FIFO named *.jsonl (which would hang a reader),
+// another chain's files, a half-written line. The export must not follow
+// the link or open the FIFO, must hold only the chain asked for, and must
+// verify as exported.
+func TestAuditExportThroughAPreparedFolder(t *testing.T) {
+	dir := t.TempDir()
+	writeTestChain(t, dir, "roc-proxy-0", 12, 3000)
+	writeTestChain(t, dir, "roc-proxy-1", 5, 0)
+	secret := filepath.Join(t.TempDir(), "org-sign.key")
+	os.WriteFile(secret, []byte("-----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----\n"), 0o600)
+	if err := os.Symlink(secret, filepath.Join(dir, "audit-roc-proxy-0-99999999999999999999.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe.jsonl"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := audit.ChainFiles(dir, "roc-proxy-0")
+	f, _ := os.OpenFile(files[len(files)-1], os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"v":2,"chain":"roc-proxy-0","seq":`) // a line being written
+	f.Close()
+	for _, format := range []string{"tar", "jsonl"} {
+		var out, errOut bytes.Buffer
+		done := make(chan error, 1)
+		go func() { done <- Run(t.Context(), []string{"audit", "export", "--format", format, "--chain", "roc-proxy-0", dir}, &out, &errOut) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", format, err, errOut.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: export hangs on the prepared folder", format)
+		}
+		if bytes.Contains(out.Bytes(), []byte("SECRET")) || bytes.Contains(out.Bytes(), []byte("roc-proxy-1")) {
+			t.Fatalf("%s: the export holds what was not asked for", format)
+		}
+		got := t.TempDir()
+		if format == "tar" {
+			untar(t, &out, got)
+		} else {
+			os.WriteFile(filepath.Join(got, "export.jsonl"), out.Bytes(), 0o600)
+		}
+		if res, err := runAudit(t, verifyArgs(t, got)...); err != nil {
+			t.Fatalf("%s: the export does not verify: %v\n%s", format, err, res)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -424,4 +425,77 @@ func TestRestartSaysTheShippedChainWasTruncated(t *testing.T) {
 		t.Logf("%s %s %v", e.Level, e.Message, e.ContextMap())
 	}
 	t.Fatal("no error says the chain was truncated after its records were shipped")
+}
+
+// A collector that talks back (a banner, garbage, megabytes of it) while
+// reading frames: what it sends is read and dropped, it neither stops the
+// delivery nor counts as a closed connection, and Close does not hang.
+func TestShipToACollectorThatTalksBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(2)
+			go func() { // talks back until the connection ends
+				defer wg.Done()
+				junk := bytes.Repeat([]byte("NOISE\n"), 8<<10)
+				for i := 0; i < 64; i++ {
+					if _, err := conn.Write(junk); err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				for {
+					m, err := sim.ReadSyslogFrame(r)
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					got[string(m.Msg)]++
+					mu.Unlock()
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	dir := t.TempDir()
+	o := options(t, dir)
+	o.Sinks = []Sink{NewSyslogSink(SyslogOptions{Address: ln.Addr().String(), Facility: 10, Hostname: "h", AppName: "roc-proxy", ProcID: "pod-a", Timeout: 5 * time.Second})}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	l.Close()
+	want := chainLines(t, dir)
+	waitFor(t, "every record at the collector", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, w := range want {
+			if got[w] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if errs := testutil.ToFloat64(o.Metrics.AuditShipErrors.WithLabelValues("syslog")); errs > 0 {
+		t.Errorf("%v delivery errors with a collector that talks back", errs)
+	}
 }
