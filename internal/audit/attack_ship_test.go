@@ -499,3 +499,39 @@ func TestShipToACollectorThatTalksBack(t *testing.T) {
 		t.Errorf("%v delivery errors with a collector that talks back", errs)
 	}
 }
+
+// The collector is down for long (its port closed): the sink waits longer
+// and longer between attempts (up to 30 s). The lag metric the security
+// team alerts on must follow the records made durable meanwhile, not stay
+// at its value of the last attempt.
+func TestShipLagIsMeasuredWhileTheSinkWaits(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connection refused from now on
+	dir := t.TempDir()
+	o := options(t, dir)
+	o.Sinks = []Sink{NewSyslogSink(SyslogOptions{Address: addr, Facility: 10, Hostname: "h", AppName: "roc-proxy", ProcID: "pod-a", Timeout: time.Second})}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	errs := o.Metrics.AuditShipErrors.WithLabelValues("syslog")
+	lag := o.Metrics.AuditShipLagRecords.WithLabelValues("syslog")
+	// Four failures: the next wait is 8 s.
+	waitForUpTo(t, 30*time.Second, "four failed deliveries", func() bool { return testutil.ToFloat64(errs) >= 4 })
+	before := testutil.ToFloat64(lag)
+	for i := 0; i < 20; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for testutil.ToFloat64(lag) < before+20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("20 records made durable while the sink waits, the lag still says %v (was %v)", testutil.ToFloat64(lag), before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

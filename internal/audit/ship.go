@@ -228,11 +228,25 @@ func (s *shipper) run() {
 					pause = min(pause, time.Until(deadline))
 				}
 				wait = min(2*wait, 30*time.Second)
-				select {
-				case <-time.After(pause):
-				case d := <-s.stop:
-					stopping, deadline = true, d
+				// The lag keeps being measured while the sink waits (up to
+				// 30 s): an alert on it must not see a stale value.
+				timer := time.NewTimer(pause)
+			pausing:
+				for {
+					select {
+					case <-timer.C:
+						break pausing
+					case <-s.notify:
+						if d := s.l.Durable(); d > s.cur.Seq {
+							m.AuditShipLagRecords.WithLabelValues(s.sink.Name()).Set(float64(d - s.cur.Seq))
+						}
+						m.AuditShipLagSeconds.WithLabelValues(s.sink.Name()).Set(max(0, s.l.o.Now().Sub(batch[0].Time).Seconds()))
+					case d := <-s.stop:
+						stopping, deadline = true, d
+						break pausing
+					}
 				}
+				timer.Stop()
 				continue
 			}
 			if s.failures > 0 {
