@@ -111,7 +111,9 @@ func TestAuditExportThroughAPreparedFolder(t *testing.T) {
 	for _, format := range []string{"tar", "jsonl"} {
 		var out, errOut bytes.Buffer
 		done := make(chan error, 1)
-		go func() { done <- Run(t.Context(), []string{"audit", "export", "--format", format, "--chain", "roc-proxy-0", dir}, &out, &errOut) }()
+		go func() {
+			done <- Run(t.Context(), []string{"audit", "export", "--format", format, "--chain", "roc-proxy-0", dir}, &out, &errOut)
+		}()
 		select {
 		case err := <-done:
 			if err != nil {
