@@ -124,8 +124,8 @@ type AuditSyslog struct {
 	Hostname string `yaml:"hostname"`
 	// AppName in the messages; default roc-proxy.
 	AppName string `yaml:"app_name"`
-	// Timeout bounds a connection, a write, and the collector's TCP
-	// acknowledgement of what was written; default 10s.
+	// Timeout bounds a connection, and how long the collector may make no
+	// progress (nothing written, nothing acknowledged); default 10s.
 	Timeout time.Duration `yaml:"timeout"`
 }
 

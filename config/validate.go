@@ -146,6 +146,9 @@ func (c *Config) Validate() error {
 	default:
 		p.add("audit.patient_id", "%q is not one of hash, drop, keep", c.Audit.PatientID)
 	}
+	if c.Audit.StoreAssertion && c.Audit.PatientID != "keep" {
+		p.add("audit.store_assertion", "a stored assertion holds the patient's INS in clear (DMP tokens), which audit.patient_id %q keeps out of the records (and of what is shipped): set patient_id: keep to store assertions", c.Audit.PatientID)
+	}
 	if c.Audit.ChainID != "" && !chainRE.MatchString(c.Audit.ChainID) {
 		p.add("audit.chain_id", "%q must be letters, digits, . _ -", c.Audit.ChainID)
 	}

@@ -717,10 +717,12 @@ func (t *tokenSource) attributes(v *saml.Values) map[string]string {
 		roles = append(roles, r.Code+"^"+r.CodeSystem)
 	}
 	a["roles"] = strings.Join(roles, ",")
-	switch t.patientID {
-	case "keep":
+	switch {
+	case v.PatientINS == "":
+		// No patient: no hash of nothing (the same for every record).
+	case t.patientID == "keep":
 		a["patient_ins"] = v.PatientINS
-	case "hash":
+	case t.patientID == "hash":
 		h := sha256.Sum256([]byte(v.PatientINS))
 		a["patient_ins_sha256"] = hex.EncodeToString(h[:])
 	}
@@ -778,10 +780,6 @@ func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
 	return missing, pastBudget
 }
 
-// auditFailureStages are the stages of roc_proxy_audit_failures_total
-// (internal/audit's Log.failed).
-var auditFailureStages = []string{"open", "write", "sync", "truncate", "sign"}
-
 // zeroSeries makes the failure series ops alert on exist at 0 from the
 // start. Prometheus sees a counter series that appears at 1 with no
 // earlier sample: increase() over it is 0, and a first audit failure or
@@ -812,7 +810,7 @@ func (p *Proxy) zeroSeries(cfg *config.Config) error {
 		p.registry.Unregister(m.AuditHealthy)
 		return nil
 	}
-	for _, stage := range auditFailureStages {
+	for _, stage := range audit.FailureStages {
 		m.AuditFailures.WithLabelValues(stage)
 	}
 	// Only result records can be lost (a signed record that cannot be
