@@ -125,6 +125,10 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
 	p.prefetchRevocation(ctx)
+	// Read before the reload goroutine starts: it owns p.cfg and
+	// p.transports from then on, until stopBackground has returned.
+	routes, shutdownTimeout := len(p.cfg.Routes), p.cfg.Server.ShutdownTimeout
+	authSubject := trust.SubjectDN(p.auth.Leaf)
 	// Background work: revocation refresh and certificate reload.
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	var background sync.WaitGroup
@@ -137,11 +141,15 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		defer background.Done()
 		p.runReload(bgCtx)
 	}()
-	defer func() {
-		stopBackground()
-		background.Wait()
-		p.revocation.Close() // ends revocation fetches still in flight
-	}()
+	var stopped sync.Once
+	stop := func() {
+		stopped.Do(func() {
+			stopBackground()
+			background.Wait()
+			p.revocation.Close() // ends revocation fetches still in flight
+		})
+	}
+	defer stop()
 	if p.sihTLS != nil {
 		sih.TLSConfig = p.sihTLS
 		go func() { errc <- sih.ServeTLS(sihLn, "", "") }()
@@ -155,24 +163,26 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	}
 	p.log.Info("roc-proxy started", zap.String("version", version),
 		zap.String("sih", sihLn.Addr().String()), zap.String("admin", adminLn.Addr().String()),
-		zap.Int("routes", len(p.cfg.Routes)), zap.String("auth_subject", trust.SubjectDN(p.auth.Leaf)))
+		zap.Int("routes", routes), zap.String("auth_subject", authSubject))
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", p.cfg.Server.ShutdownTimeout))
+		p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", shutdownTimeout))
 	case serveErr = <-errc:
 		p.log.Error("server stopped unexpectedly", zap.Error(serveErr))
 	}
 	ready.Store(false)
 	p.metrics.Ready.Set(0)
-	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.Server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := sih.Shutdown(sctx); err != nil {
 		p.log.Warn("drain deadline reached: closing remaining connections", zap.Error(err))
 		sih.Close()
 	}
 	admin.Close()
+	// No reload may run while the last state is read.
+	stop()
 	for _, t := range p.transports {
 		t.CloseIdleConnections()
 	}
