@@ -315,8 +315,54 @@ func textChildren(el *etree.Element, ns string, names ...string) error {
 		if c.NamespaceURI() != ns || !slices.Contains(names, c.Tag) {
 			return fmt.Errorf("%s holds <%s>, which it may not (nothing signs it)", el.FullTag(), c.FullTag())
 		}
+		allowed := []QName(nil)
+		if ns == NSWSU {
+			allowed = []QName{attrWSUID} // wsu:Created, wsu:Expires
+		}
+		if err := unsignedAttrs(c, allowed...); err != nil {
+			return err
+		}
 		if err := leaf(c); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// Attributes what no digest covers may carry: the Id the XML-DSig schema
+// gives a signature and its parts, wsu:Id, and what the WS-Security
+// schemas require.
+var (
+	attrID      = QName{Local: "Id"}
+	attrWSUID   = QName{Space: NSWSU, Local: "Id"}
+	attrURI     = QName{Local: "URI"}
+	attrValueType   = QName{Local: "ValueType"}
+	attrEncType = QName{Local: "EncodingType"}
+	// attrTokenType is WSS 1.1's wsse11:TokenType of a
+	// SecurityTokenReference.
+	attrTokenType = QName{Space: "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd", Local: "TokenType"}
+)
+
+// unsignedAttrs refuses el's attributes but namespace declarations and
+// those allowed: el lies outside what any digest covers, and a value
+// forged there is what a SIH reading the attribute would take for the
+// partner's.
+func unsignedAttrs(el *etree.Element, allowed ...QName) error {
+	for i := range el.Attr {
+		a := &el.Attr[i]
+		if a.Space == "xmlns" || a.Space == "" && a.Key == "xmlns" {
+			continue
+		}
+		q := QName{Local: a.Key}
+		if a.Space != "" {
+			// Prefixes are declared (checkAnswerSyntax) but xml's,
+			// which no allowed name is in.
+			if q.Space = a.NamespaceURI(); q.Space == "" {
+				return fmt.Errorf("%s carries the unsigned attribute %s", el.FullTag(), a.FullKey())
+			}
+		}
+		if !slices.Contains(allowed, q) {
+			return fmt.Errorf("%s carries the unsigned attribute %s", el.FullTag(), a.FullKey())
 		}
 	}
 	return nil
@@ -483,9 +529,15 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	if err != nil {
 		return nil, err
 	}
-	// SignatureValue and KeyInfo are outside what the signature signs,
-	// even when it lies inside the signed element (enveloped-signature):
-	// text only, where the schema says so.
+	// The Signature element, its SignatureValue and KeyInfo are outside
+	// what the signature signs, even when it lies inside the signed
+	// element (enveloped-signature): text only, where the schema says
+	// so, and no attribute but their Id.
+	for _, el := range []*etree.Element{sig, parts["SignatureValue"][0], parts["KeyInfo"][0]} {
+		if err := unsignedAttrs(el, attrID); err != nil {
+			return nil, err
+		}
+	}
 	if err := leaf(parts["SignatureValue"][0]); err != nil {
 		return nil, err
 	}
@@ -677,14 +729,17 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 		if hasText(k) {
 			return nil, fmt.Errorf("text in %s", k.FullTag())
 		}
+		if err := unsignedAttrs(k); err != nil {
+			return nil, err
+		}
 		for _, c := range k.ChildElements() {
 			if c.NamespaceURI() != NSDSig {
 				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
 			}
-			var err error
-			if c.Tag == "X509IssuerSerial" {
+			err := unsignedAttrs(c)
+			if err == nil && c.Tag == "X509IssuerSerial" {
 				err = textChildren(c, NSDSig, "X509IssuerName", "X509SerialNumber")
-			} else {
+			} else if err == nil {
 				err = leaf(c)
 			}
 			if err != nil {
@@ -706,6 +761,12 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 		refs := k.ChildElements()
 		if hasText(k) || len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
 			return nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
+		}
+		if err := unsignedAttrs(k, attrWSUID, attrTokenType); err != nil {
+			return nil, err
+		}
+		if err := unsignedAttrs(refs[0], attrURI, attrValueType); err != nil {
+			return nil, err
 		}
 		if err := leaf(refs[0]); err != nil {
 			return nil, err
@@ -841,6 +902,11 @@ func checkHeader(header *etree.Element, covers func(*etree.Element) bool) error 
 		if hasText(c) {
 			return untrusted("the WS-Security header holds unsigned text")
 		}
+		soapNS := header.NamespaceURI()
+		if err := unsignedAttrs(c, QName{Space: soapNS, Local: "mustUnderstand"}, QName{Space: soapNS, Local: "actor"},
+			QName{Space: soapNS, Local: "role"}, attrWSUID); err != nil {
+			return untrusted("%v", err)
+		}
 		for _, e := range c.ChildElements() {
 			if covers(e) {
 				continue
@@ -852,9 +918,13 @@ func checkHeader(header *etree.Element, covers func(*etree.Element) bool) error 
 			switch ns := e.NamespaceURI(); {
 			case e.Tag == "Signature" && ns == NSDSig:
 			case e.Tag == "Timestamp" && ns == NSWSU:
-				err = textChildren(e, NSWSU, "Created", "Expires")
+				if err = unsignedAttrs(e, attrWSUID); err == nil {
+					err = textChildren(e, NSWSU, "Created", "Expires")
+				}
 			case e.Tag == "BinarySecurityToken" && ns == NSWSSE:
-				err = leaf(e)
+				if err = unsignedAttrs(e, attrWSUID, attrValueType, attrEncType); err == nil {
+					err = leaf(e)
+				}
 			default:
 				return untrusted("<%s> in the WS-Security header is not covered by a verified signature", e.FullTag())
 			}

@@ -6,6 +6,8 @@ package samltest
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +97,9 @@ type sig struct {
 	enveloped bool
 	sha1      bool
 	keyInfo   string // default X509Data
+	// ids puts an Id on the Signature, its SignatureValue and KeyInfo,
+	// as some toolkits (WSS4J) write them.
+	ids bool
 }
 
 func (s sig) String() string {
@@ -102,8 +107,12 @@ func (s sig) String() string {
 	if s.sha1 {
 		sm, dm = algRSASHA1, algSHA1
 	}
+	sigID, valueID, keyInfoID := "", "", ""
+	if s.ids {
+		sigID, valueID, keyInfoID = ` Id="SIG-1"`, ` Id="SV-1"`, ` Id="KI-1"`
+	}
 	var b strings.Builder
-	b.WriteString(`<ds:Signature xmlns:ds="` + NSDSig + `"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="` + algExc + `"/>`)
+	b.WriteString(`<ds:Signature` + sigID + ` xmlns:ds="` + NSDSig + `"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="` + algExc + `"/>`)
 	b.WriteString(`<ds:SignatureMethod Algorithm="` + sm + `"/>`)
 	for _, uri := range s.uris {
 		b.WriteString(`<ds:Reference URI="` + uri + `"><ds:Transforms>`)
@@ -116,7 +125,7 @@ func (s sig) String() string {
 	if ki == "" {
 		ki = `<ds:X509Data><ds:X509Certificate/></ds:X509Data>`
 	}
-	b.WriteString(`</ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo>` + ki + `</ds:KeyInfo></ds:Signature>`)
+	b.WriteString(`</ds:SignedInfo><ds:SignatureValue` + valueID + `/><ds:KeyInfo` + keyInfoID + `>` + ki + `</ds:KeyInfo></ds:Signature>`)
 	return b.String()
 }
 
@@ -188,6 +197,20 @@ func Build(t testing.TB, signer *testpki.Cert) *Legit {
 		sig{uris: []string{"#_h1"}, enveloped: true}.String()+`</h:Info></S:Header><S:Body>`+response("", ForgedAmount, "")+`</S:Body></S:Envelope>`,
 		signer, idArgs(idHeader)...)
 	return l
+}
+
+// SignDetached is the WS-Security answer of Legit.Detached signed by
+// signer, with extra certificates (an intermediate, another authority)
+// after the signer's in X509Data, which no digest covers.
+func SignDetached(t testing.TB, signer *testpki.Cert, extra ...*x509.Certificate) []byte {
+	t.Helper()
+	b := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	var more strings.Builder
+	for _, c := range extra {
+		more.WriteString("<ds:X509Certificate>" + base64.StdEncoding.EncodeToString(c.Raw) + "</ds:X509Certificate>")
+	}
+	return replace(b, "</ds:X509Data>", more.String()+"</ds:X509Data>")
 }
 
 // between returns the part of b from the first from to the end of the
@@ -345,6 +368,46 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted into the signed element's enveloped signature", SignedElement: true,
 		Body:    replace(l.Enveloped, "</ds:X509Data>", "</ds:X509Data>"+otherSig+otherBody),
 		Refusal: "ds:KeyInfo must hold one"})
+
+	// What no digest covers carries no attribute a SIH could read (a
+	// forged amount in an attribute of the signature, of its KeyInfo...),
+	// only the Id the schemas give them, namespace declarations, and the
+	// few the WS-Security schemas require.
+	withIDs := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}, ids: true}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	add(Answer{Name: "legit: Id attributes on the Signature, its SignatureValue and KeyInfo", Body: withIDs})
+	attr := ` montant="` + ForgedAmount + `"`
+	nsAttr := ` xmlns:idb="` + NSIDB + `" idb:montant="` + ForgedAmount + `"`
+	for _, c := range []struct {
+		name, old, new, refusal string
+		body                    []byte
+		signedElement           bool
+	}{
+		{"ds:Signature", `<ds:Signature xmlns:ds=`, `<ds:Signature` + attr + ` xmlns:ds=`, "ds:Signature carries the unsigned attribute montant", l.Detached, false},
+		{"ds:Signature with an Id", ` Id="SIG-1">`, ` Id="SIG-1"` + attr + `>`, "ds:Signature carries the unsigned attribute montant", withIDs, false},
+		{"ds:Signature of an enveloped signature (removed from what is signed)", `<ds:Signature xmlns:ds=`, `<ds:Signature` + attr + ` xmlns:ds=`,
+			"ds:Signature carries the unsigned attribute montant", l.Enveloped, true},
+		{"ds:SignatureValue", `<ds:SignatureValue>`, `<ds:SignatureValue` + attr + `>`, "ds:SignatureValue carries the unsigned attribute montant", l.Detached, false},
+		{"ds:KeyInfo", `<ds:KeyInfo>`, `<ds:KeyInfo` + nsAttr + `>`, "ds:KeyInfo carries the unsigned attribute idb:montant", l.Detached, false},
+		{"ds:KeyInfo, as xml:lang", `<ds:KeyInfo>`, `<ds:KeyInfo xml:lang="` + ForgedAmount + `">`, "ds:KeyInfo carries the unsigned attribute xml:lang", l.Detached, false},
+		{"ds:X509Data", `<ds:X509Data>`, `<ds:X509Data` + attr + `>`, "ds:X509Data carries the unsigned attribute montant", l.Detached, false},
+		{"ds:X509Certificate", `<ds:X509Certificate>`, `<ds:X509Certificate` + attr + `>`, "ds:X509Certificate carries the unsigned attribute montant", l.Enveloped, true},
+		{"wsse:SecurityTokenReference", `<wsse:SecurityTokenReference>`, `<wsse:SecurityTokenReference` + attr + `>`,
+			"wsse:SecurityTokenReference carries the unsigned attribute montant", withBST, false},
+		{"wsse:Reference", `<wsse:Reference URI=`, `<wsse:Reference` + attr + ` URI=`, "wsse:Reference carries the unsigned attribute montant", withBST, false},
+		{"an unsigned wsse:BinarySecurityToken", `<wsse:BinarySecurityToken wsu:Id="bst-1"`, `<wsse:BinarySecurityToken wsu:Id="bst-1"` + nsAttr,
+			"wsse:BinarySecurityToken carries the unsigned attribute idb:montant", withBST, false},
+		{"an unsigned wsu:Timestamp", secOpen, secOpen + `<wsu:Timestamp` + attr + `><wsu:Created>2026-01-01T00:00:00Z</wsu:Created></wsu:Timestamp>`,
+			"wsu:Timestamp carries the unsigned attribute montant", l.Detached, false},
+		{"an unsigned wsu:Created", secOpen, secOpen + `<wsu:Timestamp><wsu:Created` + attr + `>2026-01-01T00:00:00Z</wsu:Created></wsu:Timestamp>`,
+			"wsu:Created carries the unsigned attribute montant", l.Detached, false},
+		{"the unsigned wsse:Security header", secOpen, strings.Replace(secOpen, ">", attr+">", 1), "wsse:Security carries the unsigned attribute montant", l.Detached, false},
+	} {
+		if !bytes.Contains(c.body, []byte(c.old)) {
+			t.Fatalf("%s: %q not found in:\n%s", c.name, c.old, c.body)
+		}
+		add(Answer{Name: "unsigned attribute on " + c.name, Body: replace(c.body, c.old, c.new), SignedElement: c.signedElement, Refusal: c.refusal})
+	}
 
 	// White space is space, tab, CR and LF: a no-break space (or another
 	// Unicode space) is text a reader of the Envelope or the Body gets.
