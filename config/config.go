@@ -328,6 +328,10 @@ type ResponseSignature struct {
 	SignedElement []string `yaml:"signed_element"`
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
 	AllowSHA1 bool `yaml:"allow_sha1"`
+	// Signers, when set, are the subjects (RFC 2253, CN first or C
+	// first) of the only certificates whose signatures the route accepts:
+	// any signing certificate of the bundles is not enough.
+	Signers []string `yaml:"signers"`
 }
 
 // Token describes the SAML assertion a route adds.

@@ -244,6 +244,11 @@ func (c *Config) Validate() error {
 				p.add(fmt.Sprintf("%s.response_signature.trust[%d]", path, k), "unknown bundle %q", b)
 			}
 		}
+		for k, dn := range r.ResponseSignature.Signers {
+			if _, err := ParseDN(dn); err != nil {
+				p.add(fmt.Sprintf("%s.response_signature.signers[%d]", path, k), "%q is not a distinguished name: %v", dn, err)
+			}
+		}
 		switch r.Revocation.Policy {
 		case "hard", "soft", "off":
 		default:

@@ -432,7 +432,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			for _, result := range []string{"valid", "invalid", "absent"} {
 				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
 			}
-			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Now: d.Now}
+			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Signers: rs.Signers, Now: d.Now}
 			for _, q := range rs.SignedElement {
 				name, err := saml.ParseClark(q)
 				if err != nil {

@@ -2,6 +2,7 @@ package saml
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
@@ -17,6 +18,10 @@ import (
 	"github.com/beevik/etree"
 	dsig "github.com/russellhaering/goxmldsig"
 	"github.com/russellhaering/goxmldsig/etreeutils"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // ErrNoSignature: a partner's response carries no ds:Signature.
@@ -64,13 +69,17 @@ type ResponsePolicy struct {
 	SignedElement []QName
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
 	AllowSHA1 bool
-	Now       func() time.Time
+	// Signers, when set, are the subjects (RFC 2253, in either order) of
+	// the only certificates whose signatures are accepted: any
+	// certificate the bundles issued is not enough.
+	Signers []string
+	Now     func() time.Time
 
 	// verified caches signing certificates whose chain verified, until
 	// the chain's first expiry (a route's answers come from a handful of
 	// certificates; a configuration reload builds a new policy).
 	mu       sync.Mutex
-	verified map[[32]byte]time.Time
+	verified map[[32]byte]verifiedSigner
 }
 
 // maxVerifiedSigners bounds the cache of verified signing certificates.
@@ -95,7 +104,8 @@ const (
 
 // Verify checks a partner's answer and returns how many signatures it
 // verified. Errors are ErrNoSignature (nothing signed) or *ResponseError.
-func (p *ResponsePolicy) Verify(body []byte) (int, error) {
+// ctx bounds what the revocation check of a signer may fetch.
+func (p *ResponsePolicy) Verify(ctx context.Context, body []byte) (int, error) {
 	if err := checkAnswerSyntax(body); err != nil {
 		return 0, err
 	}
@@ -333,11 +343,11 @@ func textChildren(el *etree.Element, ns string, names ...string) error {
 // gives a signature and its parts, wsu:Id, and what the WS-Security
 // schemas require.
 var (
-	attrID      = QName{Local: "Id"}
-	attrWSUID   = QName{Space: NSWSU, Local: "Id"}
-	attrURI     = QName{Local: "URI"}
-	attrValueType   = QName{Local: "ValueType"}
-	attrEncType = QName{Local: "EncodingType"}
+	attrID        = QName{Local: "Id"}
+	attrWSUID     = QName{Space: NSWSU, Local: "Id"}
+	attrURI       = QName{Local: "URI"}
+	attrValueType = QName{Local: "ValueType"}
+	attrEncType   = QName{Local: "EncodingType"}
 	// attrTokenType is WSS 1.1's wsse11:TokenType of a
 	// SecurityTokenReference.
 	attrTokenType = QName{Space: "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd", Local: "TokenType"}
@@ -555,10 +565,11 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := p.signingCertificate(parts["KeyInfo"][0], ids)
+	cert, chain, err := p.signingCertificate(parts["KeyInfo"][0], ids)
 	if err != nil {
 		return nil, err
 	}
+	_ = chain
 	canon, err := canonicalize(si, c14n, nil)
 	if err != nil {
 		return nil, fmt.Errorf("SignedInfo: %w", err)
@@ -710,15 +721,15 @@ func childPath(anc, el *etree.Element) []int {
 }
 
 // signingCertificate reads the signer's certificate from KeyInfo (X509Data,
-// or a WS-Security reference to a BinarySecurityToken of this answer) and
-// verifies its chain.
-func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x509.Certificate, error) {
+// or a WS-Security reference to a BinarySecurityToken of this answer),
+// verifies its chain and returns it with the chain.
+func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x509.Certificate, []*x509.Certificate, error) {
 	if hasText(ki) {
-		return nil, errors.New("text in ds:KeyInfo")
+		return nil, nil, errors.New("text in ds:KeyInfo")
 	}
 	kids := ki.ChildElements()
 	if len(kids) != 1 {
-		return nil, errors.New("ds:KeyInfo must hold one X509Data or one wsse:SecurityTokenReference")
+		return nil, nil, errors.New("ds:KeyInfo must hold one X509Data or one wsse:SecurityTokenReference")
 	}
 	var ders [][]byte
 	decode := func(s string) ([]byte, error) {
@@ -727,14 +738,14 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 	switch k := kids[0]; {
 	case k.Tag == "X509Data" && k.NamespaceURI() == NSDSig:
 		if hasText(k) {
-			return nil, fmt.Errorf("text in %s", k.FullTag())
+			return nil, nil, fmt.Errorf("text in %s", k.FullTag())
 		}
 		if err := unsignedAttrs(k); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, c := range k.ChildElements() {
 			if c.NamespaceURI() != NSDSig {
-				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+				return nil, nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
 			}
 			err := unsignedAttrs(c)
 			if err == nil && c.Tag == "X509IssuerSerial" {
@@ -743,114 +754,123 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 				err = leaf(c)
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			switch c.Tag {
 			case "X509Certificate":
 				der, err := decode(c.Text())
 				if err != nil {
-					return nil, errors.New("X509Certificate is not base64")
+					return nil, nil, errors.New("X509Certificate is not base64")
 				}
 				ders = append(ders, der)
 			case "X509IssuerSerial", "X509SubjectName", "X509SKI":
 			default:
-				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+				return nil, nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
 			}
 		}
 	case k.Tag == "SecurityTokenReference" && k.NamespaceURI() == NSWSSE:
 		refs := k.ChildElements()
 		if hasText(k) || len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
-			return nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
+			return nil, nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
 		}
 		if err := unsignedAttrs(k, attrWSUID, attrTokenType); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := unsignedAttrs(refs[0], attrURI, attrValueType); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := leaf(refs[0]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		uri := refs[0].SelectAttrValue("URI", "")
 		if !strings.HasPrefix(uri, "#") {
-			return nil, fmt.Errorf("wsse:Reference %q is not a same-document reference", uri)
+			return nil, nil, fmt.Errorf("wsse:Reference %q is not a same-document reference", uri)
 		}
 		bst, err := ids.resolve(uri[1:])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if bst.Tag != "BinarySecurityToken" || bst.NamespaceURI() != NSWSSE || bst.SelectAttrValue("ValueType", "") != valueX509v3 ||
 			bst.SelectAttrValue("EncodingType", encBase64) != encBase64 {
-			return nil, errors.New("the wsse:Reference does not point at an X.509 v3 BinarySecurityToken")
+			return nil, nil, errors.New("the wsse:Reference does not point at an X.509 v3 BinarySecurityToken")
 		}
 		der, err := decode(bst.Text())
 		if err != nil {
-			return nil, errors.New("BinarySecurityToken is not base64")
+			return nil, nil, errors.New("BinarySecurityToken is not base64")
 		}
 		ders = append(ders, der)
 	default:
-		return nil, fmt.Errorf("<%s> is not accepted in ds:KeyInfo", k.FullTag())
+		return nil, nil, fmt.Errorf("<%s> is not accepted in ds:KeyInfo", k.FullTag())
 	}
 	if len(ders) == 0 {
-		return nil, errors.New("no signing certificate in KeyInfo")
+		return nil, nil, errors.New("no signing certificate in KeyInfo")
 	}
-	certs := make([]*x509.Certificate, len(ders))
-	for i, der := range ders {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("signing certificate: %w", err)
+	// The signer's certificate comes first. Others (the partner's
+	// intermediates) are not used: the chain is built from the bundles
+	// alone, so that a bundle holding only the signing authority
+	// (AC-SERVICES-APPLICATIFS) keeps out certificates another authority
+	// of the same PKI (AC-SERVEUR) issued, whatever the answer carries.
+	for _, der := range ders[1:] {
+		if _, err := x509.ParseCertificate(der); err != nil {
+			return nil, nil, fmt.Errorf("certificate in KeyInfo: %w", err)
 		}
-		certs[i] = c
 	}
-	inter := x509.NewCertPool()
-	if p.Intermediates != nil {
-		inter = p.Intermediates.Clone()
-	}
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
+	signer, err := x509.ParseCertificate(ders[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing certificate: %w", err)
 	}
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
 	}
-	signer := certs[0]
-	if err := p.verifyChain(signer, inter, now); err != nil {
-		return nil, err
+	chain, err := p.verifyChain(signer, now)
+	if err != nil {
+		return nil, nil, err
 	}
-	if signer.KeyUsage != 0 && signer.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
-		return nil, errors.New("signing certificate: its key usage does not allow signatures")
-	}
-	return signer, nil
+	return signer, chain, nil
 }
 
-// verifyChain verifies signer's chain up to Roots at now, or finds it
-// verified before and not expired since.
-func (p *ResponsePolicy) verifyChain(signer *x509.Certificate, inter *x509.CertPool, now time.Time) error {
+// verifiedSigner is a signing certificate found fit, and its chain.
+type verifiedSigner struct {
+	until time.Time // the chain's first expiry
+	chain []*x509.Certificate
+}
+
+// verifyChain verifies signer's chain up to Roots at now, its fitness for
+// signing and the route's list of signers, or finds it verified before and
+// not expired since. It returns the verified chain, leaf first.
+func (p *ResponsePolicy) verifyChain(signer *x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
 	key := sha256.Sum256(signer.Raw)
 	p.mu.Lock()
-	until, ok := p.verified[key]
+	v, ok := p.verified[key]
 	p.mu.Unlock()
-	if ok && now.Before(until) && !now.Before(signer.NotBefore) {
-		return nil
+	if ok && now.Before(v.until) && !now.Before(signer.NotBefore) {
+		return v.chain, nil
 	}
-	chains, err := signer.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: inter, CurrentTime: now,
+	chains, err := signer.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: p.Intermediates, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
-		return fmt.Errorf("signing certificate: %w", err)
+		return nil, fmt.Errorf("signing certificate: %w", err)
 	}
-	until = signer.NotAfter
+	if err := mtls.CheckSigningUsage(signer); err != nil {
+		return nil, fmt.Errorf("signing certificate: %w", err)
+	}
+	if len(p.Signers) > 0 && !slices.ContainsFunc(p.Signers, func(dn string) bool { return config.DNMatches(dn, signer.RawSubject) }) {
+		return nil, fmt.Errorf("signing certificate %s is not one of response_signature.signers", trust.SubjectDN(signer))
+	}
+	v = verifiedSigner{until: signer.NotAfter, chain: chains[0]}
 	for _, c := range chains[0] {
-		if c.NotAfter.Before(until) {
-			until = c.NotAfter
+		if c.NotAfter.Before(v.until) {
+			v.until = c.NotAfter
 		}
 	}
 	p.mu.Lock()
 	if p.verified == nil || len(p.verified) >= maxVerifiedSigners {
-		p.verified = map[[32]byte]time.Time{}
+		p.verified = map[[32]byte]verifiedSigner{}
 	}
-	p.verified[key] = until
+	p.verified[key] = v
 	p.mu.Unlock()
-	return nil
+	return v.chain, nil
 }
 
 // checkBody: the trusted element is covered, and on its way from the Body

@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -42,7 +43,7 @@ func TestResponsePolicy(t *testing.T) {
 			if a.SignedElement {
 				policy.SignedElement = []QName{element}
 			}
-			n, err := policy.Verify(a.Body)
+			n, err := policy.Verify(context.Background(), a.Body)
 			if a.Refusal == "" {
 				if err != nil || n == 0 {
 					t.Fatalf("legitimate answer refused: %d %v\n%s", n, err, a.Body)
@@ -71,7 +72,7 @@ func BenchmarkResponsePolicy(b *testing.B) {
 	b.SetBytes(int64(len(answer)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := policy.Verify(answer); err != nil {
+		if _, err := policy.Verify(context.Background(), answer); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -87,7 +88,7 @@ func BenchmarkResponsePolicyDuplicateIDs(b *testing.B) {
 	b.SetBytes(int64(len(answer)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := policy.Verify(answer); err == nil || !strings.Contains(err.Error(), `ID "x" is carried by 10000 elements`) {
+		if _, err := policy.Verify(context.Background(), answer); err == nil || !strings.Contains(err.Error(), `ID "x" is carried by 10000 elements`) {
 			b.Fatal(err)
 		}
 	}
@@ -116,7 +117,7 @@ func FuzzResponsePolicy(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, policy := range policies {
-			if _, err := policy.Verify(body); err != nil {
+			if _, err := policy.Verify(context.Background(), body); err != nil {
 				continue
 			}
 			doc := etree.NewDocument()
