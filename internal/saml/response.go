@@ -73,13 +73,25 @@ type ResponsePolicy struct {
 	// the only certificates whose signatures are accepted: any
 	// certificate the bundles issued is not enough.
 	Signers []string
-	Now     func() time.Time
+	// Revocation, when set, checks the revocation status of each
+	// signer's verified chain (leaf first), under the route's revocation
+	// policy: a revoked signer is refused, one of unknown status under a
+	// hard policy too. It answers from the revocation cache; only a
+	// first contact fetches, bounded by the context given to Verify.
+	Revocation ChainChecker
+	Now        func() time.Time
 
 	// verified caches signing certificates whose chain verified, until
 	// the chain's first expiry (a route's answers come from a handful of
 	// certificates; a configuration reload builds a new policy).
 	mu       sync.Mutex
 	verified map[[32]byte]verifiedSigner
+}
+
+// ChainChecker checks a verified chain's revocation status (leaf first):
+// revocation.RouteChecker.
+type ChainChecker interface {
+	CheckChain(ctx context.Context, chain []*x509.Certificate) error
 }
 
 // maxVerifiedSigners bounds the cache of verified signing certificates.
@@ -145,7 +157,7 @@ func (p *ResponsePolicy) Verify(ctx context.Context, body []byte) (int, error) {
 	covered := map[*etree.Element]bool{}
 	signed := make([][]*etree.Element, len(sigs))
 	for i, s := range sigs {
-		nodes, err := p.verifySignature(s, root, ids)
+		nodes, err := p.verifySignature(ctx, s, root, ids)
 		if err != nil {
 			return i, untrusted("signature %d: %v", i+1, err)
 		}
@@ -529,7 +541,7 @@ func dsChildren(el *etree.Element, names ...string) (map[string][]*etree.Element
 
 // verifySignature checks one signature and returns the nodes its
 // references point at.
-func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex) ([]*etree.Element, error) {
+func (p *ResponsePolicy) verifySignature(ctx context.Context, sig, root *etree.Element, ids *idIndex) ([]*etree.Element, error) {
 	for _, c := range sig.ChildElements() {
 		if c.Tag == "Object" && c.NamespaceURI() == NSDSig {
 			return nil, errors.New("ds:Object is not accepted: nothing the SIH reads may travel beside the signature")
@@ -569,7 +581,6 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	if err != nil {
 		return nil, err
 	}
-	_ = chain
 	canon, err := canonicalize(si, c14n, nil)
 	if err != nil {
 		return nil, fmt.Errorf("SignedInfo: %w", err)
@@ -581,6 +592,7 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	if err := cert.CheckSignature(alg, canon, value); err != nil {
 		return nil, fmt.Errorf("the signature value does not verify: %v", err)
 	}
+
 	// SignedInfo verified: its references are what the partner signed.
 	var nodes []*etree.Element
 	for i, ref := range info["Reference"] {
@@ -589,6 +601,13 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 			return nil, fmt.Errorf("reference %d (%s): %w", i+1, ref.SelectAttrValue("URI", ""), err)
 		}
 		nodes = append(nodes, n)
+	}
+	// Asked only of a signature whose value and digests verify: a forged
+	// or tampered answer makes no revocation fetch.
+	if p.Revocation != nil {
+		if err := p.Revocation.CheckChain(ctx, chain); err != nil {
+			return nil, fmt.Errorf("signing certificate: %w", err)
+		}
 	}
 	return nodes, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -124,5 +125,44 @@ func TestResponseSigners(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// chainRecorder is the revocation hook as a test sees it: it records the
+// chains asked about and answers err.
+type chainRecorder struct {
+	chains [][]*x509.Certificate
+	err    error
+}
+
+func (r *chainRecorder) CheckChain(_ context.Context, chain []*x509.Certificate) error {
+	r.chains = append(r.chains, chain)
+	return r.err
+}
+
+// TestResponseSignerRevocation: the signer's verified chain, leaf first,
+// goes to the route's revocation check, whose refusal refuses the answer;
+// a tampered answer is refused before (no revocation fetch for a forgery).
+func TestResponseSignerRevocation(t *testing.T) {
+	p, s := testSigners(t)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.OSIRoot.Cert)
+	inter.AddCert(p.OSIServicesApplicatifs.Cert)
+	answer := samltest.SignDetached(t, s.applicatifs)
+	rec := &chainRecorder{}
+	policy := &ResponsePolicy{Roots: roots, Intermediates: inter, Now: time.Now, Revocation: rec}
+	if _, err := policy.Verify(context.Background(), answer); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.chains) != 1 || len(rec.chains[0]) != 3 || !rec.chains[0][0].Equal(s.applicatifs.Cert) || !rec.chains[0][1].Equal(p.OSIServicesApplicatifs.Cert) {
+		t.Fatalf("revocation asked about %v", rec.chains)
+	}
+	tampered := []byte(strings.Replace(string(answer), samltest.Amount, samltest.ForgedAmount, 1))
+	if _, err := policy.Verify(context.Background(), tampered); err == nil || len(rec.chains) != 1 {
+		t.Fatalf("tampered answer: %v, %d revocation checks", err, len(rec.chains))
+	}
+	rec.err = errors.New("certificate CN=AMC SIGNATURE is revoked (source crl)")
+	if _, err := policy.Verify(context.Background(), answer); err == nil || !strings.Contains(err.Error(), "signing certificate: certificate CN=AMC SIGNATURE is revoked") {
+		t.Fatalf("revoked signer: %v", err)
 	}
 }
