@@ -332,6 +332,11 @@ type ResponseSignature struct {
 	// first) of the only certificates whose signatures the route accepts:
 	// any signing certificate of the bundles is not enough.
 	Signers []string `yaml:"signers"`
+	// MaxNodes bounds the elements, attributes and text nodes of an
+	// answer, MaxDepth its nesting: checked before the answer is parsed
+	// into a tree, which takes up to 40 times its size.
+	MaxNodes int `yaml:"max_nodes"`
+	MaxDepth int `yaml:"max_depth"`
 }
 
 // Token describes the SAML assertion a route adds.

@@ -433,7 +433,8 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			for _, result := range []string{"valid", "invalid", "absent"} {
 				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
 			}
-			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Signers: rs.Signers, Now: d.Now}
+			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Signers: rs.Signers,
+				MaxNodes: rs.MaxNodes, MaxDepth: rs.MaxDepth, Now: d.Now}
 			if rc != nil {
 				policy.Revocation = rc // the signer's chain, under the route's revocation policy
 			}

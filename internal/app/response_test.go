@@ -191,7 +191,8 @@ trust_bundles: {osi: {paths: [%s]}}
 routes:
 `, e.files.AuthP12, e.files.PasswordFile, e.files.OSIBundle) +
 		route("bundle", "") +
-		route("pinned", `, signers: ["C=FR, O=AMC SIMULEE, CN=AMC SIGNATURE"]`)
+		route("pinned", `, signers: ["C=FR, O=AMC SIMULEE, CN=AMC SIGNATURE"]`) +
+		route("tiny", `, max_nodes: 20`)
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +211,7 @@ routes:
 		{"pinned", "signer", 200},
 		{"pinned", "other", http.StatusBadGateway},
 		{"pinned", "tls", http.StatusBadGateway},
+		{"tiny", "signer", http.StatusBadGateway}, // more nodes than max_nodes
 	} {
 		resp, err := http.Post(sih+"/"+tc.route+"/"+tc.answer, "text/xml", strings.NewReader(`<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body/></S:Envelope>`))
 		if err != nil {

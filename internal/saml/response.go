@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"mime"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -79,7 +80,12 @@ type ResponsePolicy struct {
 	// hard policy too. It answers from the revocation cache; only a
 	// first contact fetches, bounded by the context given to Verify.
 	Revocation ChainChecker
-	Now        func() time.Time
+	// MaxNodes bounds the elements, attributes and text nodes of an
+	// answer, MaxDepth its nesting, checked before its tree is built
+	// (a tree takes up to 40 times the bytes it is read from); zero:
+	// DefaultMaxNodes, DefaultMaxDepth.
+	MaxNodes, MaxDepth int
+	Now                func() time.Time
 
 	// verified caches signing certificates whose chain verified, until
 	// the chain's first expiry (a route's answers come from a handful of
@@ -106,10 +112,10 @@ func untrusted(format string, args ...any) error {
 	return &ResponseError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// Bounds of an answer: nesting, signatures, references (counted as the
-// children of the signatures' children, a little more than the references).
+// Bounds of an answer: signatures, references (counted as the children of
+// the signatures' children, a little more than the references). Its size
+// and nesting are ResponsePolicy.MaxNodes and MaxDepth.
 const (
-	maxAnswerDepth      = 128
 	maxAnswerSignatures = 8
 	maxAnswerReferences = 64
 )
@@ -118,7 +124,14 @@ const (
 // verified. Errors are ErrNoSignature (nothing signed) or *ResponseError.
 // ctx bounds what the revocation check of a signer may fetch.
 func (p *ResponsePolicy) Verify(ctx context.Context, body []byte) (int, error) {
-	if err := checkAnswerSyntax(body); err != nil {
+	maxNodes, maxDepth := p.MaxNodes, p.MaxDepth
+	if maxNodes <= 0 {
+		maxNodes = config.DefaultResponseMaxNodes
+	}
+	if maxDepth <= 0 {
+		maxDepth = config.DefaultResponseMaxDepth
+	}
+	if err := checkAnswerSyntax(body, maxNodes, maxDepth); err != nil {
 		return 0, err
 	}
 	doc := etree.NewDocument()
@@ -242,19 +255,35 @@ func CheckAnswerCharset(contentType string) error {
 // checkAnswerSyntax holds the answer to the scanner's well-formedness
 // (DTD refused) and refuses comments and processing instructions inside
 // it: c14n without comments leaves them out of what is signed, and a
-// parser may read "1<!---->2.50" as "1".
-func checkAnswerSyntax(body []byte) error {
-	s := newScanner(body, maxAnswerDepth)
+// parser may read "1<!---->2.50" as "1". It bounds the answer's tree
+// before one is built: at most maxNodes elements, attributes and text
+// nodes (each costs the tree 100 to 200 bytes, whatever its size in the
+// answer: 4 bytes for <a/>), nested at most maxDepth deep.
+func checkAnswerSyntax(body []byte, maxNodes, maxDepth int) error {
+	s := newScanner(body, maxDepth)
 	defer s.release()
 	if err := s.start(); err != nil {
 		return untrusted("the answer is not well-formed XML: %v", err)
 	}
+	nodes := 0
 	for {
 		if err := s.next(); err != nil {
-			if errors.Is(err, errDTD) {
+			var se *SyntaxError
+			switch {
+			case errors.Is(err, errDTD):
 				return untrusted("a DTD in the answer is not accepted")
+			case errors.As(err, &se) && strings.HasPrefix(se.Msg, "nesting deeper than"):
+				return untrusted("the answer has %v (response_signature.max_depth)", err)
 			}
 			return untrusted("the answer is not well-formed XML: %v", err)
+		}
+		if s.kind != tokEOF && s.kind != tokEnd {
+			if nodes++; s.kind == tokStart {
+				nodes += len(s.attrs)
+			}
+			if nodes > maxNodes {
+				return untrusted("the answer has more than %d elements, attributes and text nodes (response_signature.max_nodes)", maxNodes)
+			}
 		}
 		switch s.kind {
 		case tokEOF:
@@ -711,11 +740,7 @@ func canonicalize(el, method, removeSig *etree.Element) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("canonicalization %q is not accepted (exclusive or inclusive c14n 1.0, without comments)", alg)
 	}
-	ctx, err := etreeutils.NSBuildParentContext(el)
-	if err != nil {
-		return nil, err
-	}
-	detached, err := etreeutils.NSDetatch(ctx, el)
+	detached, err := detach(el)
 	if err != nil {
 		return nil, err
 	}
@@ -728,6 +753,43 @@ func canonicalize(el, method, removeSig *etree.Element) ([]byte, error) {
 		target.RemoveChildAt(path[len(path)-1])
 	}
 	return canon.Canonicalize(detached)
+}
+
+// detach copies el with the namespace declarations in scope at el put on
+// the copy: etreeutils.NSDetatch, without its limit of 1,000 elements,
+// which refused legitimate answers of a few hundred lines (the answer's
+// size is bounded before its tree is built: ResponsePolicy.MaxNodes).
+func detach(el *etree.Element) (*etree.Element, error) {
+	ctx, err := etreeutils.NSBuildParentContext(el)
+	if err != nil {
+		return nil, err
+	}
+	if ctx, err = ctx.SubContext(el); err != nil {
+		return nil, err
+	}
+	cp := el.Copy()
+	attrs := make([]etree.Attr, 0, len(cp.Attr)+4)
+	for _, a := range cp.Attr {
+		if a.Space != "xmlns" && !(a.Space == "" && a.Key == "xmlns") {
+			attrs = append(attrs, a)
+		}
+	}
+	for prefix, ns := range ctx.Prefixes() {
+		switch {
+		case prefix == "xmlns" || prefix == "xml":
+		case prefix == "":
+			// NSContext maps the default prefix to the XML namespace
+			// while no default namespace is declared.
+			if ns != etreeutils.XMLNamespace {
+				attrs = append(attrs, etree.Attr{Key: "xmlns", Value: ns})
+			}
+		default:
+			attrs = append(attrs, etree.Attr{Space: "xmlns", Key: prefix, Value: ns})
+		}
+	}
+	sort.Sort(etreeutils.SortedAttrs(attrs))
+	cp.Attr = attrs
+	return cp, nil
 }
 
 // childPath is the list of child indexes from anc down to el.

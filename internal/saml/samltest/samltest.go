@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,6 +212,22 @@ func SignDetached(t testing.TB, signer *testpki.Cert, extra ...*x509.Certificate
 		more.WriteString("<ds:X509Certificate>" + base64.StdEncoding.EncodeToString(c.Raw) + "</ds:X509Certificate>")
 	}
 	return replace(b, "</ds:X509Data>", more.String()+"</ds:X509Data>")
+}
+
+// SignLarge is a WS-Security answer signed by signer whose response
+// element lists n lines (five nodes each: two elements in one, and their
+// text), about 90 bytes a line: a large answer of small elements, where
+// a parsed tree costs the most per byte.
+func SignLarge(t testing.TB, signer *testpki.Cert, n int) []byte {
+	t.Helper()
+	var lines strings.Builder
+	lines.WriteString("<idb:lignes>")
+	for i := range n {
+		fmt.Fprintf(&lines, "<idb:ligne><idb:code>%06d</idb:code><idb:montant>1.00</idb:montant></idb:ligne>", i)
+	}
+	lines.WriteString("</idb:lignes>")
+	return Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response("", Amount, lines.String())+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
 }
 
 // between returns the part of b from the first from to the end of the
