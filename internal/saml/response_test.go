@@ -132,3 +132,27 @@ func FuzzResponsePolicy(f *testing.F) {
 		}
 	})
 }
+
+// TestResponsePolicyKnownLimits holds the README's honest limits to what
+// they say: these answers are legitimate (xmlsec1 verifies them) and
+// refused (goxmldsig canonicalizes them otherwise: the digest does not
+// match). Should goxmldsig change, this test says the README must too.
+func TestResponsePolicyKnownLimits(t *testing.T) {
+	p := testpki.MustShared(t)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.OSIRoot.Cert)
+	inter.AddCert(p.OSIServicesApplicatifs.Cert)
+	policy := &ResponsePolicy{Roots: roots, Intermediates: inter, Now: time.Now}
+	for _, l := range samltest.KnownLimits(t, amcSigner(t, p.OSIServicesApplicatifs)) {
+		if err := samltest.Verify(t, l.Body, p.OSIRoot.Cert, []*x509.Certificate{p.OSIServicesApplicatifs.Cert}, l.IDArgs...); err != nil {
+			t.Fatalf("%s: not legitimate for xmlsec1: %v", l.Name, err)
+		}
+		tampered := []byte(strings.Replace(string(l.Body), samltest.Amount, samltest.ForgedAmount, 1))
+		if err := samltest.Verify(t, tampered, p.OSIRoot.Cert, []*x509.Certificate{p.OSIServicesApplicatifs.Cert}, l.IDArgs...); err == nil {
+			t.Fatalf("%s: xmlsec1 accepts the tampered answer: the referee proves nothing", l.Name)
+		}
+		if _, err := policy.Verify(context.Background(), l.Body); err == nil || !strings.Contains(err.Error(), "the digest does not match") {
+			t.Errorf("%s: %v, want the known refusal (digest)", l.Name, err)
+		}
+	}
+}

@@ -92,6 +92,61 @@ func Sign(t testing.TB, doc string, signer *testpki.Cert, args ...string) []byte
 	return out
 }
 
+// Verify checks doc's signatures with xmlsec1 (the referee of what a
+// legitimate answer is), trusting root, with intermediates untrusted;
+// args are xmlsec1's --id-attr arguments.
+func Verify(t testing.TB, doc []byte, root *x509.Certificate, intermediates []*x509.Certificate, args ...string) error {
+	t.Helper()
+	bin := XMLSec1(t)
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	argv := []string{"--verify", "--trusted-pem", write("root.pem", testpki.PEM(root))}
+	for i, c := range intermediates {
+		argv = append(argv, "--untrusted-pem", write(fmt.Sprintf("ca%d.pem", i), testpki.PEM(c)))
+	}
+	argv = append(append(argv, args...), write("doc.xml", doc))
+	if out, err := exec.Command(bin, argv...).CombinedOutput(); err != nil {
+		return fmt.Errorf("xmlsec1 --verify: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// KnownLimit is a legitimate answer (xmlsec1 signs and verifies it) that
+// the verifier refuses: goxmldsig's canonicalization differs from the
+// standard's there, and the digest does not match (it fails closed).
+type KnownLimit struct {
+	Name string
+	Body []byte
+	// IDArgs are xmlsec1's --id-attr arguments to verify Body.
+	IDArgs []string
+}
+
+// KnownLimits builds the answers README's "honest limits" describe,
+// signed by signer.
+func KnownLimits(t testing.TB, signer *testpki.Cert) []KnownLimit {
+	t.Helper()
+	const algInc = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+	answer := func(envAttrs, c14n, body string) []byte {
+		s := sig{uris: []string{"#body-1"}}.String()
+		s = strings.Replace(s, `<ds:Transform Algorithm="`+algExc+`"/></ds:Transforms>`, `<ds:Transform Algorithm="`+c14n+`"/></ds:Transforms>`, 1)
+		return Sign(t, xmlDecl+`<S:Envelope xmlns:S="`+NSSOAP11+`" xmlns:wsu="`+NSWSU+`"`+envAttrs+`><S:Header>`+secOpen+s+`</wsse:Security></S:Header>`+
+			`<S:Body wsu:Id="body-1">`+body+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	}
+	ids := idArgs(idBody)
+	return []KnownLimit{
+		{"exclusive c14n: a redundant xmlns=\"\" in the signed element",
+			answer("", algExc, `<idb:reponseDroits xmlns:idb="`+NSIDB+`"><montant xmlns="">`+Amount+`</montant></idb:reponseDroits>`), ids},
+		{"inclusive c14n: an xml:lang inherited from the Envelope",
+			answer(` xml:lang="fr"`, algInc, response("", Amount, "")), ids},
+	}
+}
+
 // sig is a ds:Signature template.
 type sig struct {
 	uris      []string
