@@ -53,7 +53,10 @@ func ParseClark(s string) (QName, error) {
 // Verify guarantees that what the SIH reads is what the partner signed:
 // every ds:Signature verifies (references resolved by ID in this very
 // document, IDs unique, SHA-1 only when allowed, exclusive or inclusive
-// c14n 1.0 without comments), by a certificate chaining to Roots; the
+// c14n 1.0 without comments), by a certificate chaining to Roots through
+// Intermediates alone (not through certificates the answer carries), fit
+// for signing (mtls.CheckSigningUsage: not the partner's TLS certificate),
+// one of Signers when they are set, and not revoked (Revocation); the
 // element the route trusts (the SOAP Body, or SignedElement below it) is,
 // by its position in the tree, a node a verified reference points at or
 // lies under one; and nothing the SIH would read lies outside the signed
@@ -62,7 +65,9 @@ func ParseClark(s string) (QName, error) {
 // Timestamp, BinarySecurityToken), nothing but text in what no digest
 // covers (an unsigned Timestamp or BinarySecurityToken, a signature's
 // SignatureValue and KeyInfo), no text, comment or processing
-// instruction where it could be read as data, no DTD.
+// instruction where it could be read as data, no attribute but an Id on
+// what no digest covers, no DTD; and the answer is no larger than MaxNodes
+// and MaxDepth allow, counted before it is parsed.
 type ResponsePolicy struct {
 	Roots, Intermediates *x509.CertPool
 	// SignedElement is the path below the SOAP Body of the element the
@@ -83,7 +88,7 @@ type ResponsePolicy struct {
 	// MaxNodes bounds the elements, attributes and text nodes of an
 	// answer, MaxDepth its nesting, checked before its tree is built
 	// (a tree takes up to 40 times the bytes it is read from); zero:
-	// DefaultMaxNodes, DefaultMaxDepth.
+	// config.DefaultResponseMaxNodes, config.DefaultResponseMaxDepth.
 	MaxNodes, MaxDepth int
 	Now                func() time.Time
 
@@ -621,7 +626,6 @@ func (p *ResponsePolicy) verifySignature(ctx context.Context, sig, root *etree.E
 	if err := cert.CheckSignature(alg, canon, value); err != nil {
 		return nil, fmt.Errorf("the signature value does not verify: %v", err)
 	}
-
 	// SignedInfo verified: its references are what the partner signed.
 	var nodes []*etree.Element
 	for i, ref := range info["Reference"] {
