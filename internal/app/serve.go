@@ -125,6 +125,10 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
 	p.prefetchRevocation(ctx)
+	// Read before the reload goroutine starts: a reload replaces p.cfg and
+	// a certificate reload p.auth (a data race the race detector caught).
+	routes, authSubject := len(p.cfg.Routes), trust.SubjectDN(p.auth.Leaf)
+	shutdownTimeout := p.cfg.Server.ShutdownTimeout
 	// Background work: revocation refresh and certificate reload.
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	var background sync.WaitGroup
@@ -155,18 +159,18 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	}
 	p.log.Info("roc-proxy started", zap.String("version", version),
 		zap.String("sih", sihLn.Addr().String()), zap.String("admin", adminLn.Addr().String()),
-		zap.Int("routes", len(p.cfg.Routes)), zap.String("auth_subject", trust.SubjectDN(p.auth.Leaf)))
+		zap.Int("routes", routes), zap.String("auth_subject", authSubject))
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", p.cfg.Server.ShutdownTimeout))
+		p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", shutdownTimeout))
 	case serveErr = <-errc:
 		p.log.Error("server stopped unexpectedly", zap.Error(serveErr))
 	}
 	ready.Store(false)
 	p.metrics.Ready.Set(0)
-	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.Server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := sih.Shutdown(sctx); err != nil {
 		p.log.Warn("drain deadline reached: closing remaining connections", zap.Error(err))
