@@ -328,6 +328,15 @@ type ResponseSignature struct {
 	SignedElement []string `yaml:"signed_element"`
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
 	AllowSHA1 bool `yaml:"allow_sha1"`
+	// Signers, when set, are the subjects (RFC 2253, CN first or C
+	// first) of the only certificates whose signatures the route accepts:
+	// any signing certificate of the bundles is not enough.
+	Signers []string `yaml:"signers"`
+	// MaxNodes bounds the elements, attributes and text nodes of an
+	// answer, MaxDepth its nesting: checked before the answer is parsed
+	// into a tree, which takes up to 40 times its size.
+	MaxNodes int `yaml:"max_nodes"`
+	MaxDepth int `yaml:"max_depth"`
 }
 
 // Token describes the SAML assertion a route adds.

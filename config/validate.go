@@ -247,6 +247,17 @@ func (c *Config) Validate() error {
 				p.add(fmt.Sprintf("%s.response_signature.trust[%d]", path, k), "unknown bundle %q", b)
 			}
 		}
+		if n := r.ResponseSignature.MaxNodes; n < 0 {
+			p.add(path+".response_signature.max_nodes", "must be positive, got %d", n)
+		}
+		if d := r.ResponseSignature.MaxDepth; d != 0 && (d < MinResponseMaxDepth || d > MaxResponseMaxDepth) {
+			p.add(path+".response_signature.max_depth", "must be between %d and %d (a WS-Security signature alone nests 8 deep), got %d", MinResponseMaxDepth, MaxResponseMaxDepth, d)
+		}
+		for k, dn := range r.ResponseSignature.Signers {
+			if _, err := ParseDN(dn); err != nil {
+				p.add(fmt.Sprintf("%s.response_signature.signers[%d]", path, k), "%q is not a distinguished name: %v", dn, err)
+			}
+		}
 		switch r.Revocation.Policy {
 		case "hard", "soft", "off":
 		default:

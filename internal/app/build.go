@@ -384,8 +384,9 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			pins = append(pins, b)
 		}
 		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now}
+		var rc *revocation.RouteChecker
 		if r.Revocation.Policy != "off" {
-			rc := checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			rc = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
 			vo.Revocation = rc
 			// Each pooled connection keeps its chain's standing check:
 			// asked before every request, closing the connection once the
@@ -432,7 +433,11 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			for _, result := range []string{"valid", "invalid", "absent"} {
 				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
 			}
-			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Now: d.Now}
+			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Signers: rs.Signers,
+				MaxNodes: rs.MaxNodes, MaxDepth: rs.MaxDepth, Now: d.Now}
+			if rc != nil {
+				policy.Revocation = rc // the signer's chain, under the route's revocation policy
+			}
 			for _, q := range rs.SignedElement {
 				name, err := saml.ParseClark(q)
 				if err != nil {
@@ -576,14 +581,20 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 }
 
 // requiredAuthorities are what readiness waits for: the authorities of the
-// trust bundles that hard routes use (their CRLs, when known), and the
-// chains of their intermediates (each one's status from its issuer).
+// trust bundles that hard routes use, for TLS and for their partner's
+// signed answers (their CRLs, when known), and the chains of their
+// intermediates (each one's status from its issuer).
 func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificate) {
 	hard := map[string]bool{}
 	for _, r := range p.cfg.Routes {
 		if r.Revocation.Policy == "hard" {
 			for _, b := range r.Trust {
 				hard[b] = true
+			}
+			if r.ResponseSignature.Policy != "off" {
+				for _, b := range r.ResponseSignature.Trust {
+					hard[b] = true
+				}
 			}
 		}
 	}
