@@ -124,8 +124,8 @@ type AuditSyslog struct {
 	Hostname string `yaml:"hostname"`
 	// AppName in the messages; default roc-proxy.
 	AppName string `yaml:"app_name"`
-	// Timeout bounds a connection, a write, and the collector's TCP
-	// acknowledgement of what was written; default 10s.
+	// Timeout bounds a connection, and how long the collector may make no
+	// progress (nothing written, nothing acknowledged); default 10s.
 	Timeout time.Duration `yaml:"timeout"`
 }
 
@@ -358,6 +358,15 @@ type ResponseSignature struct {
 	SignedElement []string `yaml:"signed_element"`
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
 	AllowSHA1 bool `yaml:"allow_sha1"`
+	// Signers, when set, are the subjects (RFC 2253, CN first or C
+	// first) of the only certificates whose signatures the route accepts:
+	// any signing certificate of the bundles is not enough.
+	Signers []string `yaml:"signers"`
+	// MaxNodes bounds the elements, attributes and text nodes of an
+	// answer, MaxDepth its nesting: checked before the answer is parsed
+	// into a tree, which takes up to 40 times its size.
+	MaxNodes int `yaml:"max_nodes"`
+	MaxDepth int `yaml:"max_depth"`
 }
 
 // Token describes the SAML assertion a route adds.

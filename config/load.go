@@ -49,6 +49,20 @@ const (
 	DefaultMaxOCSPBytes     = 64 << 10
 )
 
+// Bounds of a partner's answer checked under response_signature, before
+// its tree is built (README, "Tokens"): a tree costs 100 to 200 bytes a
+// node however few bytes the node takes in the answer.
+const (
+	DefaultResponseMaxNodes = 50000
+	DefaultResponseMaxDepth = 128
+	// MinResponseMaxDepth is what a WS-Security signature needs
+	// (Envelope/Header/Security/Signature/SignedInfo/Reference/
+	// Transforms/Transform) with room for the answer's own nesting;
+	// MaxResponseMaxDepth keeps recursive walks of the tree shallow.
+	MinResponseMaxDepth = 16
+	MaxResponseMaxDepth = 1024
+)
+
 // Token defaults (DOMAIN.md, "The VIHF").
 const (
 	DefaultIssuerFormat   = "rfc2253"
@@ -233,6 +247,12 @@ func (c *Config) applyDefaults() {
 		}
 		setStr(&r.Revocation.Policy, DefaultRevocationPolicy)
 		setStr(&r.ResponseSignature.Policy, "off")
+		if r.ResponseSignature.MaxNodes == 0 {
+			r.ResponseSignature.MaxNodes = DefaultResponseMaxNodes
+		}
+		if r.ResponseSignature.MaxDepth == 0 {
+			r.ResponseSignature.MaxDepth = DefaultResponseMaxDepth
+		}
 		if r.Dynamic != nil && len(r.Dynamic.Ports) == 0 {
 			r.Dynamic.Ports = []int{443}
 		}

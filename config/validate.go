@@ -155,6 +155,9 @@ func (c *Config) Validate() error {
 	default:
 		p.add("audit.patient_id", "%q is not one of hash, drop, keep", c.Audit.PatientID)
 	}
+	if c.Audit.StoreAssertion && c.Audit.PatientID != "keep" {
+		p.add("audit.store_assertion", "a stored assertion holds the patient's INS in clear (DMP tokens), which audit.patient_id %q keeps out of the records (and of what is shipped): set patient_id: keep to store assertions", c.Audit.PatientID)
+	}
 	if c.Audit.ChainID != "" && !chainRE.MatchString(c.Audit.ChainID) {
 		p.add("audit.chain_id", "%q must be letters, digits, . _ -", c.Audit.ChainID)
 	}
@@ -260,6 +263,17 @@ func (c *Config) Validate() error {
 		for k, b := range r.ResponseSignature.Trust {
 			if _, ok := c.TrustBundles[b]; !ok {
 				p.add(fmt.Sprintf("%s.response_signature.trust[%d]", path, k), "unknown bundle %q", b)
+			}
+		}
+		if n := r.ResponseSignature.MaxNodes; n < 0 {
+			p.add(path+".response_signature.max_nodes", "must be positive, got %d", n)
+		}
+		if d := r.ResponseSignature.MaxDepth; d != 0 && (d < MinResponseMaxDepth || d > MaxResponseMaxDepth) {
+			p.add(path+".response_signature.max_depth", "must be between %d and %d (a WS-Security signature alone nests 8 deep), got %d", MinResponseMaxDepth, MaxResponseMaxDepth, d)
+		}
+		for k, dn := range r.ResponseSignature.Signers {
+			if _, err := ParseDN(dn); err != nil {
+				p.add(fmt.Sprintf("%s.response_signature.signers[%d]", path, k), "%q is not a distinguished name: %v", dn, err)
 			}
 		}
 		switch r.Revocation.Policy {

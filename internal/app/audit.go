@@ -21,7 +21,7 @@ import (
 
 const auditUsage = `Usage:
   roc-proxy audit verify (--structure-id ID | --signer CERT.pem) [--trust NAME|FILE]... [--from-checkpoint]
-                         [--shipped FILE]... [--checkpoint LINE] PATHS...
+                         [--shipped FILE]... [--checkpoint LINE] [--chain ID]... PATHS...
   roc-proxy audit show [--assertion ID] [--name-id ID] [--route NAME] [--since T] [--until T] [--json]
                        [--verify-tokens --trust BUNDLE.pem] PATHS...
   roc-proxy audit export [--format tar|jsonl] [--chain ID]... PATHS... > FILE
@@ -39,6 +39,9 @@ the structure id (--structure-id 1990000019) or one of the given certificates
 records no checkpoint covers yet. With records kept elsewhere (--shipped:
 the JSON lines shipped to the SIEM, a syslog file, or the process log's
 "audit checkpoint" lines), it also detects an edited or truncated tail.
+A chain the kept copy holds and no given file does is reported missing
+(its files deleted): --chain ID (repeatable) limits verify to some chains,
+e.g. one pod's files against a SIEM copy of every pod's.
 It prints a summary per chain and exits 1 unless every chain is OK.
 
 show prints the signed-token records that match (with their results), as a
@@ -208,6 +211,8 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&shipped, "shipped", "records kept elsewhere (shipped JSON lines, a syslog file, process log lines); repeatable")
 	cpLine := fs.String("checkpoint", "", "a checkpoint record (JSON) kept elsewhere")
 	fs.Var(&shipped, "checkpoint-file", "same as --shipped")
+	var chains stringList
+	fs.Var(&chains, "chain", "verify only this chain (in the files and in the --shipped copy); repeatable")
 	files, err := parseAuditFlags(fs, args, stdout, stderr)
 	if err != nil {
 		return ignoreHelp(err)
@@ -216,7 +221,7 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	o := audit.VerifyOptions{Anchor: anchor, FromCheckpoint: *fromCheckpoint}
+	o := audit.VerifyOptions{Anchor: anchor, FromCheckpoint: *fromCheckpoint, Chains: chains}
 	for _, f := range shipped {
 		recs, skipped, err := readKept(f)
 		if err != nil {

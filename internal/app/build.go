@@ -396,8 +396,9 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			pins = append(pins, b)
 		}
 		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now}
+		var rc *revocation.RouteChecker
 		if r.Revocation.Policy != "off" {
-			rc := checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+			rc = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
 			vo.Revocation = rc
 			// Each pooled connection keeps its chain's standing check:
 			// asked before every request, closing the connection once the
@@ -444,7 +445,11 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			for _, result := range []string{"valid", "invalid", "absent"} {
 				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
 			}
-			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Now: d.Now}
+			policy := &saml.ResponsePolicy{Roots: roots, Intermediates: inter, AllowSHA1: rs.AllowSHA1, Signers: rs.Signers,
+				MaxNodes: rs.MaxNodes, MaxDepth: rs.MaxDepth, Now: d.Now}
+			if rc != nil {
+				policy.Revocation = rc // the signer's chain, under the route's revocation policy
+			}
 			for _, q := range rs.SignedElement {
 				name, err := saml.ParseClark(q)
 				if err != nil {
@@ -600,14 +605,20 @@ func (p *Proxy) prefetchRevocation(ctx context.Context) {
 }
 
 // requiredAuthorities are what readiness waits for: the authorities of the
-// trust bundles that hard routes use (their CRLs, when known), and the
-// chains of their intermediates (each one's status from its issuer).
+// trust bundles that hard routes use, for TLS and for their partner's
+// signed answers (their CRLs, when known), and the chains of their
+// intermediates (each one's status from its issuer).
 func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificate) {
 	hard := map[string]bool{}
 	for _, r := range p.cfg.Routes {
 		if r.Revocation.Policy == "hard" {
 			for _, b := range r.Trust {
 				hard[b] = true
+			}
+			if r.ResponseSignature.Policy != "off" {
+				for _, b := range r.ResponseSignature.Trust {
+					hard[b] = true
+				}
 			}
 		}
 	}
@@ -745,10 +756,12 @@ func (t *tokenSource) attributes(v *saml.Values) map[string]string {
 		roles = append(roles, r.Code+"^"+r.CodeSystem)
 	}
 	a["roles"] = strings.Join(roles, ",")
-	switch t.patientID {
-	case "keep":
+	switch {
+	case v.PatientINS == "":
+		// No patient: no hash of nothing (the same for every record).
+	case t.patientID == "keep":
 		a["patient_ins"] = v.PatientINS
-	case "hash":
+	case t.patientID == "hash":
 		h := sha256.Sum256([]byte(v.PatientINS))
 		a["patient_ins_sha256"] = hex.EncodeToString(h[:])
 	}
@@ -806,10 +819,6 @@ func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
 	return missing, pastBudget
 }
 
-// auditFailureStages are the stages of roc_proxy_audit_failures_total
-// (internal/audit's Log.failed).
-var auditFailureStages = []string{"open", "write", "sync", "truncate", "sign"}
-
 // zeroSeries makes the failure series ops alert on exist at 0 from the
 // start. Prometheus sees a counter series that appears at 1 with no
 // earlier sample: increase() over it is 0, and a first audit failure or
@@ -840,7 +849,7 @@ func (p *Proxy) zeroSeries(cfg *config.Config) error {
 		p.registry.Unregister(m.AuditHealthy)
 		return nil
 	}
-	for _, stage := range auditFailureStages {
+	for _, stage := range audit.FailureStages {
 		m.AuditFailures.WithLabelValues(stage)
 	}
 	// Only result records can be lost (a signed record that cannot be

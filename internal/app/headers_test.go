@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,5 +93,72 @@ routes:
 				}
 			}
 		})
+	}
+}
+
+// TestIdentityHeadersThatWouldDisplayMisleadingly plays a SIH copying a
+// user name with a right-to-left override (or an identifier with a
+// zero-width space) into the identity headers: the SIH gets a 400
+// bad_token_values naming the header, the partner gets nothing, and no
+// token is signed.
+func TestIdentityHeadersThatWouldDisplayMisleadingly(t *testing.T) {
+	e := newTestEnv(t)
+	var calls atomic.Int64
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.WriteString(w, "<ok/>")
+	})
+	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}}
+audit: {dir: %s, chain_id: test}
+routes:
+  - {name: dmp, path_prefix: /dmp/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off},
+     token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}}
+`, e.files.AuthP12, e.files.PasswordFile, e.files.SignP12, e.files.PasswordFile, e.files.OSIBundle, filepath.Join(e.dir, "audit"), up.URL, testpki.IDBHost)
+	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: reg})
+	post := func(name, value string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, sih+"/dmp/", strings.NewReader(`<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`))
+		for h, v := range map[string]string{"X-Roc-User-Id": "810002345678", "X-Roc-User-Name": "DUPONT Jeanne", "X-Roc-User-Roles": "10",
+			"X-Roc-Patient-Ins": "279035121518989"} {
+			req.Header.Set(h, v)
+		}
+		req.Header.Set(name, value)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, body := post("X-Roc-User-Name", "DUPONT Jeanne"); code != 200 || calls.Load() != 1 {
+		t.Fatalf("legitimate call: %d %v", code, body)
+	}
+	for _, tc := range []struct{ header, value string }{
+		{"X-Roc-User-Name", "DUPONT \u202eenneaJ"},
+		{"X-Roc-User-Id", "8100\u200b02345678"},
+		{"X-Roc-User-Id", "8 10002345678"},
+	} {
+		code, body := post(tc.header, tc.value)
+		if code != http.StatusBadRequest || body["error"] != "bad_token_values" || !strings.Contains(fmt.Sprint(body["problems"]), tc.header) {
+			t.Errorf("%s=%q: %d %v", tc.header, tc.value, code, body)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Errorf("the partner got %d calls, want the legitimate one only", calls.Load())
 	}
 }

@@ -152,3 +152,75 @@ func TestAnswerCharsetUnderEnforce(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerSignersUnderEnforce plays, through the whole proxy, answers
+// signed with keys of the partner's PKI that are not its answer-signing
+// key: its TLS server key (AC-SERVEUR, serverAuth), on a route trusting
+// the whole IGC OSI bundle; and another AC-SERVICES-APPLICATIFS
+// certificate on a route that lists its partner's signer
+// (response_signature.signers). The SIH gets 502, and the partner's real
+// signing certificate's answers byte for byte.
+func TestAnswerSignersUnderEnforce(t *testing.T) {
+	e := newTestEnv(t)
+	signer, err := e.pki.IssueAnswerSigner(e.pki.OSIServicesApplicatifs, "", "AMC SIGNATURE", testpki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.pki.IssueAnswerSigner(e.pki.OSIServicesApplicatifs, "", "AMC AUTRE SIGNATURE", testpki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string][]byte{
+		"signer": samltest.SignDetached(t, signer),
+		"other":  samltest.SignDetached(t, other),
+		"tls":    samltest.SignDetached(t, e.pki.Servers[testpki.IDBHost]),
+	}
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+		w.Write(answers[filepath.Base(r.URL.Path)])
+	})
+	route := func(name, extra string) string {
+		return fmt.Sprintf("  - {name: %s, path_prefix: /%s/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off},\n"+
+			"     response_signature: {policy: enforce, trust: [osi]%s}}\n", name, name, up.URL, testpki.IDBHost, extra)
+	}
+	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
+	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}}
+routes:
+`, e.files.AuthP12, e.files.PasswordFile, e.files.OSIBundle) +
+		route("bundle", "") +
+		route("pinned", `, signers: ["C=FR, O=AMC SIMULEE, CN=AMC SIGNATURE"]`) +
+		route("tiny", `, max_nodes: 20`)
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	for _, tc := range []struct {
+		route, answer string
+		status        int
+	}{
+		{"bundle", "signer", 200},
+		{"bundle", "other", 200},
+		{"bundle", "tls", http.StatusBadGateway},
+		{"pinned", "signer", 200},
+		{"pinned", "other", http.StatusBadGateway},
+		{"pinned", "tls", http.StatusBadGateway},
+		{"tiny", "signer", http.StatusBadGateway}, // more nodes than max_nodes
+	} {
+		resp, err := http.Post(sih+"/"+tc.route+"/"+tc.answer, "text/xml", strings.NewReader(`<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body/></S:Envelope>`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || tc.status == 200 && !bytes.Equal(body, answers[tc.answer]) {
+			t.Errorf("route %s, answer signed by %s: %d, want %d\n%s", tc.route, tc.answer, resp.StatusCode, tc.status, body)
+		}
+	}
+}

@@ -190,12 +190,22 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		}
 		defer p.acmeCache.Stop()
 	}
-	// Last, once the background work stopped: ends revocation fetches
-	// still in flight.
-	defer p.revocation.Close()
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
 	p.prefetchRevocation(ctx)
+	// Read before the reload goroutine starts: it owns p.cfg and
+	// p.transports from then on, until stop has returned.
+	routes, shutdownTimeout := len(p.cfg.Routes), p.cfg.Server.ShutdownTimeout
+	authSubject := trust.SubjectDN(p.auth.Leaf)
+	stopWork := func() {} // the background work, once started
+	var stopped sync.Once
+	stop := func() {
+		stopped.Do(func() {
+			stopWork()
+			p.revocation.Close() // ends revocation fetches still in flight
+		})
+	}
+	defer stop()
 	var serveErr error
 	if ctx.Err() != nil {
 		// Stopped while starting: nothing was served.
@@ -213,10 +223,10 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 			defer background.Done()
 			p.runReload(bgCtx)
 		}()
-		defer func() {
+		stopWork = func() {
 			stopBackground()
 			background.Wait()
-		}()
+		}
 		if p.sihTLS != nil {
 			s.sih.TLSConfig = p.sihTLS
 			go func() { errc <- s.sih.ServeTLS(s.sihLn, "", "") }()
@@ -230,11 +240,11 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		}
 		p.log.Info("roc-proxy started", zap.String("version", version),
 			zap.String("sih", s.sihLn.Addr().String()), zap.String("admin", s.adminLn.Addr().String()),
-			zap.Int("routes", len(p.cfg.Routes)), zap.String("auth_subject", trust.SubjectDN(p.auth.Leaf)))
+			zap.Int("routes", routes), zap.String("auth_subject", authSubject))
 
 		select {
 		case <-ctx.Done():
-			p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", p.cfg.Server.ShutdownTimeout))
+			p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", shutdownTimeout))
 		case serveErr = <-errc:
 			p.log.Error("server stopped unexpectedly", zap.Error(serveErr))
 		}
@@ -243,7 +253,7 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 	p.metrics.Ready.Set(0)
 	// The drain leaves part of shutdown_timeout to what follows it (the
 	// audit log's last records and checkpoint).
-	drain := p.cfg.Server.ShutdownTimeout - min(p.cfg.Server.ShutdownTimeout/5, 2*time.Second)
+	drain := shutdownTimeout - min(shutdownTimeout/5, 2*time.Second)
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := s.sih.Shutdown(sctx); err != nil {
@@ -251,6 +261,8 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		s.sih.Close()
 	}
 	s.admin.Close()
+	// No reload may run while the last state is read.
+	stop()
 	for _, t := range p.transports {
 		t.CloseIdleConnections()
 	}

@@ -14,11 +14,11 @@ const (
 	tcpCloseWait   = 8
 )
 
-// tcpAcked reports whether the peer's TCP acknowledged every byte written
-// to c (SIOCOUTQ is zero) while the connection held (a reset empties the
-// send queue too: that is no acknowledgement). supported is false where
-// this cannot be known; a write then counts as delivered.
-func tcpAcked(c net.Conn) (acked, supported bool, err error) {
+// tcpUnacked returns how many bytes written to c the peer's TCP has not
+// acknowledged yet (SIOCOUTQ), while the connection holds (a reset
+// empties the send queue too: that is no acknowledgement). supported is
+// false where this cannot be known; a write then counts as delivered.
+func tcpUnacked(c net.Conn) (queued int, supported bool, err error) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
@@ -26,16 +26,15 @@ func tcpAcked(c net.Conn) (acked, supported bool, err error) {
 		SyscallConn() (syscall.RawConn, error)
 	})
 	if !ok {
-		return false, false, nil
+		return 0, false, nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false, false, err
+		return 0, false, err
 	}
 	var (
-		queued int
-		state  uint8
-		ierr   error
+		state uint8
+		ierr  error
 	)
 	if err := raw.Control(func(fd uintptr) {
 		if queued, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); ierr != nil {
@@ -46,13 +45,13 @@ func tcpAcked(c net.Conn) (acked, supported bool, err error) {
 			state = info.State
 		}
 	}); err != nil {
-		return false, false, err
+		return 0, false, err
 	}
 	if ierr != nil {
-		return false, false, ierr
+		return 0, false, ierr
 	}
 	if state != tcpEstablished && state != tcpCloseWait {
-		return false, true, errConnectionLost
+		return 0, true, errConnectionLost
 	}
-	return queued == 0, true, nil
+	return queued, true, nil
 }

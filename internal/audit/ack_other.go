@@ -4,6 +4,6 @@ package audit
 
 import "net"
 
-// tcpAcked cannot know what the peer acknowledged here: a write counts as
-// delivered.
-func tcpAcked(net.Conn) (acked, supported bool, err error) { return false, false, nil }
+// tcpUnacked cannot know what the peer acknowledged here: a write counts
+// as delivered.
+func tcpUnacked(net.Conn) (queued int, supported bool, err error) { return 0, false, nil }

@@ -21,6 +21,9 @@ const (
 	fileSuffix = ".jsonl"
 )
 
+// lockPath is the chain's writer lock (a dot file: not a *.jsonl file).
+func lockPath(dir, chain string) string { return filepath.Join(dir, ".lock-"+chain) }
+
 func fileName(chain string, firstSeq uint64, attempt int) string {
 	if attempt == 0 {
 		return fmt.Sprintf("%s%s-%020d%s", filePrefix, chain, firstSeq, fileSuffix)

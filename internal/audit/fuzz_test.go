@@ -63,7 +63,7 @@ func FuzzParseHead(f *testing.F) {
 			return
 		}
 		h, ok := parseHead(canonical)
-		if !ok || h.Chain != r.Chain || h.Seq != r.Seq || h.Type != r.Type || !h.Time.Equal(r.Time) {
+		if !ok || h.Chain != r.Chain || h.Seq != r.Seq || h.Type != r.Type || !h.Time.Equal(r.Time) || h.Prev != r.Prev {
 			t.Fatalf("fast read %+v (%v) of %s, decoded %+v", h, ok, canonical, r)
 		}
 	})

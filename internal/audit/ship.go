@@ -118,7 +118,8 @@ func (s *shipper) cursorPath() string {
 
 func startShipper(l *Log, sink Sink) *shipper {
 	s := &shipper{l: l, sink: sink, log: l.o.Logger.With(zap.String("sink", sink.Name())), notify: l.Subscribe(),
-		stop: make(chan time.Time, 1), done: make(chan struct{}), rd: chainReader{dir: l.o.Dir, chain: l.o.Chain}}
+		stop: make(chan time.Time, 1), done: make(chan struct{})}
+	s.rd = chainReader{dir: l.o.Dir, chain: l.o.Chain, log: s.log}
 	s.resume()
 	go s.run()
 	return s
@@ -128,7 +129,7 @@ func startShipper(l *Log, sink Sink) *shipper {
 // (or when it no longer matches the files) from the chain's first file:
 // at least once.
 func (s *shipper) resume() {
-	data, err := os.ReadFile(s.cursorPath())
+	data, err := readCursorFile(s.cursorPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
@@ -140,7 +141,44 @@ func (s *shipper) resume() {
 		s.cur, s.savedSeq = c, c.Seq
 		return
 	}
+	// A cursor only ever names a durable record: one the files no longer
+	// hold as it was shipped is evidence that they were altered.
+	switch {
+	case err == nil && c.Chain == s.l.o.Chain && c.Seq > s.l.found:
+		s.log.Error("audit shipping: the chain was truncated: its files ended at a record before the last one already shipped (compare with the shipped copy: audit verify --shipped); shipping the chain again from its first file",
+			zap.String("chain", c.Chain), zap.Uint64("files_ended_at", s.l.found), zap.Uint64("shipped_up_to", c.Seq), zap.String("cursor", s.cursorPath()))
+		return
+	case err == nil && c.Chain == s.l.o.Chain:
+		s.log.Error("audit shipping: a record already shipped is no longer in the files as it was shipped: they were altered (compare with the shipped copy: audit verify --shipped); shipping the chain again from its first file",
+			zap.String("chain", c.Chain), zap.Uint64("seq", c.Seq), zap.String("file", c.File), zap.String("cursor", s.cursorPath()))
+		return
+	}
 	s.log.Warn("audit shipping: the cursor does not match the files; shipping the chain again from its first file", zap.String("cursor", s.cursorPath()), zap.Error(err))
+}
+
+// maxCursorBytes and maxLineBytes bound what a cursor makes the shipper
+// read: audit.dir may hold a damaged or planted cursor.
+const (
+	maxCursorBytes = 64 << 10
+	maxLineBytes   = 16 << 20
+)
+
+// readCursorFile reads a cursor file: a small regular file, never a FIFO,
+// a device or a link to one (which would hang or exhaust the start).
+func readCursorFile(path string) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxCursorBytes {
+		return nil, fmt.Errorf("%s is not a cursor file (%s, %d bytes)", path, fi.Mode().Type(), fi.Size())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxCursorBytes))
 }
 
 func (s *shipper) run() {
@@ -190,11 +228,25 @@ func (s *shipper) run() {
 					pause = min(pause, time.Until(deadline))
 				}
 				wait = min(2*wait, 30*time.Second)
-				select {
-				case <-time.After(pause):
-				case d := <-s.stop:
-					stopping, deadline = true, d
+				// The lag keeps being measured while the sink waits (up to
+				// 30 s): an alert on it must not see a stale value.
+				timer := time.NewTimer(pause)
+			pausing:
+				for {
+					select {
+					case <-timer.C:
+						break pausing
+					case <-s.notify:
+						if d := s.l.Durable(); d > s.cur.Seq {
+							m.AuditShipLagRecords.WithLabelValues(s.sink.Name()).Set(float64(d - s.cur.Seq))
+						}
+						m.AuditShipLagSeconds.WithLabelValues(s.sink.Name()).Set(max(0, s.l.o.Now().Sub(batch[0].Time).Seconds()))
+					case d := <-s.stop:
+						stopping, deadline = true, d
+						break pausing
+					}
 				}
+				timer.Stop()
 				continue
 			}
 			if s.failures > 0 {
@@ -274,15 +326,25 @@ func writeFile(path string, data []byte, sync bool) error {
 }
 
 // drain asks the shipper to deliver what is durable and stop, waiting
-// until deadline at most (a sink stuck in a write is abandoned).
+// until deadline at most. Past it, the sink is closed, which interrupts a
+// delivery in flight (a collector that does not read): the shipper saves
+// its cursor (what was acknowledged) and ends before drain returns, so
+// that nothing writes in audit.dir or uses the sink after Close. A sink
+// that cannot be interrupted (standard output blocked) is abandoned.
 func (s *shipper) drain(deadline time.Time) {
 	s.stop <- deadline
 	select {
 	case <-s.done:
-	case <-time.After(time.Until(deadline) + time.Second):
-		s.log.Error("audit shipping: the sink did not return before the deadline")
+		s.sink.Close()
+		return
+	case <-time.After(time.Until(deadline)):
 	}
 	s.sink.Close()
+	select {
+	case <-s.done:
+	case <-time.After(time.Second):
+		s.log.Error("audit shipping: the sink did not return after the drain deadline; abandoned")
+	}
 }
 
 // chainReader reads a chain's durable lines from its files, in order.
@@ -292,8 +354,12 @@ type chainReader struct {
 	f          *os.File // open on path, kept between reads
 	off        int64    // offset after the last line consumed
 	next       uint64   // next seq expected; 0: whatever comes first
-	// last line consumed, for the cursor
+	// last line consumed, for the cursor, and its hash (the next record's
+	// prev; "" when unknown)
 	lastStart, lastEnd int64
+	lastHash           string
+	// log reports lines that are not the record due (files altered).
+	log *zap.Logger
 	// arena holds the bytes of the lines handed out; a new one is taken
 	// when it is full (lines still in use keep the old one alive).
 	arena []byte
@@ -305,22 +371,34 @@ type lineHead struct {
 	Seq   uint64    `json:"seq"`
 	Type  string    `json:"type"`
 	Time  time.Time `json:"time"`
+	Prev  string    `json:"prev"`
 }
 
-// cursorOf is the cursor after l, the last line read.
+// cursorOf is the cursor after l, the last line read (whose hash the
+// reader kept).
 func (cr *chainReader) cursorOf(l Line) cursor {
-	return cursor{Chain: cr.chain, Seq: l.Seq, Hash: lineHash(l.Bytes), File: filepath.Base(cr.path), Start: cr.lastStart, End: cr.lastEnd}
+	return cursor{Chain: cr.chain, Seq: l.Seq, Hash: cr.lastHash, File: filepath.Base(cr.path), Start: cr.lastStart, End: cr.lastEnd}
 }
 
 // seekTo positions the reader after the cursor's record, if the file still
 // holds it at the same place with the same hash.
 func (cr *chainReader) seekTo(c cursor) bool {
 	path := filepath.Join(cr.dir, filepath.Base(c.File))
+	if k, ok := parseFileName(filepath.Base(path)); !ok || k.chain != cr.chain {
+		return false // not one of the chain's files
+	}
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		return false // opening a FIFO would hang
+	}
 	f, err := os.Open(path)
-	if err != nil || c.End < c.Start {
+	if err != nil {
 		return false
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || c.Start < 0 || c.End < c.Start || c.End >= fi.Size() || c.End-c.Start > maxLineBytes {
+		return false
+	}
 	line := make([]byte, c.End-c.Start+1)
 	if _, err := f.ReadAt(line, c.Start); err != nil || line[len(line)-1] != '\n' {
 		return false
@@ -332,7 +410,7 @@ func (cr *chainReader) seekTo(c cursor) bool {
 	}
 	cr.close()
 	cr.path, cr.off, cr.next = path, c.End+1, c.Seq+1
-	cr.lastStart, cr.lastEnd = c.Start, c.End
+	cr.lastStart, cr.lastEnd, cr.lastHash = c.Start, c.End, c.Hash
 	return true
 }
 
@@ -385,15 +463,34 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 		line := raw[:len(raw)-1]
 		h, ok := parseHead(line)
 		if !ok || h.Chain != cr.chain {
-			cr.off += int64(len(raw)) // not this chain's record: verify reports it
+			cr.altered(h, "a line that is no record of this chain")
+			cr.off += int64(len(raw)) // verify reports it
 			continue
 		}
-		if cr.next != 0 && h.Seq < cr.next {
+		// The writer's lines follow each other, each linked to the one
+		// before: any other line was put there by someone else. It is
+		// reported and passed over, never waited for (a line planted with
+		// a far sequence number would stop the shipping of every later
+		// record of the file) and never lets the records due be skipped.
+		due := cr.next == 0 || h.Seq == cr.next && (cr.lastHash == "" || h.Prev == cr.lastHash)
+		switch {
+		case due && h.Seq > durable:
+			return got, false, nil // not durable yet: read again later
+		case due:
+		case h.Seq < cr.next || h.Seq == cr.next:
+			cr.altered(h, "a record already shipped, or a forged copy of the one due")
 			cr.off += int64(len(raw))
 			continue
-		}
-		if h.Seq > durable {
-			return got, false, nil // not durable yet: read again later
+		case h.Seq > durable && cr.next <= durable:
+			cr.altered(h, "a sequence number beyond the last durable record while earlier ones are due")
+			cr.off += int64(len(raw))
+			continue
+		case h.Seq > durable:
+			return got, false, nil // nothing due yet: read again later
+		default:
+			// Durable records are missing before it (deleted, or
+			// archived before they were shipped): they cannot be shipped.
+			cr.altered(h, fmt.Sprintf("records %d to %d are missing before it: they cannot be shipped", cr.next, h.Seq-1))
 		}
 		// One allocation per batch, not per line.
 		if cap(cr.arena)-len(cr.arena) < len(line) {
@@ -403,7 +500,7 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 		cr.arena = append(cr.arena, line...)
 		*out = append(*out, Line{Seq: h.Seq, Type: h.Type, Time: h.Time, Bytes: cr.arena[start:len(cr.arena):len(cr.arena)]})
 		*size += len(raw)
-		cr.lastStart, cr.lastEnd = cr.off, cr.off+int64(len(line))
+		cr.lastStart, cr.lastEnd, cr.lastHash = cr.off, cr.off+int64(len(line)), lineHash(line)
 		cr.off += int64(len(raw))
 		cr.next = h.Seq + 1
 		got = true
@@ -426,7 +523,14 @@ func parseHead(line []byte) (lineHead, bool) {
 			k := bytes.IndexByte(line[j+len(ty):], '"')
 			tm, err := time.Parse(time.RFC3339Nano, string(line[i+len(t):j]))
 			if k > 0 && err == nil && bytes.IndexByte(line[i:j+len(ty)+k], '\\') < 0 {
-				return lineHead{Chain: chain, Seq: seq, Time: tm, Type: string(line[j+len(ty) : j+len(ty)+k])}, true
+				const pv = `","prev":"`
+				rest := line[j+len(ty)+k:]
+				if bytes.HasPrefix(rest, []byte(pv)) {
+					rest = rest[len(pv):]
+					if e := bytes.IndexByte(rest, '"'); e >= 0 && bytes.IndexByte(rest[:e], '\\') < 0 {
+						return lineHead{Chain: chain, Seq: seq, Time: tm, Type: string(line[j+len(ty) : j+len(ty)+k]), Prev: string(rest[:e])}, true
+					}
+				}
 			}
 		}
 	}
@@ -434,6 +538,16 @@ func parseHead(line []byte) (lineHead, bool) {
 		return h, false
 	}
 	return h, true
+}
+
+// altered reports a line of the chain's files that is not the record due.
+func (cr *chainReader) altered(h lineHead, what string) {
+	if cr.log == nil {
+		return
+	}
+	cr.log.Error("audit shipping: the chain's files were altered (audit verify says more); this line is not shipped",
+		zap.String("file", filepath.Base(cr.path)), zap.Int64("offset", cr.off), zap.String("found", what),
+		zap.Uint64("line_seq", h.Seq), zap.Uint64("due_seq", cr.next))
 }
 
 // advance moves to the chain's next file; false when there is none.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -30,8 +31,8 @@ type SyslogOptions struct {
 	// Hostname, AppName and ProcID fill the header (ProcID: the chain id,
 	// whose change marks a new stream).
 	Hostname, AppName, ProcID string
-	// Timeout bounds the connection, each write, and the wait for the
-	// collector's TCP acknowledgement.
+	// Timeout bounds the connection, and how long the collector may make
+	// no progress (a write blocked, nothing more acknowledged).
 	Timeout time.Duration
 }
 
@@ -42,10 +43,16 @@ type SyslogOptions struct {
 // acknowledgement, so a collector that dies after acknowledging may lose
 // what it had not processed.
 type SyslogSink struct {
-	o    SyslogOptions
-	conn net.Conn
-	dead chan struct{} // closed when the collector closes or resets the connection
-	buf  []byte
+	o   SyslogOptions
+	buf []byte // owned by Deliver
+
+	// Close may come from another goroutine while a delivery is in flight
+	// (the drain giving up on a stuck collector): it interrupts it.
+	mu     sync.Mutex
+	closed bool
+	conn   net.Conn
+	dead   chan struct{}      // closed when the collector closes or resets conn
+	cancel context.CancelFunc // of a connection being made
 }
 
 // NewSyslogSink returns a sink that connects on first delivery.
@@ -106,76 +113,128 @@ func AppendSyslogFrame(dst []byte, l Line, facility int, hostname, appName, proc
 	return append(dst, l.Bytes...)
 }
 
+// syslogWriteChunk is the most written under one write deadline.
+const syslogWriteChunk = 64 << 10
+
+// errSinkClosed: Deliver after Close.
+var errSinkClosed = errors.New("the syslog sink is closed")
+
 // Deliver sends lines and waits for their acknowledgement; on any failure
 // the connection is dropped (the next delivery reconnects).
 func (s *SyslogSink) Deliver(lines []Line) error {
-	if err := s.deliver(lines); err != nil {
-		s.drop()
+	conn, dead, err := s.connection()
+	if err != nil {
+		return err
+	}
+	if err := s.deliver(conn, dead, lines); err != nil {
+		s.drop(conn, dead)
 		return err
 	}
 	return nil
 }
 
-func (s *SyslogSink) deliver(lines []Line) error {
-	if s.conn != nil {
+// connection returns the open connection, or makes one.
+func (s *SyslogSink) connection() (net.Conn, chan struct{}, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, nil, errSinkClosed
+	}
+	if conn, dead := s.conn, s.dead; conn != nil {
 		select {
-		case <-s.dead:
-			s.drop()
+		case <-dead:
+			s.conn, s.dead = nil, nil
+			s.mu.Unlock()
+			conn.Close()
+			s.mu.Lock()
 		default:
+			s.mu.Unlock()
+			return conn, dead, nil
 		}
 	}
-	if s.conn == nil {
-		if err := s.connect(); err != nil {
-			return err
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+	s.cancel = cancel
+	s.mu.Unlock()
+	conn, dead, err := s.connect(ctx)
+	cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cancel = nil
+	if err == nil && s.closed {
+		conn.Close()
+		<-dead
+		return nil, nil, errSinkClosed
 	}
+	if err != nil {
+		return nil, nil, err
+	}
+	s.conn, s.dead = conn, dead
+	return conn, dead, nil
+}
+
+func (s *SyslogSink) deliver(conn net.Conn, dead chan struct{}, lines []Line) error {
 	s.buf = s.buf[:0]
 	for _, l := range lines {
 		s.buf = AppendSyslogFrame(s.buf, l, s.o.Facility, s.o.Hostname, s.o.AppName, s.o.ProcID)
 	}
-	deadline := time.Now().Add(s.o.Timeout)
-	s.conn.SetWriteDeadline(deadline)
-	if _, err := s.conn.Write(s.buf); err != nil {
-		return fmt.Errorf("writing to %s: %w", s.o.Address, err)
+	// Timeout bounds a collector that makes no progress, not a slow one
+	// (a backlog over a slow link): the write goes in pieces, each with
+	// its own deadline, and the wait for the acknowledgement lasts while
+	// the collector keeps acknowledging bytes. Otherwise a batch that
+	// takes longer than Timeout to be read would be sent again from its
+	// start forever.
+	for off := 0; off < len(s.buf); {
+		end := min(off+syslogWriteChunk, len(s.buf))
+		conn.SetWriteDeadline(time.Now().Add(s.o.Timeout))
+		n, err := conn.Write(s.buf[off:end])
+		off += n
+		if err != nil {
+			return fmt.Errorf("writing to %s: %w", s.o.Address, err)
+		}
 	}
+	deadline, lastQueued := time.Now().Add(s.o.Timeout), -1
 	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
-		acked, supported, err := tcpAcked(s.conn)
+		queued, supported, err := tcpUnacked(conn)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.o.Address, err)
 		}
 		select {
-		case <-s.dead:
+		case <-dead:
 			return fmt.Errorf("%s: %w", s.o.Address, errConnectionLost)
 		default:
 		}
-		if acked || !supported {
+		if queued == 0 || !supported {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: the collector did not acknowledge %d bytes within %s", s.o.Address, len(s.buf), s.o.Timeout)
+		if lastQueued < 0 || queued < lastQueued {
+			deadline, lastQueued = time.Now().Add(s.o.Timeout), queued
 		}
-		time.Sleep(wait)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: the collector acknowledged nothing of the %d bytes left for %s", s.o.Address, queued, s.o.Timeout)
+		}
+		select {
+		case <-time.After(wait):
+		case <-dead: // closed by Close, or by the collector
+		}
 	}
 }
 
-func (s *SyslogSink) connect() error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
-	defer cancel()
+func (s *SyslogSink) connect(ctx context.Context) (net.Conn, chan struct{}, error) {
 	d := &net.Dialer{KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", s.o.Address)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", s.o.Address, err)
+		return nil, nil, fmt.Errorf("connecting to %s: %w", s.o.Address, err)
 	}
 	if s.o.TLS != nil {
 		tc := tls.Client(conn, s.o.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return fmt.Errorf("TLS with %s: %w", s.o.Address, err)
+			return nil, nil, fmt.Errorf("TLS with %s: %w", s.o.Address, err)
 		}
 		conn = tc
 	}
-	// A collector sends nothing: any read that returns means it closed or
-	// reset the connection.
+	// A collector sends nothing: any read that returns an error means it
+	// closed or reset the connection (data it sends is read and ignored).
 	dead := make(chan struct{})
 	go func() {
 		var b [512]byte
@@ -186,20 +245,42 @@ func (s *SyslogSink) connect() error {
 			}
 		}
 	}()
-	s.conn, s.dead = conn, dead
-	return nil
+	return conn, dead, nil
 }
 
-func (s *SyslogSink) drop() {
-	if s.conn != nil {
-		s.conn.Close()
-		<-s.dead
+// drop closes conn (if it is still the sink's) and waits for its reader.
+func (s *SyslogSink) drop(conn net.Conn, dead chan struct{}) {
+	s.mu.Lock()
+	if s.conn == conn {
 		s.conn, s.dead = nil, nil
 	}
+	s.mu.Unlock()
+	closeNow(conn)
+	<-dead
 }
 
-// Close closes the connection.
+// closeNow closes conn without waiting on a collector that does not read
+// (a TLS close_notify would wait up to 5 s for room in the send buffer).
+func closeNow(conn net.Conn) {
+	conn.SetDeadline(time.Now())
+	conn.Close()
+}
+
+// Close closes the connection; called while a delivery is in flight, it
+// interrupts it (the delivery fails, nothing counts as delivered), and any
+// later delivery fails.
 func (s *SyslogSink) Close() error {
-	s.drop()
+	s.mu.Lock()
+	s.closed = true
+	if s.cancel != nil {
+		s.cancel()
+	}
+	conn, dead := s.conn, s.dead
+	s.conn, s.dead = nil, nil
+	s.mu.Unlock()
+	if conn != nil {
+		closeNow(conn)
+		<-dead
+	}
 	return nil
 }

@@ -171,6 +171,9 @@ type VerifyOptions struct {
 	// FromCheckpoint accepts files that start at a checkpoint instead of
 	// the chain's signed open record (earlier files archived elsewhere).
 	FromCheckpoint bool
+	// Chains, when set, are the only chains verified (in the files and in
+	// Kept): one replica's files against a copy of every replica's.
+	Chains []string
 }
 
 // ChainResult is the verification of one chain.
@@ -186,12 +189,61 @@ func VerifyChains(files []string, o VerifyOptions) ([]*ChainResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	wanted := func(id string) bool { return len(o.Chains) == 0 || slices.Contains(o.Chains, id) }
+	for _, c := range o.Chains {
+		if _, ok := byChain[c]; !ok && !keptHolds(o, c) {
+			return nil, fmt.Errorf("chain %q: no record of this chain in the given files (chains: %s)", c, strings.Join(ids, ", "))
+		}
+	}
 	var out []*ChainResult
 	for _, id := range ids {
+		if !wanted(id) {
+			continue
+		}
 		rep, err := verifyChain(id, byChain[id], o)
 		out = append(out, &ChainResult{Report: rep, Err: err})
 	}
+	// A chain the copy kept elsewhere holds and no given file does: its
+	// files were deleted (or not given), which must not pass unnoticed.
+	missing := map[string][2]uint64{}
+	for _, k := range keptRecords(o) {
+		if _, ok := byChain[k.Chain]; ok || !wanted(k.Chain) {
+			continue
+		}
+		r, ok := missing[k.Chain]
+		if !ok {
+			r = [2]uint64{k.Seq, k.Seq}
+		}
+		missing[k.Chain] = [2]uint64{min(r[0], k.Seq), max(r[1], k.Seq)}
+	}
+	var lost []string
+	for c := range missing {
+		lost = append(lost, c)
+	}
+	slices.Sort(lost)
+	for _, c := range lost {
+		r := missing[c]
+		out = append(out, &ChainResult{Report: &Report{Chain: c}, Err: &BrokenError{File: "the given files", Kind: KindBroken, Reason: fmt.Sprintf(
+			"missing chain: the copy kept elsewhere holds records %d to %d of this chain, no given file holds any (its files deleted, or not given: give them too, or choose the chains to verify with --chain)", r[0], r[1])}})
+	}
 	return out, nil
+}
+
+// keptRecords are the records kept elsewhere that o gives.
+func keptRecords(o VerifyOptions) []*Record {
+	if o.Checkpoint == nil {
+		return o.Kept
+	}
+	return append(slices.Clone(o.Kept), o.Checkpoint)
+}
+
+func keptHolds(o VerifyOptions, chain string) bool {
+	for _, k := range keptRecords(o) {
+		if k.Chain == chain {
+			return true
+		}
+	}
+	return false
 }
 
 // Verify checks one chain spread over files (any order). Files holding
@@ -228,10 +280,7 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 	if o.Anchor != nil {
 		rep.EstablishmentChecked = o.Anchor.establishmentGiven()
 	}
-	kept := o.Kept
-	if o.Checkpoint != nil {
-		kept = append(slices.Clone(kept), o.Checkpoint)
-	}
+	kept := keptRecords(o)
 	for _, k := range kept {
 		if k.Chain == chain {
 			v.kept[k.Seq] = k

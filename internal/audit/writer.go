@@ -105,11 +105,25 @@ type Log struct {
 	retryWait    time.Duration
 
 	durable  atomic.Uint64 // seq of the last durable record
+	found    uint64        // the last record found in the files at Open
 	subsMu   sync.Mutex
 	subs     []chan struct{}
 	shippers []*shipper
 
 	closeOnce sync.Once
+	lock      *os.File // the chain's writer lock, held until Close
+	// closing: the writer takes no more records; senders counts the
+	// Signed and Result calls between that check and their send, which
+	// the writer waits for (and writes) before its last batch.
+	closing atomic.Bool
+	senders atomic.Int64
+}
+
+func (l *Log) unlock() {
+	if l.lock != nil {
+		l.lock.Close()
+		l.lock = nil
+	}
 }
 
 type request struct {
@@ -149,16 +163,24 @@ func Open(o Options) (*Log, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit.dir: %w", err)
 	}
-	l := &Log{o: o, queue: make(chan *request, 4096), done: make(chan struct{}), retryWait: o.RetryInterval}
+	lock, err := lockChain(o.Dir, o.Chain, func(err error) {
+		o.Logger.Warn("audit.dir: no writer lock", zap.Error(err))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit.dir: %w", err)
+	}
+	l := &Log{o: o, queue: make(chan *request, 4096), done: make(chan struct{}), retryWait: o.RetryInterval, lock: lock}
 	seq, head, err := lastDurable(o.Dir, o.Chain, o.NoSync)
 	if err != nil {
+		l.unlock()
 		return nil, fmt.Errorf("audit.dir: reading the existing chain: %w", err)
 	}
-	l.seq, l.head = seq, head
+	l.seq, l.head, l.found = seq, head, seq
 	l.durable.Store(seq)
 	if err := l.writeBatch(nil, false); err != nil {
 		if seq == 0 {
 			l.closeFile()
+			l.unlock()
 			return nil, fmt.Errorf("audit.dir: starting the chain: %w", err)
 		}
 		// The chain exists: its next write starts the new file again.
@@ -238,12 +260,11 @@ func (l *Log) Dir() string { return l.o.Dir }
 func (l *Log) Signed(ctx context.Context, r *Record) error {
 	r.Type = TypeSigned
 	done := make(chan error, 1)
-	select {
-	case l.queue <- &request{rec: r, done: done}:
-	case <-l.done:
-		return ErrUnavailable
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	if queued, err := l.enqueue(ctx.Done(), &request{rec: r, done: done}); !queued {
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: the log is closed", ErrUnavailable)
 	}
 	select {
 	case err := <-done:
@@ -257,10 +278,25 @@ func (l *Log) Signed(ctx context.Context, r *Record) error {
 // fails, the record is kept and written again with the next batch.
 func (l *Log) Result(r *Record) {
 	r.Type = TypeResult
-	select {
-	case l.queue <- &request{rec: r}:
-	case <-l.done:
+	if queued, _ := l.enqueue(nil, &request{rec: r}); !queued {
 		l.lose([]*Record{r}, "the log is closed")
+	}
+}
+
+// enqueue hands r to the writer, unless the log is closing (a request
+// still running after Close): a record queued is always written or
+// answered, never left in a queue nobody reads.
+func (l *Log) enqueue(cancel <-chan struct{}, r *request) (bool, error) {
+	l.senders.Add(1)
+	defer l.senders.Add(-1)
+	if l.closing.Load() {
+		return false, nil
+	}
+	select {
+	case l.queue <- r:
+		return true, nil
+	case <-cancel:
+		return false, errors.New("gave up waiting for the writer")
 	}
 }
 
@@ -324,11 +360,22 @@ func (l *Log) run() {
 			}
 			writes = append(writes, r)
 		}
+		if closing {
+			// Take no more, and write what senders already committed to.
+			l.closing.Store(true)
+			for late := range l.lateRequests() {
+				batch = append(batch, late)
+				if late.rec != nil {
+					writes = append(writes, late)
+				}
+			}
+		}
 		err := l.writeBatch(writes, closing)
 		l.report(err, batch)
 		if closing {
 			err = l.finish(err)
 			l.closeFile()
+			l.unlock()
 			close(l.done)
 			for _, r := range batch {
 				if r.rec == nil {
@@ -336,6 +383,27 @@ func (l *Log) run() {
 				}
 			}
 			return
+		}
+	}
+}
+
+// lateRequests yields the requests queued until no sender is between its
+// check of closing and its send.
+func (l *Log) lateRequests() func(yield func(*request) bool) {
+	return func(yield func(*request) bool) {
+		for {
+			select {
+			case r := <-l.queue:
+				if !yield(r) {
+					return
+				}
+				continue
+			default:
+			}
+			if l.senders.Load() == 0 && len(l.queue) == 0 {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
 		}
 	}
 }
@@ -401,6 +469,16 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 	if err := l.recover(); err != nil {
 		l.failed("truncate", err)
 		return err
+	}
+	if l.f != nil && l.fileGone() {
+		// Records appended to an unlinked file vanish with it, and a
+		// restart would continue the chain from the previous file as if
+		// they had never been: go on in a new file, so that the deletion
+		// shows as missing records.
+		l.o.Metrics.AuditFailures.WithLabelValues("gone").Inc()
+		l.o.Logger.Error("audit log: the file being written was deleted or replaced by someone else; the chain goes on in a new file (audit verify will report the records it held as missing)",
+			zap.String("file", l.path), zap.Uint64("last_seq", l.seq))
+		l.closeFile()
 	}
 	rotate := l.rotationDue(now)
 	var recs []*Record
@@ -560,6 +638,21 @@ func (l *Log) openNext(firstSeq uint64, now time.Time) error {
 	return fmt.Errorf("no free file name for record %d in %s", firstSeq, l.o.Dir)
 }
 
+// fileGone reports whether the file being written is no longer the one
+// at its path (deleted, renamed, replaced).
+func (l *Log) fileGone() bool {
+	st, ok := l.f.(interface{ Stat() (fs.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	open, err := st.Stat()
+	if err != nil {
+		return false
+	}
+	named, err := os.Lstat(l.path)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(open, named)
+}
+
 func (l *Log) closeFile() {
 	if l.f != nil {
 		l.f.Close()
@@ -591,6 +684,11 @@ func (l *Log) recover() error {
 	l.dirty = false
 	return nil
 }
+
+// FailureStages are the values of roc_proxy_audit_failures_total's stage
+// label: opening, writing, syncing, removing a failed write's bytes,
+// signing a record, and finding the current file deleted or replaced.
+var FailureStages = []string{"open", "write", "sync", "truncate", "sign", "gone"}
 
 func (l *Log) failed(stage string, err error) {
 	l.o.Metrics.AuditFailures.WithLabelValues(stage).Inc()

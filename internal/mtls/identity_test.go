@@ -175,3 +175,32 @@ func TestChainFromFileWithoutKnownRoot(t *testing.T) {
 		t.Fatalf("sent chain has %d certificates, want leaf + intermediate", len(id.Certificate.Certificate))
 	}
 }
+
+// TestCheckSigningUsage: what may sign a SAML token or a partner's answer.
+// Real ORG_SIGN leaves (digitalSignature, nonRepudiation, emailProtection)
+// pass; the real SERV_SSL (serverAuth, clientAuth) does not.
+func TestCheckSigningUsage(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		ok   bool
+	}{
+		{"org-sign-asipsign-preuve-2022.pem", true},
+		{"org-sign-rpps-tra-expired-2019.pem", true},
+		{"org-sign-testsign-asip-2021.pem", true},
+		{"org-sign-testsign-ministere-2021.pem", true},
+		{"org-sign-tomwsrevoque-2022.pem", true},
+		{"serv-ssl-platines-qualif1-2020.pem", false},
+	} {
+		certs, err := trust.ReadCertificates("../../testdata/reference-pki/" + tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckSigningUsage(certs[0])
+		if tc.ok && err != nil {
+			t.Errorf("%s refused: %v", tc.file, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "is for serverAuth, clientAuth, not for signing documents")) {
+			t.Errorf("%s: %v", tc.file, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -56,11 +57,60 @@ func CheckRole(c *x509.Certificate, r Role) error {
 		if (hasEKU(x509.ExtKeyUsageClientAuth) || hasEKU(x509.ExtKeyUsageServerAuth)) && !hasEKU(x509.ExtKeyUsageEmailProtection) {
 			return fmt.Errorf("certificate %s is a TLS certificate (clientAuth/serverAuth usage), not a signing certificate (ORG_SIGN): one certificate, one usage", trust.SubjectDN(c))
 		}
-		if c.KeyUsage != 0 && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
-			return fmt.Errorf("certificate %s has neither digitalSignature nor nonRepudiation key usage, required of %s", trust.SubjectDN(c), r)
+		if err := CheckSigningUsage(c); err != nil {
+			return fmt.Errorf("%w, required of %s", err, r)
 		}
 	default:
 		return fmt.Errorf("unknown role %d", r)
 	}
 	return nil
+}
+
+// Extended key usages for other purposes than signing documents: a
+// certificate whose every usage is one of these (a TLS server or client,
+// an OCSP responder, a time-stamping authority...) signs no SAML token and
+// no partner answer.
+var notForDocuments = map[x509.ExtKeyUsage]string{
+	x509.ExtKeyUsageServerAuth:                     "serverAuth",
+	x509.ExtKeyUsageClientAuth:                     "clientAuth",
+	x509.ExtKeyUsageCodeSigning:                    "codeSigning",
+	x509.ExtKeyUsageTimeStamping:                   "timeStamping",
+	x509.ExtKeyUsageOCSPSigning:                    "OCSPSigning",
+	x509.ExtKeyUsageIPSECEndSystem:                 "ipsecEndSystem",
+	x509.ExtKeyUsageIPSECTunnel:                    "ipsecTunnel",
+	x509.ExtKeyUsageIPSECUser:                      "ipsecUser",
+	x509.ExtKeyUsageMicrosoftServerGatedCrypto:     "msSGC",
+	x509.ExtKeyUsageNetscapeServerGatedCrypto:      "nsSGC",
+	x509.ExtKeyUsageMicrosoftCommercialCodeSigning: "msCodeCom",
+	x509.ExtKeyUsageMicrosoftKernelCodeSigning:     "msKernelCodeSigning",
+}
+
+// CheckSigningUsage says why c may not sign documents (a SAML token, a
+// partner's SOAP answer), or returns nil. Its key usage, when present,
+// must include digitalSignature or nonRepudiation; its extended key
+// usage, when present, must name one usage for signing documents:
+// emailProtection (what IGC-Santé's signing leaves, ORG_SIGN, carry),
+// anyExtendedKeyUsage, or one Go has no name for (RFC 9336's
+// documentSigning, an authority's private usage). A certificate whose
+// every usage is for TLS or another known purpose (serverAuth, clientAuth,
+// OCSPSigning, timeStamping, codeSigning, IPsec) is refused: the partner's
+// TLS server key, issued by AC-SERVEUR beside the AC-SERVICES-APPLICATIFS
+// of the same bundle, must not sign what the SIH reads.
+func CheckSigningUsage(c *x509.Certificate) error {
+	if c.KeyUsage != 0 && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
+		return fmt.Errorf("certificate %s has neither digitalSignature nor nonRepudiation key usage", trust.SubjectDN(c))
+	}
+	if len(c.ExtKeyUsage) == 0 || len(c.UnknownExtKeyUsage) > 0 {
+		return nil
+	}
+	var others []string
+	for _, u := range c.ExtKeyUsage {
+		name, ok := notForDocuments[u]
+		if !ok {
+			return nil // emailProtection, any
+		}
+		others = append(others, name)
+	}
+	return fmt.Errorf("certificate %s is for %s, not for signing documents (its extended key usage): one certificate, one usage",
+		trust.SubjectDN(c), strings.Join(others, ", "))
 }

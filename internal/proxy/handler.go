@@ -390,7 +390,7 @@ func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
 		if err != nil || r.ResponseSignatures == nil {
 			return err
 		}
-		n, err := r.ResponseSignatures(body)
+		n, err := r.ResponseSignatures(res.Request.Context(), body)
 		if err == nil {
 			// The signature covers the bytes; the charset the SIH
 			// decodes them with must not change what they say.

@@ -479,7 +479,7 @@ func TestResponseSignaturePolicy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost}})
-			f.h.routes[0].ResponseSignatures = func([]byte) (int, error) { return 1, tc.verdict }
+			f.h.routes[0].ResponseSignatures = func(context.Context, []byte) (int, error) { return 1, tc.verdict }
 			f.h.routes[0].Enforce = tc.enforce
 			srv := f.server(t)
 			resp, err := srv.Client().Post(srv.URL+"/r/", "text/xml", nil)

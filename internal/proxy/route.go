@@ -41,7 +41,7 @@ type RouteSpec struct {
 	TokenHeaders []string
 	// ResponseSignatures, when set, verifies the partner's signed
 	// answers; Enforce makes a failure a 502 instead of a log line.
-	ResponseSignatures func(body []byte) (int, error)
+	ResponseSignatures func(ctx context.Context, body []byte) (int, error)
 	Enforce            bool
 	// Methods are the HTTP methods the route serves (default POST).
 	Methods []string

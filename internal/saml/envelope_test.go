@@ -145,3 +145,66 @@ func TestC1ControlsInValues(t *testing.T) {
 		t.Errorf("accented name refused: %v", err)
 	}
 }
+
+// TestFormatCharactersInValues plays a SIH (or a user whose name it copies
+// from a directory) putting invisible Unicode format characters (category
+// Cf) in identity headers: a right-to-left override makes `audit show`
+// and the logs display "DUPONT Jeanne" for a name signed as something
+// else, a zero-width space makes two identifiers that look the same
+// differ. Refused with a 400 naming the header and the character.
+func TestFormatCharactersInValues(t *testing.T) {
+	in := newInjector(t, vihfToken())
+	body := []byte(`<S:Envelope ` + s11 + `><S:Body/></S:Envelope>`)
+	for _, tc := range []struct{ header, value, char string }{
+		{HeaderUserName, "DUPONT \u202eenneaJ", "U+202E"}, // right-to-left override
+		{HeaderUserName, "DUPONT\u2066 Jeanne\u2069", "U+2066"},
+		{HeaderUserName, "DUPONT\u200b Jeanne", "U+200B"}, // zero-width space
+		{HeaderUserName, "\ufeffDUPONT Jeanne", "U+FEFF"},
+		{HeaderUserName, "DU\u00adPONT Jeanne", "U+00AD"},      // soft hyphen
+		{HeaderUserName, "DUPONT Jeanne\U000e0041", "U+E0041"}, // tag character
+		{HeaderUserRoles, "10^1.2.250.1.71.1.2.7^M\u200ddecin", "U+200D"},
+		{HeaderUserID, "8100\u200c02345678", "U+200C"},
+	} {
+		h := vihfHeaders()
+		h.Set(tc.header, tc.value)
+		_, err := in.Inject(h, body)
+		var ve *ValuesError
+		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.header) || !strings.Contains(err.Error(), tc.char) {
+			t.Errorf("%s=%q: error %v, want a ValuesError naming the header and %s", tc.header, tc.value, err, tc.char)
+		}
+	}
+}
+
+// TestUserIDCharacters: X-Roc-User-Id is an identifier (idNat_PS: 8 +
+// RPPS, 0 + ADELI, an internal login): printable ASCII without spaces. A
+// space, a no-break space or a letter beyond ASCII makes identifiers that
+// look alike differ in the signed token and the audit log.
+func TestUserIDCharacters(t *testing.T) {
+	in := newInjector(t, vihfToken())
+	body := []byte(`<S:Envelope ` + s11 + `><S:Body/></S:Envelope>`)
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"810002345678", true},
+		{"0751234567", true},
+		{"jdupont", true},
+		{"j.dupont@chu-exemple.fr", true},
+		{`CHU\jdupont`, true},
+		{"8 10002345678", false},
+		{"8100\u00a002345678", false},
+		{"hélène.dupont", false},
+		{"8100\uff1002345678", false}, // fullwidth digit
+	} {
+		h := vihfHeaders()
+		h.Set(HeaderUserID, tc.value)
+		_, err := in.Inject(h, body)
+		var ve *ValuesError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%q refused: %v", tc.value, err)
+		case !tc.ok && (!errors.As(err, &ve) || !strings.Contains(err.Error(), HeaderUserID+" must be printable ASCII without spaces")):
+			t.Errorf("%q: %v, want a ValuesError naming %s", tc.value, err, HeaderUserID)
+		}
+	}
+}

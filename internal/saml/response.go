@@ -2,6 +2,7 @@ package saml
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"mime"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,10 @@ import (
 	"github.com/beevik/etree"
 	dsig "github.com/russellhaering/goxmldsig"
 	"github.com/russellhaering/goxmldsig/etreeutils"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
 // ErrNoSignature: a partner's response carries no ds:Signature.
@@ -47,7 +53,10 @@ func ParseClark(s string) (QName, error) {
 // Verify guarantees that what the SIH reads is what the partner signed:
 // every ds:Signature verifies (references resolved by ID in this very
 // document, IDs unique, SHA-1 only when allowed, exclusive or inclusive
-// c14n 1.0 without comments), by a certificate chaining to Roots; the
+// c14n 1.0 without comments), by a certificate chaining to Roots through
+// Intermediates alone (not through certificates the answer carries), fit
+// for signing (mtls.CheckSigningUsage: not the partner's TLS certificate),
+// one of Signers when they are set, and not revoked (Revocation); the
 // element the route trusts (the SOAP Body, or SignedElement below it) is,
 // by its position in the tree, a node a verified reference points at or
 // lies under one; and nothing the SIH would read lies outside the signed
@@ -56,7 +65,9 @@ func ParseClark(s string) (QName, error) {
 // Timestamp, BinarySecurityToken), nothing but text in what no digest
 // covers (an unsigned Timestamp or BinarySecurityToken, a signature's
 // SignatureValue and KeyInfo), no text, comment or processing
-// instruction where it could be read as data, no DTD.
+// instruction where it could be read as data, no attribute but an Id on
+// what no digest covers, no DTD; and the answer is no larger than MaxNodes
+// and MaxDepth allow, counted before it is parsed.
 type ResponsePolicy struct {
 	Roots, Intermediates *x509.CertPool
 	// SignedElement is the path below the SOAP Body of the element the
@@ -64,13 +75,34 @@ type ResponsePolicy struct {
 	SignedElement []QName
 	// AllowSHA1 accepts RSA-SHA1 signatures and SHA-1 digests.
 	AllowSHA1 bool
-	Now       func() time.Time
+	// Signers, when set, are the subjects (RFC 2253, in either order) of
+	// the only certificates whose signatures are accepted: any
+	// certificate the bundles issued is not enough.
+	Signers []string
+	// Revocation, when set, checks the revocation status of each
+	// signer's verified chain (leaf first), under the route's revocation
+	// policy: a revoked signer is refused, one of unknown status under a
+	// hard policy too. It answers from the revocation cache; only a
+	// first contact fetches, bounded by the context given to Verify.
+	Revocation ChainChecker
+	// MaxNodes bounds the elements, attributes and text nodes of an
+	// answer, MaxDepth its nesting, checked before its tree is built
+	// (a tree takes up to 40 times the bytes it is read from); zero:
+	// config.DefaultResponseMaxNodes, config.DefaultResponseMaxDepth.
+	MaxNodes, MaxDepth int
+	Now                func() time.Time
 
 	// verified caches signing certificates whose chain verified, until
 	// the chain's first expiry (a route's answers come from a handful of
 	// certificates; a configuration reload builds a new policy).
 	mu       sync.Mutex
-	verified map[[32]byte]time.Time
+	verified map[[32]byte]verifiedSigner
+}
+
+// ChainChecker checks a verified chain's revocation status (leaf first):
+// revocation.RouteChecker.
+type ChainChecker interface {
+	CheckChain(ctx context.Context, chain []*x509.Certificate) error
 }
 
 // maxVerifiedSigners bounds the cache of verified signing certificates.
@@ -85,18 +117,26 @@ func untrusted(format string, args ...any) error {
 	return &ResponseError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// Bounds of an answer: nesting, signatures, references (counted as the
-// children of the signatures' children, a little more than the references).
+// Bounds of an answer: signatures, references (counted as the children of
+// the signatures' children, a little more than the references). Its size
+// and nesting are ResponsePolicy.MaxNodes and MaxDepth.
 const (
-	maxAnswerDepth      = 128
 	maxAnswerSignatures = 8
 	maxAnswerReferences = 64
 )
 
 // Verify checks a partner's answer and returns how many signatures it
 // verified. Errors are ErrNoSignature (nothing signed) or *ResponseError.
-func (p *ResponsePolicy) Verify(body []byte) (int, error) {
-	if err := checkAnswerSyntax(body); err != nil {
+// ctx bounds what the revocation check of a signer may fetch.
+func (p *ResponsePolicy) Verify(ctx context.Context, body []byte) (int, error) {
+	maxNodes, maxDepth := p.MaxNodes, p.MaxDepth
+	if maxNodes <= 0 {
+		maxNodes = config.DefaultResponseMaxNodes
+	}
+	if maxDepth <= 0 {
+		maxDepth = config.DefaultResponseMaxDepth
+	}
+	if err := checkAnswerSyntax(body, maxNodes, maxDepth); err != nil {
 		return 0, err
 	}
 	doc := etree.NewDocument()
@@ -135,7 +175,7 @@ func (p *ResponsePolicy) Verify(body []byte) (int, error) {
 	covered := map[*etree.Element]bool{}
 	signed := make([][]*etree.Element, len(sigs))
 	for i, s := range sigs {
-		nodes, err := p.verifySignature(s, root, ids)
+		nodes, err := p.verifySignature(ctx, s, root, ids)
 		if err != nil {
 			return i, untrusted("signature %d: %v", i+1, err)
 		}
@@ -220,19 +260,35 @@ func CheckAnswerCharset(contentType string) error {
 // checkAnswerSyntax holds the answer to the scanner's well-formedness
 // (DTD refused) and refuses comments and processing instructions inside
 // it: c14n without comments leaves them out of what is signed, and a
-// parser may read "1<!---->2.50" as "1".
-func checkAnswerSyntax(body []byte) error {
-	s := newScanner(body, maxAnswerDepth)
+// parser may read "1<!---->2.50" as "1". It bounds the answer's tree
+// before one is built: at most maxNodes elements, attributes and text
+// nodes (each costs the tree 100 to 200 bytes, whatever its size in the
+// answer: 4 bytes for <a/>), nested at most maxDepth deep.
+func checkAnswerSyntax(body []byte, maxNodes, maxDepth int) error {
+	s := newScanner(body, maxDepth)
 	defer s.release()
 	if err := s.start(); err != nil {
 		return untrusted("the answer is not well-formed XML: %v", err)
 	}
+	nodes := 0
 	for {
 		if err := s.next(); err != nil {
-			if errors.Is(err, errDTD) {
+			var se *SyntaxError
+			switch {
+			case errors.Is(err, errDTD):
 				return untrusted("a DTD in the answer is not accepted")
+			case errors.As(err, &se) && strings.HasPrefix(se.Msg, "nesting deeper than"):
+				return untrusted("the answer has %v (response_signature.max_depth)", err)
 			}
 			return untrusted("the answer is not well-formed XML: %v", err)
+		}
+		if s.kind != tokEOF && s.kind != tokEnd {
+			if nodes++; s.kind == tokStart {
+				nodes += len(s.attrs)
+			}
+			if nodes > maxNodes {
+				return untrusted("the answer has more than %d elements, attributes and text nodes (response_signature.max_nodes)", maxNodes)
+			}
 		}
 		switch s.kind {
 		case tokEOF:
@@ -315,8 +371,54 @@ func textChildren(el *etree.Element, ns string, names ...string) error {
 		if c.NamespaceURI() != ns || !slices.Contains(names, c.Tag) {
 			return fmt.Errorf("%s holds <%s>, which it may not (nothing signs it)", el.FullTag(), c.FullTag())
 		}
+		allowed := []QName(nil)
+		if ns == NSWSU {
+			allowed = []QName{attrWSUID} // wsu:Created, wsu:Expires
+		}
+		if err := unsignedAttrs(c, allowed...); err != nil {
+			return err
+		}
 		if err := leaf(c); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// Attributes what no digest covers may carry: the Id the XML-DSig schema
+// gives a signature and its parts, wsu:Id, and what the WS-Security
+// schemas require.
+var (
+	attrID        = QName{Local: "Id"}
+	attrWSUID     = QName{Space: NSWSU, Local: "Id"}
+	attrURI       = QName{Local: "URI"}
+	attrValueType = QName{Local: "ValueType"}
+	attrEncType   = QName{Local: "EncodingType"}
+	// attrTokenType is WSS 1.1's wsse11:TokenType of a
+	// SecurityTokenReference.
+	attrTokenType = QName{Space: "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd", Local: "TokenType"}
+)
+
+// unsignedAttrs refuses el's attributes but namespace declarations and
+// those allowed: el lies outside what any digest covers, and a value
+// forged there is what a SIH reading the attribute would take for the
+// partner's.
+func unsignedAttrs(el *etree.Element, allowed ...QName) error {
+	for i := range el.Attr {
+		a := &el.Attr[i]
+		if a.Space == "xmlns" || a.Space == "" && a.Key == "xmlns" {
+			continue
+		}
+		q := QName{Local: a.Key}
+		if a.Space != "" {
+			// Prefixes are declared (checkAnswerSyntax) but xml's,
+			// which no allowed name is in.
+			if q.Space = a.NamespaceURI(); q.Space == "" {
+				return fmt.Errorf("%s carries the unsigned attribute %s", el.FullTag(), a.FullKey())
+			}
+		}
+		if !slices.Contains(allowed, q) {
+			return fmt.Errorf("%s carries the unsigned attribute %s", el.FullTag(), a.FullKey())
 		}
 	}
 	return nil
@@ -473,7 +575,7 @@ func dsChildren(el *etree.Element, names ...string) (map[string][]*etree.Element
 
 // verifySignature checks one signature and returns the nodes its
 // references point at.
-func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex) ([]*etree.Element, error) {
+func (p *ResponsePolicy) verifySignature(ctx context.Context, sig, root *etree.Element, ids *idIndex) ([]*etree.Element, error) {
 	for _, c := range sig.ChildElements() {
 		if c.Tag == "Object" && c.NamespaceURI() == NSDSig {
 			return nil, errors.New("ds:Object is not accepted: nothing the SIH reads may travel beside the signature")
@@ -483,9 +585,15 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	if err != nil {
 		return nil, err
 	}
-	// SignatureValue and KeyInfo are outside what the signature signs,
-	// even when it lies inside the signed element (enveloped-signature):
-	// text only, where the schema says so.
+	// The Signature element, its SignatureValue and KeyInfo are outside
+	// what the signature signs, even when it lies inside the signed
+	// element (enveloped-signature): text only, where the schema says
+	// so, and no attribute but their Id.
+	for _, el := range []*etree.Element{sig, parts["SignatureValue"][0], parts["KeyInfo"][0]} {
+		if err := unsignedAttrs(el, attrID); err != nil {
+			return nil, err
+		}
+	}
 	if err := leaf(parts["SignatureValue"][0]); err != nil {
 		return nil, err
 	}
@@ -503,7 +611,7 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := p.signingCertificate(parts["KeyInfo"][0], ids)
+	cert, chain, err := p.signingCertificate(parts["KeyInfo"][0], ids)
 	if err != nil {
 		return nil, err
 	}
@@ -526,6 +634,13 @@ func (p *ResponsePolicy) verifySignature(sig, root *etree.Element, ids *idIndex)
 			return nil, fmt.Errorf("reference %d (%s): %w", i+1, ref.SelectAttrValue("URI", ""), err)
 		}
 		nodes = append(nodes, n)
+	}
+	// Asked only of a signature whose value and digests verify: a forged
+	// or tampered answer makes no revocation fetch.
+	if p.Revocation != nil {
+		if err := p.Revocation.CheckChain(ctx, chain); err != nil {
+			return nil, fmt.Errorf("signing certificate: %w", err)
+		}
 	}
 	return nodes, nil
 }
@@ -629,11 +744,7 @@ func canonicalize(el, method, removeSig *etree.Element) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("canonicalization %q is not accepted (exclusive or inclusive c14n 1.0, without comments)", alg)
 	}
-	ctx, err := etreeutils.NSBuildParentContext(el)
-	if err != nil {
-		return nil, err
-	}
-	detached, err := etreeutils.NSDetatch(ctx, el)
+	detached, err := detach(el)
 	if err != nil {
 		return nil, err
 	}
@@ -648,6 +759,43 @@ func canonicalize(el, method, removeSig *etree.Element) ([]byte, error) {
 	return canon.Canonicalize(detached)
 }
 
+// detach copies el with the namespace declarations in scope at el put on
+// the copy: etreeutils.NSDetatch, without its limit of 1,000 elements,
+// which refused legitimate answers of a few hundred lines (the answer's
+// size is bounded before its tree is built: ResponsePolicy.MaxNodes).
+func detach(el *etree.Element) (*etree.Element, error) {
+	ctx, err := etreeutils.NSBuildParentContext(el)
+	if err != nil {
+		return nil, err
+	}
+	if ctx, err = ctx.SubContext(el); err != nil {
+		return nil, err
+	}
+	cp := el.Copy()
+	attrs := make([]etree.Attr, 0, len(cp.Attr)+4)
+	for _, a := range cp.Attr {
+		if a.Space != "xmlns" && !(a.Space == "" && a.Key == "xmlns") {
+			attrs = append(attrs, a)
+		}
+	}
+	for prefix, ns := range ctx.Prefixes() {
+		switch {
+		case prefix == "xmlns" || prefix == "xml":
+		case prefix == "":
+			// NSContext maps the default prefix to the XML namespace
+			// while no default namespace is declared.
+			if ns != etreeutils.XMLNamespace {
+				attrs = append(attrs, etree.Attr{Key: "xmlns", Value: ns})
+			}
+		default:
+			attrs = append(attrs, etree.Attr{Space: "xmlns", Key: prefix, Value: ns})
+		}
+	}
+	sort.Sort(etreeutils.SortedAttrs(attrs))
+	cp.Attr = attrs
+	return cp, nil
+}
+
 // childPath is the list of child indexes from anc down to el.
 func childPath(anc, el *etree.Element) []int {
 	var path []int
@@ -658,15 +806,15 @@ func childPath(anc, el *etree.Element) []int {
 }
 
 // signingCertificate reads the signer's certificate from KeyInfo (X509Data,
-// or a WS-Security reference to a BinarySecurityToken of this answer) and
-// verifies its chain.
-func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x509.Certificate, error) {
+// or a WS-Security reference to a BinarySecurityToken of this answer),
+// verifies its chain and returns it with the chain.
+func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x509.Certificate, []*x509.Certificate, error) {
 	if hasText(ki) {
-		return nil, errors.New("text in ds:KeyInfo")
+		return nil, nil, errors.New("text in ds:KeyInfo")
 	}
 	kids := ki.ChildElements()
 	if len(kids) != 1 {
-		return nil, errors.New("ds:KeyInfo must hold one X509Data or one wsse:SecurityTokenReference")
+		return nil, nil, errors.New("ds:KeyInfo must hold one X509Data or one wsse:SecurityTokenReference")
 	}
 	var ders [][]byte
 	decode := func(s string) ([]byte, error) {
@@ -675,121 +823,139 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 	switch k := kids[0]; {
 	case k.Tag == "X509Data" && k.NamespaceURI() == NSDSig:
 		if hasText(k) {
-			return nil, fmt.Errorf("text in %s", k.FullTag())
+			return nil, nil, fmt.Errorf("text in %s", k.FullTag())
+		}
+		if err := unsignedAttrs(k); err != nil {
+			return nil, nil, err
 		}
 		for _, c := range k.ChildElements() {
 			if c.NamespaceURI() != NSDSig {
-				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+				return nil, nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
 			}
-			var err error
-			if c.Tag == "X509IssuerSerial" {
+			err := unsignedAttrs(c)
+			if err == nil && c.Tag == "X509IssuerSerial" {
 				err = textChildren(c, NSDSig, "X509IssuerName", "X509SerialNumber")
-			} else {
+			} else if err == nil {
 				err = leaf(c)
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			switch c.Tag {
 			case "X509Certificate":
 				der, err := decode(c.Text())
 				if err != nil {
-					return nil, errors.New("X509Certificate is not base64")
+					return nil, nil, errors.New("X509Certificate is not base64")
 				}
 				ders = append(ders, der)
 			case "X509IssuerSerial", "X509SubjectName", "X509SKI":
 			default:
-				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+				return nil, nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
 			}
 		}
 	case k.Tag == "SecurityTokenReference" && k.NamespaceURI() == NSWSSE:
 		refs := k.ChildElements()
 		if hasText(k) || len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
-			return nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
+			return nil, nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
+		}
+		if err := unsignedAttrs(k, attrWSUID, attrTokenType); err != nil {
+			return nil, nil, err
+		}
+		if err := unsignedAttrs(refs[0], attrURI, attrValueType); err != nil {
+			return nil, nil, err
 		}
 		if err := leaf(refs[0]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		uri := refs[0].SelectAttrValue("URI", "")
 		if !strings.HasPrefix(uri, "#") {
-			return nil, fmt.Errorf("wsse:Reference %q is not a same-document reference", uri)
+			return nil, nil, fmt.Errorf("wsse:Reference %q is not a same-document reference", uri)
 		}
 		bst, err := ids.resolve(uri[1:])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if bst.Tag != "BinarySecurityToken" || bst.NamespaceURI() != NSWSSE || bst.SelectAttrValue("ValueType", "") != valueX509v3 ||
 			bst.SelectAttrValue("EncodingType", encBase64) != encBase64 {
-			return nil, errors.New("the wsse:Reference does not point at an X.509 v3 BinarySecurityToken")
+			return nil, nil, errors.New("the wsse:Reference does not point at an X.509 v3 BinarySecurityToken")
 		}
 		der, err := decode(bst.Text())
 		if err != nil {
-			return nil, errors.New("BinarySecurityToken is not base64")
+			return nil, nil, errors.New("BinarySecurityToken is not base64")
 		}
 		ders = append(ders, der)
 	default:
-		return nil, fmt.Errorf("<%s> is not accepted in ds:KeyInfo", k.FullTag())
+		return nil, nil, fmt.Errorf("<%s> is not accepted in ds:KeyInfo", k.FullTag())
 	}
 	if len(ders) == 0 {
-		return nil, errors.New("no signing certificate in KeyInfo")
+		return nil, nil, errors.New("no signing certificate in KeyInfo")
 	}
-	certs := make([]*x509.Certificate, len(ders))
-	for i, der := range ders {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("signing certificate: %w", err)
+	// The signer's certificate comes first. Others (the partner's
+	// intermediates) are not used: the chain is built from the bundles
+	// alone, so that a bundle holding only the signing authority
+	// (AC-SERVICES-APPLICATIFS) keeps out certificates another authority
+	// of the same PKI (AC-SERVEUR) issued, whatever the answer carries.
+	for _, der := range ders[1:] {
+		if _, err := x509.ParseCertificate(der); err != nil {
+			return nil, nil, fmt.Errorf("certificate in KeyInfo: %w", err)
 		}
-		certs[i] = c
 	}
-	inter := x509.NewCertPool()
-	if p.Intermediates != nil {
-		inter = p.Intermediates.Clone()
-	}
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
+	signer, err := x509.ParseCertificate(ders[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing certificate: %w", err)
 	}
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
 	}
-	signer := certs[0]
-	if err := p.verifyChain(signer, inter, now); err != nil {
-		return nil, err
+	chain, err := p.verifyChain(signer, now)
+	if err != nil {
+		return nil, nil, err
 	}
-	if signer.KeyUsage != 0 && signer.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
-		return nil, errors.New("signing certificate: its key usage does not allow signatures")
-	}
-	return signer, nil
+	return signer, chain, nil
 }
 
-// verifyChain verifies signer's chain up to Roots at now, or finds it
-// verified before and not expired since.
-func (p *ResponsePolicy) verifyChain(signer *x509.Certificate, inter *x509.CertPool, now time.Time) error {
+// verifiedSigner is a signing certificate found fit, and its chain.
+type verifiedSigner struct {
+	until time.Time // the chain's first expiry
+	chain []*x509.Certificate
+}
+
+// verifyChain verifies signer's chain up to Roots at now, its fitness for
+// signing and the route's list of signers, or finds it verified before and
+// not expired since. It returns the verified chain, leaf first.
+func (p *ResponsePolicy) verifyChain(signer *x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
 	key := sha256.Sum256(signer.Raw)
 	p.mu.Lock()
-	until, ok := p.verified[key]
+	v, ok := p.verified[key]
 	p.mu.Unlock()
-	if ok && now.Before(until) && !now.Before(signer.NotBefore) {
-		return nil
+	if ok && now.Before(v.until) && !now.Before(signer.NotBefore) {
+		return v.chain, nil
 	}
-	chains, err := signer.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: inter, CurrentTime: now,
+	chains, err := signer.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: p.Intermediates, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
-		return fmt.Errorf("signing certificate: %w", err)
+		return nil, fmt.Errorf("signing certificate: %w", err)
 	}
-	until = signer.NotAfter
+	if err := mtls.CheckSigningUsage(signer); err != nil {
+		return nil, fmt.Errorf("signing certificate: %w", err)
+	}
+	if len(p.Signers) > 0 && !slices.ContainsFunc(p.Signers, func(dn string) bool { return config.DNMatches(dn, signer.RawSubject) }) {
+		return nil, fmt.Errorf("signing certificate %s is not one of response_signature.signers", trust.SubjectDN(signer))
+	}
+	v = verifiedSigner{until: signer.NotAfter, chain: chains[0]}
 	for _, c := range chains[0] {
-		if c.NotAfter.Before(until) {
-			until = c.NotAfter
+		if c.NotAfter.Before(v.until) {
+			v.until = c.NotAfter
 		}
 	}
 	p.mu.Lock()
 	if p.verified == nil || len(p.verified) >= maxVerifiedSigners {
-		p.verified = map[[32]byte]time.Time{}
+		p.verified = map[[32]byte]verifiedSigner{}
 	}
-	p.verified[key] = until
+	p.verified[key] = v
 	p.mu.Unlock()
-	return nil
+	return v.chain, nil
 }
 
 // checkBody: the trusted element is covered, and on its way from the Body
@@ -841,6 +1007,11 @@ func checkHeader(header *etree.Element, covers func(*etree.Element) bool) error 
 		if hasText(c) {
 			return untrusted("the WS-Security header holds unsigned text")
 		}
+		soapNS := header.NamespaceURI()
+		if err := unsignedAttrs(c, QName{Space: soapNS, Local: "mustUnderstand"}, QName{Space: soapNS, Local: "actor"},
+			QName{Space: soapNS, Local: "role"}, attrWSUID); err != nil {
+			return untrusted("%v", err)
+		}
 		for _, e := range c.ChildElements() {
 			if covers(e) {
 				continue
@@ -852,9 +1023,13 @@ func checkHeader(header *etree.Element, covers func(*etree.Element) bool) error 
 			switch ns := e.NamespaceURI(); {
 			case e.Tag == "Signature" && ns == NSDSig:
 			case e.Tag == "Timestamp" && ns == NSWSU:
-				err = textChildren(e, NSWSU, "Created", "Expires")
+				if err = unsignedAttrs(e, attrWSUID); err == nil {
+					err = textChildren(e, NSWSU, "Created", "Expires")
+				}
 			case e.Tag == "BinarySecurityToken" && ns == NSWSSE:
-				err = leaf(e)
+				if err = unsignedAttrs(e, attrWSUID, attrValueType, attrEncType); err == nil {
+					err = leaf(e)
+				}
 			default:
 				return untrusted("<%s> in the WS-Security header is not covered by a verified signature", e.FullTag())
 			}

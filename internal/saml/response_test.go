@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -42,7 +43,7 @@ func TestResponsePolicy(t *testing.T) {
 			if a.SignedElement {
 				policy.SignedElement = []QName{element}
 			}
-			n, err := policy.Verify(a.Body)
+			n, err := policy.Verify(context.Background(), a.Body)
 			if a.Refusal == "" {
 				if err != nil || n == 0 {
 					t.Fatalf("legitimate answer refused: %d %v\n%s", n, err, a.Body)
@@ -71,7 +72,7 @@ func BenchmarkResponsePolicy(b *testing.B) {
 	b.SetBytes(int64(len(answer)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := policy.Verify(answer); err != nil {
+		if _, err := policy.Verify(context.Background(), answer); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -87,7 +88,7 @@ func BenchmarkResponsePolicyDuplicateIDs(b *testing.B) {
 	b.SetBytes(int64(len(answer)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := policy.Verify(answer); err == nil || !strings.Contains(err.Error(), `ID "x" is carried by 10000 elements`) {
+		if _, err := policy.Verify(context.Background(), answer); err == nil || !strings.Contains(err.Error(), `ID "x" is carried by 10000 elements`) {
 			b.Fatal(err)
 		}
 	}
@@ -116,7 +117,7 @@ func FuzzResponsePolicy(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, policy := range policies {
-			if _, err := policy.Verify(body); err != nil {
+			if _, err := policy.Verify(context.Background(), body); err != nil {
 				continue
 			}
 			doc := etree.NewDocument()
@@ -130,4 +131,28 @@ func FuzzResponsePolicy(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestResponsePolicyKnownLimits holds the README's honest limits to what
+// they say: these answers are legitimate (xmlsec1 verifies them) and
+// refused (goxmldsig canonicalizes them otherwise: the digest does not
+// match). Should goxmldsig change, this test says the README must too.
+func TestResponsePolicyKnownLimits(t *testing.T) {
+	p := testpki.MustShared(t)
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AddCert(p.OSIRoot.Cert)
+	inter.AddCert(p.OSIServicesApplicatifs.Cert)
+	policy := &ResponsePolicy{Roots: roots, Intermediates: inter, Now: time.Now}
+	for _, l := range samltest.KnownLimits(t, amcSigner(t, p.OSIServicesApplicatifs)) {
+		if err := samltest.Verify(t, l.Body, p.OSIRoot.Cert, []*x509.Certificate{p.OSIServicesApplicatifs.Cert}, l.IDArgs...); err != nil {
+			t.Fatalf("%s: not legitimate for xmlsec1: %v", l.Name, err)
+		}
+		tampered := []byte(strings.Replace(string(l.Body), samltest.Amount, samltest.ForgedAmount, 1))
+		if err := samltest.Verify(t, tampered, p.OSIRoot.Cert, []*x509.Certificate{p.OSIServicesApplicatifs.Cert}, l.IDArgs...); err == nil {
+			t.Fatalf("%s: xmlsec1 accepts the tampered answer: the referee proves nothing", l.Name)
+		}
+		if _, err := policy.Verify(context.Background(), l.Body); err == nil || !strings.Contains(err.Error(), "the digest does not match") {
+			t.Errorf("%s: %v, want the known refusal (digest)", l.Name, err)
+		}
+	}
 }

@@ -68,6 +68,10 @@ var (
 	// optional 2-digit key.
 	insRE = regexp.MustCompile(`^[0-9]{5}(?:[0-9]{2}|2A|2B)[0-9]{6}(?:[0-9]{2})?$`)
 	urnRE = regexp.MustCompile(`^urn:[A-Za-z0-9][A-Za-z0-9:._-]{1,250}$`)
+	// userIDRE: the user's identifier (idNat_PS 8 + RPPS, 0 + ADELI, an
+	// internal login) is printable ASCII without spaces: identifiers that
+	// look alike are the same bytes in the token and the audit log.
+	userIDRE = regexp.MustCompile(`^[!-~]+$`)
 )
 
 // ParseValues reads the VIHF values of a request. Every problem is reported.
@@ -94,6 +98,16 @@ func ParseValues(h http.Header, defaultCodeSystem string) (*Values, error) {
 			problems = append(problems, name+" must be UTF-8 text of at most 256 bytes of XML characters without control characters")
 			return ""
 		}
+		// Nor an invisible format character (Cf: bidirectional
+		// overrides and isolates, zero-width characters, the BOM, tag
+		// characters): `audit show` and the logs would display the
+		// value as something else than what is signed ("DUPONT
+		// \u202eenneaJ" shows as "DUPONT Jeanne").
+		if i := strings.IndexFunc(v, func(r rune) bool { return unicode.Is(unicode.Cf, r) }); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(v[i:])
+			problems = append(problems, fmt.Sprintf("%s holds the invisible format character U+%04X (bidirectional control, zero-width or tag character): logs and audit records would show it misleadingly", name, r))
+			return ""
+		}
 		return v
 	}
 	v := &Values{
@@ -103,6 +117,9 @@ func ParseValues(h http.Header, defaultCodeSystem string) (*Values, error) {
 		PurposeOfUse:    get(HeaderPurposeOfUse, false),
 		AuthnContext:    get(HeaderAuthnContext, false),
 		Confidentiality: get(HeaderConfidentiality, false),
+	}
+	if v.UserID != "" && !userIDRE.MatchString(v.UserID) {
+		problems = append(problems, HeaderUserID+" must be printable ASCII without spaces (an identifier: 8 + RPPS, 0 + ADELI, a login)")
 	}
 	if v.PatientINS != "" && !insRE.MatchString(v.PatientINS) {
 		problems = append(problems, HeaderPatientINS+" is not an INS (13 characters and an optional 2-digit key)")

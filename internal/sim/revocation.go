@@ -293,4 +293,5 @@ func (s *RevocationServer) PublishFor(p *testpki.PKI) {
 	s.AddCA("aci-el-org", p.SanteOrg)
 	s.AddCA("osi-root", p.OSIRoot)
 	s.AddCA("ac-serveur", p.OSIServeur)
+	s.AddCA("ac-services-applicatifs", p.OSIServicesApplicatifs)
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -50,13 +51,14 @@ type SyslogCollector struct {
 	ln   net.Listener
 	mode atomic.Int32
 
-	mu     sync.Mutex
-	msgs   []SyslogMessage
-	errs   []error
-	conns  map[net.Conn]bool
-	resume *sync.Cond
-	wg     sync.WaitGroup
-	closed bool
+	mu      sync.Mutex
+	msgs    []SyslogMessage
+	dropped []SyslogMessage
+	errs    []error
+	conns   map[net.Conn]bool
+	resume  *sync.Cond
+	wg      sync.WaitGroup
+	closed  bool
 }
 
 // StartSyslogCollector listens on 127.0.0.1:0, with TLS when cfg is set.
@@ -116,6 +118,15 @@ func (c *SyslogCollector) Messages() []SyslogMessage {
 	return append([]SyslogMessage(nil), c.msgs...)
 }
 
+// Dropped returns the messages acknowledged by the collector's TCP while
+// it was resetting its connections (read, or waiting in the connections it
+// accepted only to reset them), and dropped.
+func (c *SyslogCollector) Dropped() []SyslogMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]SyslogMessage(nil), c.dropped...)
+}
+
 // Errors returns the framing and header errors seen.
 func (c *SyslogCollector) Errors() []error {
 	c.mu.Lock()
@@ -144,6 +155,11 @@ func (c *SyslogCollector) accept() {
 			return
 		}
 		if c.mode.Load() == CollectorReset {
+			// The kernel completed the handshake and may have
+			// acknowledged what the sender wrote before this accept: read
+			// what is already there (without waiting) and keep it apart as
+			// dropped, like what a collector reads as it goes down.
+			c.dropBuffered(conn)
 			if tc, ok := conn.(*net.TCPConn); ok {
 				tc.SetLinger(0)
 			}
@@ -199,13 +215,48 @@ func (c *SyslogCollector) serve(conn net.Conn) {
 		}
 		c.mu.Lock()
 		if c.mode.Load() == CollectorReset {
+			// A dead collector keeps nothing, though its TCP acknowledged
+			// the message (what plain syslog cannot tell): kept apart so
+			// that a test can tell this loss from the sender's.
+			c.dropped = append(c.dropped, m)
 			c.mu.Unlock()
-			return // a dead collector keeps nothing
+			return
 		}
 		if !c.Discard.Load() {
 			c.msgs = append(c.msgs, m)
 		}
 		c.Received.Add(1)
+		c.mu.Unlock()
+	}
+}
+
+// dropBuffered records as dropped the frames already received on conn.
+func (c *SyslogCollector) dropBuffered(conn net.Conn) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 1<<20)
+	n := 0
+	raw.Read(func(fd uintptr) bool {
+		n, _ = syscall.Read(int(fd), buf) // non-blocking: only what is there
+		return true
+	})
+	if n <= 0 {
+		return
+	}
+	r := bufio.NewReader(bytes.NewReader(buf[:n]))
+	for {
+		m, err := ReadSyslogFrame(r)
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		c.dropped = append(c.dropped, m)
 		c.mu.Unlock()
 	}
 }

@@ -190,6 +190,26 @@ func (p *PKI) IssueServerFor(ca *Cert, caName, name string, o Options) (*Cert, e
 	return c, nil
 }
 
+// IssueAnswerSigner issues the certificate an AMC signs its answers with,
+// from ca (AC-SERVICES-APPLICATIFS, whose revocation status is published
+// under caName): digitalSignature and nonRepudiation, no extended key
+// usage. The IGC OSI's signing profile is not public; IGC-Santé's signing
+// leaves (ORG_SIGN) add emailProtection, which tests add where they need
+// it.
+func (p *PKI) IssueAnswerSigner(ca *Cert, caName, cn string, o Options) (*Cert, error) {
+	c, err := ca.Issue(Template{
+		Subject:     pkix.Name{CommonName: cn, Organization: []string{"AMC SIMULEE"}, Country: []string{"FR"}},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
+		CRLURL:      o.CRLURL(caName),
+		OCSPURL:     o.OCSPURL(),
+		DeltaCRLURL: o.DeltaCRLURL(caName),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("testpki: answer signer %q: %w", cn, err)
+	}
+	return c, nil
+}
+
 // Names of the simulated AMC servers in the Shared hierarchy.
 const (
 	AnnuaireHost = "annuaire.amc.test"

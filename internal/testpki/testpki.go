@@ -36,10 +36,13 @@ type Template struct {
 	IsCA        bool
 	KeyUsage    x509.KeyUsage
 	ExtKeyUsage []x509.ExtKeyUsage
-	DNSNames    []string
-	IPAddresses []net.IP
-	NotBefore   time.Time
-	NotAfter    time.Time
+	// UnknownExtKeyUsage are extended key usages Go has no name for
+	// (documentSigning, an authority's private usage).
+	UnknownExtKeyUsage []asn1.ObjectIdentifier
+	DNSNames           []string
+	IPAddresses        []net.IP
+	NotBefore          time.Time
+	NotAfter           time.Time
 	// CRLURL and OCSPURL, when set, go into the CRL distribution point and
 	// the Authority Information Access extension; DeltaCRLURL into a
 	// Freshest CRL extension (delta CRL pointer).
@@ -125,6 +128,7 @@ func issue(parent *Cert, t Template) (*Cert, error) {
 		NotAfter:              t.NotAfter,
 		KeyUsage:              t.KeyUsage,
 		ExtKeyUsage:           t.ExtKeyUsage,
+		UnknownExtKeyUsage:    t.UnknownExtKeyUsage,
 		DNSNames:              t.DNSNames,
 		IPAddresses:           t.IPAddresses,
 		BasicConstraintsValid: true,

@@ -6,6 +6,9 @@ package samltest
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,12 +92,70 @@ func Sign(t testing.TB, doc string, signer *testpki.Cert, args ...string) []byte
 	return out
 }
 
+// Verify checks doc's signatures with xmlsec1 (the referee of what a
+// legitimate answer is), trusting root, with intermediates untrusted;
+// args are xmlsec1's --id-attr arguments.
+func Verify(t testing.TB, doc []byte, root *x509.Certificate, intermediates []*x509.Certificate, args ...string) error {
+	t.Helper()
+	bin := XMLSec1(t)
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	argv := []string{"--verify", "--trusted-pem", write("root.pem", testpki.PEM(root))}
+	for i, c := range intermediates {
+		argv = append(argv, "--untrusted-pem", write(fmt.Sprintf("ca%d.pem", i), testpki.PEM(c)))
+	}
+	argv = append(append(argv, args...), write("doc.xml", doc))
+	if out, err := exec.Command(bin, argv...).CombinedOutput(); err != nil {
+		return fmt.Errorf("xmlsec1 --verify: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// KnownLimit is a legitimate answer (xmlsec1 signs and verifies it) that
+// the verifier refuses: goxmldsig's canonicalization differs from the
+// standard's there, and the digest does not match (it fails closed).
+type KnownLimit struct {
+	Name string
+	Body []byte
+	// IDArgs are xmlsec1's --id-attr arguments to verify Body.
+	IDArgs []string
+}
+
+// KnownLimits builds the answers README's "honest limits" describe,
+// signed by signer.
+func KnownLimits(t testing.TB, signer *testpki.Cert) []KnownLimit {
+	t.Helper()
+	const algInc = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+	answer := func(envAttrs, c14n, body string) []byte {
+		s := sig{uris: []string{"#body-1"}}.String()
+		s = strings.Replace(s, `<ds:Transform Algorithm="`+algExc+`"/></ds:Transforms>`, `<ds:Transform Algorithm="`+c14n+`"/></ds:Transforms>`, 1)
+		return Sign(t, xmlDecl+`<S:Envelope xmlns:S="`+NSSOAP11+`" xmlns:wsu="`+NSWSU+`"`+envAttrs+`><S:Header>`+secOpen+s+`</wsse:Security></S:Header>`+
+			`<S:Body wsu:Id="body-1">`+body+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	}
+	ids := idArgs(idBody)
+	return []KnownLimit{
+		{"exclusive c14n: a redundant xmlns=\"\" in the signed element",
+			answer("", algExc, `<idb:reponseDroits xmlns:idb="`+NSIDB+`"><montant xmlns="">`+Amount+`</montant></idb:reponseDroits>`), ids},
+		{"inclusive c14n: an xml:lang inherited from the Envelope",
+			answer(` xml:lang="fr"`, algInc, response("", Amount, "")), ids},
+	}
+}
+
 // sig is a ds:Signature template.
 type sig struct {
 	uris      []string
 	enveloped bool
 	sha1      bool
 	keyInfo   string // default X509Data
+	// ids puts an Id on the Signature, its SignatureValue and KeyInfo,
+	// as some toolkits (WSS4J) write them.
+	ids bool
 }
 
 func (s sig) String() string {
@@ -102,8 +163,12 @@ func (s sig) String() string {
 	if s.sha1 {
 		sm, dm = algRSASHA1, algSHA1
 	}
+	sigID, valueID, keyInfoID := "", "", ""
+	if s.ids {
+		sigID, valueID, keyInfoID = ` Id="SIG-1"`, ` Id="SV-1"`, ` Id="KI-1"`
+	}
 	var b strings.Builder
-	b.WriteString(`<ds:Signature xmlns:ds="` + NSDSig + `"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="` + algExc + `"/>`)
+	b.WriteString(`<ds:Signature` + sigID + ` xmlns:ds="` + NSDSig + `"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="` + algExc + `"/>`)
 	b.WriteString(`<ds:SignatureMethod Algorithm="` + sm + `"/>`)
 	for _, uri := range s.uris {
 		b.WriteString(`<ds:Reference URI="` + uri + `"><ds:Transforms>`)
@@ -116,7 +181,7 @@ func (s sig) String() string {
 	if ki == "" {
 		ki = `<ds:X509Data><ds:X509Certificate/></ds:X509Data>`
 	}
-	b.WriteString(`</ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo>` + ki + `</ds:KeyInfo></ds:Signature>`)
+	b.WriteString(`</ds:SignedInfo><ds:SignatureValue` + valueID + `/><ds:KeyInfo` + keyInfoID + `>` + ki + `</ds:KeyInfo></ds:Signature>`)
 	return b.String()
 }
 
@@ -188,6 +253,36 @@ func Build(t testing.TB, signer *testpki.Cert) *Legit {
 		sig{uris: []string{"#_h1"}, enveloped: true}.String()+`</h:Info></S:Header><S:Body>`+response("", ForgedAmount, "")+`</S:Body></S:Envelope>`,
 		signer, idArgs(idHeader)...)
 	return l
+}
+
+// SignDetached is the WS-Security answer of Legit.Detached signed by
+// signer, with extra certificates (an intermediate, another authority)
+// after the signer's in X509Data, which no digest covers.
+func SignDetached(t testing.TB, signer *testpki.Cert, extra ...*x509.Certificate) []byte {
+	t.Helper()
+	b := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	var more strings.Builder
+	for _, c := range extra {
+		more.WriteString("<ds:X509Certificate>" + base64.StdEncoding.EncodeToString(c.Raw) + "</ds:X509Certificate>")
+	}
+	return replace(b, "</ds:X509Data>", more.String()+"</ds:X509Data>")
+}
+
+// SignLarge is a WS-Security answer signed by signer whose response
+// element lists n lines (five nodes each: two elements in one, and their
+// text), about 90 bytes a line: a large answer of small elements, where
+// a parsed tree costs the most per byte.
+func SignLarge(t testing.TB, signer *testpki.Cert, n int) []byte {
+	t.Helper()
+	var lines strings.Builder
+	lines.WriteString("<idb:lignes>")
+	for i := range n {
+		fmt.Fprintf(&lines, "<idb:ligne><idb:code>%06d</idb:code><idb:montant>1.00</idb:montant></idb:ligne>", i)
+	}
+	lines.WriteString("</idb:lignes>")
+	return Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response("", Amount, lines.String())+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
 }
 
 // between returns the part of b from the first from to the end of the
@@ -345,6 +440,46 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	add(Answer{Name: "replay inside: another answer's signed Body and its signature pasted into the signed element's enveloped signature", SignedElement: true,
 		Body:    replace(l.Enveloped, "</ds:X509Data>", "</ds:X509Data>"+otherSig+otherBody),
 		Refusal: "ds:KeyInfo must hold one"})
+
+	// What no digest covers carries no attribute a SIH could read (a
+	// forged amount in an attribute of the signature, of its KeyInfo...),
+	// only the Id the schemas give them, namespace declarations, and the
+	// few the WS-Security schemas require.
+	withIDs := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}, ids: true}.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	add(Answer{Name: "legit: Id attributes on the Signature, its SignatureValue and KeyInfo", Body: withIDs})
+	attr := ` montant="` + ForgedAmount + `"`
+	nsAttr := ` xmlns:idb="` + NSIDB + `" idb:montant="` + ForgedAmount + `"`
+	for _, c := range []struct {
+		name, old, new, refusal string
+		body                    []byte
+		signedElement           bool
+	}{
+		{"ds:Signature", `<ds:Signature xmlns:ds=`, `<ds:Signature` + attr + ` xmlns:ds=`, "ds:Signature carries the unsigned attribute montant", l.Detached, false},
+		{"ds:Signature with an Id", ` Id="SIG-1">`, ` Id="SIG-1"` + attr + `>`, "ds:Signature carries the unsigned attribute montant", withIDs, false},
+		{"ds:Signature of an enveloped signature (removed from what is signed)", `<ds:Signature xmlns:ds=`, `<ds:Signature` + attr + ` xmlns:ds=`,
+			"ds:Signature carries the unsigned attribute montant", l.Enveloped, true},
+		{"ds:SignatureValue", `<ds:SignatureValue>`, `<ds:SignatureValue` + attr + `>`, "ds:SignatureValue carries the unsigned attribute montant", l.Detached, false},
+		{"ds:KeyInfo", `<ds:KeyInfo>`, `<ds:KeyInfo` + nsAttr + `>`, "ds:KeyInfo carries the unsigned attribute idb:montant", l.Detached, false},
+		{"ds:KeyInfo, as xml:lang", `<ds:KeyInfo>`, `<ds:KeyInfo xml:lang="` + ForgedAmount + `">`, "ds:KeyInfo carries the unsigned attribute xml:lang", l.Detached, false},
+		{"ds:X509Data", `<ds:X509Data>`, `<ds:X509Data` + attr + `>`, "ds:X509Data carries the unsigned attribute montant", l.Detached, false},
+		{"ds:X509Certificate", `<ds:X509Certificate>`, `<ds:X509Certificate` + attr + `>`, "ds:X509Certificate carries the unsigned attribute montant", l.Enveloped, true},
+		{"wsse:SecurityTokenReference", `<wsse:SecurityTokenReference>`, `<wsse:SecurityTokenReference` + attr + `>`,
+			"wsse:SecurityTokenReference carries the unsigned attribute montant", withBST, false},
+		{"wsse:Reference", `<wsse:Reference URI=`, `<wsse:Reference` + attr + ` URI=`, "wsse:Reference carries the unsigned attribute montant", withBST, false},
+		{"an unsigned wsse:BinarySecurityToken", `<wsse:BinarySecurityToken wsu:Id="bst-1"`, `<wsse:BinarySecurityToken wsu:Id="bst-1"` + nsAttr,
+			"wsse:BinarySecurityToken carries the unsigned attribute idb:montant", withBST, false},
+		{"an unsigned wsu:Timestamp", secOpen, secOpen + `<wsu:Timestamp` + attr + `><wsu:Created>2026-01-01T00:00:00Z</wsu:Created></wsu:Timestamp>`,
+			"wsu:Timestamp carries the unsigned attribute montant", l.Detached, false},
+		{"an unsigned wsu:Created", secOpen, secOpen + `<wsu:Timestamp><wsu:Created` + attr + `>2026-01-01T00:00:00Z</wsu:Created></wsu:Timestamp>`,
+			"wsu:Created carries the unsigned attribute montant", l.Detached, false},
+		{"the unsigned wsse:Security header", secOpen, strings.Replace(secOpen, ">", attr+">", 1), "wsse:Security carries the unsigned attribute montant", l.Detached, false},
+	} {
+		if !bytes.Contains(c.body, []byte(c.old)) {
+			t.Fatalf("%s: %q not found in:\n%s", c.name, c.old, c.body)
+		}
+		add(Answer{Name: "unsigned attribute on " + c.name, Body: replace(c.body, c.old, c.new), SignedElement: c.signedElement, Refusal: c.refusal})
+	}
 
 	// White space is space, tab, CR and LF: a no-break space (or another
 	// Unicode space) is text a reader of the Envelope or the Body gets.

@@ -1,0 +1,189 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+// The real binary, SIGKILLed three times under signed traffic with files
+// rotated every few records (kills land before, during and after
+// rotations), restarted each time, then stopped: every token the partner
+// received is recorded once, audit verify of the folder says OK with the
+// collector's copy (--shipped), and the collector got every record.
+func TestRepeatedSIGKILLAcrossRotations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := buildRocProxy(t, dir)
+	p := testpki.MustShared(t)
+	files, err := p.WriteFiles(dir, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idRE := regexp.MustCompile(`<saml:Assertion[^>]* ID="(_[0-9a-f]+)"`)
+	var mu sync.Mutex
+	received := map[string]bool{}
+	up := partner(t, p, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if m := idRE.FindSubmatch(b); m != nil {
+			mu.Lock()
+			received[string(m[1])] = true
+			mu.Unlock()
+		}
+		io.WriteString(w, "<ok/>")
+	})
+	auditDir := filepath.Join(dir, "audit")
+	collector, err := sim.StartSyslogCollector(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer collector.Close()
+	cfg := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
+audit: {dir: %s, chain_id: rot, max_file_bytes: 6000, checkpoint_every: 7, ship: {syslog: {address: "%s", transport: tcp}}}
+routes:
+  - name: dmp
+    path_prefix: /dmp/
+    upstream: "%s"
+    server_name: %s
+    trust: [osi]
+    revocation: {policy: off}
+    token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}
+`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, auditDir, collector.Addr, up.URL, testpki.IDBHost)
+	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	body := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
+	client := &http.Client{Timeout: 5 * time.Second}
+	for round := 0; round < 3; round++ {
+		cmd, base := startRocProxy(t, bin, cfgPath)
+		var wg sync.WaitGroup
+		var okMu sync.Mutex
+		ok := 0
+		stop := make(chan struct{})
+		for w := 0; w < 6; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < 150; i++ { // bounded
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					req, _ := http.NewRequest(http.MethodPost, base+"/dmp/", strings.NewReader(body))
+					req.Header.Set("X-Roc-User-Id", fmt.Sprintf("81%02d%04d%04d", round, w, i))
+					req.Header.Set("X-Roc-User-Name", "TEST User")
+					req.Header.Set("X-Roc-User-Roles", "10")
+					req.Header.Set("X-Roc-Patient-Ins", "279035121518989")
+					resp, err := client.Do(req)
+					if err != nil {
+						return // killed
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						okMu.Lock()
+						ok++
+						okMu.Unlock()
+					}
+				}
+			}(w)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			okMu.Lock()
+			n := ok
+			okMu.Unlock()
+			if n >= 40+round*17 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		okMu.Lock()
+		t.Logf("round %d: killed after %d tokens", round, ok)
+		okMu.Unlock()
+		close(stop)
+		wg.Wait()
+		client.CloseIdleConnections()
+	}
+	cmd, _ := startRocProxy(t, bin, cfgPath)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("stopping: %v", err)
+	}
+
+	auditFiles, _ := audit.ChainFiles(auditDir, "rot")
+	if len(auditFiles) < 6 {
+		for _, f := range auditFiles {
+			fi, _ := os.Stat(f)
+			t.Logf("%s %d", f, fi.Size())
+		}
+		t.Fatalf("%d files: too few rotations", len(auditFiles))
+	}
+	recs, err := audit.Select(auditFiles, audit.Filter{Types: []string{audit.TypeSigned}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]int{}
+	for _, r := range recs {
+		if r.Type == audit.TypeSigned {
+			recorded[r.AssertionID]++
+		}
+	}
+	mu.Lock()
+	for id := range received {
+		if recorded[id] != 1 {
+			t.Errorf("token %s reached the partner and is recorded %d times", id, recorded[id])
+		}
+	}
+	n := len(received)
+	mu.Unlock()
+	var shipped []string
+	waitUntil(t, "the collector to read every record", func() bool {
+		shipped = shipped[:0]
+		seen := map[uint64]bool{}
+		for _, m := range collector.Messages() {
+			var h struct{ Seq uint64 }
+			json.Unmarshal(m.Msg, &h)
+			seen[h.Seq] = true
+			shipped = append(shipped, string(m.Msg))
+		}
+		rep, err := audit.Verify(auditFiles, audit.VerifyOptions{})
+		if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		for s := uint64(1); s <= rep.LastSeq; s++ {
+			if !seen[s] {
+				return false
+			}
+		}
+		return true
+	})
+	siem := filepath.Join(dir, "siem.jsonl")
+	os.WriteFile(siem, []byte(strings.Join(shipped, "\n")+"\n"), 0o600)
+	out, err := runAudit(t, verifyArgs(t, "--shipped", siem, auditDir)...)
+	if err != nil {
+		t.Fatalf("false alarm after three SIGKILLs across rotations: %v\n%s", err, out)
+	}
+	t.Logf("%d tokens at the partner, %d files\n%s", n, len(auditFiles), out)
+}
