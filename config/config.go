@@ -228,6 +228,10 @@ type ListenTLS struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json, console
+	// FlushInterval: lines are written in batches at most this late (a
+	// warning or an error flushes at once); 0 writes each line at once.
+	// Nil: the default.
+	FlushInterval *time.Duration `yaml:"flush_interval"`
 }
 
 // Server holds limits of the SIH-facing HTTP server.
@@ -240,8 +244,32 @@ type Server struct {
 	// ReadTimeout bounds reading a whole SIH request, body included.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM.
+	// WriteTimeout is how long the SIH has to take an answer once
+	// roc-proxy starts sending it: a client that never reads does not
+	// hold its answer, connection and goroutine for longer.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxConnections bounds the open SIH connections; past it, new ones
+	// wait in the kernel's queue until one closes.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxBodyMemory bounds the memory held by request and response bodies
+	// in flight across all requests; past it, 503.
+	MaxBodyMemory int64 `yaml:"max_body_memory"`
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM,
+	// and the whole shutdown: the process ends by then whatever is stuck.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Admin bounds the admin listener's connections.
+	Admin AdminServer `yaml:"admin"`
+}
+
+// AdminServer holds the admin listener's timeouts: Prometheus and the
+// kubelet make short requests; nothing else may hold a connection.
+type AdminServer struct {
+	// ReadTimeout bounds reading a whole request, headers included.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing an answer (/metrics included).
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // Identity is the establishment's certificate material.
@@ -308,6 +336,8 @@ type Route struct {
 	// AllowedClients, when set, are the RFC 2253 subjects of the SIH
 	// client certificates this route serves (listen.tls.client_ca).
 	AllowedClients []string `yaml:"allowed_clients"`
+	// Methods the route serves (default POST: SOAP); others get 405.
+	Methods []string `yaml:"methods"`
 	// OutboundProxy: direct, or another proxy than the global
 	// outbound_proxy.
 	OutboundProxy *ProxyChoice `yaml:"outbound_proxy"`

@@ -19,12 +19,19 @@ const (
 	DefaultAdminAddress      = "127.0.0.1:9090"
 	DefaultLogLevel          = "info"
 	DefaultLogFormat         = "json"
+	DefaultLogFlushInterval  = 250 * time.Millisecond
 	DefaultMaxBodyBytes      = 10 << 20
 	DefaultMaxResponseBytes  = 10 << 20
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 60 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 25 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultMaxConnections    = 1024
+	DefaultMaxBodyMemory     = 128 << 20
+	DefaultAdminReadTimeout  = 10 * time.Second
+	DefaultAdminWriteTimeout = 30 * time.Second
+	DefaultAdminIdleTimeout  = 30 * time.Second
 	DefaultConnectTimeout    = 5 * time.Second
 	DefaultTLSHandshake      = 10 * time.Second
 	DefaultResponseHeader    = 30 * time.Second
@@ -149,6 +156,10 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Listen.Admin, DefaultAdminAddress)
 	setStr(&c.Log.Level, DefaultLogLevel)
 	setStr(&c.Log.Format, DefaultLogFormat)
+	if c.Log.FlushInterval == nil {
+		d := time.Duration(DefaultLogFlushInterval)
+		c.Log.FlushInterval = &d
+	}
 	if c.Server.MaxBodyBytes == 0 {
 		c.Server.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -159,6 +170,16 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ReadTimeout, DefaultReadTimeout)
 	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
 	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
+	setDur(&c.Server.WriteTimeout, DefaultWriteTimeout)
+	if c.Server.MaxConnections == 0 {
+		c.Server.MaxConnections = DefaultMaxConnections
+	}
+	if c.Server.MaxBodyMemory == 0 {
+		c.Server.MaxBodyMemory = DefaultMaxBodyMemory
+	}
+	setDur(&c.Server.Admin.ReadTimeout, DefaultAdminReadTimeout)
+	setDur(&c.Server.Admin.WriteTimeout, DefaultAdminWriteTimeout)
+	setDur(&c.Server.Admin.IdleTimeout, DefaultAdminIdleTimeout)
 	setDur(&c.Identity.ReloadInterval, 30*time.Second)
 	au := &c.Audit
 	if au.MaxFileBytes == 0 {
@@ -220,6 +241,9 @@ func (c *Config) applyDefaults() {
 			setStr(&v.PurposeOfUse, DefaultPurposeOfUse)
 			setStr(&v.RoleCodeSystem, DefaultRoleCodeSystem)
 			setStr(&v.ConfidentialityCS, DefaultConfCodeSystem)
+		}
+		if len(r.Methods) == 0 {
+			r.Methods = []string{"POST"}
 		}
 		setStr(&r.Revocation.Policy, DefaultRevocationPolicy)
 		setStr(&r.ResponseSignature.Policy, "off")

@@ -98,12 +98,21 @@ func (c *Config) Validate() error {
 	default:
 		p.add("log.format", "%q is not one of json, console", c.Log.Format)
 	}
+	if f := c.Log.FlushInterval; f != nil && *f < 0 {
+		p.add("log.flush_interval", "must not be negative (0s writes each line at once), got %s", *f)
+	}
 	positive(&p, "server.max_body_bytes", c.Server.MaxBodyBytes)
 	positive(&p, "server.max_response_bytes", c.Server.MaxResponseBytes)
 	positiveDur(&p, "server.read_header_timeout", c.Server.ReadHeaderTimeout)
 	positiveDur(&p, "server.read_timeout", c.Server.ReadTimeout)
 	positiveDur(&p, "server.idle_timeout", c.Server.IdleTimeout)
 	positiveDur(&p, "server.shutdown_timeout", c.Server.ShutdownTimeout)
+	positiveDur(&p, "server.write_timeout", c.Server.WriteTimeout)
+	positive(&p, "server.max_connections", int64(c.Server.MaxConnections))
+	positive(&p, "server.max_body_memory", c.Server.MaxBodyMemory)
+	positiveDur(&p, "server.admin.read_timeout", c.Server.Admin.ReadTimeout)
+	positiveDur(&p, "server.admin.write_timeout", c.Server.Admin.WriteTimeout)
+	positiveDur(&p, "server.admin.idle_timeout", c.Server.Admin.IdleTimeout)
 
 	if c.Identity.Auth == nil {
 		p.add("identity.auth", "required: the ORG_AUTH_CLI certificate (pkcs12, or cert and key)")
@@ -214,6 +223,15 @@ func (c *Config) Validate() error {
 		}
 		positive(&p, path+".max_body_bytes", r.MaxBodyBytes)
 		positive(&p, path+".max_response_bytes", r.MaxResponseBytes)
+		for _, b := range []struct {
+			key string
+			n   int64
+		}{{"max_body_bytes", r.MaxBodyBytes}, {"max_response_bytes", r.MaxResponseBytes}} {
+			if c.Server.MaxBodyMemory > 0 && b.n > c.Server.MaxBodyMemory {
+				p.add(path+"."+b.key, "%d exceeds server.max_body_memory (%d): such a body could never be held", b.n, c.Server.MaxBodyMemory)
+			}
+		}
+		validMethods(&p, path+".methods", r.Methods)
 		positiveDur(&p, path+".timeouts.connect", r.Timeouts.Connect)
 		positiveDur(&p, path+".timeouts.tls_handshake", r.Timeouts.TLSHandshake)
 		positiveDur(&p, path+".timeouts.response_header", r.Timeouts.ResponseHeader)
@@ -275,6 +293,25 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(p...)
+}
+
+// servedMethods are the methods a route may serve. TRACE (it echoes the
+// request, headers included, back) and CONNECT (a tunnel) never pass.
+var servedMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+
+func validMethods(p *problems, path string, methods []string) {
+	seen := map[string]bool{}
+	for i, m := range methods {
+		switch {
+		case m == "TRACE" || m == "CONNECT":
+			p.add(fmt.Sprintf("%s[%d]", path, i), "%s is never forwarded", m)
+		case !servedMethods[m]:
+			p.add(fmt.Sprintf("%s[%d]", path, i), "%q is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS (upper case)", m)
+		case seen[m]:
+			p.add(fmt.Sprintf("%s[%d]", path, i), "%s listed twice", m)
+		}
+		seen[m] = true
+	}
 }
 
 func (d *Dynamic) validate(p *problems, path string) {

@@ -10,7 +10,15 @@
 //     ships) against the same without fsync;
 //   - mode ship: that signing route (fsync on) shipping every audit record
 //     to standard output and to a syslog collector over TLS, against the
-//     same without shipping.
+//     same without shipping;
+//   - mode binary: two roc-proxy binaries (--base-roc-proxy against
+//     --roc-proxy) on the same pass-through route, for A/B measurements of
+//     a change under the same load and noise.
+//
+// The proxies' logs go to a logs/ folder apart from the certificates and
+// trust bundles: roc-proxy watches the folders of those files (a renewal is
+// applied without restart), and an access log written there would wake the
+// watch at every request, as no production layout does.
 //
 // It prints requests/s, p50, p99 and CPU per request of each contender and
 // the ratios. Run it through bench/run.sh, which installs nginx and wrk.
@@ -59,7 +67,13 @@ type options struct {
 	rocLogLevel string
 	rocEnv      string
 	mode        string
+	baseRoc     string
+	floor       string
 	fsync       bool
+	// rocRevocation is the pass-through route's revocation policy in
+	// modes nginx and binary: hard keeps a standing check per pooled
+	// connection, asked before each request.
+	rocRevocation string
 }
 
 func run() error {
@@ -70,7 +84,10 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off) or ship (audit shipping off vs on)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off), ship (audit shipping off vs on) or binary (--base-roc-proxy vs --roc-proxy)")
+	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
+	flag.StringVar(&o.floor, "floor", "", "mode nginx: also run this build of bench/floor (net/http's floor: server and upstream exchange, nothing else) in the same rounds")
+	flag.StringVar(&o.rocRevocation, "roc-revocation", "off", "modes nginx and binary: roc-proxy's revocation policy on the pass-through route (off, soft, hard: a warm cache, pooled connections, each request asking its connection's standing check)")
 	flag.BoolVar(&o.fsync, "fsync", true, "mode token: the signing route's audit records are fsynced (what ships); false measures the route without the disk")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
@@ -85,12 +102,21 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "ship" {
+	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "ship" && o.mode != "binary" {
 		return fmt.Errorf("unknown mode %q", o.mode)
+	}
+	if o.rocRevocation != "off" && o.rocRevocation != "soft" && o.rocRevocation != "hard" {
+		return fmt.Errorf("unknown --roc-revocation %q", o.rocRevocation)
+	}
+	if o.mode == "binary" && o.baseRoc == "" {
+		return errors.New("mode binary needs --base-roc-proxy")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return err
 	}
 	pkiOpts := testpki.Options{ServerNames: []string{testpki.IDBHost}}
 	var revSrv *sim.RevocationServer // CRL server and OCSP responder of mode revocation
-	if o.mode == "revocation" {
+	if o.mode == "revocation" || o.rocRevocation != "off" {
 		rs, err := sim.StartRevocation(nil)
 		if err != nil {
 			return err
@@ -125,7 +151,7 @@ func run() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
 	defer cancel()
-	var base, cand *proc
+	var base, cand, floor *proc
 	var collector *sim.SyslogCollector // the SIEM of mode ship
 	switch o.mode {
 	case "ship":
@@ -162,8 +188,19 @@ func run() error {
 			return err
 		}
 		defer cand.stop()
+	case "binary":
+		bo := o
+		bo.rocProxy = o.baseRoc
+		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer base.stop()
+		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
+			return err
+		}
+		defer cand.stop()
 	case "nginx":
-		if cand, err = startRocProxy(ctx, o, "roc-proxy", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "roc-proxy", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
@@ -171,6 +208,14 @@ func run() error {
 			return err
 		}
 		defer base.stop()
+		if o.floor != "" {
+			fo := o
+			fo.rocProxy = o.floor
+			if floor, err = startRocProxy(ctx, fo, "floor", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+				return err
+			}
+			defer floor.stop()
+		}
 	default:
 		if base, err = startRocProxy(ctx, o, "rev-off", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
 			return err
@@ -190,8 +235,12 @@ func run() error {
 	if err := os.WriteFile(body, []byte(lua), 0o644); err != nil {
 		return err
 	}
-	// Warm both (connection pools, TLS sessions) and check they answer 200.
-	for _, p := range []*proc{base, cand} {
+	order := []*proc{base, cand}
+	if floor != nil {
+		order = append(order, floor)
+	}
+	// Warm all (connection pools, TLS sessions) and check they answer 200.
+	for _, p := range order {
 		if err := check(p.url, soap); err != nil {
 			return fmt.Errorf("%s: %w (log: %s)", p.name, err, p.logPath)
 		}
@@ -199,7 +248,6 @@ func run() error {
 	fmt.Printf("%s vs %s, mTLS upstream on loopback (closing every connection: %v), %d rounds x %s, %d connections, wrk -t%d, %d cores\n\n",
 		cand.name, base.name, o.mode == "revocation", o.rounds, o.duration, o.connections, o.threads, numCPU())
 	results := map[string][]wrkResult{}
-	order := []*proc{base, cand}
 	for round := 0; round < o.rounds; round++ {
 		for _, p := range order {
 			before, harnessBefore := cpuUsed(p.cmd.Process.Pid), ownCPU()
@@ -219,11 +267,16 @@ func run() error {
 			fmt.Println()
 			results[p.name] = append(results[p.name], r)
 		}
-		order[0], order[1] = order[1], order[0] // ABBA: neither always goes first
+		// Rotate: none always goes first (ABBA for two).
+		order = append(order[1:], order[0])
 	}
 	switch o.mode {
 	case "nginx":
 		report(results, base.name, cand.name, "throughput goal >= 0.80x, p99 goal <= 1.50x")
+		if floor != nil {
+			report(results, base.name, floor.name, "net/http's floor")
+			report(results, floor.name, cand.name, "what roc-proxy adds to the floor")
+		}
 	case "token":
 		goal := "throughput goal >= 0.70x with fsync"
 		if !o.fsync {
@@ -232,6 +285,8 @@ func run() error {
 		report(results, base.name, cand.name, goal)
 	case "audit":
 		report(results, base.name, cand.name, "throughput goal >= 0.80x")
+	case "binary":
+		report(results, base.name, cand.name, o.baseRoc+" vs "+o.rocProxy)
 	case "ship":
 		report(results, base.name, cand.name, "throughput goal >= 0.95x")
 		lagAfter(cand, collector)
@@ -366,7 +421,7 @@ routes:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	return startProc(ctx, name, sih, filepath.Join(dir, name+".log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
+	return startProc(ctx, name, sih, filepath.Join(dir, "logs", name+".log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
 }
 
 func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, upstream string) (*proc, error) {
@@ -380,10 +435,10 @@ func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, up
 	conf := fmt.Sprintf(`user root;
 worker_processes auto;
 pid %[1]s/nginx.pid;
-error_log %[1]s/nginx-error.log warn;
+error_log %[1]s/logs/nginx-error.log warn;
 events { worker_connections 1024; }
 http {
-  access_log %[1]s/nginx-access.log;
+  access_log %[1]s/logs/nginx-access.log;
   client_body_temp_path %[1]s/client_body;
   proxy_temp_path %[1]s/proxy_temp;
   fastcgi_temp_path %[1]s/fastcgi_temp;
@@ -419,7 +474,7 @@ http {
 	if err != nil {
 		return nil, errors.New("nginx not found: run bench/run.sh, which installs nginx-light")
 	}
-	return startProc(ctx, "nginx", sih, filepath.Join(dir, "nginx.log"), nil, bin, "-p", dir, "-c", path, "-g", "daemon off;")
+	return startProc(ctx, "nginx", sih, filepath.Join(dir, "logs", "nginx.log"), nil, bin, "-p", dir, "-c", path, "-g", "daemon off;")
 }
 
 func splitEnv(s string) []string {

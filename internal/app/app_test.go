@@ -151,7 +151,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	log, err := newLogger(cfg.Log, &logs)
+	log, flushLog, err := newLogger(cfg.Log, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +200,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
+	flushLog()
 	http.DefaultClient.CloseIdleConnections()
 
 	// One access-log line with the fields ops need, and no body.

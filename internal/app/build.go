@@ -50,7 +50,9 @@ type Deps struct {
 	// AuditOpenFile, when set, opens the audit files (tests inject a full
 	// disk with it).
 	AuditOpenFile func(path string) (audit.File, error)
-	// ConfigPath, when set, is reloaded when a trust bundle's files change.
+	// ConfigPath is the configuration file (SIGHUP reads it again). A
+	// trust bundle's change does not read it: the running configuration's
+	// bundles are reloaded.
 	ConfigPath string
 	// ACMERetry is the first wait before asking the ACME authority again
 	// when start-up found no certificate (default 5 s, doubling up to 5 min).
@@ -95,6 +97,15 @@ type Proxy struct {
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
 	configReload chan configReloadRequest
+	// bundleSeries are the expiry series of the trust bundles' certificates
+	// (source, subject, serial), removed when a reload drops them.
+	bundleSeries map[[3]string]bool
+	// budget bounds the bodies in flight, across reloads.
+	budget *proxy.BodyBudget
+	// refusedFile and refusedBundles say what on disk a reload refused
+	// (roc_proxy_config_refused is 1 while either is true); owned by the
+	// reload goroutine.
+	refusedFile, refusedBundles bool
 
 	// checkpointKey signs the audit chain's open record and checkpoints:
 	// ORG_SIGN (following its renewals), or audit.checkpoint_key
@@ -237,6 +248,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
 		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest), egress: global}
+	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
 	p.digests["trust_bundles"] = bundlesDigest(cfg.TrustBundles)
@@ -280,7 +292,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			}
 		}()
 	}
-	p.watchBundles(nil, mat.Store, d.Now())
+	p.watchBundles(mat.Store)
 	if cfg.Audit.CheckpointKey != nil && mat.Checkpoint != nil && mat.Checkpoint.Leaf != nil {
 		// Exported from the start like ORG_SIGN's, not only after a renewal.
 		p.watchExpiry("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
@@ -404,8 +416,8 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if err != nil {
 			return nil, nil, err
 		}
-		tr := newRenewableTransport(func() *http.Transport {
-			return mtls.NewTransport(mtls.TransportOptions{
+		tr := newRenewableTransport(func() *proxy.Upstream {
+			return proxy.NewUpstream(proxy.UpstreamOptions{
 				TLS: mtls.ClientConfig(mtls.ClientOptions{
 					ServerName: serverName, VerifyConnection: verifier.VerifyConnection,
 					ClientCertificate: clientCert, Now: d.Now,
@@ -414,7 +426,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				TLSHandshakeTimeout:   timeouts.TLSHandshake,
 				ResponseHeaderTimeout: timeouts.ResponseHeader,
 				VerifyPeer:            peerVerifier(verifier, vo.Watch != nil),
-				Dial:                  dial,
+				DialContext:           dial,
 			})
 		})
 		tr.ownRevoked = func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked }
@@ -422,7 +434,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
 			MaxBodyBytes: r.MaxBodyBytes, MaxResponseBytes: r.MaxResponseBytes,
-			TotalTimeout: r.Timeouts.Total, Transport: tr, AllowedClients: r.AllowedClients,
+			TotalTimeout: r.Timeouts.Total, Transport: tr, AllowedClients: r.AllowedClients, Methods: r.Methods,
 		}
 		if r.Dynamic != nil {
 			spec.Dynamic = &proxy.DynamicSpec{Hosts: r.Dynamic.Hosts, Ports: r.Dynamic.Ports}
@@ -448,6 +460,11 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			spec.ResponseSignatures = policy.Verify
 		}
 		if r.Token != nil {
+			// Loaded at start only (a reload that adds them is refused):
+			// never build a signing route without them.
+			if p.signer.Load() == nil || p.audit == nil {
+				return nil, nil, fmt.Errorf("%s.token: the signing certificate (identity.sign) and the audit log (audit.dir) are loaded at start only: restart roc-proxy to add a signing route", path)
+			}
 			spec.TokenHeaders = []string{proxy.DefaultTokenHeader}
 			if r.Token.HTTPHeader != "" {
 				spec.TokenHeaders = append(spec.TokenHeaders, r.Token.HTTPHeader)
@@ -465,7 +482,8 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 	for _, c := range cfg.Listen.AllowCIDRs {
 		allow = append(allow, netip.MustParsePrefix(c)) // validated by config
 	}
-	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now})
+	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now,
+		Budget: p.budget, WriteTimeout: p.cfg.Server.WriteTimeout})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -475,11 +493,11 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 // peerVerifier is the verifier as the transport's per-connection hook, or
 // nil when the route checks no revocation (the transport then verifies
 // with TLS.VerifyConnection alone).
-func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.ConnectionState, func()) (mtls.PeerGuard, error) {
+func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.ConnectionState, func()) (proxy.PeerGuard, error) {
 	if !watched {
 		return nil
 	}
-	return func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (mtls.PeerGuard, error) {
+	return func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (proxy.PeerGuard, error) {
 		g, err := v.VerifyConnectionGuard(ctx, cs, closeConn)
 		if g == nil {
 			return nil, err
@@ -516,28 +534,34 @@ func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
 	}
 }
 
-// watchBundles exports the expiry of every authority of the trust bundles
-// of next, replacing those of prev (the bundles before a configuration
-// reload): an authority removed from a bundle must not keep its expiry
-// alert firing until a restart, and one added must be watched at once.
-func (p *Proxy) watchBundles(prev, next *trust.Store, now time.Time) {
-	if prev != nil {
-		p.warnMu.Lock()
-		for _, name := range prev.Names() {
-			source := "trust_bundles." + name
-			p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
-			for key := range p.warnings {
-				if strings.HasPrefix(key, source+"|") {
-					delete(p.warnings, key)
-				}
-			}
-		}
-		p.warnMu.Unlock()
-	}
-	for _, name := range next.Names() {
-		b := next.Bundle(name)
+// watchBundles exports the expiry of every certificate of store's bundles
+// and warns of those near it, and removes the series and warnings of
+// certificates no longer in any bundle (after a reload).
+func (p *Proxy) watchBundles(store *trust.Store) {
+	now := p.deps.Now()
+	series := map[[3]string]bool{}
+	warnKeys := map[string]bool{}
+	for _, name := range store.Names() {
+		b := store.Bundle(name)
+		source := "trust_bundles." + name
 		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
-			p.watchExpiry("trust_bundles."+name, c, now)
+			serial := c.SerialNumber.Text(16)
+			series[[3]string{source, trust.SubjectDN(c), serial}] = true
+			warnKeys[source+"|"+serial] = true
+			p.watchExpiry(source, c, now)
+		}
+	}
+	for s := range p.bundleSeries {
+		if !series[s] {
+			p.metrics.CertificateNotAfter.DeleteLabelValues(s[0], s[1], s[2])
+		}
+	}
+	p.bundleSeries = series
+	p.warnMu.Lock()
+	defer p.warnMu.Unlock()
+	for k := range p.warnings {
+		if strings.HasPrefix(k, "trust_bundles.") && !warnKeys[k] {
+			delete(p.warnings, k)
 		}
 	}
 }
@@ -620,14 +644,14 @@ func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificat
 // afresh when ORG_AUTH_CLI is renewed: pooled keep-alive connections and
 // resumable TLS sessions carry the client certificate they were made with.
 type renewableTransport struct {
-	build func() *http.Transport
-	cur   atomic.Pointer[http.Transport]
+	build func() *proxy.Upstream
+	cur   atomic.Pointer[proxy.Upstream]
 	// ownRevoked reports whether ORG_AUTH_CLI is known revoked: the
 	// partner's refusals are then classified as such.
 	ownRevoked func() bool
 }
 
-func newRenewableTransport(build func() *http.Transport) *renewableTransport {
+func newRenewableTransport(build func() *proxy.Upstream) *renewableTransport {
 	t := &renewableTransport{build: build}
 	t.cur.Store(build())
 	return t
@@ -667,15 +691,19 @@ func refusedClient(resp *http.Response) bool {
 }
 
 // renew starts a new pool; requests in flight finish on the old one,
-// whose idle connections are closed now and as they come back idle (its
-// IdleConnTimeout).
+// whose idle connections are closed now and the others as their exchange
+// ends: none serves again with the old certificate.
 func (t *renewableTransport) renew() {
 	old := t.cur.Swap(t.build())
-	old.CloseIdleConnections()
+	old.Close()
 }
 
 // CloseIdleConnections closes the current pool's idle connections.
 func (t *renewableTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
+
+// Close closes the current pool, its connections in use as their
+// exchange ends (a reload replaced the route).
+func (t *renewableTransport) Close() { t.cur.Load().Close() }
 
 // tokenSource signs a route's tokens, unless ORG_SIGN is known revoked,
 // and records each one durably before it leaves.

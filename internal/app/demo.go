@@ -220,7 +220,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := newLogger(cfg.Log, logFile)
+	log, flushLog, err := newLogger(cfg.Log, logFile)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +242,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	env.stopProxy = cancel
 	go func() {
 		env.proxyDone <- p.Serve(pctx, sihLn, adminLn)
-		log.Sync()
+		flushLog()
 		logFile.Close()
 	}()
 	env.searchRequest = sim.AnnuaireSearchRequest(DemoAMC, "IDB")

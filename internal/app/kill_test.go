@@ -215,7 +215,17 @@ func buildRocProxy(t *testing.T, dir string) string {
 // URL read from its start-up log line. The process is killed at cleanup.
 func startRocProxy(t *testing.T, bin, cfgPath string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd, sih, _ := launchRocProxy(t, bin, cfgPath, nil)
+	return cmd, sih
+}
+
+// launchRocProxy runs "roc-proxy serve" with env added to its environment
+// and returns it with the SIH and admin base URLs read from its start-up
+// log line. The process is killed at cleanup.
+func launchRocProxy(t *testing.T, bin, cfgPath string, env []string) (cmd *exec.Cmd, sih, admin string) {
+	t.Helper()
+	cmd = exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -224,21 +234,23 @@ func startRocProxy(t *testing.T, bin, cfgPath string) (*exec.Cmd, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sih := make(chan string, 1)
+	started := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			var line struct{ Msg, Sih string }
+			var line struct{ Msg, Sih, Admin string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "roc-proxy started" {
-				sih <- "http://" + line.Sih
+				started <- [2]string{"http://" + line.Sih, "http://" + line.Admin}
 			}
 		}
+		io.Copy(io.Discard, stderr)
 	}()
 	select {
-	case base := <-sih:
-		return cmd, base
+	case urls := <-started:
+		return cmd, urls[0], urls[1]
 	case <-time.After(20 * time.Second):
 		t.Fatal("roc-proxy did not start")
-		return nil, ""
+		return nil, "", ""
 	}
 }

@@ -9,12 +9,21 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 )
 
-// newLogger builds the process logger. Sampling is off: every access-log
-// line is kept, ops and the security team count on them.
-func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+// newLogger builds the process logger and returns it with the function
+// that flushes and stops it. Sampling is off: every access-log line is
+// kept, ops and the security team count on them.
+//
+// With log.flush_interval (default 250 ms) lines are written in batches, at
+// most that late, instead of one write(2) per request: 7% of a
+// pass-through request's CPU (bench --mode binary). A warning or an error
+// flushes at once, with every line before it, so nothing of a problem
+// waits; SIGTERM and SIGINT flush too. Only a process killed outright
+// (SIGKILL, the OOM killer) loses up to flush_interval of access-log lines;
+// the audit log of signed tokens is written durably, whatever this says.
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, func(), error) {
 	level, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
@@ -27,6 +36,36 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+	out := zapcore.Lock(zapcore.AddSync(w))
+	if c.FlushInterval == nil || *c.FlushInterval <= 0 {
+		return zap.New(zapcore.NewCore(enc, out, level), zap.ErrorOutput(out)), func() { _ = out.Sync() }, nil
+	}
+	buf := &zapcore.BufferedWriteSyncer{WS: out, Size: 256 << 10, FlushInterval: *c.FlushInterval}
+	core := flushOnWarn{zapcore.NewCore(enc, buf, level)}
+	return zap.New(core, zap.ErrorOutput(out)), func() { _ = buf.Stop() }, nil
+}
+
+// flushOnWarn writes warnings and errors through at once, after every line
+// buffered before them.
+type flushOnWarn struct{ zapcore.Core }
+
+func (c flushOnWarn) With(fields []zapcore.Field) zapcore.Core {
+	return flushOnWarn{c.Core.With(fields)}
+}
+
+func (c flushOnWarn) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c flushOnWarn) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	if err := c.Core.Write(e, fields); err != nil {
+		return err
+	}
+	if e.Level >= zapcore.WarnLevel {
+		return c.Core.Sync()
+	}
+	return nil
 }

@@ -161,10 +161,11 @@ func TestProxyForgedRevocationAnswersRefused(t *testing.T) {
 // played anyway, as a client that ignores readiness would.
 func (w *proxyWorld) startUnready(t *testing.T, cfg *config.Config) string {
 	t.Helper()
-	log, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := newLogger(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(flushLog)
 	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
 	if err != nil {
 		t.Fatal(err)
@@ -203,10 +204,11 @@ func TestReloadSwitchesRouteProxyUnderLoad(t *testing.T) {
 `, testpki.IDBHost)
 	viaOther := ", outbound_proxy: {url: " + other.URL + "}"
 	cfg := w.config(t, fmt.Sprintf(route, ""))
-	log, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := newLogger(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(flushLog)
 	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
 	if err != nil {
 		t.Fatal(err)

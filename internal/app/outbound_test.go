@@ -6,12 +6,14 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +92,7 @@ func (w *proxyWorld) config(t *testing.T, routes string) *config.Config {
 	t.Helper()
 	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
+log: {flush_interval: 0s} # the tests read each line as it is written
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 outbound_proxy:
@@ -112,10 +115,11 @@ routes:
 
 func (w *proxyWorld) start(t *testing.T, cfg *config.Config) (sih, admin string) {
 	t.Helper()
-	log, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := newLogger(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(flushLog)
 	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
 	if err != nil {
 		t.Fatal(err)
@@ -417,7 +421,8 @@ func TestFileCRLNeverThroughProxy(t *testing.T) {
 }
 
 // A reload applies a route's own outbound_proxy; a change of the global
-// one waits for a restart, and the log says so.
+// one needs a restart: the file is refused whole (nothing of it applies,
+// the route change that comes with it neither), and the error says so.
 func TestReloadAppliesRouteProxy(t *testing.T) {
 	w := newProxyWorld(t)
 	down, err := net.Listen("tcp", "127.0.0.1:0")
@@ -429,10 +434,11 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	route := fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: off}%%s}
 `, testpki.IDBHost)
 	cfg := w.config(t, fmt.Sprintf(route, ", outbound_proxy: {url: "+downURL+"}"))
-	log, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := newLogger(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(flushLog)
 	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
 	if err != nil {
 		t.Fatal(err)
@@ -449,13 +455,19 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	if a := postIDB(t, sih+"/idb/"); a.code != 200 {
 		t.Fatalf("after the reload: %d %s", a.code, a.body)
 	}
+	w.config(t, fmt.Sprintf(route, ", outbound_proxy: {url: "+downURL+"}")) // back to the proxy that is down...
 	text, _ := os.ReadFile(path)
-	os.WriteFile(path, bytes.Replace(text, []byte("10.0.0.0/8"), []byte("172.16.0.0/12"), 1), 0o600)
-	if err := p.ReloadConfig(context.Background(), path); err != nil {
-		t.Fatal(err)
+	os.WriteFile(path, bytes.Replace(text, []byte("10.0.0.0/8"), []byte("172.16.0.0/12"), 1), 0o600) // ...with the global one changed
+	err = p.ReloadConfig(context.Background(), path)
+	var re *ReloadError
+	if !errors.As(err, &re) || !slices.Equal(re.Restart, []string{"outbound_proxy"}) {
+		t.Fatalf("reload changing the global outbound_proxy: %v, want a refusal naming outbound_proxy", err)
 	}
-	if !strings.Contains(w.logs.String(), `"not_applied_until_restart":["outbound_proxy"]`) {
-		t.Errorf("a changed global outbound_proxy is not reported as waiting for a restart:\n%s", grepLines([]byte(w.logs.String()), "reloaded"))
+	if a := postIDB(t, sih+"/idb/"); a.code != 200 {
+		t.Fatalf("after the refused reload: %d %s (part of the refused file was applied)", a.code, a.body)
+	}
+	if !strings.Contains(w.logs.String(), "configuration reload refused") {
+		t.Errorf("the refusal is not logged:\n%s", grepLines([]byte(w.logs.String()), "reload"))
 	}
 }
 

@@ -3,11 +3,14 @@ package app
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -95,6 +98,7 @@ func (p *Proxy) runReload(ctx context.Context) {
 	defer daily.Stop()
 	fw := newFileWatch(watchedDirs(p.cfg), p.log)
 	defer fw.close()
+	fw.follow(p.cfg)
 	events, errs := fw.events()
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
@@ -105,6 +109,7 @@ func (p *Proxy) runReload(ctx context.Context) {
 		if p.cfg != watched {
 			watched = p.cfg
 			fw.set(watchedDirs(p.cfg))
+			fw.follow(p.cfg)
 		}
 	}
 	check := func() {
@@ -115,8 +120,10 @@ func (p *Proxy) runReload(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-events:
-			settle.Reset(settleDelay)
+		case ev := <-events:
+			if fw.relevant(ev.Name) {
+				settle.Reset(settleDelay)
+			}
 		case err := <-errs:
 			p.log.Warn("file notification error: the periodic check goes on", zap.Error(err))
 		case <-settle.C:
@@ -147,13 +154,13 @@ const settleDelay = 250 * time.Millisecond
 // with the old certificate); an invalid file
 // keeps the old material, with an error log and a metric.
 func (p *Proxy) reloadCertificates(ctx context.Context) {
-	// A trust bundle changed (a new partner chain, a renewed authority):
-	// the configuration is reloaded, validated as on SIGHUP.
+	// A trust bundle's files changed (a new partner chain, a renewed
+	// authority): the running configuration's bundles are read again and
+	// its routes rebuilt on them. The configuration file is not read: an
+	// edit waiting there for a SIGHUP is not applied by a bundle change.
 	if digest := bundlesDigest(p.cfg.TrustBundles); digest != p.digests["trust_bundles"] {
 		p.digests["trust_bundles"] = digest
-		if p.deps.ConfigPath != "" {
-			_ = p.reloadConfig(ctx, p.deps.ConfigPath) // the outcome is logged
-		}
+		p.reloadBundles(ctx)
 	}
 	if t := p.cfg.Listen.TLS; t != nil && t.ACME == nil {
 		if digest := sourceDigest(listenSource(t)); digest != p.digests["listen.tls"] {
@@ -248,64 +255,134 @@ func (p *Proxy) ReloadConfig(ctx context.Context, path string) error {
 	}
 }
 
-// reloadConfig applies a new configuration's routes and trust bundles:
-// new verifiers, transports and token injectors, swapped in at once, while
-// requests in flight finish on the old ones. Listener, identity, audit,
-// revocation, server and log settings need a restart: a reload that changes
-// them says so and applies the rest. An invalid configuration changes
-// nothing.
+// restartSections are the sections a reload never applies: the listeners,
+// the establishment's certificates, the audit log, the revocation engine,
+// the server limits and the logger are built once, at start, and the
+// routes depend on them (a signing route on identity.sign and the audit
+// log).
+func restartSections(running, next *config.Config) []string {
+	var changed []string
+	for name, same := range map[string]bool{
+		"listen":     reflect.DeepEqual(next.Listen, running.Listen),
+		"identity":   reflect.DeepEqual(next.Identity, running.Identity),
+		"audit":      reflect.DeepEqual(next.Audit, running.Audit),
+		"revocation": reflect.DeepEqual(next.Revocation, running.Revocation),
+		"server":     reflect.DeepEqual(next.Server, running.Server),
+		"log":        reflect.DeepEqual(next.Log, running.Log),
+		// Routes without a proxy of their own keep the one loaded at
+		// start; a route's own outbound_proxy is applied by a reload.
+		"outbound_proxy": reflect.DeepEqual(next.OutboundProxy, running.OutboundProxy),
+	} {
+		if !same {
+			changed = append(changed, name)
+		}
+	}
+	sort.Strings(changed)
+	return changed
+}
+
+// checkFile runs the checks of config check on a file: strict decoding,
+// validation, and loading every certificate, key and trust bundle it
+// names, the outbound proxies' credentials and the audit collector's
+// certificates (nothing connects). config check and a reload call it
+// both, so that they agree. routes says how each route, then the
+// revocation fetches, leave (describeProxies).
+func checkFile(path string, d Deps) (cfg *config.Config, mat *Material, routes []string, err error) {
+	if cfg, err = config.Load(path); err != nil {
+		return nil, nil, nil, err
+	}
+	if mat, err = LoadMaterial(cfg, d); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	if routes, err = describeProxies(cfg, d.Getenv); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	if _, err = auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: d.Getenv}); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	return cfg, mat, routes, nil
+}
+
+// reloadConfig applies a configuration file whole or not at all. The file
+// passes the checks of config check first; then, when it changes a section
+// only a restart applies (restartSections), nothing is applied and the
+// error names those sections; otherwise its routes and trust bundles are
+// swapped in at once (new verifiers, transports and token injectors) while
+// requests in flight finish on the old ones.
 func (p *Proxy) reloadConfig(ctx context.Context, path string) error {
 	fail := func(err error) error {
 		p.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		p.refusedFile = true
 		p.metrics.ConfigRefused.Set(1)
 		p.log.Error("configuration reload refused: keeping the running configuration", zap.String("file", path), zap.Error(err))
 		return err
 	}
-	next, err := config.Load(path)
+	next, mat, _, err := checkFile(path, p.deps)
 	if err != nil {
 		return fail(err)
 	}
-	store, err := trust.LoadStore(next.TrustBundles)
-	if err != nil {
+	if restart := restartSections(p.cfg, next); len(restart) > 0 {
+		return fail(&ReloadError{File: path, Restart: restart})
+	}
+	if err := p.applyRoutes(ctx, next, mat.Store); err != nil {
 		return fail(&config.FileError{File: path, Err: err})
 	}
-	var needRestart []string
-	for name, same := range map[string]bool{
-		"listen":     reflect.DeepEqual(next.Listen, p.cfg.Listen),
-		"identity":   reflect.DeepEqual(next.Identity, p.cfg.Identity),
-		"audit":      reflect.DeepEqual(next.Audit, p.cfg.Audit),
-		"revocation": reflect.DeepEqual(next.Revocation, p.cfg.Revocation),
-		"server":     reflect.DeepEqual(next.Server, p.cfg.Server),
-		"log":        reflect.DeepEqual(next.Log, p.cfg.Log),
-		// Routes without a proxy of their own keep the one loaded at start.
-		"outbound_proxy": reflect.DeepEqual(next.OutboundProxy, p.cfg.OutboundProxy),
-	} {
-		if !same {
-			needRestart = append(needRestart, name)
-		}
+	p.refusedFile, p.refusedBundles = false, false
+	p.metrics.ConfigRefused.Set(0)
+	p.log.Info("configuration reloaded", zap.String("file", path), zap.Int("routes", len(next.Routes)), zap.Strings("bundles", mat.Store.Names()))
+	return nil
+}
+
+// reloadBundles reads the running configuration's trust bundles again and
+// rebuilds its routes on them.
+func (p *Proxy) reloadBundles(ctx context.Context) {
+	store, err := trust.LoadStore(p.cfg.TrustBundles)
+	if err == nil {
+		err = p.applyRoutes(ctx, p.cfg, store)
 	}
-	sort.Strings(needRestart)
-	merged := *p.cfg
-	merged.TrustBundles, merged.Routes = next.TrustBundles, next.Routes
-	h, transports, err := p.buildHandler(&merged, store)
 	if err != nil {
-		return fail(&config.FileError{File: path, Err: err})
+		p.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		p.refusedBundles = true
+		p.metrics.ConfigRefused.Set(1)
+		p.log.Error("changed trust bundle refused: keeping the running ones", zap.Error(err))
+		return
+	}
+	p.refusedBundles = false
+	if !p.refusedFile {
+		// A configuration file refused earlier is still on disk.
+		p.metrics.ConfigRefused.Set(0)
+	}
+	p.log.Info("trust bundles reloaded", zap.Strings("bundles", store.Names()))
+}
+
+// applyRoutes builds cfg's routes on store and swaps them in; requests in
+// flight finish on the old ones. cfg's restart-only sections are the
+// running ones.
+func (p *Proxy) applyRoutes(ctx context.Context, cfg *config.Config, store *trust.Store) error {
+	h, transports, err := p.buildHandler(cfg, store)
+	if err != nil {
+		return err
 	}
 	old := p.transports
-	p.digests["trust_bundles"] = bundlesDigest(merged.TrustBundles)
+	p.digests["trust_bundles"] = bundlesDigest(cfg.TrustBundles)
 	p.handler.Store(h)
-	p.watchBundles(p.store, store, p.deps.Now()) // the expiry series follow the bundles
-	p.transports, p.store, p.cfg = transports, store, &merged
+	p.transports, p.store, p.cfg = transports, store, cfg
 	for _, t := range old {
-		t.CloseIdleConnections() // requests in flight finish first
+		t.Close() // requests in flight finish first
 	}
+	p.watchBundles(store) // the expiry series follow the bundles
 	p.metrics.ConfigReloads.WithLabelValues("ok").Inc()
-	p.metrics.ConfigRefused.Set(0)
-	fields := []zap.Field{zap.String("file", path), zap.Int("routes", len(merged.Routes)), zap.Strings("bundles", store.Names())}
-	if len(needRestart) > 0 {
-		fields = append(fields, zap.Strings("not_applied_until_restart", needRestart))
-	}
-	p.log.Info("configuration reloaded", fields...)
 	p.prefetchRevocation(ctx) // the new bundles' authorities
 	return nil
+}
+
+// ReloadError is a configuration reload refused because the file changes
+// sections only a restart applies: nothing of the file was applied.
+type ReloadError struct {
+	File    string
+	Restart []string // the sections, sorted
+}
+
+func (e *ReloadError) Error() string {
+	return fmt.Sprintf("%s: %s changed: only a restart applies these sections; nothing was applied (the running configuration stays)", e.File, strings.Join(e.Restart, ", "))
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -152,10 +153,20 @@ func TestConfigReload(t *testing.T) {
 	}
 	original, _ := os.ReadFile(cfgPath)
 	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
-	added = strings.Replace(added, "server: {shutdown_timeout: 5s}", "server: {shutdown_timeout: 6s}", 1) // needs a restart: said, not applied
-	replaceFile(t, cfgPath, []byte(added))
+	// With a section only a restart applies, nothing of the file is
+	// applied, and the error says why.
+	restart := strings.Replace(added, "server: {shutdown_timeout: 5s}", "server: {shutdown_timeout: 6s}", 1)
+	replaceFile(t, cfgPath, []byte(restart))
 	reloadCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var re *ReloadError
+	if err := p.ReloadConfig(reloadCtx, cfgPath); !errors.As(err, &re) || len(re.Restart) != 1 || re.Restart[0] != "server" {
+		t.Fatalf("reload changing server: %v", err)
+	}
+	if status("/idb2/") != 404 {
+		t.Fatal("a refused file's route is served")
+	}
+	replaceFile(t, cfgPath, []byte(added))
 	if err := p.ReloadConfig(reloadCtx, cfgPath); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -174,7 +185,7 @@ func TestConfigReload(t *testing.T) {
 			t.Fatal("a refused reload changed the running configuration")
 		}
 	}
-	if testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("ok")) != 1 || testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("error")) != 2 {
+	if testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("ok")) != 1 || testutil.ToFloat64(p.metrics.ConfigReloads.WithLabelValues("error")) != 3 {
 		t.Error("reload metrics")
 	}
 }
@@ -266,8 +277,9 @@ func kubernetesSecret(t *testing.T, dir, name string) func([]byte) {
 }
 
 // TestSIGHUPReloads sends a real SIGHUP to a running roc-proxy process after
-// adding a route to its configuration file, then a broken file: the route
-// appears, and the broken file changes nothing and does not stop the process.
+// adding a route to its configuration file, then a broken file, then a file
+// that needs a restart: the route appears, and the other two change nothing
+// and do not stop the process.
 func TestSIGHUPReloads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -301,5 +313,16 @@ func TestSIGHUPReloads(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // let a wrong reload happen if it would
 	if status("/idb2/") != http.StatusOK || status("/idb/") != http.StatusOK {
 		t.Fatal("a refused reload changed the running configuration")
+	}
+	// A valid file adding a signing route with the signer and audit log
+	// it needs (sections only a restart applies): refused whole, and the
+	// process lives on (it used to die of a nil pointer).
+	replaceFile(t, cfgPath, []byte(e.withAudit(e.withSign(withRoute(added, tokenRoute(up.URL))))))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if status("/idb2/") != http.StatusOK || status("/dmp/") != http.StatusNotFound {
+		t.Fatal("the refused file was applied, in part or whole")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -51,11 +52,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	log, flushLog, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
+	defer flushLog()
+	tuneGC(cfg, os.Getenv, log)
 	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath, Stdout: stdout})
 	if err != nil {
 		return &config.FileError{File: *cfgPath, Err: err}
@@ -83,6 +85,27 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return p.Serve(ctx, sih, admin)
 }
 
+// gcPercent is roc-proxy's default GOGC. Its live heap is small (a few
+// MiB of routes, pools and caches) plus the bodies in flight, which
+// server.max_body_memory bounds: collecting it at Go's default pace (100)
+// runs the collector every few thousand requests for little memory; 400
+// spends a quarter of that CPU on it for a heap that stays in the tens of
+// MiB. The soft memory limit (twice the body budget, plus 64 MiB for the
+// rest) makes the collector work harder only when bodies fill the budget.
+// GOGC and GOMEMLIMIT in the environment override both.
+const gcPercent = 400
+
+func tuneGC(cfg *config.Config, getenv func(string) string, log *zap.Logger) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		limit := 2*cfg.Server.MaxBodyMemory + 64<<20
+		debug.SetMemoryLimit(limit)
+		log.Debug("garbage collector tuned", zap.Int("gogc", gcPercent), zap.Int64("memory_limit", limit))
+	}
+}
+
 func ignoreHelp(err error) error {
 	if errors.Is(err, errHelp) {
 		return nil
@@ -92,32 +115,77 @@ func ignoreHelp(err error) error {
 
 // Serve runs the SIH and admin servers on the given listeners until ctx is
 // done, then stops accepting, reports not-ready, and drains in-flight
-// requests within server.shutdown_timeout.
+// requests. From the moment ctx is done, server.shutdown_timeout bounds the
+// whole shutdown: whatever is still stuck then (a revocation fetch, a disk)
+// is left behind and Serve returns ErrShutdownTimeout, so that the process
+// ends.
 func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
-	var ready atomic.Bool
 	errLog, err := zap.NewStdLogAt(p.log.Named("http"), zap.WarnLevel)
 	if err != nil {
 		return err
 	}
-	sih := &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: p.cfg.Server.ReadHeaderTimeout,
-		ReadTimeout:       p.cfg.Server.ReadTimeout,
-		IdleTimeout:       p.cfg.Server.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errLog,
+	srv := p.cfg.Server
+	s := &servers{
+		sih: &http.Server{
+			Handler:           p,
+			ReadHeaderTimeout: srv.ReadHeaderTimeout,
+			ReadTimeout:       srv.ReadTimeout,
+			// The handler lifts this deadline for the exchange and sets
+			// it again from the first byte of its answer: here it bounds
+			// what net/http writes itself (an answer to a malformed
+			// request).
+			WriteTimeout:   srv.WriteTimeout,
+			IdleTimeout:    srv.IdleTimeout,
+			MaxHeaderBytes: 64 << 10,
+			ErrorLog:       errLog,
+		},
+		sihLn: newLimitListener(sihLn, srv.MaxConnections, p.metrics.ConnectionsOpen, p.metrics.ConnectionsLimited),
+		admin: &http.Server{
+			ReadTimeout:  srv.Admin.ReadTimeout,
+			WriteTimeout: srv.Admin.WriteTimeout,
+			IdleTimeout:  srv.Admin.IdleTimeout,
+			ErrorLog:     errLog,
+		},
+		adminLn: adminLn,
 	}
-	admin := &http.Server{
-		Handler:           p.adminHandler(&ready),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          errLog,
+	s.admin.Handler = p.adminHandler(&s.ready)
+	done := make(chan error, 1)
+	go func() { done <- p.serve(ctx, s) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
 	}
+	bound := time.NewTimer(srv.ShutdownTimeout)
+	defer bound.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-bound.C:
+	}
+	p.log.Error("server.shutdown_timeout reached with work still running: exiting anyway", zap.Duration("shutdown_timeout", srv.ShutdownTimeout))
+	p.revocation.Close()
+	s.sih.Close()
+	s.sihLn.Close()
+	s.admin.Close()
+	return ErrShutdownTimeout
+}
+
+// servers are the two HTTP servers of a Proxy and their listeners.
+type servers struct {
+	sih, admin     *http.Server
+	sihLn, adminLn net.Listener
+	ready          atomic.Bool
+}
+
+// serve is Serve without the bound on the shutdown.
+func (p *Proxy) serve(ctx context.Context, s *servers) error {
 	errc := make(chan error, 2)
-	go func() { errc <- admin.Serve(adminLn) }()
+	go func() { errc <- s.admin.Serve(s.adminLn) }()
 	if t := p.cfg.Listen.TLS; t != nil && t.ACME != nil {
 		if err := p.acquireACME(ctx, t.ACME); err != nil {
-			sihLn.Close()
-			admin.Close()
+			s.sihLn.Close()
+			s.admin.Close()
 			return err
 		}
 		defer p.acmeCache.Stop()
@@ -126,61 +194,73 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	// then answer from it.
 	p.prefetchRevocation(ctx)
 	// Read before the reload goroutine starts: it owns p.cfg and
-	// p.transports from then on, until stopBackground has returned.
+	// p.transports from then on, until stop has returned.
 	routes, shutdownTimeout := len(p.cfg.Routes), p.cfg.Server.ShutdownTimeout
 	authSubject := trust.SubjectDN(p.auth.Leaf)
-	// Background work: revocation refresh and certificate reload.
-	bgCtx, stopBackground := context.WithCancel(context.Background())
-	var background sync.WaitGroup
-	background.Add(2)
-	go func() {
-		defer background.Done()
-		p.revocation.Run(bgCtx)
-	}()
-	go func() {
-		defer background.Done()
-		p.runReload(bgCtx)
-	}()
+	stopWork := func() {} // the background work, once started
 	var stopped sync.Once
 	stop := func() {
 		stopped.Do(func() {
-			stopBackground()
-			background.Wait()
+			stopWork()
 			p.revocation.Close() // ends revocation fetches still in flight
 		})
 	}
 	defer stop()
-	if p.sihTLS != nil {
-		sih.TLSConfig = p.sihTLS
-		go func() { errc <- sih.ServeTLS(sihLn, "", "") }()
-	} else {
-		// JSON bodies for the requests net/http refuses itself.
-		go func() { errc <- sih.Serve(proxy.JSONBadRequests(sihLn)) }()
-	}
-	ready.Store(true)
-	if missing, _ := p.revocationReadiness(); len(missing) == 0 {
-		p.metrics.Ready.Set(1)
-	}
-	p.log.Info("roc-proxy started", zap.String("version", version),
-		zap.String("sih", sihLn.Addr().String()), zap.String("admin", adminLn.Addr().String()),
-		zap.Int("routes", routes), zap.String("auth_subject", authSubject))
-
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", shutdownTimeout))
-	case serveErr = <-errc:
-		p.log.Error("server stopped unexpectedly", zap.Error(serveErr))
+	if ctx.Err() != nil {
+		// Stopped while starting: nothing was served.
+		s.sihLn.Close()
+	} else {
+		// Background work: revocation refresh and certificate reload.
+		bgCtx, stopBackground := context.WithCancel(context.Background())
+		var background sync.WaitGroup
+		background.Add(2)
+		go func() {
+			defer background.Done()
+			p.revocation.Run(bgCtx)
+		}()
+		go func() {
+			defer background.Done()
+			p.runReload(bgCtx)
+		}()
+		stopWork = func() {
+			stopBackground()
+			background.Wait()
+		}
+		if p.sihTLS != nil {
+			s.sih.TLSConfig = p.sihTLS
+			go func() { errc <- s.sih.ServeTLS(s.sihLn, "", "") }()
+		} else {
+			// JSON bodies for the requests net/http refuses itself.
+			go func() { errc <- s.sih.Serve(proxy.JSONBadRequests(s.sihLn)) }()
+		}
+		s.ready.Store(true)
+		if missing, _ := p.revocationReadiness(); len(missing) == 0 {
+			p.metrics.Ready.Set(1)
+		}
+		p.log.Info("roc-proxy started", zap.String("version", version),
+			zap.String("sih", s.sihLn.Addr().String()), zap.String("admin", s.adminLn.Addr().String()),
+			zap.Int("routes", routes), zap.String("auth_subject", authSubject))
+
+		select {
+		case <-ctx.Done():
+			p.log.Info("shutting down: draining in-flight requests", zap.Duration("deadline", shutdownTimeout))
+		case serveErr = <-errc:
+			p.log.Error("server stopped unexpectedly", zap.Error(serveErr))
+		}
 	}
-	ready.Store(false)
+	s.ready.Store(false)
 	p.metrics.Ready.Set(0)
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	// The drain leaves part of shutdown_timeout to what follows it (the
+	// audit log's last records and checkpoint).
+	drain := shutdownTimeout - min(shutdownTimeout/5, 2*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := sih.Shutdown(sctx); err != nil {
+	if err := s.sih.Shutdown(sctx); err != nil {
 		p.log.Warn("drain deadline reached: closing remaining connections", zap.Error(err))
-		sih.Close()
+		s.sih.Close()
 	}
-	admin.Close()
+	s.admin.Close()
 	// No reload may run while the last state is read.
 	stop()
 	for _, t := range p.transports {
@@ -262,3 +342,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// ErrShutdownTimeout: server.shutdown_timeout passed before everything
+// stopped; the process ends anyway.
+var ErrShutdownTimeout = errors.New("shutdown did not finish within server.shutdown_timeout")

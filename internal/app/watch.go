@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
@@ -42,6 +43,30 @@ func watchedDirs(cfg *config.Config) []string {
 	return dirs
 }
 
+// relevantFiles lists what a change in the watched folders must be about
+// to matter: the certificate and bundle files, and any file of a bundle
+// that is a folder.
+func relevantFiles(cfg *config.Config) (files, folders map[string]bool) {
+	files, folders = map[string]bool{}, map[string]bool{}
+	list := append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
+	list = append(list, sourceFiles(cfg.Audit.CheckpointKey)...)
+	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
+		list = append(list, sourceFiles(listenSource(t))...)
+	}
+	for _, b := range cfg.TrustBundles {
+		for _, path := range b.Paths {
+			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+				folders[filepath.Clean(path)] = true
+			}
+			list = append(list, path)
+		}
+	}
+	for _, f := range list {
+		files[filepath.Clean(f)] = true
+	}
+	return files, folders
+}
+
 // fileWatch turns file-system events in the watched folders into a prompt
 // reload check. The periodic check stays: it covers file systems without
 // notifications (some network volumes) and a watch that failed.
@@ -49,6 +74,23 @@ type fileWatch struct {
 	w       *fsnotify.Watcher
 	watched map[string]bool
 	log     *zap.Logger
+	// files and folders: see relevantFiles.
+	files, folders map[string]bool
+}
+
+// relevant reports whether an event in a watched folder may concern the
+// certificates or bundles: one of their files, a file of a bundle folder,
+// or the kubelet's "..data" swap of a mounted Secret. Other writes in the
+// same folders (a log file kept there, say) do not wake the reload.
+func (fw *fileWatch) relevant(name string) bool {
+	return fw.files[name] || fw.folders[filepath.Dir(name)] || strings.HasPrefix(filepath.Base(name), "..")
+}
+
+// follow makes the relevant files those of cfg.
+func (fw *fileWatch) follow(cfg *config.Config) {
+	if fw != nil {
+		fw.files, fw.folders = relevantFiles(cfg)
+	}
 }
 
 // newFileWatch watches dirs; with no notification support it returns nil

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -206,6 +207,18 @@ type tunnelConn struct {
 	net.Conn
 	proxy, request string
 	answered       bool // the partner sent bytes; reads are serialised by TLS
+}
+
+// SyscallConn is the socket's to the proxy: nothing is buffered between
+// it and the tunnel (connect refuses bytes after the proxy's answer), so
+// a non-blocking peek on it tells whether a pooled tunnel is still open
+// (proxy.Upstream asks before reusing one; a proxy closes idle tunnels).
+func (c *tunnelConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("the tunnel's connection has no socket")
+	}
+	return sc.SyscallConn()
 }
 
 func (c *tunnelConn) Read(p []byte) (int, error) {

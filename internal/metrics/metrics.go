@@ -45,6 +45,17 @@ type Metrics struct {
 	// Forbidden counts refused SIH requests by reason (client_address,
 	// destination).
 	Forbidden *prometheus.CounterVec
+	// BodyMemory is the memory held by request and response bodies in
+	// flight, across all requests (bounded by server.max_body_memory).
+	BodyMemory prometheus.Gauge
+	// BodyMemoryRefused counts requests refused (503) because the bodies
+	// in flight had reached server.max_body_memory.
+	BodyMemoryRefused prometheus.Counter
+	// ConnectionsOpen is the number of open SIH connections.
+	ConnectionsOpen prometheus.Gauge
+	// ConnectionsLimited counts SIH connections that waited for a free
+	// slot because server.max_connections were open.
+	ConnectionsLimited prometheus.Counter
 
 	// RevocationChecks counts certificate status checks by result (good,
 	// revoked, unknown) and deciding source (ocsp, crl, none).
@@ -183,6 +194,22 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		Namespace: namespace, Subsystem: "http", Name: "forbidden_total",
 		Help: "Refused SIH requests by reason: client_address (outside listen.allow_cidrs), destination (a host a dynamic route may not reach).",
 	}, []string{"reason"})
+	m.BodyMemory = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "http", Name: "body_memory_bytes",
+		Help: "Memory held by request and response bodies in flight (bounded by server.max_body_memory).",
+	})
+	m.BodyMemoryRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "http", Name: "body_memory_refusals_total",
+		Help: "Requests refused with 503 because the bodies in flight had reached server.max_body_memory.",
+	})
+	m.ConnectionsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "http", Name: "connections_open",
+		Help: "Open SIH connections (bounded by server.max_connections).",
+	})
+	m.ConnectionsLimited = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "http", Name: "connections_limited_total",
+		Help: "SIH connections that waited for a free slot because server.max_connections were open.",
+	})
 	m.RevocationChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "checks_total",
 		Help: "Certificate revocation checks by result and deciding source.",
@@ -302,6 +329,7 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads, m.CertificateRefused, m.ConfigRefused,
+		m.BodyMemory, m.BodyMemoryRefused, m.ConnectionsOpen, m.ConnectionsLimited,
 		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
 		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.RevocationNotModified, m.RevocationGraceUses,
 		m.RevocationOCSPNextUpdate, m.RevocationStatusAge, m.RevocationPooledRefusals, m.TokensSigned, m.TokenCache, m.ResponseSignatures,

@@ -2,9 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
@@ -12,7 +16,7 @@ import (
 // soapResponse is the size of a typical AMC directory answer.
 var soapResponse = bytes.Repeat([]byte("<item>x</item>"), 150)
 
-func benchFixture(b *testing.B) *fixture {
+func benchFixture(b *testing.B, opts ...func(*Options)) *fixture {
 	p := pki(b)
 	up := startUpstream(b, p.Servers[testpki.AnnuaireHost], p.SanteRoot, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/xml")
@@ -21,7 +25,7 @@ func benchFixture(b *testing.B) *fixture {
 	return newFixture(b, map[string]routeOpt{
 		"annuaire": {prefix: "/annuaire/", upstream: up.URL + "/ws", serverName: testpki.AnnuaireHost},
 		"other":    {prefix: "/other/", upstream: up.URL, serverName: testpki.AnnuaireHost},
-	})
+	}, opts...)
 }
 
 // BenchmarkPassThrough is the per-request path of a warm pass-through route:
@@ -67,4 +71,38 @@ func BenchmarkUnknownRoute(b *testing.B) {
 		rec := httptest.NewRecorder()
 		f.h.ServeHTTP(rec, req)
 	}
+}
+
+// BenchmarkPassThroughServer is the whole per-request path as the process
+// runs it: a keep-alive SIH client, net/http's server reading the request
+// and writing the answer, the handler, the pooled mutual-TLS exchange with
+// the partner, and the access log written as JSON, as in production. Its
+// CPU profile is the one cmd/roc-proxy/default.pgo is made from (see
+// README, "Tests and benchmarks").
+func BenchmarkPassThroughServer(b *testing.B) {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey, enc.EncodeTime, enc.EncodeDuration = "ts", zapcore.ISO8601TimeEncoder, zapcore.MillisDurationEncoder
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(io.Discard)), zapcore.InfoLevel))
+	f := benchFixture(b, func(o *Options) { o.Logger = log })
+	srv := httptest.NewServer(f.h)
+	b.Cleanup(srv.Close)
+	body := bytes.Repeat([]byte("<x>0123456789</x>"), 112)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		defer client.CloseIdleConnections()
+		for pb.Next() {
+			resp, err := client.Post(srv.URL+"/annuaire/search", "text/xml", bytes.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
 }

@@ -24,37 +24,85 @@ import (
 // route's limit.
 var errResponseTooLarge = errors.New("partner response exceeds the route's max_response_bytes")
 
+// firstBodyBuffer is the most a body's first buffer takes on the strength
+// of a declared Content-Length: beyond it, the buffer grows with what
+// actually arrives, so that a client declaring 10 MiB and sending one byte
+// holds 64 KiB, not 10 MiB.
+const firstBodyBuffer = 64 << 10
+
 // readBody reads at most limit bytes of r; more is a *http.MaxBytesError.
-// size is the declared length (-1 when unknown).
-func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+// size is the declared length (-1 when unknown): it sizes the first buffer
+// (up to firstBodyBuffer) and is otherwise not trusted. Every byte of
+// buffer is reserved in res first; errOverBudget when the budget is spent.
+func readBody(r io.Reader, size, limit int64, res *reservation) ([]byte, error) {
 	if size > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	if size >= 0 {
-		b := make([]byte, size)
-		if _, err := io.ReadFull(r, b); err != nil {
-			return nil, err
-		}
-		return b, nil
+	if size == 0 {
+		return nil, nil
 	}
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
+	first := int64(4 << 10) // unknown length: start small
+	if size > 0 {
+		first = min(size, firstBodyBuffer)
+	}
+	first = min(first, limit+1)
+	if err := res.grow(first); err != nil {
 		return nil, err
 	}
-	if n > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
+	buf := make([]byte, 0, first)
+	for {
+		if len(buf) == cap(buf) {
+			if size >= 0 && int64(len(buf)) == size {
+				// All the declared bytes are in: the reader owes an EOF.
+				var one [1]byte
+				n, err := io.ReadAtLeast(r, one[:], 1)
+				switch {
+				case n > 0:
+					return nil, errors.New("body longer than its Content-Length")
+				case errors.Is(err, io.EOF):
+					return buf, nil
+				default:
+					return nil, err
+				}
+			}
+			if int64(len(buf)) > limit {
+				return nil, &http.MaxBytesError{Limit: limit}
+			}
+			next := min(2*int64(cap(buf)), limit+1)
+			if size >= 0 {
+				next = min(next, size)
+			}
+			if err := res.grow(next - int64(cap(buf))); err != nil {
+				return nil, err
+			}
+			grown := make([]byte, len(buf), next)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			if int64(len(buf)) > limit {
+				return nil, &http.MaxBytesError{Limit: limit}
+			}
+			if size >= 0 && int64(len(buf)) < size {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return buf, nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 // readRequestBody reads the SIH's request body whole (nil when empty).
-func readRequestBody(req *http.Request, limit int64) ([]byte, error) {
+func readRequestBody(req *http.Request, limit int64, res *reservation) ([]byte, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, nil
 	}
 	defer req.Body.Close()
-	return readBody(req.Body, req.ContentLength, limit)
+	return readBody(req.Body, req.ContentLength, limit, res)
 }
 
 // setRequestBody makes b the outbound request's body. A plain in-memory
@@ -74,19 +122,25 @@ func setRequestBody(out *http.Request, b []byte) {
 
 // bufferResponse replaces the response body by its bytes, with a
 // Content-Length, and returns them.
-func bufferResponse(res *http.Response, limit int64) ([]byte, error) {
-	b, err := readBody(res.Body, res.ContentLength, limit)
+func bufferResponse(res *http.Response, limit int64, mem *reservation) ([]byte, error) {
+	b, err := readBody(res.Body, res.ContentLength, limit, mem)
 	res.Body.Close()
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	switch {
+	case errors.As(err, &tooLarge):
 		return nil, fmt.Errorf("%w (%d bytes)", errResponseTooLarge, limit)
+	case errors.Is(err, errOverBudget):
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the partner's response: %w", err)
 	}
 	res.Body = io.NopCloser(bytes.NewReader(b))
+	if res.ContentLength != int64(len(b)) || res.Header.Get("Content-Length") == "" {
+		// Chunked, or of unknown length: the SIH gets the length.
+		res.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	}
 	res.ContentLength = int64(len(b))
 	res.TransferEncoding = nil
-	res.Header.Set("Content-Length", strconv.Itoa(len(b)))
 	return b, nil
 }

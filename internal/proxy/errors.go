@@ -61,7 +61,35 @@ const (
 	CodeSignerRevoked       = "signer_revoked"
 	CodeAuditUnavailable    = "audit_unavailable"
 	CodeSigningFailed       = "signing_failed"
+	CodeMethodNotAllowed    = "method_not_allowed"
+	CodeOverloaded          = "overloaded"
+	CodeRequestTimeout      = "request_timeout"
+	CodeInternal            = "internal_error"
 )
+
+// overloaded is the answer when the bodies in flight hold the whole
+// memory budget: the SIH may try again shortly.
+func overloaded() Problem {
+	return problem(http.StatusServiceUnavailable, CodeOverloaded, "body_memory", "roc-proxy holds as many request and response bodies as server.max_body_memory allows: try again shortly")
+}
+
+// bodyProblem maps a failure to read the SIH's request body: the client's
+// side of the exchange, never the partner's.
+func bodyProblem(err error) Problem {
+	var (
+		maxBytes *http.MaxBytesError
+		netErr   net.Error
+	)
+	switch {
+	case errors.As(err, &maxBytes):
+		return problem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit")
+	case errors.Is(err, errOverBudget):
+		return overloaded()
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return problem(http.StatusRequestTimeout, CodeRequestTimeout, "read_timeout", "the request body did not arrive within server.read_timeout")
+	}
+	return problem(http.StatusBadRequest, CodeBadRequest, "incomplete_body", "the request body did not arrive whole or is malformed (cut short, or a bad chunk)")
+}
 
 // tokenProblem maps a token failure; nothing was signed.
 func tokenProblem(err error) Problem {
@@ -82,8 +110,9 @@ func tokenProblem(err error) Problem {
 	return problem(http.StatusInternalServerError, CodeSigningFailed, "", "the token could not be signed")
 }
 
-// StatusClientClosedRequest is logged (not sent) when the SIH went away
-// before the answer, as nginx does.
+// StatusClientClosedRequest is logged (never sent: the connection is
+// closed without an answer) when the SIH went away before the answer, as
+// nginx does.
 const StatusClientClosedRequest = 499
 
 var reasonMessages = map[trust.Reason]string{
@@ -124,6 +153,8 @@ func problemFor(err, ctxErr error) Problem {
 	switch {
 	case errors.As(err, &maxBytes):
 		return problem(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "", "request body exceeds the route's limit")
+	case errors.Is(err, errOverBudget):
+		return overloaded()
 	case errors.Is(err, errResponseSignature):
 		return problem(http.StatusBadGateway, CodeUpstreamError, "response_signature", "the partner's response signature is missing or does not verify")
 	case errors.Is(err, errResponseTooLarge):
@@ -177,12 +208,12 @@ type errorBody struct {
 }
 
 func writeProblem(w http.ResponseWriter, p Problem, requestID string) {
-	if p.Status == StatusClientClosedRequest {
-		return // nobody is listening
-	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if p.Status == http.StatusServiceUnavailable && p.Code == CodeOverloaded {
+		h.Set("Retry-After", "1")
+	}
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(errorBody{Problem: p, RequestID: requestID})
 }

@@ -43,6 +43,9 @@ type Handler struct {
 	unrouted prometheus.Observer
 	bufs     *bufferPool
 	clients  *clientVerifier // nil: no client certificates asked
+	budget   *BodyBudget
+	// writeTimeout bounds writing an answer (0: none).
+	writeTimeout time.Duration
 }
 
 // Options configure a Handler.
@@ -56,11 +59,21 @@ type Options struct {
 	// certificates: a request without one of theirs is refused (403).
 	ClientCAs *x509.CertPool
 	Now       func() time.Time
+	// Budget, when set, bounds the memory of the bodies in flight across
+	// all requests (shared by the handlers a reload replaces).
+	Budget *BodyBudget
+	// WriteTimeout, when set, is how long the SIH has to take an answer
+	// once roc-proxy starts sending it.
+	WriteTimeout time.Duration
 }
 
 // exchange is the per-request state shared between ServeHTTP and the
-// ReverseProxy callbacks.
+// ReverseProxy callbacks, which find it in the request's context: it is
+// that context (the route's total timeout within the request's own), one
+// allocation where context.WithValue would be another.
 type exchange struct {
+	context.Context
+	rec         recorder
 	route       *route
 	id          string
 	upstream    *url.URL // the partner: the route's, or from the path
@@ -69,13 +82,27 @@ type exchange struct {
 	assertionID string   // of the token added, if any
 	problem     *Problem
 	err         error
+	mem         reservation // the bodies' share of the budget
+	bytesIn     int64
+	abort       bool // close the connection without an answer
 }
 
 type ctxKey struct{}
 
+// Value finds the exchange itself under ctxKey.
+func (ex *exchange) Value(key any) any {
+	if key == (ctxKey{}) {
+		return ex
+	}
+	return ex.Context.Value(key)
+}
+
 // New builds the handler and one ReverseProxy per route.
 func New(o Options) (*Handler, error) {
-	h := &Handler{log: o.Logger, metrics: o.Metrics, bufs: newBufferPool(), allow: o.AllowCIDRs}
+	h := &Handler{log: o.Logger, metrics: o.Metrics, bufs: newBufferPool(), allow: o.AllowCIDRs, budget: o.Budget, writeTimeout: o.WriteTimeout}
+	if h.budget == nil {
+		h.budget = NewBodyBudget(0, o.Metrics)
+	}
 	if o.ClientCAs != nil {
 		h.clients = newClientVerifier(o.ClientCAs, o.Now)
 	}
@@ -86,6 +113,12 @@ func New(o Options) (*Handler, error) {
 	}
 	for _, spec := range o.Routes {
 		r := &route{RouteSpec: spec, prefix: strings.TrimSuffix(spec.PathPrefix, "/")}
+		if len(r.Methods) == 0 {
+			r.Methods = []string{http.MethodPost}
+		}
+		r.allow = strings.Join(r.Methods, ", ")
+		r.served = o.Metrics.Requests.WithLabelValues(spec.Name, "200")
+		r.duration = o.Metrics.RequestDuration.WithLabelValues(spec.Name)
 		r.proxy = &httputil.ReverseProxy{
 			Rewrite:        h.rewrite,
 			Transport:      spec.Transport,
@@ -112,18 +145,60 @@ func (h *Handler) match(p string) *route {
 // ServeHTTP forwards one SIH request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	ex := &exchange{id: requestID(req.Header.Get(HeaderRequestID))}
-	rec := &recorder{ResponseWriter: w}
-	rec.Header().Set(HeaderRequestID, ex.id)
-
+	ex := &exchange{Context: req.Context(), id: requestID(req.Header.Get(HeaderRequestID))}
+	ex.mem.b = h.budget
+	rec := &ex.rec
+	rec.ResponseWriter, rec.writeTimeout, rec.id = w, h.writeTimeout, ex.id
+	if h.writeTimeout > 0 {
+		// The exchange is bounded by the read and route timeouts; the
+		// write deadline starts with the answer (recorder.WriteHeader).
+		rec.setWriteDeadline(time.Time{})
+	}
+	if req.ProtoMajor == 1 && len(req.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent beside Transfer-Encoding
+		// before the handler runs, so every chunked request may have
+		// been ambiguous: answer it, then close (RFC 9112 section 6.1).
+		rec.close = true
+	}
+	defer func() {
+		// ReverseProxy aborts with http.ErrAbortHandler when the SIH
+		// stops taking the answer; anything else is a bug, answered 500
+		// when nothing was sent yet rather than a dropped connection.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				if ex.problem == nil {
+					ex.problem = &Problem{Code: CodeClientClosed, Reason: "answer_unfinished"}
+				}
+				ex.abort = true
+			} else {
+				h.log.Error("panic serving a request", zap.String("request_id", ex.id), zap.Any("panic", v), zap.Stack("stack"))
+				if rec.status == 0 {
+					h.fail(rec, ex, problem(http.StatusInternalServerError, CodeInternal, "", "roc-proxy failed to serve this request"), fmt.Errorf("panic: %v", v))
+				} else {
+					ex.problem, ex.abort = &Problem{Code: CodeInternal}, true
+				}
+			}
+		}
+		h.finish(rec, req, ex, start)
+		if ex.abort {
+			// Nothing roc-proxy decided can be sent: close the
+			// connection rather than let net/http send a 200.
+			panic(http.ErrAbortHandler)
+		}
+	}()
 	h.serve(rec, req, ex)
+}
 
+// finish records the exchange: the token's result, metrics, access log;
+// and gives its bodies' memory back.
+func (h *Handler) finish(rec *recorder, req *http.Request, ex *exchange, start time.Time) {
+	ex.mem.release()
 	routeName := "unmatched"
 	if ex.route != nil {
 		routeName = ex.route.Name
 	}
 	status := rec.status
-	if ex.problem != nil && ex.problem.Status == StatusClientClosedRequest {
+	if ex.abort && status == 0 {
 		status = StatusClientClosedRequest
 	}
 	elapsed := time.Since(start)
@@ -134,9 +209,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		ex.route.Token.Result(ex.id, ex.assertionID, status, elapsed, errClass)
 	}
-	h.metrics.Requests.WithLabelValues(routeName, strconv.Itoa(status)).Inc()
+	switch {
+	case ex.route != nil && status == http.StatusOK:
+		ex.route.served.Inc() // the common case, without a label lookup
+	default:
+		h.metrics.Requests.WithLabelValues(routeName, strconv.Itoa(status)).Inc()
+	}
 	if ex.route != nil {
-		h.metrics.RequestDuration.WithLabelValues(routeName).Observe(elapsed.Seconds())
+		ex.route.duration.Observe(elapsed.Seconds())
 	} else {
 		h.unrouted.Observe(elapsed.Seconds())
 	}
@@ -148,7 +228,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			zap.String("route", routeName),
 			zap.Int("status", status),
 			zap.Duration("duration", elapsed),
-			zap.Int64("bytes_in", req.ContentLength),
+			zap.Int64("bytes_in", ex.bytesIn),
 			zap.Int64("bytes_out", rec.bytes),
 			zap.String("client", req.RemoteAddr),
 		}
@@ -171,7 +251,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) {
+func (h *Handler) serve(w *recorder, req *http.Request, ex *exchange) {
 	if !clientAllowed(req.RemoteAddr, h.allow) {
 		h.fail(w, ex, forbidden("client_address", "this client address may not use roc-proxy"), nil)
 		return
@@ -182,13 +262,18 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 			return
 		}
 	}
-	if req.URL.RawPath != "" || req.URL.Path == "" || req.URL.Path[0] != '/' || !clean(req.URL.Path) {
-		h.fail(w, ex, problem(http.StatusBadRequest, CodeBadRequest, "path", "the request path must be absolute and canonical (no dot segments, no escaped slashes)"), nil)
+	if !canonicalPath(req) {
+		h.fail(w, ex, problem(http.StatusBadRequest, CodeBadRequest, "path", "the request path must be absolute and canonical (no dot segments, no escaped slashes or dots, no ';' parameters, no backslashes)"), nil)
 		return
 	}
 	ex.route = h.match(req.URL.Path)
 	if ex.route == nil {
 		h.fail(w, ex, problem(http.StatusNotFound, CodeUnknownRoute, "", fmt.Sprintf("no route for path %q", req.URL.Path)), nil)
+		return
+	}
+	if !slices.Contains(ex.route.Methods, req.Method) {
+		w.Header().Set("Allow", ex.route.allow)
+		h.fail(w, ex, problem(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "", "this route serves "+ex.route.allow), nil)
 		return
 	}
 	if len(ex.route.AllowedClients) > 0 {
@@ -213,26 +298,47 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, ex *exchange) 
 		}
 		ex.upstream, ex.rest = target, "/"+rest
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(req.Context(), ctxKey{}, ex), ex.route.TotalTimeout)
+	total, cancel := context.WithTimeout(req.Context(), ex.route.TotalTimeout)
 	defer cancel()
-	body, err := readRequestBody(req, ex.route.MaxBodyBytes)
+	ex.Context = total
+	ctx := context.Context(ex)
+	body, err := readRequestBody(req, ex.route.MaxBodyBytes, &ex.mem)
+	ex.bytesIn = int64(len(body))
 	if err != nil {
-		h.fail(w, ex, problemFor(err, ctx.Err()), err)
+		// The SIH's side of the exchange failed: its problem, never the
+		// partner's; the connection cannot be reused.
+		w.close = true
+		h.fail(w, ex, bodyProblem(err), err)
 		return
 	}
 	if ex.route.Token != nil {
 		stripTokenHeaders(req.Header, ex.route.TokenHeaders)
+		in := len(body)
 		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Ctx: ctx, Header: req.Header, Body: body,
 			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.upstream.String() + ex.rest})
 		if err != nil {
 			h.fail(w, ex, tokenProblem(err), err)
 			return
 		}
+		if len(body) != in {
+			ex.mem.add(int64(len(body))) // the envelope with the token
+		}
 	}
 	ex.body = body
 	req = req.WithContext(ctx)
 	req.Body, req.ContentLength = http.NoBody, int64(len(body)) // the bytes travel in ex
 	ex.route.proxy.ServeHTTP(w, req)
+}
+
+// canonicalPath reports whether the request's path is absolute and
+// canonical: no empty, "." or ".." segment, nothing escaped that the
+// default encoding would not escape, no ';' (matrix parameters: a
+// Tomcat-style partner drops ";..." from a segment before normalising,
+// so "/r/..;/x" climbs out of "/r/" there) and no backslash (a separator
+// for some servers).
+func canonicalPath(req *http.Request) bool {
+	p := req.URL.Path
+	return req.URL.RawPath == "" && p != "" && p[0] == '/' && !strings.ContainsAny(p, ";\\") && clean(p)
 }
 
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
@@ -247,6 +353,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	// roc-proxy, not the partner.
 	stripRocHeaders(pr.Out.Header)
 	pr.Out.Header.Set(HeaderRequestID, ex.id)
+	// The body is here whole: the partner has nothing to approve, and its
+	// 100 Continue would only be an interim answer to drop.
+	pr.Out.Header.Del("Expect")
 	setRequestBody(pr.Out, ex.body)
 }
 
@@ -264,15 +373,20 @@ func (h *Handler) fail(w http.ResponseWriter, ex *exchange, p Problem, err error
 	if p.Code == CodeForbidden {
 		h.metrics.Forbidden.WithLabelValues(p.Reason).Inc()
 	}
+	if p.Status == StatusClientClosedRequest {
+		ex.abort = true // nobody is listening: nothing is sent
+		return
+	}
 	writeProblem(w, p, ex.id)
 }
 
 func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
 	return func(res *http.Response) error {
-		// Ours is already set on the response; a second value would
-		// confuse the SIH's correlation.
+		ex := res.Request.Context().Value(ctxKey{}).(*exchange)
+		// Ours replaces the partner's (recorder.WriteHeader): a second
+		// value would confuse the SIH's correlation.
 		res.Header.Del(HeaderRequestID)
-		body, err := bufferResponse(res, r.MaxResponseBytes)
+		body, err := bufferResponse(res, r.MaxResponseBytes, &ex.mem)
 		if err != nil || r.ResponseSignatures == nil {
 			return err
 		}
@@ -310,27 +424,54 @@ func clean(p string) bool {
 	return c == p || c+"/" == p
 }
 
-// recorder captures the status and size of the response for the access log.
+// recorder captures the final status and size of the answer for the
+// access log, keeps interim 1xx answers from the SIH (the answer goes out
+// whole, they announce nothing), starts the write deadline with the answer
+// and asks for the connection to close when it must.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	status       int
+	bytes        int64
+	id           string        // X-Request-Id of the answer
+	close        bool          // Connection: close
+	writeTimeout time.Duration // from the first byte of the answer
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		return // interim
+	}
+	if r.status != 0 {
+		return
+	}
+	r.status = code
+	// Set here, last: ReverseProxy clears the answer's headers after
+	// an interim 1xx.
+	r.Header().Set(HeaderRequestID, r.id)
+	if r.close {
+		r.Header().Set("Connection", "close")
+	}
+	if r.writeTimeout > 0 {
+		r.setWriteDeadline(time.Now().Add(r.writeTimeout))
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
-		r.status = http.StatusOK
+		r.WriteHeader(http.StatusOK)
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
+}
+
+// setWriteDeadline reaches the connection's write deadline as
+// http.ResponseController does, without its allocation.
+func (r *recorder) setWriteDeadline(t time.Time) {
+	if d, ok := r.ResponseWriter.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		_ = d.SetWriteDeadline(t)
+	}
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer (flush,

@@ -80,18 +80,23 @@ type routeOpt struct {
 	maxBody, maxResp   int64
 	total, respHeader  time.Duration
 	verifyCount        *atomic.Int64
+	methods            []string
+	// dial replaces the TCP dial (an outbound proxy's tunnel).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// verifyPeer is the per-connection check with a standing guard.
+	verifyPeer func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (PeerGuard, error)
 }
 
 type fixture struct {
 	h          *Handler
 	reg        *prometheus.Registry
 	m          *metrics.Metrics
-	transports []*http.Transport
+	transports []*Upstream
 }
 
 // newFixture builds a Handler whose routes trust the test IGC OSI and
 // authenticate with the test ORG_AUTH_CLI.
-func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
+func newFixture(t testing.TB, routes map[string]routeOpt, opts ...func(*Options)) *fixture {
 	t.Helper()
 	p := pki(t)
 	store := trust.NewStore(&trust.Bundle{Name: "osi", Anchors: []*x509.Certificate{p.OSIRoot.Cert}, Intermediates: []*x509.Certificate{p.OSIServeur.Cert}})
@@ -102,7 +107,7 @@ func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
 	}
 	auth := tlsCert(p.AuthCli)
 	var specs []RouteSpec
-	var transports []*http.Transport
+	var transports []*Upstream
 	for name, o := range routes {
 		v, err := store.NewVerifier(trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: o.serverName})
 		if err != nil {
@@ -112,26 +117,33 @@ func newFixture(t testing.TB, routes map[string]routeOpt) *fixture {
 		if o.verifyCount != nil {
 			verify = func(cs tls.ConnectionState) error { o.verifyCount.Add(1); return v.VerifyConnection(cs) }
 		}
-		tr := mtls.NewTransport(mtls.TransportOptions{
+		tr := NewUpstream(UpstreamOptions{
 			TLS:                   mtls.ClientConfig(mtls.ClientOptions{ServerName: o.serverName, VerifyConnection: verify, ClientCertificate: func() *tls.Certificate { return auth }}),
 			ConnectTimeout:        2 * time.Second,
 			TLSHandshakeTimeout:   2 * time.Second,
 			ResponseHeaderTimeout: or(o.respHeader, 5*time.Second),
+			DialContext:           o.dial,
+			VerifyPeer:            o.verifyPeer,
 		})
-		t.Cleanup(tr.CloseIdleConnections)
+		t.Cleanup(tr.Close)
 		transports = append(transports, tr)
 		u, err := url.Parse(o.upstream)
 		if err != nil {
 			t.Fatal(err)
 		}
 		specs = append(specs, RouteSpec{Name: name, PathPrefix: o.prefix, StripPrefix: o.strip, Upstream: u,
-			MaxBodyBytes: int64(or(time.Duration(o.maxBody), 1<<20)), MaxResponseBytes: int64(or(time.Duration(o.maxResp), 1<<20)), TotalTimeout: or(o.total, 10*time.Second), Transport: tr})
+			MaxBodyBytes: int64(or(time.Duration(o.maxBody), 1<<20)), MaxResponseBytes: int64(or(time.Duration(o.maxResp), 1<<20)), TotalTimeout: or(o.total, 10*time.Second), Transport: tr,
+			Methods: o.methods})
 	}
 	log := zap.NewNop()
 	if tt, ok := t.(*testing.T); ok {
 		log = zaptest.NewLogger(tt)
 	}
-	h, err := New(Options{Routes: specs, Logger: log, Metrics: m})
+	o := Options{Routes: specs, Logger: log, Metrics: m}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	h, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +513,7 @@ func TestDynamicAddressingIsNoOpenRelay(t *testing.T) {
 	r := f.h.routes[0]
 	r.Upstream, r.Dynamic = nil, &DynamicSpec{Hosts: []string{"*.amc.test", "ws.mutuelle.test"}, Ports: []int{port}}
 	// The partner's name resolves to loopback, as DNS would.
-	r.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.Transport.(*Upstream).o.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, port, _ := net.SplitHostPort(addr)
 		if host != testpki.AnnuaireHost {
 			return nil, fmt.Errorf("dialled %s: a host outside the patterns", addr)

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // RouteSpec is a route as the composition root builds it.
@@ -23,7 +25,7 @@ type RouteSpec struct {
 	MaxResponseBytes int64
 	// TotalTimeout bounds the whole exchange with the upstream.
 	TotalTimeout time.Duration
-	// Transport reaches the upstream (mtls.NewTransport).
+	// Transport reaches the upstream (an Upstream).
 	Transport http.RoundTripper
 	// AllowedClients, when set, are the subjects (RFC 2253) of the SIH
 	// client certificates served.
@@ -41,6 +43,8 @@ type RouteSpec struct {
 	// answers; Enforce makes a failure a 502 instead of a log line.
 	ResponseSignatures func(ctx context.Context, body []byte) (int, error)
 	Enforce            bool
+	// Methods are the HTTP methods the route serves (default POST).
+	Methods []string
 }
 
 // TokenRequest is what a TokenSource sees of a SIH request.
@@ -67,7 +71,12 @@ type TokenSource interface {
 type route struct {
 	RouteSpec
 	prefix string // PathPrefix without its trailing slash
+	allow  string // the Allow header of a 405: Methods
 	proxy  *httputil.ReverseProxy
+	// served and duration are the route's series of the requests metrics
+	// that every served request updates.
+	served   prometheus.Counter
+	duration prometheus.Observer
 }
 
 func (r *route) matches(path string) bool {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -51,9 +52,10 @@ func startPooledPartner(t testing.TB, w *world) *pooledPartner {
 	return pp
 }
 
-// pooledTransport is a route's transport to the partner, with or without
-// the standing check of its connections.
-func pooledTransport(t testing.TB, w *world, rc *RouteChecker, guarded bool) *http.Transport {
+// pooledTransport is a route's transport to the partner (proxy.Upstream,
+// as internal/app builds it), with or without the standing check of its
+// connections.
+func pooledTransport(t testing.TB, w *world, rc *RouteChecker, guarded bool) *proxy.Upstream {
 	t.Helper()
 	store := trust.NewStore(&trust.Bundle{Name: "osi", Anchors: []*x509.Certificate{w.pki.OSIRoot.Cert}, Intermediates: []*x509.Certificate{w.pki.OSIServeur.Cert}})
 	vo := trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: "ok.amc.test"}
@@ -70,13 +72,13 @@ func pooledTransport(t testing.TB, w *world, rc *RouteChecker, guarded bool) *ht
 		t.Fatal(err)
 	}
 	auth := w.pki.AuthCli.TLSCertificate()
-	to := mtls.TransportOptions{
+	to := proxy.UpstreamOptions{
 		TLS:                 mtls.ClientConfig(mtls.ClientOptions{ServerName: "ok.amc.test", VerifyConnection: v.VerifyConnection, ClientCertificate: func() *tls.Certificate { return auth }}),
 		ConnectTimeout:      5 * time.Second,
 		TLSHandshakeTimeout: 5 * time.Second,
 	}
 	if guarded {
-		to.VerifyPeer = func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (mtls.PeerGuard, error) {
+		to.VerifyPeer = func(ctx context.Context, cs tls.ConnectionState, closeConn func()) (proxy.PeerGuard, error) {
 			g, err := v.VerifyConnectionGuard(ctx, cs, closeConn)
 			if g == nil {
 				return nil, err
@@ -84,13 +86,20 @@ func pooledTransport(t testing.TB, w *world, rc *RouteChecker, guarded bool) *ht
 			return g, err
 		}
 	}
-	tr := mtls.NewTransport(to)
-	t.Cleanup(tr.CloseIdleConnections)
+	tr := proxy.NewUpstream(to)
+	t.Cleanup(tr.Close)
 	return tr
 }
 
 func post(t testing.TB, tr http.RoundTripper, url string) error {
+	return postConn(t, tr, url, false)
+}
+
+// postConn is post, asking the partner to close the connection after its
+// answer when closeConn (what http.Transport's DisableKeepAlives does).
+func postConn(t testing.TB, tr http.RoundTripper, url string, closeConn bool) error {
 	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	req.Close = closeConn
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return err
@@ -261,19 +270,18 @@ func BenchmarkChurnRequest(b *testing.B) {
 	partner := startPooledPartner(b, w)
 	for _, mode := range []string{"hard", "off"} {
 		b.Run("revocation="+mode, func(b *testing.B) {
-			var tr *http.Transport
+			var tr *proxy.Upstream
 			if mode == "hard" {
 				tr = pooledTransport(b, w, c.ForRoute(hard(bothSrc...)), true)
 			} else {
 				tr = pooledTransport(b, w, nil, false)
 			}
-			tr.DisableKeepAlives = true
-			if err := post(b, tr, partner.url); err != nil {
+			if err := postConn(b, tr, partner.url, true); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := post(b, tr, partner.url); err != nil {
+				if err := postConn(b, tr, partner.url, true); err != nil {
 					b.Fatal(err)
 				}
 			}
