@@ -11,6 +11,9 @@
 set -eu
 deb=${1:?usage: packaging/ci-install-check.sh PACKAGE.deb}
 fail() { echo "ci-install-check: $*" >&2; exit 1; }
+[ -f "$deb" ] || fail "$deb: no such package"
+# Absolute: the certificate step below works in another directory.
+deb=$(readlink -f "$deb")
 [ "$(id -u)" = 0 ] || fail "needs root (dpkg -i)"
 if [ "$(dpkg-query -W -f='${Status}' roc-proxy 2>/dev/null || true)" = "install ok installed" ]; then
   echo "ci-install-check: purging the roc-proxy package a previous run left" >&2
