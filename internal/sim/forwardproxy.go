@@ -63,6 +63,9 @@ type ForwardProxy struct {
 	Addr string
 	// Connects counts CONNECT requests; Forwarded absolute-form requests.
 	Connects, Forwarded atomic.Int64
+	// TargetEnded counts tunnels whose target closed its side, once that
+	// end has been passed on to the client (its socket has the FIN).
+	TargetEnded atomic.Int64
 
 	o  ForwardProxyOptions
 	ln net.Listener
@@ -294,6 +297,9 @@ func (p *ForwardProxy) tunnel(c net.Conn, br *bufio.Reader, target string, b Pro
 		_, _ = io.Copy(dst, io.TeeReader(src, keeper{p}))
 		if tc, ok := dst.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
+		}
+		if dst == c {
+			p.TargetEnded.Add(1)
 		}
 		done <- struct{}{}
 	}
