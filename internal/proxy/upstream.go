@@ -38,10 +38,12 @@ import (
 // left, or, for a replayable request (GET, HEAD, OPTIONS), before any byte
 // of the answer came. A pooled connection the partner (or the outbound
 // proxy a tunnel goes through) closed while idle is found before use (a
-// non-blocking peek) and dropped. Environment proxy settings are ignored,
-// as with http.Transport's Proxy nil: DialContext opens the tunnel of the
-// route's outbound proxy, and the TLS inside it is still this one. Not
-// kept: HTTP/2, transparent gzip (roc-proxy forwards bodies as they come).
+// non-blocking peek) and dropped; so is one with bytes left after an answer
+// (quiet), which would be read as the next request's answer. Environment
+// proxy settings are ignored, as with http.Transport's Proxy nil:
+// DialContext opens the tunnel of the route's outbound proxy, and the TLS
+// inside it is still this one. Not kept: HTTP/2, transparent gzip
+// (roc-proxy forwards bodies as they come).
 //
 // Beyond http.Transport: with VerifyPeer (routes that check revocation)
 // each connection keeps the standing check of the chain its handshake
@@ -128,6 +130,7 @@ var (
 	errTLSHandshakeTimeout   = &timeoutError{"net/http: TLS handshake timeout"}
 	errSwitchedProtocols     = errors.New("the partner switched protocols (101): roc-proxy does not forward upgrades")
 	errTooMany1xx            = errors.New("the partner sent too many 1xx answers")
+	errWouldBlock            = &timeoutError{"nothing to read yet"} // temporary: crypto/tls does not keep it
 	aLongTimeAgo             = time.Unix(1, 0)
 )
 
@@ -151,12 +154,14 @@ type upstreamConn struct {
 	peekAlive bool
 }
 
-// countingConn counts what crosses the TCP connection, and bounds reads
-// while an answer's headers come.
+// countingConn counts what crosses the TCP connection, bounds reads while
+// an answer's headers come, and fails reads at once (errWouldBlock) while
+// noWait.
 type countingConn struct {
 	net.Conn
 	written, read int64
 	readLimit     int64 // < 0: none
+	noWait        bool
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
@@ -166,6 +171,9 @@ func (c *countingConn) Write(p []byte) (int, error) {
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
+	if c.noWait {
+		return 0, errWouldBlock
+	}
 	if c.readLimit >= 0 {
 		if c.readLimit == 0 {
 			return 0, fmt.Errorf("the partner's answer headers exceed %d bytes", maxResponseHeaderBytes)
@@ -405,6 +413,26 @@ func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*ups
 	return pc, nil
 }
 
+// quiet reports whether nothing is left to read on pc once an answer was
+// read whole. Bytes the partner sent beyond it (a body longer than its
+// Content-Length, a body after a 204, an answer nobody asked for) may sit
+// in br or, in records of their own, in crypto/tls's buffers, where the
+// liveness peek on the socket never sees them: taken for the answer to the
+// next request on the connection, they would give that request (another
+// patient's) this one's data. http.Transport's reader finds them the same
+// way, and drops the connection ("Unsolicited response received on idle
+// HTTP channel"). The read below never waits: what TLS has buffered is
+// decrypted, the socket is not read.
+func (pc *upstreamConn) quiet() bool {
+	if pc.br.Buffered() > 0 {
+		return false
+	}
+	pc.count.noWait = true
+	_, err := pc.br.Peek(1)
+	pc.count.noWait = false
+	return err == errWouldBlock
+}
+
 func (pc *upstreamConn) close() {
 	pc.tls.Close()
 	if pc.guard != nil {
@@ -555,7 +583,7 @@ func (b *upstreamBody) Close() error {
 	err := b.rc.Close()
 	// stop reports false when the context's cancel already ran: the
 	// connection's deadline is spent.
-	if b.stop() && b.reuse && b.pc.br.Buffered() == 0 {
+	if b.stop() && b.reuse && b.pc.quiet() {
 		b.pc.u.put(b.pc)
 		return err
 	}

@@ -1,0 +1,281 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+	"github.com/roc-proxy/roc-proxy/internal/trust"
+)
+
+// This file plays hostile and broken partners against proxy.Upstream at
+// the byte level, with http.Transport as the referee where it has a
+// behaviour to compare with: the same partner script runs against both.
+
+// holdConn gathers what TLS writes while held, so that several TLS
+// records leave in one TCP write (and arrive together): the partner
+// decides the segmentation, not the scheduler.
+type holdConn struct {
+	net.Conn
+	mu   sync.Mutex
+	hold bool
+	buf  bytes.Buffer
+}
+
+func (c *holdConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hold {
+		return c.buf.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+
+// rawConn is one connection of a rawPartner, after its handshake.
+type rawConn struct {
+	*tls.Conn
+	tcp *holdConn
+	br  *bufio.Reader
+	n   int // 1 for the partner's first connection, and so on
+}
+
+// readRequest reads a request and its body.
+func (c *rawConn) readRequest() (*http.Request, []byte, error) {
+	req, err := http.ReadRequest(c.br)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := io.ReadAll(req.Body)
+	return req, body, err
+}
+
+// send writes each piece as its own TLS record, all in one TCP write.
+func (c *rawConn) send(pieces ...string) error {
+	c.tcp.mu.Lock()
+	c.tcp.hold = true
+	c.tcp.mu.Unlock()
+	for _, p := range pieces {
+		if _, err := c.Write([]byte(p)); err != nil {
+			return err
+		}
+	}
+	c.tcp.mu.Lock()
+	defer c.tcp.mu.Unlock()
+	c.tcp.hold = false
+	_, err := c.tcp.Conn.Write(c.tcp.buf.Bytes())
+	c.tcp.buf.Reset()
+	return err
+}
+
+// rawPartner is a mutual-TLS partner on 127.0.0.1 (the test IDB
+// certificate, IGC-Santé clients) that speaks HTTP by hand: serve gets
+// each connection once its handshake is done.
+type rawPartner struct {
+	url   string
+	conns atomic.Int64
+}
+
+func startRawPartner(t testing.TB, serve func(c *rawConn)) *rawPartner {
+	t.Helper()
+	p := pki(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(p.SanteRoot.Cert)
+	cfg := mtls.ServerConfig(mtls.ServerOptions{Certificate: tlsCert(p.Servers[testpki.IDBHost]), ClientCAs: pool})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := &rawPartner{url: "https://" + ln.Addr().String()}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			n := int(rp.conns.Add(1))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				hc := &holdConn{Conn: c}
+				tc := tls.Server(hc, cfg)
+				if err := tc.Handshake(); err != nil {
+					return
+				}
+				serve(&rawConn{Conn: tc, tcp: hc, br: bufio.NewReader(tc), n: n})
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return rp
+}
+
+// partnerTLS is a route's client TLS configuration for the test IDB
+// partner (the test IGC OSI, the test ORG_AUTH_CLI).
+func partnerTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	p := pki(t)
+	store := trust.NewStore(&trust.Bundle{Name: "osi", Anchors: []*x509.Certificate{p.OSIRoot.Cert}, Intermediates: []*x509.Certificate{p.OSIServeur.Cert}})
+	v, err := store.NewVerifier(trust.VerifierOptions{Bundles: []string{"osi"}, ServerName: testpki.IDBHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := tlsCert(p.AuthCli)
+	return mtls.ClientConfig(mtls.ClientOptions{ServerName: testpki.IDBHost, VerifyConnection: v.VerifyConnection,
+		ClientCertificate: func() *tls.Certificate { return auth }})
+}
+
+// clientsUnderTest are proxy.Upstream and, as the referee,
+// http.Transport, configured alike.
+func clientsUnderTest(t testing.TB) []struct {
+	name string
+	rt   http.RoundTripper
+} {
+	t.Helper()
+	u := NewUpstream(UpstreamOptions{TLS: partnerTLS(t), ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Second})
+	tr := &http.Transport{TLSClientConfig: partnerTLS(t), TLSHandshakeTimeout: 2 * time.Second, ResponseHeaderTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 64, DisableCompression: true}
+	t.Cleanup(u.Close)
+	t.Cleanup(tr.CloseIdleConnections)
+	return []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"Upstream", u}, {"http.Transport", tr}}
+}
+
+// roundTrip sends one request and reads the whole answer.
+func roundTrip(ctx context.Context, rt http.RoundTripper, method, url string, body []byte) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	if len(body) == 0 {
+		req.Body, req.GetBody, req.ContentLength = nil, nil, 0
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func answer(body string) string {
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}
+
+// A partner sends bytes after its answer, in a TLS record of their own
+// that arrives with the answer (one TCP segment): a body longer than its
+// Content-Length, a body after a 204, a second answer nobody asked for.
+// They must never be read as the answer to the next request on that
+// connection (the next patient's request would get this one's data): the
+// connection is dropped, as http.Transport does ("Unsolicited response
+// received on idle HTTP channel").
+func TestUpstreamExtraBytesAfterAnswerAreNotTheNextAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first []string // the records of the first answer
+	}{
+		{"another answer in the same record", []string{answer("first") + answer("smuggled")}},
+		{"answer then another answer", []string{answer("first"), answer("smuggled")}},
+		{"body longer than Content-Length", []string{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", answer("smuggled")}},
+		{"204 with a body", []string{"HTTP/1.1 204 No Content\r\n\r\n", answer("smuggled")}},
+		{"chunked answer then another answer", []string{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n", answer("smuggled")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			partner := startRawPartner(t, func(c *rawConn) {
+				for i := 0; ; i++ {
+					if _, _, err := c.readRequest(); err != nil {
+						return
+					}
+					if c.n == 1 && i == 0 {
+						c.send(tc.first...)
+						continue
+					}
+					c.send(answer(fmt.Sprintf("second on connection %d", c.n)))
+				}
+			})
+			for _, cl := range clientsUnderTest(t) {
+				t.Run(cl.name, func(t *testing.T) {
+					partner.conns.Store(0)
+					if _, _, err := roundTrip(t.Context(), cl.rt, http.MethodPost, partner.url+"/x", []byte("<first/>")); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(50 * time.Millisecond) // the next request comes later
+					code, body, err := roundTrip(t.Context(), cl.rt, http.MethodPost, partner.url+"/x", []byte("<second/>"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if code != 200 || !strings.HasPrefix(body, "second on connection") {
+						t.Fatalf("the second request got %d %q: the bytes sent after the first answer", code, body)
+					}
+				})
+			}
+		})
+	}
+}
+
+// A partner sends an answer nobody asked for on an idle pooled connection
+// (a late duplicate, a stray 408 before it closes): it is never taken for
+// the answer to the next request.
+func TestUpstreamUnsolicitedAnswerOnIdleConnection(t *testing.T) {
+	partner := startRawPartner(t, func(c *rawConn) {
+		for i := 0; ; i++ {
+			if _, _, err := c.readRequest(); err != nil {
+				return
+			}
+			c.send(answer(fmt.Sprintf("answer %d on connection %d", i, c.n)))
+			if c.n == 1 && i == 0 {
+				time.Sleep(20 * time.Millisecond)
+				c.send(answer("unsolicited"))
+			}
+		}
+	})
+	for _, cl := range clientsUnderTest(t) {
+		t.Run(cl.name, func(t *testing.T) {
+			partner.conns.Store(0)
+			if _, _, err := roundTrip(t.Context(), cl.rt, http.MethodPost, partner.url+"/x", []byte("<a/>")); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			_, body, err := roundTrip(t.Context(), cl.rt, http.MethodPost, partner.url+"/x", []byte("<b/>"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body != "answer 0 on connection 2" {
+				t.Fatalf("the second request got %q", body)
+			}
+		})
+	}
+}
