@@ -537,7 +537,10 @@ func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http
 	if rht > 0 {
 		pc.setReadDeadline(time.Time{})
 	}
-	resp.Body = &upstreamBody{rc: resp.Body, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && !req.Close}
+	// An answer without a body (HEAD, 204, 304, Content-Length: 0) is
+	// whole already: its connection is pooled again when it is closed
+	// unread.
+	resp.Body = &upstreamBody{rc: resp.Body, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && !req.Close, eof: resp.Body == http.NoBody}
 	return resp, nil
 }
 

@@ -246,6 +246,51 @@ func TestUpstreamExtraBytesAfterAnswerAreNotTheNextAnswer(t *testing.T) {
 	}
 }
 
+// A partner answers with no body (Content-Length: 0, 204, 304) or a HEAD
+// answer: the connection is pooled again, as http.Transport does, not
+// closed (each new connection is a full mutual-TLS handshake and, on
+// routes that check revocation, a chain verification).
+func TestUpstreamPoolsConnectionsAfterEmptyAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, answer string
+	}{
+		{"Content-Length 0", http.MethodPost, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"202, Content-Length 0", http.MethodPost, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"},
+		{"204", http.MethodPost, "HTTP/1.1 204 No Content\r\n\r\n"},
+		{"304", http.MethodGet, "HTTP/1.1 304 Not Modified\r\n\r\n"},
+		{"HEAD", http.MethodHead, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			partner := startRawPartner(t, func(c *rawConn) {
+				for {
+					if _, _, err := c.readRequest(); err != nil {
+						return
+					}
+					c.send(tc.answer)
+				}
+			})
+			for _, cl := range clientsUnderTest(t) {
+				t.Run(cl.name, func(t *testing.T) {
+					partner.conns.Store(0)
+					for i := range 3 {
+						// The body is closed unread: there is none to read
+						// (roc-proxy's handler does so for an empty answer).
+						req, _ := http.NewRequestWithContext(t.Context(), tc.method, partner.url+"/x", nil)
+						resp, err := cl.rt.RoundTrip(req)
+						if err != nil {
+							t.Fatalf("request %d: %v", i, err)
+						}
+						resp.Body.Close()
+					}
+					if n := partner.conns.Load(); n != 1 {
+						t.Errorf("3 sequential requests answered without a body took %d connections, want 1", n)
+					}
+				})
+			}
+		})
+	}
+}
+
 // A partner sends an answer nobody asked for on an idle pooled connection
 // (a late duplicate, a stray 408 before it closes): it is never taken for
 // the answer to the next request.
