@@ -36,14 +36,15 @@ import (
 // bound on response headers, and the retry rule: a request is sent again
 // on a new connection only when a pooled one failed before any byte of it
 // left, or, for a replayable request (GET, HEAD, OPTIONS), before any byte
-// of the answer came. A pooled connection the partner (or the outbound
-// proxy a tunnel goes through) closed while idle is found before use (a
-// non-blocking peek) and dropped; so is one with bytes left after an answer
-// (quiet), which would be read as the next request's answer. Environment
-// proxy settings are ignored, as with http.Transport's Proxy nil:
-// DialContext opens the tunnel of the route's outbound proxy, and the TLS
-// inside it is still this one. Not kept: HTTP/2, transparent gzip
-// (roc-proxy forwards bodies as they come).
+// of the answer came (of the TLS plaintext: a close_notify is none). A
+// pooled connection the partner (or the outbound proxy a tunnel goes
+// through) closed while idle is found before use (a non-blocking peek) and
+// dropped; so is one with bytes left after an answer (quiet), which would
+// be read as the next request's answer. Environment proxy settings are
+// ignored, as with http.Transport's Proxy nil: DialContext opens the tunnel
+// of the route's outbound proxy, and the TLS inside it is still this one.
+// Not kept: HTTP/2, transparent gzip (roc-proxy forwards bodies as they
+// come).
 //
 // Beyond http.Transport: with VerifyPeer (routes that check revocation)
 // each connection keeps the standing check of the chain its handshake
@@ -143,6 +144,7 @@ type upstreamConn struct {
 	tls   *tls.Conn
 	guard PeerGuard // nil: no standing check
 	count *countingConn
+	ans   answerReader // br's source: the TLS plaintext, counted
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	idle  *time.Timer
@@ -154,14 +156,14 @@ type upstreamConn struct {
 	peekAlive bool
 }
 
-// countingConn counts what crosses the TCP connection, bounds reads while
-// an answer's headers come, and fails reads at once (errWouldBlock) while
-// noWait.
+// countingConn counts what is written on the TCP connection, bounds reads
+// while an answer's headers come, and fails reads at once (errWouldBlock)
+// while noWait.
 type countingConn struct {
 	net.Conn
-	written, read int64
-	readLimit     int64 // < 0: none
-	noWait        bool
+	written   int64
+	readLimit int64 // < 0: none
+	noWait    bool
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
@@ -183,10 +185,23 @@ func (c *countingConn) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := c.Conn.Read(p)
-	c.read += int64(n)
 	if c.readLimit > 0 {
 		c.readLimit -= int64(n)
 	}
+	return n, err
+}
+
+// answerReader reads the TLS plaintext and counts it: what the retry rule
+// calls bytes of the answer (a close_notify alert or a session ticket is
+// none, as for http.Transport, which peeks at the plaintext).
+type answerReader struct {
+	tls  *tls.Conn
+	read int64
+}
+
+func (r *answerReader) Read(p []byte) (int, error) {
+	n, err := r.tls.Read(p)
+	r.read += int64(n)
 	return n, err
 }
 
@@ -218,7 +233,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if !reused || retried || !canRetry(req, pc.count) {
+		if !reused || retried || !canRetry(req, pc.count.written, pc.ans.read) {
 			return nil, err
 		}
 		// A pooled connection failed before anything was exchanged:
@@ -238,15 +253,16 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// canRetry is http.Transport's rule: nothing of the request left, or the
-// request is replayable and nothing of the answer came.
-func canRetry(req *http.Request, c *countingConn) bool {
-	if c.written == 0 {
+// canRetry is http.Transport's rule: nothing of the request left
+// (written, on the TCP connection), or the request is replayable and
+// nothing of the answer came (read, of the TLS plaintext).
+func canRetry(req *http.Request, written, read int64) bool {
+	if written == 0 {
 		return true
 	}
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return c.read == 0
+		return read == 0
 	}
 	return false
 }
@@ -399,7 +415,8 @@ func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*ups
 		}
 		return nil, err
 	}
-	pc.br, pc.bw = bufio.NewReaderSize(pc.tls, 16<<10), bufio.NewWriterSize(pc.tls, 32<<10)
+	pc.ans.tls = pc.tls
+	pc.br, pc.bw = bufio.NewReaderSize(&pc.ans, 16<<10), bufio.NewWriterSize(pc.tls, 32<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
 		// Through a tunnel too (egress passes its socket's on): the
 		// proxy closing an idle tunnel shows there.
@@ -479,7 +496,7 @@ func ctxErr(ctx context.Context, err error) error {
 }
 
 func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	pc.count.written, pc.count.read = 0, 0
+	pc.count.written, pc.ans.read = 0, 0
 	if pc.guard != nil {
 		// The partner revoked since the handshake (or, under a hard
 		// policy, without a usable status any more) is not served on

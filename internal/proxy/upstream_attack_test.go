@@ -291,6 +291,73 @@ func TestUpstreamPoolsConnectionsAfterEmptyAnswers(t *testing.T) {
 	}
 }
 
+// A POST already sent on a pooled connection is never sent again, whatever
+// the partner does after reading it (closes, resets, reads part of it): a
+// payment claim would be paid twice. A GET is sent again on a new
+// connection when the pooled one failed before any byte of the answer, as
+// http.Transport does; a TLS close_notify is no byte of the answer.
+func TestUpstreamNeverResendsAPostThatLeft(t *testing.T) {
+	for _, method := range []string{http.MethodPost, http.MethodGet} {
+		for _, how := range []string{"closes", "closes with close_notify", "resets", "closes mid-body"} {
+			t.Run(method+" "+how, func(t *testing.T) {
+				var got atomic.Int64
+				partner := startRawPartner(t, func(c *rawConn) {
+					for i := 0; ; i++ {
+						if c.n == 1 && i == 1 && how == "closes mid-body" {
+							// The headers and part of the body only.
+							req, err := http.ReadRequest(c.br)
+							if err != nil {
+								return
+							}
+							io.CopyN(io.Discard, req.Body, 10)
+							got.Add(1)
+							c.Close()
+							return
+						}
+						if _, _, err := c.readRequest(); err != nil {
+							return
+						}
+						got.Add(1)
+						if c.n == 1 && i == 1 {
+							switch how {
+							case "resets":
+								c.tcp.Conn.(*net.TCPConn).SetLinger(0)
+							case "closes with close_notify":
+								c.Close()
+							}
+							c.tcp.Conn.Close()
+							return
+						}
+						c.send(answer("<ok/>"))
+					}
+				})
+				for _, cl := range clientsUnderTest(t) {
+					t.Run(cl.name, func(t *testing.T) {
+						partner.conns.Store(0)
+						got.Store(0)
+						body := []byte(strings.Repeat("<claim/>", 1000))
+						if method == http.MethodGet {
+							body = nil
+						}
+						if _, _, err := roundTrip(t.Context(), cl.rt, method, partner.url+"/x", body); err != nil {
+							t.Fatal(err)
+						}
+						_, _, err := roundTrip(t.Context(), cl.rt, method, partner.url+"/x", body)
+						switch {
+						case method == http.MethodPost && err == nil:
+							t.Fatal("the POST the partner dropped was answered")
+						case method == http.MethodPost && got.Load() != 2:
+							t.Fatalf("the partner got the dropped POST %d times", got.Load()-1)
+						case method == http.MethodGet && (err != nil || got.Load() != 3):
+							t.Fatalf("the GET was not sent again on a new connection: %v, %d requests", err, got.Load())
+						}
+					})
+				}
+			})
+		}
+	}
+}
+
 // A partner sends an answer nobody asked for on an idle pooled connection
 // (a late duplicate, a stray 408 before it closes): it is never taken for
 // the answer to the next request.
