@@ -539,6 +539,10 @@ func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return fail(errSwitchedProtocols)
 		}
+		if resp.StatusCode < 100 {
+			// Not an interim answer to skip: a malformed one.
+			return fail(fmt.Errorf("the partner's status %03d is not an HTTP status", resp.StatusCode))
+		}
 		if resp.StatusCode >= 200 {
 			break
 		}

@@ -391,3 +391,115 @@ func TestUpstreamUnsolicitedAnswerOnIdleConnection(t *testing.T) {
 		})
 	}
 }
+
+// Broken answers reach the SIH as roc-proxy's own, classified 502 or 504,
+// never as a complete-looking 200 carrying a cut answer; sound but odd
+// ones (HTTP/1.0 read to the end, trailers, many small chunks) pass whole.
+func TestUpstreamBrokenAnswersThroughTheHandler(t *testing.T) {
+	many := strings.Repeat("1\r\nx\r\n", 100_000)
+	scripts := map[string]func(c *rawConn){
+		"truncated": func(c *rawConn) {
+			c.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<partial/>")
+			c.Close()
+		},
+		"truncated-rst": func(c *rawConn) {
+			c.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<partial/>")
+			c.tcp.Conn.(*net.TCPConn).SetLinger(0)
+			c.tcp.Conn.Close()
+		},
+		"badchunk": func(c *rawConn) {
+			c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+		},
+		"nolastchunk": func(c *rawConn) {
+			c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+			c.Close()
+		},
+		"http10": func(c *rawConn) {
+			c.send("HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n\r\n<whole/>")
+			c.Close()
+		},
+		"trailers": func(c *rawConn) {
+			c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n8\r\n<whole/>\r\n0\r\nX-Sum: 1\r\n\r\n")
+		},
+		"manychunks": func(c *rawConn) {
+			c.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + many + "0\r\n\r\n")
+		},
+		"split": func(c *rawConn) {
+			// One TLS record (and TCP segment) per byte of the headers.
+			a := answer("<whole/>")
+			for i := range len(a) {
+				if c.send(a[i:i+1]) != nil {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		},
+		"status099": func(c *rawConn) {
+			c.send("HTTP/1.1 099 Odd\r\n\r\n" + answer("<whole/>"))
+		},
+		"trickle": func(c *rawConn) {
+			c.send("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+			for range 200 {
+				if c.send("x") != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		},
+	}
+	routes := map[string]routeOpt{}
+	for name, script := range scripts {
+		partner := startRawPartner(t, func(c *rawConn) {
+			for {
+				if _, _, err := c.readRequest(); err != nil {
+					return
+				}
+				script(c)
+			}
+		})
+		routes[name] = routeOpt{prefix: "/" + name + "/", upstream: partner.url, serverName: testpki.IDBHost, total: 500 * time.Millisecond}
+	}
+	f := newFixture(t, routes)
+	srv := f.server(t)
+	defer http.DefaultClient.CloseIdleConnections()
+	for _, tc := range []struct {
+		name   string
+		status int
+		code   string
+		reason string
+		body   string
+	}{
+		{"truncated", 502, CodeUpstreamError, "", ""},
+		{"truncated-rst", 502, CodeUpstreamError, "", ""},
+		{"badchunk", 502, CodeUpstreamError, "", ""},
+		{"nolastchunk", 502, CodeUpstreamError, "", ""},
+		{"http10", 200, "", "", "<whole/>"},
+		{"trailers", 200, "", "", "<whole/>"},
+		{"manychunks", 200, "", "", strings.Repeat("x", 100_000)},
+		{"split", 200, "", "", "<whole/>"},
+		{"status099", 502, CodeUpstreamError, "", ""},
+		{"trickle", 504, CodeUpstreamTimeout, "total", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post(srv.URL+"/"+tc.name+"/", "text/xml", strings.NewReader("<soap/>"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				b, _ := io.ReadAll(resp.Body)
+				t.Fatalf("status %d %q, want %d", resp.StatusCode, b, tc.status)
+			}
+			if tc.status != 200 {
+				if pb := decodeProblem(t, resp); pb.Error != tc.code || pb.Reason != tc.reason {
+					t.Fatalf("%+v, want %s/%s", pb, tc.code, tc.reason)
+				}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || string(b) != tc.body {
+				t.Fatalf("body %.40q (%d bytes) %v, want %.40q", b, len(b), err, tc.body)
+			}
+		})
+	}
+}
