@@ -40,11 +40,12 @@ import (
 // pooled connection the partner (or the outbound proxy a tunnel goes
 // through) closed while idle is found before use (a non-blocking peek) and
 // dropped; so is one with bytes left after an answer (quiet), which would
-// be read as the next request's answer. Environment proxy settings are
-// ignored, as with http.Transport's Proxy nil: DialContext opens the tunnel
-// of the route's outbound proxy, and the TLS inside it is still this one.
-// Not kept: HTTP/2, transparent gzip (roc-proxy forwards bodies as they
-// come).
+// be read as the next request's answer. Nothing is sent for a caller
+// already gone, and the request's body is closed on every path. Environment
+// proxy settings are ignored, as with http.Transport's Proxy nil:
+// DialContext opens the tunnel of the route's outbound proxy, and the TLS
+// inside it is still this one. Not kept: HTTP/2, transparent gzip
+// (roc-proxy forwards bodies as they come).
 //
 // Beyond http.Transport: with VerifyPeer (routes that check revocation)
 // each connection keeps the standing check of the chain its handshake
@@ -213,39 +214,53 @@ func canonicalAddr(u *url.URL) string {
 }
 
 // RoundTrip sends req and returns the partner's answer; its body must be
-// read to the end and closed for the connection to be pooled again.
+// read to the end and closed for the connection to be pooled again. The
+// request's body is closed on every path, errors included (the
+// http.RoundTripper contract).
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	fail := func(err error) (*http.Response, error) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
 	if req.URL.Scheme != "https" {
-		return nil, fmt.Errorf("upstream URL %q: https only", req.URL.Redacted())
+		return fail(fmt.Errorf("upstream URL %q: https only", req.URL.Redacted()))
 	}
 	ctx := req.Context()
 	addr := canonicalAddr(req.URL)
 	for retried := false; ; retried = true {
+		if err := ctx.Err(); err != nil {
+			// The caller is gone: nothing is sent (the partner would
+			// process a claim whose answer nobody reads).
+			return fail(err)
+		}
 		pc := u.get(addr)
 		reused := pc != nil
 		if !reused {
 			var err error
 			if pc, err = u.dial(ctx, req.URL, addr); err != nil {
-				return nil, err
+				return fail(err)
 			}
 		}
 		resp, err := pc.roundTrip(ctx, req)
 		if err == nil {
 			return resp, nil
 		}
-		if !reused || retried || !canRetry(req, pc.count.written, pc.ans.read) {
-			return nil, err
+		if !reused || retried || ctx.Err() != nil || !canRetry(req, pc.count.written, pc.ans.read) {
+			return fail(err)
 		}
 		// A pooled connection failed before anything was exchanged:
 		// send again on a new one, with the body from its start.
 		if req.Body != nil && req.Body != http.NoBody {
 			if req.GetBody == nil {
-				return nil, err
+				return fail(err)
 			}
 			body, gerr := req.GetBody()
 			if gerr != nil {
-				return nil, err
+				return fail(err)
 			}
+			req.Body.Close()
 			r2 := *req
 			r2.Body = body
 			req = &r2
@@ -512,6 +527,11 @@ func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http
 		stop()
 		pc.close()
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		// Ended since RoundTrip looked: its cancel may be setting the
+		// connection's deadline now, and nothing is sent.
+		return fail(err)
 	}
 	err := req.Write(pc.bw)
 	if err == nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -499,6 +500,117 @@ func TestUpstreamBrokenAnswersThroughTheHandler(t *testing.T) {
 			b, err := io.ReadAll(resp.Body)
 			if err != nil || string(b) != tc.body {
 				t.Fatalf("body %.40q (%d bytes) %v, want %.40q", b, len(b), err, tc.body)
+			}
+		})
+	}
+}
+
+// A request whose caller is already gone (the SIH hung up while its body
+// was read or its token signed) is not sent: the partner would process a
+// claim whose answer nobody reads, and the SIH, which got none, would send
+// it again. http.Transport checks the context before it writes; so must a
+// pooled connection.
+func TestUpstreamDoesNotSendForACallerAlreadyGone(t *testing.T) {
+	var got atomic.Int64
+	partner := startRawPartner(t, func(c *rawConn) {
+		for {
+			if _, _, err := c.readRequest(); err != nil {
+				return
+			}
+			got.Add(1)
+			c.send(answer("<ok/>"))
+		}
+	})
+	for _, cl := range clientsUnderTest(t) {
+		t.Run(cl.name, func(t *testing.T) {
+			got.Store(0)
+			if _, _, err := roundTrip(t.Context(), cl.rt, http.MethodPost, partner.url+"/x", []byte("<a/>")); err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				if _, _, err := roundTrip(ctx, cl.rt, http.MethodPost, partner.url+"/x", []byte("<claim/>")); !errors.Is(err, context.Canceled) {
+					t.Fatalf("got %v, want context.Canceled", err)
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+			if n := got.Load(); n != 1 {
+				t.Fatalf("the partner got %d requests whose caller was gone", n-1)
+			}
+		})
+	}
+}
+
+// closeRecorder is a request body that records its Close.
+type closeRecorder struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (c *closeRecorder) Close() error { c.closed.Store(true); return nil }
+
+// RoundTrip closes the request's body on every path, errors included (the
+// http.RoundTripper contract, which http.Transport keeps): a body that
+// streams from a file or a pipe would otherwise stay open.
+func TestUpstreamClosesTheRequestBodyOnEveryPath(t *testing.T) {
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downURL := "https://" + down.Addr().String()
+	down.Close()
+	partner := startRawPartner(t, func(c *rawConn) {
+		for {
+			if _, _, err := c.readRequest(); err != nil {
+				return
+			}
+			c.send(answer("<ok/>"))
+		}
+	})
+	var refuse atomic.Pointer[error]
+	var allows, releases atomic.Int64
+	revoked := error(&trust.VerifyError{Reason: trust.ReasonRevoked, Err: errors.New("revoked")})
+	u := NewUpstream(UpstreamOptions{TLS: partnerTLS(t), ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
+		VerifyPeer: func(context.Context, tls.ConnectionState, func()) (PeerGuard, error) {
+			return countingGuard{allows: &allows, releases: &releases, refuse: &refuse}, nil
+		}})
+	t.Cleanup(u.Close)
+	send := func(ctx context.Context, url string) (*closeRecorder, error) {
+		body := &closeRecorder{Reader: strings.NewReader("<claim/>")}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+		req.ContentLength = 8
+		resp, err := u.RoundTrip(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return body, err
+	}
+	if _, err := send(t.Context(), partner.url+"/x"); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		url  string
+		set  func()
+	}{
+		{"partner down", t.Context(), downURL, func() {}},
+		{"not https", t.Context(), strings.Replace(partner.url, "https", "http", 1), func() {}},
+		{"caller gone", canceled, partner.url + "/x", func() {}},
+		{"standing check refused", t.Context(), partner.url + "/x", func() { refuse.Store(&revoked) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.set()
+			body, err := send(tc.ctx, tc.url)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !body.closed.Load() {
+				t.Errorf("the request body was left open after %v", err)
 			}
 		})
 	}
