@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,6 +395,69 @@ func TestUpstreamUnsolicitedAnswerOnIdleConnection(t *testing.T) {
 	}
 }
 
+// A partner that takes the request's headers and then stops reading (its
+// receive window fills; our send buffer with it): the request's context
+// ends the exchange at once. Closing the connection must not wait to
+// write a TLS close_notify into the full send buffer (crypto/tls gives
+// that write 5 s): the SIH's 504 would come 5 s after the route's total
+// timeout, the request's goroutine and budget held meanwhile.
+func TestUpstreamCanceledWhileThePartnerDoesNotRead(t *testing.T) {
+	stop := make(chan struct{})
+	partner := startRawPartner(t, func(c *rawConn) {
+		http.ReadRequest(c.br) // the headers, then nothing more is read
+		select {
+		case <-stop:
+		case <-time.After(20 * time.Second):
+		}
+	})
+	defer close(stop)
+	body := bytes.Repeat([]byte("<claim/>"), 32<<20/8) // more than loopback's buffers take
+	for _, cl := range clientsUnderTest(t) {
+		t.Run(cl.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, _, err := roundTrip(ctx, cl.rt, http.MethodPost, partner.url+"/x", body)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("got %v, want the context's deadline", err)
+			}
+			// A bound against the hang, not a measure: crypto/tls waits
+			// 5 s for its close_notify.
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("the exchange ended %v after it started, its context 300 ms", d.Round(time.Millisecond))
+			}
+		})
+	}
+}
+
+// A partner refuses a request early: it answers (413, 401...) before
+// reading the whole body, then reads and discards the rest before it
+// closes (nginx's lingering close, net/http's server): the SIH gets the
+// partner's answer, not a 502. (A partner that closes at once, with the
+// body unread, resets the connection, which loses its answer for
+// http.Transport too.)
+func TestUpstreamEarlyAnswerBeforeTheBodyWasRead(t *testing.T) {
+	partner := startRawPartner(t, func(c *rawConn) {
+		req, err := http.ReadRequest(c.br)
+		if err != nil {
+			return
+		}
+		io.CopyN(io.Discard, req.Body, 100)
+		c.send("HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 9\r\n\r\ntoo large")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		io.Copy(io.Discard, c.br)
+	})
+	body := bytes.Repeat([]byte("<claim/>"), 16<<20/8)
+	for _, cl := range clientsUnderTest(t) {
+		t.Run(cl.name, func(t *testing.T) {
+			code, answer, err := roundTrip(t.Context(), cl.rt, http.MethodPost, partner.url+"/x", body)
+			if err != nil || code != 413 || answer != "too large" {
+				t.Fatalf("got %d %q %v, want the partner's 413", code, answer, err)
+			}
+		})
+	}
+}
+
 // Broken answers reach the SIH as roc-proxy's own, classified 502 or 504,
 // never as a complete-looking 200 carrying a cut answer; sound but odd
 // ones (HTTP/1.0 read to the end, trailers, many small chunks) pass whole.
@@ -502,6 +567,196 @@ func TestUpstreamBrokenAnswersThroughTheHandler(t *testing.T) {
 				t.Fatalf("body %.40q (%d bytes) %v, want %.40q", b, len(b), err, tc.body)
 			}
 		})
+	}
+}
+
+// onceGuard is a connection's standing check that counts its first
+// Release only: Release is idempotent (revocation.Binding), and a
+// connection closed from two sides at once (its idle timer and
+// CloseIdleConnections) may call it twice.
+type onceGuard struct {
+	countingGuard
+	released atomic.Bool
+}
+
+func (g *onceGuard) Release() {
+	if !g.released.Swap(true) {
+		g.releases.Add(1)
+	}
+}
+
+// openFDs counts the process's open file descriptors (-1: unknown).
+func openFDs() int {
+	d, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(d)
+}
+
+// Many requests at once on a small pool while its connections are closed
+// from every side: the partner learnt revoked in the background (closeConn
+// on connections idle and in use), the pool emptied
+// (CloseIdleConnections), idle timers firing as connections are taken,
+// the partner closing some after their answer. No request ever gets
+// another's answer (two requests never share a connection), every
+// standing check is released, and no file descriptor or goroutine is left
+// once the pool is closed.
+func TestUpstreamUnderChurn(t *testing.T) {
+	var served atomic.Int64
+	up, conns := startCountedUpstream(t, time.Minute, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if served.Add(1)%7 == 0 {
+			w.Header().Set("Connection", "close")
+		}
+		w.Write(body)
+	})
+	var guards, releases, allows atomic.Int64
+	var refuse atomic.Pointer[error]
+	var mu sync.Mutex
+	var closers []func()
+	verifyPeer := func(_ context.Context, _ tls.ConnectionState, closeConn func()) (PeerGuard, error) {
+		guards.Add(1)
+		mu.Lock()
+		closers = append(closers, closeConn)
+		mu.Unlock()
+		return &onceGuard{countingGuard: countingGuard{allows: &allows, releases: &releases, refuse: &refuse}}, nil
+	}
+	fdsBefore := openFDs()
+	u := NewUpstream(UpstreamOptions{TLS: partnerTLS(t), ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Second, MaxIdlePerHost: 3, IdleTimeout: 2 * time.Millisecond, VerifyPeer: verifyPeer})
+	stop := make(chan struct{})
+	var chaos sync.WaitGroup
+	chaos.Add(1)
+	go func() {
+		defer chaos.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			mu.Lock()
+			var c func()
+			if len(closers) > 0 {
+				c = closers[i%len(closers)]
+			}
+			mu.Unlock()
+			if c != nil {
+				c()
+			}
+			if i%5 == 0 {
+				u.CloseIdleConnections()
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var ok, failed, mixed atomic.Int64
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 150 {
+				want := fmt.Sprintf("<claim worker=%d n=%d/>", w, i)
+				code, got, err := roundTrip(t.Context(), u, http.MethodPost, up.URL+"/x", []byte(want))
+				switch {
+				case err != nil:
+					failed.Add(1)
+				case code != 200 || got != want:
+					mixed.Add(1)
+					t.Errorf("sent %q, got %d %q", want, code, got)
+				default:
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	chaos.Wait()
+	u.Close()
+	t.Logf("%d answered, %d failed (connections closed under them), %d connections, %d standing checks", ok.Load(), failed.Load(), conns.opened.Load(), allows.Load())
+	if ok.Load() < 450 {
+		t.Errorf("only %d of 900 requests answered", ok.Load())
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		g, r := guards.Load(), releases.Load()
+		fds := openFDs()
+		if g == r && fds <= fdsBefore && conns.closed.Load() == conns.opened.Load() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d standing checks, %d released; %d descriptors open, %d before; partner: %d connections, %d closed", g, r, fds, fdsBefore, conns.opened.Load(), conns.closed.Load())
+		}
+	}
+}
+
+// Every failure path gives back what it took: 1000 failing exchanges of
+// five kinds (the chain refused at the handshake, an answer cut short, an
+// answer with garbage after it, no answer within the response-header
+// timeout, the request's context canceled while waiting) leave no file
+// descriptor, goroutine or standing check behind.
+func TestUpstreamFailuresLeakNothing(t *testing.T) {
+	script := func(c *rawConn) {
+		for {
+			req, _, err := c.readRequest()
+			if err != nil {
+				return
+			}
+			switch req.URL.Path {
+			case "/cut":
+				c.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<partial/>")
+				c.Close()
+				return
+			case "/garbage":
+				c.send(answer("<ok/>"), "\x00\x01garbage")
+			case "/silent":
+				// The client's timeout or cancellation closes it.
+			}
+		}
+	}
+	partner := startRawPartner(t, script)
+	var guards, releases, allows atomic.Int64
+	var refuse atomic.Pointer[error]
+	verifyPeer := func(_ context.Context, _ tls.ConnectionState, closeConn func()) (PeerGuard, error) {
+		guards.Add(1)
+		g := &onceGuard{countingGuard: countingGuard{allows: &allows, releases: &releases, refuse: &refuse}}
+		if refuse.Load() != nil {
+			return g, *refuse.Load() // refused, with a guard to release
+		}
+		return g, nil
+	}
+	fdsBefore, goBefore := openFDs(), runtime.NumGoroutine()
+	u := NewUpstream(UpstreamOptions{TLS: partnerTLS(t), ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
+		ResponseHeaderTimeout: 20 * time.Millisecond, VerifyPeer: verifyPeer})
+	revoked := error(&trust.VerifyError{Reason: trust.ReasonRevoked, Err: errors.New("revoked")})
+	for i := range 1000 {
+		ctx, cancel := context.WithCancel(t.Context())
+		path := []string{"/refused", "/cut", "/garbage", "/silent", "/canceled"}[i%5]
+		switch path {
+		case "/refused":
+			refuse.Store(&revoked)
+			u.CloseIdleConnections()
+		case "/canceled":
+			time.AfterFunc(5*time.Millisecond, cancel)
+		}
+		_, _, err := roundTrip(ctx, u, http.MethodPost, partner.url+path, []byte("<claim/>"))
+		refuse.Store(nil)
+		cancel()
+		if (err == nil) != (path == "/garbage") {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	u.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		fds, gs := openFDs(), runtime.NumGoroutine()
+		if fds <= fdsBefore && gs <= goBefore && releases.Load() == guards.Load() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 1000 failed exchanges: %d descriptors open (%d before), %d goroutines (%d before), %d of %d standing checks released",
+				fds, fdsBefore, gs, goBefore, releases.Load(), guards.Load())
+		}
 	}
 }
 
