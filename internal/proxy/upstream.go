@@ -36,12 +36,16 @@ import (
 // bound on response headers, and the retry rule: a request is sent again
 // on a new connection only when a pooled one failed before any byte of it
 // left, or, for a replayable request (GET, HEAD, OPTIONS), before any byte
-// of the answer came. A pooled connection the partner (or the outbound
-// proxy a tunnel goes through) closed while idle is found before use (a
-// non-blocking peek) and dropped. Environment proxy settings are ignored,
-// as with http.Transport's Proxy nil: DialContext opens the tunnel of the
-// route's outbound proxy, and the TLS inside it is still this one. Not
-// kept: HTTP/2, transparent gzip (roc-proxy forwards bodies as they come).
+// of the answer came (of the TLS plaintext: a close_notify is none). A
+// pooled connection the partner (or the outbound proxy a tunnel goes
+// through) closed while idle is found before use (a non-blocking peek) and
+// dropped; so is one with bytes left after an answer (quiet), which would
+// be read as the next request's answer. Nothing is sent for a caller
+// already gone, and the request's body is closed on every path. Environment
+// proxy settings are ignored, as with http.Transport's Proxy nil:
+// DialContext opens the tunnel of the route's outbound proxy, and the TLS
+// inside it is still this one. Not kept: HTTP/2, transparent gzip
+// (roc-proxy forwards bodies as they come).
 //
 // Beyond http.Transport: with VerifyPeer (routes that check revocation)
 // each connection keeps the standing check of the chain its handshake
@@ -128,6 +132,7 @@ var (
 	errTLSHandshakeTimeout   = &timeoutError{"net/http: TLS handshake timeout"}
 	errSwitchedProtocols     = errors.New("the partner switched protocols (101): roc-proxy does not forward upgrades")
 	errTooMany1xx            = errors.New("the partner sent too many 1xx answers")
+	errWouldBlock            = &timeoutError{"nothing to read yet"} // temporary: crypto/tls does not keep it
 	aLongTimeAgo             = time.Unix(1, 0)
 )
 
@@ -140,6 +145,7 @@ type upstreamConn struct {
 	tls   *tls.Conn
 	guard PeerGuard // nil: no standing check
 	count *countingConn
+	ans   answerReader // br's source: the TLS plaintext, counted
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	idle  *time.Timer
@@ -151,12 +157,14 @@ type upstreamConn struct {
 	peekAlive bool
 }
 
-// countingConn counts what crosses the TCP connection, and bounds reads
-// while an answer's headers come.
+// countingConn counts what is written on the TCP connection, bounds reads
+// while an answer's headers come, and fails reads at once (errWouldBlock)
+// while noWait.
 type countingConn struct {
 	net.Conn
-	written, read int64
-	readLimit     int64 // < 0: none
+	written   int64
+	readLimit int64 // < 0: none
+	noWait    bool
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
@@ -166,6 +174,9 @@ func (c *countingConn) Write(p []byte) (int, error) {
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
+	if c.noWait {
+		return 0, errWouldBlock
+	}
 	if c.readLimit >= 0 {
 		if c.readLimit == 0 {
 			return 0, fmt.Errorf("the partner's answer headers exceed %d bytes", maxResponseHeaderBytes)
@@ -175,10 +186,23 @@ func (c *countingConn) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := c.Conn.Read(p)
-	c.read += int64(n)
 	if c.readLimit > 0 {
 		c.readLimit -= int64(n)
 	}
+	return n, err
+}
+
+// answerReader reads the TLS plaintext and counts it: what the retry rule
+// calls bytes of the answer (a close_notify alert or a session ticket is
+// none, as for http.Transport, which peeks at the plaintext).
+type answerReader struct {
+	tls  *tls.Conn
+	read int64
+}
+
+func (r *answerReader) Read(p []byte) (int, error) {
+	n, err := r.tls.Read(p)
+	r.read += int64(n)
 	return n, err
 }
 
@@ -190,39 +214,53 @@ func canonicalAddr(u *url.URL) string {
 }
 
 // RoundTrip sends req and returns the partner's answer; its body must be
-// read to the end and closed for the connection to be pooled again.
+// read to the end and closed for the connection to be pooled again. The
+// request's body is closed on every path, errors included (the
+// http.RoundTripper contract).
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	fail := func(err error) (*http.Response, error) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
 	if req.URL.Scheme != "https" {
-		return nil, fmt.Errorf("upstream URL %q: https only", req.URL.Redacted())
+		return fail(fmt.Errorf("upstream URL %q: https only", req.URL.Redacted()))
 	}
 	ctx := req.Context()
 	addr := canonicalAddr(req.URL)
 	for retried := false; ; retried = true {
+		if err := ctx.Err(); err != nil {
+			// The caller is gone: nothing is sent (the partner would
+			// process a claim whose answer nobody reads).
+			return fail(err)
+		}
 		pc := u.get(addr)
 		reused := pc != nil
 		if !reused {
 			var err error
 			if pc, err = u.dial(ctx, req.URL, addr); err != nil {
-				return nil, err
+				return fail(err)
 			}
 		}
 		resp, err := pc.roundTrip(ctx, req)
 		if err == nil {
 			return resp, nil
 		}
-		if !reused || retried || !canRetry(req, pc.count) {
-			return nil, err
+		if !reused || retried || ctx.Err() != nil || !canRetry(req, pc.count.written, pc.ans.read) {
+			return fail(err)
 		}
 		// A pooled connection failed before anything was exchanged:
 		// send again on a new one, with the body from its start.
 		if req.Body != nil && req.Body != http.NoBody {
 			if req.GetBody == nil {
-				return nil, err
+				return fail(err)
 			}
 			body, gerr := req.GetBody()
 			if gerr != nil {
-				return nil, err
+				return fail(err)
 			}
+			req.Body.Close()
 			r2 := *req
 			r2.Body = body
 			req = &r2
@@ -230,15 +268,16 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// canRetry is http.Transport's rule: nothing of the request left, or the
-// request is replayable and nothing of the answer came.
-func canRetry(req *http.Request, c *countingConn) bool {
-	if c.written == 0 {
+// canRetry is http.Transport's rule: nothing of the request left
+// (written, on the TCP connection), or the request is replayable and
+// nothing of the answer came (read, of the TLS plaintext).
+func canRetry(req *http.Request, written, read int64) bool {
+	if written == 0 {
 		return true
 	}
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return c.read == 0
+		return read == 0
 	}
 	return false
 }
@@ -391,7 +430,8 @@ func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*ups
 		}
 		return nil, err
 	}
-	pc.br, pc.bw = bufio.NewReaderSize(pc.tls, 16<<10), bufio.NewWriterSize(pc.tls, 32<<10)
+	pc.ans.tls = pc.tls
+	pc.br, pc.bw = bufio.NewReaderSize(&pc.ans, 16<<10), bufio.NewWriterSize(pc.tls, 32<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
 		// Through a tunnel too (egress passes its socket's on): the
 		// proxy closing an idle tunnel shows there.
@@ -403,6 +443,26 @@ func (u *Upstream) dial(ctx context.Context, target *url.URL, addr string) (*ups
 	pc.idle = time.AfterFunc(time.Hour, func() { u.expire(pc) })
 	pc.idle.Stop()
 	return pc, nil
+}
+
+// quiet reports whether nothing is left to read on pc once an answer was
+// read whole. Bytes the partner sent beyond it (a body longer than its
+// Content-Length, a body after a 204, an answer nobody asked for) may sit
+// in br or, in records of their own, in crypto/tls's buffers, where the
+// liveness peek on the socket never sees them: taken for the answer to the
+// next request on the connection, they would give that request (another
+// patient's) this one's data. http.Transport's reader finds them the same
+// way, and drops the connection ("Unsolicited response received on idle
+// HTTP channel"). The read below never waits: what TLS has buffered is
+// decrypted, the socket is not read.
+func (pc *upstreamConn) quiet() bool {
+	if pc.br.Buffered() > 0 {
+		return false
+	}
+	pc.count.noWait = true
+	_, err := pc.br.Peek(1)
+	pc.count.noWait = false
+	return err == errWouldBlock
 }
 
 func (pc *upstreamConn) close() {
@@ -451,7 +511,7 @@ func ctxErr(ctx context.Context, err error) error {
 }
 
 func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	pc.count.written, pc.count.read = 0, 0
+	pc.count.written, pc.ans.read = 0, 0
 	if pc.guard != nil {
 		// The partner revoked since the handshake (or, under a hard
 		// policy, without a usable status any more) is not served on
@@ -467,6 +527,11 @@ func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http
 		stop()
 		pc.close()
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		// Ended since RoundTrip looked: its cancel may be setting the
+		// connection's deadline now, and nothing is sent.
+		return fail(err)
 	}
 	err := req.Write(pc.bw)
 	if err == nil {
@@ -494,6 +559,10 @@ func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return fail(errSwitchedProtocols)
 		}
+		if resp.StatusCode < 100 {
+			// Not an interim answer to skip: a malformed one.
+			return fail(fmt.Errorf("the partner's status %03d is not an HTTP status", resp.StatusCode))
+		}
 		if resp.StatusCode >= 200 {
 			break
 		}
@@ -509,7 +578,10 @@ func (pc *upstreamConn) roundTrip(ctx context.Context, req *http.Request) (*http
 	if rht > 0 {
 		pc.setReadDeadline(time.Time{})
 	}
-	resp.Body = &upstreamBody{rc: resp.Body, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && !req.Close}
+	// An answer without a body (HEAD, 204, 304, Content-Length: 0) is
+	// whole already: its connection is pooled again when it is closed
+	// unread.
+	resp.Body = &upstreamBody{rc: resp.Body, pc: pc, ctx: ctx, stop: stop, reuse: !resp.Close && !req.Close, eof: resp.Body == http.NoBody}
 	return resp, nil
 }
 
@@ -555,7 +627,7 @@ func (b *upstreamBody) Close() error {
 	err := b.rc.Close()
 	// stop reports false when the context's cancel already ran: the
 	// connection's deadline is spent.
-	if b.stop() && b.reuse && b.pc.br.Buffered() == 0 {
+	if b.stop() && b.reuse && b.pc.quiet() {
 		b.pc.u.put(b.pc)
 		return err
 	}
