@@ -3,9 +3,12 @@ package proxy
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,5 +69,44 @@ func TestRefusedBodyIsAnsweredWithoutWaitingForIt(t *testing.T) {
 	}
 	if n := up.hits.Load(); n != 0 {
 		t.Errorf("%d refused bodies reached the partner", n)
+	}
+}
+
+// roc-proxy carries SOAP exchanges, never another protocol: a SIH's
+// "Upgrade" (websocket, h2c) is not passed to the partner, which would
+// otherwise be asked to switch the mutual-TLS connection authenticated as
+// the establishment to a protocol roc-proxy neither signs nor checks. A
+// partner that switches anyway is refused (502), and the SIH's request
+// is answered as a plain exchange.
+func TestUpgradeIsNotForwarded(t *testing.T) {
+	p := pki(t)
+	var sawUpgrade atomic.Int64
+	up := startUpstream(t, p.Servers[testpki.IDBHost], p.SanteRoot, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.Header.Get("Upgrade") == "" && !strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade") {
+			io.WriteString(w, "<ok/>")
+			return
+		}
+		sawUpgrade.Add(1)
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+r.Header.Get("Upgrade")+"\r\n\r\nraw bytes of another protocol")
+	})
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost}})
+	srv := f.server(t)
+	for _, upgrade := range []string{"websocket", "h2c"} {
+		t.Run(upgrade, func(t *testing.T) {
+			r := rawExchange(t, srv.Listener.Addr().String(), "POST /r/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: "+upgrade+
+				"\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 7\r\nConnection: close\r\n\r\n<soap/>", false)
+			if !strings.HasPrefix(r.text, "HTTP/1.1 200 ") || !strings.HasSuffix(r.text, "<ok/>") {
+				t.Errorf("got %q, want the partner's plain answer", r.status())
+			}
+		})
+	}
+	if n := sawUpgrade.Load(); n != 0 {
+		t.Errorf("the partner was asked %d times to switch protocols", n)
 	}
 }

@@ -356,6 +356,12 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	// The body is here whole: the partner has nothing to approve, and its
 	// 100 Continue would only be an interim answer to drop.
 	pr.Out.Header.Del("Expect")
+	// ReverseProxy passes a client's Upgrade (websocket, h2c) on: the
+	// partner would be asked to switch the connection authenticated as
+	// the establishment to a protocol roc-proxy neither signs nor checks.
+	// Without it, a partner's 101 is refused.
+	pr.Out.Header.Del("Upgrade")
+	pr.Out.Header.Del("Connection")
 	setRequestBody(pr.Out, ex.body)
 }
 
