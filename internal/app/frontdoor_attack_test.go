@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,7 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
@@ -114,5 +118,63 @@ func TestIdleConnectionsDoNotLockTheSIHOut(t *testing.T) {
 			t.Fatal("keep-alive did not resume once the slots were free")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A request net/http refuses itself (a malformed header, headers over the
+// limit, an unsupported transfer coding) is a request the SIH sent: like
+// every other refusal it has its access-log line and its count, or an
+// abusive or broken client stays invisible to ops.
+func TestMalformedRequestsAreLoggedAndCounted(t *testing.T) {
+	e := newTestEnv(t)
+	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	cfg, err := config.Load(e.config(t, up.URL, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	p, err := Build(cfg, Deps{Logger: zap.New(core), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih, _ := serve(t, p)
+	for _, tc := range []struct {
+		name, request string
+		status        int
+	}{
+		{"control character in a value", "POST /idb/ HTTP/1.1\r\nHost: x\r\nX-Roc-User-Id: 8100\x0102345678\r\nContent-Length: 0\r\n\r\n", 400},
+		{"headers over 64 KiB", "POST /idb/ HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 70<<10) + "\r\nContent-Length: 0\r\n\r\n", 431},
+		{"unsupported transfer coding", "POST /idb/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs.TakeAll()
+			before := testutil.ToFloat64(p.metrics.Requests.WithLabelValues("unmatched", fmt.Sprint(tc.status)))
+			c, err := net.Dial("tcp", strings.TrimPrefix(sih, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.request)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			lines := logs.FilterMessage("request").All()
+			if len(lines) != 1 {
+				t.Fatalf("%d access-log lines, want 1", len(lines))
+			}
+			f := lines[0].ContextMap()
+			if f["status"] != int64(tc.status) || f["error"] != "bad_request" || f["client"] == "" || f["route"] != "unmatched" {
+				t.Errorf("access-log line %v", f)
+			}
+			if n := testutil.ToFloat64(p.metrics.Requests.WithLabelValues("unmatched", fmt.Sprint(tc.status))); n != before+1 {
+				t.Errorf("requests_total{route=unmatched,code=%d} went from %v to %v", tc.status, before, n)
+			}
+		})
 	}
 }

@@ -243,7 +243,9 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 			go func() { errc <- s.sih.ServeTLS(s.sihLn, "", "") }()
 		} else {
 			// JSON bodies for the requests net/http refuses itself.
-			go func() { errc <- s.sih.Serve(proxy.JSONBadRequests(s.sihLn)) }()
+			go func() {
+				errc <- s.sih.Serve(proxy.JSONBadRequests(s.sihLn, proxy.LogRefused(p.log.Named("proxy"), p.metrics)))
+			}()
 		}
 		s.ready.Store(true)
 		if missing, _ := p.revocationReadiness(); len(missing) == 0 {
