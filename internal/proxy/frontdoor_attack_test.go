@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -108,5 +110,32 @@ func TestUpgradeIsNotForwarded(t *testing.T) {
 	}
 	if n := sawUpgrade.Load(); n != 0 {
 		t.Errorf("the partner was asked %d times to switch protocols", n)
+	}
+}
+
+// HEAD is one of the methods a route may serve (routes[].methods): the
+// partner's answer has a Content-Length and, by definition, no body. It
+// is passed on as it is, not read as a body cut short and blamed on the
+// partner (502 upstream_error).
+func TestHeadIsServedWhenTheRouteAllowsIt(t *testing.T) {
+	p := pki(t)
+	const wsdl = "<definitions>wsdl</definitions>"
+	up := startUpstream(t, p.Servers[testpki.IDBHost], p.SanteRoot, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/xml")
+		io.WriteString(w, wsdl)
+	})
+	f := newFixture(t, map[string]routeOpt{"r": {prefix: "/r/", upstream: up.URL, serverName: testpki.IDBHost, methods: []string{"GET", "HEAD"}}})
+	srv := f.server(t)
+	req, _ := http.NewRequest(http.MethodHead, srv.URL+"/r/service?wsdl", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(wsdl)) || resp.Header.Get("Content-Type") != "text/xml" {
+		t.Fatalf("HEAD: %d, length %d, %v", resp.StatusCode, resp.ContentLength, resp.Header)
+	}
+	if n := testutil.ToFloat64(f.m.Requests.WithLabelValues("r", "502")); n != 0 {
+		t.Errorf("a HEAD answer counted %v times as the partner's failure", n)
 	}
 }

@@ -392,6 +392,12 @@ func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
 		// Ours replaces the partner's (recorder.WriteHeader): a second
 		// value would confuse the SIH's correlation.
 		res.Header.Del(HeaderRequestID)
+		if res.Request.Method == http.MethodHead {
+			// No body by definition (RFC 9110 section 9.3.2): its
+			// Content-Length is the GET's, and there is nothing to
+			// read or to verify.
+			return nil
+		}
 		body, err := bufferResponse(res, r.MaxResponseBytes, &ex.mem)
 		if err != nil || r.ResponseSignatures == nil {
 			return err
