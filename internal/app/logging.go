@@ -40,7 +40,7 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, func(), error) {
 	if c.FlushInterval == nil || *c.FlushInterval <= 0 {
 		return zap.New(zapcore.NewCore(enc, out, level), zap.ErrorOutput(out)), func() { _ = out.Sync() }, nil
 	}
-	buf := &zapcore.BufferedWriteSyncer{WS: out, Size: 256 << 10, FlushInterval: *c.FlushInterval}
+	buf := &zapcore.BufferedWriteSyncer{WS: writeThrough{out}, Size: 256 << 10, FlushInterval: *c.FlushInterval}
 	core := flushOnWarn{zapcore.NewCore(enc, buf, level)}
 	return zap.New(core, zap.ErrorOutput(out)), func() { _ = buf.Stop() }, nil
 }
@@ -69,3 +69,13 @@ func (c flushOnWarn) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	}
 	return nil
 }
+
+// writeThrough is the buffer's destination: its Sync, which flushOnWarn
+// calls at every warning, only writes the lines out. An fsync of stderr
+// fails under systemd and Kubernetes (a socket, a pipe: EINVAL), and zap
+// would report it after every warning as a plain-text line in the JSON
+// stream; on a file it would cost a disk flush per warning, under the
+// logger's lock, in the middle of a storm of them.
+type writeThrough struct{ zapcore.WriteSyncer }
+
+func (writeThrough) Sync() error { return nil }

@@ -139,7 +139,6 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 			MaxHeaderBytes: 64 << 10,
 			ErrorLog:       errLog,
 		},
-		sihLn: newLimitListener(sihLn, srv.MaxConnections, p.metrics.ConnectionsOpen, p.metrics.ConnectionsLimited),
 		admin: &http.Server{
 			ReadTimeout:  srv.Admin.ReadTimeout,
 			WriteTimeout: srv.Admin.WriteTimeout,
@@ -149,6 +148,17 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		adminLn: adminLn,
 	}
 	s.admin.Handler = p.adminHandler(&s.ready)
+	s.sihLn = newLimitListener(sihLn, srv.MaxConnections, p.metrics.ConnectionsOpen, p.metrics.ConnectionsLimited, func(on bool) {
+		// At max_connections, idle keep-alive connections give their
+		// slots to the clients waiting, and every connection ends after
+		// its answer until a quarter of the slots are free again.
+		s.sih.SetKeepAlivesEnabled(!on)
+		if on {
+			p.log.Warn("SIH connections at server.max_connections: idle keep-alive connections closed, and each connection ends after its answer until a quarter of the slots are free", zap.Int("max_connections", srv.MaxConnections))
+		} else {
+			p.log.Info("SIH connections below server.max_connections again: keep-alive resumed")
+		}
+	})
 	done := make(chan error, 1)
 	go func() { done <- p.serve(ctx, s) }()
 	select {
@@ -173,9 +183,10 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 
 // servers are the two HTTP servers of a Proxy and their listeners.
 type servers struct {
-	sih, admin     *http.Server
-	sihLn, adminLn net.Listener
-	ready          atomic.Bool
+	sih, admin *http.Server
+	sihLn      *limitListener
+	adminLn    net.Listener
+	ready      atomic.Bool
 }
 
 // serve is Serve without the bound on the shutdown.
@@ -232,7 +243,9 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 			go func() { errc <- s.sih.ServeTLS(s.sihLn, "", "") }()
 		} else {
 			// JSON bodies for the requests net/http refuses itself.
-			go func() { errc <- s.sih.Serve(proxy.JSONBadRequests(s.sihLn)) }()
+			go func() {
+				errc <- s.sih.Serve(proxy.JSONBadRequests(s.sihLn, proxy.LogRefused(p.log.Named("proxy"), p.metrics)))
+			}()
 		}
 		s.ready.Store(true)
 		if missing, _ := p.revocationReadiness(); len(missing) == 0 {
@@ -261,6 +274,7 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		s.sih.Close()
 	}
 	s.admin.Close()
+	s.sihLn.wait()
 	// No reload may run while the last state is read.
 	stop()
 	for _, t := range p.transports {

@@ -7,6 +7,10 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/roc-proxy/roc-proxy/internal/metrics"
 )
 
 // net/http answers a request it cannot parse (a header value holding CR,
@@ -26,20 +30,52 @@ import (
 // (TestMalformedHeadersGetJSON says so).
 const goErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
-// JSONBadRequests wraps a plain-HTTP listener of the SIH.
-func JSONBadRequests(ln net.Listener) net.Listener { return badRequestListener{ln} }
+// JSONBadRequests wraps a plain-HTTP listener of the SIH. record, when
+// set, is told of each refusal before it is sent (LogRefused).
+func JSONBadRequests(ln net.Listener, record func(r Refusal)) net.Listener {
+	return badRequestListener{ln, record}
+}
 
-type badRequestListener struct{ net.Listener }
+// Refusal is a request net/http refused before any handler.
+type Refusal struct {
+	Status    int
+	Reason    string // malformed_request, headers_too_large
+	Client    string // the client's address
+	RequestID string // generated: sent to the client and logged
+	Bytes     int    // of the answer
+}
+
+// LogRefused records a refusal as roc-proxy's handler records every
+// other request: an access-log line (route "unmatched") and
+// roc_proxy_requests_total.
+func LogRefused(log *zap.Logger, m *metrics.Metrics) func(Refusal) {
+	return func(r Refusal) {
+		m.Requests.WithLabelValues("unmatched", strconv.Itoa(r.Status)).Inc()
+		if ce := log.Check(zap.InfoLevel, "request"); ce != nil {
+			ce.Write(zap.String("request_id", r.RequestID), zap.String("route", "unmatched"), zap.Int("status", r.Status),
+				zap.Int64("bytes_in", 0), zap.Int("bytes_out", r.Bytes), zap.String("client", r.Client),
+				zap.String("error", CodeBadRequest), zap.String("reason", r.Reason))
+		}
+	}
+}
+
+type badRequestListener struct {
+	net.Listener
+	record func(Refusal)
+}
 
 func (l badRequestListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &badRequestConn{Conn: c}, nil
+	return &badRequestConn{Conn: c, record: l.record}, nil
 }
 
-type badRequestConn struct{ net.Conn }
+type badRequestConn struct {
+	net.Conn
+	record func(Refusal)
+}
 
 // CloseWrite half-closes the connection, as net/http does (through its
 // closeWriter interface, which embedding net.Conn would hide) before it
@@ -55,7 +91,16 @@ func (c *badRequestConn) CloseWrite() error {
 
 func (c *badRequestConn) Write(p []byte) (int, error) {
 	if status, reason, ok := parseGoError(p); ok && fromNetHTTPErrorPath() {
-		if _, err := c.Conn.Write(jsonBadRequest(status, reason)); err != nil {
+		id := requestID("")
+		answer, why := jsonBadRequest(status, reason, id)
+		if c.record != nil {
+			var client string
+			if a := c.RemoteAddr(); a != nil {
+				client = a.String()
+			}
+			c.record(Refusal{Status: status, Reason: why, Client: client, RequestID: id, Bytes: len(answer)})
+		}
+		if _, err := c.Conn.Write(answer); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -105,18 +150,20 @@ func parseGoError(p []byte) (status int, reason string, ok bool) {
 	return status, text, true
 }
 
-func jsonBadRequest(status int, goText string) []byte {
+// jsonBadRequest returns the answer and its reason.
+func jsonBadRequest(status int, goText, id string) ([]byte, string) {
 	p := Problem{Status: status, Code: CodeBadRequest, Reason: "malformed_request",
 		Message: "the request cannot be read as HTTP (" + goText + "): a header value may hold CR, LF, NUL or another control character; nothing was signed or forwarded"}
 	if status == http.StatusRequestHeaderFieldsTooLarge {
 		p.Reason = "headers_too_large"
 	}
-	body, _ := json.Marshal(p) // a Problem always encodes
+	body, _ := json.Marshal(errorBody{Problem: p, RequestID: id}) // a Problem always encodes
 	body = append(body, '\n')
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
 	b.WriteString("Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n")
+	b.WriteString(HeaderRequestID + ": " + id + "\r\n")
 	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
 	b.Write(body)
-	return b.Bytes()
+	return b.Bytes(), p.Reason
 }

@@ -97,11 +97,17 @@ func readBody(r io.Reader, size, limit int64, res *reservation) ([]byte, error) 
 }
 
 // readRequestBody reads the SIH's request body whole (nil when empty).
+//
+// It leaves the body open: net/http closes it once the answer is out.
+// Closing it here, before a refusal (413, 503) is written, would make
+// net/http read what is left of a body declared under 256 KiB first:
+// the refusal would wait for the very body it refuses, until
+// read_timeout for a client that sent "Expect: 100-continue" and waits
+// for a final status before sending it.
 func readRequestBody(req *http.Request, limit int64, res *reservation) ([]byte, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, nil
 	}
-	defer req.Body.Close()
 	return readBody(req.Body, req.ContentLength, limit, res)
 }
 

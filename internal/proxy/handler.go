@@ -356,6 +356,12 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	// The body is here whole: the partner has nothing to approve, and its
 	// 100 Continue would only be an interim answer to drop.
 	pr.Out.Header.Del("Expect")
+	// ReverseProxy passes a client's Upgrade (websocket, h2c) on: the
+	// partner would be asked to switch the connection authenticated as
+	// the establishment to a protocol roc-proxy neither signs nor checks.
+	// Without it, a partner's 101 is refused.
+	pr.Out.Header.Del("Upgrade")
+	pr.Out.Header.Del("Connection")
 	setRequestBody(pr.Out, ex.body)
 }
 
@@ -386,6 +392,12 @@ func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
 		// Ours replaces the partner's (recorder.WriteHeader): a second
 		// value would confuse the SIH's correlation.
 		res.Header.Del(HeaderRequestID)
+		if res.Request.Method == http.MethodHead {
+			// No body by definition (RFC 9110 section 9.3.2): its
+			// Content-Length is the GET's, and there is nothing to
+			// read or to verify.
+			return nil
+		}
 		body, err := bufferResponse(res, r.MaxResponseBytes, &ex.mem)
 		if err != nil || r.ResponseSignatures == nil {
 			return err
