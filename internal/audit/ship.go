@@ -461,6 +461,12 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 			return got, false, nil // EOF, or a torn line: no complete line left
 		}
 		line := raw[:len(raw)-1]
+		if bytes.IndexByte(line, 0) >= 0 {
+			// Zero bytes: a power loss's torn tail (see completePart);
+			// nothing from here on in this file is a record. The chain
+			// goes on in the next file.
+			return got, false, nil
+		}
 		h, ok := parseHead(line)
 		if !ok || h.Chain != cr.chain {
 			cr.altered(h, "a line that is no record of this chain")

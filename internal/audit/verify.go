@@ -300,11 +300,18 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 	)
 	for si, seg := range segs {
 		path := seg.path
-		lines, torn, err := ReadRecords(path)
+		lines, torn, zeroAt, err := readRecords(path)
 		if err != nil {
 			return rep, &BrokenError{File: path, Reason: err.Error(), Kind: KindBroken}
 		}
-		if torn {
+		switch {
+		case zeroAt >= 0:
+			next := "it was ignored"
+			if si < len(segs)-1 {
+				next = "the chain goes on in the next file"
+			}
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: zero bytes from offset %d (a power loss before the last records written reached the disk: none of them was acknowledged): the rest of the file, from the line they cut, is a torn tail; %s", path, zeroAt, next))
+		case torn:
 			if si == len(segs)-1 {
 				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: the last line is incomplete (interrupted write) and was ignored", path))
 			} else {

@@ -68,6 +68,10 @@ type Options struct {
 	// OpenFile opens a new log file for appending; nil means os.OpenFile
 	// (O_EXCL: a file is never continued after a failure or a restart).
 	OpenFile func(path string) (File, error)
+	// SyncDir makes a new file's entry in its folder durable (a power
+	// loss must not drop a file whose records were synced); nil means an
+	// fsync of the folder.
+	SyncDir func(dir string) error
 	// NoSync skips fsync (benchmarks only: records may be lost on a
 	// crash).
 	NoSync bool
@@ -177,6 +181,9 @@ func Open(o Options) (*Log, error) {
 	if o.OpenFile == nil {
 		o.OpenFile = openAppend
 	}
+	if o.SyncDir == nil {
+		o.SyncDir = syncPath
+	}
 	if o.MaxPendingResults <= 0 {
 		o.MaxPendingResults = 10000
 	}
@@ -244,19 +251,25 @@ func lastDurable(dir, chain string, noSync bool) (uint64, string, error) {
 		if err != nil {
 			return 0, "", err
 		}
-		// A torn last line (crash during a write) is not part of the chain.
-		end := bytes.LastIndexByte(data, '\n')
-		if end < 0 {
+		// A torn last line (crash during a write), or zero bytes (a power
+		// loss before the data reached the disk), is not part of the chain.
+		data, _, _ = completePart(data)
+		if len(data) == 0 {
 			continue
 		}
-		data = data[:end]
+		data = data[:len(data)-1]
 		start := bytes.LastIndexByte(data, '\n') + 1
 		var r Record
 		if err := json.Unmarshal(data[start:], &r); err != nil {
 			return 0, "", fmt.Errorf("%s: last record unreadable: %w", files[i], err)
 		}
 		if !noSync {
+			// And its name in the folder (written by a version that did
+			// not sync the folder).
 			if err := syncPath(files[i]); err != nil {
+				return 0, "", err
+			}
+			if err := syncPath(dir); err != nil {
 				return 0, "", err
 			}
 		}
@@ -683,6 +696,14 @@ func (l *Log) openNext(firstSeq uint64, now time.Time) error {
 		}
 		if err != nil {
 			return err
+		}
+		if !l.o.NoSync {
+			// The file's name must survive a power loss as its records do.
+			if err := l.o.SyncDir(l.o.Dir); err != nil {
+				f.Close()
+				os.Remove(path) // empty; a restart would skip it anyway
+				return fmt.Errorf("syncing the folder after creating %s: %w", filepath.Base(path), err)
+			}
 		}
 		l.f, l.path, l.fileBytes, l.fileOpened, l.fileInfo = f, path, 0, now, nil
 		if st, ok := f.(interface{ Stat() (fs.FileInfo, error) }); ok {
