@@ -247,8 +247,9 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ok, failed := 0, 0
+	now := time.Now()
 	for _, res := range results {
-		if printChainResult(stdout, res, anchor) {
+		if printChainResult(stdout, res, anchor, now) {
 			ok++
 		} else {
 			failed++
@@ -264,7 +265,7 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 }
 
 // printChainResult prints one chain's verdict and says whether it is OK.
-func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor) bool {
+func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor, now time.Time) bool {
 	rep := res.Report
 	var be *audit.BrokenError
 	verdict := "OK"
@@ -288,6 +289,7 @@ func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor)
 	if res.Err != nil {
 		if rep.Records > 0 {
 			fmt.Fprintf(w, "  read before: %d records (%d to %d) in %d files\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Files)
+			printChainTimes(w, rep, now)
 		}
 		for _, wn := range rep.Warnings {
 			fmt.Fprintln(w, "  warning:", wn)
@@ -296,6 +298,7 @@ func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor)
 	}
 	fmt.Fprintf(w, "  %d files, %d records (%d to %d): %d signed tokens, %d results, %d checkpoints\n",
 		rep.Files, rep.Records, rep.FirstSeq, rep.LastSeq, rep.Signed, rep.Results, rep.Checkpoints)
+	printChainTimes(w, rep, now)
 	if rep.Genesis {
 		fmt.Fprintln(w, "  start: the chain's signed open record (record 1)")
 	} else {
@@ -335,6 +338,45 @@ func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor)
 		fmt.Fprintln(w, "  warning:", wn)
 	}
 	return rep.EstablishmentChecked
+}
+
+// printChainTimes says when a chain's first and last records were
+// written, and how long before the check the last one was: a chain that
+// stopped verifies as well as a live one.
+func printChainTimes(w io.Writer, rep *audit.Report, now time.Time) {
+	fmt.Fprintf(w, "  time: first record %s, last record %s (%s)\n",
+		rep.FirstTime.UTC().Format(time.RFC3339), rep.LastTime.UTC().Format(time.RFC3339), sinceCheck(now.Sub(rep.LastTime)))
+}
+
+// sinceCheck says how long before the check d is, in days, hours and
+// minutes.
+func sinceCheck(d time.Duration) string {
+	switch {
+	case d < -time.Minute:
+		return span(-d) + " after this check: the writer's clock was ahead"
+	case d < time.Minute:
+		return "less than a minute before this check"
+	}
+	return span(d) + " before this check"
+}
+
+func span(d time.Duration) string {
+	days, hours, minutes := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
+	var parts []string
+	plural := func(n int, unit string) {
+		switch {
+		case n == 1:
+			parts = append(parts, "1 "+unit)
+		case n > 1:
+			parts = append(parts, fmt.Sprintf("%d %ss", n, unit))
+		}
+	}
+	plural(days, "day")
+	plural(hours, "hour")
+	if days == 0 {
+		plural(minutes, "minute")
+	}
+	return strings.Join(parts, " ")
 }
 
 func cmdAuditShow(args []string, stdout, stderr io.Writer) error {

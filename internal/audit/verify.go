@@ -127,7 +127,10 @@ type Report struct {
 	Checkpoints int
 	FirstSeq    uint64
 	LastSeq     uint64
-	Head        string
+	// FirstTime and LastTime are the times of the first and last records
+	// read: a chain that stopped long ago verifies as well as a live one.
+	FirstTime, LastTime time.Time
+	Head                string
 	// Genesis: the chain starts with its signed open record (record 1);
 	// otherwise it was verified from a checkpoint (FromCheckpoint).
 	Genesis bool
@@ -330,7 +333,7 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 				return rep, &BrokenError{File: path, Line: n, Reason: "modified: not a valid record", Kind: KindBroken}
 			}
 			if !seen {
-				rep.FirstSeq = r.Seq
+				rep.FirstSeq, rep.FirstTime = r.Seq, r.Time
 				if err := v.start(&r); err != nil {
 					return rep, &BrokenError{File: path, Line: n, Reason: err.Error(), Kind: KindBroken}
 				}
@@ -394,7 +397,7 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 			rep.Records++
 			seen = true
 			prevHash, prevSeq, prevFile, prevLine = lineHash(line), r.Seq, path, n
-			rep.LastSeq = r.Seq
+			rep.LastSeq, rep.LastTime = r.Seq, r.Time
 		}
 	}
 	rep.LastSeq, rep.Head = prevSeq, prevHash
