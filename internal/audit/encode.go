@@ -88,6 +88,7 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		b = append(b, `,"every":`...)
 		b = strconv.AppendInt(b, int64(r.Every), 10)
 	}
+	b = appendOptString(b, `,"note":`, r.Note)
 	return append(b, '}'), nil
 }
 

@@ -105,7 +105,7 @@ func randRecord(rng *rand.Rand) *Record {
 		RequestID: s(), Route: s(), AssertionID: s(), Profile: s(), Issuer: s(), NameID: s(),
 		SignerSHA256: s(), AssertionSHA256: s(), Cached: rng.IntN(2) == 0, Upstream: s(), Client: s(), Assertion: randBytes(rng),
 		Status: rng.IntN(3) * (rng.IntN(1200) - 100), ErrorClass: s(), Head: s(), Signature: randBytes(rng), Cert: randBytes(rng),
-		Every: rng.IntN(3) * (rng.IntN(5000) - 10)}
+		Every: rng.IntN(3) * (rng.IntN(5000) - 10), Note: s()}
 	if rng.IntN(2) == 0 {
 		r.LatencyMS = randFloat(rng)
 	}

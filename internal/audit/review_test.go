@@ -3,13 +3,19 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Follow-ups of an independent review of the audit log: each test plays
@@ -80,24 +86,6 @@ func TestNewFileIsDurableInItsFolder(t *testing.T) {
 	mu.Unlock()
 }
 
-// lockedBuffer is a StdoutSink's writer read by the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSuffix(b.buf.String(), "\n"), "\n")
-}
-
 // A power loss on a file system that extends a file before writing its
 // data (ext4 data=writeback, some network volumes) leaves zero bytes
 // where the last, unsynced records were: at the end, over the last lines,
@@ -128,7 +116,7 @@ func TestZeroFilledTailIsATornTail(t *testing.T) {
 			if err := os.WriteFile(last, tc.mangle(data), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			out := &lockedBuffer{}
+			out := &syncBuffer{}
 			o := options(t, dir)
 			o.Sinks = []Sink{&StdoutSink{W: out}}
 			l, err := Open(o)
@@ -159,10 +147,127 @@ func TestZeroFilledTailIsATornTail(t *testing.T) {
 			}
 			// What was shipped is the chain as verify reads it, each record
 			// once: no line from behind the zero bytes.
-			shipped := out.lines()
+			shipped := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 			if got := strings.Join(shipped, "\n"); got != strings.Join(chainLines(t, dir), "\n") {
 				t.Errorf("shipped %d lines, the chain has %d records:\n%s", len(shipped), rep.Records, got)
 			}
 		})
+	}
+}
+
+// An insider edits a record of the tail (the records after the last
+// checkpoint, which no signature covers yet) while the proxy is down,
+// without the key: the hash links break. The restart used to sign its
+// checkpoint over that tail anyway, a signature of the establishment over
+// records it never wrote. It must check the tail's links first and, when
+// they are broken, refuse to vouch for them: an error in the log, the
+// metric roc_proxy_audit_chain_breaks_total, and the new file starts with
+// a signed break record saying which record breaks the chain (verify then
+// names it).
+func TestRestartRefusesToSignOverABrokenTail(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(lines []string) []string
+		want   string // in the break record's note
+	}{
+		{"a record of the tail edited", func(lines []string) []string {
+			i := len(lines) - 3
+			lines[i] = strings.Replace(lines[i], `"route":"dmp"`, `"route":"amc"`, 1)
+			return lines
+		}, "does not link"},
+		{"a record of the tail removed", func(lines []string) []string {
+			return append(lines[:len(lines)-4], lines[len(lines)-3:]...)
+		}, "missing"},
+		{"a line of the tail that is no record", func(lines []string) []string {
+			return append(lines, `{"v":2,"chain":"pod-a","seq":`)
+		}, "not a record"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			o := options(t, dir)
+			l, err := Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 16; i++ { // checkpoints after 10 records: 6 uncovered
+				if err := l.Signed(context.Background(), signed(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.Close()
+			files, _ := ChainFiles(dir, "pod-a")
+			last := files[len(files)-1]
+			edit(t, last, func(lines []string) []string { return lines[:len(lines)-1] }) // a crash: no closing checkpoint
+			edit(t, last, tc.tamper)
+
+			core, logs := observer.New(zap.WarnLevel)
+			o2 := options(t, dir)
+			o2.Logger = zap.New(core)
+			l2, err := Open(o2)
+			if err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+			l2.Signed(context.Background(), signed(99))
+			l2.Close()
+
+			files, _ = ChainFiles(dir, "pod-a")
+			lines, _, _ := ReadRecords(files[len(files)-1])
+			var first Record
+			if err := json.Unmarshal(lines[0], &first); err != nil {
+				t.Fatal(err)
+			}
+			if first.Type != TypeBreak || !strings.Contains(first.Note, tc.want) || !first.IsSigned() {
+				t.Fatalf("the restart's first record is a %s (%q): it vouches for a broken tail", first.Type, first.Note)
+			}
+			if n := testutil.ToFloat64(o2.Metrics.AuditChainBreaks); n != 1 {
+				t.Errorf("roc_proxy_audit_chain_breaks_total = %v, want 1", n)
+			}
+			logged := false
+			for _, e := range logs.All() {
+				logged = logged || e.Level == zap.ErrorLevel && strings.Contains(e.Message, "broken")
+			}
+			if !logged {
+				t.Error("no error in the log says the chain was found broken")
+			}
+			_, err = Verify(files, VerifyOptions{})
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("break record %d", first.Seq)) {
+				t.Errorf("verify does not name the break record %d: %v", first.Seq, err)
+			}
+			// From the break on, the chain verifies again (--from-checkpoint).
+			if rep, err := Verify(files[len(files)-1:], VerifyOptions{FromCheckpoint: true}); err != nil {
+				t.Errorf("the chain after the break: %v %+v", err, rep)
+			}
+		})
+	}
+}
+
+// An intact tail still gets the restart checkpoint, and no break.
+func TestRestartOverAnIntactTailSignsACheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(options(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 16; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	l.Close()
+	files, _ := ChainFiles(dir, "pod-a")
+	edit(t, files[len(files)-1], func(lines []string) []string { return lines[:len(lines)-1] })
+	o := options(t, dir)
+	l2, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	files, _ = ChainFiles(dir, "pod-a")
+	lines, _, _ := ReadRecords(files[len(files)-1])
+	var first Record
+	json.Unmarshal(lines[0], &first)
+	if first.Type != TypeCheckpoint || testutil.ToFloat64(o.Metrics.AuditChainBreaks) != 0 {
+		t.Fatalf("restart over an intact tail: a %s record, %v breaks", first.Type, testutil.ToFloat64(o.Metrics.AuditChainBreaks))
+	}
+	if _, err := Verify(files, VerifyOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

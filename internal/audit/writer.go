@@ -128,6 +128,7 @@ type Log struct {
 	seq          uint64      // last durable record
 	head         string      // hash of the last durable line
 	sinceCheckpt int
+	tailBreak    string    // where the tail found at start breaks, until a break record says so
 	pending      []*Record // result records whose write failed
 	retryWait    time.Duration
 	buf          []byte    // the batch's bytes, reused
@@ -210,18 +211,24 @@ func Open(o Options) (*Log, error) {
 	}
 	l := &Log{o: o, done: make(chan struct{}), retryWait: o.RetryInterval, lock: lock,
 		wake: make(chan struct{}, 1), closeCh: make(chan chan error), counters: map[string]prometheus.Counter{}}
-	for _, t := range []string{TypeOpen, TypeSigned, TypeResult, TypeCheckpoint} {
+	for _, t := range []string{TypeOpen, TypeSigned, TypeResult, TypeCheckpoint, TypeBreak} {
 		l.counters[t] = o.Metrics.AuditRecords.WithLabelValues(t)
 	}
 	l.flush = time.AfterFunc(time.Hour, l.signal)
 	l.flush.Stop()
-	seq, head, err := lastDurable(o.Dir, o.Chain, o.NoSync)
+	tail, err := readTail(o.Dir, o.Chain, o.NoSync)
 	if err != nil {
 		l.unlock()
 		return nil, fmt.Errorf("audit.dir: reading the existing chain: %w", err)
 	}
-	l.seq, l.head, l.found = seq, head, seq
+	seq := tail.seq
+	l.seq, l.head, l.found, l.tailBreak = seq, tail.head, seq, tail.broken
 	l.durable.Store(seq)
+	if tail.broken != "" {
+		o.Metrics.AuditChainBreaks.Inc()
+		o.Logger.Error("audit log: the chain found at start is broken after its last signed record: the files were altered or damaged while the proxy was down; the restart does not vouch for these records: a signed break record starts the new file (audit verify names it; compare with the copy kept elsewhere)",
+			zap.String("chain", o.Chain), zap.String("break", tail.broken), zap.Uint64("last_seq", seq))
+	}
 	if err := l.writeBatch(nil, false); err != nil {
 		if seq == 0 {
 			l.flush.Stop()
@@ -239,43 +246,99 @@ func Open(o Options) (*Log, error) {
 	return l, nil
 }
 
-// lastDurable reads the last complete line of the chain's files and makes
-// it durable (a crash may have left it in the page cache only).
-func lastDurable(dir, chain string, noSync bool) (uint64, string, error) {
+// chainTail is what a restart finds at the end of a chain's files.
+type chainTail struct {
+	seq  uint64 // the last record's sequence number (0: no record)
+	head string // hash of the last complete line
+	// broken says where the links after the last signed record break
+	// ("": they hold).
+	broken string
+}
+
+// readTail reads the chain's records from its last signed one to its end
+// (the tail no signature covers yet, which the restart checkpoint would
+// vouch for) and checks their links; it makes the last file durable (a
+// crash may have left it in the page cache only).
+func readTail(dir, chain string, noSync bool) (chainTail, error) {
 	files, err := ChainFiles(dir, chain)
 	if err != nil || len(files) == 0 {
-		return 0, "", err
+		return chainTail{}, err
 	}
-	for i := len(files) - 1; i >= 0; i-- {
+	type tailLine struct {
+		file string
+		n    int
+		b    []byte
+	}
+	var rev []tailLine // from the end backwards, down to a signed record
+	lastFile := ""
+	signedFound := false
+	for i := len(files) - 1; i >= 0 && !signedFound; i-- {
 		data, err := os.ReadFile(files[i])
 		if err != nil {
-			return 0, "", err
+			return chainTail{}, err
 		}
 		// A torn last line (crash during a write), or zero bytes (a power
 		// loss before the data reached the disk), is not part of the chain.
 		data, _, _ = completePart(data)
+		lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
 		if len(data) == 0 {
 			continue
 		}
-		data = data[:len(data)-1]
-		start := bytes.LastIndexByte(data, '\n') + 1
-		var r Record
-		if err := json.Unmarshal(data[start:], &r); err != nil {
-			return 0, "", fmt.Errorf("%s: last record unreadable: %w", files[i], err)
+		if lastFile == "" {
+			lastFile = files[i]
 		}
-		if !noSync {
-			// And its name in the folder (written by a version that did
-			// not sync the folder).
-			if err := syncPath(files[i]); err != nil {
-				return 0, "", err
-			}
-			if err := syncPath(dir); err != nil {
-				return 0, "", err
+		for j := len(lines) - 1; j >= 0; j-- {
+			rev = append(rev, tailLine{files[i], j + 1, lines[j]})
+			var r Record
+			if json.Unmarshal(lines[j], &r) == nil && r.Chain == chain && r.IsSigned() {
+				signedFound = true
+				break
 			}
 		}
-		return r.Seq, lineHash(data[start:]), nil
 	}
-	return 0, "", nil
+	if len(rev) == 0 {
+		return chainTail{}, nil
+	}
+	if !noSync {
+		// And its name in the folder (written by a version that did not
+		// sync the folder).
+		if err := syncPath(lastFile); err != nil {
+			return chainTail{}, err
+		}
+		if err := syncPath(dir); err != nil {
+			return chainTail{}, err
+		}
+	}
+	var t chainTail
+	var prev *Record
+	var prevLine []byte
+	for i := len(rev) - 1; i >= 0; i-- {
+		l := rev[i]
+		at := fmt.Sprintf("%s:%d", filepath.Base(l.file), l.n)
+		var r Record
+		if err := json.Unmarshal(l.b, &r); err != nil || r.Chain != chain {
+			if t.broken == "" {
+				t.broken = fmt.Sprintf("%s is not a record of chain %s", at, chain)
+			}
+			prevLine = l.b
+			continue
+		}
+		switch {
+		case t.broken != "" || prev == nil:
+		case r.Seq > prev.Seq+1:
+			t.broken = fmt.Sprintf("records %d to %d are missing before %s", prev.Seq+1, r.Seq-1, at)
+		case r.Seq <= prev.Seq:
+			t.broken = fmt.Sprintf("record %d (%s) comes after record %d", r.Seq, at, prev.Seq)
+		case r.Prev != lineHash(prevLine):
+			t.broken = fmt.Sprintf("record %d (%s) does not link to the line before it", r.Seq, at)
+		}
+		prev, prevLine = &r, l.b
+		t.seq = max(t.seq, r.Seq)
+	}
+	// The next record links to the last line as it is (a record or not),
+	// numbered after the highest record read.
+	t.head = lineHash(rev[0].b)
+	return t, nil
 }
 
 func syncPath(path string) error {
@@ -544,6 +607,10 @@ func (l *Log) writeBatch(batch []*Record, checkpoint bool) error {
 	switch {
 	case l.seq == 0:
 		recs = append(recs, &Record{Type: TypeOpen})
+	case l.tailBreak != "":
+		// Never a checkpoint over a broken tail: a break record says where
+		// it breaks, and vouches for nothing before it.
+		recs = append(recs, &Record{Type: TypeBreak, Note: l.tailBreak})
 	case rotate || l.fileBytes == 0:
 		recs = append(recs, &Record{Type: TypeCheckpoint})
 	}
@@ -580,7 +647,7 @@ func (l *Log) writeBatch(batch []*Record, checkpoint bool) error {
 	for _, r := range recs {
 		seq++
 		r.Version, r.Chain, r.Seq, r.Time, r.Prev = recordVersion, l.o.Chain, seq, utc, head
-		if r.Type == TypeOpen || r.Type == TypeCheckpoint {
+		if r.Type == TypeOpen || r.Type == TypeCheckpoint || r.Type == TypeBreak {
 			if err := l.sign(r); err != nil {
 				l.failed("sign", err)
 				return err
@@ -619,7 +686,7 @@ func (l *Log) writeBatch(batch []*Record, checkpoint bool) error {
 	l.fileBytes += int64(len(buf))
 	for _, r := range recs {
 		l.counters[r.Type].Inc()
-		if r.Type == TypeCheckpoint || r.Type == TypeOpen {
+		if r.Type == TypeCheckpoint || r.Type == TypeOpen || r.Type == TypeBreak {
 			// Also in the process logs: a copy of the chain head kept
 			// elsewhere than the files.
 			line, _ := appendRecord(nil, r)
@@ -627,7 +694,7 @@ func (l *Log) writeBatch(batch []*Record, checkpoint bool) error {
 				zap.String("head", r.Head), zap.String("record", string(line)))
 		}
 	}
-	l.seq, l.head, l.sinceCheckpt = seq, head, since
+	l.seq, l.head, l.sinceCheckpt, l.tailBreak = seq, head, since, ""
 	clear(l.pending)
 	l.pending, l.retryWait = l.pending[:0], l.o.RetryInterval
 	l.o.Metrics.AuditPendingRecords.Set(0)
