@@ -816,11 +816,18 @@ func (p *Proxy) zeroSeries(cfg *config.Config) error {
 	// Only result records can be lost (a signed record that cannot be
 	// written stops its token instead).
 	m.AuditRecordsLost.WithLabelValues(audit.TypeResult)
+	var sinks []string
 	if cfg.Audit.Ship.Stdout {
-		m.AuditShipErrors.WithLabelValues("stdout")
+		sinks = append(sinks, "stdout")
 	}
 	if cfg.Audit.Ship.Syslog != nil {
-		m.AuditShipErrors.WithLabelValues("syslog")
+		sinks = append(sinks, "syslog")
+	}
+	for _, sink := range sinks {
+		m.AuditShipErrors.WithLabelValues(sink)
+		for _, kind := range audit.ShipAnomalies {
+			m.AuditShipAnomalies.WithLabelValues(sink, kind)
+		}
 	}
 	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)

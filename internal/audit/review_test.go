@@ -271,3 +271,117 @@ func TestRestartOverAnIntactTailSignsACheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// After a cursor mismatch (the chain truncated, or the cursor's record
+// edited, while the proxy was down) the shipper used to ship the whole
+// chain again: gigabytes of duplicates at the SIEM, the lag alert firing
+// for hours. It must resume after the last record shipped that the files
+// still hold (and ship what came after), and count the anomaly in
+// roc_proxy_audit_ship_anomalies_total{kind="cursor_mismatch"}, as it
+// counts the lines it skips as altered (kind="altered_line").
+func TestShipResumesAfterACursorMismatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, last string)
+		// resume: the first record shipped after the restart, given the
+		// records of the first run.
+		resume func(first []Record) uint64
+	}{
+		{"chain truncated", func(t *testing.T, last string) {
+			edit(t, last, func(lines []string) []string { return lines[:len(lines)-4] })
+		}, func(first []Record) uint64 { return first[len(first)-4].Seq }},
+		{"cursor's record edited", func(t *testing.T, last string) {
+			edit(t, last, func(lines []string) []string {
+				lines[len(lines)-1] = strings.Replace(lines[len(lines)-1], `"type":"checkpoint"`, `"type":"checkpoint" `, 1)
+				return lines
+			})
+		}, func(first []Record) uint64 { return first[len(first)-1].Seq + 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var out syncBuffer
+			o := options(t, dir)
+			o.Sinks = []Sink{&StdoutSink{W: &out}}
+			l, err := Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 20; i++ {
+				l.Signed(context.Background(), signed(i))
+			}
+			l.Close()
+			var first []Record
+			for _, line := range splitLines(out.String()) {
+				var r Record
+				json.Unmarshal([]byte(line), &r)
+				first = append(first, r)
+			}
+			files, _ := ChainFiles(dir, "pod-a")
+			tc.tamper(t, files[len(files)-1])
+
+			var out2 syncBuffer
+			o2 := options(t, dir)
+			o2.Sinks = []Sink{&StdoutSink{W: &out2}}
+			l2, err := Open(o2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 20; i < 25; i++ {
+				l2.Signed(context.Background(), signed(i))
+			}
+			l2.Close()
+			shipped := splitLines(out2.String())
+			var r Record
+			json.Unmarshal([]byte(shipped[0]), &r)
+			if want := tc.resume(first); r.Seq != want {
+				t.Errorf("after the mismatch, shipping resumed at record %d (%d records shipped again), want %d", r.Seq, len(shipped), want)
+			}
+			// Every record after that is shipped once.
+			lines := chainLines(t, dir)
+			var due []string
+			for _, line := range lines {
+				var x Record
+				json.Unmarshal([]byte(line), &x)
+				if x.Seq >= tc.resume(first) {
+					due = append(due, line)
+				}
+			}
+			if strings.Join(due, "\n") != strings.Join(shipped, "\n") {
+				t.Errorf("shipped after the restart:\n%s\nwant:\n%s", strings.Join(shipped, "\n"), strings.Join(due, "\n"))
+			}
+			if n := testutil.ToFloat64(o2.Metrics.AuditShipAnomalies.WithLabelValues("stdout", "cursor_mismatch")); n != 1 {
+				t.Errorf("cursor mismatches counted: %v, want 1", n)
+			}
+		})
+	}
+}
+
+// A line planted in the file being written is skipped, and counted.
+func TestShipCountsAlteredLines(t *testing.T) {
+	dir := t.TempDir()
+	var out syncBuffer
+	o := options(t, dir)
+	o.Sinks = []Sink{&StdoutSink{W: &out}}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	waitFor(t, "the first records shipped", func() bool { return len(splitLines(out.String())) == 4 })
+	files, _ := ChainFiles(dir, "pod-a")
+	f, err := os.OpenFile(files[len(files)-1], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"v":2,"chain":"pod-a","seq":2,"time":"2026-01-01T00:00:00Z","type":"signed","prev":""}` + "\n")
+	f.Close()
+	for i := 3; i < 6; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	l.Close()
+	if n := testutil.ToFloat64(o.Metrics.AuditShipAnomalies.WithLabelValues("stdout", "altered_line")); n != 1 {
+		t.Errorf("altered lines counted: %v, want 1", n)
+	}
+}
