@@ -23,7 +23,7 @@ const auditUsage = `Usage:
   roc-proxy audit verify (--structure-id ID | --signer CERT.pem) [--trust NAME|FILE]... [--from-checkpoint]
                          [--shipped FILE]... [--checkpoint LINE] [--chain ID]... PATHS...
   roc-proxy audit show [--assertion ID] [--name-id ID] [--route NAME] [--since T] [--until T] [--json]
-                       [--verify-tokens --trust BUNDLE.pem] PATHS...
+                       [--patient-ins INS [--patient-id-key FILE]...] [--verify-tokens --trust BUNDLE.pem] PATHS...
   roc-proxy audit export [--format tar|jsonl] [--chain ID]... PATHS... > FILE
 
 PATHS are audit files or folders (their *.jsonl files); they may hold the
@@ -46,7 +46,9 @@ It prints a summary per chain and exits 1 unless every chain is OK.
 
 show prints the signed-token records that match (with their results), as a
 table or JSON lines; --verify-tokens re-verifies the assertions stored in the
-records (audit.store_assertion) against the trust bundle.
+records (audit.store_assertion) against the trust bundle. --patient-ins finds
+a patient's records whether they keep the INS in clear, hashed, or keyed
+(audit.patient_id_key: give the key file with --patient-id-key).
 
 export writes the chains to standard output, as a tar archive of their files
 (default) or as JSON lines, for a pod without a shell or tar:
@@ -385,6 +387,9 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.AssertionID, "assertion", "", "assertion ID")
 	fs.StringVar(&f.NameID, "name-id", "", "NameID (the user, or the structure for ROC tokens)")
 	fs.StringVar(&f.Route, "route", "", "route name")
+	fs.StringVar(&f.PatientINS, "patient-ins", "", "the patient's INS: records that keep it in clear, hashed, or keyed with a --patient-id-key")
+	var keyFiles stringList
+	fs.Var(&keyFiles, "patient-id-key", "the audit.patient_id_key file the records were keyed with (repeat for past keys)")
 	since := fs.String("since", "", "from this time (RFC 3339)")
 	until := fs.String("until", "", "before this time (RFC 3339)")
 	asJSON := fs.Bool("json", false, "JSON lines instead of a table")
@@ -403,6 +408,19 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("time %q: %w", t.s, err)
 			}
 		}
+	}
+	for _, kf := range keyFiles {
+		key, err := audit.ReadPatientKey(kf)
+		if err != nil {
+			return fmt.Errorf("--patient-id-key: %w", err)
+		}
+		f.PatientKeys = append(f.PatientKeys, key)
+	}
+	if len(keyFiles) > 0 && f.PatientINS == "" {
+		return errors.New("--patient-id-key goes with --patient-ins")
+	}
+	if f.PatientINS != "" && len(keyFiles) == 0 {
+		fmt.Fprintf(stderr, "note: records whose patient hash is keyed (%s, audit.patient_id_key) match only with --patient-id-key\n", audit.AttrPatientHMAC)
 	}
 	f.Types = []string{audit.TypeSigned}
 	recs, problems, err := audit.Show(files, f)

@@ -56,6 +56,12 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	if _, err := auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: os.Getenv}); err != nil {
 		return &config.FileError{File: args[0], Err: err}
 	}
+	switch {
+	case plainPatientHash(cfg) != "":
+		fmt.Fprintln(stdout, "  warning:", plainPatientHash(cfg))
+	case cfg.Audit.PatientID == "hash" && mat.PatientKey != nil:
+		fmt.Fprintf(stdout, "  audit.patient_id: hash keyed with audit.patient_id_key %s (HMAC-SHA-256)\n", cfg.Audit.PatientIDKey)
+	}
 	if cfg.Audit.Ship.Stdout {
 		fmt.Fprintln(stdout, "  audit.ship.stdout: every record as a JSON line on standard output")
 	}
