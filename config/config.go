@@ -80,8 +80,13 @@ type Audit struct {
 	// re-verification (audit show --verify-tokens).
 	StoreAssertion bool `yaml:"store_assertion"`
 	// PatientID: what the record keeps of the patient's INS: hash
-	// (SHA-256, default), drop or keep.
+	// (default), drop or keep.
 	PatientID string `yaml:"patient_id"`
+	// PatientIDKey is a file holding a secret key (at least 32 bytes):
+	// with patient_id hash, records keep the HMAC-SHA-256 of the INS
+	// under it. Without it, hash is a plain SHA-256, which anyone holding
+	// the records reverses by trying every INS.
+	PatientIDKey string `yaml:"patient_id_key"`
 	// CheckpointKey signs the checkpoints; default: the ORG_SIGN
 	// certificate of identity.sign.
 	CheckpointKey *CertSource `yaml:"checkpoint_key"`

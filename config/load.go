@@ -287,6 +287,7 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.Revocation.CacheDir)
+	abs(&c.Audit.PatientIDKey)
 	if c.OutboundProxy != nil {
 		abs(&c.OutboundProxy.PasswordFile)
 	}

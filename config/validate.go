@@ -155,6 +155,9 @@ func (c *Config) Validate() error {
 	default:
 		p.add("audit.patient_id", "%q is not one of hash, drop, keep", c.Audit.PatientID)
 	}
+	if c.Audit.PatientIDKey != "" && c.Audit.PatientID != "hash" {
+		p.add("audit.patient_id_key", "keys the patient's INS hash: it needs patient_id: hash (patient_id is %q)", c.Audit.PatientID)
+	}
 	if c.Audit.StoreAssertion && c.Audit.PatientID != "keep" {
 		p.add("audit.store_assertion", "a stored assertion holds the patient's INS in clear (DMP tokens), which audit.patient_id %q keeps out of the records (and of what is shipped): set patient_id: keep to store assertions", c.Audit.PatientID)
 	}

@@ -23,7 +23,7 @@ const auditUsage = `Usage:
   roc-proxy audit verify (--structure-id ID | --signer CERT.pem) [--trust NAME|FILE]... [--from-checkpoint]
                          [--shipped FILE]... [--checkpoint LINE] [--chain ID]... PATHS...
   roc-proxy audit show [--assertion ID] [--name-id ID] [--route NAME] [--since T] [--until T] [--json]
-                       [--verify-tokens --trust BUNDLE.pem] PATHS...
+                       [--patient-ins INS [--patient-id-key FILE]...] [--verify-tokens --trust BUNDLE.pem] PATHS...
   roc-proxy audit export [--format tar|jsonl] [--chain ID]... PATHS... > FILE
 
 PATHS are audit files or folders (their *.jsonl files); they may hold the
@@ -46,7 +46,9 @@ It prints a summary per chain and exits 1 unless every chain is OK.
 
 show prints the signed-token records that match (with their results), as a
 table or JSON lines; --verify-tokens re-verifies the assertions stored in the
-records (audit.store_assertion) against the trust bundle.
+records (audit.store_assertion) against the trust bundle. --patient-ins finds
+a patient's records whether they keep the INS in clear, hashed, or keyed
+(audit.patient_id_key: give the key file with --patient-id-key).
 
 export writes the chains to standard output, as a tar archive of their files
 (default) or as JSON lines, for a pod without a shell or tar:
@@ -247,8 +249,9 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ok, failed := 0, 0
+	now := time.Now()
 	for _, res := range results {
-		if printChainResult(stdout, res, anchor) {
+		if printChainResult(stdout, res, anchor, now) {
 			ok++
 		} else {
 			failed++
@@ -264,7 +267,7 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 }
 
 // printChainResult prints one chain's verdict and says whether it is OK.
-func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor) bool {
+func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor, now time.Time) bool {
 	rep := res.Report
 	var be *audit.BrokenError
 	verdict := "OK"
@@ -288,6 +291,7 @@ func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor)
 	if res.Err != nil {
 		if rep.Records > 0 {
 			fmt.Fprintf(w, "  read before: %d records (%d to %d) in %d files\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Files)
+			printChainTimes(w, rep, now)
 		}
 		for _, wn := range rep.Warnings {
 			fmt.Fprintln(w, "  warning:", wn)
@@ -296,6 +300,7 @@ func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor)
 	}
 	fmt.Fprintf(w, "  %d files, %d records (%d to %d): %d signed tokens, %d results, %d checkpoints\n",
 		rep.Files, rep.Records, rep.FirstSeq, rep.LastSeq, rep.Signed, rep.Results, rep.Checkpoints)
+	printChainTimes(w, rep, now)
 	if rep.Genesis {
 		fmt.Fprintln(w, "  start: the chain's signed open record (record 1)")
 	} else {
@@ -337,12 +342,54 @@ func printChainResult(w io.Writer, res *audit.ChainResult, anchor *audit.Anchor)
 	return rep.EstablishmentChecked
 }
 
+// printChainTimes says when a chain's first and last records were
+// written, and how long before the check the last one was: a chain that
+// stopped verifies as well as a live one.
+func printChainTimes(w io.Writer, rep *audit.Report, now time.Time) {
+	fmt.Fprintf(w, "  time: first record %s, last record %s (%s)\n",
+		rep.FirstTime.UTC().Format(time.RFC3339), rep.LastTime.UTC().Format(time.RFC3339), sinceCheck(now.Sub(rep.LastTime)))
+}
+
+// sinceCheck says how long before the check d is, in days, hours and
+// minutes.
+func sinceCheck(d time.Duration) string {
+	switch {
+	case d < -time.Minute:
+		return span(-d) + " after this check: the writer's clock was ahead"
+	case d < time.Minute:
+		return "less than a minute before this check"
+	}
+	return span(d) + " before this check"
+}
+
+func span(d time.Duration) string {
+	days, hours, minutes := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
+	var parts []string
+	plural := func(n int, unit string) {
+		switch {
+		case n == 1:
+			parts = append(parts, "1 "+unit)
+		case n > 1:
+			parts = append(parts, fmt.Sprintf("%d %ss", n, unit))
+		}
+	}
+	plural(days, "day")
+	plural(hours, "hour")
+	if days == 0 {
+		plural(minutes, "minute")
+	}
+	return strings.Join(parts, " ")
+}
+
 func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 	fs := auditFlags("show", stdout, stderr)
 	var f audit.Filter
 	fs.StringVar(&f.AssertionID, "assertion", "", "assertion ID")
 	fs.StringVar(&f.NameID, "name-id", "", "NameID (the user, or the structure for ROC tokens)")
 	fs.StringVar(&f.Route, "route", "", "route name")
+	fs.StringVar(&f.PatientINS, "patient-ins", "", "the patient's INS: records that keep it in clear, hashed, or keyed with a --patient-id-key")
+	var keyFiles stringList
+	fs.Var(&keyFiles, "patient-id-key", "the audit.patient_id_key file the records were keyed with (repeat for past keys)")
 	since := fs.String("since", "", "from this time (RFC 3339)")
 	until := fs.String("until", "", "before this time (RFC 3339)")
 	asJSON := fs.Bool("json", false, "JSON lines instead of a table")
@@ -361,6 +408,19 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("time %q: %w", t.s, err)
 			}
 		}
+	}
+	for _, kf := range keyFiles {
+		key, err := audit.ReadPatientKey(kf)
+		if err != nil {
+			return fmt.Errorf("--patient-id-key: %w", err)
+		}
+		f.PatientKeys = append(f.PatientKeys, key)
+	}
+	if len(keyFiles) > 0 && f.PatientINS == "" {
+		return errors.New("--patient-id-key goes with --patient-ins")
+	}
+	if f.PatientINS != "" && len(keyFiles) == 0 {
+		fmt.Fprintf(stderr, "note: records whose patient hash is keyed (%s, audit.patient_id_key) match only with --patient-id-key\n", audit.AttrPatientHMAC)
 	}
 	f.Types = []string{audit.TypeSigned}
 	recs, problems, err := audit.Show(files, f)

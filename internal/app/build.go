@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -124,6 +123,34 @@ type Material struct {
 	// ListenCert and ClientCAs are the SIH listener's TLS (listen.tls).
 	ListenCert *tls.Certificate
 	ClientCAs  *x509.CertPool
+	// PatientKey keys the patient's INS hash (audit.patient_id_key).
+	PatientKey []byte
+}
+
+// patientKey reads audit.patient_id_key (nil when not configured).
+func patientKey(cfg *config.Config) ([]byte, error) {
+	if cfg.Audit.PatientIDKey == "" {
+		return nil, nil
+	}
+	key, err := audit.ReadPatientKey(cfg.Audit.PatientIDKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit.patient_id_key: %w", err)
+	}
+	return key, nil
+}
+
+// plainPatientHash says what patient_id: hash without a key is, when a
+// route may record a patient's INS.
+func plainPatientHash(cfg *config.Config) string {
+	if cfg.Audit.PatientID != "hash" || cfg.Audit.PatientIDKey != "" {
+		return ""
+	}
+	for _, r := range cfg.Routes {
+		if r != nil && r.Token != nil {
+			return "audit.patient_id: hash without audit.patient_id_key writes a plain SHA-256 of the patient's INS, which anyone holding the records (a SIEM copy, an export) reverses by trying every INS: pseudonymisation only, not protection; set audit.patient_id_key (HMAC-SHA-256 under a key kept apart from the records)"
+		}
+	}
+	return ""
 }
 
 // loadListenTLS reads the SIH listener's certificate (unless ACME manages
@@ -178,6 +205,9 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 		}
 	}
 	if err := checkRevocationIssuers(cfg, mat); err != nil {
+		return nil, err
+	}
+	if mat.PatientKey, err = patientKey(cfg); err != nil {
 		return nil, err
 	}
 	mat.Checkpoint = mat.Sign
@@ -291,6 +321,9 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 				p.audit.Close()
 			}
 		}()
+		if warn := plainPatientHash(cfg); warn != "" {
+			d.Logger.Named("audit").Warn(warn)
+		}
 	}
 	p.watchBundles(mat.Store)
 	if cfg.Audit.CheckpointKey != nil && mat.Checkpoint != nil && mat.Checkpoint.Leaf != nil {
@@ -374,7 +407,10 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 	clientCert := p.authCert.Load
 	var transports []*renewableTransport
 	var specs []proxy.RouteSpec
-	var err error
+	key, err := patientKey(cfg) // read at each build: a reload follows the configuration
+	if err != nil {
+		return nil, nil, err
+	}
 	for i, r := range cfg.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
 		var upstream *url.URL
@@ -473,7 +509,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				route:    r.Name,
 				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
 				checker:  checker, refuseRevoked: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
-				audit: p.audit, storeAssertion: cfg.Audit.StoreAssertion, patientID: cfg.Audit.PatientID,
+				audit: p.audit, storeAssertion: cfg.Audit.StoreAssertion, patientID: cfg.Audit.PatientID, patientKey: key,
 			}
 		}
 		specs = append(specs, spec)
@@ -715,6 +751,7 @@ type tokenSource struct {
 	audit          *audit.Log
 	storeAssertion bool
 	patientID      string
+	patientKey     []byte // audit.patient_id_key: the INS hash is keyed
 }
 
 func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
@@ -760,10 +797,10 @@ func (t *tokenSource) attributes(v *saml.Values) map[string]string {
 	case v.PatientINS == "":
 		// No patient: no hash of nothing (the same for every record).
 	case t.patientID == "keep":
-		a["patient_ins"] = v.PatientINS
+		a[audit.AttrPatientINS] = v.PatientINS
 	case t.patientID == "hash":
-		h := sha256.Sum256([]byte(v.PatientINS))
-		a["patient_ins_sha256"] = hex.EncodeToString(h[:])
+		attr, h := audit.PatientHash(v.PatientINS, t.patientKey)
+		a[attr] = h
 	}
 	for k, val := range a {
 		if val == "" {
@@ -855,11 +892,18 @@ func (p *Proxy) zeroSeries(cfg *config.Config) error {
 	// Only result records can be lost (a signed record that cannot be
 	// written stops its token instead).
 	m.AuditRecordsLost.WithLabelValues(audit.TypeResult)
+	var sinks []string
 	if cfg.Audit.Ship.Stdout {
-		m.AuditShipErrors.WithLabelValues("stdout")
+		sinks = append(sinks, "stdout")
 	}
 	if cfg.Audit.Ship.Syslog != nil {
-		m.AuditShipErrors.WithLabelValues("syslog")
+		sinks = append(sinks, "syslog")
+	}
+	for _, sink := range sinks {
+		m.AuditShipErrors.WithLabelValues(sink)
+		for _, kind := range audit.ShipAnomalies {
+			m.AuditShipAnomalies.WithLabelValues(sink, kind)
+		}
 	}
 	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)

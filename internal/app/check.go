@@ -43,6 +43,12 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		b := mat.Store.Bundle(name)
 		fmt.Fprintf(stdout, "  trust_bundles.%s: %d root(s), %d intermediate(s)\n", name, len(b.Anchors), len(b.Intermediates))
 	}
+	switch {
+	case plainPatientHash(cfg) != "":
+		fmt.Fprintln(stdout, "  warning:", plainPatientHash(cfg))
+	case cfg.Audit.PatientID == "hash" && mat.PatientKey != nil:
+		fmt.Fprintf(stdout, "  audit.patient_id: hash keyed with audit.patient_id_key %s (HMAC-SHA-256)\n", cfg.Audit.PatientIDKey)
+	}
 	if cfg.Audit.Ship.Stdout {
 		fmt.Fprintln(stdout, "  audit.ship.stdout: every record as a JSON line on standard output")
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
@@ -69,6 +71,7 @@ func BenchmarkTokenSource(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(16) // the harness's 32 connections on 2 cores
 			defer reportCPU(b)()
+			defer reportBatches(b, m)()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					out, id, err := src.Token(proxy.TokenRequest{Ctx: context.Background(), Header: http.Header{}, Body: body,
@@ -81,6 +84,26 @@ func BenchmarkTokenSource(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// reportBatches adds the audit records written per batch (per write and,
+// with fsync, per sync): what the group commit amortises.
+func reportBatches(b *testing.B, m *metrics.Metrics) func() {
+	count := func() (records, batches float64) {
+		for _, t := range []string{audit.TypeSigned, audit.TypeResult, audit.TypeCheckpoint, audit.TypeOpen} {
+			records += testutil.ToFloat64(m.AuditRecords.WithLabelValues(t))
+		}
+		var d dto.Metric
+		m.AuditSyncSeconds.Write(&d)
+		return records, float64(d.GetHistogram().GetSampleCount())
+	}
+	r0, b0 := count()
+	return func() {
+		r1, b1 := count()
+		if b1 > b0 {
+			b.ReportMetric((r1-r0)/(b1-b0), "records/batch")
+		}
 	}
 }
 

@@ -142,31 +142,50 @@ func ExpandPaths(paths []string) ([]string, error) {
 }
 
 // ReadRecords reads a file's lines: complete records and whether the last
-// line is torn (no newline).
+// line is torn (no newline, or zero bytes: see completePart).
 func ReadRecords(path string) (lines [][]byte, torn bool, err error) {
+	lines, torn, _, err = readRecords(path)
+	return lines, torn, err
+}
+
+// readRecords is ReadRecords that also gives the offset of the first zero
+// byte (-1: none).
+func readRecords(path string) (lines [][]byte, torn bool, zeroAt int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, false, err
+		return nil, false, -1, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(bufio.NewReader(f))
 	if err != nil {
-		return nil, false, err
+		return nil, false, -1, err
 	}
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		torn = true
-		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
-			data = data[:i+1]
-		} else {
-			data = nil
-		}
-	}
+	data, torn, zeroAt = completePart(data)
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		lines = append(lines, data[:i])
 		data = data[i+1:]
 	}
-	return lines, torn, nil
+	return lines, torn, zeroAt, nil
+}
+
+// completePart is the part of a chain file's bytes that holds complete
+// lines: up to its last newline, and before its first zero byte. A record
+// never holds a zero byte (JSON writes it \u0000); a power loss on a file
+// system that extends a file before writing its data (ext4
+// data=writeback) leaves zero bytes over the records that were written
+// but not yet synced, possibly followed by some that reached the disk
+// out of order: none of them was acknowledged, so from the first zero
+// byte the file is a torn tail, like a line cut by a crash. torn says
+// whether bytes were left out, zeroAt where the first zero byte is (-1:
+// none).
+func completePart(data []byte) (complete []byte, torn bool, zeroAt int) {
+	zeroAt = bytes.IndexByte(data, 0)
+	if zeroAt >= 0 {
+		data = data[:zeroAt]
+	}
+	end := bytes.LastIndexByte(data, '\n') + 1
+	return data[:end], zeroAt >= 0 || end < len(data), zeroAt
 }
 
 // quickChain reads the chain id and sequence number at the start of one of

@@ -17,6 +17,10 @@ const (
 	TypeSigned     = "signed"     // a token is about to leave
 	TypeResult     = "result"     // what came of it
 	TypeCheckpoint = "checkpoint" // signed head of the chain
+	// TypeBreak starts the file of a restart that found the chain's links
+	// broken after its last signed record: signed like a checkpoint, it
+	// says where the chain breaks (Note) and vouches for nothing before it.
+	TypeBreak = "break"
 )
 
 // IsSigned reports whether r carries a signature: the open record and the
@@ -67,6 +71,8 @@ type Record struct {
 	// follow it before the next signed one (audit.checkpoint_every): the
 	// writer never leaves more, so verify sees removed checkpoints.
 	Every int `json:"every,omitempty"`
+	// Note, in a break record, says where the chain was found broken.
+	Note string `json:"note,omitempty"`
 }
 
 // lineHash is the chain link: SHA-256 of a line's bytes, newline excluded.

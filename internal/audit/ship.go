@@ -119,15 +119,19 @@ func (s *shipper) cursorPath() string {
 func startShipper(l *Log, sink Sink) *shipper {
 	s := &shipper{l: l, sink: sink, log: l.o.Logger.With(zap.String("sink", sink.Name())), notify: l.Subscribe(),
 		stop: make(chan time.Time, 1), done: make(chan struct{})}
-	s.rd = chainReader{dir: l.o.Dir, chain: l.o.Chain, log: s.log}
+	s.rd = chainReader{dir: l.o.Dir, chain: l.o.Chain, log: s.log, onAltered: func() { s.anomaly("altered_line") }}
 	s.resume()
 	go s.run()
 	return s
 }
 
-// resume positions the reader after the persisted cursor; without one
-// (or when it no longer matches the files) from the chain's first file:
-// at least once.
+// resume positions the reader after the persisted cursor. Without one
+// (or one that cannot be read) it ships the chain from its first file: at
+// least once. A cursor of the chain whose record the files no longer hold
+// as it was shipped is evidence that they were altered: it is reported
+// and counted, and shipping resumes after the last record shipped that
+// the files still hold (not the whole chain again: the copy kept
+// elsewhere holds what was shipped, which verify --shipped compares).
 func (s *shipper) resume() {
 	data, err := readCursorFile(s.cursorPath())
 	if errors.Is(err, os.ErrNotExist) {
@@ -141,19 +145,32 @@ func (s *shipper) resume() {
 		s.cur, s.savedSeq = c, c.Seq
 		return
 	}
-	// A cursor only ever names a durable record: one the files no longer
-	// hold as it was shipped is evidence that they were altered.
-	switch {
-	case err == nil && c.Chain == s.l.o.Chain && c.Seq > s.l.found:
-		s.log.Error("audit shipping: the chain was truncated: its files ended at a record before the last one already shipped (compare with the shipped copy: audit verify --shipped); shipping the chain again from its first file",
-			zap.String("chain", c.Chain), zap.Uint64("files_ended_at", s.l.found), zap.Uint64("shipped_up_to", c.Seq), zap.String("cursor", s.cursorPath()))
-		return
-	case err == nil && c.Chain == s.l.o.Chain:
-		s.log.Error("audit shipping: a record already shipped is no longer in the files as it was shipped: they were altered (compare with the shipped copy: audit verify --shipped); shipping the chain again from its first file",
-			zap.String("chain", c.Chain), zap.Uint64("seq", c.Seq), zap.String("file", c.File), zap.String("cursor", s.cursorPath()))
+	if err != nil || c.Chain != s.l.o.Chain {
+		s.log.Warn("audit shipping: the cursor cannot be read; shipping the chain again from its first file", zap.String("cursor", s.cursorPath()), zap.Error(err))
 		return
 	}
-	s.log.Warn("audit shipping: the cursor does not match the files; shipping the chain again from its first file", zap.String("cursor", s.cursorPath()), zap.Error(err))
+	s.anomaly("cursor_mismatch")
+	from := min(c.Seq, s.l.found)
+	switch {
+	case c.Seq > s.l.found:
+		s.log.Error("audit shipping: the chain was truncated: its files ended at a record before the last one already shipped (compare with the shipped copy: audit verify --shipped); shipping resumes after the last record the files hold",
+			zap.String("chain", c.Chain), zap.Uint64("files_ended_at", s.l.found), zap.Uint64("shipped_up_to", c.Seq), zap.String("cursor", s.cursorPath()))
+	default:
+		s.log.Error("audit shipping: a record already shipped is no longer in the files as it was shipped: they were altered (compare with the shipped copy: audit verify --shipped); shipping resumes after it",
+			zap.String("chain", c.Chain), zap.Uint64("seq", c.Seq), zap.String("file", c.File), zap.String("cursor", s.cursorPath()))
+	}
+	s.rd.skipTo(from)
+	s.cur = cursor{Chain: c.Chain, Seq: from}
+}
+
+// ShipAnomalies are the values of roc_proxy_audit_ship_anomalies_total's
+// kind label: a line skipped as altered (not the record due), and a
+// persisted cursor whose record the files no longer hold as shipped.
+var ShipAnomalies = []string{"altered_line", "cursor_mismatch"}
+
+// anomaly counts what the shipper found wrong in the files.
+func (s *shipper) anomaly(kind string) {
+	s.l.o.Metrics.AuditShipAnomalies.WithLabelValues(s.sink.Name(), kind).Inc()
 }
 
 // maxCursorBytes and maxLineBytes bound what a cursor makes the shipper
@@ -358,8 +375,13 @@ type chainReader struct {
 	// prev; "" when unknown)
 	lastStart, lastEnd int64
 	lastHash           string
-	// log reports lines that are not the record due (files altered).
-	log *zap.Logger
+	// log reports lines that are not the record due (files altered), and
+	// onAltered counts them.
+	log       *zap.Logger
+	onAltered func()
+	// skipping: the reader passes over the records before next without
+	// reporting them (resuming after a cursor that no longer matches).
+	skipping bool
 	// arena holds the bytes of the lines handed out; a new one is taken
 	// when it is full (lines still in use keep the old one alive).
 	arena []byte
@@ -461,6 +483,19 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 			return got, false, nil // EOF, or a torn line: no complete line left
 		}
 		line := raw[:len(raw)-1]
+		if cr.skipping {
+			if h, ok := parseHead(line); ok && h.Chain == cr.chain && h.Seq < cr.next {
+				cr.off += int64(len(raw))
+				continue
+			}
+			cr.skipping = false
+		}
+		if bytes.IndexByte(line, 0) >= 0 {
+			// Zero bytes: a power loss's torn tail (see completePart);
+			// nothing from here on in this file is a record. The chain
+			// goes on in the next file.
+			return got, false, nil
+		}
 		h, ok := parseHead(line)
 		if !ok || h.Chain != cr.chain {
 			cr.altered(h, "a line that is no record of this chain")
@@ -542,12 +577,35 @@ func parseHead(line []byte) (lineHead, bool) {
 
 // altered reports a line of the chain's files that is not the record due.
 func (cr *chainReader) altered(h lineHead, what string) {
+	if cr.onAltered != nil {
+		cr.onAltered()
+	}
 	if cr.log == nil {
 		return
 	}
 	cr.log.Error("audit shipping: the chain's files were altered (audit verify says more); this line is not shipped",
 		zap.String("file", filepath.Base(cr.path)), zap.Int64("offset", cr.off), zap.String("found", what),
 		zap.Uint64("line_seq", h.Seq), zap.Uint64("due_seq", cr.next))
+}
+
+// skipTo positions the reader after record seq, whatever the records up to
+// it are: from the last file whose name says it starts at or before the
+// next record.
+func (cr *chainReader) skipTo(seq uint64) {
+	cr.close()
+	cr.path, cr.off, cr.next, cr.lastHash, cr.skipping = "", 0, seq+1, "", seq > 0
+	if seq == 0 {
+		return
+	}
+	files, err := ChainFiles(cr.dir, cr.chain)
+	if err != nil {
+		return
+	}
+	for _, f := range files {
+		if k, _ := parseFileName(filepath.Base(f)); k.firstSeq <= seq+1 {
+			cr.path = f
+		}
+	}
 }
 
 // advance moves to the chain's next file; false when there is none.

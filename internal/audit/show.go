@@ -11,6 +11,11 @@ type Filter struct {
 	AssertionID, NameID, Route string
 	Since, Until               time.Time
 	Types                      []string
+	// PatientINS selects the records of a patient: the INS in clear, its
+	// plain SHA-256, or its HMAC under one of PatientKeys
+	// (audit.patient_id_key, current and past).
+	PatientINS  string
+	PatientKeys [][]byte
 }
 
 func (f Filter) match(r *Record) bool {
@@ -18,7 +23,8 @@ func (f Filter) match(r *Record) bool {
 		f.NameID != "" && r.NameID != f.NameID ||
 		f.Route != "" && r.Route != f.Route ||
 		!f.Since.IsZero() && r.Time.Before(f.Since) ||
-		!f.Until.IsZero() && !r.Time.Before(f.Until) {
+		!f.Until.IsZero() && !r.Time.Before(f.Until) ||
+		f.PatientINS != "" && !matchesPatient(r, f.PatientINS, f.PatientKeys) {
 		return false
 	}
 	if len(f.Types) == 0 {

@@ -14,10 +14,12 @@ import (
 var errConnectionLost = errors.New("the collector's connection was lost")
 
 // Syslog severities of the records: the chain's signed records (open,
-// checkpoint) are notices, the others informational.
+// checkpoint) are notices, a break record (the chain found broken at a
+// restart) a warning, the others informational.
 const (
-	severityNotice = 5
-	severityInfo   = 6
+	severityWarning = 4
+	severityNotice  = 5
+	severityInfo    = 6
 )
 
 // SyslogOptions configure a syslog sink.
@@ -90,8 +92,11 @@ func headerField(v string, max int) string {
 // MSGID being the record type and MSG the record's JSON.
 func AppendSyslogFrame(dst []byte, l Line, facility int, hostname, appName, procID string) []byte {
 	sev := severityInfo
-	if l.Type == TypeOpen || l.Type == TypeCheckpoint {
+	switch l.Type {
+	case TypeOpen, TypeCheckpoint:
 		sev = severityNotice
+	case TypeBreak:
+		sev = severityWarning
 	}
 	var hdr []byte
 	hdr = append(hdr, '<')

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
@@ -127,7 +128,10 @@ type Report struct {
 	Checkpoints int
 	FirstSeq    uint64
 	LastSeq     uint64
-	Head        string
+	// FirstTime and LastTime are the times of the first and last records
+	// read: a chain that stopped long ago verifies as well as a live one.
+	FirstTime, LastTime time.Time
+	Head                string
 	// Genesis: the chain starts with its signed open record (record 1);
 	// otherwise it was verified from a checkpoint (FromCheckpoint).
 	Genesis bool
@@ -274,6 +278,39 @@ type verifier struct {
 }
 
 func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error) {
+	rep, err := verifyLinks(chain, segs, o)
+	var be *BrokenError
+	if errors.As(err, &be) && be.Kind == KindBroken {
+		if breaks := breakRecords(chain, segs); breaks != "" {
+			be.Reason += "; " + breaks
+		}
+	}
+	return rep, err
+}
+
+// breakRecords names the break records of a chain: where its writer found
+// it broken at a restart, after the fact.
+func breakRecords(chain string, segs []segment) string {
+	var found []string
+	for _, seg := range segs {
+		lines, _, _ := ReadRecords(seg.path)
+		for _, line := range lines {
+			if !bytes.Contains(line, []byte(`"type":"break"`)) {
+				continue
+			}
+			var r Record
+			if json.Unmarshal(line, &r) == nil && r.Chain == chain && r.Type == TypeBreak {
+				found = append(found, fmt.Sprintf("break record %d (%s): %s", r.Seq, r.Time.UTC().Format(time.RFC3339), r.Note))
+			}
+		}
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	return "the writer found the chain broken at a restart and said so in " + strings.Join(found, "; ")
+}
+
+func verifyLinks(chain string, segs []segment, o VerifyOptions) (*Report, error) {
 	v := &verifier{o: o, rep: &Report{Chain: chain, Files: len(segs), Anchored: o.Anchor != nil},
 		anchors: map[[32]byte]string{}, users: map[[32]byte]int{}, kept: map[uint64]*Record{}}
 	rep := v.rep
@@ -300,11 +337,18 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 	)
 	for si, seg := range segs {
 		path := seg.path
-		lines, torn, err := ReadRecords(path)
+		lines, torn, zeroAt, err := readRecords(path)
 		if err != nil {
 			return rep, &BrokenError{File: path, Reason: err.Error(), Kind: KindBroken}
 		}
-		if torn {
+		switch {
+		case zeroAt >= 0:
+			next := "it was ignored"
+			if si < len(segs)-1 {
+				next = "the chain goes on in the next file"
+			}
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: zero bytes from offset %d (a power loss before the last records written reached the disk: none of them was acknowledged): the rest of the file, from the line they cut, is a torn tail; %s", path, zeroAt, next))
+		case torn:
 			if si == len(segs)-1 {
 				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: the last line is incomplete (interrupted write) and was ignored", path))
 			} else {
@@ -323,7 +367,7 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 				return rep, &BrokenError{File: path, Line: n, Reason: "modified: not a valid record", Kind: KindBroken}
 			}
 			if !seen {
-				rep.FirstSeq = r.Seq
+				rep.FirstSeq, rep.FirstTime = r.Seq, r.Time
 				if err := v.start(&r); err != nil {
 					return rep, &BrokenError{File: path, Line: n, Reason: err.Error(), Kind: KindBroken}
 				}
@@ -355,8 +399,12 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 				rep.CoveredTo = r.Seq
 				uncFile, uncRecord, rep.UncoveredTokens = "", 0, nil
 				allowed, lastSigned = r.Every, r.Seq
-				if r.Type == TypeCheckpoint {
+				switch r.Type {
+				case TypeCheckpoint:
 					rep.Checkpoints++
+				case TypeBreak:
+					rep.Warnings = append(rep.Warnings, fmt.Sprintf("break record %d (%s, %s:%d): the writer found the chain broken at its restart (%s) and did not vouch for the records before this one",
+						r.Seq, r.Time.UTC().Format(time.RFC3339), path, n, r.Note))
 				}
 			} else {
 				if uncFile == "" {
@@ -387,7 +435,7 @@ func verifyChain(chain string, segs []segment, o VerifyOptions) (*Report, error)
 			rep.Records++
 			seen = true
 			prevHash, prevSeq, prevFile, prevLine = lineHash(line), r.Seq, path, n
-			rep.LastSeq = r.Seq
+			rep.LastSeq, rep.LastTime = r.Seq, r.Time
 		}
 	}
 	rep.LastSeq, rep.Head = prevSeq, prevHash
@@ -433,7 +481,7 @@ func (v *verifier) start(r *Record) error {
 		v.rep.Genesis = true
 	case !v.o.FromCheckpoint:
 		return fmt.Errorf("missing start: the first given record is record %d; records 1 to %d, from the chain's signed open record, are in no given file (deleted, or archived elsewhere: then verify from a checkpoint with --from-checkpoint)", r.Seq, r.Seq-1)
-	case r.Type != TypeCheckpoint:
+	case r.Type != TypeCheckpoint && r.Type != TypeBreak:
 		return fmt.Errorf("missing start: the first given record, record %d, is not a checkpoint (--from-checkpoint verifies files that start at one)", r.Seq)
 	default:
 		v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("verified from the checkpoint at record %d: records 1 to %d were not given", r.Seq, r.Seq-1))

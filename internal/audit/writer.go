@@ -13,10 +13,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
@@ -66,6 +68,10 @@ type Options struct {
 	// OpenFile opens a new log file for appending; nil means os.OpenFile
 	// (O_EXCL: a file is never continued after a failure or a restart).
 	OpenFile func(path string) (File, error)
+	// SyncDir makes a new file's entry in its folder durable (a power
+	// loss must not drop a file whose records were synced); nil means an
+	// fsync of the folder.
+	SyncDir func(dir string) error
 	// NoSync skips fsync (benchmarks only: records may be lost on a
 	// crash).
 	NoSync bool
@@ -87,10 +93,30 @@ type Options struct {
 }
 
 // Log is an append-only, hash-chained, fsynced audit log.
+//
+// Requests hand their records to one writer goroutine through a queue
+// under a mutex: a signed record wakes the writer (a no-op when it is
+// already busy: it takes what queued meanwhile as its next batch, the
+// group commit) and waits for its batch; a result record only joins the
+// queue and goes with the next batch, or after resultDelay when no signed
+// record comes: results never cost a sync of their own while tokens are
+// being signed. The writer stays off the requests' goroutines so that a
+// stuck disk never holds a request past its deadline.
 type Log struct {
-	o     Options
-	queue chan *request
-	done  chan struct{}
+	o    Options
+	done chan struct{}
+
+	// mu guards the queue, shared with the requests.
+	mu      sync.Mutex
+	queued  []*Record     // records in arrival order, for the next batch
+	spare   []*Record     // the previous batch's slice, reused
+	results int           // result records in queued
+	group   *commitGroup  // what the queued signed records wait for
+	closed  bool          // Close began: nothing more is queued
+	flushAt bool          // a timer will wake the writer for queued results
+	wake    chan struct{} // capacity 1: the writer has records to take
+	closeCh chan chan error
+	flush   *time.Timer // wakes the writer for results alone
 
 	// Owned by the run goroutine.
 	f            File
@@ -98,11 +124,16 @@ type Log struct {
 	fileBytes    int64  // durable bytes of f
 	dirty        bool   // bytes of a failed write may follow fileBytes in f
 	fileOpened   time.Time
-	seq          uint64 // last durable record
-	head         string // hash of the last durable line
+	fileInfo     fs.FileInfo // of f when opened (nil: f cannot say)
+	seq          uint64      // last durable record
+	head         string      // hash of the last durable line
 	sinceCheckpt int
+	tailBreak    string    // where the tail found at start breaks, until a break record says so
 	pending      []*Record // result records whose write failed
 	retryWait    time.Duration
+	buf          []byte    // the batch's bytes, reused
+	recs         []*Record // the batch's records, reused
+	counters     map[string]prometheus.Counter
 
 	durable  atomic.Uint64 // seq of the last durable record
 	found    uint64        // the last record found in the files at Open
@@ -112,23 +143,29 @@ type Log struct {
 
 	closeOnce sync.Once
 	lock      *os.File // the chain's writer lock, held until Close
-	// closing: the writer takes no more records; senders counts the
-	// Signed and Result calls between that check and their send, which
-	// the writer waits for (and writes) before its last batch.
-	closing atomic.Bool
-	senders atomic.Int64
 }
+
+// commitGroup is the batch a signed record waits for: done is closed once
+// the batch is durable (err nil) or failed.
+type commitGroup struct {
+	done chan struct{}
+	err  error
+}
+
+// resultDelay is how long result records may wait for a batch of signed
+// ones before the writer writes them alone; maxQueued bounds the records
+// waiting for the writer (a stuck disk): beyond, a token is refused at
+// once and the oldest waiting result is lost (counted, logged).
+const (
+	resultDelay = 5 * time.Millisecond
+	maxQueued   = 4096
+)
 
 func (l *Log) unlock() {
 	if l.lock != nil {
 		l.lock.Close()
 		l.lock = nil
 	}
-}
-
-type request struct {
-	rec  *Record
-	done chan error // nil: nobody waits (result records)
 }
 
 // Open continues the chain found in dir (or starts it with a signed open
@@ -144,6 +181,9 @@ func Open(o Options) (*Log, error) {
 	}
 	if o.OpenFile == nil {
 		o.OpenFile = openAppend
+	}
+	if o.SyncDir == nil {
+		o.SyncDir = syncPath
 	}
 	if o.MaxPendingResults <= 0 {
 		o.MaxPendingResults = 10000
@@ -169,16 +209,29 @@ func Open(o Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit.dir: %w", err)
 	}
-	l := &Log{o: o, queue: make(chan *request, 4096), done: make(chan struct{}), retryWait: o.RetryInterval, lock: lock}
-	seq, head, err := lastDurable(o.Dir, o.Chain, o.NoSync)
+	l := &Log{o: o, done: make(chan struct{}), retryWait: o.RetryInterval, lock: lock,
+		wake: make(chan struct{}, 1), closeCh: make(chan chan error), counters: map[string]prometheus.Counter{}}
+	for _, t := range []string{TypeOpen, TypeSigned, TypeResult, TypeCheckpoint, TypeBreak} {
+		l.counters[t] = o.Metrics.AuditRecords.WithLabelValues(t)
+	}
+	l.flush = time.AfterFunc(time.Hour, l.signal)
+	l.flush.Stop()
+	tail, err := readTail(o.Dir, o.Chain, o.NoSync)
 	if err != nil {
 		l.unlock()
 		return nil, fmt.Errorf("audit.dir: reading the existing chain: %w", err)
 	}
-	l.seq, l.head, l.found = seq, head, seq
+	seq := tail.seq
+	l.seq, l.head, l.found, l.tailBreak = seq, tail.head, seq, tail.broken
 	l.durable.Store(seq)
+	if tail.broken != "" {
+		o.Metrics.AuditChainBreaks.Inc()
+		o.Logger.Error("audit log: the chain found at start is broken after its last signed record: the files were altered or damaged while the proxy was down; the restart does not vouch for these records: a signed break record starts the new file (audit verify names it; compare with the copy kept elsewhere)",
+			zap.String("chain", o.Chain), zap.String("break", tail.broken), zap.Uint64("last_seq", seq))
+	}
 	if err := l.writeBatch(nil, false); err != nil {
 		if seq == 0 {
+			l.flush.Stop()
 			l.closeFile()
 			l.unlock()
 			return nil, fmt.Errorf("audit.dir: starting the chain: %w", err)
@@ -193,37 +246,99 @@ func Open(o Options) (*Log, error) {
 	return l, nil
 }
 
-// lastDurable reads the last complete line of the chain's files and makes
-// it durable (a crash may have left it in the page cache only).
-func lastDurable(dir, chain string, noSync bool) (uint64, string, error) {
+// chainTail is what a restart finds at the end of a chain's files.
+type chainTail struct {
+	seq  uint64 // the last record's sequence number (0: no record)
+	head string // hash of the last complete line
+	// broken says where the links after the last signed record break
+	// ("": they hold).
+	broken string
+}
+
+// readTail reads the chain's records from its last signed one to its end
+// (the tail no signature covers yet, which the restart checkpoint would
+// vouch for) and checks their links; it makes the last file durable (a
+// crash may have left it in the page cache only).
+func readTail(dir, chain string, noSync bool) (chainTail, error) {
 	files, err := ChainFiles(dir, chain)
 	if err != nil || len(files) == 0 {
-		return 0, "", err
+		return chainTail{}, err
 	}
-	for i := len(files) - 1; i >= 0; i-- {
+	type tailLine struct {
+		file string
+		n    int
+		b    []byte
+	}
+	var rev []tailLine // from the end backwards, down to a signed record
+	lastFile := ""
+	signedFound := false
+	for i := len(files) - 1; i >= 0 && !signedFound; i-- {
 		data, err := os.ReadFile(files[i])
 		if err != nil {
-			return 0, "", err
+			return chainTail{}, err
 		}
-		// A torn last line (crash during a write) is not part of the chain.
-		end := bytes.LastIndexByte(data, '\n')
-		if end < 0 {
+		// A torn last line (crash during a write), or zero bytes (a power
+		// loss before the data reached the disk), is not part of the chain.
+		data, _, _ = completePart(data)
+		lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+		if len(data) == 0 {
 			continue
 		}
-		data = data[:end]
-		start := bytes.LastIndexByte(data, '\n') + 1
-		var r Record
-		if err := json.Unmarshal(data[start:], &r); err != nil {
-			return 0, "", fmt.Errorf("%s: last record unreadable: %w", files[i], err)
+		if lastFile == "" {
+			lastFile = files[i]
 		}
-		if !noSync {
-			if err := syncPath(files[i]); err != nil {
-				return 0, "", err
+		for j := len(lines) - 1; j >= 0; j-- {
+			rev = append(rev, tailLine{files[i], j + 1, lines[j]})
+			var r Record
+			if json.Unmarshal(lines[j], &r) == nil && r.Chain == chain && r.IsSigned() {
+				signedFound = true
+				break
 			}
 		}
-		return r.Seq, lineHash(data[start:]), nil
 	}
-	return 0, "", nil
+	if len(rev) == 0 {
+		return chainTail{}, nil
+	}
+	if !noSync {
+		// And its name in the folder (written by a version that did not
+		// sync the folder).
+		if err := syncPath(lastFile); err != nil {
+			return chainTail{}, err
+		}
+		if err := syncPath(dir); err != nil {
+			return chainTail{}, err
+		}
+	}
+	var t chainTail
+	var prev *Record
+	var prevLine []byte
+	for i := len(rev) - 1; i >= 0; i-- {
+		l := rev[i]
+		at := fmt.Sprintf("%s:%d", filepath.Base(l.file), l.n)
+		var r Record
+		if err := json.Unmarshal(l.b, &r); err != nil || r.Chain != chain {
+			if t.broken == "" {
+				t.broken = fmt.Sprintf("%s is not a record of chain %s", at, chain)
+			}
+			prevLine = l.b
+			continue
+		}
+		switch {
+		case t.broken != "" || prev == nil:
+		case r.Seq > prev.Seq+1:
+			t.broken = fmt.Sprintf("records %d to %d are missing before %s", prev.Seq+1, r.Seq-1, at)
+		case r.Seq <= prev.Seq:
+			t.broken = fmt.Sprintf("record %d (%s) comes after record %d", r.Seq, at, prev.Seq)
+		case r.Prev != lineHash(prevLine):
+			t.broken = fmt.Sprintf("record %d (%s) does not link to the line before it", r.Seq, at)
+		}
+		prev, prevLine = &r, l.b
+		t.seq = max(t.seq, r.Seq)
+	}
+	// The next record links to the last line as it is (a record or not),
+	// numbered after the highest record read.
+	t.head = lineHash(rev[0].b)
+	return t, nil
 }
 
 func syncPath(path string) error {
@@ -259,45 +374,94 @@ func (l *Log) Dir() string { return l.o.Dir }
 // lands after its caller gave up is harmless: that token never left).
 func (l *Log) Signed(ctx context.Context, r *Record) error {
 	r.Type = TypeSigned
-	done := make(chan error, 1)
-	if queued, err := l.enqueue(ctx.Done(), &request{rec: r, done: done}); !queued {
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
 		return fmt.Errorf("%w: the log is closed", ErrUnavailable)
+	case len(l.queued) >= maxQueued:
+		l.mu.Unlock()
+		return fmt.Errorf("%w: %d records already wait for the disk", ErrUnavailable, maxQueued)
 	}
+	l.queued = append(l.queued, r)
+	g := l.group
+	if g == nil {
+		g = &commitGroup{done: make(chan struct{})}
+		l.group = g
+	}
+	l.mu.Unlock()
+	l.signal()
 	select {
-	case err := <-done:
-		return err
+	case <-g.done:
+		return g.err
 	case <-ctx.Done():
 		return fmt.Errorf("%w: waiting for the disk: %v", ErrUnavailable, ctx.Err())
 	}
 }
 
-// Result appends a record without waiting for the disk. If the write
-// fails, the record is kept and written again with the next batch.
+// Result appends a record without waiting for the disk: it goes with the
+// next batch (at most resultDelay later). If the write fails, the record
+// is kept and written again with a later batch.
 func (l *Log) Result(r *Record) {
 	r.Type = TypeResult
-	if queued, _ := l.enqueue(nil, &request{rec: r}); !queued {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
 		l.lose([]*Record{r}, "the log is closed")
+		return
+	}
+	lost := r
+	if len(l.queued) < maxQueued {
+		lost = nil
+	} else {
+		// A stuck disk: the oldest waiting result gives way.
+		for i, q := range l.queued {
+			if q.Type == TypeResult {
+				lost = q
+				l.queued = append(l.queued[:i], l.queued[i+1:]...)
+				l.results--
+				break
+			}
+		}
+	}
+	if lost == r {
+		l.mu.Unlock()
+		l.lose([]*Record{r}, "too many records waiting for the disk (audit log unavailable)")
+		return
+	}
+	l.queued = append(l.queued, r)
+	l.results++
+	if !l.flushAt && l.group == nil {
+		// No signed record waits: nothing wakes the writer soon.
+		l.flushAt = true
+		l.flush.Reset(resultDelay)
+	}
+	l.mu.Unlock()
+	if lost != nil {
+		l.lose([]*Record{lost}, "too many records waiting for the disk (audit log unavailable)")
 	}
 }
 
-// enqueue hands r to the writer, unless the log is closing (a request
-// still running after Close): a record queued is always written or
-// answered, never left in a queue nobody reads.
-func (l *Log) enqueue(cancel <-chan struct{}, r *request) (bool, error) {
-	l.senders.Add(1)
-	defer l.senders.Add(-1)
-	if l.closing.Load() {
-		return false, nil
-	}
+// signal wakes the writer, or leaves it a wake-up if it is busy.
+func (l *Log) signal() {
 	select {
-	case l.queue <- r:
-		return true, nil
-	case <-cancel:
-		return false, errors.New("gave up waiting for the writer")
+	case l.wake <- struct{}{}:
+	default:
 	}
+}
+
+// take hands the queued records to the writer, with the group their
+// signed records wait for (nil if none).
+func (l *Log) take() ([]*Record, *commitGroup) {
+	l.mu.Lock()
+	recs, g := l.queued, l.group
+	l.queued, l.spare = l.spare[:0], recs
+	if l.flushAt {
+		l.flush.Stop()
+	}
+	l.group, l.results, l.flushAt = nil, 0, false
+	l.mu.Unlock()
+	return recs, g
 }
 
 // Close writes what is queued and a final checkpoint (trying again for a
@@ -305,8 +469,11 @@ func (l *Log) enqueue(cancel <-chan struct{}, r *request) (bool, error) {
 // what is durable (for ShipDrainTimeout at most).
 func (l *Log) Close() {
 	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true // nothing is queued after this
+		l.mu.Unlock()
 		done := make(chan error, 1)
-		l.queue <- &request{done: done} // marker: close after this batch
+		l.closeCh <- done
 		<-done
 		deadline := time.Now().Add(l.o.ShipDrainTimeout)
 		for _, s := range l.shippers {
@@ -328,82 +495,35 @@ func (l *Log) run() {
 			retry = time.After(l.retryWait)
 			l.retryWait = min(2*l.retryWait, 5*time.Second)
 		}
-		var first *request
+		checkpoint := false
+		var closing chan error
 		select {
-		case first = <-l.queue:
+		case <-l.wake:
+			// Let the requests already running on this processor reach
+			// the queue first: one batch, one write (and sync) for them
+			// all. Nothing else runnable: no wait.
+			runtime.Gosched()
 		case <-tick.C:
-			if l.sinceCheckpt > 0 || len(l.pending) > 0 {
-				l.report(l.writeBatch(nil, true), nil)
-			}
-			continue
+			checkpoint = true
 		case <-retry:
 			retry = nil
-			l.report(l.writeBatch(nil, false), nil)
-			continue
+		case closing = <-l.closeCh:
+			checkpoint = true
 		}
-		batch := []*request{first}
-	drain:
-		for len(batch) < 512 {
-			select {
-			case r := <-l.queue:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
+		recs, g := l.take()
+		var err error
+		if len(recs) > 0 || len(l.pending) > 0 || checkpoint && l.sinceCheckpt > 0 || closing != nil {
+			err = l.writeBatch(recs, checkpoint)
+			l.report(err, recs, g)
 		}
-		closing := false
-		var writes []*request
-		for _, r := range batch {
-			if r.rec == nil {
-				closing = true
-				continue
-			}
-			writes = append(writes, r)
-		}
-		if closing {
-			// Take no more, and write what senders already committed to.
-			l.closing.Store(true)
-			for late := range l.lateRequests() {
-				batch = append(batch, late)
-				if late.rec != nil {
-					writes = append(writes, late)
-				}
-			}
-		}
-		err := l.writeBatch(writes, closing)
-		l.report(err, batch)
-		if closing {
+		if closing != nil {
+			l.flush.Stop()
 			err = l.finish(err)
 			l.closeFile()
 			l.unlock()
 			close(l.done)
-			for _, r := range batch {
-				if r.rec == nil {
-					r.done <- err
-				}
-			}
+			closing <- err
 			return
-		}
-	}
-}
-
-// lateRequests yields the requests queued until no sender is between its
-// check of closing and its send.
-func (l *Log) lateRequests() func(yield func(*request) bool) {
-	return func(yield func(*request) bool) {
-		for {
-			select {
-			case r := <-l.queue:
-				if !yield(r) {
-					return
-				}
-				continue
-			default:
-			}
-			if l.senders.Load() == 0 && len(l.queue) == 0 {
-				return
-			}
-			time.Sleep(100 * time.Microsecond)
 		}
 	}
 }
@@ -425,21 +545,22 @@ func (l *Log) finish(err error) error {
 	return err
 }
 
-// report answers the waiting requests of a batch, and keeps its result
-// records for another try when it failed.
-func (l *Log) report(err error, batch []*request) {
-	for _, r := range batch {
-		if r.rec == nil {
-			continue
+// report answers the signed records of a batch (their group), and keeps
+// its result records for another try when it failed.
+func (l *Log) report(err error, recs []*Record, g *commitGroup) {
+	if err != nil {
+		for _, r := range recs {
+			if r.Type == TypeResult {
+				l.pending = append(l.pending, r)
+			}
 		}
-		switch {
-		case r.done != nil && err != nil:
-			r.done <- fmt.Errorf("%w: %v", ErrUnavailable, err)
-		case r.done != nil:
-			r.done <- nil
-		case err != nil && r.rec.Type == TypeResult:
-			l.pending = append(l.pending, r.rec)
+	}
+	clear(recs) // the slice is reused: let the records go
+	if g != nil {
+		if err != nil {
+			g.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
+		close(g.done)
 	}
 	if over := len(l.pending) - l.o.MaxPendingResults; over > 0 {
 		l.lose(l.pending[:over], "too many results waiting for the disk (audit log unavailable)")
@@ -459,12 +580,12 @@ func (l *Log) lose(recs []*Record, why string) {
 	}
 }
 
-// writeBatch chains, writes and syncs records: reqs' records after the
-// pending results, preceded by the open record (a new chain) or a
+// writeBatch chains, writes and syncs records: batch after the pending
+// results, preceded by the open record (a new chain) or a
 // checkpoint (a new file: every file starts with a signed record), and
 // followed by a checkpoint when one is due (checkpoint: whenever records
 // follow the last one). The chain head moves only when the sync succeeded.
-func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
+func (l *Log) writeBatch(batch []*Record, checkpoint bool) error {
 	now := l.o.Now()
 	if err := l.recover(); err != nil {
 		l.failed("truncate", err)
@@ -481,10 +602,15 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 		l.closeFile()
 	}
 	rotate := l.rotationDue(now)
-	var recs []*Record
+	recs := l.recs[:0]
+	defer func() { clear(recs); l.recs = recs[:0] }()
 	switch {
 	case l.seq == 0:
 		recs = append(recs, &Record{Type: TypeOpen})
+	case l.tailBreak != "":
+		// Never a checkpoint over a broken tail: a break record says where
+		// it breaks, and vouches for nothing before it.
+		recs = append(recs, &Record{Type: TypeBreak, Note: l.tailBreak})
 	case rotate || l.fileBytes == 0:
 		recs = append(recs, &Record{Type: TypeCheckpoint})
 	}
@@ -505,8 +631,8 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 	for _, r := range l.pending {
 		add(r)
 	}
-	for _, r := range reqs {
-		add(r.rec)
+	for _, r := range batch {
+		add(r)
 	}
 	if since > 0 && checkpoint {
 		recs = append(recs, &Record{Type: TypeCheckpoint})
@@ -515,24 +641,29 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	var buf bytes.Buffer
+	buf := l.buf[:0]
 	seq, head := l.seq, l.head
+	utc := now.UTC()
 	for _, r := range recs {
 		seq++
-		r.Version, r.Chain, r.Seq, r.Time, r.Prev = recordVersion, l.o.Chain, seq, now.UTC(), head
-		if r.Type == TypeOpen || r.Type == TypeCheckpoint {
+		r.Version, r.Chain, r.Seq, r.Time, r.Prev = recordVersion, l.o.Chain, seq, utc, head
+		if r.Type == TypeOpen || r.Type == TypeCheckpoint || r.Type == TypeBreak {
 			if err := l.sign(r); err != nil {
 				l.failed("sign", err)
 				return err
 			}
 		}
-		line, err := json.Marshal(r)
-		if err != nil {
+		start := len(buf)
+		var err error
+		if buf, err = appendRecord(buf, r); err != nil {
 			return err
 		}
-		buf.Write(line)
-		buf.WriteByte('\n')
-		head = lineHash(line)
+		head = lineHash(buf[start:])
+		buf = append(buf, '\n')
+	}
+	l.buf = buf
+	if cap(buf) > 1<<20 {
+		l.buf = nil // a rare large batch: do not keep its buffer
 	}
 	start := time.Now()
 	if rotate {
@@ -541,7 +672,7 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 			return err
 		}
 	}
-	if _, err := l.f.Write(buf.Bytes()); err != nil {
+	if _, err := l.f.Write(buf); err != nil {
 		l.failed("write", err)
 		return err
 	}
@@ -552,19 +683,20 @@ func (l *Log) writeBatch(reqs []*request, checkpoint bool) error {
 		}
 	}
 	l.o.Metrics.AuditSyncSeconds.Observe(time.Since(start).Seconds())
-	l.fileBytes += int64(buf.Len())
+	l.fileBytes += int64(len(buf))
 	for _, r := range recs {
-		l.o.Metrics.AuditRecords.WithLabelValues(r.Type).Inc()
-		if r.Type == TypeCheckpoint || r.Type == TypeOpen {
+		l.counters[r.Type].Inc()
+		if r.Type == TypeCheckpoint || r.Type == TypeOpen || r.Type == TypeBreak {
 			// Also in the process logs: a copy of the chain head kept
 			// elsewhere than the files.
-			line, _ := json.Marshal(r)
+			line, _ := appendRecord(nil, r)
 			l.o.Logger.Info("audit checkpoint", zap.String("chain", r.Chain), zap.Uint64("seq", r.Seq),
 				zap.String("head", r.Head), zap.String("record", string(line)))
 		}
 	}
-	l.seq, l.head, l.sinceCheckpt = seq, head, since
-	l.pending, l.retryWait = nil, l.o.RetryInterval
+	l.seq, l.head, l.sinceCheckpt, l.tailBreak = seq, head, since, ""
+	clear(l.pending)
+	l.pending, l.retryWait = l.pending[:0], l.o.RetryInterval
 	l.o.Metrics.AuditPendingRecords.Set(0)
 	l.o.Metrics.AuditHealthy.Set(1)
 	l.durable.Store(seq)
@@ -632,31 +764,39 @@ func (l *Log) openNext(firstSeq uint64, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		l.f, l.path, l.fileBytes, l.fileOpened = f, path, 0, now
+		if !l.o.NoSync {
+			// The file's name must survive a power loss as its records do.
+			if err := l.o.SyncDir(l.o.Dir); err != nil {
+				f.Close()
+				os.Remove(path) // empty; a restart would skip it anyway
+				return fmt.Errorf("syncing the folder after creating %s: %w", filepath.Base(path), err)
+			}
+		}
+		l.f, l.path, l.fileBytes, l.fileOpened, l.fileInfo = f, path, 0, now, nil
+		if st, ok := f.(interface{ Stat() (fs.FileInfo, error) }); ok {
+			l.fileInfo, _ = st.Stat()
+		}
 		return nil
 	}
 	return fmt.Errorf("no free file name for record %d in %s", firstSeq, l.o.Dir)
 }
 
 // fileGone reports whether the file being written is no longer the one
-// at its path (deleted, renamed, replaced).
+// at its path (deleted, renamed, replaced). The open file's identity
+// (device and inode) was taken when it was opened: an inode stays in use
+// while it is open, so no other file can take its number meanwhile.
 func (l *Log) fileGone() bool {
-	st, ok := l.f.(interface{ Stat() (fs.FileInfo, error) })
-	if !ok {
-		return false
-	}
-	open, err := st.Stat()
-	if err != nil {
+	if l.fileInfo == nil {
 		return false
 	}
 	named, err := os.Lstat(l.path)
-	return errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(open, named)
+	return errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(l.fileInfo, named)
 }
 
 func (l *Log) closeFile() {
 	if l.f != nil {
 		l.f.Close()
-		l.f, l.path, l.fileBytes, l.dirty = nil, "", 0, false
+		l.f, l.path, l.fileBytes, l.dirty, l.fileInfo = nil, "", 0, false, nil
 	}
 }
 

@@ -130,6 +130,15 @@ type Metrics struct {
 	// delivered to a sink, and the age of the oldest of them.
 	AuditShipLagRecords *prometheus.GaugeVec
 	AuditShipLagSeconds *prometheus.GaugeVec
+	// AuditChainBreaks counts the breaks in the audit chain's links found
+	// at start (files altered or damaged while the proxy was down), each
+	// recorded in the chain by a signed break record.
+	AuditChainBreaks prometheus.Counter
+	// AuditShipAnomalies counts what a sink's shipper found wrong in the
+	// files, by sink and kind: altered_line (a line that is not the
+	// record due, skipped) and cursor_mismatch (the record of a persisted
+	// cursor no longer in the files as it was shipped).
+	AuditShipAnomalies *prometheus.CounterVec
 
 	// OutboundProxyConnects counts connections through the outbound proxy
 	// by route ("revocation" for revocation fetches) and result: ok, or
@@ -327,6 +336,19 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	}, []string{"route", "result"})
 	if err := reg.Register(m.OutboundProxyConnects); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	m.AuditChainBreaks = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "chain_breaks_total",
+		Help: "Breaks in the audit chain's links found at start (files altered or damaged while the proxy was down); each is recorded by a signed break record.",
+	})
+	m.AuditShipAnomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "ship_anomalies_total",
+		Help: "What a shipping sink found wrong in the audit files, by sink and kind (altered_line: a line that is not the record due, not shipped; cursor_mismatch: the record of the persisted cursor no longer in the files as shipped).",
+	}, []string{"sink", "kind"})
+	for _, c := range []prometheus.Collector{m.AuditChainBreaks, m.AuditShipAnomalies} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads, m.CertificateRefused, m.ConfigRefused,
 		m.BodyMemory, m.BodyMemoryRefused, m.ConnectionsOpen, m.ConnectionsLimited,
