@@ -6,18 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime"
-	"runtime/debug"
 	"strings"
-)
 
-// version and buildRevision are stamped at link time by scripts/build.sh:
-// -ldflags "-X .../internal/app.version=v1.2.3 -X .../internal/app.buildRevision=<commit>".
-// The revision is stamped because image builds see no .git folder
-// (.dockerignore), so the Go toolchain cannot record it.
-var (
-	version       = "dev"
-	buildRevision = ""
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 // ErrUsage means the command line was wrong; usage was printed.
@@ -95,7 +86,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
 			return ignoreHelp(err)
 		}
-		fmt.Fprintln(stdout, versionString())
+		fmt.Fprintln(stdout, version.String())
 		return nil
 	case "help", "-h", "-help", "--help":
 		// "roc-proxy help COMMAND" is "roc-proxy COMMAND --help".
@@ -190,22 +181,3 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
 var errHelp = errors.New("help requested")
-
-// revision is the VCS revision the binary was built from, if known.
-func revision() string {
-	if buildRevision != "" {
-		return buildRevision
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-	}
-	return "unknown"
-}
-
-func versionString() string {
-	return fmt.Sprintf("roc-proxy %s (revision %s, %s, %s/%s)", version, revision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}

@@ -35,6 +35,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 // expiryWarning is how long before expiry a certificate is warned about:
@@ -231,7 +232,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := metrics.New(d.Registry, metrics.BuildInfo{Version: version, Revision: revision()})
+	m, err := metrics.New(d.Registry, metrics.BuildInfo{Version: version.Release(), Revision: version.Revision()})
 	if err != nil {
 		return nil, err
 	}

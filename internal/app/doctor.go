@@ -27,6 +27,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 const doctorUsage = `Usage: roc-proxy doctor --config FILE [--json] [--timeout D] [--partner ROUTE=HOST[:PORT]]...
@@ -195,7 +196,7 @@ func (d *doctor) load() error {
 	rc := d.cfg.Revocation
 	rc.CacheDir = "" // live answers, and the running proxy's cache untouched
 	rc.FetchTimeout = min(rc.FetchTimeout, d.timeout)
-	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{Version: version})
+	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{Version: version.Release()})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 // partnerTarget is one partner of a route to try.
@@ -228,7 +229,7 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 	if _, port, _ := net.SplitHostPort(t.hostport); port != "443" {
 		host = net.JoinHostPort(host, port)
 	}
-	_, err := io.WriteString(tc, "GET "+t.reqPath+" HTTP/1.1\r\nHost: "+host+"\r\nUser-Agent: roc-proxy-doctor/"+version+"\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+	_, err := io.WriteString(tc, "GET "+t.reqPath+" HTTP/1.1\r\nHost: "+host+"\r\nUser-Agent: roc-proxy-doctor/"+version.Release()+"\r\nAccept: */*\r\nConnection: close\r\n\r\n")
 	var resp *http.Response
 	if err == nil {
 		// The answer's head is read within 64 KiB: a partner streaming

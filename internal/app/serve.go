@@ -24,6 +24,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -238,7 +239,7 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		if missing, _ := p.revocationReadiness(); len(missing) == 0 {
 			p.metrics.Ready.Set(1)
 		}
-		p.log.Info("roc-proxy started", zap.String("version", version),
+		p.log.Info("roc-proxy started", zap.String("version", version.Release()),
 			zap.String("sih", s.sihLn.Addr().String()), zap.String("admin", s.adminLn.Addr().String()),
 			zap.Int("routes", routes), zap.String("auth_subject", authSubject))
 
