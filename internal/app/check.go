@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -22,9 +24,9 @@ then the certificates, keys and trust bundles it names are loaded and checked
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), configCheckUsage) }
-	args, err := parseArgs(fs, args, stdout, stderr)
+	args, err := cmdline.Parse(fs, args, stdout, stderr)
 	if err != nil {
-		return ignoreHelp(err)
+		return cmdline.IgnoreHelp(err)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, configCheckUsage)

@@ -21,6 +21,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
@@ -62,8 +64,8 @@ outcome of each step. Exits 1 unless every step had its expected outcome.
 Nothing is installed and nothing leaves 127.0.0.1.`)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	dir, err := os.MkdirTemp("", "roc-proxy-demo-")
 	if err != nil {

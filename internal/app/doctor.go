@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -55,25 +57,19 @@ Flags:
 // doctorTimeout bounds the checks of one partner or one URL.
 const doctorTimeout = 30 * time.Second
 
-// partnerFlags collects --partner ROUTE=HOST[:PORT].
-type partnerFlags []string
-
-func (p *partnerFlags) String() string     { return strings.Join(*p, ",") }
-func (p *partnerFlags) Set(v string) error { *p = append(*p, v); return nil }
-
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	timeout := fs.Duration("timeout", doctorTimeout, "bound of the checks of each partner and each revocation URL")
-	var partners partnerFlags
+	var partners cmdline.Strings
 	fs.Var(&partners, "partner", "ROUTE=HOST[:PORT]: a partner of a dynamic route to check (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), doctorUsage)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	if *cfgPath == "" || *timeout <= 0 {
 		fmt.Fprintln(stderr, "doctor needs --config FILE (and a positive --timeout)")

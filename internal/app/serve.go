@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -42,8 +44,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(fs.Output(), "Usage: roc-proxy serve --config FILE\n\nRuns the proxy until SIGTERM or SIGINT, then drains in-flight requests.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(stderr, "missing --config FILE")
@@ -105,13 +107,6 @@ func tuneGC(cfg *config.Config, getenv func(string) string, log *zap.Logger) {
 		debug.SetMemoryLimit(limit)
 		log.Debug("garbage collector tuned", zap.Int("gogc", gcPercent), zap.Int64("memory_limit", limit))
 	}
-}
-
-func ignoreHelp(err error) error {
-	if errors.Is(err, errHelp) {
-		return nil
-	}
-	return err
 }
 
 // Serve runs the SIH and admin servers on the given listeners until ctx is
