@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/logging"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
@@ -151,7 +153,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	log, flushLog, err := newLogger(cfg.Log, &logs)
+	log, flushLog, err := logging.New(cfg.Log, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}

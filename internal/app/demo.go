@@ -21,6 +21,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/logging"
+
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,7 +224,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	if err != nil {
 		return nil, err
 	}
-	log, flushLog, err := newLogger(cfg.Log, logFile)
+	log, flushLog, err := logging.New(cfg.Log, logFile)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/logging"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
@@ -115,7 +117,7 @@ routes:
 
 func (w *proxyWorld) start(t *testing.T, cfg *config.Config) (sih, admin string) {
 	t.Helper()
-	log, flushLog, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +436,7 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	route := fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: off}%%s}
 `, testpki.IDBHost)
 	cfg := w.config(t, fmt.Sprintf(route, ", outbound_proxy: {url: "+downURL+"}"))
-	log, flushLog, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/logging"
+
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +57,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log, flushLog, err := newLogger(cfg.Log, stderr)
+	log, flushLog, err := logging.New(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
