@@ -22,7 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/certmagic"
+	"github.com/roc-proxy/roc-proxy/internal/listener"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -91,9 +92,8 @@ type Proxy struct {
 	authCert  atomic.Pointer[tls.Certificate]
 	signer    atomic.Pointer[saml.Signer]
 	sihCert   atomic.Pointer[tls.Certificate] // listen.tls
-	sihTLS    *tls.Config
+	sihTLS    *tls.Config                     // listen.tls with files (ACME's is made when serving)
 	clientCAs *x509.CertPool
-	acmeCache *certmagic.Cache    // listen.tls.acme
 	digests   map[string][32]byte // source -> digest of its files
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
@@ -127,31 +127,6 @@ type Material struct {
 	ClientCAs  *x509.CertPool
 }
 
-// loadListenTLS reads the SIH listener's certificate (unless ACME manages
-// it) and client CAs.
-func loadListenTLS(t *config.ListenTLS) (*tls.Certificate, *x509.CertPool, error) {
-	var cert *tls.Certificate
-	if t.ACME == nil {
-		c, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen.tls: %s with %s: %w", t.Cert, t.Key, err)
-		}
-		cert = &c
-	}
-	if t.ClientCA == "" {
-		return cert, nil, nil
-	}
-	cas, err := trust.ReadCertificates(t.ClientCA)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen.tls.client_ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range cas {
-		pool.AddCert(c)
-	}
-	return cert, pool, nil
-}
-
 // LoadMaterial reads the trust bundles and the establishment identity.
 func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 	store, err := trust.LoadStore(cfg.TrustBundles)
@@ -174,7 +149,7 @@ func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
 		}
 	}
 	if cfg.Listen.TLS != nil {
-		if mat.ListenCert, mat.ClientCAs, err = loadListenTLS(cfg.Listen.TLS); err != nil {
+		if mat.ListenCert, mat.ClientCAs, err = listener.LoadTLS(cfg.Listen.TLS); err != nil {
 			return nil, err
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/listener"
+
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
@@ -165,7 +167,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 	if t := p.cfg.Listen.TLS; t != nil && t.ACME == nil {
 		if digest := sourceDigest(listenSource(t)); digest != p.digests["listen.tls"] {
 			p.digests["listen.tls"] = digest
-			if cert, _, err := loadListenTLS(t); err != nil {
+			if cert, _, err := listener.LoadTLS(t); err != nil {
 				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "error").Inc()
 				p.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(1)
 				p.log.Error("renewed listener certificate refused: keeping the current one", zap.Error(err))

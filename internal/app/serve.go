@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/listener"
+
 	"github.com/roc-proxy/roc-proxy/internal/logging"
 
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
@@ -137,7 +139,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 			MaxHeaderBytes: 64 << 10,
 			ErrorLog:       errLog,
 		},
-		sihLn: newLimitListener(sihLn, srv.MaxConnections, p.metrics.ConnectionsOpen, p.metrics.ConnectionsLimited),
+		sihLn: listener.Limit(sihLn, srv.MaxConnections, p.metrics.ConnectionsOpen, p.metrics.ConnectionsLimited),
 		admin: &http.Server{
 			ReadTimeout:  srv.Admin.ReadTimeout,
 			WriteTimeout: srv.Admin.WriteTimeout,
@@ -180,13 +182,17 @@ type servers struct {
 func (p *Proxy) serve(ctx context.Context, s *servers) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.admin.Serve(s.adminLn) }()
+	sihTLS := p.sihTLS
 	if t := p.cfg.Listen.TLS; t != nil && t.ACME != nil {
-		if err := p.acquireACME(ctx, t.ACME); err != nil {
+		acme, err := listener.ObtainACME(ctx, listener.ACMEOptions{Config: t.ACME, ClientCAs: p.clientCAs, Retry: p.deps.ACMERetry,
+			Logger: p.log, Failures: p.metrics.CertificateReloads.WithLabelValues("listen.tls.acme", "error")})
+		if err != nil {
 			s.sihLn.Close()
 			s.admin.Close()
 			return err
 		}
-		defer p.acmeCache.Stop()
+		defer acme.Stop()
+		sihTLS = acme.TLS
 	}
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
@@ -225,8 +231,8 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 			stopBackground()
 			background.Wait()
 		}
-		if p.sihTLS != nil {
-			s.sih.TLSConfig = p.sihTLS
+		if sihTLS != nil {
+			s.sih.TLSConfig = sihTLS
 			go func() { errc <- s.sih.ServeTLS(s.sihLn, "", "") }()
 		} else {
 			// JSON bodies for the requests net/http refuses itself.
@@ -269,35 +275,6 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 	}
 	p.log.Info("roc-proxy stopped")
 	return serveErr
-}
-
-// acquireACME gets the SIH listener's certificate (from storage or the ACME
-// authority), asking again with a growing wait while the authority cannot
-// be reached and nothing is stored: the admin port answers meanwhile
-// (/healthz ok, /readyz 503), so Kubernetes neither restarts the pod nor
-// sends it traffic. It returns the last error when ctx ends first.
-func (p *Proxy) acquireACME(ctx context.Context, a *config.ACME) error {
-	wait := p.deps.ACMERetry
-	if wait <= 0 {
-		wait = 5 * time.Second
-	}
-	for attempt := 1; ; attempt++ {
-		err := p.startACME(ctx, a, p.clientCAs)
-		if err == nil {
-			if attempt > 1 {
-				p.log.Info("SIH listener certificate obtained", zap.Int("attempt", attempt))
-			}
-			return nil
-		}
-		p.metrics.CertificateReloads.WithLabelValues("listen.tls.acme", "error").Inc()
-		p.log.Error("no SIH listener certificate yet: the SIH port opens once one is obtained", zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Minute)
-	}
 }
 
 func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {

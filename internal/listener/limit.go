@@ -1,4 +1,4 @@
-package app
+package listener
 
 import (
 	"net"
@@ -7,10 +7,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// limitListener holds at most max connections open: past it, an accepted
-// connection waits (unread, counted) until another closes, and the kernel
-// queues the next ones. Slow or idle clients lose their slot to the
-// server's read-header and idle timeouts.
+// Limit holds at most max connections of l open: past it, an accepted
+// connection waits (unread, counted in limited) until another closes, and
+// the kernel queues the next ones. Slow or idle clients lose their slot to
+// the server's read-header and idle timeouts. open counts the connections
+// open.
+func Limit(l net.Listener, max int, open prometheus.Gauge, limited prometheus.Counter) net.Listener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, max), open: open, limited: limited, done: make(chan struct{})}
+}
+
+// limitListener is Limit's listener.
 type limitListener struct {
 	net.Listener
 	slots   chan struct{}
@@ -18,10 +24,6 @@ type limitListener struct {
 	limited prometheus.Counter
 	done    chan struct{}
 	once    sync.Once
-}
-
-func newLimitListener(l net.Listener, max int, open prometheus.Gauge, limited prometheus.Counter) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, max), open: open, limited: limited, done: make(chan struct{})}
 }
 
 // Accept takes the next connection, then a free slot for it.
