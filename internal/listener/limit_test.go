@@ -64,8 +64,10 @@ func TestLimitHoldsTheCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for testutil.ToFloat64(limited) != 2 {
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(limited) != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fourth client was not counted as limited")
+		}
 	}
 	l.Close()
 	select {
