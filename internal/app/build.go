@@ -16,11 +16,11 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/expiry"
 
 	"github.com/roc-proxy/roc-proxy/internal/listener"
 
@@ -38,10 +38,6 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 	"github.com/roc-proxy/roc-proxy/internal/version"
 )
-
-// expiryWarning is how long before expiry a certificate is warned about:
-// the authority e-mails the administrators one month before.
-const expiryWarning = 30 * 24 * time.Hour
 
 // Deps are what Build takes from outside the configuration.
 type Deps struct {
@@ -75,8 +71,7 @@ type Proxy struct {
 	auth       *mtls.Identity
 	sign       *mtls.Identity
 
-	warnMu     sync.Mutex
-	warnings   map[string]string // certificate -> expiry warning
+	expiry     *expiry.Watch
 	revocation *revocation.Checker
 	// revocationWarm latches once readiness saw every required status.
 	revocationWarm atomic.Bool
@@ -98,9 +93,6 @@ type Proxy struct {
 	// configReload takes configuration reloads (SIGHUP) to the reload
 	// goroutine, which owns transports, store and cfg.
 	configReload chan configReloadRequest
-	// bundleSeries are the expiry series of the trust bundles' certificates
-	// (source, subject, serial), removed when a reload drops them.
-	bundleSeries map[[3]string]bool
 	// budget bounds the bodies in flight, across reloads.
 	budget *proxy.BodyBudget
 	// refusedFile and refusedBundles say what on disk a reload refused
@@ -223,7 +215,8 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
-		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest), egress: global}
+		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest), egress: global,
+		expiry: expiry.New(m.CertificateNotAfter, d.Logger)}
 	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
 	p.authCert.Store(&mat.Auth.Certificate)
 	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
@@ -234,12 +227,12 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		p.digests["listen.tls"] = sourceDigest(listenSource(cfg.Listen.TLS))
 		p.sihTLS = mtls.ListenerConfig(mtls.ListenerOptions{Certificate: p.sihCert.Load, ClientCAs: mat.ClientCAs})
 		if mat.ListenCert.Leaf != nil {
-			p.watchExpiry("listen.tls", mat.ListenCert.Leaf, d.Now())
+			p.expiry.Certificate("listen.tls", mat.ListenCert.Leaf, d.Now())
 		}
 	}
-	p.watchExpiry("identity.auth", mat.Auth.Leaf, d.Now())
+	p.expiry.Certificate("identity.auth", mat.Auth.Leaf, d.Now())
 	if mat.Sign != nil {
-		p.watchExpiry("identity.sign", mat.Sign.Leaf, d.Now())
+		p.expiry.Certificate("identity.sign", mat.Sign.Leaf, d.Now())
 		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
 	}
@@ -268,10 +261,10 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 			}
 		}()
 	}
-	p.watchBundles(mat.Store)
+	p.expiry.Bundles(mat.Store, d.Now())
 	if cfg.Audit.CheckpointKey != nil && mat.Checkpoint != nil && mat.Checkpoint.Leaf != nil {
 		// Exported from the start like ORG_SIGN's, not only after a renewal.
-		p.watchExpiry("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
+		p.expiry.Certificate("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
 	}
 
 	h, transports, err := p.buildHandler(cfg, mat.Store)
@@ -480,78 +473,6 @@ func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.Con
 		}
 		return g, err
 	}
-}
-
-// watchExpiry exports a certificate's expiry and warns when it is near.
-// For the establishment's own certificates (identity.*) a renewal replaces
-// the warning of the certificate it renews.
-func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
-	subject := trust.SubjectDN(c)
-	key := source + "|" + c.SerialNumber.Text(16)
-	if !strings.HasPrefix(source, "trust_bundles.") {
-		// One certificate per source (identity.*, listen.tls): a renewal
-		// replaces the series of the certificate it renews, whose expiry
-		// would keep the expiry alert firing.
-		key = source
-		p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
-	}
-	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
-	p.warnMu.Lock()
-	defer p.warnMu.Unlock()
-	if p.warnings == nil {
-		p.warnings = map[string]string{}
-	}
-	delete(p.warnings, key)
-	left := c.NotAfter.Sub(now)
-	if left < expiryWarning {
-		p.warnings[key] = fmt.Sprintf("%s: certificate %s expires on %s (%d days left)", source, subject, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
-		p.log.Warn("certificate expires soon", zap.String("source", source), zap.String("subject", subject),
-			zap.Time("not_after", c.NotAfter), zap.Int("days_left", int(left.Hours()/24)))
-	}
-}
-
-// watchBundles exports the expiry of every certificate of store's bundles
-// and warns of those near it, and removes the series and warnings of
-// certificates no longer in any bundle (after a reload).
-func (p *Proxy) watchBundles(store *trust.Store) {
-	now := p.deps.Now()
-	series := map[[3]string]bool{}
-	warnKeys := map[string]bool{}
-	for _, name := range store.Names() {
-		b := store.Bundle(name)
-		source := "trust_bundles." + name
-		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
-			serial := c.SerialNumber.Text(16)
-			series[[3]string{source, trust.SubjectDN(c), serial}] = true
-			warnKeys[source+"|"+serial] = true
-			p.watchExpiry(source, c, now)
-		}
-	}
-	for s := range p.bundleSeries {
-		if !series[s] {
-			p.metrics.CertificateNotAfter.DeleteLabelValues(s[0], s[1], s[2])
-		}
-	}
-	p.bundleSeries = series
-	p.warnMu.Lock()
-	defer p.warnMu.Unlock()
-	for k := range p.warnings {
-		if strings.HasPrefix(k, "trust_bundles.") && !warnKeys[k] {
-			delete(p.warnings, k)
-		}
-	}
-}
-
-// expiryWarnings lists the current expiry warnings, sorted.
-func (p *Proxy) expiryWarnings() []string {
-	p.warnMu.Lock()
-	defer p.warnMu.Unlock()
-	out := make([]string, 0, len(p.warnings))
-	for _, w := range p.warnings {
-		out = append(out, w)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // prefetchRevocation warms the revocation cache: every authority of the

@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/roc-proxy/roc-proxy/internal/expiry"
+
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -332,7 +334,7 @@ func (d *doctor) checkIdentity(ctx context.Context, path string, id *mtls.Identi
 		c.add("expiry", stFail, "not yet valid", nil)
 	case left <= 0:
 		c.add("expiry", stFail, "expired on "+id.Leaf.NotAfter.UTC().Format(time.DateOnly), nil)
-	case left < expiryWarning:
+	case left < expiry.WarnBefore:
 		c.add("expiry", stWarn, until+": renew it", nil)
 	default:
 		c.add("expiry", stOK, until, nil)

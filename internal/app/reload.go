@@ -137,9 +137,9 @@ func (p *Proxy) runReload(ctx context.Context) {
 			rewatch()
 		case <-daily.C:
 			now := p.deps.Now()
-			p.watchExpiry("identity.auth", p.auth.Leaf, now)
+			p.expiry.Certificate("identity.auth", p.auth.Leaf, now)
 			if p.sign != nil {
-				p.watchExpiry("identity.sign", p.sign.Leaf, now)
+				p.expiry.Certificate("identity.sign", p.sign.Leaf, now)
 			}
 		}
 	}
@@ -174,7 +174,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			} else {
 				p.sihCert.Store(cert)
 				if cert.Leaf != nil {
-					p.watchExpiry("listen.tls", cert.Leaf, p.deps.Now())
+					p.expiry.Certificate("listen.tls", cert.Leaf, p.deps.Now())
 				}
 				p.metrics.CertificateReloads.WithLabelValues("listen.tls", "ok").Inc()
 				p.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(0)
@@ -208,7 +208,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			continue
 		}
 		p.digests[s.source] = digest
-		p.watchExpiry(s.source, id.Leaf, p.deps.Now())
+		p.expiry.Certificate(s.source, id.Leaf, p.deps.Now())
 		switch s.source {
 		case "identity.auth":
 			p.authCert.Store(&id.Certificate)
@@ -372,7 +372,7 @@ func (p *Proxy) applyRoutes(ctx context.Context, cfg *config.Config, store *trus
 	for _, t := range old {
 		t.Close() // requests in flight finish first
 	}
-	p.watchBundles(store) // the expiry series follow the bundles
+	p.expiry.Bundles(store, p.deps.Now()) // the expiry series follow the bundles
 	p.metrics.ConfigReloads.WithLabelValues("ok").Inc()
 	p.prefetchRevocation(ctx) // the new bundles' authorities
 	return nil

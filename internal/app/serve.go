@@ -281,7 +281,7 @@ func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		warnings := append(p.expiryWarnings(), p.revocation.Warnings()...)
+		warnings := append(p.expiry.Warnings(), p.revocation.Warnings()...)
 		if missing, pastBudget := p.revocationReadiness(); pastBudget {
 			for _, m := range missing {
 				warnings = append(warnings, "revocation: not ready after revocation.startup_budget: "+m)
