@@ -67,7 +67,7 @@ type Proxy struct {
 	registry   *prometheus.Registry
 	metrics    *metrics.Metrics
 	handler    atomic.Pointer[proxy.Handler] // swapped by a configuration reload
-	transports []*renewableTransport         // owned by the reload goroutine
+	transports []*proxy.RenewableUpstream    // owned by the reload goroutine
 	auth       *mtls.Identity
 	sign       *mtls.Identity
 
@@ -338,10 +338,10 @@ func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
 // buildHandler builds the routes of cfg, with the trust bundles of store,
 // around the proxy's current identity, signer, revocation checker and audit
 // log. Build uses it, and a configuration reload.
-func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Handler, []*renewableTransport, error) {
+func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Handler, []*proxy.RenewableUpstream, error) {
 	d, m, checker := p.deps, p.metrics, p.revocation
 	clientCert := p.authCert.Load
-	var transports []*renewableTransport
+	var transports []*proxy.RenewableUpstream
 	var specs []proxy.RouteSpec
 	var err error
 	for i, r := range cfg.Routes {
@@ -385,7 +385,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if err != nil {
 			return nil, nil, err
 		}
-		tr := newRenewableTransport(func() *proxy.Upstream {
+		tr := proxy.NewRenewableUpstream(func() *proxy.Upstream {
 			return proxy.NewUpstream(proxy.UpstreamOptions{
 				TLS: mtls.ClientConfig(mtls.ClientOptions{
 					ServerName: serverName, VerifyConnection: verifier.VerifyConnection,
@@ -397,8 +397,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				VerifyPeer:            peerVerifier(verifier, vo.Watch != nil),
 				DialContext:           dial,
 			})
-		})
-		tr.ownRevoked = func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked }
+		}, func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked })
 		transports = append(transports, tr)
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
@@ -536,71 +535,6 @@ func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificat
 	}
 	return cas, chains
 }
-
-// renewableTransport is a route's connection pool to its partner, started
-// afresh when ORG_AUTH_CLI is renewed: pooled keep-alive connections and
-// resumable TLS sessions carry the client certificate they were made with.
-type renewableTransport struct {
-	build func() *proxy.Upstream
-	cur   atomic.Pointer[proxy.Upstream]
-	// ownRevoked reports whether ORG_AUTH_CLI is known revoked: the
-	// partner's refusals are then classified as such.
-	ownRevoked func() bool
-}
-
-func newRenewableTransport(build func() *proxy.Upstream) *renewableTransport {
-	t := &renewableTransport{build: build}
-	t.cur.Store(build())
-	return t
-}
-
-// RoundTrip uses the current pool. While ORG_AUTH_CLI is known revoked,
-// a partner's refusal (a TLS alert, or an HTTP 400, 403, 495 or 496 that
-// is not a SOAP answer: what nginx and most front ends send for a refused
-// client certificate) becomes proxy.ErrOwnCertificateRevoked, so that the
-// SIH and the access log say why.
-func (t *renewableTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.cur.Load().RoundTrip(r)
-	if t.ownRevoked == nil || !t.ownRevoked() {
-		return resp, err
-	}
-	var opErr *net.OpError
-	switch {
-	case err != nil && errors.As(err, &opErr) && opErr.Op == "remote error":
-		return nil, fmt.Errorf("%w: %v", proxy.ErrOwnCertificateRevoked, err)
-	case err == nil && refusedClient(resp):
-		resp.Body.Close()
-		return nil, fmt.Errorf("%w: the partner answered %s", proxy.ErrOwnCertificateRevoked, resp.Status)
-	}
-	return resp, err
-}
-
-// refusedClient reports whether resp looks like a front end refusing the
-// client certificate rather than the partner's service answering.
-func refusedClient(resp *http.Response) bool {
-	switch resp.StatusCode {
-	case http.StatusBadRequest, http.StatusForbidden, 495, 496:
-	default:
-		return false
-	}
-	ct := strings.ToLower(resp.Header.Get("Content-Type"))
-	return !strings.Contains(ct, "xml") && !strings.Contains(ct, "json")
-}
-
-// renew starts a new pool; requests in flight finish on the old one,
-// whose idle connections are closed now and the others as their exchange
-// ends: none serves again with the old certificate.
-func (t *renewableTransport) renew() {
-	old := t.cur.Swap(t.build())
-	old.Close()
-}
-
-// CloseIdleConnections closes the current pool's idle connections.
-func (t *renewableTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
-
-// Close closes the current pool, its connections in use as their
-// exchange ends (a reload replaced the route).
-func (t *renewableTransport) Close() { t.cur.Load().Close() }
 
 // tokenSource signs a route's tokens, unless ORG_SIGN is known revoked,
 // and records each one durably before it leaves.

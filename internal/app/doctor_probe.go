@@ -19,6 +19,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 	"github.com/roc-proxy/roc-proxy/internal/version"
@@ -251,7 +252,7 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 	resp.Body.Close()
 	code := fmt.Sprintf("HTTP %d", resp.StatusCode)
 	switch {
-	case refusedClient(resp):
+	case proxy.RefusedClientCertificate(resp):
 		return "client_certificate", stFail, "refused: " + code, fmt.Errorf("the partner answered %s (%s) to GET %s", resp.Status, resp.Header.Get("Content-Type"), t.reqPath)
 	case !st.asked:
 		return "client_certificate", stWarn, "not asked for (" + code + ")", errors.New("the partner did not ask for a client certificate: it does not authenticate the establishment")

@@ -214,7 +214,7 @@ func (p *Proxy) reloadCertificates(ctx context.Context) {
 			p.authCert.Store(&id.Certificate)
 			p.auth = id
 			for _, t := range p.transports {
-				t.renew()
+				t.Renew()
 			}
 			p.revocation.Watch(ctx, "ORG_AUTH_CLI", id.Chain)
 		case "identity.sign":
