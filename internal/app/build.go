@@ -3,10 +3,8 @@ package app
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +17,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/tokenroute"
 
 	"github.com/roc-proxy/roc-proxy/internal/expiry"
 
@@ -437,12 +437,12 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			if r.Token.HTTPHeader != "" {
 				spec.TokenHeaders = append(spec.TokenHeaders, r.Token.HTTPHeader)
 			}
-			spec.Token = &tokenSource{
-				route:    r.Name,
-				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
-				checker:  checker, refuseRevoked: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
-				audit: p.audit, storeAssertion: cfg.Audit.StoreAssertion, patientID: cfg.Audit.PatientID,
-			}
+			spec.Token = tokenroute.New(tokenroute.Options{
+				Route:    r.Name,
+				Injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
+				Status:   checker, RefuseRevokedSigner: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
+				Audit: p.audit, StoreAssertion: cfg.Audit.StoreAssertion, PatientID: cfg.Audit.PatientID,
+			})
 		}
 		specs = append(specs, spec)
 	}
@@ -534,74 +534,6 @@ func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificat
 		}
 	}
 	return cas, chains
-}
-
-// tokenSource signs a route's tokens, unless ORG_SIGN is known revoked,
-// and records each one durably before it leaves.
-type tokenSource struct {
-	route          string
-	injector       *saml.Injector
-	checker        *revocation.Checker
-	refuseRevoked  bool
-	audit          *audit.Log
-	storeAssertion bool
-	patientID      string
-}
-
-func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
-	if t.refuseRevoked && t.checker.OwnStatus("ORG_SIGN") == revocation.StatusRevoked {
-		return nil, "", proxy.ErrSignerRevoked
-	}
-	tok, err := t.injector.Inject(r.Header, r.Body)
-	if err != nil {
-		return nil, "", err
-	}
-	sum := tok.AssertionSHA256 // computed once when signed, not per request
-	rec := &audit.Record{RequestID: r.RequestID, Route: t.route, AssertionID: tok.AssertionID, Profile: tok.Profile,
-		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hex.EncodeToString(tok.Signer[:]),
-		AssertionSHA256: hex.EncodeToString(sum[:]), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
-		Attributes: t.attributes(tok.Values)}
-	if t.storeAssertion {
-		rec.Assertion = tok.Assertion
-	}
-	if err := t.audit.Signed(r.Ctx, rec); err != nil {
-		return nil, "", fmt.Errorf("%w: %v", proxy.ErrAuditUnavailable, err)
-	}
-	return tok.Body, tok.AssertionID, nil
-}
-
-func (t *tokenSource) Result(requestID, assertionID string, status int, latency time.Duration, errorClass string) {
-	t.audit.Result(&audit.Record{RequestID: requestID, Route: t.route, AssertionID: assertionID, Status: status,
-		LatencyMS: float64(latency.Microseconds()) / 1000, ErrorClass: errorClass})
-}
-
-// attributes are the per-request values a record keeps; the patient's INS
-// as configured (hashed by default).
-func (t *tokenSource) attributes(v *saml.Values) map[string]string {
-	if v == nil {
-		return nil
-	}
-	a := map[string]string{"subject_id": v.UserName, "purpose_of_use": v.PurposeOfUse, "authn_context": v.AuthnContext}
-	var roles []string
-	for _, r := range v.Roles {
-		roles = append(roles, r.Code+"^"+r.CodeSystem)
-	}
-	a["roles"] = strings.Join(roles, ",")
-	switch {
-	case v.PatientINS == "":
-		// No patient: no hash of nothing (the same for every record).
-	case t.patientID == "keep":
-		a["patient_ins"] = v.PatientINS
-	case t.patientID == "hash":
-		h := sha256.Sum256([]byte(v.PatientINS))
-		a["patient_ins_sha256"] = hex.EncodeToString(h[:])
-	}
-	for k, val := range a {
-		if val == "" {
-			delete(a, k)
-		}
-	}
-	return a
 }
 
 // chainID names this replica's audit chain: configured, or the pod name,
