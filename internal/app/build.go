@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,11 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/tokenroute"
 
 	"github.com/roc-proxy/roc-proxy/internal/expiry"
-
-	"github.com/roc-proxy/roc-proxy/internal/listener"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -106,96 +104,12 @@ type Proxy struct {
 	checkpointKey atomic.Pointer[mtls.Identity]
 }
 
-// Material is the certificate material a configuration names, loaded and
-// checked; config check stops there.
-type Material struct {
-	Store *trust.Store
-	Auth  *mtls.Identity
-	Sign  *mtls.Identity // nil when no route signs
-	// Checkpoint signs the audit checkpoints (default: Sign).
-	Checkpoint *mtls.Identity
-	// ListenCert and ClientCAs are the SIH listener's TLS (listen.tls).
-	ListenCert *tls.Certificate
-	ClientCAs  *x509.CertPool
-}
-
-// LoadMaterial reads the trust bundles and the establishment identity.
-func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
-	store, err := trust.LoadStore(cfg.TrustBundles)
-	if err != nil {
-		return nil, err
-	}
-	auth, err := mtls.LoadIdentity(cfg.Identity.Auth, mtls.LoadOptions{
-		Path: "identity.auth", Role: mtls.RoleAuthClient, Store: store, Now: d.Now, Getenv: d.Getenv,
-	})
-	if err != nil {
-		return nil, err
-	}
-	mat := &Material{Store: store, Auth: auth}
-	if cfg.Identity.Sign != nil {
-		mat.Sign, err = mtls.LoadIdentity(cfg.Identity.Sign, mtls.LoadOptions{
-			Path: "identity.sign", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Listen.TLS != nil {
-		if mat.ListenCert, mat.ClientCAs, err = listener.LoadTLS(cfg.Listen.TLS); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkRevocationIssuers(cfg, mat); err != nil {
-		return nil, err
-	}
-	mat.Checkpoint = mat.Sign
-	if cfg.Audit.CheckpointKey != nil {
-		mat.Checkpoint, err = mtls.LoadIdentity(cfg.Audit.CheckpointKey, mtls.LoadOptions{
-			Path: "audit.checkpoint_key", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return mat, nil
-}
-
-// checkRevocationIssuers makes sure each revocation.issuers[].subject names
-// a certificate authority of the trust bundles or of the identity chains
-// (in either DN order): one that names none would be silently unused.
-func checkRevocationIssuers(cfg *config.Config, mat *Material) error {
-	var cas []*x509.Certificate
-	for _, name := range mat.Store.Names() {
-		b := mat.Store.Bundle(name)
-		cas = append(append(cas, b.Anchors...), b.Intermediates...)
-	}
-	for _, id := range []*mtls.Identity{mat.Auth, mat.Sign} {
-		if id != nil && len(id.Chain) > 1 {
-			cas = append(cas, id.Chain[1:]...)
-		}
-	}
-	var errs []error
-	for i, is := range cfg.Revocation.Issuers {
-		found := false
-		for _, ca := range cas {
-			if config.DNMatches(is.Subject, ca.RawSubject) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			errs = append(errs, fmt.Errorf("revocation.issuers[%d].subject: %q names no certificate authority of the trust bundles or of the identity chains", i, is.Subject))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // Build wires a Proxy from a validated configuration.
 func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	mat, err := LoadMaterial(cfg, d)
+	mat, err := material.Load(cfg, material.Options{Now: d.Now, Getenv: d.Getenv})
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +117,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if err != nil {
 		return nil, err
 	}
-	global, fetchProxy, err := loadGlobalProxies(cfg, d.Getenv)
+	global, fetchProxy, err := egress.LoadGlobal(cfg, d.Getenv)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"unicode"
 
 	"github.com/roc-proxy/roc-proxy/internal/expiry"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 
@@ -164,7 +165,7 @@ type doctor struct {
 	now      func() time.Time
 	getenv   func(string) string
 
-	mat           *Material
+	mat           *material.Material
 	checker       *revocation.Checker
 	global, fetch *egress.Proxy
 	// routeProxies is each route's outbound proxy (nil: direct).
@@ -178,14 +179,14 @@ type doctor struct {
 
 func (d *doctor) load() error {
 	var err error
-	if d.mat, err = LoadMaterial(d.cfg, Deps{Logger: zap.NewNop(), Getenv: d.getenv, Now: d.now}); err != nil {
+	if d.mat, err = material.Load(d.cfg, material.Options{Getenv: d.getenv, Now: d.now}); err != nil {
 		return err
 	}
-	if d.global, d.fetch, err = loadGlobalProxies(d.cfg, d.getenv); err != nil {
+	if d.global, d.fetch, err = egress.LoadGlobal(d.cfg, d.getenv); err != nil {
 		return err
 	}
 	for i, r := range d.cfg.Routes {
-		px, err := routeProxy(r, fmt.Sprintf("routes[%d]", i), d.global, d.getenv)
+		px, err := egress.LoadForRoute(r, fmt.Sprintf("routes[%d]", i), d.global, d.getenv)
 		if err != nil {
 			return err
 		}

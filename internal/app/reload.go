@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/listener"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 
 	"go.uber.org/zap"
 
@@ -289,14 +291,14 @@ func restartSections(running, next *config.Config) []string {
 // certificates (nothing connects). config check and a reload call it
 // both, so that they agree. routes says how each route, then the
 // revocation fetches, leave (describeProxies).
-func checkFile(path string, d Deps) (cfg *config.Config, mat *Material, routes []string, err error) {
+func checkFile(path string, d Deps) (cfg *config.Config, mat *material.Material, routes []string, err error) {
 	if cfg, err = config.Load(path); err != nil {
 		return nil, nil, nil, err
 	}
-	if mat, err = LoadMaterial(cfg, d); err != nil {
+	if mat, err = material.Load(cfg, material.Options{Now: d.Now, Getenv: d.Getenv}); err != nil {
 		return nil, nil, nil, &config.FileError{File: path, Err: err}
 	}
-	if routes, err = describeProxies(cfg, d.Getenv); err != nil {
+	if routes, err = egress.Describe(cfg, d.Getenv); err != nil {
 		return nil, nil, nil, &config.FileError{File: path, Err: err}
 	}
 	if _, err = auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: d.Getenv}); err != nil {
