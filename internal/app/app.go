@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
-
 	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 

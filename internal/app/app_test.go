@@ -19,12 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/logging"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )

@@ -13,10 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
-
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )

@@ -17,22 +17,21 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/material"
-	"github.com/roc-proxy/roc-proxy/internal/tokenroute"
-
-	"github.com/roc-proxy/roc-proxy/internal/expiry"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
+	"github.com/roc-proxy/roc-proxy/internal/expiry"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
+	"github.com/roc-proxy/roc-proxy/internal/reload"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
+	"github.com/roc-proxy/roc-proxy/internal/tokenroute"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 	"github.com/roc-proxy/roc-proxy/internal/version"
 )
@@ -60,48 +59,59 @@ type Deps struct {
 
 // Proxy is a fully wired roc-proxy, ready to serve.
 type Proxy struct {
-	cfg        *config.Config
-	log        *zap.Logger
-	registry   *prometheus.Registry
-	metrics    *metrics.Metrics
-	handler    atomic.Pointer[proxy.Handler] // swapped by a configuration reload
-	transports []*proxy.RenewableUpstream    // owned by the reload goroutine
-	auth       *mtls.Identity
-	sign       *mtls.Identity
+	// cfg is the configuration Build was given. Only its restart-only
+	// sections are read after Build (a reload refuses any change to
+	// them): the routes and trust bundles in service are in routes.
+	cfg      *config.Config
+	deps     Deps
+	log      *zap.Logger
+	registry *prometheus.Registry
+	metrics  *metrics.Metrics
 
-	expiry     *expiry.Watch
+	routes  atomic.Pointer[routeSet] // swapped by a reload
+	current current                  // swapped piece by piece by a renewal
+	// sihTLS serves listen.tls from files (ACME's is made when serving);
+	// clientCAs are listen.tls.client_ca.
+	sihTLS    *tls.Config
+	clientCAs *x509.CertPool
+
 	revocation *revocation.Checker
 	// revocationWarm latches once readiness saw every required status.
 	revocationWarm atomic.Bool
-	store          *trust.Store
 	audit          *audit.Log // nil when no route signs
-	deps           Deps
+	expiry         *expiry.Watch
 	// egress is the global outbound_proxy (nil: directly), loaded at
 	// start; routes that name none use it.
 	egress *egress.Proxy
-
-	// The current material, swapped on renewal; handshakes and signatures
-	// take it when they start.
-	authCert  atomic.Pointer[tls.Certificate]
-	signer    atomic.Pointer[saml.Signer]
-	sihCert   atomic.Pointer[tls.Certificate] // listen.tls
-	sihTLS    *tls.Config                     // listen.tls with files (ACME's is made when serving)
-	clientCAs *x509.CertPool
-	digests   map[string][32]byte // source -> digest of its files
-	// configReload takes configuration reloads (SIGHUP) to the reload
-	// goroutine, which owns transports, store and cfg.
-	configReload chan configReloadRequest
 	// budget bounds the bodies in flight, across reloads.
 	budget *proxy.BodyBudget
-	// refusedFile and refusedBundles say what on disk a reload refused
-	// (roc_proxy_config_refused is 1 while either is true); owned by the
-	// reload goroutine.
-	refusedFile, refusedBundles bool
+	// reloader applies renewed files and configuration reloads; its
+	// goroutine owns the running configuration (Serve starts and stops it).
+	reloader *reload.Reloader
+}
 
-	// checkpointKey signs the audit chain's open record and checkpoints:
+// current is the establishment's material in service. A renewal swaps
+// each piece; a handshake or a signature takes the one current when it
+// starts.
+type current struct {
+	auth   atomic.Pointer[mtls.Identity] // ORG_AUTH_CLI
+	sign   atomic.Pointer[mtls.Identity] // ORG_SIGN; nil when no route signs
+	signer atomic.Pointer[saml.Signer]   // ORG_SIGN as the tokens' signer
+	// checkpoint signs the audit chain's open record and checkpoints:
 	// ORG_SIGN (following its renewals), or audit.checkpoint_key
 	// (following its own files).
-	checkpointKey atomic.Pointer[mtls.Identity]
+	checkpoint atomic.Pointer[mtls.Identity]
+	listener   atomic.Pointer[tls.Certificate] // listen.tls from files
+}
+
+// routeSet is a configuration's routes in service: the handler the SIH is
+// served by, the partner pools behind it, and the configuration and trust
+// bundles they were built from.
+type routeSet struct {
+	cfg     *config.Config
+	store   *trust.Store
+	handler *proxy.Handler
+	pools   []*proxy.RenewableUpstream
 }
 
 // Build wires a Proxy from a validated configuration.
@@ -128,18 +138,17 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
-		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest), egress: global,
-		expiry: expiry.New(m.CertificateNotAfter, d.Logger)}
+	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, revocation: checker,
+		deps: d, egress: global, expiry: expiry.New(m.CertificateNotAfter, d.Logger)}
+	// The files a reload follows are hashed now, just after they were read.
+	p.reloader = reload.New(reload.Options{Config: cfg, Store: mat.Store, Auth: mat.Auth, Sign: mat.Sign, Runtime: reloadTarget{p},
+		Expiry: p.expiry, Metrics: m, Logger: d.Logger, Now: d.Now, Getenv: d.Getenv})
 	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
-	p.authCert.Store(&mat.Auth.Certificate)
-	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
-	p.digests["trust_bundles"] = bundlesDigest(cfg.TrustBundles)
+	p.current.auth.Store(mat.Auth)
 	p.clientCAs = mat.ClientCAs
 	if mat.ListenCert != nil {
-		p.sihCert.Store(mat.ListenCert)
-		p.digests["listen.tls"] = sourceDigest(listenSource(cfg.Listen.TLS))
-		p.sihTLS = mtls.ListenerConfig(mtls.ListenerOptions{Certificate: p.sihCert.Load, ClientCAs: mat.ClientCAs})
+		p.current.listener.Store(mat.ListenCert)
+		p.sihTLS = mtls.ListenerConfig(mtls.ListenerOptions{Certificate: p.current.listener.Load, ClientCAs: mat.ClientCAs})
 		if mat.ListenCert.Leaf != nil {
 			p.expiry.Certificate("listen.tls", mat.ListenCert.Leaf, d.Now())
 		}
@@ -147,14 +156,11 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	p.expiry.Certificate("identity.auth", mat.Auth.Leaf, d.Now())
 	if mat.Sign != nil {
 		p.expiry.Certificate("identity.sign", mat.Sign.Leaf, d.Now())
-		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
-		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
-	}
-	if cfg.Audit.CheckpointKey != nil {
-		p.digests["audit.checkpoint_key"] = sourceDigest(cfg.Audit.CheckpointKey)
+		p.current.sign.Store(mat.Sign)
+		p.current.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
-		p.checkpointKey.Store(mat.Checkpoint)
+		p.current.checkpoint.Store(mat.Checkpoint)
 		var sinks []audit.Sink
 		if sinks, err = auditSinks(&cfg.Audit.Ship, chainID(cfg.Audit.ChainID, d.Getenv), d); err != nil {
 			return nil, err
@@ -181,12 +187,11 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 		p.expiry.Certificate("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
 	}
 
-	h, transports, err := p.buildHandler(cfg, mat.Store)
+	routes, err := p.buildRoutes(cfg, mat.Store)
 	if err != nil {
 		return nil, err
 	}
-	p.handler.Store(h)
-	p.transports = transports
+	p.routes.Store(routes)
 	if err := p.zeroSeries(cfg); err != nil {
 		return nil, err
 	}
@@ -245,16 +250,16 @@ func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, err
 
 // checkpointSigner is the audit log's signer: the current checkpoint key.
 func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
-	id := p.checkpointKey.Load()
+	id := p.current.checkpoint.Load()
 	return id.Signer(), id.Leaf
 }
 
-// buildHandler builds the routes of cfg, with the trust bundles of store,
+// buildRoutes builds the routes of cfg, with the trust bundles of store,
 // around the proxy's current identity, signer, revocation checker and audit
 // log. Build uses it, and a configuration reload.
-func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Handler, []*proxy.RenewableUpstream, error) {
+func (p *Proxy) buildRoutes(cfg *config.Config, store *trust.Store) (*routeSet, error) {
 	d, m, checker := p.deps, p.metrics, p.revocation
-	clientCert := p.authCert.Load
+	clientCert := func() *tls.Certificate { return &p.current.auth.Load().Certificate }
 	var transports []*proxy.RenewableUpstream
 	var specs []proxy.RouteSpec
 	var err error
@@ -264,7 +269,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		serverName := r.ServerName // dynamic routes: each partner's own name
 		if r.Dynamic == nil {
 			if upstream, err = url.Parse(r.Upstream); err != nil {
-				return nil, nil, fmt.Errorf("%s.upstream: %w", path, err)
+				return nil, fmt.Errorf("%s.upstream: %w", path, err)
 			}
 			if serverName == "" {
 				serverName = upstream.Hostname()
@@ -274,7 +279,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		for _, pin := range r.SPKIPins {
 			b, err := config.ParsePin(pin)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s.spki_pins: %w", path, err)
+				return nil, fmt.Errorf("%s.spki_pins: %w", path, err)
 			}
 			pins = append(pins, b)
 		}
@@ -292,12 +297,12 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		}
 		verifier, err := store.NewVerifier(vo)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s.trust: %w", path, err)
+			return nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
 		timeouts := r.Timeouts
 		dial, err := p.routeDial(r, path, upstream)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		tr := proxy.NewRenewableUpstream(func() *proxy.Upstream {
 			return proxy.NewUpstream(proxy.UpstreamOptions{
@@ -335,7 +340,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			for _, q := range rs.SignedElement {
 				name, err := saml.ParseClark(q)
 				if err != nil {
-					return nil, nil, fmt.Errorf("%s.response_signature.signed_element: %w", path, err)
+					return nil, fmt.Errorf("%s.response_signature.signed_element: %w", path, err)
 				}
 				policy.SignedElement = append(policy.SignedElement, name)
 			}
@@ -344,8 +349,8 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if r.Token != nil {
 			// Loaded at start only (a reload that adds them is refused):
 			// never build a signing route without them.
-			if p.signer.Load() == nil || p.audit == nil {
-				return nil, nil, fmt.Errorf("%s.token: the signing certificate (identity.sign) and the audit log (audit.dir) are loaded at start only: restart roc-proxy to add a signing route", path)
+			if p.current.signer.Load() == nil || p.audit == nil {
+				return nil, fmt.Errorf("%s.token: the signing certificate (identity.sign) and the audit log (audit.dir) are loaded at start only: restart roc-proxy to add a signing route", path)
 			}
 			spec.TokenHeaders = []string{proxy.DefaultTokenHeader}
 			if r.Token.HTTPHeader != "" {
@@ -353,7 +358,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			}
 			spec.Token = tokenroute.New(tokenroute.Options{
 				Route:    r.Name,
-				Injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
+				Injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.current.signer.Load, Now: d.Now, Metrics: m}),
 				Status:   checker, RefuseRevokedSigner: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
 				Audit: p.audit, StoreAssertion: cfg.Audit.StoreAssertion, PatientID: cfg.Audit.PatientID,
 			})
@@ -361,15 +366,19 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		specs = append(specs, spec)
 	}
 	var allow []netip.Prefix
-	for _, c := range cfg.Listen.AllowCIDRs {
-		allow = append(allow, netip.MustParsePrefix(c)) // validated by config
+	for i, c := range cfg.Listen.AllowCIDRs {
+		prefix, err := netip.ParsePrefix(c) // validated by config: an error here is a bug, not a panic
+		if err != nil {
+			return nil, fmt.Errorf("listen.allow_cidrs[%d]: %w", i, err)
+		}
+		allow = append(allow, prefix)
 	}
 	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now,
 		Budget: p.budget, WriteTimeout: p.cfg.Server.WriteTimeout})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return h, transports, nil
+	return &routeSet{cfg: cfg, store: store, handler: h, pools: transports}, nil
 }
 
 // peerVerifier is the verifier as the transport's per-connection hook, or
@@ -386,68 +395,6 @@ func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.Con
 		}
 		return g, err
 	}
-}
-
-// prefetchRevocation warms the revocation cache: every authority of the
-// trust bundles (and its own status, from its issuer), and the
-// establishment's certificates, which are then watched.
-func (p *Proxy) prefetchRevocation(ctx context.Context) {
-	var cas []*x509.Certificate
-	var chains [][]*x509.Certificate
-	for _, name := range p.store.Names() {
-		b := p.store.Bundle(name)
-		cas = append(cas, b.Anchors...)
-		cas = append(cas, b.Intermediates...)
-		anchors, inter := p.store.Pools(name)
-		for _, c := range b.Intermediates {
-			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
-				chains = append(chains, vc[0])
-			}
-		}
-	}
-	cas = append(cas, p.auth.Chain[1:]...)
-	p.revocation.Require(p.requiredAuthorities())
-	p.revocation.Prefetch(ctx, cas, chains)
-	p.revocation.Watch(ctx, "ORG_AUTH_CLI", p.auth.Chain)
-	if p.sign != nil {
-		p.revocation.Watch(ctx, "ORG_SIGN", p.sign.Chain)
-	}
-}
-
-// requiredAuthorities are what readiness waits for: the authorities of the
-// trust bundles that hard routes use, for TLS and for their partner's
-// signed answers (their CRLs, when known), and the chains of their
-// intermediates (each one's status from its issuer).
-func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificate) {
-	hard := map[string]bool{}
-	for _, r := range p.cfg.Routes {
-		if r.Revocation.Policy == "hard" {
-			for _, b := range r.Trust {
-				hard[b] = true
-			}
-			if r.ResponseSignature.Policy != "off" {
-				for _, b := range r.ResponseSignature.Trust {
-					hard[b] = true
-				}
-			}
-		}
-	}
-	var cas []*x509.Certificate
-	var chains [][]*x509.Certificate
-	for _, name := range p.store.Names() {
-		if !hard[name] {
-			continue
-		}
-		b := p.store.Bundle(name)
-		cas = append(append(cas, b.Anchors...), b.Intermediates...)
-		anchors, inter := p.store.Pools(name)
-		for _, c := range b.Intermediates {
-			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
-				chains = append(chains, vc[0])
-			}
-		}
-	}
-	return cas, chains
 }
 
 // chainID names this replica's audit chain: configured, or the pod name,
@@ -477,69 +424,6 @@ func chainID(configured string, getenv func(string) string) string {
 
 // ServeHTTP serves the SIH with the current handler (a configuration
 // reload swaps it; requests in flight finish on the one they started on).
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.Load().ServeHTTP(w, r) }
-
-// revocationReadiness is what readiness still waits for. Readiness is a
-// start-up gate: once every authority hard routes need had a usable
-// status, later outages are reported on /healthz and in the metrics, not
-// by taking every replica out of service at once (the SIH then gets a 502
-// naming the reason instead of a refused connection).
-func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
-	if p.revocationWarm.Load() {
-		return nil, false
-	}
-	ok, missing, pastBudget := p.revocation.Readiness()
-	if ok {
-		p.revocationWarm.Store(true)
-		return nil, false
-	}
-	return missing, pastBudget
-}
-
-// zeroSeries makes the failure series ops alert on exist at 0 from the
-// start. Prometheus sees a counter series that appears at 1 with no
-// earlier sample: increase() over it is 0, and a first audit failure or
-// refused reload, then recovery, would never alert. Series of what is not
-// in use are not made (an audit health of 0 without an audit log would be
-// a permanent false alarm).
-func (p *Proxy) zeroSeries(cfg *config.Config) error {
-	m := p.metrics
-	sources := []string{"identity.auth"}
-	if cfg.Identity.Sign != nil {
-		sources = append(sources, "identity.sign")
-	}
-	if cfg.Audit.CheckpointKey != nil {
-		sources = append(sources, "audit.checkpoint_key")
-	}
-	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
-		sources = append(sources, "listen.tls")
-	} else if t != nil {
-		sources = append(sources, "listen.tls.acme")
-	}
-	for _, source := range sources {
-		for _, result := range []string{"ok", "error"} {
-			m.CertificateReloads.WithLabelValues(source, result)
-		}
-		m.CertificateRefused.WithLabelValues(source).Set(0)
-	}
-	if p.audit == nil {
-		p.registry.Unregister(m.AuditHealthy)
-		return nil
-	}
-	for _, stage := range audit.FailureStages {
-		m.AuditFailures.WithLabelValues(stage)
-	}
-	// Only result records can be lost (a signed record that cannot be
-	// written stops its token instead).
-	m.AuditRecordsLost.WithLabelValues(audit.TypeResult)
-	if cfg.Audit.Ship.Stdout {
-		m.AuditShipErrors.WithLabelValues("stdout")
-	}
-	if cfg.Audit.Ship.Syslog != nil {
-		m.AuditShipErrors.WithLabelValues("syslog")
-	}
-	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
-	}
-	return nil
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.routes.Load().handler.ServeHTTP(w, r)
 }

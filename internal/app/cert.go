@@ -18,12 +18,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
-
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/certinfo"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )

@@ -7,10 +7,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
-
 	"go.uber.org/zap"
 
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/egress"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -32,7 +34,7 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, configCheckUsage)
 		return ErrUsage
 	}
-	cfg, mat, routes, err := checkFile(args[0], Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
+	cfg, mat, routes, err := check(args[0], Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
 	if err != nil {
 		return err
 	}
@@ -62,4 +64,26 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  revocation fetches: %s\n", routes[len(cfg.Routes)])
 	}
 	return nil
+}
+
+// check runs the checks of config check on a file: strict decoding,
+// validation, and loading every certificate, key and trust bundle it
+// names, the outbound proxies' credentials and the audit collector's
+// certificates (nothing connects). config check and a reload call it
+// both, so that they agree. routes says how each route, then the
+// revocation fetches, leave (egress.Describe).
+func check(path string, d Deps) (cfg *config.Config, mat *material.Material, routes []string, err error) {
+	if cfg, err = config.Load(path); err != nil {
+		return nil, nil, nil, err
+	}
+	if mat, err = material.Load(cfg, material.Options{Now: d.Now, Getenv: d.Getenv}); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	if routes, err = egress.Describe(cfg, d.Getenv); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	if _, err = auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: d.Getenv}); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	return cfg, mat, routes, nil
 }

@@ -21,13 +21,11 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/logging"
-
-	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"

@@ -18,16 +18,14 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/roc-proxy/roc-proxy/internal/expiry"
-	"github.com/roc-proxy/roc-proxy/internal/material"
-
-	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
+	"github.com/roc-proxy/roc-proxy/internal/expiry"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"

@@ -22,12 +22,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/logging"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )

@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/logging"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
+	"github.com/roc-proxy/roc-proxy/internal/reload"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -461,7 +461,7 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	text, _ := os.ReadFile(path)
 	os.WriteFile(path, bytes.Replace(text, []byte("10.0.0.0/8"), []byte("172.16.0.0/12"), 1), 0o600) // ...with the global one changed
 	err = p.ReloadConfig(context.Background(), path)
-	var re *ReloadError
+	var re *reload.RestartError
 	if !errors.As(err, &re) || !slices.Equal(re.Restart, []string{"outbound_proxy"}) {
 		t.Fatalf("reload changing the global outbound_proxy: %v, want a refusal naming outbound_proxy", err)
 	}

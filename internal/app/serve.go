@@ -17,17 +17,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/roc-proxy/roc-proxy/internal/listener"
-
-	"github.com/roc-proxy/roc-proxy/internal/logging"
-
-	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/listener"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 	"github.com/roc-proxy/roc-proxy/internal/version"
@@ -196,11 +193,14 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 	}
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
-	p.prefetchRevocation(ctx)
-	// Read before the reload goroutine starts: it owns p.cfg and
-	// p.transports from then on, until stop has returned.
-	routes, shutdownTimeout := len(p.cfg.Routes), p.cfg.Server.ShutdownTimeout
-	authSubject := trust.SubjectDN(p.auth.Leaf)
+	start := p.routes.Load()
+	p.prefetchRevocation(ctx, start.cfg, start.store)
+	// Nothing here reads what the reloader owns (the running configuration,
+	// its trust bundles, the digests of their files): the routes in service
+	// and the certificates are swapped atomically, and p.cfg's sections
+	// read here are restart-only.
+	routes, shutdownTimeout := len(start.cfg.Routes), p.cfg.Server.ShutdownTimeout
+	authSubject := trust.SubjectDN(p.current.auth.Load().Leaf)
 	stopWork := func() {} // the background work, once started
 	var stopped sync.Once
 	stop := func() {
@@ -225,7 +225,7 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		}()
 		go func() {
 			defer background.Done()
-			p.runReload(bgCtx)
+			p.reloader.Run(bgCtx)
 		}()
 		stopWork = func() {
 			stopBackground()
@@ -265,10 +265,11 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		s.sih.Close()
 	}
 	s.admin.Close()
-	// No reload may run while the last state is read.
+	// No reload may run while the last state is read: the routes then in
+	// service are the last ones.
 	stop()
-	for _, t := range p.transports {
-		t.CloseIdleConnections()
+	for _, pool := range p.routes.Load().pools {
+		pool.CloseIdleConnections()
 	}
 	if p.audit != nil {
 		p.audit.Close() // after the drain: every result is recorded, then a checkpoint

@@ -58,7 +58,7 @@ func TestRenewableUpstream(t *testing.T) {
 	var revoked atomic.Bool
 	u := NewRenewableUpstream(func() *Upstream {
 		return NewUpstream(UpstreamOptions{
-			TLS: mtls.ClientConfig(mtls.ClientOptions{ServerName: testpki.IDBHost, VerifyConnection: v.VerifyConnection, ClientCertificate: client.Load}),
+			TLS:            mtls.ClientConfig(mtls.ClientOptions{ServerName: testpki.IDBHost, VerifyConnection: v.VerifyConnection, ClientCertificate: client.Load}),
 			ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second, ResponseHeaderTimeout: 5 * time.Second,
 		})
 	}, revoked.Load)

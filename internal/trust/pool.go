@@ -57,3 +57,43 @@ func (b *Bundle) Pools() (anchors, intermediates *x509.CertPool) {
 	b.AddTo(anchors, intermediates)
 	return anchors, intermediates
 }
+
+// Authorities are the anchors and intermediates of the named bundles
+// (every bundle when names is empty), bundle after bundle in name order.
+func (s *Store) Authorities(names ...string) []*x509.Certificate {
+	if len(names) == 0 {
+		names = s.Names()
+	}
+	var cas []*x509.Certificate
+	for _, n := range names {
+		if b := s.bundles[n]; b != nil {
+			cas = append(append(cas, b.Anchors...), b.Intermediates...)
+		}
+	}
+	return cas
+}
+
+// IntermediateChains are the chains of the named bundles' intermediates
+// (every bundle when names is empty), each verified against its own
+// bundle, at any date and for any usage: what a revocation check of the
+// intermediates needs (each one's status comes from its issuer). An
+// intermediate that does not chain within its bundle is left out.
+func (s *Store) IntermediateChains(names ...string) [][]*x509.Certificate {
+	if len(names) == 0 {
+		names = s.Names()
+	}
+	var chains [][]*x509.Certificate
+	for _, n := range names {
+		b := s.bundles[n]
+		if b == nil {
+			continue
+		}
+		anchors, inter := b.Pools()
+		for _, c := range b.Intermediates {
+			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+				chains = append(chains, vc[0])
+			}
+		}
+	}
+	return chains
+}
