@@ -1,6 +1,8 @@
 // Package config holds roc-proxy's configuration: its types, strict YAML
-// loading, defaults (in one place: Defaults and applyDefaults) and a pure
-// validation that reports every problem with its path.
+// loading, defaults (in one place: the Default constants and applyDefaults
+// in load.go) and a pure validation that reports every problem with its
+// path. Every key is documented in docs/configuration.md (docs/docs_test.go
+// fails on a key missing there).
 //
 // It never reads certificates or keys and never logs secret values: loading
 // the material a configuration points to belongs to internal/mtls and

@@ -13,7 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Default values, in one place. README's configuration reference quotes them.
+// Default values, in one place. docs/configuration.md quotes them.
 const (
 	DefaultSIHAddress        = "127.0.0.1:8080"
 	DefaultAdminAddress      = "127.0.0.1:9090"
@@ -50,8 +50,9 @@ const (
 )
 
 // Bounds of a partner's answer checked under response_signature, before
-// its tree is built (README, "Tokens"): a tree costs 100 to 200 bytes a
-// node however few bytes the node takes in the answer.
+// its tree is built (docs/security-model.md, "Partners' signed answers"):
+// a tree costs 100 to 200 bytes a node however few bytes the node takes in
+// the answer.
 const (
 	DefaultResponseMaxNodes = 50000
 	DefaultResponseMaxDepth = 128

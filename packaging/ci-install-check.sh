@@ -2,7 +2,7 @@
 # Installs the .deb on this (Debian) machine as an administrator would, and
 # checks it: the unit (systemd-analyze verify, and its hardening score), the
 # files and their modes, the configuration check from the installed paths
-# run as the service user with certificates made the way the README says
+# run as the service user with certificates made the way docs/installation.md says
 # (roc-proxy csr, the authority signs, roc-proxy p12 build), a reinstall
 # over it (the scripts an upgrade runs), then removal and purge, leaving
 # nothing but the audit log the establishment must keep.
@@ -32,7 +32,7 @@ dpkg-query -W -f='${Conffiles}\n' roc-proxy | grep -q ' /etc/roc-proxy/roc-proxy
   fail "/etc/roc-proxy/private: $(stat -c '%U:%G %a' /etc/roc-proxy/private), want root:roc-proxy 750"
 /usr/bin/roc-proxy --version
 
-echo "-- certificates as the README makes them, in the installed places"
+echo "-- certificates as docs/installation.md makes them, in the installed places"
 cd "$work"
 cat > ca.cnf <<'CNF'
 [req]

@@ -145,7 +145,7 @@ func TestDockerfileBuildStepStampsVersionAndRevision(t *testing.T) {
 	}
 	arches := []string{runtime.GOARCH}
 	if runtime.GOARCH != "arm64" && !testing.Short() {
-		arches = append(arches, "arm64") // the other platform the README builds
+		arches = append(arches, "arm64") // the other platform docs/installation.md builds
 	}
 	for _, arch := range arches {
 		t.Run(arch, func(t *testing.T) {

@@ -131,7 +131,7 @@ func TestSystemdUnitHardening(t *testing.T) {
 type nfpmEntry struct{ src, typ string }
 
 // The packaged configuration names only what the package installs or what
-// the README tells the administrator to put in place, and writes only in
+// docs/installation.md tells the administrator to put in place, and writes only in
 // the folders systemd makes writable for the service.
 func TestPackagedConfigurationPaths(t *testing.T) {
 	cfg := packagedConfig(t)

@@ -40,8 +40,8 @@ func load(t *testing.T, c *config.OutboundProxy) *Proxy {
 	return p
 }
 
-// NO_PROXY semantics, as x/net/http/httpproxy applies them (and as the
-// README documents them).
+// NO_PROXY semantics, as x/net/http/httpproxy applies them (and as
+// docs/installation.md documents them).
 func TestNoProxy(t *testing.T) {
 	p := load(t, &config.OutboundProxy{URL: "http://proxy.hopital.example:3128", NoProxy: []string{
 		"intranet", "hopital.example", ".sante.example", "*.chu.example", "10.0.0.0/8", "192.168.1.10", "amc.example:8443", "[2001:db8::1]:443",

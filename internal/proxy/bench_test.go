@@ -78,7 +78,7 @@ func BenchmarkUnknownRoute(b *testing.B) {
 // and writing the answer, the handler, the pooled mutual-TLS exchange with
 // the partner, and the access log written as JSON, as in production. Its
 // CPU profile is the one cmd/roc-proxy/default.pgo is made from (see
-// README, "Tests and benchmarks").
+// docs/testing-and-benchmarks.md).
 func BenchmarkPassThroughServer(b *testing.B) {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey, enc.EncodeTime, enc.EncodeDuration = "ts", zapcore.ISO8601TimeEncoder, zapcore.MillisDurationEncoder

@@ -24,8 +24,8 @@ import (
 // every request to a writer goroutine and every answer back from a reader
 // goroutine. Those hand-offs (channel operations, goroutine wake-ups,
 // futex calls) cost 14% of roc-proxy's CPU per pass-through request on a
-// 2-core host, and 30-40% of a bare exchange's; see README, "Tests and
-// benchmarks".
+// 2-core host, and 30-40% of a bare exchange's; see
+// docs/testing-and-benchmarks.md, "Measured figures".
 //
 // Behaviour kept from http.Transport: keep-alive pools per host (most
 // recently used first, at most MaxIdlePerHost per partner and MaxIdle in

@@ -133,10 +133,10 @@ func FuzzResponsePolicy(f *testing.F) {
 	})
 }
 
-// TestResponsePolicyKnownLimits holds the README's honest limits to what
-// they say: these answers are legitimate (xmlsec1 verifies them) and
-// refused (goxmldsig canonicalizes them otherwise: the digest does not
-// match). Should goxmldsig change, this test says the README must too.
+// TestResponsePolicyKnownLimits holds the honest limits of
+// docs/security-model.md to what they say: these answers are legitimate
+// (xmlsec1 verifies them) and refused (goxmldsig canonicalizes them otherwise: the digest does not
+// match). Should goxmldsig change, this test says the document must too.
 func TestResponsePolicyKnownLimits(t *testing.T) {
 	p := testpki.MustShared(t)
 	roots, inter := x509.NewCertPool(), x509.NewCertPool()

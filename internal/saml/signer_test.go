@@ -79,7 +79,7 @@ func TestResponseSigners(t *testing.T) {
 	all.AddCert(p.OSIRoot.Cert)
 	inter.AddCert(p.OSIServeur.Cert)
 	inter.AddCert(p.OSIServicesApplicatifs.Cert)
-	// The bundle the README recommends: the signing authority only.
+	// The bundle docs/security-model.md recommends: the signing authority only.
 	signingInter := x509.NewCertPool()
 	signingInter.AddCert(p.OSIServicesApplicatifs.Cert)
 	full := func() *ResponsePolicy { return &ResponsePolicy{Roots: all, Intermediates: inter, Now: time.Now} }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # After the files land. The service is not started: it needs the
-# establishment's certificates first (README, "Installing on a virtual
+# establishment's certificates first (docs/installation.md, "On a virtual
 # machine"). On an upgrade, a running service is restarted on the new binary.
 set -e
 chgrp roc-proxy /etc/roc-proxy/private

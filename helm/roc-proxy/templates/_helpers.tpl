@@ -89,10 +89,10 @@ is 5.36870912e+08), --set an integer. */ -}}
 {{/* Values that cannot work fail here, saying what to set. */}}
 {{- define "roc-proxy.validate" -}}
 {{- if not .Values.certificates.auth.existingSecret -}}
-{{- fail "certificates.auth.existingSecret: set the name of the Secret holding the ORG_AUTH_CLI PKCS#12 file and its password (README: Deploying in Kubernetes)" -}}
+{{- fail "certificates.auth.existingSecret: set the name of the Secret holding the ORG_AUTH_CLI PKCS#12 file and its password (docs/installation.md: In Kubernetes)" -}}
 {{- end -}}
 {{- if and (not .Values.config.routes) (not .Values.config.existingConfigMap) -}}
-{{- fail "config.routes: no route is configured, and roc-proxy refuses to start without one; list the partners the SIH calls (helm/roc-proxy/README.md, config.routes; the project README, Configuration reference)" -}}
+{{- fail "config.routes: no route is configured, and roc-proxy refuses to start without one; list the partners the SIH calls (helm/roc-proxy/README.md, config.routes; docs/configuration.md)" -}}
 {{- end -}}
 {{- if and .Values.config.existingConfigMap (not .Values.config.existingConfigMapChecksum) -}}
 {{- fail "config.existingConfigMapChecksum: with config.existingConfigMap, give a checksum of its content (e.g. sha256sum roc-proxy.yaml) that changes when you edit it: the pods roll on a change, which the chart cannot see otherwise" -}}

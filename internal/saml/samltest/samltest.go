@@ -127,8 +127,8 @@ type KnownLimit struct {
 	IDArgs []string
 }
 
-// KnownLimits builds the answers README's "honest limits" describe,
-// signed by signer.
+// KnownLimits builds the answers the "honest limits" of
+// docs/security-model.md describe, signed by signer.
 func KnownLimits(t testing.TB, signer *testpki.Cert) []KnownLimit {
 	t.Helper()
 	const algInc = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
