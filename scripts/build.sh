@@ -11,7 +11,7 @@ set -eu
 out=${1:?usage: scripts/build.sh OUTPUT [VERSION [REVISION]]}
 version=${2:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 revision=${3:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
-pkg=github.com/roc-proxy/roc-proxy/internal/app
+pkg=github.com/roc-proxy/roc-proxy/internal/version
 CGO_ENABLED=0 go build -trimpath \
-  -ldflags "-s -w -X ${pkg}.version=${version} -X ${pkg}.buildRevision=${revision}" \
+  -ldflags "-s -w -X ${pkg}.release=${version} -X ${pkg}.revision=${revision}" \
   -o "$out" ./cmd/roc-proxy

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/config"
-	"github.com/roc-proxy/roc-proxy/internal/app"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -44,7 +44,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	mat, err := app.LoadMaterial(cfg, app.Deps{Getenv: os.Getenv, Now: time.Now})
+	mat, err := material.Load(cfg, material.Options{Getenv: os.Getenv, Now: time.Now})
 	if err != nil {
 		return err
 	}

@@ -2,26 +2,16 @@ package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"runtime"
-	"runtime/debug"
-	"strings"
-)
 
-// version and buildRevision are stamped at link time by scripts/build.sh:
-// -ldflags "-X .../internal/app.version=v1.2.3 -X .../internal/app.buildRevision=<commit>".
-// The revision is stamped because image builds see no .git folder
-// (.dockerignore), so the Go toolchain cannot record it.
-var (
-	version       = "dev"
-	buildRevision = ""
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 // ErrUsage means the command line was wrong; usage was printed.
-var ErrUsage = errors.New("invalid command line")
+var ErrUsage = cmdline.ErrUsage
 
 const usage = `roc-proxy: establishment-side mutual-TLS and SAML proxy for ROC and the DMP.
 
@@ -53,7 +43,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return cmdServe(ctx, args[1:], stdout, stderr)
 	case "config":
-		if len(args) >= 2 && isHelp(args[1]) {
+		if len(args) >= 2 && cmdline.IsHelp(args[1]) {
 			fmt.Fprint(stdout, configCheckUsage)
 			return nil
 		}
@@ -71,7 +61,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "cert", "p12":
 		sub := map[string]string{"cert": "inspect", "p12": "build"}[args[0]]
 		switch {
-		case len(args) >= 2 && isHelp(args[1]):
+		case len(args) >= 2 && cmdline.IsHelp(args[1]):
 			fmt.Fprint(stdout, certUsage)
 			return nil
 		case len(args) < 2:
@@ -92,14 +82,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage = func() {
 			fmt.Fprintln(fs.Output(), "Usage: roc-proxy version (or --version)\n\nPrints the version, the source revision and the Go version.")
 		}
-		if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
-			return ignoreHelp(err)
+		if err := cmdline.ParseFlags(fs, args[1:], stdout, stderr); err != nil {
+			return cmdline.IgnoreHelp(err)
 		}
-		fmt.Fprintln(stdout, versionString())
+		fmt.Fprintln(stdout, version.String())
 		return nil
 	case "help", "-h", "-help", "--help":
 		// "roc-proxy help COMMAND" is "roc-proxy COMMAND --help".
-		if len(args) > 1 && !isHelp(args[1]) {
+		if len(args) > 1 && !cmdline.IsHelp(args[1]) {
 			if !knownCommand(args[1]) {
 				fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[1], usage)
 				return ErrUsage
@@ -119,93 +109,4 @@ func knownCommand(c string) bool {
 		return true
 	}
 	return false
-}
-
-// isHelp says whether a in a command's place (never a flag's value nor a
-// positional argument) asks for help.
-func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
-
-// parseArgs parses a command's flags wherever they stand among its
-// positional arguments, and returns the positional ones. Go's flag package
-// stops at the first positional argument, so "cert inspect FILE
-// --password-file F" (as ops, and the README, write it) would take
-// "--password-file" for a second file. Here a flag's value is always the
-// word after it ("--o help", "--password-file -h"), "--" ends the flags, and
-// -h, -help or --help where a flag stands prints the usage on stdout and
-// returns errHelp, which callers turn into a clean exit. The word "help" is
-// only a help request in a command's place (Run), never here.
-func parseArgs(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
-	var flags, positional []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			positional = append(positional, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			positional = append(positional, a) // "-" too: standard input by convention
-			continue
-		}
-		name := strings.TrimPrefix(a[1:], "-")
-		name, _, hasValue := strings.Cut(name, "=")
-		f := fs.Lookup(name)
-		if f == nil && (name == "h" || name == "help") {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil, errHelp
-		}
-		flags = append(flags, a)
-		if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
-			i++
-			flags = append(flags, args[i])
-		}
-	}
-	// Every word given to Parse is a flag or its value: Parse consumes them
-	// all, or reports the first wrong one (unknown flag, missing or bad
-	// value) with the usage on stderr.
-	if err := fs.Parse(flags); err != nil {
-		return nil, ErrUsage
-	}
-	return positional, nil
-}
-
-func isBoolFlag(f *flag.Flag) bool {
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
-}
-
-// parseFlags is parseArgs for a command that takes no positional argument.
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	rest, err := parseArgs(fs, args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		fmt.Fprintf(stderr, "unexpected argument %q\n", rest[0])
-		fs.Usage()
-		return ErrUsage
-	}
-	return nil
-}
-
-var errHelp = errors.New("help requested")
-
-// revision is the VCS revision the binary was built from, if known.
-func revision() string {
-	if buildRevision != "" {
-		return buildRevision
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-	}
-	return "unknown"
-}
-
-func versionString() string {
-	return fmt.Sprintf("roc-proxy %s (revision %s, %s, %s/%s)", version, revision(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

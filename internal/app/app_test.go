@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
@@ -151,7 +152,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	log, flushLog, err := newLogger(cfg.Log, &logs)
+	log, flushLog, err := logging.New(cfg.Log, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}

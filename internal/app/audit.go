@@ -15,6 +15,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -63,7 +64,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, auditUsage)
 		return ErrUsage
 	}
-	if isHelp(args[0]) {
+	if cmdline.IsHelp(args[0]) {
 		fmt.Fprint(stdout, auditUsage)
 		return nil
 	}
@@ -88,7 +89,7 @@ func auditFlags(name string, stdout, stderr io.Writer) *flag.FlagSet {
 // parseAuditFlags is parseArgs for a command that needs PATHS (audit files
 // or folders; flags may come before or after them).
 func parseAuditFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
-	files, err := parseArgs(fs, args, stdout, stderr)
+	files, err := cmdline.Parse(fs, args, stdout, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -98,12 +99,6 @@ func parseAuditFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) 
 	}
 	return audit.ExpandPaths(files)
 }
-
-// stringList is a repeatable flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // auditAnchor builds the trust of audit verify: the named shipped bundles
 // or the given PEM files and folders.
@@ -205,7 +200,7 @@ func parseKept(line []byte) *audit.Record {
 
 func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	fs := auditFlags("verify", stdout, stderr)
-	var trustArgs, structureIDs, shipped stringList
+	var trustArgs, structureIDs, shipped cmdline.Strings
 	fs.Var(&structureIDs, "structure-id", "the establishment's structure id (idNat_Struct, the OU of its ORG_SIGN certificate); repeat or comma-separate for several")
 	signer := fs.String("signer", "", "PEM file of the establishment's signing certificate(s) (ORG_SIGN, renewals, audit.checkpoint_key)")
 	fs.Var(&trustArgs, "trust", "authorities the signers must chain to: igc-sante-prod (default), igc-sante-test, or a PEM file or folder; repeatable")
@@ -213,11 +208,11 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&shipped, "shipped", "records kept elsewhere (shipped JSON lines, a syslog file, process log lines); repeatable")
 	cpLine := fs.String("checkpoint", "", "a checkpoint record (JSON) kept elsewhere")
 	fs.Var(&shipped, "checkpoint-file", "same as --shipped")
-	var chains stringList
+	var chains cmdline.Strings
 	fs.Var(&chains, "chain", "verify only this chain (in the files and in the --shipped copy); repeatable")
 	files, err := parseAuditFlags(fs, args, stdout, stderr)
 	if err != nil {
-		return ignoreHelp(err)
+		return cmdline.IgnoreHelp(err)
 	}
 	anchor, err := auditAnchor(trustArgs, structureIDs, *signer)
 	if err != nil {
@@ -388,7 +383,7 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.NameID, "name-id", "", "NameID (the user, or the structure for ROC tokens)")
 	fs.StringVar(&f.Route, "route", "", "route name")
 	fs.StringVar(&f.PatientINS, "patient-ins", "", "the patient's INS: records that keep it in clear, hashed, or keyed with a --patient-id-key")
-	var keyFiles stringList
+	var keyFiles cmdline.Strings
 	fs.Var(&keyFiles, "patient-id-key", "the audit.patient_id_key file the records were keyed with (repeat for past keys)")
 	since := fs.String("since", "", "from this time (RFC 3339)")
 	until := fs.String("until", "", "before this time (RFC 3339)")
@@ -397,7 +392,7 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 	trustFile := fs.String("trust", "", "PEM bundle (root and intermediates) for --verify-tokens")
 	files, err := parseAuditFlags(fs, args, stdout, stderr)
 	if err != nil {
-		return ignoreHelp(err)
+		return cmdline.IgnoreHelp(err)
 	}
 	for _, t := range []struct {
 		s   string
@@ -502,11 +497,11 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
 	fs := auditFlags("export", stdout, stderr)
 	format := fs.String("format", "tar", "tar (the files as they are) or jsonl (the records, chain after chain)")
-	var chains stringList
+	var chains cmdline.Strings
 	fs.Var(&chains, "chain", "export only this chain; repeatable")
 	files, err := parseAuditFlags(fs, args, stdout, stderr)
 	if err != nil {
-		return ignoreHelp(err)
+		return cmdline.IgnoreHelp(err)
 	}
 	var sum *audit.ExportSummary
 	switch *format {

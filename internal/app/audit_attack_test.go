@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/internal/audit"
-	"github.com/roc-proxy/roc-proxy/internal/saml"
 )
 
 // shippedCopy writes the lines of files as the SIEM keeps them (JSON lines
@@ -63,27 +61,6 @@ func TestAuditVerifyNamesAChainWhoseFilesAreAllDeleted(t *testing.T) {
 		t.Fatalf("--chain of nothing: %v\n%s", err, out)
 	}
 
-}
-
-// A token for no patient (ROC, or a DMP request without the INS header)
-// must not carry a "patient" hash: with patient_id hash, every such record
-// carried SHA-256("") as patient_ins_sha256, a patient that does not exist
-// and the same for every one of them.
-func TestAuditRecordOfNoPatientHasNoPatientHash(t *testing.T) {
-	for _, mode := range []string{"hash", "keep", "drop"} {
-		ts := &tokenSource{patientID: mode}
-		a := ts.attributes(&saml.Values{UserName: "DUPONT Jeanne", PurposeOfUse: "normal"})
-		if _, ok := a["patient_ins_sha256"]; ok {
-			t.Errorf("patient_id %s: a record of no patient has patient_ins_sha256 %q", mode, a["patient_ins_sha256"])
-		}
-		if _, ok := a["patient_ins"]; ok {
-			t.Errorf("patient_id %s: a record of no patient has patient_ins", mode)
-		}
-		with := ts.attributes(&saml.Values{PatientINS: "279035121518989"})
-		if mode == "hash" && (with["patient_ins_sha256"] == "" || strings.Contains(fmt.Sprint(with), "279035121518989")) {
-			t.Errorf("patient_id hash: %v", with)
-		}
-	}
 }
 
 // audit export run by the security team through kubectl exec, on a folder

@@ -5,8 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,30 +13,28 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
+	"github.com/roc-proxy/roc-proxy/internal/expiry"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
+	"github.com/roc-proxy/roc-proxy/internal/reload"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
+	"github.com/roc-proxy/roc-proxy/internal/tokenroute"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
-
-// expiryWarning is how long before expiry a certificate is warned about:
-// the authority e-mails the administrators one month before.
-const expiryWarning = 30 * 24 * time.Hour
 
 // Deps are what Build takes from outside the configuration.
 type Deps struct {
@@ -63,193 +59,59 @@ type Deps struct {
 
 // Proxy is a fully wired roc-proxy, ready to serve.
 type Proxy struct {
-	cfg        *config.Config
-	log        *zap.Logger
-	registry   *prometheus.Registry
-	metrics    *metrics.Metrics
-	handler    atomic.Pointer[proxy.Handler] // swapped by a configuration reload
-	transports []*renewableTransport         // owned by the reload goroutine
-	auth       *mtls.Identity
-	sign       *mtls.Identity
+	// cfg is the configuration Build was given. Only its restart-only
+	// sections are read after Build (a reload refuses any change to
+	// them): the routes and trust bundles in service are in routes.
+	cfg      *config.Config
+	deps     Deps
+	log      *zap.Logger
+	registry *prometheus.Registry
+	metrics  *metrics.Metrics
 
-	warnMu     sync.Mutex
-	warnings   map[string]string // certificate -> expiry warning
+	routes  atomic.Pointer[routeSet] // swapped by a reload
+	current current                  // swapped piece by piece by a renewal
+	// sihTLS serves listen.tls from files (ACME's is made when serving);
+	// clientCAs are listen.tls.client_ca.
+	sihTLS    *tls.Config
+	clientCAs *x509.CertPool
+
 	revocation *revocation.Checker
 	// revocationWarm latches once readiness saw every required status.
 	revocationWarm atomic.Bool
-	store          *trust.Store
 	audit          *audit.Log // nil when no route signs
-	deps           Deps
+	expiry         *expiry.Watch
 	// egress is the global outbound_proxy (nil: directly), loaded at
 	// start; routes that name none use it.
 	egress *egress.Proxy
-
-	// The current material, swapped on renewal; handshakes and signatures
-	// take it when they start.
-	authCert  atomic.Pointer[tls.Certificate]
-	signer    atomic.Pointer[saml.Signer]
-	sihCert   atomic.Pointer[tls.Certificate] // listen.tls
-	sihTLS    *tls.Config
-	clientCAs *x509.CertPool
-	acmeCache *certmagic.Cache    // listen.tls.acme
-	digests   map[string][32]byte // source -> digest of its files
-	// configReload takes configuration reloads (SIGHUP) to the reload
-	// goroutine, which owns transports, store and cfg.
-	configReload chan configReloadRequest
-	// bundleSeries are the expiry series of the trust bundles' certificates
-	// (source, subject, serial), removed when a reload drops them.
-	bundleSeries map[[3]string]bool
 	// budget bounds the bodies in flight, across reloads.
 	budget *proxy.BodyBudget
-	// refusedFile and refusedBundles say what on disk a reload refused
-	// (roc_proxy_config_refused is 1 while either is true); owned by the
-	// reload goroutine.
-	refusedFile, refusedBundles bool
+	// reloader applies renewed files and configuration reloads; its
+	// goroutine owns the running configuration (Serve starts and stops it).
+	reloader *reload.Reloader
+}
 
-	// checkpointKey signs the audit chain's open record and checkpoints:
+// current is the establishment's material in service. A renewal swaps
+// each piece; a handshake or a signature takes the one current when it
+// starts.
+type current struct {
+	auth   atomic.Pointer[mtls.Identity] // ORG_AUTH_CLI
+	sign   atomic.Pointer[mtls.Identity] // ORG_SIGN; nil when no route signs
+	signer atomic.Pointer[saml.Signer]   // ORG_SIGN as the tokens' signer
+	// checkpoint signs the audit chain's open record and checkpoints:
 	// ORG_SIGN (following its renewals), or audit.checkpoint_key
 	// (following its own files).
-	checkpointKey atomic.Pointer[mtls.Identity]
+	checkpoint atomic.Pointer[mtls.Identity]
+	listener   atomic.Pointer[tls.Certificate] // listen.tls from files
 }
 
-// Material is the certificate material a configuration names, loaded and
-// checked; config check stops there.
-type Material struct {
-	Store *trust.Store
-	Auth  *mtls.Identity
-	Sign  *mtls.Identity // nil when no route signs
-	// Checkpoint signs the audit checkpoints (default: Sign).
-	Checkpoint *mtls.Identity
-	// ListenCert and ClientCAs are the SIH listener's TLS (listen.tls).
-	ListenCert *tls.Certificate
-	ClientCAs  *x509.CertPool
-	// PatientKey keys the patient's INS hash (audit.patient_id_key).
-	PatientKey []byte
-}
-
-// patientKey reads audit.patient_id_key (nil when not configured).
-func patientKey(cfg *config.Config) ([]byte, error) {
-	if cfg.Audit.PatientIDKey == "" {
-		return nil, nil
-	}
-	key, err := audit.ReadPatientKey(cfg.Audit.PatientIDKey)
-	if err != nil {
-		return nil, fmt.Errorf("audit.patient_id_key: %w", err)
-	}
-	return key, nil
-}
-
-// plainPatientHash says what patient_id: hash without a key is, when a
-// route may record a patient's INS.
-func plainPatientHash(cfg *config.Config) string {
-	if cfg.Audit.PatientID != "hash" || cfg.Audit.PatientIDKey != "" {
-		return ""
-	}
-	for _, r := range cfg.Routes {
-		if r != nil && r.Token != nil {
-			return "audit.patient_id: hash without audit.patient_id_key writes a plain SHA-256 of the patient's INS, which anyone holding the records (a SIEM copy, an export) reverses by trying every INS: pseudonymisation only, not protection; set audit.patient_id_key (HMAC-SHA-256 under a key kept apart from the records)"
-		}
-	}
-	return ""
-}
-
-// loadListenTLS reads the SIH listener's certificate (unless ACME manages
-// it) and client CAs.
-func loadListenTLS(t *config.ListenTLS) (*tls.Certificate, *x509.CertPool, error) {
-	var cert *tls.Certificate
-	if t.ACME == nil {
-		c, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen.tls: %s with %s: %w", t.Cert, t.Key, err)
-		}
-		cert = &c
-	}
-	if t.ClientCA == "" {
-		return cert, nil, nil
-	}
-	cas, err := trust.ReadCertificates(t.ClientCA)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen.tls.client_ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range cas {
-		pool.AddCert(c)
-	}
-	return cert, pool, nil
-}
-
-// LoadMaterial reads the trust bundles and the establishment identity.
-func LoadMaterial(cfg *config.Config, d Deps) (*Material, error) {
-	store, err := trust.LoadStore(cfg.TrustBundles)
-	if err != nil {
-		return nil, err
-	}
-	auth, err := mtls.LoadIdentity(cfg.Identity.Auth, mtls.LoadOptions{
-		Path: "identity.auth", Role: mtls.RoleAuthClient, Store: store, Now: d.Now, Getenv: d.Getenv,
-	})
-	if err != nil {
-		return nil, err
-	}
-	mat := &Material{Store: store, Auth: auth}
-	if cfg.Identity.Sign != nil {
-		mat.Sign, err = mtls.LoadIdentity(cfg.Identity.Sign, mtls.LoadOptions{
-			Path: "identity.sign", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Listen.TLS != nil {
-		if mat.ListenCert, mat.ClientCAs, err = loadListenTLS(cfg.Listen.TLS); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkRevocationIssuers(cfg, mat); err != nil {
-		return nil, err
-	}
-	if mat.PatientKey, err = patientKey(cfg); err != nil {
-		return nil, err
-	}
-	mat.Checkpoint = mat.Sign
-	if cfg.Audit.CheckpointKey != nil {
-		mat.Checkpoint, err = mtls.LoadIdentity(cfg.Audit.CheckpointKey, mtls.LoadOptions{
-			Path: "audit.checkpoint_key", Role: mtls.RoleSign, Store: store, Now: d.Now, Getenv: d.Getenv,
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return mat, nil
-}
-
-// checkRevocationIssuers makes sure each revocation.issuers[].subject names
-// a certificate authority of the trust bundles or of the identity chains
-// (in either DN order): one that names none would be silently unused.
-func checkRevocationIssuers(cfg *config.Config, mat *Material) error {
-	var cas []*x509.Certificate
-	for _, name := range mat.Store.Names() {
-		b := mat.Store.Bundle(name)
-		cas = append(append(cas, b.Anchors...), b.Intermediates...)
-	}
-	for _, id := range []*mtls.Identity{mat.Auth, mat.Sign} {
-		if id != nil && len(id.Chain) > 1 {
-			cas = append(cas, id.Chain[1:]...)
-		}
-	}
-	var errs []error
-	for i, is := range cfg.Revocation.Issuers {
-		found := false
-		for _, ca := range cas {
-			if config.DNMatches(is.Subject, ca.RawSubject) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			errs = append(errs, fmt.Errorf("revocation.issuers[%d].subject: %q names no certificate authority of the trust bundles or of the identity chains", i, is.Subject))
-		}
-	}
-	return errors.Join(errs...)
+// routeSet is a configuration's routes in service: the handler the SIH is
+// served by, the partner pools behind it, and the configuration and trust
+// bundles they were built from.
+type routeSet struct {
+	cfg     *config.Config
+	store   *trust.Store
+	handler *proxy.Handler
+	pools   []*proxy.RenewableUpstream
 }
 
 // Build wires a Proxy from a validated configuration.
@@ -257,15 +119,15 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	mat, err := LoadMaterial(cfg, d)
+	mat, err := material.Load(cfg, material.Options{Now: d.Now, Getenv: d.Getenv})
 	if err != nil {
 		return nil, err
 	}
-	m, err := metrics.New(d.Registry, metrics.BuildInfo{Version: version, Revision: revision()})
+	m, err := metrics.New(d.Registry, metrics.BuildInfo{Version: version.Release(), Revision: version.Revision()})
 	if err != nil {
 		return nil, err
 	}
-	global, fetchProxy, err := loadGlobalProxies(cfg, d.Getenv)
+	global, fetchProxy, err := egress.LoadGlobal(cfg, d.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -276,32 +138,29 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, auth: mat.Auth, sign: mat.Sign, revocation: checker, store: mat.Store,
-		deps: d, digests: map[string][32]byte{}, configReload: make(chan configReloadRequest), egress: global}
+	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, revocation: checker,
+		deps: d, egress: global, expiry: expiry.New(m.CertificateNotAfter, d.Logger)}
+	// The files a reload follows are hashed now, just after they were read.
+	p.reloader = reload.New(reload.Options{Config: cfg, Store: mat.Store, Auth: mat.Auth, Sign: mat.Sign, Runtime: reloadTarget{p},
+		Expiry: p.expiry, Metrics: m, Logger: d.Logger, Now: d.Now, Getenv: d.Getenv})
 	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
-	p.authCert.Store(&mat.Auth.Certificate)
-	p.digests["identity.auth"] = sourceDigest(cfg.Identity.Auth)
-	p.digests["trust_bundles"] = bundlesDigest(cfg.TrustBundles)
+	p.current.auth.Store(mat.Auth)
 	p.clientCAs = mat.ClientCAs
 	if mat.ListenCert != nil {
-		p.sihCert.Store(mat.ListenCert)
-		p.digests["listen.tls"] = sourceDigest(listenSource(cfg.Listen.TLS))
-		p.sihTLS = mtls.ListenerConfig(mtls.ListenerOptions{Certificate: p.sihCert.Load, ClientCAs: mat.ClientCAs})
+		p.current.listener.Store(mat.ListenCert)
+		p.sihTLS = mtls.ListenerConfig(mtls.ListenerOptions{Certificate: p.current.listener.Load, ClientCAs: mat.ClientCAs})
 		if mat.ListenCert.Leaf != nil {
-			p.watchExpiry("listen.tls", mat.ListenCert.Leaf, d.Now())
+			p.expiry.Certificate("listen.tls", mat.ListenCert.Leaf, d.Now())
 		}
 	}
-	p.watchExpiry("identity.auth", mat.Auth.Leaf, d.Now())
+	p.expiry.Certificate("identity.auth", mat.Auth.Leaf, d.Now())
 	if mat.Sign != nil {
-		p.watchExpiry("identity.sign", mat.Sign.Leaf, d.Now())
-		p.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
-		p.digests["identity.sign"] = sourceDigest(cfg.Identity.Sign)
-	}
-	if cfg.Audit.CheckpointKey != nil {
-		p.digests["audit.checkpoint_key"] = sourceDigest(cfg.Audit.CheckpointKey)
+		p.expiry.Certificate("identity.sign", mat.Sign.Leaf, d.Now())
+		p.current.sign.Store(mat.Sign)
+		p.current.signer.Store(saml.NewSigner(mat.Sign.Signer(), mat.Sign.Leaf))
 	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
-		p.checkpointKey.Store(mat.Checkpoint)
+		p.current.checkpoint.Store(mat.Checkpoint)
 		var sinks []audit.Sink
 		if sinks, err = auditSinks(&cfg.Audit.Ship, chainID(cfg.Audit.ChainID, d.Getenv), d); err != nil {
 			return nil, err
@@ -321,22 +180,21 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 				p.audit.Close()
 			}
 		}()
-		if warn := plainPatientHash(cfg); warn != "" {
+		if warn := material.PlainPatientHash(cfg); warn != "" {
 			d.Logger.Named("audit").Warn(warn)
 		}
 	}
-	p.watchBundles(mat.Store)
+	p.expiry.Bundles(mat.Store, d.Now())
 	if cfg.Audit.CheckpointKey != nil && mat.Checkpoint != nil && mat.Checkpoint.Leaf != nil {
 		// Exported from the start like ORG_SIGN's, not only after a renewal.
-		p.watchExpiry("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
+		p.expiry.Certificate("audit.checkpoint_key", mat.Checkpoint.Leaf, d.Now())
 	}
 
-	h, transports, err := p.buildHandler(cfg, mat.Store)
+	routes, err := p.buildRoutes(cfg, mat.Store)
 	if err != nil {
 		return nil, err
 	}
-	p.handler.Store(h)
-	p.transports = transports
+	p.routes.Store(routes)
 	if err := p.zeroSeries(cfg); err != nil {
 		return nil, err
 	}
@@ -395,21 +253,21 @@ func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, err
 
 // checkpointSigner is the audit log's signer: the current checkpoint key.
 func (p *Proxy) checkpointSigner() (crypto.Signer, *x509.Certificate) {
-	id := p.checkpointKey.Load()
+	id := p.current.checkpoint.Load()
 	return id.Signer(), id.Leaf
 }
 
-// buildHandler builds the routes of cfg, with the trust bundles of store,
+// buildRoutes builds the routes of cfg, with the trust bundles of store,
 // around the proxy's current identity, signer, revocation checker and audit
 // log. Build uses it, and a configuration reload.
-func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Handler, []*renewableTransport, error) {
+func (p *Proxy) buildRoutes(cfg *config.Config, store *trust.Store) (*routeSet, error) {
 	d, m, checker := p.deps, p.metrics, p.revocation
-	clientCert := p.authCert.Load
-	var transports []*renewableTransport
+	clientCert := func() *tls.Certificate { return &p.current.auth.Load().Certificate }
+	var transports []*proxy.RenewableUpstream
 	var specs []proxy.RouteSpec
-	key, err := patientKey(cfg) // read at each build: a reload follows the configuration
+	patientKey, err := material.PatientKey(cfg) // read at each build: a reload follows the configuration
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for i, r := range cfg.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
@@ -417,7 +275,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		serverName := r.ServerName // dynamic routes: each partner's own name
 		if r.Dynamic == nil {
 			if upstream, err = url.Parse(r.Upstream); err != nil {
-				return nil, nil, fmt.Errorf("%s.upstream: %w", path, err)
+				return nil, fmt.Errorf("%s.upstream: %w", path, err)
 			}
 			if serverName == "" {
 				serverName = upstream.Hostname()
@@ -427,7 +285,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		for _, pin := range r.SPKIPins {
 			b, err := config.ParsePin(pin)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s.spki_pins: %w", path, err)
+				return nil, fmt.Errorf("%s.spki_pins: %w", path, err)
 			}
 			pins = append(pins, b)
 		}
@@ -445,14 +303,14 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		}
 		verifier, err := store.NewVerifier(vo)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s.trust: %w", path, err)
+			return nil, fmt.Errorf("%s.trust: %w", path, err)
 		}
 		timeouts := r.Timeouts
 		dial, err := p.routeDial(r, path, upstream)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		tr := newRenewableTransport(func() *proxy.Upstream {
+		tr := proxy.NewRenewableUpstream(func() *proxy.Upstream {
 			return proxy.NewUpstream(proxy.UpstreamOptions{
 				TLS: mtls.ClientConfig(mtls.ClientOptions{
 					ServerName: serverName, VerifyConnection: verifier.VerifyConnection,
@@ -464,8 +322,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 				VerifyPeer:            peerVerifier(verifier, vo.Watch != nil),
 				DialContext:           dial,
 			})
-		})
-		tr.ownRevoked = func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked }
+		}, func() bool { return checker.OwnStatus("ORG_AUTH_CLI") == revocation.StatusRevoked })
 		transports = append(transports, tr)
 		spec := proxy.RouteSpec{
 			Name: r.Name, PathPrefix: r.PathPrefix, StripPrefix: r.Strip(), Upstream: upstream,
@@ -489,7 +346,7 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 			for _, q := range rs.SignedElement {
 				name, err := saml.ParseClark(q)
 				if err != nil {
-					return nil, nil, fmt.Errorf("%s.response_signature.signed_element: %w", path, err)
+					return nil, fmt.Errorf("%s.response_signature.signed_element: %w", path, err)
 				}
 				policy.SignedElement = append(policy.SignedElement, name)
 			}
@@ -498,32 +355,36 @@ func (p *Proxy) buildHandler(cfg *config.Config, store *trust.Store) (*proxy.Han
 		if r.Token != nil {
 			// Loaded at start only (a reload that adds them is refused):
 			// never build a signing route without them.
-			if p.signer.Load() == nil || p.audit == nil {
-				return nil, nil, fmt.Errorf("%s.token: the signing certificate (identity.sign) and the audit log (audit.dir) are loaded at start only: restart roc-proxy to add a signing route", path)
+			if p.current.signer.Load() == nil || p.audit == nil {
+				return nil, fmt.Errorf("%s.token: the signing certificate (identity.sign) and the audit log (audit.dir) are loaded at start only: restart roc-proxy to add a signing route", path)
 			}
 			spec.TokenHeaders = []string{proxy.DefaultTokenHeader}
 			if r.Token.HTTPHeader != "" {
 				spec.TokenHeaders = append(spec.TokenHeaders, r.Token.HTTPHeader)
 			}
-			spec.Token = &tokenSource{
-				route:    r.Name,
-				injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.signer.Load, Now: d.Now, Metrics: m}),
-				checker:  checker, refuseRevoked: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
-				audit: p.audit, storeAssertion: cfg.Audit.StoreAssertion, patientID: cfg.Audit.PatientID, patientKey: key,
-			}
+			spec.Token = tokenroute.New(tokenroute.Options{
+				Route:    r.Name,
+				Injector: saml.NewInjector(saml.InjectorOptions{Route: r.Name, Token: r.Token, Signer: p.current.signer.Load, Now: d.Now, Metrics: m}),
+				Status:   checker, RefuseRevokedSigner: cfg.Revocation.RefuseRevokedSigner == nil || *cfg.Revocation.RefuseRevokedSigner,
+				Audit: p.audit, StoreAssertion: cfg.Audit.StoreAssertion, PatientID: cfg.Audit.PatientID, PatientKey: patientKey,
+			})
 		}
 		specs = append(specs, spec)
 	}
 	var allow []netip.Prefix
-	for _, c := range cfg.Listen.AllowCIDRs {
-		allow = append(allow, netip.MustParsePrefix(c)) // validated by config
+	for i, c := range cfg.Listen.AllowCIDRs {
+		prefix, err := netip.ParsePrefix(c) // validated by config: an error here is a bug, not a panic
+		if err != nil {
+			return nil, fmt.Errorf("listen.allow_cidrs[%d]: %w", i, err)
+		}
+		allow = append(allow, prefix)
 	}
 	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now,
 		Budget: p.budget, WriteTimeout: p.cfg.Server.WriteTimeout})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return h, transports, nil
+	return &routeSet{cfg: cfg, store: store, handler: h, pools: transports}, nil
 }
 
 // peerVerifier is the verifier as the transport's per-connection hook, or
@@ -540,274 +401,6 @@ func peerVerifier(v *trust.Verifier, watched bool) func(context.Context, tls.Con
 		}
 		return g, err
 	}
-}
-
-// watchExpiry exports a certificate's expiry and warns when it is near.
-// For the establishment's own certificates (identity.*) a renewal replaces
-// the warning of the certificate it renews.
-func (p *Proxy) watchExpiry(source string, c *x509.Certificate, now time.Time) {
-	subject := trust.SubjectDN(c)
-	key := source + "|" + c.SerialNumber.Text(16)
-	if !strings.HasPrefix(source, "trust_bundles.") {
-		// One certificate per source (identity.*, listen.tls): a renewal
-		// replaces the series of the certificate it renews, whose expiry
-		// would keep the expiry alert firing.
-		key = source
-		p.metrics.CertificateNotAfter.DeletePartialMatch(prometheus.Labels{"source": source})
-	}
-	p.metrics.CertificateNotAfter.WithLabelValues(source, subject, c.SerialNumber.Text(16)).Set(float64(c.NotAfter.Unix()))
-	p.warnMu.Lock()
-	defer p.warnMu.Unlock()
-	if p.warnings == nil {
-		p.warnings = map[string]string{}
-	}
-	delete(p.warnings, key)
-	left := c.NotAfter.Sub(now)
-	if left < expiryWarning {
-		p.warnings[key] = fmt.Sprintf("%s: certificate %s expires on %s (%d days left)", source, subject, c.NotAfter.UTC().Format(time.DateOnly), int(left.Hours()/24))
-		p.log.Warn("certificate expires soon", zap.String("source", source), zap.String("subject", subject),
-			zap.Time("not_after", c.NotAfter), zap.Int("days_left", int(left.Hours()/24)))
-	}
-}
-
-// watchBundles exports the expiry of every certificate of store's bundles
-// and warns of those near it, and removes the series and warnings of
-// certificates no longer in any bundle (after a reload).
-func (p *Proxy) watchBundles(store *trust.Store) {
-	now := p.deps.Now()
-	series := map[[3]string]bool{}
-	warnKeys := map[string]bool{}
-	for _, name := range store.Names() {
-		b := store.Bundle(name)
-		source := "trust_bundles." + name
-		for _, c := range append(append([]*x509.Certificate(nil), b.Anchors...), b.Intermediates...) {
-			serial := c.SerialNumber.Text(16)
-			series[[3]string{source, trust.SubjectDN(c), serial}] = true
-			warnKeys[source+"|"+serial] = true
-			p.watchExpiry(source, c, now)
-		}
-	}
-	for s := range p.bundleSeries {
-		if !series[s] {
-			p.metrics.CertificateNotAfter.DeleteLabelValues(s[0], s[1], s[2])
-		}
-	}
-	p.bundleSeries = series
-	p.warnMu.Lock()
-	defer p.warnMu.Unlock()
-	for k := range p.warnings {
-		if strings.HasPrefix(k, "trust_bundles.") && !warnKeys[k] {
-			delete(p.warnings, k)
-		}
-	}
-}
-
-// expiryWarnings lists the current expiry warnings, sorted.
-func (p *Proxy) expiryWarnings() []string {
-	p.warnMu.Lock()
-	defer p.warnMu.Unlock()
-	out := make([]string, 0, len(p.warnings))
-	for _, w := range p.warnings {
-		out = append(out, w)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// prefetchRevocation warms the revocation cache: every authority of the
-// trust bundles (and its own status, from its issuer), and the
-// establishment's certificates, which are then watched.
-func (p *Proxy) prefetchRevocation(ctx context.Context) {
-	var cas []*x509.Certificate
-	var chains [][]*x509.Certificate
-	for _, name := range p.store.Names() {
-		b := p.store.Bundle(name)
-		cas = append(cas, b.Anchors...)
-		cas = append(cas, b.Intermediates...)
-		anchors, inter := p.store.Pools(name)
-		for _, c := range b.Intermediates {
-			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
-				chains = append(chains, vc[0])
-			}
-		}
-	}
-	cas = append(cas, p.auth.Chain[1:]...)
-	p.revocation.Require(p.requiredAuthorities())
-	p.revocation.Prefetch(ctx, cas, chains)
-	p.revocation.Watch(ctx, "ORG_AUTH_CLI", p.auth.Chain)
-	if p.sign != nil {
-		p.revocation.Watch(ctx, "ORG_SIGN", p.sign.Chain)
-	}
-}
-
-// requiredAuthorities are what readiness waits for: the authorities of the
-// trust bundles that hard routes use, for TLS and for their partner's
-// signed answers (their CRLs, when known), and the chains of their
-// intermediates (each one's status from its issuer).
-func (p *Proxy) requiredAuthorities() ([]*x509.Certificate, [][]*x509.Certificate) {
-	hard := map[string]bool{}
-	for _, r := range p.cfg.Routes {
-		if r.Revocation.Policy == "hard" {
-			for _, b := range r.Trust {
-				hard[b] = true
-			}
-			if r.ResponseSignature.Policy != "off" {
-				for _, b := range r.ResponseSignature.Trust {
-					hard[b] = true
-				}
-			}
-		}
-	}
-	var cas []*x509.Certificate
-	var chains [][]*x509.Certificate
-	for _, name := range p.store.Names() {
-		if !hard[name] {
-			continue
-		}
-		b := p.store.Bundle(name)
-		cas = append(append(cas, b.Anchors...), b.Intermediates...)
-		anchors, inter := p.store.Pools(name)
-		for _, c := range b.Intermediates {
-			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
-				chains = append(chains, vc[0])
-			}
-		}
-	}
-	return cas, chains
-}
-
-// renewableTransport is a route's connection pool to its partner, started
-// afresh when ORG_AUTH_CLI is renewed: pooled keep-alive connections and
-// resumable TLS sessions carry the client certificate they were made with.
-type renewableTransport struct {
-	build func() *proxy.Upstream
-	cur   atomic.Pointer[proxy.Upstream]
-	// ownRevoked reports whether ORG_AUTH_CLI is known revoked: the
-	// partner's refusals are then classified as such.
-	ownRevoked func() bool
-}
-
-func newRenewableTransport(build func() *proxy.Upstream) *renewableTransport {
-	t := &renewableTransport{build: build}
-	t.cur.Store(build())
-	return t
-}
-
-// RoundTrip uses the current pool. While ORG_AUTH_CLI is known revoked,
-// a partner's refusal (a TLS alert, or an HTTP 400, 403, 495 or 496 that
-// is not a SOAP answer: what nginx and most front ends send for a refused
-// client certificate) becomes proxy.ErrOwnCertificateRevoked, so that the
-// SIH and the access log say why.
-func (t *renewableTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.cur.Load().RoundTrip(r)
-	if t.ownRevoked == nil || !t.ownRevoked() {
-		return resp, err
-	}
-	var opErr *net.OpError
-	switch {
-	case err != nil && errors.As(err, &opErr) && opErr.Op == "remote error":
-		return nil, fmt.Errorf("%w: %v", proxy.ErrOwnCertificateRevoked, err)
-	case err == nil && refusedClient(resp):
-		resp.Body.Close()
-		return nil, fmt.Errorf("%w: the partner answered %s", proxy.ErrOwnCertificateRevoked, resp.Status)
-	}
-	return resp, err
-}
-
-// refusedClient reports whether resp looks like a front end refusing the
-// client certificate rather than the partner's service answering.
-func refusedClient(resp *http.Response) bool {
-	switch resp.StatusCode {
-	case http.StatusBadRequest, http.StatusForbidden, 495, 496:
-	default:
-		return false
-	}
-	ct := strings.ToLower(resp.Header.Get("Content-Type"))
-	return !strings.Contains(ct, "xml") && !strings.Contains(ct, "json")
-}
-
-// renew starts a new pool; requests in flight finish on the old one,
-// whose idle connections are closed now and the others as their exchange
-// ends: none serves again with the old certificate.
-func (t *renewableTransport) renew() {
-	old := t.cur.Swap(t.build())
-	old.Close()
-}
-
-// CloseIdleConnections closes the current pool's idle connections.
-func (t *renewableTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
-
-// Close closes the current pool, its connections in use as their
-// exchange ends (a reload replaced the route).
-func (t *renewableTransport) Close() { t.cur.Load().Close() }
-
-// tokenSource signs a route's tokens, unless ORG_SIGN is known revoked,
-// and records each one durably before it leaves.
-type tokenSource struct {
-	route          string
-	injector       *saml.Injector
-	checker        *revocation.Checker
-	refuseRevoked  bool
-	audit          *audit.Log
-	storeAssertion bool
-	patientID      string
-	patientKey     []byte // audit.patient_id_key: the INS hash is keyed
-}
-
-func (t *tokenSource) Token(r proxy.TokenRequest) ([]byte, string, error) {
-	if t.refuseRevoked && t.checker.OwnStatus("ORG_SIGN") == revocation.StatusRevoked {
-		return nil, "", proxy.ErrSignerRevoked
-	}
-	tok, err := t.injector.Inject(r.Header, r.Body)
-	if err != nil {
-		return nil, "", err
-	}
-	sum := tok.AssertionSHA256 // computed once when signed, not per request
-	rec := &audit.Record{RequestID: r.RequestID, Route: t.route, AssertionID: tok.AssertionID, Profile: tok.Profile,
-		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hex.EncodeToString(tok.Signer[:]),
-		AssertionSHA256: hex.EncodeToString(sum[:]), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
-		Attributes: t.attributes(tok.Values)}
-	if t.storeAssertion {
-		rec.Assertion = tok.Assertion
-	}
-	if err := t.audit.Signed(r.Ctx, rec); err != nil {
-		return nil, "", fmt.Errorf("%w: %v", proxy.ErrAuditUnavailable, err)
-	}
-	return tok.Body, tok.AssertionID, nil
-}
-
-func (t *tokenSource) Result(requestID, assertionID string, status int, latency time.Duration, errorClass string) {
-	t.audit.Result(&audit.Record{RequestID: requestID, Route: t.route, AssertionID: assertionID, Status: status,
-		LatencyMS: float64(latency.Microseconds()) / 1000, ErrorClass: errorClass})
-}
-
-// attributes are the per-request values a record keeps; the patient's INS
-// as configured (hashed by default).
-func (t *tokenSource) attributes(v *saml.Values) map[string]string {
-	if v == nil {
-		return nil
-	}
-	a := map[string]string{"subject_id": v.UserName, "purpose_of_use": v.PurposeOfUse, "authn_context": v.AuthnContext}
-	var roles []string
-	for _, r := range v.Roles {
-		roles = append(roles, r.Code+"^"+r.CodeSystem)
-	}
-	a["roles"] = strings.Join(roles, ",")
-	switch {
-	case v.PatientINS == "":
-		// No patient: no hash of nothing (the same for every record).
-	case t.patientID == "keep":
-		a[audit.AttrPatientINS] = v.PatientINS
-	case t.patientID == "hash":
-		attr, h := audit.PatientHash(v.PatientINS, t.patientKey)
-		a[attr] = h
-	}
-	for k, val := range a {
-		if val == "" {
-			delete(a, k)
-		}
-	}
-	return a
 }
 
 // chainID names this replica's audit chain: configured, or the pod name,
@@ -837,76 +430,6 @@ func chainID(configured string, getenv func(string) string) string {
 
 // ServeHTTP serves the SIH with the current handler (a configuration
 // reload swaps it; requests in flight finish on the one they started on).
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.handler.Load().ServeHTTP(w, r) }
-
-// revocationReadiness is what readiness still waits for. Readiness is a
-// start-up gate: once every authority hard routes need had a usable
-// status, later outages are reported on /healthz and in the metrics, not
-// by taking every replica out of service at once (the SIH then gets a 502
-// naming the reason instead of a refused connection).
-func (p *Proxy) revocationReadiness() (missing []string, pastBudget bool) {
-	if p.revocationWarm.Load() {
-		return nil, false
-	}
-	ok, missing, pastBudget := p.revocation.Readiness()
-	if ok {
-		p.revocationWarm.Store(true)
-		return nil, false
-	}
-	return missing, pastBudget
-}
-
-// zeroSeries makes the failure series ops alert on exist at 0 from the
-// start. Prometheus sees a counter series that appears at 1 with no
-// earlier sample: increase() over it is 0, and a first audit failure or
-// refused reload, then recovery, would never alert. Series of what is not
-// in use are not made (an audit health of 0 without an audit log would be
-// a permanent false alarm).
-func (p *Proxy) zeroSeries(cfg *config.Config) error {
-	m := p.metrics
-	sources := []string{"identity.auth"}
-	if cfg.Identity.Sign != nil {
-		sources = append(sources, "identity.sign")
-	}
-	if cfg.Audit.CheckpointKey != nil {
-		sources = append(sources, "audit.checkpoint_key")
-	}
-	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
-		sources = append(sources, "listen.tls")
-	} else if t != nil {
-		sources = append(sources, "listen.tls.acme")
-	}
-	for _, source := range sources {
-		for _, result := range []string{"ok", "error"} {
-			m.CertificateReloads.WithLabelValues(source, result)
-		}
-		m.CertificateRefused.WithLabelValues(source).Set(0)
-	}
-	if p.audit == nil {
-		p.registry.Unregister(m.AuditHealthy)
-		return nil
-	}
-	for _, stage := range audit.FailureStages {
-		m.AuditFailures.WithLabelValues(stage)
-	}
-	// Only result records can be lost (a signed record that cannot be
-	// written stops its token instead).
-	m.AuditRecordsLost.WithLabelValues(audit.TypeResult)
-	var sinks []string
-	if cfg.Audit.Ship.Stdout {
-		sinks = append(sinks, "stdout")
-	}
-	if cfg.Audit.Ship.Syslog != nil {
-		sinks = append(sinks, "syslog")
-	}
-	for _, sink := range sinks {
-		m.AuditShipErrors.WithLabelValues(sink)
-		for _, kind := range audit.ShipAnomalies {
-			m.AuditShipAnomalies.WithLabelValues(sink, kind)
-		}
-	}
-	if err := p.registry.Register(metrics.NewAuditVolume(cfg.Audit.Dir)); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
-	}
-	return nil
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.routes.Load().handler.ServeHTTP(w, r)
 }

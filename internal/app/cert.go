@@ -22,15 +22,10 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/certinfo"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
-
-// bundleList is a repeatable --bundle flag.
-type bundleList []string
-
-func (b *bundleList) String() string     { return strings.Join(*b, ",") }
-func (b *bundleList) Set(v string) error { *b = append(*b, v); return nil }
 
 // toolStore holds the embedded public IGC-Santé chains and the bundles
 // given on the command line.
@@ -100,11 +95,11 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), certUsage); fs.PrintDefaults() }
 	pwFile := fs.String("password-file", "", "password of a PKCS#12 file")
 	asJSON := fs.Bool("json", false, "JSON output")
-	var bundles bundleList
+	var bundles cmdline.Strings
 	fs.Var(&bundles, "bundle", "PEM file of authorities (repeatable)")
-	files, err := parseArgs(fs, args, stdout, stderr)
+	files, err := cmdline.Parse(fs, args, stdout, stderr)
 	if err != nil {
-		return ignoreHelp(err)
+		return cmdline.IgnoreHelp(err)
 	}
 	if len(files) != 1 {
 		fmt.Fprintf(stderr, "one certificate file, please (got %d)\n\n", len(files))
@@ -232,8 +227,8 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 	keyOut := fs.String("key-out", "", "new key file (default: <role>.key)")
 	csrOut := fs.String("csr-out", "", "request file (default: <role>.csr)")
 	bits := fs.Int("bits", 2048, "RSA key size (2048 or 4096)")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	var problems []string
 	switch *role {
@@ -363,10 +358,10 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 	chainFile := fs.String("chain", "", "PEM intermediates (optional: completed from the bundles)")
 	pwFile := fs.String("password-file", "", "file holding the PKCS#12 password")
 	out := fs.String("out", "", "PKCS#12 file to create")
-	var bundles bundleList
+	var bundles cmdline.Strings
 	fs.Var(&bundles, "bundle", "PEM file of authorities (repeatable)")
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	if *keyFile == "" || *certFile == "" || *pwFile == "" || *out == "" {
 		fmt.Fprintln(stderr, "p12 build: --key, --cert, --password-file and --out are required")

@@ -9,6 +9,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/egress"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -22,15 +26,15 @@ then the certificates, keys and trust bundles it names are loaded and checked
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), configCheckUsage) }
-	args, err := parseArgs(fs, args, stdout, stderr)
+	args, err := cmdline.Parse(fs, args, stdout, stderr)
 	if err != nil {
-		return ignoreHelp(err)
+		return cmdline.IgnoreHelp(err)
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, configCheckUsage)
 		return ErrUsage
 	}
-	cfg, mat, routes, err := checkFile(args[0], Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
+	cfg, mat, routes, err := check(args[0], Deps{Logger: zap.NewNop(), Getenv: os.Getenv, Now: time.Now})
 	if err != nil {
 		return err
 	}
@@ -44,8 +48,8 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  trust_bundles.%s: %d root(s), %d intermediate(s)\n", name, len(b.Anchors), len(b.Intermediates))
 	}
 	switch {
-	case plainPatientHash(cfg) != "":
-		fmt.Fprintln(stdout, "  warning:", plainPatientHash(cfg))
+	case material.PlainPatientHash(cfg) != "":
+		fmt.Fprintln(stdout, "  warning:", material.PlainPatientHash(cfg))
 	case cfg.Audit.PatientID == "hash" && mat.PatientKey != nil:
 		fmt.Fprintf(stdout, "  audit.patient_id: hash keyed with audit.patient_id_key %s (HMAC-SHA-256)\n", cfg.Audit.PatientIDKey)
 	}
@@ -66,4 +70,26 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  revocation fetches: %s\n", routes[len(cfg.Routes)])
 	}
 	return nil
+}
+
+// check runs the checks of config check on a file: strict decoding,
+// validation, and loading every certificate, key and trust bundle it
+// names, the outbound proxies' credentials and the audit collector's
+// certificates (nothing connects). config check and a reload call it
+// both, so that they agree. routes says how each route, then the
+// revocation fetches, leave (egress.Describe).
+func check(path string, d Deps) (cfg *config.Config, mat *material.Material, routes []string, err error) {
+	if cfg, err = config.Load(path); err != nil {
+		return nil, nil, nil, err
+	}
+	if mat, err = material.Load(cfg, material.Options{Now: d.Now, Getenv: d.Getenv}); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	if routes, err = egress.Describe(cfg, d.Getenv); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	if _, err = auditSinks(&cfg.Audit.Ship, "check", Deps{Stdout: io.Discard, Getenv: d.Getenv}); err != nil {
+		return nil, nil, nil, &config.FileError{File: path, Err: err}
+	}
+	return cfg, mat, routes, nil
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -62,8 +64,8 @@ outcome of each step. Exits 1 unless every step had its expected outcome.
 Nothing is installed and nothing leaves 127.0.0.1.`)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	dir, err := os.MkdirTemp("", "roc-proxy-demo-")
 	if err != nil {
@@ -220,7 +222,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	if err != nil {
 		return nil, err
 	}
-	log, flushLog, err := newLogger(cfg.Log, logFile)
+	log, flushLog, err := logging.New(cfg.Log, logFile)
 	if err != nil {
 		return nil, err
 	}

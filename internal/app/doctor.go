@@ -22,11 +22,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
+	"github.com/roc-proxy/roc-proxy/internal/expiry"
+	"github.com/roc-proxy/roc-proxy/internal/material"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 const doctorUsage = `Usage: roc-proxy doctor --config FILE [--json] [--timeout D] [--partner ROUTE=HOST[:PORT]]...
@@ -54,25 +58,19 @@ Flags:
 // doctorTimeout bounds the checks of one partner or one URL.
 const doctorTimeout = 30 * time.Second
 
-// partnerFlags collects --partner ROUTE=HOST[:PORT].
-type partnerFlags []string
-
-func (p *partnerFlags) String() string     { return strings.Join(*p, ",") }
-func (p *partnerFlags) Set(v string) error { *p = append(*p, v); return nil }
-
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	timeout := fs.Duration("timeout", doctorTimeout, "bound of the checks of each partner and each revocation URL")
-	var partners partnerFlags
+	var partners cmdline.Strings
 	fs.Var(&partners, "partner", "ROUTE=HOST[:PORT]: a partner of a dynamic route to check (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), doctorUsage)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	if *cfgPath == "" || *timeout <= 0 {
 		fmt.Fprintln(stderr, "doctor needs --config FILE (and a positive --timeout)")
@@ -165,7 +163,7 @@ type doctor struct {
 	now      func() time.Time
 	getenv   func(string) string
 
-	mat           *Material
+	mat           *material.Material
 	checker       *revocation.Checker
 	global, fetch *egress.Proxy
 	// routeProxies is each route's outbound proxy (nil: direct).
@@ -179,14 +177,14 @@ type doctor struct {
 
 func (d *doctor) load() error {
 	var err error
-	if d.mat, err = LoadMaterial(d.cfg, Deps{Logger: zap.NewNop(), Getenv: d.getenv, Now: d.now}); err != nil {
+	if d.mat, err = material.Load(d.cfg, material.Options{Getenv: d.getenv, Now: d.now}); err != nil {
 		return err
 	}
-	if d.global, d.fetch, err = loadGlobalProxies(d.cfg, d.getenv); err != nil {
+	if d.global, d.fetch, err = egress.LoadGlobal(d.cfg, d.getenv); err != nil {
 		return err
 	}
 	for i, r := range d.cfg.Routes {
-		px, err := routeProxy(r, fmt.Sprintf("routes[%d]", i), d.global, d.getenv)
+		px, err := egress.LoadForRoute(r, fmt.Sprintf("routes[%d]", i), d.global, d.getenv)
 		if err != nil {
 			return err
 		}
@@ -195,7 +193,7 @@ func (d *doctor) load() error {
 	rc := d.cfg.Revocation
 	rc.CacheDir = "" // live answers, and the running proxy's cache untouched
 	rc.FetchTimeout = min(rc.FetchTimeout, d.timeout)
-	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{Version: version})
+	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{Version: version.Release()})
 	if err != nil {
 		return err
 	}
@@ -335,7 +333,7 @@ func (d *doctor) checkIdentity(ctx context.Context, path string, id *mtls.Identi
 		c.add("expiry", stFail, "not yet valid", nil)
 	case left <= 0:
 		c.add("expiry", stFail, "expired on "+id.Leaf.NotAfter.UTC().Format(time.DateOnly), nil)
-	case left < expiryWarning:
+	case left < expiry.WarnBefore:
 		c.add("expiry", stWarn, until+": renew it", nil)
 	default:
 		c.add("expiry", stOK, until, nil)

@@ -19,8 +19,10 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 // partnerTarget is one partner of a route to try.
@@ -228,7 +230,7 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 	if _, port, _ := net.SplitHostPort(t.hostport); port != "443" {
 		host = net.JoinHostPort(host, port)
 	}
-	_, err := io.WriteString(tc, "GET "+t.reqPath+" HTTP/1.1\r\nHost: "+host+"\r\nUser-Agent: roc-proxy-doctor/"+version+"\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+	_, err := io.WriteString(tc, "GET "+t.reqPath+" HTTP/1.1\r\nHost: "+host+"\r\nUser-Agent: roc-proxy-doctor/"+version.Release()+"\r\nAccept: */*\r\nConnection: close\r\n\r\n")
 	var resp *http.Response
 	if err == nil {
 		// The answer's head is read within 64 KiB: a partner streaming
@@ -250,7 +252,7 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 	resp.Body.Close()
 	code := fmt.Sprintf("HTTP %d", resp.StatusCode)
 	switch {
-	case refusedClient(resp):
+	case proxy.RefusedClientCertificate(resp):
 		return "client_certificate", stFail, "refused: " + code, fmt.Errorf("the partner answered %s (%s) to GET %s", resp.Status, resp.Header.Get("Content-Type"), t.reqPath)
 	case !st.asked:
 		return "client_certificate", stWarn, "not asked for (" + code + ")", errors.New("the partner did not ask for a client certificate: it does not authenticate the establishment")

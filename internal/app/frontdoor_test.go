@@ -23,6 +23,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/reload"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -107,14 +108,14 @@ func TestReloadNeverHalfApplies(t *testing.T) {
 						t.Fatal("the bundle change was not applied")
 					}
 				}
-				if got := p.store.Bundle("osi"); len(got.Anchors) != 2 {
+				if got := p.routes.Load().store.Bundle("osi"); len(got.Anchors) != 2 {
 					t.Errorf("the changed bundle has %d anchors, want 2", len(got.Anchors))
 				}
 			} else {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				err := p.ReloadConfig(ctx, cfgPath)
-				var re *ReloadError
+				var re *reload.RestartError
 				if !errors.As(err, &re) || strings.Join(re.Restart, ", ") != tc.restart {
 					t.Fatalf("reload: %v, want a refusal naming %s", err, tc.restart)
 				}
@@ -180,7 +181,7 @@ func TestReloadAgreesWithConfigCheck(t *testing.T) {
 }
 
 // A reload is the only thing between a signing route and a missing signer
-// or audit log; buildHandler refuses such a route itself as well.
+// or audit log; buildRoutes refuses such a route itself as well.
 func TestSigningRouteNeedsItsSignerAndAuditLog(t *testing.T) {
 	e := newTestEnv(t)
 	cfgPath := e.config(t, "https://127.0.0.1:1/x", "")
@@ -199,7 +200,7 @@ func TestSigningRouteNeedsItsSignerAndAuditLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = p.buildHandler(ncfg, p.store)
+	_, err = p.buildRoutes(ncfg, p.routes.Load().store)
 	if err == nil || !strings.Contains(err.Error(), "routes[0].token") {
 		t.Fatalf("a signing route without signer and audit log was built: %v", err)
 	}

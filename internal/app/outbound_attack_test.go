@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
@@ -161,7 +162,7 @@ func TestProxyForgedRevocationAnswersRefused(t *testing.T) {
 // played anyway, as a client that ignores readiness would.
 func (w *proxyWorld) startUnready(t *testing.T, cfg *config.Config) string {
 	t.Helper()
-	log, flushLog, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestReloadSwitchesRouteProxyUnderLoad(t *testing.T) {
 `, testpki.IDBHost)
 	viaOther := ", outbound_proxy: {url: " + other.URL + "}"
 	cfg := w.config(t, fmt.Sprintf(route, ""))
-	log, flushLog, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
+	"github.com/roc-proxy/roc-proxy/internal/reload"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -115,7 +117,7 @@ routes:
 
 func (w *proxyWorld) start(t *testing.T, cfg *config.Config) (sih, admin string) {
 	t.Helper()
-	log, flushLog, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +436,7 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	route := fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: off}%%s}
 `, testpki.IDBHost)
 	cfg := w.config(t, fmt.Sprintf(route, ", outbound_proxy: {url: "+downURL+"}"))
-	log, flushLog, err := newLogger(cfg.Log, w.logs)
+	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +461,7 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	text, _ := os.ReadFile(path)
 	os.WriteFile(path, bytes.Replace(text, []byte("10.0.0.0/8"), []byte("172.16.0.0/12"), 1), 0o600) // ...with the global one changed
 	err = p.ReloadConfig(context.Background(), path)
-	var re *ReloadError
+	var re *reload.RestartError
 	if !errors.As(err, &re) || !slices.Equal(re.Restart, []string{"outbound_proxy"}) {
 		t.Fatalf("reload changing the global outbound_proxy: %v, want a refusal naming outbound_proxy", err)
 	}

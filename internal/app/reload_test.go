@@ -22,17 +22,14 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/reload"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
 // replaceFile swaps a file's content atomically, as a Secret update does.
 func replaceFile(t *testing.T, path string, data []byte) {
 	t.Helper()
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := swapFile(path, data); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -128,7 +125,7 @@ func TestRenewalUnderLoad(t *testing.T) {
 	if n := failures.Load(); n != 0 {
 		t.Fatalf("%d of %d requests failed across the renewal", n, calls.Load())
 	}
-	if p.authCert.Load().Leaf.SerialNumber.Text(16) != newSerial {
+	if p.current.auth.Load().Leaf.SerialNumber.Text(16) != newSerial {
 		t.Fatal("the corrupt file replaced the renewed certificate")
 	}
 	t.Logf("%d requests across a renewal and a corrupt replacement, none failed", calls.Load())
@@ -159,7 +156,7 @@ func TestConfigReload(t *testing.T) {
 	replaceFile(t, cfgPath, []byte(restart))
 	reloadCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var re *ReloadError
+	var re *reload.RestartError
 	if err := p.ReloadConfig(reloadCtx, cfgPath); !errors.As(err, &re) || len(re.Restart) != 1 || re.Restart[0] != "server" {
 		t.Fatalf("reload changing server: %v", err)
 	}

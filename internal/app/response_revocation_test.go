@@ -153,7 +153,8 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cas, chains := p.requiredAuthorities()
+	start := p.routes.Load()
+	cas, chains := requiredAuthorities(start.cfg, start.store)
 	has := func(certs []*x509.Certificate) bool {
 		return slices.ContainsFunc(certs, func(c *x509.Certificate) bool { return c.Equal(w.pki.OSIServicesApplicatifs.Cert) })
 	}

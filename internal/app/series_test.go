@@ -331,7 +331,7 @@ func TestBundleReloadReplacesExpirySeries(t *testing.T) {
 	if got := serials(); got[santeRoot] || !got[osiRoot] {
 		t.Errorf("after the reload, trust_bundles.osi series %v: want the new authorities (%s) and not the removed ones (%s)", got, osiRoot, santeRoot)
 	}
-	for _, w := range p.expiryWarnings() {
+	for _, w := range p.expiry.Warnings() {
 		if strings.Contains(w, trust.SubjectDN(e.pki.SanteRoot.Cert)) && strings.HasPrefix(w, "trust_bundles.osi") {
 			t.Errorf("/healthz still warns of a removed authority: %s", w)
 		}

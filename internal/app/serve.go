@@ -22,8 +22,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/listener"
+	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
+	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -41,8 +45,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(fs.Output(), "Usage: roc-proxy serve --config FILE\n\nRuns the proxy until SIGTERM or SIGINT, then drains in-flight requests.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stdout, stderr); err != nil {
-		return ignoreHelp(err)
+	if err := cmdline.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return cmdline.IgnoreHelp(err)
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(stderr, "missing --config FILE")
@@ -52,7 +56,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log, flushLog, err := newLogger(cfg.Log, stderr)
+	log, flushLog, err := logging.New(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
@@ -106,13 +110,6 @@ func tuneGC(cfg *config.Config, getenv func(string) string, log *zap.Logger) {
 	}
 }
 
-func ignoreHelp(err error) error {
-	if errors.Is(err, errHelp) {
-		return nil
-	}
-	return err
-}
-
 // Serve runs the SIH and admin servers on the given listeners until ctx is
 // done, then stops accepting, reports not-ready, and drains in-flight
 // requests. From the moment ctx is done, server.shutdown_timeout bounds the
@@ -148,7 +145,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 		adminLn: adminLn,
 	}
 	s.admin.Handler = p.adminHandler(&s.ready)
-	s.sihLn = newLimitListener(sihLn, srv.MaxConnections, p.metrics.ConnectionsOpen, p.metrics.ConnectionsLimited, func(on bool) {
+	s.sihLn = listener.Limit(sihLn, srv.MaxConnections, p.metrics.ConnectionsOpen, p.metrics.ConnectionsLimited, func(on bool) {
 		// At max_connections, idle keep-alive connections give their
 		// slots to the clients waiting, and every connection ends after
 		// its answer until a quarter of the slots are free again.
@@ -184,7 +181,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 // servers are the two HTTP servers of a Proxy and their listeners.
 type servers struct {
 	sih, admin *http.Server
-	sihLn      *limitListener
+	sihLn      *listener.Limited
 	adminLn    net.Listener
 	ready      atomic.Bool
 }
@@ -193,21 +190,28 @@ type servers struct {
 func (p *Proxy) serve(ctx context.Context, s *servers) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.admin.Serve(s.adminLn) }()
+	sihTLS := p.sihTLS
 	if t := p.cfg.Listen.TLS; t != nil && t.ACME != nil {
-		if err := p.acquireACME(ctx, t.ACME); err != nil {
+		acme, err := listener.ObtainACME(ctx, listener.ACMEOptions{Config: t.ACME, ClientCAs: p.clientCAs, Retry: p.deps.ACMERetry,
+			Logger: p.log, Failures: p.metrics.CertificateReloads.WithLabelValues("listen.tls.acme", "error")})
+		if err != nil {
 			s.sihLn.Close()
 			s.admin.Close()
 			return err
 		}
-		defer p.acmeCache.Stop()
+		defer acme.Stop()
+		sihTLS = acme.TLS
 	}
 	// Not ready until the revocation cache is warm: the first requests
 	// then answer from it.
-	p.prefetchRevocation(ctx)
-	// Read before the reload goroutine starts: it owns p.cfg and
-	// p.transports from then on, until stop has returned.
-	routes, shutdownTimeout := len(p.cfg.Routes), p.cfg.Server.ShutdownTimeout
-	authSubject := trust.SubjectDN(p.auth.Leaf)
+	start := p.routes.Load()
+	p.prefetchRevocation(ctx, start.cfg, start.store)
+	// Nothing here reads what the reloader owns (the running configuration,
+	// its trust bundles, the digests of their files): the routes in service
+	// and the certificates are swapped atomically, and p.cfg's sections
+	// read here are restart-only.
+	routes, shutdownTimeout := len(start.cfg.Routes), p.cfg.Server.ShutdownTimeout
+	authSubject := trust.SubjectDN(p.current.auth.Load().Leaf)
 	stopWork := func() {} // the background work, once started
 	var stopped sync.Once
 	stop := func() {
@@ -232,14 +236,14 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		}()
 		go func() {
 			defer background.Done()
-			p.runReload(bgCtx)
+			p.reloader.Run(bgCtx)
 		}()
 		stopWork = func() {
 			stopBackground()
 			background.Wait()
 		}
-		if p.sihTLS != nil {
-			s.sih.TLSConfig = p.sihTLS
+		if sihTLS != nil {
+			s.sih.TLSConfig = sihTLS
 			go func() { errc <- s.sih.ServeTLS(s.sihLn, "", "") }()
 		} else {
 			// JSON bodies for the requests net/http refuses itself.
@@ -251,7 +255,7 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		if missing, _ := p.revocationReadiness(); len(missing) == 0 {
 			p.metrics.Ready.Set(1)
 		}
-		p.log.Info("roc-proxy started", zap.String("version", version),
+		p.log.Info("roc-proxy started", zap.String("version", version.Release()),
 			zap.String("sih", s.sihLn.Addr().String()), zap.String("admin", s.adminLn.Addr().String()),
 			zap.Int("routes", routes), zap.String("auth_subject", authSubject))
 
@@ -274,11 +278,12 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 		s.sih.Close()
 	}
 	s.admin.Close()
-	s.sihLn.wait()
-	// No reload may run while the last state is read.
+	s.sihLn.Wait()
+	// No reload may run while the last state is read: the routes then in
+	// service are the last ones.
 	stop()
-	for _, t := range p.transports {
-		t.CloseIdleConnections()
+	for _, pool := range p.routes.Load().pools {
+		pool.CloseIdleConnections()
 	}
 	if p.audit != nil {
 		p.audit.Close() // after the drain: every result is recorded, then a checkpoint
@@ -287,40 +292,11 @@ func (p *Proxy) serve(ctx context.Context, s *servers) error {
 	return serveErr
 }
 
-// acquireACME gets the SIH listener's certificate (from storage or the ACME
-// authority), asking again with a growing wait while the authority cannot
-// be reached and nothing is stored: the admin port answers meanwhile
-// (/healthz ok, /readyz 503), so Kubernetes neither restarts the pod nor
-// sends it traffic. It returns the last error when ctx ends first.
-func (p *Proxy) acquireACME(ctx context.Context, a *config.ACME) error {
-	wait := p.deps.ACMERetry
-	if wait <= 0 {
-		wait = 5 * time.Second
-	}
-	for attempt := 1; ; attempt++ {
-		err := p.startACME(ctx, a, p.clientCAs)
-		if err == nil {
-			if attempt > 1 {
-				p.log.Info("SIH listener certificate obtained", zap.Int("attempt", attempt))
-			}
-			return nil
-		}
-		p.metrics.CertificateReloads.WithLabelValues("listen.tls.acme", "error").Inc()
-		p.log.Error("no SIH listener certificate yet: the SIH port opens once one is obtained", zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Minute)
-	}
-}
-
 func (p *Proxy) adminHandler(ready *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		warnings := append(p.expiryWarnings(), p.revocation.Warnings()...)
+		warnings := append(p.expiry.Warnings(), p.revocation.Warnings()...)
 		if missing, pastBudget := p.revocationReadiness(); pastBudget {
 			for _, m := range missing {
 				warnings = append(warnings, "revocation: not ready after revocation.startup_budget: "+m)

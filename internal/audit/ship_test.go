@@ -99,6 +99,9 @@ func TestShipSyslogOverTLS(t *testing.T) {
 	}
 	l.Close()
 	want := chainLines(t, dir)
+	// Delivered means acknowledged by the collector's TCP: its reading
+	// goroutine may still be parsing the last ones.
+	waitFor(t, "every record at the collector", func() bool { return len(c.Messages()) >= len(want) })
 	got := received(c)
 	for _, line := range want {
 		if got[line] != 1 {

@@ -141,13 +141,7 @@ func Inspect(leaf *x509.Certificate, extra []*x509.Certificate, store *trust.Sto
 	// Chain: at the certificate's own validity, so an expired certificate
 	// still shows where it comes from.
 	anchors, inter := store.Pools()
-	for _, c := range extra {
-		if trust.IsSelfSigned(c) {
-			anchors.AddCert(c)
-		} else {
-			inter.AddCert(c)
-		}
-	}
+	trust.NewBundle("", extra...).AddTo(anchors, inter)
 	at := now
 	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
 		at = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)

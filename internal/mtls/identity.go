@@ -206,13 +206,7 @@ func completeChain(leaf *x509.Certificate, extra []*x509.Certificate, o LoadOpti
 	if o.Store != nil {
 		anchors, inter = o.Store.Pools()
 	}
-	for _, c := range extra {
-		if trust.IsSelfSigned(c) {
-			anchors.AddCert(c)
-		} else {
-			inter.AddCert(c)
-		}
-	}
+	trust.NewBundle("", extra...).AddTo(anchors, inter)
 	opts := x509.VerifyOptions{
 		Roots:         anchors,
 		Intermediates: inter,
@@ -224,10 +218,7 @@ func completeChain(leaf *x509.Certificate, extra []*x509.Certificate, o LoadOpti
 	if errors.As(err, &ua) && len(extra) > 0 {
 		// The file carries intermediates but no root we know: the chain it
 		// brings is what peers need, so take its top as the anchor.
-		opts.Roots = x509.NewCertPool()
-		for _, c := range extra {
-			opts.Roots.AddCert(c)
-		}
+		opts.Roots = trust.NewPool(extra...)
 		chains, err = leaf.Verify(opts)
 	}
 	if errors.As(err, &ua) {

@@ -81,12 +81,7 @@ func (s *Store) Pools(names ...string) (anchors, intermediates *x509.CertPool) {
 		if b == nil {
 			continue
 		}
-		for _, c := range b.Anchors {
-			anchors.AddCert(c)
-		}
-		for _, c := range b.Intermediates {
-			intermediates.AddCert(c)
-		}
+		b.AddTo(anchors, intermediates)
 	}
 	return anchors, intermediates
 }
@@ -105,13 +100,7 @@ func LoadBundle(name string, paths []string) (*Bundle, error) {
 			if err != nil {
 				return nil, fmt.Errorf("paths[%d]: %w", i, err)
 			}
-			for _, c := range certs {
-				if IsSelfSigned(c) {
-					b.Anchors = append(b.Anchors, c)
-				} else {
-					b.Intermediates = append(b.Intermediates, c)
-				}
-			}
+			b.add(certs)
 		}
 	}
 	if len(b.Anchors) == 0 {

@@ -1,4 +1,12 @@
-package app
+// Package logging builds roc-proxy's process logger from the log section:
+// JSON or console lines on one writer, batched at most log.flush_interval
+// late, warnings and errors written through at once.
+//
+// It owns the encoder and the batching. It never decides what is logged
+// (components take a *zap.Logger and name themselves), never samples (ops
+// and the security team count on every access-log line) and never writes
+// anywhere but the writer it was given.
+package logging
 
 import (
 	"io"
@@ -9,7 +17,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 )
 
-// newLogger builds the process logger and returns it with the function
+// New builds the process logger and returns it with the function
 // that flushes and stops it. Sampling is off: every access-log line is
 // kept, ops and the security team count on them.
 //
@@ -20,7 +28,7 @@ import (
 // waits; SIGTERM and SIGINT flush too. Only a process killed outright
 // (SIGKILL, the OOM killer) loses up to flush_interval of access-log lines;
 // the audit log of signed tokens is written durably, whatever this says.
-func newLogger(c config.Log, w io.Writer) (*zap.Logger, func(), error) {
+func New(c config.Log, w io.Writer) (*zap.Logger, func(), error) {
 	level, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
 		return nil, nil, err

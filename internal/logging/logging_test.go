@@ -1,6 +1,7 @@
-package app
+package logging
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +16,10 @@ import (
 // writes each line at once.
 func TestLoggerBatchesButNeverHoldsAProblem(t *testing.T) {
 	hour := time.Hour
-	var out syncBuffer
-	log, flush, err := newLogger(config.Log{Level: "info", Format: "json", FlushInterval: &hour}, &out)
+	// Every write below is made by the test goroutine (the batch is
+	// flushed by a warning or by Stop, never by the hourly timer).
+	var out bytes.Buffer
+	log, flush, err := New(config.Log{Level: "info", Format: "json", FlushInterval: &hour}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,9 +37,9 @@ func TestLoggerBatchesButNeverHoldsAProblem(t *testing.T) {
 	if !strings.Contains(out.String(), `"n":2`) {
 		t.Fatalf("stopping the logger lost a line: %s", out.String())
 	}
-	var direct syncBuffer
+	var direct bytes.Buffer
 	zero := time.Duration(0)
-	log, flush, err = newLogger(config.Log{Level: "info", Format: "json", FlushInterval: &zero}, &direct)
+	log, flush, err = New(config.Log{Level: "info", Format: "json", FlushInterval: &zero}, &direct)
 	if err != nil {
 		t.Fatal(err)
 	}

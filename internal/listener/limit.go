@@ -1,4 +1,4 @@
-package app
+package listener
 
 import (
 	"net"
@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// limitListener holds at most max connections open: past it, an accepted
+// Limit holds at most max connections of l open: past it, an accepted
 // connection waits (unread, counted) until another closes, and the kernel
 // queues the next ones. Slow clients lose their slot to the server's
 // read-header and read timeouts.
@@ -20,8 +20,14 @@ import (
 // saturate(true) is called (the server then closes its idle connections
 // and ends each connection after its answer), and saturate(false) once a
 // quarter of the slots are free again, as nginx reuses its keep-alive
-// connections when it runs out of them.
-type limitListener struct {
+// connections when it runs out of them. open counts the connections
+// open, limited those that had to wait.
+func Limit(l net.Listener, max int, open prometheus.Gauge, limited prometheus.Counter, saturate func(on bool)) *Limited {
+	return &Limited{Listener: l, slots: make(chan struct{}, max), open: open, limited: limited, done: make(chan struct{}), saturate: saturate}
+}
+
+// Limited is Limit's listener.
+type Limited struct {
 	net.Listener
 	slots   chan struct{}
 	open    prometheus.Gauge
@@ -37,12 +43,8 @@ type limitListener struct {
 	stopped   bool           // wait was called: no more calls
 }
 
-func newLimitListener(l net.Listener, max int, open prometheus.Gauge, limited prometheus.Counter, saturate func(on bool)) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, max), open: open, limited: limited, done: make(chan struct{}), saturate: saturate}
-}
-
 // Accept takes the next connection, then a free slot for it.
-func (l *limitListener) Accept() (net.Conn, error) {
+func (l *Limited) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
@@ -73,7 +75,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // background: closing idle TLS connections sends each an alert, which a
 // client that does not read can hold for seconds, and Accept must not
 // wait for that. Whichever call runs last applies the latest state.
-func (l *limitListener) setSaturated(on bool) {
+func (l *Limited) setSaturated(on bool) {
 	if l.saturate == nil || l.saturated.Swap(on) == on {
 		return
 	}
@@ -91,9 +93,9 @@ func (l *limitListener) setSaturated(on bool) {
 	}()
 }
 
-// wait returns once no call to saturate is under way, and none starts
+// Wait returns once no call to saturate is under way, and none starts
 // after it (the server has stopped).
-func (l *limitListener) wait() {
+func (l *Limited) Wait() {
 	l.stateMu.Lock()
 	l.stopped = true
 	l.stateMu.Unlock()
@@ -101,14 +103,14 @@ func (l *limitListener) wait() {
 }
 
 // Close closes the listener and releases an Accept waiting for a slot.
-func (l *limitListener) Close() error {
+func (l *Limited) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return l.Listener.Close()
 }
 
 type limitedConn struct {
 	net.Conn
-	l    *limitListener
+	l    *Limited
 	once sync.Once
 }
 

@@ -1,4 +1,4 @@
-package app
+package reload
 
 import (
 	"os"
@@ -12,14 +12,11 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 )
 
-// watchedDirs lists the folders holding the files a reload depends on: the
-// identity and listener certificate files, and the trust bundles (a bundle
-// that is a folder is watched itself). Folders, not files: Kubernetes
-// replaces a mounted Secret by swapping the folder's "..data" symlink, which
-// a watch on the file would never see.
-func watchedDirs(cfg *config.Config) []string {
-	set := map[string]bool{}
-	files := append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
+// followedFiles lists the files a reload depends on: the identity and
+// listener certificate files, and the trust bundles' paths; bundleDirs are
+// the bundles that are folders.
+func followedFiles(cfg *config.Config) (files, bundleDirs []string) {
+	files = append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
 	files = append(files, sourceFiles(cfg.Audit.CheckpointKey)...)
 	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
 		files = append(files, sourceFiles(listenSource(t))...)
@@ -27,10 +24,23 @@ func watchedDirs(cfg *config.Config) []string {
 	for _, b := range cfg.TrustBundles {
 		for _, path := range b.Paths {
 			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-				set[path] = true
+				bundleDirs = append(bundleDirs, path)
 			}
 			files = append(files, path)
 		}
+	}
+	return files, bundleDirs
+}
+
+// watchedDirs lists the folders holding the files a reload depends on (a
+// bundle that is a folder is watched itself). Folders, not files:
+// Kubernetes replaces a mounted Secret by swapping the folder's "..data"
+// symlink, which a watch on the file would never see.
+func watchedDirs(cfg *config.Config) []string {
+	files, bundleDirs := followedFiles(cfg)
+	set := map[string]bool{}
+	for _, d := range bundleDirs {
+		set[d] = true
 	}
 	for _, f := range files {
 		set[filepath.Dir(f)] = true
@@ -47,19 +57,10 @@ func watchedDirs(cfg *config.Config) []string {
 // to matter: the certificate and bundle files, and any file of a bundle
 // that is a folder.
 func relevantFiles(cfg *config.Config) (files, folders map[string]bool) {
+	list, bundleDirs := followedFiles(cfg)
 	files, folders = map[string]bool{}, map[string]bool{}
-	list := append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
-	list = append(list, sourceFiles(cfg.Audit.CheckpointKey)...)
-	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
-		list = append(list, sourceFiles(listenSource(t))...)
-	}
-	for _, b := range cfg.TrustBundles {
-		for _, path := range b.Paths {
-			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-				folders[filepath.Clean(path)] = true
-			}
-			list = append(list, path)
-		}
+	for _, d := range bundleDirs {
+		folders[filepath.Clean(d)] = true
 	}
 	for _, f := range list {
 		files[filepath.Clean(f)] = true

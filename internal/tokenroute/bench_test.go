@@ -1,4 +1,4 @@
-package app
+package tokenroute
 
 import (
 	"context"
@@ -67,7 +67,7 @@ func BenchmarkTokenSource(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			src := &tokenSource{route: "idb", injector: injector, checker: checker, audit: l, patientID: "hash"}
+			src := New(Options{Route: "idb", Injector: injector, Status: checker, Audit: l, PatientID: "hash"})
 			b.ReportAllocs()
 			b.SetParallelism(16) // the harness's 32 connections on 2 cores
 			defer reportCPU(b)()

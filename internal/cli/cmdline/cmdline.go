@@ -1,0 +1,107 @@
+// Package cmdline parses a roc-proxy command's command line the same way
+// for every command: flags anywhere among the positional arguments, a
+// flag's value always the word after it, "--" ending the flags, and -h,
+// -help or --help where a flag stands printing the command's usage.
+//
+// It owns the parsing and the two outcomes every command shares (ErrUsage:
+// exit status 2; ErrHelp: a clean exit). It never prints anything but the
+// usage and the parse error of the command it was given, and never exits.
+package cmdline
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ErrUsage means the command line was wrong; what is wrong was printed with
+// the usage (exit status 2).
+var ErrUsage = errors.New("invalid command line")
+
+// ErrHelp means a help flag stood where a flag may: the usage was printed
+// on stdout. IgnoreHelp turns it into a clean exit.
+var ErrHelp = errors.New("help requested")
+
+// IgnoreHelp is err, unless it is ErrHelp (nil then).
+func IgnoreHelp(err error) error {
+	if errors.Is(err, ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// IsHelp says whether a in a command's place (never a flag's value nor a
+// positional argument) asks for help.
+func IsHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
+
+// Parse parses a command's flags wherever they stand among its positional
+// arguments, and returns the positional ones. Go's flag package stops at
+// the first positional argument, so "cert inspect FILE --password-file F"
+// (as ops, and the README, write it) would take "--password-file" for a
+// second file. Here a flag's value is always the word after it ("--o
+// help", "--password-file -h"), "--" ends the flags, and -h, -help or
+// --help where a flag stands prints the usage on stdout and returns
+// ErrHelp, which callers turn into a clean exit. The word "help" is only a
+// help request in a command's place (IsHelp), never here.
+func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
+	fs.SetOutput(stderr)
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a) // "-" too: standard input by convention
+			continue
+		}
+		name := strings.TrimPrefix(a[1:], "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		f := fs.Lookup(name)
+		if f == nil && (name == "h" || name == "help") {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil, ErrHelp
+		}
+		flags = append(flags, a)
+		if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	// Every word given to Parse is a flag or its value: Parse consumes them
+	// all, or reports the first wrong one (unknown flag, missing or bad
+	// value) with the usage on stderr.
+	if err := fs.Parse(flags); err != nil {
+		return nil, ErrUsage
+	}
+	return positional, nil
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// ParseFlags is Parse for a command that takes no positional argument.
+func ParseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	rest, err := Parse(fs, args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", rest[0])
+		fs.Usage()
+		return ErrUsage
+	}
+	return nil
+}
+
+// Strings is a repeatable flag (--bundle A --bundle B).
+type Strings []string
+
+func (s *Strings) String() string     { return strings.Join(*s, ",") }
+func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }

@@ -1,0 +1,70 @@
+package cmdline
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		positional []string
+		pw         string
+		json       bool
+		err        error
+	}{
+		{"flags after the file", []string{"cert.pem", "--password-file", "pw", "--json"}, []string{"cert.pem"}, "pw", true, nil},
+		{"a value that looks like help is a value", []string{"--password-file", "-h", "f"}, []string{"f"}, "-h", false, nil},
+		{"the word help is a file here", []string{"help"}, []string{"help"}, "", false, nil},
+		{"-- ends the flags", []string{"--", "--json", "-h"}, []string{"--json", "-h"}, "", false, nil},
+		{"= form", []string{"--password-file=x", "a", "-"}, []string{"a", "-"}, "x", false, nil},
+		{"help where a flag stands", []string{"a", "--help", "--nope"}, nil, "", false, ErrHelp},
+		{"unknown flag", []string{"a", "--nope"}, nil, "", false, ErrUsage},
+		{"missing value", []string{"a", "--password-file"}, nil, "", false, ErrUsage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			pw := fs.String("password-file", "", "")
+			js := fs.Bool("json", false, "")
+			var out, errOut bytes.Buffer
+			fs.Usage = func() { io.WriteString(fs.Output(), "Usage: t\n") }
+			pos, err := Parse(fs, tc.args, &out, &errOut)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err %v, want %v", err, tc.err)
+			}
+			if err != nil {
+				// Help goes to stdout, a wrong command line to stderr.
+				if w := map[error]*bytes.Buffer{ErrHelp: &out, ErrUsage: &errOut}[tc.err]; !strings.Contains(w.String(), "Usage: t") {
+					t.Errorf("usage not on the expected stream: stdout %q, stderr %q", out.String(), errOut.String())
+				}
+				return
+			}
+			if !slices.Equal(pos, tc.positional) || *pw != tc.pw || *js != tc.json {
+				t.Errorf("got %q pw=%q json=%v", pos, *pw, *js)
+			}
+		})
+	}
+}
+
+func TestParseFlagsRefusesArguments(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var errOut bytes.Buffer
+	if err := ParseFlags(fs, []string{"stray"}, io.Discard, &errOut); !errors.Is(err, ErrUsage) || !strings.Contains(errOut.String(), `unexpected argument "stray"`) {
+		t.Fatalf("err %v, stderr %q", err, errOut.String())
+	}
+}
+
+func TestStrings(t *testing.T) {
+	var s Strings
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Var(&s, "bundle", "")
+	if _, err := Parse(fs, []string{"--bundle", "a", "x", "--bundle=b"}, io.Discard, io.Discard); err != nil || !slices.Equal(s, Strings{"a", "b"}) {
+		t.Fatalf("%v %q", err, s)
+	}
+}
