@@ -59,27 +59,6 @@ export writes the chains to standard output, as a tar archive of their files
 // errAuditFailed: a chain did not verify (the details were printed).
 var errAuditFailed = errors.New("audit verification failed")
 
-func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, auditUsage)
-		return ErrUsage
-	}
-	if cmdline.IsHelp(args[0]) {
-		fmt.Fprint(stdout, auditUsage)
-		return nil
-	}
-	switch args[0] {
-	case "verify":
-		return cmdAuditVerify(args[1:], stdout, stderr)
-	case "show":
-		return cmdAuditShow(args[1:], stdout, stderr)
-	case "export":
-		return cmdAuditExport(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "unknown audit command %q\n\n%s", args[0], auditUsage)
-	return ErrUsage
-}
-
 func auditFlags(name string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("audit "+name, flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), auditUsage); fs.PrintDefaults() }
