@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/roc-proxy/roc-proxy/internal/cli/certcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/version"
 )
@@ -35,11 +36,9 @@ Exit status: 0 done (or help printed), 1 failed, 2 wrong command line.
 					{Name: "show", Run: cmdline.Offline(cmdAuditShow)},
 					{Name: "export", Run: cmdline.Offline(cmdAuditExport)},
 				}},
-			{Name: "cert", Synopsis: "inspect FILE", Summary: "describe a certificate, its chain and its role", Usage: certUsage,
-				Subcommands: []cmdline.Command{{Name: "inspect", Run: cmdline.Offline(cmdCertInspect)}}},
-			{Name: "csr", Synopsis: "--role auth|sign", Summary: "make a key and a certificate request", Run: cmdline.Offline(cmdCSR)},
-			{Name: "p12", Synopsis: "build ...", Summary: "put a key, its certificate and chain in a PKCS#12 file", Usage: certUsage,
-				Subcommands: []cmdline.Command{{Name: "build", Run: cmdline.Offline(cmdP12Build)}}},
+			certcmd.Cert,
+			certcmd.CSR,
+			certcmd.P12,
 			{Name: "version", Aliases: []string{"--version", "-version"}, Summary: "print the version (also: roc-proxy --version)", Run: cmdline.Offline(cmdVersion)},
 		},
 	}
