@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/roc-proxy/roc-proxy/internal/cli/auditcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/certcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/version"
@@ -30,12 +31,7 @@ Exit status: 0 done (or help printed), 1 failed, 2 wrong command line.
 				Subcommands: []cmdline.Command{{Name: "check", Run: cmdline.Offline(cmdConfigCheck)}}},
 			{Name: "doctor", Synopsis: "--config FILE", Summary: "try every partner and revocation URL (install day)", Run: cmdDoctor},
 			{Name: "demo", Synopsis: "[--keep-running]", Summary: "run a self-contained demonstration", Run: cmdDemo},
-			{Name: "audit", Synopsis: "COMMAND ...", Summary: "verify, show or export the signed-token audit log", Usage: auditUsage,
-				Subcommands: []cmdline.Command{
-					{Name: "verify", Run: cmdline.Offline(cmdAuditVerify)},
-					{Name: "show", Run: cmdline.Offline(cmdAuditShow)},
-					{Name: "export", Run: cmdline.Offline(cmdAuditExport)},
-				}},
+			auditcmd.Command,
 			certcmd.Cert,
 			certcmd.CSR,
 			certcmd.P12,

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/auditcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
@@ -92,7 +93,7 @@ Nothing is installed and nothing leaves 127.0.0.1.`)
 	// the authority its audit chain is anchored to.
 	verifyArgs := []string{"--trust", filepath.Join(dir, "igc-sante-test.pem"), "--structure-id", testpki.IDNatStruct, filepath.Join(dir, "audit")}
 	var out bytes.Buffer
-	verr := cmdAuditVerify(verifyArgs, &out, stderr)
+	verr := auditcmd.Verify(verifyArgs, &out, stderr)
 	fmt.Fprintf(stdout, "\nroc-proxy audit verify %s\n%s", strings.Join(verifyArgs, " "), out.String())
 	if verr != nil {
 		fmt.Fprintln(stdout, verr)

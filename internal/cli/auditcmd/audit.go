@@ -1,4 +1,4 @@
-package app
+package auditcmd
 
 import (
 	"bufio"
@@ -74,7 +74,7 @@ func parseAuditFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) 
 	}
 	if len(files) == 0 {
 		fmt.Fprintln(stderr, "no audit file given (files or folders)")
-		return nil, ErrUsage
+		return nil, cmdline.ErrUsage
 	}
 	return audit.ExpandPaths(files)
 }
@@ -177,7 +177,8 @@ func parseKept(line []byte) *audit.Record {
 	return nil
 }
 
-func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
+// Verify is "roc-proxy audit verify": args are its flags and paths.
+func Verify(args []string, stdout, stderr io.Writer) error {
 	fs := auditFlags("verify", stdout, stderr)
 	var trustArgs, structureIDs, shipped cmdline.Strings
 	fs.Var(&structureIDs, "structure-id", "the establishment's structure id (idNat_Struct, the OU of its ORG_SIGN certificate); repeat or comma-separate for several")
@@ -490,7 +491,7 @@ func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
 		sum, err = audit.ExportJSONL(stdout, files, chains)
 	default:
 		fmt.Fprintf(stderr, "--format %q: tar or jsonl\n", *format)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	if err != nil {
 		return err
