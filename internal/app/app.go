@@ -9,6 +9,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/cli/auditcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/certcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/cli/doctorcmd"
 	"github.com/roc-proxy/roc-proxy/internal/version"
 )
 
@@ -29,7 +30,7 @@ Exit status: 0 done (or help printed), 1 failed, 2 wrong command line.
 			{Name: "serve", Synopsis: "--config FILE", Summary: "run the proxy", Run: cmdServe},
 			{Name: "config", Synopsis: "check FILE", Summary: "check a configuration and the files it names", Usage: configCheckUsage,
 				Subcommands: []cmdline.Command{{Name: "check", Run: cmdline.Offline(cmdConfigCheck)}}},
-			{Name: "doctor", Synopsis: "--config FILE", Summary: "try every partner and revocation URL (install day)", Run: cmdDoctor},
+			doctorcmd.Command,
 			{Name: "demo", Synopsis: "[--keep-running]", Summary: "run a self-contained demonstration", Run: cmdDemo},
 			auditcmd.Command,
 			certcmd.Cert,
