@@ -5,12 +5,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/cli/auditcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/certcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
+	"github.com/roc-proxy/roc-proxy/internal/cli/democmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/doctorcmd"
 	"github.com/roc-proxy/roc-proxy/internal/version"
+	"go.uber.org/zap"
 )
 
 // ErrUsage means the command line was wrong; usage was printed.
@@ -31,7 +36,7 @@ Exit status: 0 done (or help printed), 1 failed, 2 wrong command line.
 			{Name: "config", Synopsis: "check FILE", Summary: "check a configuration and the files it names", Usage: configCheckUsage,
 				Subcommands: []cmdline.Command{{Name: "check", Run: cmdline.Offline(cmdConfigCheck)}}},
 			doctorcmd.Command,
-			{Name: "demo", Synopsis: "[--keep-running]", Summary: "run a self-contained demonstration", Run: cmdDemo},
+			democmd.Command(buildForDemo),
 			auditcmd.Command,
 			certcmd.Cert,
 			certcmd.CSR,
@@ -46,6 +51,16 @@ Exit status: 0 done (or help printed), 1 failed, 2 wrong command line.
 // status 2); a help request prints the usage on stdout and returns nil.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return program().Run(ctx, args, stdout, stderr)
+}
+
+// buildForDemo builds the demo's proxy as serve would, with a registry
+// of its own.
+func buildForDemo(cfg *config.Config, log *zap.Logger) (democmd.Proxy, error) {
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) error {
