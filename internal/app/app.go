@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/cli/auditcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/certcmd"
@@ -15,7 +17,6 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/cli/democmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/doctorcmd"
 	"github.com/roc-proxy/roc-proxy/internal/version"
-	"go.uber.org/zap"
 )
 
 // ErrUsage means the command line was wrong; usage was printed.
