@@ -3,12 +3,9 @@
 // flag's value always the word after it, "--" ending the flags, and -h,
 // -help or --help where a flag stands printing the command's usage.
 //
-// It owns the parsing, the dispatch of a program's table of commands
-// (Program, Command: the usage listing, help and the unknown-command
-// message read the same table) and the two outcomes every command shares
-// (ErrUsage: exit status 2; ErrHelp: a clean exit). It never prints
-// anything but the usage and the parse error of the command it was given,
-// and never exits.
+// It owns the parsing and the two outcomes every command shares (ErrUsage:
+// exit status 2; ErrHelp: a clean exit). It never prints anything but the
+// usage and the parse error of the command it was given, and never exits.
 package cmdline
 
 import (

@@ -55,6 +55,8 @@ func find(cmds []Command, word string, aliases bool) *Command {
 }
 
 // Program is a table of commands with the text around its usage listing.
+// Its Run is the one dispatch of a program's command line: the usage
+// listing, help and the unknown-command message read the same table.
 type Program struct {
 	// Name is the program's name in the usage listing ("roc-proxy").
 	Name string
