@@ -1,4 +1,4 @@
-package app
+package doctorcmd
 
 import (
 	"context"
@@ -75,7 +75,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *cfgPath == "" || *timeout <= 0 {
 		fmt.Fprintln(stderr, "doctor needs --config FILE (and a positive --timeout)")
 		fs.Usage()
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -84,7 +84,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	extra, err := parsePartners(cfg, partners)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	d := &doctor{cfg: cfg, timeout: *timeout, progress: stderr, lookup: net.DefaultResolver.LookupHost, now: time.Now, getenv: os.Getenv}
 	if err := d.load(); err != nil {

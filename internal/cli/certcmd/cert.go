@@ -1,4 +1,4 @@
-package app
+package certcmd
 
 import (
 	"crypto/rand"
@@ -104,7 +104,7 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 	if len(files) != 1 {
 		fmt.Fprintf(stderr, "one certificate file, please (got %d)\n\n", len(files))
 		fs.Usage()
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	leaf, extra, err := readCertFile(files[0], *pwFile)
 	if err != nil {
@@ -257,7 +257,7 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "csr:", pb)
 		}
 		fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	if *keyOut == "" {
 		*keyOut = *role + ".key"
@@ -271,7 +271,7 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 		if ca, err2 := filepath.Abs(*csrOut); err2 == nil && ka == ca {
 			fmt.Fprintf(stderr, "csr: --key-out and --csr-out name the same file (%s)\n", *keyOut)
 			fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
-			return ErrUsage
+			return cmdline.ErrUsage
 		}
 	}
 	key, err := rsa.GenerateKey(rand.Reader, *bits)
@@ -366,7 +366,7 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 	if *keyFile == "" || *certFile == "" || *pwFile == "" || *out == "" {
 		fmt.Fprintln(stderr, "p12 build: --key, --cert, --password-file and --out are required")
 		fmt.Fprintln(stderr, `Run "roc-proxy p12 --help" for the flags.`)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	certPEM, err := os.ReadFile(*certFile)
 	if err != nil {
