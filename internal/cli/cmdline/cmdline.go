@@ -44,10 +44,12 @@ func IsHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" |
 // help", "--password-file -h"), "--" ends the flags, and -h, -help or
 // --help where a flag stands prints the usage on stdout and returns
 // ErrHelp, which callers turn into a clean exit. The word "help" is only a
-// help request in a command's place (IsHelp), never here.
+// help request in a command's place (IsHelp), never here. A flag given
+// twice is a wrong command line, unless it is repeatable (Strings).
 func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
 	fs.SetOutput(stderr)
 	var flags, positional []string
+	seen, twice := map[string]bool{}, ""
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -66,11 +68,25 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string,
 			fs.Usage()
 			return nil, ErrHelp
 		}
+		if f != nil {
+			if seen[f.Name] && !isRepeatable(f) && twice == "" {
+				twice = f.Name
+			}
+			seen[f.Name] = true
+		}
 		flags = append(flags, a)
 		if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
 			i++
 			flags = append(flags, args[i])
 		}
+	}
+	// Go's flag package keeps the last of a flag given twice, silently:
+	// "--config a ... --config b" would serve b. Refused, once a help
+	// request had its chance (help anywhere wins, as with a wrong flag).
+	if twice != "" {
+		fmt.Fprintf(stderr, "flag --%s given twice: give it once\n", twice)
+		fs.Usage()
+		return nil, ErrUsage
 	}
 	// Every word given to Parse is a flag or its value: Parse consumes them
 	// all, or reports the first wrong one (unknown flag, missing or bad
@@ -84,6 +100,12 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string,
 func isBoolFlag(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
+}
+
+// isRepeatable reports a flag meant to be given several times (Strings).
+func isRepeatable(f *flag.Flag) bool {
+	_, ok := f.Value.(*Strings)
+	return ok
 }
 
 // ParseFlags is Parse for a command that takes no positional argument.
