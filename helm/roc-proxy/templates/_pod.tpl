@@ -44,6 +44,11 @@ spec:
       image: {{ include "roc-proxy.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args: [serve, --config, /etc/roc-proxy/config/roc-proxy.yaml]
+      # A configuration (or a certificate, key, password or bundle) that
+      # roc-proxy refuses ends it with exit status 78 and the reason as its
+      # last log lines: these become the container's termination message
+      # (kubectl describe pod), and the pod goes to CrashLoopBackOff.
+      terminationMessagePolicy: FallbackToLogsOnError
       env:
         - name: POD_NAME   # names this replica's audit chain
           valueFrom:

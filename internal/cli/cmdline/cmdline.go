@@ -3,8 +3,9 @@
 // flag's value always the word after it, "--" ending the flags, and -h,
 // -help or --help where a flag stands printing the command's usage.
 //
-// It owns the parsing and the two outcomes every command shares (ErrUsage:
-// exit status 2; ErrHelp: a clean exit). It never prints anything but the
+// It owns the parsing and the outcomes every command shares (ErrUsage:
+// exit status 2; ErrHelp: a clean exit; ConfigError: exit status 78), and
+// ExitStatus, which maps a command's error to the process's exit status. It never prints anything but the
 // usage and the parse error of the command it was given, and never exits.
 package cmdline
 
@@ -23,6 +24,35 @@ var ErrUsage = errors.New("invalid command line")
 // ErrHelp means a help flag stood where a flag may: the usage was printed
 // on stdout. IgnoreHelp turns it into a clean exit.
 var ErrHelp = errors.New("help requested")
+
+// ExitConfig is the exit status of a configuration error: EX_CONFIG of
+// sysexits.h, which systemd units list in RestartPreventExitStatus.
+const ExitConfig = 78
+
+// ConfigError is a failure a restart cannot mend: the configuration, or a
+// file it names (a certificate, a key, a password, a trust bundle), is
+// wrong. It exits with status ExitConfig, so that a service manager does
+// not restart the process every few seconds for ever.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ExitStatus is the process's exit status for a command's outcome: 0 done
+// (or help), 2 a wrong command line (ErrUsage), 78 a configuration error
+// (ConfigError), 1 any other failure.
+func ExitStatus(err error) int {
+	var ce *ConfigError
+	switch {
+	case err == nil || errors.Is(err, ErrHelp):
+		return 0
+	case errors.Is(err, ErrUsage):
+		return 2
+	case errors.As(err, &ce):
+		return ExitConfig
+	}
+	return 1
+}
 
 // IgnoreHelp is err, unless it is ErrHelp (nil then).
 func IgnoreHelp(err error) error {

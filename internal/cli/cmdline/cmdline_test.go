@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -106,5 +107,20 @@ func TestParseRefusesAFlagGivenTwice(t *testing.T) {
 				t.Errorf("stderr %q, want %q and the usage", errOut.String(), tc.says)
 			}
 		})
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	for err, want := range map[error]int{
+		nil:                       0,
+		ErrHelp:                   0,
+		ErrUsage:                  2,
+		errors.New("refused"):     1,
+		&ConfigError{Err: io.EOF}: ExitConfig,
+		fmt.Errorf("serve: %w", &ConfigError{Err: io.EOF}): ExitConfig,
+	} {
+		if got := ExitStatus(err); got != want {
+			t.Errorf("ExitStatus(%v) = %d, want %d", err, got, want)
+		}
 	}
 }
