@@ -77,6 +77,8 @@ func TestSystemdBrokenConfigurationDoesNotRestartLoop(t *testing.T) {
 		{name: "missing configuration file", code: 78, says: "reading configuration"},
 		{name: "PKCS#12 file missing", cfg: strings.Replace(good, firstP12(good), filepath.Join(dir, "absent.p12"), 1), code: 78, says: "absent.p12"},
 		{name: "wrong PKCS#12 password", cfg: strings.Replace(good, firstPassword(good), wrongPassword, 1), code: 78, says: "wrong password"},
+		// /dev/zero read whole would fill the memory: refused at once.
+		{name: "password file is /dev/zero", cfg: strings.Replace(good, firstPassword(good), "/dev/zero", 1), code: 78, says: "/dev/zero: larger than 64 KiB"},
 		{name: "wrong command line", args: []string{"--config", "a.yaml", "--config", "b.yaml"}, code: 2, says: "given twice"},
 		{name: "port held by another process", cfg: strings.Replace(good, "sih: 127.0.0.1:0", "sih: "+busy.Addr().String(), 1), code: 1, restart: true, says: "address already in use"},
 	} {
