@@ -114,3 +114,26 @@ func TestSystemdBrokenConfigurationDoesNotRestartLoop(t *testing.T) {
 		})
 	}
 }
+
+// The packaged listener is plain HTTP on 127.0.0.1:8080: any local user
+// of the VM can get tokens signed. The configuration an administrator
+// edits must say so where listen.sih is set, with the remedies, so that
+// the warning is not only in a document nobody opens on install day.
+func TestPackagedListenerWarnsAboutLocalUsers(t *testing.T) {
+	data, err := os.ReadFile("roc-proxy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	i := strings.Index(text, "\n  sih: 127.0.0.1:8080")
+	if i < 0 {
+		t.Fatal("the packaged configuration no longer listens on 127.0.0.1:8080: check this warning still fits")
+	}
+	start := strings.LastIndex(text[:i], "\nlisten:")
+	comment := strings.ToLower(text[start:i])
+	for _, want := range []string{"any local user", "signed", "listen.tls", "client_ca", "allow_cidrs", "skuid", "docs/installation.md"} {
+		if !strings.Contains(comment, want) {
+			t.Errorf("the comment above listen.sih does not say %q:\n%s", want, text[start:i])
+		}
+	}
+}
