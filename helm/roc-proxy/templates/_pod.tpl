@@ -37,7 +37,12 @@ spec:
   {{- end }}
   {{- with .Values.initContainers }}
   initContainers:
-    {{- toYaml . | nindent 4 }}
+    {{- range . }}
+    {{- /* The chart's restricted context unless they bring their own. */}}
+    {{- $c := deepCopy . }}
+    {{- if not (hasKey $c "securityContext") }}{{ $_ := set $c "securityContext" (deepCopy $.Values.containerSecurityContext) }}{{ end }}
+    - {{ toYaml $c | indent 6 | trim }}
+    {{- end }}
   {{- end }}
   containers:
     - name: roc-proxy
@@ -110,8 +115,12 @@ spec:
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-    {{- with .Values.extraContainers }}
-    {{- toYaml . | nindent 4 }}
+    {{- range .Values.extraContainers }}
+    {{- /* Next to roc-proxy (its loopback, its volumes): the chart's
+    restricted context unless they bring their own. */}}
+    {{- $c := deepCopy . }}
+    {{- if not (hasKey $c "securityContext") }}{{ $_ := set $c "securityContext" (deepCopy $.Values.containerSecurityContext) }}{{ end }}
+    - {{ toYaml $c | indent 6 | trim }}
     {{- end }}
   volumes:
     - name: config
