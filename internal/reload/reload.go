@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 	"github.com/roc-proxy/roc-proxy/internal/expiry"
 	"github.com/roc-proxy/roc-proxy/internal/listener"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
@@ -40,16 +42,25 @@ func sourceFiles(src *config.CertSource) []string {
 
 // hashFiles adds the contents of files to h (paths are read through, so
 // Kubernetes' symlink swap of a mounted Secret shows as a change). A missing
-// file hashes as absent.
+// file hashes as absent. Each file is hashed as it is read, up to one byte
+// past the largest file loading accepts (boundedfile.Bundle): every poll
+// reads these files, and one that names /dev/zero or a huge file must
+// neither hang it nor fill the memory; loading then refuses it by name.
 func hashFiles(h hash.Hash, files []string) {
 	for _, path := range files {
-		data, err := os.ReadFile(path)
+		f, err := os.Open(path)
 		if err != nil {
 			h.Write([]byte("\x00absent\x00" + path))
 			continue
 		}
-		sum := sha256.Sum256(data)
-		h.Write(sum[:])
+		fh := sha256.New()
+		_, err = io.Copy(fh, io.LimitReader(f, boundedfile.Bundle+1))
+		f.Close()
+		if err != nil {
+			h.Write([]byte("\x00unreadable\x00" + path))
+			continue
+		}
+		h.Write(fh.Sum(nil))
 	}
 }
 

@@ -79,7 +79,7 @@ CRL, delta CRL, OCSP and CA Issuers URLs, whether its chain is complete
 against the bundles (the public IGC-Santé chains are built in), and which
 role it fits (ORG_AUTH_CLI, ORG_SIGN, SERV_SSL), and its subject alternative
 names (DNS, IP, URI, e-mail). It exits 1 when the certificate is expired or
-not yet valid (after describing it).
+not yet valid, or when its chain is incomplete (after describing it).
 
 csr makes a new RSA key (mode 0600, never overwriting a file) and a
 certificate request with the subject the IGC-Santé portal expects; the
@@ -132,6 +132,10 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: certificate %s expired on %s", files[0], r.Subject, leaf.NotAfter.UTC().Format(time.DateOnly))
 	case now.Before(leaf.NotBefore):
 		return fmt.Errorf("%s: certificate %s is not valid before %s", files[0], r.Subject, leaf.NotBefore.UTC().Format(time.DateOnly))
+	case !r.ChainComplete:
+		// Nor for one no partner could verify: the chain a renewal or an
+		// install is checked against must be whole.
+		return fmt.Errorf("%s: certificate %s: chain INCOMPLETE against the bundles (the public IGC-Santé chains and --bundle files): add the missing authority with --bundle", files[0], r.Subject)
 	}
 	return nil
 }
