@@ -337,7 +337,7 @@ func verifyLinks(chain string, segs []segment, o VerifyOptions) (*Report, error)
 	)
 	for si, seg := range segs {
 		path := seg.path
-		lines, torn, zeroAt, err := readRecords(path)
+		lines, torn, zeroAt, behind, err := readRecords(path)
 		if err != nil {
 			return rep, &BrokenError{File: path, Reason: err.Error(), Kind: KindBroken}
 		}
@@ -436,6 +436,12 @@ func verifyLinks(chain string, segs []segment, o VerifyOptions) (*Report, error)
 			seen = true
 			prevHash, prevSeq, prevFile, prevLine = lineHash(line), r.Seq, path, n
 			rep.LastSeq, rep.LastTime = r.Seq, r.Time
+		}
+		if zeroAt >= 0 {
+			if hidden := hiddenByZeros(behind, chain); hidden != "" {
+				return rep, &BrokenError{File: path, Line: len(lines) + 1, Kind: KindBroken, Reason: fmt.Sprintf(
+					"altered: zero bytes from offset %d hide %s: a power loss leaves zero bytes only over a file's last write, whose records bear one time; these were written over acknowledged records", zeroAt, hidden)}
+			}
 		}
 	}
 	rep.LastSeq, rep.Head = prevSeq, prevHash

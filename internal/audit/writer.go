@@ -272,6 +272,7 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 	var rev []tailLine // from the end backwards, down to a signed record
 	lastFile := ""
 	signedFound := false
+	hiddenAt := "" // records zero bytes hide (see hiddenByZeros)
 	for i := len(files) - 1; i >= 0 && !signedFound; i-- {
 		data, err := os.ReadFile(files[i])
 		if err != nil {
@@ -279,7 +280,15 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 		}
 		// A torn last line (crash during a write), or zero bytes (a power
 		// loss before the data reached the disk), is not part of the chain.
-		data, _, _ = completePart(data)
+		all := data
+		data, _, zeroAt := completePart(data)
+		if zeroAt >= 0 && hiddenAt == "" {
+			// Unless they hide acknowledged records: then the zero bytes
+			// were written over the chain (hiddenByZeros).
+			if hidden := hiddenByZeros(all[zeroAt:], chain); hidden != "" {
+				hiddenAt = fmt.Sprintf("zero bytes from offset %d of %s hide %s", zeroAt, filepath.Base(files[i]), hidden)
+			}
+		}
 		lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
 		if len(data) == 0 {
 			continue
@@ -297,7 +306,7 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 		}
 	}
 	if len(rev) == 0 {
-		return chainTail{}, nil
+		return chainTail{broken: hiddenAt}, nil
 	}
 	if !noSync {
 		// And its name in the folder (written by a version that did not
@@ -334,6 +343,9 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 		}
 		prev, prevLine = &r, l.b
 		t.seq = max(t.seq, r.Seq)
+	}
+	if t.broken == "" {
+		t.broken = hiddenAt
 	}
 	// The next record links to the last line as it is (a record or not),
 	// numbered after the highest record read.
@@ -605,12 +617,15 @@ func (l *Log) writeBatch(batch []*Record, checkpoint bool) error {
 	recs := l.recs[:0]
 	defer func() { clear(recs); l.recs = recs[:0] }()
 	switch {
-	case l.seq == 0:
-		recs = append(recs, &Record{Type: TypeOpen})
 	case l.tailBreak != "":
+		// Also when nothing of the chain could be read (its first
+		// records hidden): never a new open record, which would start
+		// the chain again over the hidden one.
 		// Never a checkpoint over a broken tail: a break record says where
 		// it breaks, and vouches for nothing before it.
 		recs = append(recs, &Record{Type: TypeBreak, Note: l.tailBreak})
+	case l.seq == 0:
+		recs = append(recs, &Record{Type: TypeOpen})
 	case rotate || l.fileBytes == 0:
 		recs = append(recs, &Record{Type: TypeCheckpoint})
 	}

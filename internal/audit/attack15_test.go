@@ -1,0 +1,259 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// steppingClock is a clock that moves on by a millisecond at each reading,
+// until frozen (every record written while frozen bears one time, as the
+// records of one batch do).
+type steppingClock struct {
+	mu     sync.Mutex
+	t      time.Time
+	frozen bool
+}
+
+func (c *steppingClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.frozen {
+		c.t = c.t.Add(time.Millisecond)
+	}
+	return c.t
+}
+
+func (c *steppingClock) freeze() { c.mu.Lock(); c.frozen = true; c.mu.Unlock() }
+
+// zeroChain writes 30 tokens, one batch each (the writer's usual pace),
+// and then, when lastBatch, 5 more with a frozen clock (the records of
+// one batch bear one time); it closes the log and returns the last file.
+func zeroChain(t *testing.T, dir string, lastBatch bool) string {
+	t.Helper()
+	clock := &steppingClock{t: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
+	o := options(t, dir)
+	o.CheckpointEvery = 1000
+	o.Now = clock.now
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lastBatch {
+		clock.freeze()
+		for i := 30; i < 35; i++ {
+			if err := l.Signed(context.Background(), signed(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l.Close()
+	files, _ := ChainFiles(dir, "pod-a")
+	return files[len(files)-1]
+}
+
+// zeroLine overwrites line n (1-based) of path with zero bytes: from its
+// first byte for count bytes (-1: the whole line, newline kept; -2: the
+// line and its newline).
+func zeroLine(t *testing.T, path string, n, from, count int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := 0
+	for i := 1; i < n; i++ {
+		start += bytes.IndexByte(data[start:], '\n') + 1
+	}
+	end := start + bytes.IndexByte(data[start:], '\n')
+	switch count {
+	case -1:
+		count = end - start - from
+	case -2:
+		count = end - start - from + 1
+	}
+	for i := start + from; i < start+from+count; i++ {
+		data[i] = 0
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An insider with write access to audit.dir overwrites a token's record
+// in the middle of the last file with zero bytes (same size, the records
+// after it untouched, the closing checkpoint too). The power-loss rule
+// ("from its first zero byte a file is a torn tail") used to make verify
+// answer OK with a mere warning, every acknowledged record after the
+// zeros silently dropped, and the restart signed a checkpoint over the
+// cut chain, re-using the hidden records' sequence numbers. A power loss
+// leaves zeros only over the file's last, unacknowledged write: records
+// of later writes behind the zeros (several record times) prove the
+// zeros were written over acknowledged records. Verify must call it
+// BROKEN, and the restart must write a break record, not a checkpoint.
+func TestZeroBytesCannotHideAcknowledgedRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		line, from, cnt int
+	}{
+		{"a whole record zeroed, newline kept", 12, 0, -1},
+		{"a whole record and its newline zeroed", 12, 0, -2},
+		{"one zero byte inside a record", 12, 40, 1},
+		{"the file's first record zeroed", 1, 0, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			last := zeroChain(t, dir, false)
+			zeroLine(t, last, tc.line, tc.from, tc.cnt)
+			files, _ := ChainFiles(dir, "pod-a")
+			rep, err := Verify(files, VerifyOptions{})
+			if err == nil {
+				t.Fatalf("verify says OK (warnings %q) over zero bytes hiding %d acknowledged records", rep.Warnings, 33-tc.line)
+			}
+			if !strings.Contains(err.Error(), "zero bytes") || !strings.Contains(err.Error(), "altered") {
+				t.Errorf("the verdict does not say the zero bytes are an alteration: %v", err)
+			}
+
+			o := options(t, dir)
+			l, err := Open(o)
+			if err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+			if err := l.Signed(context.Background(), signed(99)); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			files, _ = ChainFiles(dir, "pod-a")
+			lines, _, _ := ReadRecords(files[len(files)-1])
+			var first Record
+			if err := json.Unmarshal(lines[0], &first); err != nil {
+				t.Fatal(err)
+			}
+			if first.Type != TypeBreak || !strings.Contains(first.Note, "zero bytes") {
+				t.Errorf("the restart signed a %s record (%q) over a chain whose records zero bytes hide", first.Type, first.Note)
+			}
+			if n := testutil.ToFloat64(o.Metrics.AuditChainBreaks); n != 1 {
+				t.Errorf("roc_proxy_audit_chain_breaks_total = %v, want 1", n)
+			}
+			if _, err := Verify(files, VerifyOptions{}); err == nil {
+				t.Error("after the restart, verify says OK")
+			}
+		})
+	}
+}
+
+// The rule still holds for what a power loss leaves: zeros over part of
+// the file's last write (one batch: one record time), complete records of
+// that same write after them. A torn tail, a warning, no break.
+func TestZeroBytesOverTheLastWriteAreStillATornTail(t *testing.T) {
+	dir := t.TempDir()
+	last := zeroChain(t, dir, true)
+	lines, _, _ := ReadRecords(last)
+	// The last batch: the 5 tokens (and the closing checkpoint, written
+	// with its own time at Close: frozen too). Zero the first of them.
+	zeroLine(t, last, len(lines)-5, 0, -1)
+	files, _ := ChainFiles(dir, "pod-a")
+	rep, err := Verify(files, VerifyOptions{})
+	if err != nil {
+		t.Fatalf("zeros over the last write taken for tampering: %v", err)
+	}
+	if !strings.Contains(strings.Join(rep.Warnings, "\n"), "zero bytes") {
+		t.Errorf("no warning: %q", rep.Warnings)
+	}
+	o := options(t, dir)
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if n := testutil.ToFloat64(o.Metrics.AuditChainBreaks); n != 0 {
+		t.Errorf("a power loss counted as a break: %v", n)
+	}
+	files, _ = ChainFiles(dir, "pod-a")
+	if _, err := Verify(files, VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gateSink holds its first delivery until open is closed.
+type gateSink struct {
+	StdoutSink
+	entered, open chan struct{}
+	once          sync.Once
+}
+
+func (g *gateSink) Deliver(lines []Line) error {
+	g.once.Do(func() { close(g.entered); <-g.open })
+	return g.StdoutSink.Deliver(lines)
+}
+
+// The same insider zeroes a record of the file being written, before the
+// shipper reached it: the shipper took the zero bytes for a power loss's
+// torn tail and shipped nothing more of the file (every later token kept
+// from the SIEM until the next rotation, without an anomaly). Zero bytes
+// that hide records of later writes are an altered line: counted, passed
+// over, and every record after them shipped.
+func TestShipGoesPastZeroBytesWrittenOverTheLiveFile(t *testing.T) {
+	dir := t.TempDir()
+	out := &syncBuffer{}
+	sink := &gateSink{StdoutSink: StdoutSink{W: out}, entered: make(chan struct{}), open: make(chan struct{})}
+	clock := &steppingClock{t: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
+	o := options(t, dir)
+	o.CheckpointEvery = 1000
+	o.Now = clock.now
+	o.Sinks = []Sink{sink}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-sink.entered // the open record is being delivered
+	for i := 0; i < 20; i++ {
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := ChainFiles(dir, "pod-a")
+	zeroLine(t, files[len(files)-1], 6, 0, -1) // record 6
+	for i := 20; i < 25; i++ {
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(sink.open)
+	l.Close()
+	shipped := map[uint64]bool{}
+	for _, line := range splitLines(out.String()) {
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("shipped a line that is no record: %q", line)
+		}
+		shipped[r.Seq] = true
+	}
+	var missing []uint64
+	for seq := uint64(1); seq <= l.Durable(); seq++ {
+		if seq != 6 && !shipped[seq] {
+			missing = append(missing, seq)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("records %v never reached the SIEM (zero bytes over record 6 stopped the shipping)", missing)
+	}
+	if shipped[6] {
+		t.Error("record 6 shipped although its line is zero bytes")
+	}
+	if n := testutil.ToFloat64(o.Metrics.AuditShipAnomalies.WithLabelValues("stdout", "altered_line")); n < 1 {
+		t.Errorf("altered lines counted: %v", n)
+	}
+}
