@@ -1,0 +1,156 @@
+package reload
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/expiry"
+	"github.com/roc-proxy/roc-proxy/internal/metrics"
+	"github.com/roc-proxy/roc-proxy/internal/mtls"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
+)
+
+// orgName is an IGC-Santé ORG subject for structure ou.
+func orgName(ou, cn string) pkix.Name {
+	return pkix.Name{Country: []string{"FR"}, Organization: []string{"CENTRE HOSPITALIER VOISIN"}, OrganizationalUnit: []string{ou}, CommonName: cn}
+}
+
+var (
+	authUsage = testpki.Template{KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	signUsage = testpki.Template{KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}}
+)
+
+// renewal is a PKCS#12 (the world's password) of a certificate issued by
+// the shared test PKI's IGC-Santé ORGANISATIONS authority.
+func renewal(t *testing.T, usage testpki.Template, subject pkix.Name, notBefore, notAfter time.Time) []byte {
+	t.Helper()
+	usage.Subject, usage.NotBefore, usage.NotAfter = subject, notBefore, notAfter
+	c, err := testpki.MustShared(t).SanteOrg.Issue(usage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12, err := c.PKCS12(pkcs12.Modern, "Tr0ub4dor&3-test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p12
+}
+
+// Renewals an ops mistake (or someone who can write the mounted Secret)
+// puts in place of the establishment's certificates, each a valid
+// certificate of the trusted IGC-Santé authority: another establishment's
+// ORG_AUTH_CLI or ORG_SIGN (a GHT's ops team renewing several hospitals,
+// the neighbour's .p12 copied), an expired or not-yet-valid one, an
+// ORG_SIGN renewed to a TLS-client-only certificate. Every one must be
+// refused, the certificate in service kept, roc_proxy_certificate_refused
+// at 1; before, another establishment's certificate was put in service:
+// the partners then saw another hospital's identity, tokens claimed its
+// structure (Identifiant_Structure defaults to the signing certificate's
+// OU) and the audit checkpoints were signed by it.
+func TestRenewalToAnotherEstablishmentIsRefused(t *testing.T) {
+	now := time.Now()
+	other := "1990000027"
+	for _, tc := range []struct {
+		name   string
+		source string
+		p12    func(t *testing.T) []byte
+		want   string
+	}{
+		{"ORG_AUTH_CLI of another establishment", "identity.auth", func(t *testing.T) []byte {
+			return renewal(t, authUsage, orgName(other, testpki.AuthCliCN), now.Add(-time.Hour), now.AddDate(3, 0, 0))
+		}, "structure"},
+		{"ORG_SIGN of another establishment", "identity.sign", func(t *testing.T) []byte {
+			return renewal(t, signUsage, orgName(other, testpki.SignCN), now.Add(-time.Hour), now.AddDate(3, 0, 0))
+		}, "structure"},
+		{"ORG_SIGN without a structure", "identity.sign", func(t *testing.T) []byte {
+			return renewal(t, signUsage, pkix.Name{Country: []string{"FR"}, CommonName: testpki.SignCN}, now.Add(-time.Hour), now.AddDate(3, 0, 0))
+		}, "structure"},
+		{"expired ORG_AUTH_CLI", "identity.auth", func(t *testing.T) []byte {
+			return renewal(t, authUsage, testpki.OrgName(testpki.AuthCliCN), now.AddDate(-3, 0, 0), now.Add(-time.Hour))
+		}, "expired"},
+		{"not yet valid ORG_SIGN", "identity.sign", func(t *testing.T) []byte {
+			return renewal(t, signUsage, testpki.OrgName(testpki.SignCN), now.Add(time.Hour), now.AddDate(3, 0, 0))
+		}, "not valid before"},
+		{"ORG_SIGN renewed to a TLS-only certificate", "identity.sign", func(t *testing.T) []byte {
+			return renewal(t, authUsage, testpki.OrgName(testpki.SignCN), now.Add(-time.Hour), now.AddDate(3, 0, 0))
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, func(c *config.Config) {})
+			signSrc := &config.CertSource{PKCS12: w.files.SignP12, PasswordFile: w.files.PasswordFile}
+			w.cfg.Identity.Sign = signSrc
+			sign, err := mtls.LoadIdentity(signSrc, mtls.LoadOptions{Path: "identity.sign", Role: mtls.RoleSign, Store: w.store, Now: time.Now, Getenv: os.Getenv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt := &runtime{}
+			r, m, logs := w.reloaderWithSign(t, rt, sign)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			path := w.files.AuthP12
+			if tc.source == "identity.sign" {
+				path = w.files.SignP12
+			}
+			swap(t, path, tc.p12(t))
+			wait(t, "the renewal to be judged", func() bool {
+				return testutil.ToFloat64(m.CertificateReloads.WithLabelValues(tc.source, "error"))+
+					testutil.ToFloat64(m.CertificateReloads.WithLabelValues(tc.source, "ok")) > 0
+			})
+			rt.mu.Lock()
+			renewed := slices.Clone(rt.renewed)
+			rt.mu.Unlock()
+			if len(renewed) != 0 {
+				t.Fatalf("put in service: %q", renewed)
+			}
+			if testutil.ToFloat64(m.CertificateRefused.WithLabelValues(tc.source)) != 1 {
+				t.Error("roc_proxy_certificate_refused is not 1")
+			}
+			if !strings.Contains(logs.String(), tc.want) {
+				t.Errorf("the refusal does not say why (%q):\n%s", tc.want, logs.String())
+			}
+		})
+	}
+}
+
+// logBuffer collects log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuffer) Sync() error                 { return nil }
+func (l *logBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// reloaderWithSign is reloader with identity.sign in service, its logs
+// kept.
+func (w *world) reloaderWithSign(t *testing.T, rt Runtime, sign *mtls.Identity) (*Reloader, *metrics.Metrics, *logBuffer) {
+	t.Helper()
+	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zap.DebugLevel))
+	return New(Options{Config: w.cfg, Store: w.store, Auth: w.auth, Sign: sign, Runtime: rt, Expiry: expiry.New(m.CertificateNotAfter, log),
+		Metrics: m, Logger: log, Now: time.Now, Getenv: os.Getenv}), m, logs
+}
