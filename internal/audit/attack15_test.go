@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
 // steppingClock is a clock that moves on by a millisecond at each reading,
@@ -255,5 +257,94 @@ func TestShipGoesPastZeroBytesWrittenOverTheLiveFile(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(o.Metrics.AuditShipAnomalies.WithLabelValues("stdout", "altered_line")); n < 1 {
 		t.Errorf("altered lines counted: %v", n)
+	}
+}
+
+// The restart checks the links of the tail after the chain's last signed
+// record, found by looking for a record with a signature. An insider
+// edits a record of the tail (its link breaks) and appends a forged
+// "checkpoint" with any signature bytes, linked to the line before it:
+// the restart took the forgery for the last signed record, checked
+// nothing before it, and signed its own checkpoint over the edited tail
+// (no break record, no alarm). Only a signature that verifies (against
+// the certificate the record carries) ends the tail.
+func TestRestartIsNotStoppedByAForgedSignedRecord(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(options(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 16; i++ { // a checkpoint after 10: 6 uncovered
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	files, _ := ChainFiles(dir, "pod-a")
+	last := files[len(files)-1]
+	edit(t, last, func(lines []string) []string {
+		lines = lines[:len(lines)-1] // a crash: no closing checkpoint
+		i := len(lines) - 3
+		lines[i] = strings.Replace(lines[i], `"route":"dmp"`, `"route":"amc"`, 1)
+		var prev Record
+		json.Unmarshal([]byte(lines[len(lines)-1]), &prev)
+		h := lineHash([]byte(lines[len(lines)-1]))
+		forged := &Record{Version: 2, Chain: "pod-a", Seq: prev.Seq + 1, Time: prev.Time, Type: TypeCheckpoint, Prev: h, Head: h,
+			Signature: []byte("forged"), Cert: testpki.MustShared(t).Sign.Cert.Raw, Every: 10}
+		line, _ := json.Marshal(forged)
+		return append(lines, string(line))
+	})
+	o := options(t, dir)
+	l2, err := Open(o)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	l2.Close()
+	files, _ = ChainFiles(dir, "pod-a")
+	lines, _, _ := ReadRecords(files[len(files)-1])
+	var first Record
+	json.Unmarshal(lines[0], &first)
+	if first.Type != TypeBreak {
+		t.Fatalf("the restart signed a %s over a tail edited behind a forged checkpoint", first.Type)
+	}
+	if n := testutil.ToFloat64(o.Metrics.AuditChainBreaks); n != 1 {
+		t.Errorf("roc_proxy_audit_chain_breaks_total = %v", n)
+	}
+}
+
+// The forged checkpoint alone, appended after a crash: the restart must
+// not sign over it either.
+func TestRestartDoesNotVouchForAForgedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(options(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 16; i++ {
+		l.Signed(context.Background(), signed(i))
+	}
+	l.Close()
+	files, _ := ChainFiles(dir, "pod-a")
+	edit(t, files[len(files)-1], func(lines []string) []string {
+		lines = lines[:len(lines)-1]
+		var prev Record
+		json.Unmarshal([]byte(lines[len(lines)-1]), &prev)
+		h := lineHash([]byte(lines[len(lines)-1]))
+		line, _ := json.Marshal(&Record{Version: 2, Chain: "pod-a", Seq: prev.Seq + 1, Time: prev.Time, Type: TypeCheckpoint, Prev: h, Head: h,
+			Signature: []byte("forged"), Cert: testpki.MustShared(t).Sign.Cert.Raw, Every: 10})
+		return append(lines, string(line))
+	})
+	o := options(t, dir)
+	l2, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	files, _ = ChainFiles(dir, "pod-a")
+	lines, _, _ := ReadRecords(files[len(files)-1])
+	var first Record
+	json.Unmarshal(lines[0], &first)
+	if first.Type != TypeBreak || !strings.Contains(first.Note, "does not verify") {
+		t.Fatalf("the restart's first record: %s %q", first.Type, first.Note)
 	}
 }

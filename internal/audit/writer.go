@@ -299,7 +299,10 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 		for j := len(lines) - 1; j >= 0; j-- {
 			rev = append(rev, tailLine{files[i], j + 1, lines[j]})
 			var r Record
-			if json.Unmarshal(lines[j], &r) == nil && r.Chain == chain && r.IsSigned() {
+			// A signature that verifies, not any signature bytes: a
+			// forged "checkpoint" appended by someone without the key
+			// must not hide the links before it from this check.
+			if json.Unmarshal(lines[j], &r) == nil && r.Chain == chain && r.IsSigned() && signatureHolds(&r) {
 				signedFound = true
 				break
 			}
@@ -340,6 +343,8 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 			t.broken = fmt.Sprintf("record %d (%s) comes after record %d", r.Seq, at, prev.Seq)
 		case r.Prev != lineHash(prevLine):
 			t.broken = fmt.Sprintf("record %d (%s) does not link to the line before it", r.Seq, at)
+		case r.IsSigned() && !signatureHolds(&r):
+			t.broken = fmt.Sprintf("record %d (%s) carries a signature that does not verify", r.Seq, at)
 		}
 		prev, prevLine = &r, l.b
 		t.seq = max(t.seq, r.Seq)
@@ -351,6 +356,17 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 	// numbered after the highest record read.
 	t.head = lineHash(rev[0].b)
 	return t, nil
+}
+
+// signatureHolds reports whether a signed record's signature verifies
+// against the certificate it carries, over its own chain link (whether
+// that certificate is the establishment's is verify's question).
+func signatureHolds(r *Record) bool {
+	if r.Head != r.Prev {
+		return false
+	}
+	cert, err := x509.ParseCertificate(r.Cert)
+	return err == nil && checkSignature(cert, r) == nil
 }
 
 func syncPath(path string) error {
