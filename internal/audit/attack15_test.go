@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -346,5 +347,113 @@ func TestRestartDoesNotVouchForAForgedCheckpoint(t *testing.T) {
 	json.Unmarshal(lines[0], &first)
 	if first.Type != TypeBreak || !strings.Contains(first.Note, "does not verify") {
 		t.Fatalf("the restart's first record: %s %q", first.Type, first.Note)
+	}
+}
+
+// keptFrom decodes shipped lines as verify --shipped does.
+func keptFrom(t *testing.T, lines []string) []*Record {
+	t.Helper()
+	var out []*Record
+	for _, line := range lines {
+		r := &Record{}
+		if err := json.Unmarshal([]byte(line), r); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Shipping is at least once: after a crash the shipper sends again what
+// came after its saved cursor. An insider who edits a record of that
+// uncovered tail while the proxy is down (the restart vouches for it:
+// the links hold) gets the edited version shipped too: the SIEM then
+// holds two versions of one record. verify --shipped kept the last copy
+// of each sequence number and compared the files with it alone: the
+// edited version matched the edited files, and verify said OK. Two
+// different copies of one record are themselves the proof of an edit.
+func TestVerifyShippedCopyWithTwoVersionsOfARecord(t *testing.T) {
+	dir := t.TempDir()
+	files := writeChain(t, dir, 15, 0)
+	last := files[len(files)-1]
+	shipped := chainLines(t, dir)
+	var edited string
+	edit(t, last, func(lines []string) []string {
+		lines = lines[:len(lines)-1] // a crash: no closing checkpoint
+		i := len(lines) - 1
+		lines[i] = strings.Replace(lines[i], `"route":"dmp"`, `"route":"amc"`, 1)
+		edited = lines[i]
+		return lines
+	})
+	// The SIEM's copy: the original, then the edited version sent again.
+	kept := keptFrom(t, append(shipped[:len(shipped)-1], edited))
+	_, err := Verify(files, VerifyOptions{Kept: kept})
+	if err == nil || !strings.Contains(err.Error(), "two different") {
+		t.Fatalf("a shipped copy holding two versions of one record: %v", err)
+	}
+}
+
+// downSink is a collector that is down: nothing is delivered.
+type downSink struct{}
+
+func (downSink) Name() string        { return "stdout" }
+func (downSink) Deliver([]Line) error { return errors.New("connection refused") }
+func (downSink) Close() error         { return nil }
+
+// The shipping cursor lives in audit.dir, which the insider can write. The
+// collector is down for a while (records pile up unshipped), the proxy
+// restarts, and meanwhile the insider raises the cursor's sequence
+// number: the shipper resumes after it and those records never reach the
+// SIEM (a cursor pointing at a real later record would do the same
+// without even a mismatch). The shipper cannot tell a forged cursor from
+// its own; the security team's check can: verify --shipped must name the
+// records the kept copy lacks between the first and last it holds, so
+// that the hole shows (they exist only in the files).
+func TestVerifyNamesRecordsTheShippedCopyLacks(t *testing.T) {
+	dir := t.TempDir()
+	run := func(sink Sink, from, n int) {
+		o := options(t, dir)
+		o.Sinks = []Sink{sink}
+		o.ShipDrainTimeout = 200 * time.Millisecond
+		l, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < from+n; i++ {
+			if err := l.Signed(context.Background(), signed(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Close()
+	}
+	var siem syncBuffer
+	run(&StdoutSink{W: &siem}, 0, 5)
+	run(downSink{}, 5, 8) // the collector is down: these stay unshipped
+	cursorPath := dir + "/.ship-stdout-pod-a.json"
+	data, err := os.ReadFile(cursorPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c cursor
+	json.Unmarshal(data, &c)
+	c.Seq, c.Hash = 1<<40, "forged"
+	writeCursor(t, cursorPath, c)
+	run(&StdoutSink{W: &siem}, 13, 4)
+
+	files, _ := ChainFiles(dir, "pod-a")
+	kept := keptFrom(t, splitLines(siem.String()))
+	rep, err := Verify(files, VerifyOptions{Kept: kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[uint64]bool{}
+	for _, k := range kept {
+		held[k.Seq] = true
+	}
+	if len(held) == rep.Records {
+		t.Skip("the shipper shipped every record: no hole to name")
+	}
+	if !strings.Contains(strings.Join(rep.Warnings, "\n"), "lacks records") {
+		t.Fatalf("the SIEM holds %d of %d records, verify --shipped says nothing of the hole: %q", len(held), rep.Records, rep.Warnings)
 	}
 }
