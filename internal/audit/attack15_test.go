@@ -396,7 +396,7 @@ func TestVerifyShippedCopyWithTwoVersionsOfARecord(t *testing.T) {
 // downSink is a collector that is down: nothing is delivered.
 type downSink struct{}
 
-func (downSink) Name() string        { return "stdout" }
+func (downSink) Name() string         { return "stdout" }
 func (downSink) Deliver([]Line) error { return errors.New("connection refused") }
 func (downSink) Close() error         { return nil }
 
