@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -455,5 +456,76 @@ func TestVerifyNamesRecordsTheShippedCopyLacks(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(rep.Warnings, "\n"), "lacks records") {
 		t.Fatalf("the SIEM holds %d of %d records, verify --shipped says nothing of the hole: %q", len(held), rep.Records, rep.Warnings)
+	}
+}
+
+// An audit.patient_id_key file an ops mistake or an attacker makes: a
+// file of zero bytes (fallocate, dd if=/dev/zero, a volume's empty
+// blocks), a key of one repeated character or word, a 100 MB file, a
+// FIFO (the start would hang on it). Each one used to be taken as a key
+// (the FIFO blocked the start for ever): a known or guessable key makes
+// the HMAC of an INS as reversible as the plain hash it replaces. Each
+// must be refused with a message naming the file and never the key.
+func TestPatientKeyFileRefusals(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+		want string
+	}{
+		{"64 zero bytes", func(p string) error { return os.WriteFile(p, make([]byte, 64), 0o600) }, "guessable"},
+		{"one character repeated", func(p string) error { return os.WriteFile(p, []byte(strings.Repeat("a", 64)+"\n"), 0o600) }, "guessable"},
+		{"a word repeated", func(p string) error { return os.WriteFile(p, []byte(strings.Repeat("Hopital21", 8)), 0o600) }, "guessable"},
+		{"a 100 MB file", func(p string) error {
+			f, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if _, err := f.WriteString("0123456789abcdef" + strings.Repeat("x", 100)); err != nil {
+				return err
+			}
+			return f.Truncate(100 << 20)
+		}, "bytes at most"},
+		{"a FIFO", func(p string) error { return syscall.Mkfifo(p, 0o600) }, "not a regular file"},
+		{"a folder", func(p string) error { return os.Mkdir(p, 0o700) }, "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := dir + "/" + strings.ReplaceAll(tc.name, " ", "-")
+			if err := tc.make(path); err != nil {
+				t.Skip(err)
+			}
+			type answer struct {
+				key []byte
+				err error
+			}
+			done := make(chan answer, 1)
+			go func() { k, err := ReadPatientKey(path); done <- answer{k, err} }()
+			var a answer
+			select {
+			case a = <-done:
+			case <-time.After(5 * time.Second):
+				if w, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil { // let the read end
+					w.Close()
+				}
+				<-done
+				t.Fatal("reading the key file hangs")
+			}
+			if a.err == nil {
+				t.Fatalf("taken as a key (%d bytes)", len(a.key))
+			}
+			if !strings.Contains(a.err.Error(), path) || !strings.Contains(a.err.Error(), tc.want) {
+				t.Errorf("the refusal does not name the file and the reason (%q): %v", tc.want, a.err)
+			}
+			if strings.Contains(a.err.Error(), "aaaaaaaa") || strings.Contains(a.err.Error(), "Hopital21") {
+				t.Errorf("the refusal shows the key: %v", a.err)
+			}
+		})
+	}
+	// A real key still reads: 32 random bytes in hex.
+	good := dir + "/good"
+	os.WriteFile(good, []byte("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"), 0o600)
+	if key, err := ReadPatientKey(good); err != nil || len(key) != 64 {
+		t.Fatalf("a good key: %d bytes, %v", len(key), err)
 	}
 }
