@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -527,5 +528,32 @@ func TestPatientKeyFileRefusals(t *testing.T) {
 	os.WriteFile(good, []byte("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"), 0o600)
 	if key, err := ReadPatientKey(good); err != nil || len(key) != 64 {
 		t.Fatalf("a good key: %d bytes, %v", len(key), err)
+	}
+}
+
+// A result record the encoder cannot write (a NaN or infinite latency, as
+// a computation over a clock that jumped could give: JSON has no NaN) was
+// queued, failed its batch, was kept for another try, and failed every
+// batch after it: the log refused every token for ever. It must be lost
+// alone (counted and logged), the tokens after it recorded.
+func TestUnencodableResultDoesNotPoisonTheLog(t *testing.T) {
+	o := options(t, t.TempDir())
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Result(&Record{RequestID: "nan", Route: "dmp", Status: 200, LatencyMS: math.NaN()})
+	l.Result(&Record{RequestID: "inf", Route: "dmp", Status: 200, LatencyMS: math.Inf(1)})
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := l.Signed(ctx, signed(i))
+		cancel()
+		if err != nil {
+			t.Fatalf("token %d after an unencodable result: %v", i, err)
+		}
+	}
+	if n := testutil.ToFloat64(o.Metrics.AuditRecordsLost.WithLabelValues(TypeResult)); n != 2 {
+		t.Errorf("%v results counted lost, want 2", n)
 	}
 }

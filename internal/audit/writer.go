@@ -402,6 +402,10 @@ func (l *Log) Dir() string { return l.o.Dir }
 // lands after its caller gave up is harmless: that token never left).
 func (l *Log) Signed(ctx context.Context, r *Record) error {
 	r.Type = TypeSigned
+	if err := encodable(r); err != nil {
+		// Refused alone: in a batch it would fail every token with it.
+		return fmt.Errorf("%w: the record cannot be written: %v", ErrUnavailable, err)
+	}
 	l.mu.Lock()
 	switch {
 	case l.closed:
@@ -432,6 +436,11 @@ func (l *Log) Signed(ctx context.Context, r *Record) error {
 // is kept and written again with a later batch.
 func (l *Log) Result(r *Record) {
 	r.Type = TypeResult
+	if err := encodable(r); err != nil {
+		// Kept for another try, it would fail every batch after it.
+		l.lose([]*Record{r}, "the record cannot be written: "+err.Error())
+		return
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -468,6 +477,17 @@ func (l *Log) Result(r *Record) {
 	if lost != nil {
 		l.lose([]*Record{lost}, "too many records waiting for the disk (audit log unavailable)")
 	}
+}
+
+// encodable says why the writer could not encode r (nil: it can): a NaN
+// or infinite latency, which JSON cannot hold. Off the writer's goroutine,
+// and json.Marshal only for the rare record plainEncodable refuses.
+func encodable(r *Record) error {
+	if plainEncodable(r) {
+		return nil
+	}
+	_, err := json.Marshal(r)
+	return err
 }
 
 // signal wakes the writer, or leaves it a wake-up if it is busy.

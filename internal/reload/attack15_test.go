@@ -158,3 +158,90 @@ func (w *world) reloaderWithSign(t *testing.T, rt Runtime, sign *mtls.Identity) 
 	return New(Options{Config: w.cfg, Store: w.store, Auth: w.auth, Sign: sign, Runtime: rt, Expiry: expiry.New(m.CertificateNotAfter, log),
 		Metrics: m, Logger: log, Now: time.Now, Getenv: os.Getenv}), m, logs
 }
+
+// A renewal whose PKCS#12 lands before its new password file (two Secret
+// keys written one after the other, or by hand): the new .p12 with the old
+// password is refused (the certificate in service stays), and once the
+// password file follows, the pair is loaded: a refusal is not final for
+// files that change again.
+func TestRenewalWhosePasswordFollowsThePKCS12(t *testing.T) {
+	w := newWorld(t, nil)
+	rt := &runtime{}
+	r, m := w.reloader(t, rt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	p12, err := testpki.MustShared(t).AuthCli.PKCS12(pkcs12.Modern, "n3w-p4ssw0rd-2029", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap(t, w.files.AuthP12, p12)
+	wait(t, "the new .p12 with the old password to be refused", func() bool {
+		return testutil.ToFloat64(m.CertificateReloads.WithLabelValues("identity.auth", "error")) == 1
+	})
+	rt.mu.Lock()
+	n := len(rt.renewed)
+	rt.mu.Unlock()
+	if n != 0 {
+		t.Fatal("a .p12 that does not open with the password in service was put in service")
+	}
+	swap(t, w.files.PasswordFile, []byte("n3w-p4ssw0rd-2029\n"))
+	wait(t, "the pair to be loaded", func() bool {
+		return testutil.ToFloat64(m.CertificateReloads.WithLabelValues("identity.auth", "ok")) == 1
+	})
+	if testutil.ToFloat64(m.CertificateRefused.WithLabelValues("identity.auth")) != 0 {
+		t.Error("still refused after the password followed")
+	}
+}
+
+// A trust bundle emptied by a botched update (its folder replaced by an
+// empty one, its file truncated to nothing): the reload is refused whole,
+// the routes keep the bundles in service, roc_proxy_config_refused is 1.
+func TestEmptiedTrustBundleIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		empty func(t *testing.T, w *world) string // the bundle's path, emptied
+	}{
+		{"file truncated", func(t *testing.T, w *world) string {
+			swap(t, w.files.OSIBundle, nil)
+			return w.files.OSIBundle
+		}},
+		{"folder replaced by an empty folder", func(t *testing.T, w *world) string {
+			dir := w.cfg.TrustBundles["osi"].Paths[0]
+			os.RemoveAll(dir)
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			folder := strings.Contains(tc.name, "folder")
+			w := newWorld(t, func(c *config.Config) {})
+			if folder {
+				dir := w.dir + "/osi.d"
+				os.Mkdir(dir, 0o755)
+				data, _ := os.ReadFile(w.files.OSIBundle)
+				os.WriteFile(dir+"/osi.pem", data, 0o644)
+				w.cfg.TrustBundles["osi"].Paths = []string{dir}
+			}
+			rt := &runtime{}
+			r, m := w.reloader(t, rt)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			tc.empty(t, w)
+			wait(t, "the emptied bundle to be judged", func() bool {
+				return testutil.ToFloat64(m.ConfigReloads.WithLabelValues("error"))+testutil.ToFloat64(m.ConfigReloads.WithLabelValues("ok")) > 0
+			})
+			rt.mu.Lock()
+			applied := len(rt.applied)
+			rt.mu.Unlock()
+			if applied != 0 || testutil.ToFloat64(m.ConfigRefused) != 1 {
+				t.Fatalf("an emptied bundle: %d route sets applied, refused %v", applied, testutil.ToFloat64(m.ConfigRefused))
+			}
+		})
+	}
+}
