@@ -2,6 +2,7 @@ package reload
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"os"
@@ -241,6 +242,76 @@ func TestEmptiedTrustBundleIsRefused(t *testing.T) {
 			rt.mu.Unlock()
 			if applied != 0 || testutil.ToFloat64(m.ConfigRefused) != 1 {
 				t.Fatalf("an emptied bundle: %d route sets applied, refused %v", applied, testutil.ToFloat64(m.ConfigRefused))
+			}
+		})
+	}
+}
+
+// countingRuntime counts the listener certificates put in service.
+type countingRuntime struct {
+	runtime
+	listener int
+}
+
+func (c *countingRuntime) ListenerRenewed(*tls.Certificate) { c.mu.Lock(); c.listener++; c.mu.Unlock() }
+
+// writeListenerPair writes a SIH listener certificate (valid from
+// notBefore to notAfter) and its key.
+func writeListenerPair(t *testing.T, certPath, keyPath string, notBefore, notAfter time.Time) {
+	t.Helper()
+	c, err := testpki.MustShared(t).SanteOrg.Issue(testpki.Template{Subject: pkix.Name{CommonName: "roc-proxy.hopital.test"},
+		DNSNames: []string{"roc-proxy.hopital.test"}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotBefore: notBefore, NotAfter: notAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := c.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap(t, keyPath, key)
+	swap(t, certPath, testpki.PEM(c.Cert))
+}
+
+// The SIH listener's certificate (listen.tls) renewed to an expired or a
+// not-yet-valid certificate (the old one copied back by a script, a
+// certificate issued with a clock in the future): it was put in service,
+// and every SIH client's handshake failed from then on. It must be refused
+// like an expired ORG certificate, the one in service kept.
+func TestListenerRenewalOutOfItsValidityIsRefused(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name              string
+		notBefore, notAft time.Time
+		want              string
+	}{
+		{"expired", now.AddDate(-2, 0, 0), now.Add(-time.Hour), "expired"},
+		{"not yet valid", now.Add(24 * time.Hour), now.AddDate(1, 0, 0), "not valid before"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			certPath, keyPath := dir+"/sih.pem", dir+"/sih.key"
+			writeListenerPair(t, certPath, keyPath, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+			w := newWorld(t, func(c *config.Config) { c.Listen.TLS = &config.ListenTLS{Cert: certPath, Key: keyPath} })
+			rt := &countingRuntime{}
+			r, m, logs := w.reloaderWithSign(t, rt, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			writeListenerPair(t, certPath, keyPath, tc.notBefore, tc.notAft)
+			wait(t, "the renewal to be judged", func() bool {
+				return testutil.ToFloat64(m.CertificateReloads.WithLabelValues("listen.tls", "error"))+
+					testutil.ToFloat64(m.CertificateReloads.WithLabelValues("listen.tls", "ok")) > 0
+			})
+			rt.mu.Lock()
+			n := rt.listener
+			rt.mu.Unlock()
+			if n != 0 {
+				t.Fatalf("an %s listener certificate was put in service", tc.name)
+			}
+			if !strings.Contains(logs.String(), tc.want) {
+				t.Errorf("the refusal does not say %q:\n%s", tc.want, logs.String())
 			}
 		})
 	}

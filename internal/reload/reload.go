@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash"
@@ -294,7 +295,11 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 	if t := r.cfg.Listen.TLS; t != nil && t.ACME == nil {
 		if digest := sourceDigest(listenSource(t)); digest != r.digests["listen.tls"] {
 			r.digests["listen.tls"] = digest
-			if cert, _, err := listener.LoadTLS(t); err != nil {
+			cert, _, err := listener.LoadTLS(t)
+			if err == nil {
+				err = inValidity(cert, r.now())
+			}
+			if err != nil {
 				r.metrics.CertificateReloads.WithLabelValues("listen.tls", "error").Inc()
 				r.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(1)
 				r.log.Error("renewed listener certificate refused: keeping the current one", zap.Error(err))
@@ -338,6 +343,26 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 		r.log.Info("renewed certificate loaded", zap.String("source", s.source),
 			zap.String("subject", trust.SubjectDN(id.Leaf)), zap.Time("not_after", id.Leaf.NotAfter))
 	}
+}
+
+// inValidity refuses a renewed listener certificate that is expired or
+// not yet valid: in service, every SIH client's handshake would fail,
+// while the certificate it replaces still works.
+func inValidity(cert *tls.Certificate, now time.Time) error {
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return fmt.Errorf("listen.tls: %w", err)
+		}
+	}
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("listen.tls: the renewed certificate %s expired on %s", trust.SubjectDN(leaf), leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("listen.tls: the renewed certificate %s is not valid before %s", trust.SubjectDN(leaf), leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // sameEstablishment refuses a renewal whose certificate is of another
