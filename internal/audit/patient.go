@@ -55,36 +55,60 @@ const MaxPatientKeyBytes = 4096
 // gives the same value on every replica, so that one search covers every
 // chain. Messages name the file, never the key.
 func ReadPatientKey(path string) ([]byte, error) {
-	fi, err := os.Stat(path) // through the symlinks of a mounted Secret
+	key, guessable, err := readPatientKey(path)
+	if err == nil && guessable != "" {
+		err = fmt.Errorf("%s is a guessable key (%s): a patient_id_key must be random (openssl rand -hex 32 > %s)", path, guessable, path)
+	}
 	if err != nil {
 		return nil, err
 	}
+	return key, nil
+}
+
+// ReadPastPatientKey reads a key records were keyed with, for a search
+// (audit show --patient-id-key): a guessable key that an older roc-proxy
+// accepted still finds its records; warning then says so.
+func ReadPastPatientKey(path string) (key []byte, warning string, err error) {
+	key, guessable, err := readPatientKey(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if guessable != "" {
+		warning = fmt.Sprintf("%s is a guessable key (%s): whoever holds the records can match them as if they were not keyed", path, guessable)
+	}
+	return key, warning, nil
+}
+
+// readPatientKey is ReadPatientKey that says why a key is guessable
+// instead of refusing it.
+func readPatientKey(path string) (key []byte, guessable string, err error) {
+	fi, err := os.Stat(path) // through the symlinks of a mounted Secret
+	if err != nil {
+		return nil, "", err
+	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s): a patient_id_key is a file of random bytes (openssl rand -hex 32 > FILE)", path, fi.Mode().Type())
+		return nil, "", fmt.Errorf("%s is not a regular file (%s): a patient_id_key is a file of random bytes (openssl rand -hex 32 > FILE)", path, fi.Mode().Type())
 	}
 	if fi.Size() > MaxPatientKeyBytes+2 {
-		return nil, fmt.Errorf("%s holds %d bytes: a patient_id_key holds %d bytes at most (openssl rand -hex 32 > FILE)", path, fi.Size(), MaxPatientKeyBytes)
+		return nil, "", fmt.Errorf("%s holds %d bytes: a patient_id_key holds %d bytes at most (openssl rand -hex 32 > FILE)", path, fi.Size(), MaxPatientKeyBytes)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxPatientKeyBytes+3))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	key := []byte(strings.TrimRight(string(data), "\r\n"))
+	key = []byte(strings.TrimRight(string(data), "\r\n"))
 	switch {
 	case len(key) > MaxPatientKeyBytes:
-		return nil, fmt.Errorf("%s holds more than %d bytes: a patient_id_key holds %d bytes at most (openssl rand -hex 32 > FILE)", path, MaxPatientKeyBytes, MaxPatientKeyBytes)
+		return nil, "", fmt.Errorf("%s holds more than %d bytes: a patient_id_key holds %d bytes at most (openssl rand -hex 32 > FILE)", path, MaxPatientKeyBytes, MaxPatientKeyBytes)
 	case len(key) < MinPatientKeyBytes:
-		return nil, fmt.Errorf("%s holds %d bytes: a patient_id_key needs at least %d random bytes (openssl rand -hex 32 > %s)", path, len(key), MinPatientKeyBytes, path)
+		return nil, "", fmt.Errorf("%s holds %d bytes: a patient_id_key needs at least %d random bytes (openssl rand -hex 32 > %s)", path, len(key), MinPatientKeyBytes, path)
 	}
-	if why := guessableKey(key); why != "" {
-		return nil, fmt.Errorf("%s is a guessable key (%s): a patient_id_key must be random (openssl rand -hex 32 > %s)", path, why, path)
-	}
-	return key, nil
+	return key, guessableKey(key), nil
 }
 
 // guessableKey says why key is no random key ("" when nothing shows it):
