@@ -175,6 +175,28 @@ func readRecords(path string) (lines [][]byte, torn bool, zeroAt int, behind []b
 	return lines, torn, zeroAt, behind, nil
 }
 
+// recordsBehind returns the complete lines of chain's records in behind
+// (a file's bytes from its first zero byte), leading zero bytes removed.
+func recordsBehind(behind []byte, chain string) [][]byte {
+	var out [][]byte
+	for len(behind) > 0 {
+		i := bytes.IndexByte(behind, '\n')
+		if i < 0 {
+			break
+		}
+		line := bytes.TrimLeft(behind[:i], "\x00")
+		behind = behind[i+1:]
+		if len(line) == 0 || line[0] != '{' || bytes.IndexByte(line, 0) >= 0 {
+			continue
+		}
+		var r Record
+		if json.Unmarshal(line, &r) == nil && r.Chain == chain && r.Seq > 0 {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 // hiddenByZeros says which records of chain zero bytes cannot have cut
 // from the chain ("" when none). behind is a file's bytes from its first
 // zero byte to its end. A power loss leaves zero bytes only over the
@@ -188,34 +210,22 @@ func readRecords(path string) (lines [][]byte, torn bool, zeroAt int, behind []b
 func hiddenByZeros(behind []byte, chain string) string {
 	var (
 		first, last uint64
-		n           int
 		times       = map[time.Time]bool{}
 	)
-	for len(behind) > 0 {
-		i := bytes.IndexByte(behind, '\n')
-		if i < 0 {
-			break // a fragment: no complete line
-		}
-		line := bytes.TrimLeft(behind[:i], "\x00")
-		behind = behind[i+1:]
-		if len(line) == 0 || line[0] != '{' || bytes.IndexByte(line, 0) >= 0 {
-			continue
-		}
+	lines := recordsBehind(behind, chain)
+	for i, line := range lines {
 		var r Record
-		if json.Unmarshal(line, &r) != nil || r.Chain != chain || r.Seq == 0 {
-			continue // the end of a line the zero bytes cut, or not this chain's
-		}
-		if n == 0 || r.Seq < first {
+		json.Unmarshal(line, &r)
+		if i == 0 || r.Seq < first {
 			first = r.Seq
 		}
 		last = max(last, r.Seq)
-		n++
 		times[r.Time.UTC()] = true
 	}
 	if len(times) < 2 {
 		return ""
 	}
-	return fmt.Sprintf("records %d to %d (%d records, written at %d different times, so by several writes, all but the last acknowledged)", first, last, n, len(times))
+	return fmt.Sprintf("records %d to %d (%d records, written at %d different times, so by several writes, all but the last acknowledged)", first, last, len(lines), len(times))
 }
 
 // completePart is the part of a chain file's bytes that holds complete
