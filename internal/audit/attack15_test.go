@@ -646,3 +646,41 @@ func TestExportKeepsRecordsHiddenBehindZeroBytes(t *testing.T) {
 		t.Errorf("the JSON lines export of a power loss: %v", err)
 	}
 }
+
+// An insider with write access to audit.dir plants the shipping cursor's
+// temporary file as a symbolic link to a file of the proxy's user outside
+// the folder (its ORG_SIGN .p12, its configuration): saving the cursor
+// used to follow the link and overwrite that file with the cursor. The
+// cursor must be written into a new file of its own, never through a
+// link.
+func TestShipCursorIsNotWrittenThroughAPlantedLink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "org-sign.p12")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, ".ship-stdout-pod-a.json.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	o := options(t, dir)
+	o.Sinks = []Sink{&StdoutSink{W: out}}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	if data, _ := os.ReadFile(victim); string(data) != "precious" {
+		t.Fatalf("the file the planted link pointed to was overwritten: %q", data)
+	}
+	data, err := readCursorFile(filepath.Join(dir, ".ship-stdout-pod-a.json"))
+	var c cursor
+	if err != nil || json.Unmarshal(data, &c) != nil || c.Seq != l.Durable() {
+		t.Errorf("the cursor was not saved: %v %q", err, data)
+	}
+}

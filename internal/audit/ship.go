@@ -324,8 +324,15 @@ func (s *shipper) save(force bool) {
 	}
 }
 
+// writeFile writes data into a new file at path: whatever is there (a
+// temporary file left by a crash, or a link someone planted in audit.dir
+// to make the proxy overwrite another of its user's files) is removed,
+// and O_EXCL never follows a link.
 func writeFile(path string, data []byte, sync bool) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
