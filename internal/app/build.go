@@ -141,7 +141,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, revocation: checker,
 		deps: d, egress: global, expiry: expiry.New(m.CertificateNotAfter, d.Logger)}
 	// The files a reload follows are hashed now, just after they were read.
-	p.reloader = reload.New(reload.Options{Config: cfg, Store: mat.Store, Auth: mat.Auth, Sign: mat.Sign, Runtime: reloadTarget{p},
+	p.reloader = reload.New(reload.Options{Config: cfg, Store: mat.Store, Auth: mat.Auth, Sign: mat.Sign, Checkpoint: mat.Checkpoint, Runtime: reloadTarget{p},
 		Expiry: p.expiry, Metrics: m, Logger: d.Logger, Now: d.Now, Getenv: d.Getenv})
 	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
 	p.current.auth.Store(mat.Auth)

@@ -36,9 +36,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// certificates load (Type=exec services count as started at exec). One
 	// that comes then is kept and reloads once serving, since the files may
 	// have changed after they were read.
+	// It stays asked for until the process ends (no signal.Stop): a
+	// SIGHUP that came after serve returned, while the process ends (a
+	// reload loop during a shutdown), would end it by the signal instead
+	// of exit 0 (TestSIGHUPStormDuringShutdown).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	fs.Usage = func() {

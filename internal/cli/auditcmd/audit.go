@@ -385,9 +385,12 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, kf := range keyFiles {
-		key, err := audit.ReadPatientKey(kf)
+		key, warning, err := audit.ReadPastPatientKey(kf)
 		if err != nil {
 			return fmt.Errorf("--patient-id-key: %w", err)
+		}
+		if warning != "" {
+			fmt.Fprintln(stderr, "warning: --patient-id-key:", warning)
 		}
 		f.PatientKeys = append(f.PatientKeys, key)
 	}
