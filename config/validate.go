@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"net/netip"
 	"net/url"
 	pathpkg "path"
 	"regexp"
@@ -81,23 +80,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, cidr := range c.Listen.AllowCIDRs {
-		if _, err := netip.ParsePrefix(cidr); err != nil {
-			p.add(fmt.Sprintf("listen.allow_cidrs[%d]", i), "%q is not a CIDR (e.g. 10.0.0.0/8)", cidr)
+		if !cidr.IsValid() {
+			p.add(fmt.Sprintf("listen.allow_cidrs[%d]", i), "%q is not a CIDR (e.g. 10.0.0.0/8)", cidr.String())
 		}
 	}
 	if c.Listen.SIH != "" && c.Listen.SIH == c.Listen.Admin && !strings.HasSuffix(c.Listen.SIH, ":0") {
 		p.add("listen.admin", "same address as listen.sih")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		p.add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "json", "console":
-	default:
-		p.add("log.format", "%q is not one of json, console", c.Log.Format)
-	}
+	oneOf(&p, "log.level", c.Log.Level, logLevels)
+	oneOf(&p, "log.format", c.Log.Format, logFormats)
 	if f := c.Log.FlushInterval; f != nil && *f < 0 {
 		p.add("log.flush_interval", "must not be negative (0s writes each line at once), got %s", *f)
 	}
@@ -150,15 +141,11 @@ func (c *Config) Validate() error {
 	if signs && c.Audit.Dir == "" {
 		p.add("audit.dir", "required: routes sign tokens, and every token is recorded before it leaves")
 	}
-	switch c.Audit.PatientID {
-	case "hash", "drop", "keep":
-	default:
-		p.add("audit.patient_id", "%q is not one of hash, drop, keep", c.Audit.PatientID)
-	}
-	if c.Audit.PatientIDKey != "" && c.Audit.PatientID != "hash" {
+	oneOf(&p, "audit.patient_id", c.Audit.PatientID, patientIDModes)
+	if c.Audit.PatientIDKey != "" && c.Audit.PatientID != PatientIDHash {
 		p.add("audit.patient_id_key", "keys the patient's INS hash: it needs patient_id: hash (patient_id is %q)", c.Audit.PatientID)
 	}
-	if c.Audit.StoreAssertion && c.Audit.PatientID != "keep" {
+	if c.Audit.StoreAssertion && c.Audit.PatientID != PatientIDKeep {
 		p.add("audit.store_assertion", "a stored assertion holds the patient's INS in clear (DMP tokens), which audit.patient_id %q keeps out of the records (and of what is shipped): set patient_id: keep to store assertions", c.Audit.PatientID)
 	}
 	if c.Audit.ChainID != "" && !chainRE.MatchString(c.Audit.ChainID) {
@@ -220,7 +207,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for k, pin := range r.SPKIPins {
-			if _, err := ParsePin(pin); err != nil {
+			if err := pin.problem(); err != nil {
 				p.add(fmt.Sprintf("%s.spki_pins[%d]", path, k), "%v", err)
 			}
 		}
@@ -249,14 +236,9 @@ func (c *Config) Validate() error {
 			}
 			r.Token.validate(&p, path+".token")
 		}
-		switch r.ResponseSignature.Policy {
-		case "off":
-		case "log", "enforce":
-			if len(r.ResponseSignature.Trust) == 0 {
-				p.add(path+".response_signature.trust", "required with policy %s: the bundles of the partner's signing authority", r.ResponseSignature.Policy)
-			}
-		default:
-			p.add(path+".response_signature.policy", "%q is not one of off, log, enforce", r.ResponseSignature.Policy)
+		if oneOf(&p, path+".response_signature.policy", r.ResponseSignature.Policy, signaturePolicies) &&
+			r.ResponseSignature.Policy != SignaturesOff && len(r.ResponseSignature.Trust) == 0 {
+			p.add(path+".response_signature.trust", "required with policy %s: the bundles of the partner's signing authority", r.ResponseSignature.Policy)
 		}
 		for k, q := range r.ResponseSignature.SignedElement {
 			if !clarkRE.MatchString(q) {
@@ -279,18 +261,12 @@ func (c *Config) Validate() error {
 				p.add(fmt.Sprintf("%s.response_signature.signers[%d]", path, k), "%q is not a distinguished name: %v", dn, err)
 			}
 		}
-		switch r.Revocation.Policy {
-		case "hard", "soft", "off":
-		default:
-			p.add(path+".revocation.policy", "%q is not one of hard, soft, off", r.Revocation.Policy)
-		}
-		seenSource := map[string]bool{}
+		oneOf(&p, path+".revocation.policy", r.Revocation.Policy, revocationPolicies)
+		seenSource := map[RevocationSource]bool{}
 		for k, s := range r.Revocation.Sources {
-			switch {
-			case s != "ocsp" && s != "crl":
-				p.add(fmt.Sprintf("%s.revocation.sources[%d]", path, k), "%q is not one of ocsp, crl", s)
-			case seenSource[s]:
-				p.add(fmt.Sprintf("%s.revocation.sources[%d]", path, k), "%q listed twice", s)
+			at := fmt.Sprintf("%s.revocation.sources[%d]", path, k)
+			if oneOf(&p, at, s, revocationSources) && seenSource[s] {
+				p.add(at, "%q listed twice", s)
 			}
 			seenSource[s] = true
 		}
@@ -334,25 +310,13 @@ func (d *Dynamic) validate(p *problems, path string) {
 }
 
 func (t *Token) validate(p *problems, path string) {
-	switch t.Profile {
-	case "roc", "vihf":
-	default:
-		p.add(path+".profile", "%q is not one of roc, vihf", t.Profile)
-	}
-	switch t.Placement {
-	case "wsse":
-	case "http-header":
+	oneOf(p, path+".profile", t.Profile, tokenProfiles)
+	if oneOf(p, path+".placement", t.Placement, tokenPlacements) && t.Placement == PlacementHTTPHeader {
 		if !headerRE.MatchString(t.HTTPHeader) || strings.HasPrefix(strings.ToLower(t.HTTPHeader), "x-roc-") {
 			p.add(path+".http_header", "%q is not a header name of letters, digits and - (X-Roc-* is reserved)", t.HTTPHeader)
 		}
-	default:
-		p.add(path+".placement", "%q is not one of wsse, http-header", t.Placement)
 	}
-	switch t.IssuerFormat {
-	case "rfc2253", "x500":
-	default:
-		p.add(path+".issuer_format", "%q is not one of rfc2253, x500", t.IssuerFormat)
-	}
+	oneOf(p, path+".issuer_format", t.IssuerFormat, issuerFormats)
 	positiveDur(p, path+".validity", t.Validity)
 	positiveDur(p, path+".expiry_margin", t.ExpiryMargin)
 	if t.NotBeforeSkew < 0 {
@@ -368,7 +332,7 @@ func (t *Token) validate(p *problems, path string) {
 			t.ReuseFraction, t.Validity, t.ExpiryMargin, math.Floor(100*(1-float64(t.ExpiryMargin)/float64(t.Validity)))/100)
 	}
 	positive(p, path+".cache_entries", int64(t.CacheEntries))
-	if t.Profile == "vihf" {
+	if t.Profile == ProfileVIHF {
 		if t.VIHF.SoftwareName == "" {
 			p.add(path+".vihf.software_name", "required for the vihf profile (LPS_Nom)")
 		}
@@ -376,7 +340,7 @@ func (t *Token) validate(p *problems, path string) {
 			p.add(path+".vihf.software_version", "required for the vihf profile (LPS_Version)")
 		}
 	}
-	if len(t.Attributes) > 0 && t.Profile != "roc" {
+	if len(t.Attributes) > 0 && t.Profile != ProfileROC {
 		p.add(path+".attributes", "only the roc profile takes configured attributes")
 	}
 	for _, k := range sortedKeys(t.Attributes) {
@@ -409,7 +373,7 @@ func (t *Token) validate(p *problems, path string) {
 			}
 			byName[name] = k
 		}
-		if t.Profile == "roc" {
+		if t.Profile == ProfileROC {
 			for _, name := range sortedKeys(t.Attributes) {
 				if k, dup := byName[name]; dup {
 					p.add(fmt.Sprintf("%s.attributes.%s", path, name), "is also the name of %s: %s", k, twice)
@@ -594,11 +558,6 @@ func positiveDur(p *problems, path string, d time.Duration) {
 	}
 }
 
-// SyslogFacilities are the facility names of RFC 5424, by code.
-var SyslogFacilities = []string{"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-	"authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
-	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"}
-
 // validate checks a syslog collector; nil is no collector.
 func (s *AuditSyslog) validate(p *problems, path string) {
 	if s == nil {
@@ -607,26 +566,22 @@ func (s *AuditSyslog) validate(p *problems, path string) {
 	if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || port == "" {
 		p.add(path+".address", "%q is not host:port", s.Address)
 	}
-	switch s.Transport {
-	case "tls":
-		if s.CA == "" {
-			p.add(path+".ca", "required with transport tls: the authorities of the collector's certificate")
+	if oneOf(p, path+".transport", s.Transport, syslogTransports) {
+		switch s.Transport {
+		case SyslogTLS:
+			if s.CA == "" {
+				p.add(path+".ca", "required with transport tls: the authorities of the collector's certificate")
+			}
+		case SyslogTCP:
+			if s.CA != "" || s.Cert != "" || s.Key != "" || s.ServerName != "" {
+				p.add(path+".transport", "tcp takes no ca, cert, key or server_name: use tls")
+			}
 		}
-	case "tcp":
-		if s.CA != "" || s.Cert != "" || s.Key != "" || s.ServerName != "" {
-			p.add(path+".transport", "tcp takes no ca, cert, key or server_name: use tls")
-		}
-	default:
-		p.add(path+".transport", "%q is not one of tls, tcp", s.Transport)
 	}
 	if (s.Cert == "") != (s.Key == "") {
 		p.add(path+".cert", "cert and key go together")
 	}
-	found := false
-	for _, f := range SyslogFacilities {
-		found = found || f == s.Facility
-	}
-	if !found {
+	if s.Facility.Code() < 0 {
 		p.add(path+".facility", "%q is not a syslog facility (authpriv, local0 ... local7, ...)", s.Facility)
 	}
 	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"app_name", s.AppName}} {
