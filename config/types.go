@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -243,6 +244,19 @@ func (p Pin) MarshalYAML() (any, error) { return p.text, nil }
 
 // MarshalYAML writes the text back.
 func (p Prefix) MarshalYAML() (any, error) { return p.text, nil }
+
+// ParsePin decodes an SPKI pin "sha256/<base64>" to its 32-byte digest.
+func ParsePin(pin string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(pin, "sha256/")
+	if !ok {
+		return nil, fmt.Errorf("pin %q must start with sha256/", pin)
+	}
+	sum, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(sum) != 32 {
+		return nil, fmt.Errorf("pin %q is not the base64 of a SHA-256 digest", pin)
+	}
+	return sum, nil
+}
 
 // Pins are a route's pins.
 type Pins []Pin
