@@ -15,8 +15,11 @@ import (
 
 // Default values, in one place. docs/configuration.md quotes them.
 const (
-	DefaultSIHAddress              = "127.0.0.1:8080"
-	DefaultAdminAddress            = "127.0.0.1:9090"
+	DefaultSIHAddress   = "127.0.0.1:8080"
+	DefaultAdminAddress = "127.0.0.1:9090"
+	// DefaultTLSALPNPort is where ACME's TLS-ALPN challenge is answered
+	// (certmagic's own default too).
+	DefaultTLSALPNPort             = 443
 	DefaultLogLevel                = LogInfo
 	DefaultLogFormat               = LogJSON
 	DefaultLogFlushInterval        = 250 * time.Millisecond
@@ -50,6 +53,8 @@ const (
 	DefaultMaxOCSPBytes     int64 = 64 << 10
 
 	DefaultResponseSignaturePolicy = SignaturesOff
+	DefaultRefuseRevokedSigner     = true
+	DefaultStripPrefix             = true
 )
 
 // Bounds of a partner's answer checked under response_signature, before
@@ -103,6 +108,9 @@ const (
 	DefaultSyslogFacility          = SyslogFacility("authpriv")
 	DefaultSyslogAppName           = "roc-proxy"
 	DefaultSyslogTimeout           = 10 * time.Second
+	// DefaultAuditFSync: each signed record is durable before its token
+	// leaves.
+	DefaultAuditFSync = true
 )
 
 // DefaultRevocationSources is the order sources are consulted in.
@@ -175,9 +183,19 @@ func setDefault[T comparable](p *T, v T) {
 	}
 }
 
+// setDefaultBool sets *p to v when the file left the flag out (nil).
+func setDefaultBool(p **bool, v bool) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
 func (c *Config) applyDefaults() {
 	setDefault(&c.Listen.SIH, DefaultSIHAddress)
 	setDefault(&c.Listen.Admin, DefaultAdminAddress)
+	if t := c.Listen.TLS; t != nil && t.ACME != nil {
+		setDefault(&t.ACME.AltTLSALPNPort, DefaultTLSALPNPort)
+	}
 	setDefault(&c.Log.Level, DefaultLogLevel)
 	setDefault(&c.Log.Format, DefaultLogFormat)
 	if c.Log.FlushInterval == nil {
@@ -204,6 +222,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&au.CheckpointEvery, DefaultCheckpointEvery)
 	setDefault(&au.CheckpointInterval, DefaultCheckpointInterval)
 	setDefault(&au.PatientID, DefaultPatientID)
+	setDefaultBool(&au.FSync, DefaultAuditFSync)
 	if sl := au.Ship.Syslog; sl != nil {
 		setDefault(&sl.Transport, DefaultSyslogTransport)
 		setDefault(&sl.Facility, DefaultSyslogFacility)
@@ -220,6 +239,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&rv.StartupBudget, DefaultStartupBudget)
 	setDefault(&rv.MaxCRLBytes, DefaultMaxCRLBytes)
 	setDefault(&rv.MaxOCSPBytes, DefaultMaxOCSPBytes)
+	setDefaultBool(&rv.RefuseRevokedSigner, DefaultRefuseRevokedSigner)
 	for _, r := range c.Routes {
 		if r == nil {
 			continue
@@ -245,6 +265,7 @@ func (c *Config) applyDefaults() {
 			setDefault(&v.RoleCodeSystem, DefaultRoleCodeSystem)
 			setDefault(&v.ConfidentialityCS, DefaultConfCodeSystem)
 		}
+		setDefaultBool(&r.StripPrefix, DefaultStripPrefix)
 		if len(r.Methods) == 0 {
 			r.Methods = append([]string(nil), DefaultMethods...)
 		}
