@@ -155,7 +155,7 @@ func PatientKey(cfg *config.Config) ([]byte, error) {
 // PlainPatientHash says what patient_id: hash without a key is, when a
 // route may record a patient's INS ("" otherwise).
 func PlainPatientHash(cfg *config.Config) string {
-	if cfg.Audit.PatientID != "hash" || cfg.Audit.PatientIDKey != "" {
+	if cfg.Audit.PatientID != config.PatientIDHash || cfg.Audit.PatientIDKey != "" {
 		return ""
 	}
 	for _, r := range cfg.Routes {

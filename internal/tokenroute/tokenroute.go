@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
@@ -52,7 +53,7 @@ type Options struct {
 	StoreAssertion bool
 	// PatientID is how the patient's INS is recorded: keep, hash or drop
 	// (audit.patient_id).
-	PatientID string
+	PatientID config.PatientIDMode
 	// PatientKey keys the INS hash (audit.patient_id_key): HMAC-SHA-256
 	// under it; nil: a plain SHA-256.
 	PatientKey []byte
@@ -109,9 +110,9 @@ func (s *Source) attributes(v *saml.Values) map[string]string {
 	switch {
 	case v.PatientINS == "":
 		// No patient: no hash of nothing (the same for every record).
-	case s.o.PatientID == "keep":
+	case s.o.PatientID == config.PatientIDKeep:
 		a[audit.AttrPatientINS] = v.PatientINS
-	case s.o.PatientID == "hash":
+	case s.o.PatientID == config.PatientIDHash:
 		attr, h := audit.PatientHash(v.PatientINS, s.o.PatientKey)
 		a[attr] = h
 	}

@@ -26,7 +26,7 @@ import (
 // carried SHA-256("") as patient_ins_sha256, a patient that does not exist
 // and the same for every one of them.
 func TestRecordOfNoPatientHasNoPatientHash(t *testing.T) {
-	for _, mode := range []string{"hash", "keep", "drop"} {
+	for _, mode := range []config.PatientIDMode{config.PatientIDHash, config.PatientIDKeep, config.PatientIDDrop} {
 		s := New(Options{PatientID: mode})
 		a := s.attributes(&saml.Values{UserName: "DUPONT Jeanne", PurposeOfUse: "normal"})
 		if _, ok := a["patient_ins_sha256"]; ok {
