@@ -156,10 +156,10 @@ func run() error {
 	}
 	defer upstream.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*5+2)*(o.duration+30*time.Second))
 	defer cancel()
 	var base, cand, floor *proc
-	var extra []*proc // mode all: the signing routes
+	var extra []*proc                  // mode all: the signing routes
 	var collector *sim.SyslogCollector // the SIEM of mode ship
 	switch o.mode {
 	case "ship":

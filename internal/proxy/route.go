@@ -72,7 +72,9 @@ type route struct {
 	RouteSpec
 	prefix string // PathPrefix without its trailing slash
 	allow  string // the Allow header of a 405: Methods
-	proxy  *httputil.ReverseProxy
+	// tokenKeys are TokenHeaders in headerKey's form.
+	tokenKeys []string
+	proxy     *httputil.ReverseProxy
 	// served and duration are the route's series of the requests metrics
 	// that every served request updates.
 	served   prometheus.Counter
