@@ -117,6 +117,9 @@ func New(o Options) (*Handler, error) {
 			r.Methods = []string{http.MethodPost}
 		}
 		r.allow = strings.Join(r.Methods, ", ")
+		if r.Upstream != nil {
+			r.upstream = r.Upstream.String()
+		}
 		for _, t := range r.TokenHeaders {
 			r.tokenKeys = append(r.tokenKeys, headerKey(t))
 		}
@@ -325,7 +328,7 @@ func (h *Handler) serve(w *recorder, req *http.Request, ex *exchange) {
 		stripTokenHeaders(req.Header, ex.route.tokenKeys)
 		in := len(body)
 		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Ctx: ctx, Header: req.Header, Body: body,
-			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.upstream.String() + ex.rest})
+			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.route.upstreamURL(ex.upstream) + ex.rest})
 		if err != nil {
 			h.fail(w, ex, tokenProblem(err), err)
 			return

@@ -72,6 +72,8 @@ type route struct {
 	RouteSpec
 	prefix string // PathPrefix without its trailing slash
 	allow  string // the Allow header of a 405: Methods
+	// upstream is Upstream.String(), for the audit records.
+	upstream string
 	// tokenKeys are TokenHeaders in headerKey's form.
 	tokenKeys []string
 	proxy     *httputil.ReverseProxy
@@ -99,4 +101,13 @@ func (r *route) forwardPath(path string) string {
 		return "/"
 	}
 	return rest
+}
+
+// upstreamURL is u.String(), without a new string when u is the route's
+// own partner.
+func (r *route) upstreamURL(u *url.URL) string {
+	if u == r.Upstream && r.upstream != "" {
+		return r.upstream
+	}
+	return u.String()
 }
