@@ -74,6 +74,9 @@ type options struct {
 	baseRoc     string
 	floor       string
 	fsync       bool
+	// binaryToken: mode binary compares the two builds on the signing
+	// route.
+	binaryToken bool
 	// rocRevocation is the pass-through route's revocation policy in
 	// modes nginx and binary: hard keeps a standing check per pooled
 	// connection, asked before each request.
@@ -92,6 +95,7 @@ func run() error {
 	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
 	flag.StringVar(&o.floor, "floor", "", "mode nginx: also run this build of bench/floor (net/http's floor: server and upstream exchange, nothing else) in the same rounds")
 	flag.StringVar(&o.rocRevocation, "roc-revocation", "off", "modes nginx and binary: roc-proxy's revocation policy on the pass-through route (off, soft, hard: a warm cache, pooled connections, each request asking its connection's standing check)")
+	flag.BoolVar(&o.binaryToken, "binary-token", false, "mode binary: both builds run the signing route (ROC token, cache hits; audit fsync as --fsync) instead of the pass-through")
 	flag.BoolVar(&o.fsync, "fsync", true, "mode token: the signing route's audit records are fsynced (what ships); false measures the route without the disk")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
@@ -199,11 +203,15 @@ func run() error {
 	case "binary":
 		bo := o
 		bo.rocProxy = o.baseRoc
-		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
+		route, fsync := "", true
+		if o.binaryToken {
+			route, fsync = "token: {profile: roc}", o.fsync
+		}
+		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, route, fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, route, fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
