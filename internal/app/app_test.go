@@ -139,14 +139,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// TestServeDrainsInFlightRequests: SIGTERM while a request is at the
+// partner. The partner answers only once the shutdown has begun (the SIH
+// listener refuses new connections): the request in flight must still get
+// its answer, and be logged.
 func TestServeDrainsInFlightRequests(t *testing.T) {
 	e := newTestEnv(t)
-	entered := make(chan struct{})
+	entered, shutdownBegun := make(chan struct{}), make(chan struct{})
+	var begun sync.Once
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
-		time.Sleep(400 * time.Millisecond)
+		select {
+		case <-shutdownBegun:
+		case <-time.After(20 * time.Second): // the test has failed already
+		}
 		io.WriteString(w, "<ok/>")
 	})
+	t.Cleanup(func() { begun.Do(func() { close(shutdownBegun) }) }) // before the partner closes
 	cfg, err := config.Load(e.config(t, up.URL, ""))
 	if err != nil {
 		t.Fatal(err)
@@ -194,9 +203,27 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		t.Fatal("request never reached the partner")
 	}
 	stop() // SIGTERM while the request is at the partner
+	// The shutdown has begun once the SIH listener is closed: only then
+	// does the partner answer.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", sihLn.Addr().String(), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the SIH listener still accepts 10 s after SIGTERM")
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the request ended before its partner answered: %+v", r)
+	default:
+	}
+	begun.Do(func() { close(shutdownBegun) })
 	r := <-done
 	if r.err != nil || r.code != 200 || r.body != "<ok/>" {
-		t.Fatalf("in-flight request not drained: %+v", r)
+		t.Fatalf("in-flight request not drained: status %d, body %q, error %v", r.code, r.body, r.err)
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
