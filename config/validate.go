@@ -42,9 +42,10 @@ var (
 	chainRE       = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
-// cleanPath reports whether p has no empty, "." or ".." segment; a trailing
-// slash is allowed.
-func cleanPath(p string) bool {
+// CleanPath reports whether p has no empty, "." or ".." segment; a trailing
+// slash is allowed. Route prefixes must be clean, and the SIH handler
+// serves only clean request paths (internal/proxy): one rule for both.
+func CleanPath(p string) bool {
 	c := pathpkg.Clean(p)
 	return c == p || c+"/" == p
 }
@@ -193,7 +194,7 @@ func (c *Config) Validate() error {
 		}
 		if !strings.HasPrefix(r.PathPrefix, "/") {
 			p.add(path+".path_prefix", "%q must start with /", r.PathPrefix)
-		} else if !prefixRE.MatchString(r.PathPrefix) || !cleanPath(r.PathPrefix) {
+		} else if !prefixRE.MatchString(r.PathPrefix) || !CleanPath(r.PathPrefix) {
 			p.add(path+".path_prefix", "%q must be a canonical path of letters, digits and . _ ~ - /", r.PathPrefix)
 		} else if j, dup := seenPrefix[r.PathPrefix]; dup {
 			p.add(path+".path_prefix", "%q already used by routes[%d]", r.PathPrefix, j)
