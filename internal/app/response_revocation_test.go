@@ -55,7 +55,7 @@ func TestRevokedAnswerSigner(t *testing.T) {
 		route("hard", "hard", "enforce")+route("soft", "soft", "enforce")+route("log", "soft", "log"))
 	core, logs := observer.New(zap.WarnLevel)
 	reg := prometheus.NewRegistry()
-	p, err := Build(cfg, Deps{Logger: zap.New(core), Registry: reg, Now: w.clk.now})
+	p, err := Build(cfg, Deps{Logger: zap.New(core), Registry: reg, Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestRevokedAnswerSigner(t *testing.T) {
 
 	// The good signer's key is lost: revoked while the proxy runs.
 	w.rs.Revoke("ac-services-applicatifs", good.Cert.SerialNumber)
-	w.clk.add(2 * time.Hour) // past max_status_age: the next refresh asks again
+	w.clk.Add(2 * time.Hour) // past max_status_age: the next refresh asks again
 	code, served := 0, 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if code, _ = call("/hard/good"); code != 200 {
@@ -149,7 +149,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(cfg, Deps{Logger: zap.NewNop(), Registry: prometheus.NewRegistry(), Now: w.clk.now})
+	p, err := Build(cfg, Deps{Logger: zap.NewNop(), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

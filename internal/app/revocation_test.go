@@ -22,6 +22,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -71,8 +72,8 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &testClock{t: time.Now()}
-	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: clk.now})
+	clk := testclock.New(time.Now())
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: clk.Now})
 
 	call := func(path string) (int, map[string]string) {
 		t.Helper()
@@ -107,7 +108,7 @@ routes:
 	// The responder and CRL server go down; two days pass: every cached
 	// answer is stale past the grace.
 	rs.SetFault(sim.FaultDown, 0)
-	clk.add(48 * time.Hour)
+	clk.Add(48 * time.Hour)
 	if code, body := call("/hard/"); code != 502 || body["reason"] != "revocation_unavailable" {
 		t.Fatalf("hard policy with no status: %d %v", code, body)
 	}
@@ -167,18 +168,6 @@ func (d fullDisk) Write(b []byte) (int, error) {
 }
 func (d fullDisk) Sync() error  { return d.f.Sync() }
 func (d fullDisk) Close() error { return d.f.Close() }
-
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // TestTokensThroughTheProxy: a route signing ROC tokens, its refusals, and
 // a revoked ORG_SIGN.
