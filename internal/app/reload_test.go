@@ -333,14 +333,24 @@ func TestSIGHUPReloads(t *testing.T) {
 	if status("/idb2/") != http.StatusOK || status("/dmp/") != http.StatusNotFound {
 		t.Fatal("the refused file was applied, in part or whole")
 	}
-	var refusal string
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "configuration reload refused") {
-			refusal = line // the last one
+	// The log line comes through a pipe: it may reach the test after the
+	// counter does.
+	refusals := func() (n int, last string) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "configuration reload refused") {
+				n, last = n+1, line
+			}
+		}
+		return n, last
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := refusals(); n >= 2 || time.Now().After(deadline) {
+			break
 		}
 	}
-	if want := cfgPath + ": audit, identity changed: only a restart applies these sections"; !strings.Contains(refusal, want) {
-		t.Errorf("the refusal of the file needing a restart does not say so (want %q):\n%s", want, refusal)
+	n, refusal := refusals()
+	if want := cfgPath + ": audit, identity changed: only a restart applies these sections"; n != 2 || !strings.Contains(refusal, want) {
+		t.Errorf("%d refusals logged; the last, of the file needing a restart, does not say so (want %q):\n%s", n, want, refusal)
 	}
 	if v, _ := sample(scrape(t, admin), "roc_proxy_config_refused", nil); v != 1 {
 		t.Errorf("roc_proxy_config_refused = %v after the refusals, want 1", v)
