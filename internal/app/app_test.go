@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -83,27 +82,28 @@ func partner(t *testing.T, pki *testpki.PKI, name string, h http.HandlerFunc) *h
 }
 
 // config writes a configuration with one route to upstreamURL; identity
-// overrides the identity block.
-func (e *testEnv) config(t *testing.T, upstreamURL, identity string) string {
+// (see identity()) overrides the body of the identity section. Tests edit
+// the text it writes: its anchors ("identity:\n", "routes:\n", "server:
+// {shutdown_timeout: 5s}", "    trust: [osi]\n", bundleEntry lines) are
+// part of its contract.
+func (e *testEnv) config(t *testing.T, upstreamURL, ident string) string {
 	t.Helper()
-	if identity == "" {
-		identity = fmt.Sprintf("  auth:\n    pkcs12: %s\n    password_file: %s\n", e.files.AuthP12, e.files.PasswordFile)
+	if ident == "" {
+		ident = identity(e.source(e.files.AuthP12), nil)
 	}
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := `listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
 identity:
-%s
+` + ident + `
 trust_bundles:
-  osi: {paths: [%s]}
-  sante: {paths: [%s]}
-routes:
+` + bundleEntry("osi", e.files.OSIBundle) + bundleEntry("sante", e.files.SanteBundle) + `routes:
   - name: idb
     path_prefix: /idb/
-    upstream: %s
-    server_name: %s
+    upstream: ` + yamlFlow(upstreamURL) + `
+    server_name: ` + yamlFlow(testpki.IDBHost) + `
     trust: [osi]
     revocation: {policy: off}   # this PKI publishes no revocation status
-`, identity, e.files.OSIBundle, e.files.SanteBundle, upstreamURL, testpki.IDBHost)
+`
 	path := filepath.Join(e.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -308,13 +308,13 @@ func TestServeRefusesBadMaterial(t *testing.T) {
 		name, identity string
 		want           []string
 	}{
-		{"wrong password", fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}", e.files.AuthP12, wrongPw),
+		{"wrong password", identity(map[string]any{"pkcs12": e.files.AuthP12, "password_file": wrongPw}, nil),
 			[]string{"identity.auth.pkcs12: " + e.files.AuthP12 + ": wrong password (read from password_file " + wrongPw + ")"}},
-		{"missing file", fmt.Sprintf("  auth: {pkcs12: %s/absent.p12, password_file: %s}", e.dir, e.files.PasswordFile),
+		{"missing file", identity(e.source(e.dir+"/absent.p12"), nil),
 			[]string{"identity.auth.pkcs12: open " + e.dir + "/absent.p12: no such file or directory"}},
-		{"signing certificate as TLS client", fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}", e.files.SignP12, e.files.PasswordFile),
+		{"signing certificate as TLS client", identity(e.source(e.files.SignP12), nil),
 			[]string{"identity.auth (" + e.files.SignP12 + "): certificate CN=Client_ROC_WebServices_AMC", "is a signing certificate"}},
-		{"expired", fmt.Sprintf("  auth: {cert: %s, key: %s}", expiredPEM, expiredKey),
+		{"expired", identity(map[string]any{"cert": expiredPEM, "key": expiredKey}, nil),
 			[]string{"identity.auth (" + expiredPEM + "): certificate CN=Client_ROC_Annuaire_AMC", "expired on"}},
 	}
 	for _, tc := range tests {

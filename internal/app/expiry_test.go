@@ -43,7 +43,7 @@ func TestExpiringCertificateWarned(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
-	cfg, err := config.Load(e.config(t, up.URL, fmt.Sprintf("  auth: {cert: %q, key: %q}\n", certFile, keyFile)))
+	cfg, err := config.Load(e.config(t, up.URL, identity(map[string]any{"cert": certFile, "key": keyFile}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestRenewalUnderLoad(t *testing.T) {
 	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, r.TLS.PeerCertificates[0].SerialNumber.Text(16))
 	})
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestConfigReload(t *testing.T) {
 		t.Fatal("route served before it was configured")
 	}
 	original, _ := os.ReadFile(cfgPath)
-	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
+	added := strings.Replace(string(original), "routes:\n", "routes:\n"+idb2Route(up.URL), 1)
 	// With a section only a restart applies, nothing of the file is
 	// applied, and the error says why.
 	restart := strings.Replace(added, "server: {shutdown_timeout: 5s}", "server: {shutdown_timeout: 6s}", 1)
@@ -213,7 +213,7 @@ func TestBundleChangeReloads(t *testing.T) {
 				e.files.OSIBundle = filepath.Join(mount, "igc-osi.pem")
 			}
 			install(sante)
-			cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: %s\n", e.files.AuthP12, e.files.PasswordFile, tc.interval))
+			cfgPath := e.config(t, up.URL, identity(e.source(e.files.AuthP12), map[string]any{"reload_interval": tc.interval}))
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				t.Fatal(err)
@@ -313,7 +313,7 @@ func TestSIGHUPReloads(t *testing.T) {
 		t.Fatal("route served before it was configured")
 	}
 	original, _ := os.ReadFile(cfgPath)
-	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
+	added := strings.Replace(string(original), "routes:\n", "routes:\n"+idb2Route(up.URL), 1)
 	replaceFile(t, cfgPath, []byte(added))
 	hup("ok")
 	if status("/idb2/") != http.StatusOK {

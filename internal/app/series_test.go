@@ -216,7 +216,7 @@ func TestRenewalReplacesExpirySeries(t *testing.T) {
 	data, _ := os.ReadFile(e.files.AuthP12)
 	os.WriteFile(auth, data, 0o600)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +351,7 @@ func TestRefusedFilesStayVisible(t *testing.T) {
 	data, _ := os.ReadFile(e.files.AuthP12)
 	os.WriteFile(auth, data, 0o600)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)

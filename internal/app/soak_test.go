@@ -271,7 +271,7 @@ routes:
 	})
 	// SIGHUP with valid, invalid and restart-only files.
 	files := []string{
-		strings.Replace(text, "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1),
+		strings.Replace(text, "routes:\n", "routes:\n"+idb2Route(up.URL), 1),
 		text + "routes_typo: 1\n",
 		strings.Replace(text, "shutdown_timeout: 3s", "shutdown_timeout: 4s", 1),
 		e.withAudit(e.withSign(withRoute(text, tokenRoute(up.URL)))), // needs a restart: used to kill the process
