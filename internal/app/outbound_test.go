@@ -92,7 +92,7 @@ func newProxyWorldWith(t *testing.T, pki *testpki.PKI, hosts map[string]string) 
 // given routes (YAML list items).
 func (w *proxyWorld) config(t *testing.T, routes string) *config.Config {
 	t.Helper()
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
 log: {flush_interval: 0s} # the tests read each line as it is written
 identity: {auth: {pkcs12: %s, password_file: %s}}
@@ -103,7 +103,7 @@ outbound_proxy:
   password_file: %s
   no_proxy: [.hopital.example, 10.0.0.0/8]
 routes:
-%s`, w.e.files.AuthP12, w.e.files.PasswordFile, w.e.files.OSIBundle, w.e.files.SanteBundle, w.proxy.URL, w.pwFile, routes)
+%s`, w.e.files.AuthP12, w.e.files.PasswordFile, w.e.files.OSIBundle, w.e.files.SanteBundle, w.proxy.URL, w.pwFile, rawYAML(routes))
 	path := filepath.Join(w.e.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

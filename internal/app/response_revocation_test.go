@@ -134,13 +134,13 @@ func TestAnswerSigningAuthorityPrefetched(t *testing.T) {
 	if err := os.WriteFile(sigBundle, testpki.PEM(w.pki.OSIRoot.Cert, w.pki.OSIServicesApplicatifs.Cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi-tls: {paths: [%s]}, osi-signature: {paths: [%s]}}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "https://%s", trust: [osi-tls], revocation: {policy: hard},
+  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi-tls], revocation: {policy: hard},
      response_signature: {policy: enforce, trust: [osi-signature]}}
-`, w.files.AuthP12, w.files.PasswordFile, tlsBundle, sigBundle, testpki.IDBHost)
+`, w.files.AuthP12, w.files.PasswordFile, tlsBundle, sigBundle, "https://"+testpki.IDBHost)
 	path := filepath.Join(w.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

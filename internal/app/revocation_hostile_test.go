@@ -60,7 +60,7 @@ func newRevocationWorld(t *testing.T, names ...string) *revocationWorld {
 
 func (w *revocationWorld) load(t *testing.T, revocation, routes string) *config.Config {
 	t.Helper()
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
@@ -68,7 +68,7 @@ revocation:
 %s
 routes:
 %s
-`, w.files.AuthP12, w.files.PasswordFile, w.files.OSIBundle, w.files.SanteBundle, revocation, routes)
+`, w.files.AuthP12, w.files.PasswordFile, w.files.OSIBundle, w.files.SanteBundle, rawYAML(revocation), rawYAML(routes))
 	path := filepath.Join(w.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

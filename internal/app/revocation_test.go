@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -55,16 +54,16 @@ func TestRevocationThroughTheProxy(t *testing.T) {
 		io.WriteString(w, "<ok/>")
 	}
 	good, revoked := partner(t, pki, "good.amc.test", closing), partner(t, pki, "revoked.amc.test", closing)
-	cfgText := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	cfgText := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 revocation:
   fetch_timeout: 500ms
   grace: 1ms
 routes:
-  - {name: hard, path_prefix: /hard/, upstream: "%s", server_name: good.amc.test, trust: [osi]}
-  - {name: soft, path_prefix: /soft/, upstream: "%s", server_name: good.amc.test, trust: [osi], revocation: {policy: soft}}
-  - {name: revoked, path_prefix: /revoked/, upstream: "%s", server_name: revoked.amc.test, trust: [osi], revocation: {policy: soft, sources: [crl]}}
+  - {name: hard, path_prefix: /hard/, upstream: %s, server_name: good.amc.test, trust: [osi]}
+  - {name: soft, path_prefix: /soft/, upstream: %s, server_name: good.amc.test, trust: [osi], revocation: {policy: soft}}
+  - {name: revoked, path_prefix: /revoked/, upstream: %s, server_name: revoked.amc.test, trust: [osi], revocation: {policy: soft, sources: [crl]}}
 `, files.AuthP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, good.URL, good.URL, revoked.URL)
 	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
 	os.WriteFile(cfgPath, []byte(cfgText), 0o600)
@@ -200,7 +199,7 @@ func TestTokensThroughTheProxy(t *testing.T) {
 		io.WriteString(w, "<ok/>")
 	})
 	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	os.WriteFile(cfgPath, []byte(yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
@@ -208,8 +207,8 @@ trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 revocation: {check_interval: 50ms}
 audit: {dir: %s, chain_id: test}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi], token: {profile: roc}}
-  - {name: plain, path_prefix: /plain/, upstream: "%s", server_name: idb.amc.test, trust: [osi]}
+  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: idb.amc.test, trust: [osi], token: {profile: roc}}
+  - {name: plain, path_prefix: /plain/, upstream: %s, server_name: idb.amc.test, trust: [osi]}
 `, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, filepath.Join(dir, "audit"), up.URL, up.URL)), 0o600)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {

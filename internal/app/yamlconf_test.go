@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -104,4 +105,23 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// rawYAML is a fragment of YAML text handed to yamlf as it is (extra keys
+// of a section, a whole line), not a value.
+type rawYAML string
+
+// yamlf is fmt.Sprintf for YAML templates: each argument is written as a
+// quoted YAML value (yamlFlow), but rawYAML fragments. The template's
+// verbs are all %s.
+func yamlf(format string, args ...any) string {
+	quoted := make([]any, len(args))
+	for i, a := range args {
+		if r, ok := a.(rawYAML); ok {
+			quoted[i] = string(r)
+		} else {
+			quoted[i] = yamlFlow(a)
+		}
+	}
+	return fmt.Sprintf(format, quoted...)
 }
