@@ -38,8 +38,8 @@ func TestSIHOnlyHeadersNeverReachThePartner(t *testing.T) {
 	})
 	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
 	route := func(name, extra string) string {
-		return fmt.Sprintf("  - {name: %s, path_prefix: /%s/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
-			name, name, up.URL, testpki.IDBHost, extra)
+		return yamlf("  - {name: %s, path_prefix: %s, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
+			name, "/"+name+"/", up.URL, testpki.IDBHost, rawYAML(extra))
 	}
 	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:

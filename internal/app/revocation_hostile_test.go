@@ -149,12 +149,12 @@ func postJSON(t *testing.T, client *http.Client, url string) (int, map[string]an
 func TestReadinessWaitsForEveryRequiredStatus(t *testing.T) {
 	w := newRevocationWorld(t, "idb.amc.test")
 	w.rs.SetFault(sim.FaultDown, 0)
-	cfg := w.load(t, fmt.Sprintf(`  check_interval: 50ms
+	cfg := w.load(t, yamlf(`  check_interval: 50ms
   max_status_age: 1m
   startup_budget: 30s
   fetch_timeout: 500ms
   issuers:
-    - {subject: "C=FR,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),OU=IGC OSI TEST,CN=TEST AC-SERVEUR", crl_urls: ["%s"]}`, w.rs.URL+"/crl/ac-serveur.crl"),
+    - {subject: "C=FR,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),OU=IGC OSI TEST,CN=TEST AC-SERVEUR", crl_urls: [%s]}`, w.rs.URL+"/crl/ac-serveur.crl"),
 		`  - {name: idb, path_prefix: /idb/, upstream: "https://127.0.0.1:1", server_name: idb.amc.test, trust: [osi]}`)
 	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
@@ -209,7 +209,7 @@ func TestPooledConnectionRefusedOnceRevoked(t *testing.T) {
 		}
 	}
 	cfg := w.load(t, "  check_interval: 50ms\n  max_status_age: 1h",
-		fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi]}`, up.URL))
+		yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: idb.amc.test, trust: [osi]}`, up.URL))
 	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	client := &http.Client{}
 	for i := 0; i < 5; i++ {
@@ -255,7 +255,7 @@ func TestOwnAuthCertificateRevoked(t *testing.T) {
 		io.WriteString(rw, "<ok/>")
 	})
 	cfg := w.load(t, "  check_interval: 50ms\n  max_status_age: 1h",
-		fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi]}`, up.URL))
+		yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: idb.amc.test, trust: [osi]}`, up.URL))
 	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +297,7 @@ func TestConfigCheckRevocationIssuers(t *testing.T) {
 		"CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),C=FR":    false,
 		"CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE,C=FR":                         true,
 	} {
-		w.load(t, fmt.Sprintf("  issuers: [{subject: %q, crl_urls: [http://crl.example/a.crl]}]", subject), route)
+		w.load(t, yamlf("  issuers: [{subject: %s, crl_urls: [http://crl.example/a.crl]}]", subject), route)
 		var out, errOut bytes.Buffer
 		err := cmdConfigCheck([]string{filepath.Join(w.dir, "roc-proxy.yaml")}, &out, &errOut)
 		switch {
@@ -327,9 +327,9 @@ func TestShutdownWithSilentRevocationServer(t *testing.T) {
 	}))
 	defer silent.Close()
 	defer close(hang)
-	cfg := w.load(t, fmt.Sprintf(`  fetch_timeout: 1h
+	cfg := w.load(t, yamlf(`  fetch_timeout: 1h
   issuers:
-    - {subject: "CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),C=FR", crl_urls: ["file://%s", "%s/a.crl"], ocsp_url: "%s/ocsp"}`, fifo, silent.URL, silent.URL),
+    - {subject: "CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),C=FR", crl_urls: [%s, %s], ocsp_url: %s}`, "file://"+fifo, silent.URL+"/a.crl", silent.URL+"/ocsp"),
 		`  - {name: idb, path_prefix: /idb/, upstream: "https://127.0.0.1:1", server_name: idb.amc.test, trust: [osi]}`)
 	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
