@@ -156,19 +156,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		io.WriteString(w, "<ok/>")
 	})
 	t.Cleanup(func() { begun.Do(func() { close(shutdownBegun) }) }) // before the partner closes
-	cfg, err := config.Load(e.config(t, up.URL, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	log, flushLog, err := logging.New(cfg.Log, &logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, logs, flushLog := buildLogged(t, e.config(t, up.URL, ""))
 	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, stop := context.WithCancel(context.Background())
@@ -251,6 +239,27 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	if strings.Contains(logs.String(), "secret-body") || strings.Contains(logs.String(), testPassword) {
 		t.Error("log contains a body or the password")
 	}
+}
+
+// buildLogged builds the proxy of the configuration file at cfgPath,
+// logging as roc-proxy serve does (JSON lines, batched) into logs;
+// flushLog writes out what the batch holds.
+func buildLogged(t *testing.T, cfgPath string) (p *Proxy, logs *syncBuffer, flushLog func()) {
+	t.Helper()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs = &syncBuffer{}
+	log, flushLog, err := logging.New(cfg.Log, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, logs, flushLog
 }
 
 // waitReady polls /readyz as a kubelet would: the proxy is ready once its

@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/roc-proxy/roc-proxy/config"
-	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -43,19 +39,7 @@ func TestExpiringCertificateWarned(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
-	cfg, err := config.Load(e.config(t, up.URL, identity(map[string]any{"cert": certFile, "key": keyFile}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	log, flushLog, err := logging.New(cfg.Log, &logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, logs, flushLog := buildLogged(t, e.config(t, up.URL, identity(map[string]any{"cert": certFile, "key": keyFile}, nil)))
 	sih, admin := serve(t, p)
 
 	if code := postStatus(t, http.DefaultClient, sih+"/idb/"); code != http.StatusOK {
