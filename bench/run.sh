@@ -4,7 +4,7 @@
 # net/http's floor (bench/floor) as a third contender in mode nginx.
 # Bounded: 2 proxies (3 in mode nginx) x ROUNDS x DURATION of load (default
 # 3 x 10 s each).
-# Usage: bench/run.sh [--mode nginx|revocation|token|audit|ship|binary] [--roc-revocation off|soft|hard] [--fsync=false] [--duration 10s] [--rounds 3] [--connections 32]
+# Usage: bench/run.sh [--mode nginx|all|revocation|token|audit|ship|binary] [--binary-token] [--roc-revocation off|soft|hard] [--fsync=false] [--duration 10s] [--rounds 3] [--connections 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -81,7 +81,7 @@ type Audit struct {
 	StoreAssertion bool `yaml:"store_assertion"`
 	// PatientID: what the record keeps of the patient's INS: hash
 	// (default), drop or keep.
-	PatientID string `yaml:"patient_id"`
+	PatientID PatientIDMode `yaml:"patient_id"`
 	// PatientIDKey is a file holding a secret key (at least 32 bytes):
 	// with patient_id hash, records keep the HMAC-SHA-256 of the INS
 	// under it. Without it, hash is a plain SHA-256, which anyone holding
@@ -115,7 +115,7 @@ type AuditSyslog struct {
 	// Address is the collector's host:port.
 	Address string `yaml:"address"`
 	// Transport: tls (default) or tcp.
-	Transport string `yaml:"transport"`
+	Transport SyslogTransport `yaml:"transport"`
 	// CA is the PEM file of the authorities of the collector's certificate
 	// (tls); never the system roots.
 	CA string `yaml:"ca"`
@@ -126,7 +126,7 @@ type AuditSyslog struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
 	// Facility of the messages; default authpriv (security messages).
-	Facility string `yaml:"facility"`
+	Facility SyslogFacility `yaml:"facility"`
 	// Hostname in the messages; default: the host (pod) name.
 	Hostname string `yaml:"hostname"`
 	// AppName in the messages; default roc-proxy.
@@ -199,9 +199,9 @@ type RouteRevocation struct {
 	// Policy: hard (unknown status refuses the partner), soft (allows it,
 	// with a warning and a metric) or off. A revoked certificate is refused
 	// under hard and soft alike.
-	Policy string `yaml:"policy"`
+	Policy RevocationPolicy `yaml:"policy"`
 	// Sources in the order they are consulted: ocsp, crl.
-	Sources []string `yaml:"sources"`
+	Sources RevocationSources `yaml:"sources"`
 }
 
 // Listen holds the addresses of the two listeners.
@@ -212,7 +212,7 @@ type Listen struct {
 	Admin string `yaml:"admin"`
 	// AllowCIDRs, when set, are the only client addresses the SIH
 	// listener serves; others get 403.
-	AllowCIDRs []string `yaml:"allow_cidrs"`
+	AllowCIDRs Prefixes `yaml:"allow_cidrs"`
 	// TLS, when set, makes the SIH listener speak HTTPS.
 	TLS *ListenTLS `yaml:"tls"`
 }
@@ -233,8 +233,8 @@ type ListenTLS struct {
 
 // Log configures the zap logger.
 type Log struct {
-	Level  string `yaml:"level"`  // debug, info, warn, error
-	Format string `yaml:"format"` // json, console
+	Level  LogLevel  `yaml:"level"`  // debug, info, warn, error
+	Format LogFormat `yaml:"format"` // json, console
 	// FlushInterval: lines are written in batches at most this late (a
 	// warning or an error flushes at once); 0 writes each line at once.
 	// Nil: the default.
@@ -330,7 +330,7 @@ type Route struct {
 	Trust []string `yaml:"trust"`
 	// SPKIPins, when set, restrict the upstream leaf to these public keys
 	// ("sha256/" + base64 of the SHA-256 of the SubjectPublicKeyInfo).
-	SPKIPins         []string        `yaml:"spki_pins"`
+	SPKIPins         Pins            `yaml:"spki_pins"`
 	MaxBodyBytes     int64           `yaml:"max_body_bytes"`
 	MaxResponseBytes int64           `yaml:"max_response_bytes"`
 	Timeouts         Timeouts        `yaml:"timeouts"`
@@ -355,7 +355,7 @@ type ResponseSignature struct {
 	// Policy: off (default), log (verify signatures present, log and
 	// count failures), enforce (a response must carry valid signatures,
 	// else 502).
-	Policy string `yaml:"policy"`
+	Policy ResponseSignaturePolicy `yaml:"policy"`
 	// Trust names the bundles whose authorities may issue the signing
 	// certificate (the AMC's AC-SERVICES-APPLICATIFS).
 	Trust []string `yaml:"trust"`
@@ -380,15 +380,15 @@ type ResponseSignature struct {
 type Token struct {
 	// Profile: roc (legal-person token of the AMC web services) or vihf
 	// (DMP, indirect authentication).
-	Profile string `yaml:"profile"`
+	Profile TokenProfile `yaml:"profile"`
 	// Placement: wsse (in the SOAP WS-Security header, default) or
 	// http-header (base64 of the assertion in HTTPHeader, for endpoints
 	// that are not SOAP; the body is forwarded unchanged).
-	Placement  string `yaml:"placement"`
-	HTTPHeader string `yaml:"http_header"`
+	Placement  TokenPlacement `yaml:"placement"`
+	HTTPHeader string         `yaml:"http_header"`
 	// IssuerFormat is how the signer's DN is written in Issuer: rfc2253
 	// (CN=...,C=FR) or x500 (C=FR, ST=..., CN=...).
-	IssuerFormat string `yaml:"issuer_format"`
+	IssuerFormat IssuerFormat `yaml:"issuer_format"`
 	// Validity of an assertion (NotBefore to NotOnOrAfter).
 	Validity time.Duration `yaml:"validity"`
 	// ReuseFraction: a cached token is reused until this share of its
@@ -439,9 +439,9 @@ type VIHF struct {
 // TokenAttributeKeys are the keys of token.attribute_names, with the
 // default attribute names (those of the public DRIMbox DMP client), per
 // profile.
-var TokenAttributeKeys = map[string]map[string]string{
-	"roc": {"structure_id": "Identifiant_Structure"},
-	"vihf": {
+var TokenAttributeKeys = map[TokenProfile]map[string]string{
+	ProfileROC: {"structure_id": "Identifiant_Structure"},
+	ProfileVIHF: {
 		"vihf_version":         "VIHF_Version",
 		"authentication_mode":  "Authentification_Mode",
 		"structure_id":         "Identifiant_Structure",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,28 @@ func TestExampleProxyLines(t *testing.T) {
 	if cfg.OutboundProxy == nil || cfg.OutboundProxy.URL != "http://proxy.hospital.example:3128" || len(cfg.OutboundProxy.NoProxy) != 2 ||
 		cfg.ProxyFor(cfg.Routes[0].OutboundProxy) != nil || cfg.ProxyFor(cfg.Revocation.OutboundProxy) != nil || cfg.ProxyFor(cfg.Routes[1].OutboundProxy) == nil {
 		t.Errorf("outbound proxy lines: %+v", cfg.OutboundProxy)
+	}
+}
+
+// Validate, section by section, leaves the configuration as it found it,
+// on good files and on files with a problem in every section.
+func TestValidateSectionsArePure(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid-*.yaml")
+	files = append(files, "roc-proxy.example.yaml")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after Config
+		if yaml.Unmarshal(data, &before) != nil || yaml.Unmarshal(data, &after) != nil {
+			continue // refused while decoding: no configuration to validate
+		}
+		before.applyDefaults()
+		after.applyDefaults()
+		_ = after.Validate()
+		if !reflect.DeepEqual(before, after) {
+			t.Errorf("%s: Validate changed the configuration", f)
+		}
 	}
 }

@@ -15,38 +15,46 @@ import (
 
 // Default values, in one place. docs/configuration.md quotes them.
 const (
-	DefaultSIHAddress        = "127.0.0.1:8080"
-	DefaultAdminAddress      = "127.0.0.1:9090"
-	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "json"
-	DefaultLogFlushInterval  = 250 * time.Millisecond
-	DefaultMaxBodyBytes      = 10 << 20
-	DefaultMaxResponseBytes  = 10 << 20
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 60 * time.Second
-	DefaultIdleTimeout       = 120 * time.Second
-	DefaultShutdownTimeout   = 25 * time.Second
-	DefaultWriteTimeout      = 30 * time.Second
-	DefaultMaxConnections    = 1024
-	DefaultMaxBodyMemory     = 128 << 20
-	DefaultAdminReadTimeout  = 10 * time.Second
-	DefaultAdminWriteTimeout = 30 * time.Second
-	DefaultAdminIdleTimeout  = 30 * time.Second
-	DefaultConnectTimeout    = 5 * time.Second
-	DefaultTLSHandshake      = 10 * time.Second
-	DefaultResponseHeader    = 30 * time.Second
-	DefaultTotalTimeout      = 60 * time.Second
+	DefaultSIHAddress   = "127.0.0.1:8080"
+	DefaultAdminAddress = "127.0.0.1:9090"
+	// DefaultTLSALPNPort is where ACME's TLS-ALPN challenge is answered
+	// (certmagic's own default too).
+	DefaultTLSALPNPort             = 443
+	DefaultLogLevel                = LogInfo
+	DefaultLogFormat               = LogJSON
+	DefaultLogFlushInterval        = 250 * time.Millisecond
+	DefaultMaxBodyBytes      int64 = 10 << 20
+	DefaultMaxResponseBytes  int64 = 10 << 20
+	DefaultReadHeaderTimeout       = 10 * time.Second
+	DefaultReadTimeout             = 60 * time.Second
+	DefaultIdleTimeout             = 120 * time.Second
+	DefaultShutdownTimeout         = 25 * time.Second
+	DefaultWriteTimeout            = 30 * time.Second
+	DefaultMaxConnections          = 1024
+	DefaultMaxBodyMemory     int64 = 128 << 20
+	DefaultReloadInterval          = 30 * time.Second
+	DefaultAdminReadTimeout        = 10 * time.Second
+	DefaultAdminWriteTimeout       = 30 * time.Second
+	DefaultAdminIdleTimeout        = 30 * time.Second
+	DefaultConnectTimeout          = 5 * time.Second
+	DefaultTLSHandshake            = 10 * time.Second
+	DefaultResponseHeader          = 30 * time.Second
+	DefaultTotalTimeout            = 60 * time.Second
 
-	DefaultRevocationPolicy = "hard"
-	DefaultRefreshAt        = 0.5
-	DefaultGrace            = time.Hour
-	DefaultClockSkew        = 5 * time.Minute
-	DefaultFetchTimeout     = 5 * time.Second
-	DefaultCheckInterval    = time.Minute
-	DefaultMaxStatusAge     = time.Hour
-	DefaultStartupBudget    = 2 * time.Minute
-	DefaultMaxCRLBytes      = 32 << 20
-	DefaultMaxOCSPBytes     = 64 << 10
+	DefaultRevocationPolicy       = RevocationHard
+	DefaultRefreshAt              = 0.5
+	DefaultGrace                  = time.Hour
+	DefaultClockSkew              = 5 * time.Minute
+	DefaultFetchTimeout           = 5 * time.Second
+	DefaultCheckInterval          = time.Minute
+	DefaultMaxStatusAge           = time.Hour
+	DefaultStartupBudget          = 2 * time.Minute
+	DefaultMaxCRLBytes      int64 = 32 << 20
+	DefaultMaxOCSPBytes     int64 = 64 << 10
+
+	DefaultResponseSignaturePolicy = SignaturesOff
+	DefaultRefuseRevokedSigner     = true
+	DefaultStripPrefix             = true
 )
 
 // Bounds of a partner's answer checked under response_signature, before
@@ -66,20 +74,23 @@ const (
 
 // Token defaults (DOMAIN.md, "The VIHF").
 const (
-	DefaultIssuerFormat   = "rfc2253"
-	DefaultTokenValidity  = 5 * time.Minute
-	DefaultReuseFraction  = 0.5
-	DefaultExpiryMargin   = 30 * time.Second
-	DefaultNotBeforeSkew  = time.Minute
-	DefaultCacheEntries   = 10000
-	DefaultAuthnContext   = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
-	DefaultVIHFVersion    = "3.0"
-	DefaultActivitySector = "SA05^1.2.250.1.71.4.2.4"
-	DefaultINSOID         = "1.2.250.1.213.1.4.10"
-	DefaultResourceURN    = "urn:dmp"
-	DefaultPurposeOfUse   = "normal"
-	DefaultRoleCodeSystem = "1.2.250.1.71.1.2.7"
-	DefaultConfCodeSystem = "2.16.840.1.113883.5.25"
+	DefaultIssuerFormat   = IssuerRFC2253
+	DefaultTokenPlacement = PlacementWSSE
+	// DefaultTokenHTTPHeader is the header of placement http-header.
+	DefaultTokenHTTPHeader = "X-Saml-Token"
+	DefaultTokenValidity   = 5 * time.Minute
+	DefaultReuseFraction   = 0.5
+	DefaultExpiryMargin    = 30 * time.Second
+	DefaultNotBeforeSkew   = time.Minute
+	DefaultCacheEntries    = 10000
+	DefaultAuthnContext    = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
+	DefaultVIHFVersion     = "3.0"
+	DefaultActivitySector  = "SA05^1.2.250.1.71.4.2.4"
+	DefaultINSOID          = "1.2.250.1.213.1.4.10"
+	DefaultResourceURN     = "urn:dmp"
+	DefaultPurposeOfUse    = "normal"
+	DefaultRoleCodeSystem  = "1.2.250.1.71.1.2.7"
+	DefaultConfCodeSystem  = "2.16.840.1.113883.5.25"
 )
 
 // DefaultCheckpointInterval bounds how long audit records stay covered by
@@ -87,8 +98,30 @@ const (
 // the latest.
 const DefaultCheckpointInterval = 10 * time.Second
 
+// Audit defaults.
+const (
+	DefaultAuditMaxFileBytes int64 = 64 << 20
+	DefaultAuditMaxFileAge         = 24 * time.Hour
+	DefaultCheckpointEvery         = 1000
+	DefaultPatientID               = PatientIDHash
+	DefaultSyslogTransport         = SyslogTLS
+	DefaultSyslogFacility          = SyslogFacility("authpriv")
+	DefaultSyslogAppName           = "roc-proxy"
+	DefaultSyslogTimeout           = 10 * time.Second
+	// DefaultAuditFSync: each signed record is durable before its token
+	// leaves.
+	DefaultAuditFSync = true
+)
+
 // DefaultRevocationSources is the order sources are consulted in.
-var DefaultRevocationSources = []string{"ocsp", "crl"}
+var DefaultRevocationSources = RevocationSources{SourceOCSP, SourceCRL}
+
+// DefaultMethods are the methods a route serves (SOAP), DefaultDynamicPorts
+// the ports a dynamic route reaches.
+var (
+	DefaultMethods      = []string{"POST"}
+	DefaultDynamicPorts = []int{443}
+)
 
 // Load reads, strictly decodes, completes with defaults and validates the
 // configuration file at path. Relative paths inside the file are taken
@@ -142,134 +175,116 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	return cfg, nil
 }
 
+// setDefault sets *p to v when the file left it out (zero).
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// setDefaultBool sets *p to v when the file left the flag out (nil).
+func setDefaultBool(p **bool, v bool) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
 func (c *Config) applyDefaults() {
-	setStr := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
+	setDefault(&c.Listen.SIH, DefaultSIHAddress)
+	setDefault(&c.Listen.Admin, DefaultAdminAddress)
+	if t := c.Listen.TLS; t != nil && t.ACME != nil {
+		setDefault(&t.ACME.AltTLSALPNPort, DefaultTLSALPNPort)
 	}
-	setDur := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setStr(&c.Listen.SIH, DefaultSIHAddress)
-	setStr(&c.Listen.Admin, DefaultAdminAddress)
-	setStr(&c.Log.Level, DefaultLogLevel)
-	setStr(&c.Log.Format, DefaultLogFormat)
+	setDefault(&c.Log.Level, DefaultLogLevel)
+	setDefault(&c.Log.Format, DefaultLogFormat)
 	if c.Log.FlushInterval == nil {
 		d := time.Duration(DefaultLogFlushInterval)
 		c.Log.FlushInterval = &d
 	}
-	if c.Server.MaxBodyBytes == 0 {
-		c.Server.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.Server.MaxResponseBytes == 0 {
-		c.Server.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	setDur(&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	setDur(&c.Server.ReadTimeout, DefaultReadTimeout)
-	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
-	setDur(&c.Server.ShutdownTimeout, DefaultShutdownTimeout)
-	setDur(&c.Server.WriteTimeout, DefaultWriteTimeout)
-	if c.Server.MaxConnections == 0 {
-		c.Server.MaxConnections = DefaultMaxConnections
-	}
-	if c.Server.MaxBodyMemory == 0 {
-		c.Server.MaxBodyMemory = DefaultMaxBodyMemory
-	}
-	setDur(&c.Server.Admin.ReadTimeout, DefaultAdminReadTimeout)
-	setDur(&c.Server.Admin.WriteTimeout, DefaultAdminWriteTimeout)
-	setDur(&c.Server.Admin.IdleTimeout, DefaultAdminIdleTimeout)
-	setDur(&c.Identity.ReloadInterval, 30*time.Second)
+	sv := &c.Server
+	setDefault(&sv.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&sv.MaxResponseBytes, DefaultMaxResponseBytes)
+	setDefault(&sv.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&sv.ReadTimeout, DefaultReadTimeout)
+	setDefault(&sv.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&sv.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&sv.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&sv.MaxConnections, DefaultMaxConnections)
+	setDefault(&sv.MaxBodyMemory, DefaultMaxBodyMemory)
+	setDefault(&sv.Admin.ReadTimeout, DefaultAdminReadTimeout)
+	setDefault(&sv.Admin.WriteTimeout, DefaultAdminWriteTimeout)
+	setDefault(&sv.Admin.IdleTimeout, DefaultAdminIdleTimeout)
+	setDefault(&c.Identity.ReloadInterval, DefaultReloadInterval)
 	au := &c.Audit
-	if au.MaxFileBytes == 0 {
-		au.MaxFileBytes = 64 << 20
-	}
-	setDur(&au.MaxFileAge, 24*time.Hour)
-	if au.CheckpointEvery == 0 {
-		au.CheckpointEvery = 1000
-	}
-	setDur(&au.CheckpointInterval, DefaultCheckpointInterval)
-	setStr(&au.PatientID, "hash")
+	setDefault(&au.MaxFileBytes, DefaultAuditMaxFileBytes)
+	setDefault(&au.MaxFileAge, DefaultAuditMaxFileAge)
+	setDefault(&au.CheckpointEvery, DefaultCheckpointEvery)
+	setDefault(&au.CheckpointInterval, DefaultCheckpointInterval)
+	setDefault(&au.PatientID, DefaultPatientID)
+	setDefaultBool(&au.FSync, DefaultAuditFSync)
 	if sl := au.Ship.Syslog; sl != nil {
-		setStr(&sl.Transport, "tls")
-		setStr(&sl.Facility, "authpriv")
-		setStr(&sl.AppName, "roc-proxy")
-		setDur(&sl.Timeout, 10*time.Second)
+		setDefault(&sl.Transport, DefaultSyslogTransport)
+		setDefault(&sl.Facility, DefaultSyslogFacility)
+		setDefault(&sl.AppName, DefaultSyslogAppName)
+		setDefault(&sl.Timeout, DefaultSyslogTimeout)
 	}
 	rv := &c.Revocation
-	if rv.RefreshAt == 0 {
-		rv.RefreshAt = DefaultRefreshAt
-	}
-	setDur(&rv.Grace, DefaultGrace)
-	setDur(&rv.ClockSkew, DefaultClockSkew)
-	setDur(&rv.FetchTimeout, DefaultFetchTimeout)
-	setDur(&rv.CheckInterval, DefaultCheckInterval)
-	setDur(&rv.MaxStatusAge, DefaultMaxStatusAge)
-	setDur(&rv.StartupBudget, DefaultStartupBudget)
-	if rv.MaxCRLBytes == 0 {
-		rv.MaxCRLBytes = DefaultMaxCRLBytes
-	}
-	if rv.MaxOCSPBytes == 0 {
-		rv.MaxOCSPBytes = DefaultMaxOCSPBytes
-	}
+	setDefault(&rv.RefreshAt, DefaultRefreshAt)
+	setDefault(&rv.Grace, DefaultGrace)
+	setDefault(&rv.ClockSkew, DefaultClockSkew)
+	setDefault(&rv.FetchTimeout, DefaultFetchTimeout)
+	setDefault(&rv.CheckInterval, DefaultCheckInterval)
+	setDefault(&rv.MaxStatusAge, DefaultMaxStatusAge)
+	setDefault(&rv.StartupBudget, DefaultStartupBudget)
+	setDefault(&rv.MaxCRLBytes, DefaultMaxCRLBytes)
+	setDefault(&rv.MaxOCSPBytes, DefaultMaxOCSPBytes)
+	setDefaultBool(&rv.RefuseRevokedSigner, DefaultRefuseRevokedSigner)
 	for _, r := range c.Routes {
 		if r == nil {
 			continue
 		}
 		if t := r.Token; t != nil {
-			setStr(&t.IssuerFormat, DefaultIssuerFormat)
-			setStr(&t.Placement, "wsse")
-			if t.Placement == "http-header" {
-				setStr(&t.HTTPHeader, "X-Saml-Token")
+			setDefault(&t.IssuerFormat, DefaultIssuerFormat)
+			setDefault(&t.Placement, DefaultTokenPlacement)
+			if t.Placement == PlacementHTTPHeader {
+				setDefault(&t.HTTPHeader, DefaultTokenHTTPHeader)
 			}
-			setDur(&t.Validity, DefaultTokenValidity)
-			if t.ReuseFraction == 0 {
-				t.ReuseFraction = DefaultReuseFraction
-			}
-			setDur(&t.ExpiryMargin, DefaultExpiryMargin)
-			setDur(&t.NotBeforeSkew, DefaultNotBeforeSkew)
-			if t.CacheEntries == 0 {
-				t.CacheEntries = DefaultCacheEntries
-			}
-			setStr(&t.AuthnContext, DefaultAuthnContext)
+			setDefault(&t.Validity, DefaultTokenValidity)
+			setDefault(&t.ReuseFraction, DefaultReuseFraction)
+			setDefault(&t.ExpiryMargin, DefaultExpiryMargin)
+			setDefault(&t.NotBeforeSkew, DefaultNotBeforeSkew)
+			setDefault(&t.CacheEntries, DefaultCacheEntries)
+			setDefault(&t.AuthnContext, DefaultAuthnContext)
 			v := &t.VIHF
-			setStr(&v.Version, DefaultVIHFVersion)
-			setStr(&v.ActivitySector, DefaultActivitySector)
-			setStr(&v.INSOID, DefaultINSOID)
-			setStr(&v.ResourceURN, DefaultResourceURN)
-			setStr(&v.PurposeOfUse, DefaultPurposeOfUse)
-			setStr(&v.RoleCodeSystem, DefaultRoleCodeSystem)
-			setStr(&v.ConfidentialityCS, DefaultConfCodeSystem)
+			setDefault(&v.Version, DefaultVIHFVersion)
+			setDefault(&v.ActivitySector, DefaultActivitySector)
+			setDefault(&v.INSOID, DefaultINSOID)
+			setDefault(&v.ResourceURN, DefaultResourceURN)
+			setDefault(&v.PurposeOfUse, DefaultPurposeOfUse)
+			setDefault(&v.RoleCodeSystem, DefaultRoleCodeSystem)
+			setDefault(&v.ConfidentialityCS, DefaultConfCodeSystem)
 		}
+		setDefaultBool(&r.StripPrefix, DefaultStripPrefix)
 		if len(r.Methods) == 0 {
-			r.Methods = []string{"POST"}
+			r.Methods = append([]string(nil), DefaultMethods...)
 		}
-		setStr(&r.Revocation.Policy, DefaultRevocationPolicy)
-		setStr(&r.ResponseSignature.Policy, "off")
-		if r.ResponseSignature.MaxNodes == 0 {
-			r.ResponseSignature.MaxNodes = DefaultResponseMaxNodes
-		}
-		if r.ResponseSignature.MaxDepth == 0 {
-			r.ResponseSignature.MaxDepth = DefaultResponseMaxDepth
-		}
+		setDefault(&r.Revocation.Policy, DefaultRevocationPolicy)
+		setDefault(&r.ResponseSignature.Policy, DefaultResponseSignaturePolicy)
+		setDefault(&r.ResponseSignature.MaxNodes, DefaultResponseMaxNodes)
+		setDefault(&r.ResponseSignature.MaxDepth, DefaultResponseMaxDepth)
 		if r.Dynamic != nil && len(r.Dynamic.Ports) == 0 {
-			r.Dynamic.Ports = []int{443}
+			r.Dynamic.Ports = append([]int(nil), DefaultDynamicPorts...)
 		}
 		if len(r.Revocation.Sources) == 0 {
-			r.Revocation.Sources = append([]string(nil), DefaultRevocationSources...)
+			r.Revocation.Sources = append(RevocationSources(nil), DefaultRevocationSources...)
 		}
-		if r.MaxBodyBytes == 0 {
-			r.MaxBodyBytes = c.Server.MaxBodyBytes
-		}
-		if r.MaxResponseBytes == 0 {
-			r.MaxResponseBytes = c.Server.MaxResponseBytes
-		}
-		setDur(&r.Timeouts.Connect, DefaultConnectTimeout)
-		setDur(&r.Timeouts.TLSHandshake, DefaultTLSHandshake)
-		setDur(&r.Timeouts.ResponseHeader, DefaultResponseHeader)
-		setDur(&r.Timeouts.Total, DefaultTotalTimeout)
+		setDefault(&r.MaxBodyBytes, c.Server.MaxBodyBytes)
+		setDefault(&r.MaxResponseBytes, c.Server.MaxResponseBytes)
+		setDefault(&r.Timeouts.Connect, DefaultConnectTimeout)
+		setDefault(&r.Timeouts.TLSHandshake, DefaultTLSHandshake)
+		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeader)
+		setDefault(&r.Timeouts.Total, DefaultTotalTimeout)
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/app"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
+	"go.yaml.in/yaml/v3"
 )
 
 // root is the repository, seen from this package's folder.
@@ -96,6 +97,10 @@ func splitCells(line string) []string {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// textValue is implemented by the configuration's typed values decoded
+// from one scalar (config.Pin, config.Prefix): keys, not sections.
+var textValue = reflect.TypeOf((*interface{ UnmarshalYAML(*yaml.Node) error })(nil)).Elem()
+
 // configPaths walks the configuration types as YAML sees them: leaves are
 // the keys that take a value, nodes the sections holding other keys.
 // Slices of sections are written "[]", maps of sections ".<name>".
@@ -131,7 +136,8 @@ func configPaths(t reflect.Type, prefix string, leaves, nodes map[string]bool) {
 			return t
 		}
 		switch {
-		case ft == durationType:
+		case ft == durationType, reflect.PointerTo(ft).Implements(textValue),
+			ft.Kind() == reflect.Slice && reflect.PointerTo(elem(ft.Elem())).Implements(textValue):
 			leaves[path] = true
 		case ft.Kind() == reflect.Struct:
 			nodes[path] = true

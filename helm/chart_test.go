@@ -318,6 +318,12 @@ func checkPod(t *testing.T, tmpl corev1.PodTemplateSpec) {
 		pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds != c.Lifecycle.PreStop.Sleep.Seconds+25+5 {
 		t.Errorf("grace period %v does not cover preStop %+v and the 25 s drain", pod.TerminationGracePeriodSeconds, c.Lifecycle)
 	}
+	// A configuration roc-proxy refuses (exit status 78) shows in "kubectl
+	// describe pod" and "kubectl get pod -o yaml", not only in the logs of
+	// a container that is already restarting.
+	if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+		t.Errorf("terminationMessagePolicy %q: the refusal of a broken configuration is not in the pod's status", c.TerminationMessagePolicy)
+	}
 	if tmpl.Annotations["checksum/config"] == "" {
 		t.Error("no config checksum: a configuration change would not roll the pods")
 	}

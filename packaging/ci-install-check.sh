@@ -19,6 +19,11 @@ if [ "$(dpkg-query -W -f='${Status}' roc-proxy 2>/dev/null || true)" = "install 
   echo "ci-install-check: purging the roc-proxy package a previous run left" >&2
   dpkg --purge roc-proxy
 fi
+# What an aborted run of this script left (its certificates are no package
+# files: a purge leaves them, and p12 build never overwrites).
+rm -f /etc/roc-proxy/private/org-auth-cli.p12 /etc/roc-proxy/private/org-sign.p12 \
+  /etc/roc-proxy/private/org-auth-cli.password /etc/roc-proxy/private/org-sign.password \
+  /etc/roc-proxy/trust/igc-osi/ci-test-ca.pem
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

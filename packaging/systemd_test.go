@@ -92,7 +92,7 @@ func TestSystemdUnitHardening(t *testing.T) {
 		"Service.StateDirectory":           "roc-proxy",
 		"Service.CacheDirectory":           "roc-proxy",
 		"Service.Restart":                  "on-failure",
-		"Service.RestartPreventExitStatus": "2", // a wrong command line (main.go)
+		"Service.RestartPreventExitStatus": "2 78", // a wrong command line, a configuration error (main.go)
 		"Service.ExecReload":               "/bin/kill -HUP $MAINPID",
 		"Install.WantedBy":                 "multi-user.target",
 	} {

@@ -11,6 +11,10 @@
 //   - mode ship: that signing route (fsync on) shipping every audit record
 //     to standard output and to a syslog collector over TLS, against the
 //     same without shipping;
+//   - mode all: nginx, roc-proxy's pass-through, net/http's floor and the
+//     signing route with its audit records fsynced and not, all five in
+//     the same interleaved rounds, so that every ratio of issues 11 and 12
+//     comes from one run;
 //   - mode binary: two roc-proxy binaries (--base-roc-proxy against
 //     --roc-proxy) on the same pass-through route, for A/B measurements of
 //     a change under the same load and noise.
@@ -72,6 +76,9 @@ type options struct {
 	baseRoc     string
 	floor       string
 	fsync       bool
+	// binaryToken: mode binary compares the two builds on the signing
+	// route.
+	binaryToken bool
 	// rocRevocation is the pass-through route's revocation policy in
 	// modes nginx and binary: hard keeps a standing check per pooled
 	// connection, asked before each request.
@@ -86,10 +93,11 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off), ship (audit shipping off vs on) or binary (--base-roc-proxy vs --roc-proxy)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), all (nginx, pass-through, floor, signing route without and with fsync, in the same rounds), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off), ship (audit shipping off vs on) or binary (--base-roc-proxy vs --roc-proxy)")
 	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
 	flag.StringVar(&o.floor, "floor", "", "mode nginx: also run this build of bench/floor (net/http's floor: server and upstream exchange, nothing else) in the same rounds")
 	flag.StringVar(&o.rocRevocation, "roc-revocation", "off", "modes nginx and binary: roc-proxy's revocation policy on the pass-through route (off, soft, hard: a warm cache, pooled connections, each request asking its connection's standing check)")
+	flag.BoolVar(&o.binaryToken, "binary-token", false, "mode binary: both builds run the signing route (ROC token, cache hits; audit fsync as --fsync) instead of the pass-through")
 	flag.BoolVar(&o.fsync, "fsync", true, "mode token: the signing route's audit records are fsynced (what ships); false measures the route without the disk")
 	flag.StringVar(&o.rocEnv, "roc-env", "", "extra environment of the roc-proxy process, as NAME=VALUE[,NAME=VALUE]")
 	flag.StringVar(&o.rocLogLevel, "roc-log-level", "info", "roc-proxy log level (info writes one access-log line per request, as nginx does)")
@@ -104,11 +112,14 @@ func run() error {
 	if !o.keep {
 		defer os.RemoveAll(dir)
 	}
-	if o.mode != "nginx" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "ship" && o.mode != "binary" {
+	if o.mode != "nginx" && o.mode != "all" && o.mode != "revocation" && o.mode != "token" && o.mode != "audit" && o.mode != "ship" && o.mode != "binary" {
 		return fmt.Errorf("unknown mode %q", o.mode)
 	}
 	if o.rocRevocation != "off" && o.rocRevocation != "soft" && o.rocRevocation != "hard" {
 		return fmt.Errorf("unknown --roc-revocation %q", o.rocRevocation)
+	}
+	if o.mode == "all" && o.floor == "" {
+		return errors.New("mode all needs --floor (bench/run.sh builds it)")
 	}
 	if o.mode == "binary" && o.baseRoc == "" {
 		return errors.New("mode binary needs --base-roc-proxy")
@@ -151,9 +162,10 @@ func run() error {
 	}
 	defer upstream.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*2+2)*(o.duration+30*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds*5+2)*(o.duration+30*time.Second))
 	defer cancel()
 	var base, cand, floor *proc
+	var extra []*proc                  // mode all: the signing routes
 	var collector *sim.SyslogCollector // the SIEM of mode ship
 	rocToken := map[string]any{"token": map[string]any{"profile": "roc"}}
 	switch o.mode {
@@ -194,15 +206,20 @@ func run() error {
 	case "binary":
 		bo := o
 		bo.rocProxy = o.baseRoc
-		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
+		var route map[string]any
+		fsync := true
+		if o.binaryToken {
+			route, fsync = rocToken, o.fsync
+		}
+		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, route, nil, fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, route, nil, fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
-	case "nginx":
+	case "nginx", "all":
 		if cand, err = startRocProxy(ctx, o, "roc-proxy", o.rocRevocation, nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
@@ -218,6 +235,16 @@ func run() error {
 				return err
 			}
 			defer floor.stop()
+		}
+		if o.mode == "all" {
+			for _, fsync := range []bool{false, true} {
+				t, err := startRocProxy(ctx, o, tokenName(fsync), "off", rocToken, nil, fsync, dir, files, upstream.Addr().String())
+				if err != nil {
+					return err
+				}
+				defer t.stop()
+				extra = append(extra, t)
+			}
 		}
 	default:
 		if base, err = startRocProxy(ctx, o, "rev-off", "off", nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
@@ -242,6 +269,7 @@ func run() error {
 	if floor != nil {
 		order = append(order, floor)
 	}
+	order = append(order, extra...)
 	// Warm all (connection pools, TLS sessions) and check they answer 200.
 	for _, p := range order {
 		if err := check(p.url, soap); err != nil {
@@ -280,6 +308,12 @@ func run() error {
 			report(results, base.name, floor.name, "net/http's floor")
 			report(results, floor.name, cand.name, "what roc-proxy adds to the floor")
 		}
+	case "all":
+		report(results, base.name, cand.name, "issue 12: throughput goal >= 0.80x, CPU per request goal <= 1.50x")
+		report(results, base.name, floor.name, "net/http's floor")
+		report(results, floor.name, cand.name, "what roc-proxy adds to the floor")
+		report(results, cand.name, extra[0].name, "issue 11: throughput goal >= 0.85x without fsync")
+		report(results, cand.name, extra[1].name, "issue 11: throughput goal >= 0.70x with fsync")
 	case "token":
 		goal := "throughput goal >= 0.70x with fsync"
 		if !o.fsync {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
 // buildBinary builds roc-proxy the way every shipped artefact is built
@@ -23,11 +25,15 @@ func buildBinary(t *testing.T, version, revision string) string {
 }
 
 // The exit status is what scripts and systemd see: 0 done or help, 1
-// failed, 2 wrong command line. Checked on the built binary, not only
+// failed, 2 wrong command line, 78 serve's configuration is wrong. Checked on the built binary, not only
 // through app.Run, since only main turns errors into statuses.
 func TestExitStatus(t *testing.T) {
 	bin := buildBinary(t, "v9.9.9-test", "0123456789abcdef")
 	expired, _ := filepath.Abs("../../testdata/reference-pki/org-sign-testsign-ministere-2021.pem")
+	pki, err := testpki.MustShared(t).WriteFiles(t.TempDir(), "exit-status", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args       []string
 		code       int
@@ -54,6 +60,17 @@ func TestExitStatus(t *testing.T) {
 		{args: []string{"cert", "inspect", expired, "--json"}, code: 1, stdout: `"subject"`, stderr: "expired on 2024-12-23"},
 		{args: []string{"cert", "inspect", "help"}, code: 1, stderr: "open help"},
 		{args: []string{"config", "check", "/nonexistent/roc-proxy.yaml"}, code: 1, stderr: "/nonexistent/roc-proxy.yaml"},
+		// serve's configuration is wrong: EX_CONFIG, which systemd does
+		// not restart on (packaging/systemd_config_test.go plays more).
+		{args: []string{"serve", "--config", "/nonexistent/roc-proxy.yaml"}, code: 78, stderr: "roc-proxy: reading configuration"},
+		// A flag given twice: Go's flag package would keep the last one.
+		{args: []string{"serve", "--config", "a.yaml", "--config", "b.yaml"}, code: 2, stderr: "flag --config given twice"},
+		{args: []string{"cert", "inspect", pki.AuthP12, "--password-file", pki.PasswordFile, "--password-file", "/dev/null"}, code: 2, stderr: "flag --password-file given twice"},
+		// A certificate no partner could verify (its authority in no
+		// bundle) is described, and a failure; its bundle makes it whole.
+		{args: []string{"cert", "inspect", pki.AuthCertPEM}, code: 1, stdout: "chain:           INCOMPLETE", stderr: "chain INCOMPLETE against the bundles"},
+		{args: []string{"cert", "inspect", pki.AuthCertPEM, "--bundle", pki.SanteBundle}, code: 0, stdout: "chain:           complete"},
+		{args: []string{"cert", "inspect", pki.AuthCertPEM, "--bundle", pki.OSIBundle, "--bundle", pki.SanteBundle}, code: 0, stdout: "chain:           complete"},
 	} {
 		cmd := exec.Command(bin, tc.args...)
 		var stdout, stderr bytes.Buffer

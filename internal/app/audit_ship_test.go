@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
@@ -60,6 +61,11 @@ func TestAuditShippingThroughTheProxy(t *testing.T) {
 	}
 	if got := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("stdout shipped %d lines, the files hold %d:\n%s", len(got), len(want), stdout.String())
+	}
+	// Delivered means acknowledged by the collector's TCP: its reading
+	// goroutine may still be parsing the last ones.
+	for deadline := time.Now().Add(10 * time.Second); len(collector.Messages()) < len(want) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	msgs := collector.Messages()
 	if errs := collector.Errors(); len(errs) > 0 {

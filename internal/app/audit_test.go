@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/cli/democmd"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -20,16 +21,10 @@ func demoAudit(t *testing.T) (dir string, files []string) {
 	t.Helper()
 	// The demo removes its folder; run the same steps on a kept one.
 	dir = t.TempDir()
-	env, err := startDemo(dir, io.Discard)
+	err := democmd.Session(t.Context(), dir, buildForDemo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range env.play(t.Context()) {
-		if !r.ok {
-			t.Fatalf("demo step %q: %s", r.name, r.got)
-		}
-	}
-	env.close()
 	files, err = audit.ChainFiles(filepath.Join(dir, "audit"), "demo")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no audit files: %v", err)

@@ -9,10 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -141,7 +139,7 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	p := &Proxy{cfg: cfg, log: d.Logger, registry: d.Registry, metrics: m, revocation: checker,
 		deps: d, egress: global, expiry: expiry.New(m.CertificateNotAfter, d.Logger)}
 	// The files a reload follows are hashed now, just after they were read.
-	p.reloader = reload.New(reload.Options{Config: cfg, Store: mat.Store, Auth: mat.Auth, Sign: mat.Sign, Runtime: reloadTarget{p},
+	p.reloader = reload.New(reload.Options{Config: cfg, Store: mat.Store, Auth: mat.Auth, Sign: mat.Sign, Checkpoint: mat.Checkpoint, Runtime: reloadTarget{p},
 		Expiry: p.expiry, Metrics: m, Logger: d.Logger, Now: d.Now, Getenv: d.Getenv})
 	p.budget = proxy.NewBodyBudget(cfg.Server.MaxBodyMemory, m)
 	p.current.auth.Store(mat.Auth)
@@ -213,7 +211,7 @@ func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, err
 	}
 	if sl := ship.Syslog; sl != nil {
 		o := audit.SyslogOptions{Address: sl.Address, Hostname: sl.Hostname, AppName: sl.AppName, ProcID: chain, Timeout: sl.Timeout,
-			Facility: slices.Index(config.SyslogFacilities, sl.Facility)}
+			Facility: sl.Facility.Code()}
 		if o.Hostname == "" {
 			getenv := d.Getenv
 			if getenv == nil {
@@ -223,7 +221,7 @@ func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, err
 				o.Hostname, _ = os.Hostname()
 			}
 		}
-		if sl.Transport == "tls" {
+		if sl.Transport == config.SyslogTLS {
 			roots, err := trust.ReadCertificates(sl.CA)
 			if err != nil {
 				return nil, fmt.Errorf("audit.ship.syslog.ca: %w", err)
@@ -281,18 +279,10 @@ func (p *Proxy) buildRoutes(cfg *config.Config, store *trust.Store) (*routeSet, 
 				serverName = upstream.Hostname()
 			}
 		}
-		var pins [][]byte
-		for _, pin := range r.SPKIPins {
-			b, err := config.ParsePin(pin)
-			if err != nil {
-				return nil, fmt.Errorf("%s.spki_pins: %w", path, err)
-			}
-			pins = append(pins, b)
-		}
-		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: pins, Now: d.Now}
+		vo := trust.VerifierOptions{Bundles: r.Trust, ServerName: serverName, Pins: r.SPKIPins.SHA256s(), Now: d.Now}
 		var rc *revocation.RouteChecker
-		if r.Revocation.Policy != "off" {
-			rc = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == "hard", Sources: r.Revocation.Sources, Route: r.Name})
+		if r.Revocation.Policy != config.RevocationOff {
+			rc = checker.ForRoute(revocation.Policy{Hard: r.Revocation.Policy == config.RevocationHard, Sources: r.Revocation.Sources.Names(), Route: r.Name})
 			vo.Revocation = rc
 			// Each pooled connection keeps its chain's standing check:
 			// asked before every request, closing the connection once the
@@ -332,9 +322,9 @@ func (p *Proxy) buildRoutes(cfg *config.Config, store *trust.Store) (*routeSet, 
 		if r.Dynamic != nil {
 			spec.Dynamic = &proxy.DynamicSpec{Hosts: r.Dynamic.Hosts, Ports: r.Dynamic.Ports}
 		}
-		if rs := r.ResponseSignature; rs.Policy != "off" {
+		if rs := r.ResponseSignature; rs.Policy != config.SignaturesOff {
 			roots, inter := store.Pools(rs.Trust...)
-			spec.Enforce = rs.Policy == "enforce"
+			spec.Enforce = rs.Policy == config.SignaturesEnforce
 			for _, result := range []string{"valid", "invalid", "absent"} {
 				m.ResponseSignatures.WithLabelValues(r.Name, result) // at 0: see zeroSeries
 			}
@@ -371,15 +361,7 @@ func (p *Proxy) buildRoutes(cfg *config.Config, store *trust.Store) (*routeSet, 
 		}
 		specs = append(specs, spec)
 	}
-	var allow []netip.Prefix
-	for i, c := range cfg.Listen.AllowCIDRs {
-		prefix, err := netip.ParsePrefix(c) // validated by config: an error here is a bug, not a panic
-		if err != nil {
-			return nil, fmt.Errorf("listen.allow_cidrs[%d]: %w", i, err)
-		}
-		allow = append(allow, prefix)
-	}
-	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: allow, ClientCAs: p.clientCAs, Now: d.Now,
+	h, err := proxy.New(proxy.Options{Routes: specs, Logger: d.Logger.Named("proxy"), Metrics: m, AllowCIDRs: cfg.Listen.AllowCIDRs.Netip(), ClientCAs: p.clientCAs, Now: d.Now,
 		Budget: p.budget, WriteTimeout: p.cfg.Server.WriteTimeout})
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	switch {
 	case material.PlainPatientHash(cfg) != "":
 		fmt.Fprintln(stdout, "  warning:", material.PlainPatientHash(cfg))
-	case cfg.Audit.PatientID == "hash" && mat.PatientKey != nil:
+	case cfg.Audit.PatientID == config.PatientIDHash && mat.PatientKey != nil:
 		fmt.Fprintf(stdout, "  audit.patient_id: hash keyed with audit.patient_id_key %s (HMAC-SHA-256)\n", cfg.Audit.PatientIDKey)
 	}
 	if cfg.Audit.Ship.Stdout {

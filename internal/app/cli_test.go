@@ -49,7 +49,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 	os.WriteFile(dashed, data, 0o644)
 	t.Chdir(e.dir)
 	out.Reset()
-	if err := Run(t.Context(), []string{"cert", "inspect", "--json", "--", "-leaf.pem"}, &out, io.Discard); err != nil {
+	if err := Run(t.Context(), []string{"cert", "inspect", "--json", "--bundle", e.files.SanteBundle, "--", "-leaf.pem"}, &out, io.Discard); err != nil {
 		t.Fatalf("cert inspect -- -leaf.pem: %v", err)
 	}
 
@@ -194,6 +194,7 @@ func writeLeaf(t *testing.T, dir string, ca *testpki.Cert, tmpl *x509.Certificat
 // A server certificate: its names are the first thing ops look for.
 func TestCertInspectSubjectAltNames(t *testing.T) {
 	p := testpki.MustShared(t)
+	e := newTestEnv(t) // its bundles complete the chains (an incomplete one exits 1)
 	u, _ := url.Parse("spiffe://hospital.test/roc-proxy")
 	path := writeLeaf(t, t.TempDir(), p.OSIServeur, &x509.Certificate{
 		Subject:   pkix.Name{CommonName: "roc-proxy.hospital.test"},
@@ -205,7 +206,7 @@ func TestCertInspectSubjectAltNames(t *testing.T) {
 		URIs:        []*url.URL{u}, EmailAddresses: []string{"dsi@hospital.test"},
 	})
 	var out bytes.Buffer
-	if err := Run(t.Context(), []string{"cert", "inspect", path}, &out, io.Discard); err != nil {
+	if err := Run(t.Context(), []string{"cert", "inspect", path, "--bundle", e.files.OSIBundle}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -219,7 +220,7 @@ func TestCertInspectSubjectAltNames(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := Run(t.Context(), []string{"cert", "inspect", path, "--json"}, &out, io.Discard); err != nil {
+	if err := Run(t.Context(), []string{"cert", "inspect", path, "--json", "--bundle", e.files.OSIBundle}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var r certinfo.Report
@@ -232,8 +233,7 @@ func TestCertInspectSubjectAltNames(t *testing.T) {
 	}
 	// A certificate without alternative names says so.
 	out.Reset()
-	e := newTestEnv(t)
-	if err := Run(t.Context(), []string{"cert", "inspect", e.files.AuthCertPEM}, &out, io.Discard); err != nil {
+	if err := Run(t.Context(), []string{"cert", "inspect", e.files.AuthCertPEM, "--bundle", e.files.SanteBundle}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "alt names:       none") {

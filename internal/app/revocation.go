@@ -29,11 +29,11 @@ func (p *Proxy) prefetchRevocation(ctx context.Context, cfg *config.Config, stor
 func requiredAuthorities(cfg *config.Config, store *trust.Store) ([]*x509.Certificate, [][]*x509.Certificate) {
 	hard := map[string]bool{}
 	for _, r := range cfg.Routes {
-		if r.Revocation.Policy == "hard" {
+		if r.Revocation.Policy == config.RevocationHard {
 			for _, b := range r.Trust {
 				hard[b] = true
 			}
-			if r.ResponseSignature.Policy != "off" {
+			if r.ResponseSignature.Policy != config.SignaturesOff {
 				for _, b := range r.ResponseSignature.Trust {
 					hard[b] = true
 				}

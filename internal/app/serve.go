@@ -36,9 +36,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// certificates load (Type=exec services count as started at exec). One
 	// that comes then is kept and reloads once serving, since the files may
 	// have changed after they were read.
+	// It stays asked for until the process ends (no signal.Stop): a
+	// SIGHUP that came after serve returned, while the process ends (a
+	// reload loop during a shutdown), would end it by the signal instead
+	// of exit 0 (TestSIGHUPStormDuringShutdown).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	fs.Usage = func() {
@@ -52,19 +55,22 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "missing --config FILE")
 		return ErrUsage
 	}
+	// What follows until the listeners fails only on the configuration or
+	// the files it names: exit status 78, which the systemd unit does not
+	// restart on (it would fail the same way every RestartSec).
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
-		return err
+		return &cmdline.ConfigError{Err: err}
 	}
 	log, flushLog, err := logging.New(cfg.Log, stderr)
 	if err != nil {
-		return err
+		return &cmdline.ConfigError{Err: err}
 	}
 	defer flushLog()
 	tuneGC(cfg, os.Getenv, log)
 	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath, Stdout: stdout})
 	if err != nil {
-		return &config.FileError{File: *cfgPath, Err: err}
+		return &cmdline.ConfigError{Err: &config.FileError{File: *cfgPath, Err: err}}
 	}
 	sih, err := net.Listen("tcp", cfg.Listen.SIH)
 	if err != nil {

@@ -24,10 +24,11 @@ import (
 )
 
 // TestSignerSwapFollowedByTokens plays ops renewing ORG_SIGN (the new
-// certificate has another O and OU) by swapping its file under a running
-// proxy: once the renewed key signs, the partner and the audit log see the
-// new certificate's Issuer, Identifiant_Structure and ROC NameID, without
-// SIGHUP.
+// certificate has another O: the establishment renamed) by swapping its
+// file under a running proxy: once the renewed key signs, the partner and
+// the audit log see the new certificate's Issuer, without SIGHUP. Then a
+// certificate of another establishment (another OU, idNat_Struct) is
+// swapped in: it is refused, and tokens go on under the renewed one.
 func TestSignerSwapFollowedByTokens(t *testing.T) {
 	e := newTestEnv(t)
 	sign := filepath.Join(e.dir, "renewable-sign.p12")
@@ -96,7 +97,7 @@ routes:
 	renewedName := pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
 		{Type: asn1.ObjectIdentifier{2, 5, 4, 6}, Value: "FR"},
 		{Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: "GROUPE HOSPITALIER RENOUVELE"},
-		{Type: asn1.ObjectIdentifier{2, 5, 4, 11}, Value: "1990000027"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 11}, Value: testpki.IDNatStruct},
 		{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: testpki.SignCN},
 	}}
 	renewed, err := e.pki.SanteOrg.Issue(testpki.Template{Subject: renewedName, KeyUsage: x509.KeyUsageDigitalSignature,
@@ -109,14 +110,14 @@ routes:
 		t.Fatal(err)
 	}
 	replaceFile(t, sign, p12)
-	wantIssuer := "CN=" + testpki.SignCN + ",OU=1990000027,O=GROUPE HOSPITALIER RENOUVELE,C=FR"
+	wantIssuer := "CN=" + testpki.SignCN + ",OU=" + testpki.IDNatStruct + ",O=GROUPE HOSPITALIER RENOUVELE,C=FR"
 	var after *tokenSeen
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if after = call(); after.issuer == wantIssuer || time.Now().After(deadline) {
 			break
 		}
 	}
-	if after.issuer != wantIssuer || after.structure != "1990000027" || after.nameID != "1990000027" {
+	if after.issuer != wantIssuer || after.structure != testpki.IDNatStruct || after.nameID != testpki.IDNatStruct {
 		t.Fatalf("after the swap the partner saw Issuer %q, structure %q, NameID %q", after.issuer, after.structure, after.nameID)
 	}
 	files, err := audit.ChainFiles(auditDir, "test")
@@ -133,8 +134,26 @@ routes:
 			r = rec
 		}
 	}
-	if r == nil || r.Issuer != wantIssuer || r.NameID != "1990000027" {
+	if r == nil || r.Issuer != wantIssuer || r.NameID != testpki.IDNatStruct {
 		t.Fatalf("the audit record of a token signed by the renewed certificate: %+v", r)
+	}
+
+	// Another establishment's ORG_SIGN: refused, the renewed one signs on.
+	other, err := e.pki.SanteOrg.Issue(testpki.Template{Subject: pkix.Name{Country: []string{"FR"}, Organization: []string{"CENTRE HOSPITALIER VOISIN"},
+		OrganizationalUnit: []string{"1990000027"}, CommonName: testpki.SignCN}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p12, err = other.PKCS12(pkcs12.Modern, testPassword, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, sign, p12)
+	for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if seen := call(); seen.issuer != wantIssuer || seen.structure != testpki.IDNatStruct {
+			t.Fatalf("another establishment's certificate was put in service: Issuer %q, structure %q", seen.issuer, seen.structure)
+		}
 	}
 }
 

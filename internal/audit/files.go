@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A chain's files are named audit-<chain>-<first seq, 20 digits>.jsonl, so
@@ -144,29 +146,86 @@ func ExpandPaths(paths []string) ([]string, error) {
 // ReadRecords reads a file's lines: complete records and whether the last
 // line is torn (no newline, or zero bytes: see completePart).
 func ReadRecords(path string) (lines [][]byte, torn bool, err error) {
-	lines, torn, _, err = readRecords(path)
+	lines, torn, _, _, err = readRecords(path)
 	return lines, torn, err
 }
 
 // readRecords is ReadRecords that also gives the offset of the first zero
-// byte (-1: none).
-func readRecords(path string) (lines [][]byte, torn bool, zeroAt int, err error) {
+// byte (-1: none) and the bytes from it to the end of the file (for
+// hiddenByZeros).
+func readRecords(path string) (lines [][]byte, torn bool, zeroAt int, behind []byte, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, false, -1, err
+		return nil, false, -1, nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(bufio.NewReader(f))
+	all, err := io.ReadAll(bufio.NewReader(f))
 	if err != nil {
-		return nil, false, -1, err
+		return nil, false, -1, nil, err
 	}
-	data, torn, zeroAt = completePart(data)
+	data, torn, zeroAt := completePart(all)
+	if zeroAt >= 0 {
+		behind = all[zeroAt:]
+	}
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		lines = append(lines, data[:i])
 		data = data[i+1:]
 	}
-	return lines, torn, zeroAt, nil
+	return lines, torn, zeroAt, behind, nil
+}
+
+// recordsBehind returns the complete lines of chain's records in behind
+// (a file's bytes from its first zero byte), leading zero bytes removed.
+func recordsBehind(behind []byte, chain string) [][]byte {
+	var out [][]byte
+	for len(behind) > 0 {
+		i := bytes.IndexByte(behind, '\n')
+		if i < 0 {
+			break
+		}
+		line := bytes.TrimLeft(behind[:i], "\x00")
+		behind = behind[i+1:]
+		if len(line) == 0 || line[0] != '{' || bytes.IndexByte(line, 0) >= 0 {
+			continue
+		}
+		var r Record
+		if json.Unmarshal(line, &r) == nil && r.Chain == chain && r.Seq > 0 {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// hiddenByZeros says which records of chain zero bytes cannot have cut
+// from the chain ("" when none). behind is a file's bytes from its first
+// zero byte to its end. A power loss leaves zero bytes only over the
+// file's last write, whose records were never acknowledged: the writer
+// syncs each batch before it writes the next, and the records of one
+// batch all bear the batch's time. Complete records behind the zero bytes
+// that bear several times were written by several batches, so all but
+// the last were acknowledged: someone wrote those zero bytes over the
+// chain (an insider hiding records behind the power-loss rule), and they
+// are no torn tail.
+func hiddenByZeros(behind []byte, chain string) string {
+	var (
+		first, last uint64
+		times       = map[time.Time]bool{}
+	)
+	lines := recordsBehind(behind, chain)
+	for i, line := range lines {
+		var r Record
+		json.Unmarshal(line, &r)
+		if i == 0 || r.Seq < first {
+			first = r.Seq
+		}
+		last = max(last, r.Seq)
+		times[r.Time.UTC()] = true
+	}
+	if len(times) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("records %d to %d (%d records, written at %d different times, so by several writes, all but the last acknowledged)", first, last, len(lines), len(times))
 }
 
 // completePart is the part of a chain file's bytes that holds complete

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -41,20 +42,101 @@ func PatientHash(ins string, key []byte) (attr, value string) {
 	return AttrPatientHMAC, hex.EncodeToString(m.Sum(nil))
 }
 
+// MaxPatientKeyBytes bounds a patient_id_key file: a key is small, and a
+// huge file (or an endless one) is a mistake, not a key.
+const MaxPatientKeyBytes = 4096
+
 // ReadPatientKey reads an audit.patient_id_key file: its bytes, a final
 // newline removed (openssl rand -hex 32 > FILE writes one), at least
-// MinPatientKeyBytes of them. The same key gives the same value on every
-// replica, so that one search covers every chain.
+// MinPatientKeyBytes and at most MaxPatientKeyBytes of them, from a
+// regular file (a FIFO would hang the start, a device never end), and
+// not guessable (zero bytes, one character or a short pattern repeated:
+// an HMAC under a known key is reversed like the plain hash). The same key
+// gives the same value on every replica, so that one search covers every
+// chain. Messages name the file, never the key.
 func ReadPatientKey(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	key, guessable, err := readPatientKey(path)
+	if err == nil && guessable != "" {
+		err = fmt.Errorf("%s is a guessable key (%s): a patient_id_key must be random (openssl rand -hex 32 > %s)", path, guessable, path)
+	}
 	if err != nil {
 		return nil, err
 	}
-	key := []byte(strings.TrimRight(string(data), "\r\n"))
-	if len(key) < MinPatientKeyBytes {
-		return nil, fmt.Errorf("%s holds %d bytes: a patient_id_key needs at least %d random bytes (openssl rand -hex 32 > %s)", path, len(key), MinPatientKeyBytes, path)
-	}
 	return key, nil
+}
+
+// ReadPastPatientKey reads a key records were keyed with, for a search
+// (audit show --patient-id-key): a guessable key that an older roc-proxy
+// accepted still finds its records; warning then says so.
+func ReadPastPatientKey(path string) (key []byte, warning string, err error) {
+	key, guessable, err := readPatientKey(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if guessable != "" {
+		warning = fmt.Sprintf("%s is a guessable key (%s): whoever holds the records can match them as if they were not keyed", path, guessable)
+	}
+	return key, warning, nil
+}
+
+// readPatientKey is ReadPatientKey that says why a key is guessable
+// instead of refusing it.
+func readPatientKey(path string) (key []byte, guessable string, err error) {
+	fi, err := os.Stat(path) // through the symlinks of a mounted Secret
+	if err != nil {
+		return nil, "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, "", fmt.Errorf("%s is not a regular file (%s): a patient_id_key is a file of random bytes (openssl rand -hex 32 > FILE)", path, fi.Mode().Type())
+	}
+	if fi.Size() > MaxPatientKeyBytes+2 {
+		return nil, "", fmt.Errorf("%s holds %d bytes: a patient_id_key holds %d bytes at most (openssl rand -hex 32 > FILE)", path, fi.Size(), MaxPatientKeyBytes)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxPatientKeyBytes+3))
+	if err != nil {
+		return nil, "", err
+	}
+	key = []byte(strings.TrimRight(string(data), "\r\n"))
+	switch {
+	case len(key) > MaxPatientKeyBytes:
+		return nil, "", fmt.Errorf("%s holds more than %d bytes: a patient_id_key holds %d bytes at most (openssl rand -hex 32 > FILE)", path, MaxPatientKeyBytes, MaxPatientKeyBytes)
+	case len(key) < MinPatientKeyBytes:
+		return nil, "", fmt.Errorf("%s holds %d bytes: a patient_id_key needs at least %d random bytes (openssl rand -hex 32 > %s)", path, len(key), MinPatientKeyBytes, path)
+	}
+	return key, guessableKey(key), nil
+}
+
+// guessableKey says why key is no random key ("" when nothing shows it):
+// fewer than 8 different bytes (zero bytes, one character repeated, a
+// short word), or a pattern of at most 16 bytes repeated. 64 random hex
+// digits show at least 8 different ones but for odds below 10^-7.
+func guessableKey(key []byte) string {
+	var seen [256]bool
+	distinct := 0
+	for _, b := range key {
+		if !seen[b] {
+			seen[b] = true
+			distinct++
+		}
+	}
+	if distinct < 8 {
+		return fmt.Sprintf("%d different bytes in %d", distinct, len(key))
+	}
+	for period := 1; period <= 16 && 2*period <= len(key); period++ {
+		repeated := true
+		for i := period; i < len(key) && repeated; i++ {
+			repeated = key[i] == key[i-period]
+		}
+		if repeated {
+			return fmt.Sprintf("a pattern of %d bytes repeated", period)
+		}
+	}
+	return ""
 }
 
 // matchesPatient reports whether r's attributes name the patient ins: in

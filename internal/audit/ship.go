@@ -324,8 +324,15 @@ func (s *shipper) save(force bool) {
 	}
 }
 
+// writeFile writes data into a new file at path: whatever is there (a
+// temporary file left by a crash, or a link someone planted in audit.dir
+// to make the proxy overwrite another of its user's files) is removed,
+// and O_EXCL never follows a link.
 func writeFile(path string, data []byte, sync bool) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
@@ -491,10 +498,18 @@ func (cr *chainReader) readFile(durable uint64, out *[]Line, size *int) (got, mo
 			cr.skipping = false
 		}
 		if bytes.IndexByte(line, 0) >= 0 {
-			// Zero bytes: a power loss's torn tail (see completePart);
-			// nothing from here on in this file is a record. The chain
-			// goes on in the next file.
-			return got, false, nil
+			if !cr.zerosHideRecords() {
+				// Zero bytes: a power loss's torn tail (see completePart);
+				// nothing from here on in this file is a record. The chain
+				// goes on in the next file.
+				return got, false, nil
+			}
+			// Zero bytes written over records of the chain, records of
+			// later writes behind them (hiddenByZeros): an altered line,
+			// passed over like any other, never the end of the shipping.
+			cr.altered(lineHead{}, "zero bytes written over a record, records of later writes behind them")
+			cr.off += int64(len(raw))
+			continue
 		}
 		h, ok := parseHead(line)
 		if !ok || h.Chain != cr.chain {
@@ -573,6 +588,21 @@ func parseHead(line []byte) (lineHead, bool) {
 		return h, false
 	}
 	return h, true
+}
+
+// zerosHideRecords reports whether the zero bytes of the line at the
+// reader's offset hide records of later writes (see hiddenByZeros).
+func (cr *chainReader) zerosHideRecords() bool {
+	fi, err := cr.f.Stat()
+	if err != nil || fi.Size() <= cr.off {
+		return false
+	}
+	rest, err := io.ReadAll(io.NewSectionReader(cr.f, cr.off, fi.Size()-cr.off))
+	if err != nil {
+		return false
+	}
+	i := bytes.IndexByte(rest, 0)
+	return i >= 0 && hiddenByZeros(rest[i:], cr.chain) != ""
 }
 
 // altered reports a line of the chain's files that is not the record due.

@@ -318,12 +318,24 @@ func verifyLinks(chain string, segs []segment, o VerifyOptions) (*Report, error)
 		rep.EstablishmentChecked = o.Anchor.establishmentGiven()
 	}
 	kept := keptRecords(o)
+	var minKept uint64
 	for _, k := range kept {
-		if k.Chain == chain {
-			v.kept[k.Seq] = k
-			v.maxKept = max(v.maxKept, k.Seq)
+		if k.Chain != chain {
+			continue
 		}
+		if old := v.kept[k.Seq]; old != nil && !sameKept(old, k) {
+			// Delivered twice (at least once: again after a crash), and
+			// different: the files changed between the deliveries.
+			return rep, &BrokenError{File: "the copy kept elsewhere", Kind: KindBroken, Reason: fmt.Sprintf(
+				"modified: the copy kept elsewhere holds two different versions of record %d (a record is shipped again after a crash): the files were altered between the two deliveries", k.Seq)}
+		}
+		if len(v.kept) == 0 || k.Seq < minKept {
+			minKept = k.Seq
+		}
+		v.kept[k.Seq] = k
+		v.maxKept = max(v.maxKept, k.Seq)
 	}
+	var lacking [][2]uint64 // records of the files between the first and last kept that the copy lacks
 	var (
 		prevHash           string
 		prevSeq            uint64
@@ -337,7 +349,7 @@ func verifyLinks(chain string, segs []segment, o VerifyOptions) (*Report, error)
 	)
 	for si, seg := range segs {
 		path := seg.path
-		lines, torn, zeroAt, err := readRecords(path)
+		lines, torn, zeroAt, behind, err := readRecords(path)
 		if err != nil {
 			return rep, &BrokenError{File: path, Reason: err.Error(), Kind: KindBroken}
 		}
@@ -431,11 +443,23 @@ func verifyLinks(chain string, segs []segment, o VerifyOptions) (*Report, error)
 					return rep, &BrokenError{File: path, Line: n, Kind: KindBroken, Reason: fmt.Sprintf("modified: record %d differs from the copy kept elsewhere", r.Seq)}
 				}
 				rep.Kept++
+			} else if len(v.kept) > 0 && r.Seq > minKept && r.Seq < v.maxKept {
+				if n := len(lacking); n > 0 && lacking[n-1][1]+1 == r.Seq {
+					lacking[n-1][1] = r.Seq
+				} else {
+					lacking = append(lacking, [2]uint64{r.Seq, r.Seq})
+				}
 			}
 			rep.Records++
 			seen = true
 			prevHash, prevSeq, prevFile, prevLine = lineHash(line), r.Seq, path, n
 			rep.LastSeq, rep.LastTime = r.Seq, r.Time
+		}
+		if zeroAt >= 0 {
+			if hidden := hiddenByZeros(behind, chain); hidden != "" {
+				return rep, &BrokenError{File: path, Line: len(lines) + 1, Kind: KindBroken, Reason: fmt.Sprintf(
+					"altered: zero bytes from offset %d hide %s: a power loss leaves zero bytes only over a file's last write, whose records bear one time; these were written over acknowledged records", zeroAt, hidden)}
+			}
 		}
 	}
 	rep.LastSeq, rep.Head = prevSeq, prevHash
@@ -455,6 +479,23 @@ func verifyLinks(chain string, segs []segment, o VerifyOptions) (*Report, error)
 	if v.maxKept > prevSeq {
 		return rep, &BrokenError{File: prevFile, Line: prevLine, Kind: KindBroken,
 			Reason: fmt.Sprintf("truncated: the files end at record %d, before record %d of the copy kept elsewhere", prevSeq, v.maxKept)}
+	}
+	if len(lacking) > 0 {
+		var spans []string
+		n := uint64(0)
+		for _, l := range lacking {
+			n += l[1] - l[0] + 1
+			if l[0] == l[1] {
+				spans = append(spans, fmt.Sprintf("%d", l[0]))
+			} else {
+				spans = append(spans, fmt.Sprintf("%d to %d", l[0], l[1]))
+			}
+		}
+		if len(spans) > 10 {
+			spans = append(spans[:10], "...")
+		}
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf(
+			"the copy kept elsewhere lacks records %s (%d records between the first and the last it holds): they were never shipped (a shipping cursor altered in audit.dir, or a collector that lost them) and exist only in these files", strings.Join(spans, ", "), n))
 	}
 	if uncRecord > 0 {
 		first := rep.CoveredTo + 1
@@ -539,6 +580,14 @@ func checkSignature(cert *x509.Certificate, r *Record) error {
 	default:
 		return fmt.Errorf("unsupported key %T", pub)
 	}
+}
+
+// sameKept compares two copies of a record kept elsewhere by their
+// canonical form.
+func sameKept(a, b *Record) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 // sameRecord compares a record kept elsewhere with a line of the files by

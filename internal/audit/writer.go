@@ -272,6 +272,7 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 	var rev []tailLine // from the end backwards, down to a signed record
 	lastFile := ""
 	signedFound := false
+	hiddenAt := "" // records zero bytes hide (see hiddenByZeros)
 	for i := len(files) - 1; i >= 0 && !signedFound; i-- {
 		data, err := os.ReadFile(files[i])
 		if err != nil {
@@ -279,7 +280,15 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 		}
 		// A torn last line (crash during a write), or zero bytes (a power
 		// loss before the data reached the disk), is not part of the chain.
-		data, _, _ = completePart(data)
+		all := data
+		data, _, zeroAt := completePart(data)
+		if zeroAt >= 0 && hiddenAt == "" {
+			// Unless they hide acknowledged records: then the zero bytes
+			// were written over the chain (hiddenByZeros).
+			if hidden := hiddenByZeros(all[zeroAt:], chain); hidden != "" {
+				hiddenAt = fmt.Sprintf("zero bytes from offset %d of %s hide %s", zeroAt, filepath.Base(files[i]), hidden)
+			}
+		}
 		lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
 		if len(data) == 0 {
 			continue
@@ -290,14 +299,17 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 		for j := len(lines) - 1; j >= 0; j-- {
 			rev = append(rev, tailLine{files[i], j + 1, lines[j]})
 			var r Record
-			if json.Unmarshal(lines[j], &r) == nil && r.Chain == chain && r.IsSigned() {
+			// A signature that verifies, not any signature bytes: a
+			// forged "checkpoint" appended by someone without the key
+			// must not hide the links before it from this check.
+			if json.Unmarshal(lines[j], &r) == nil && r.Chain == chain && r.IsSigned() && signatureHolds(&r) {
 				signedFound = true
 				break
 			}
 		}
 	}
 	if len(rev) == 0 {
-		return chainTail{}, nil
+		return chainTail{broken: hiddenAt}, nil
 	}
 	if !noSync {
 		// And its name in the folder (written by a version that did not
@@ -331,14 +343,30 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 			t.broken = fmt.Sprintf("record %d (%s) comes after record %d", r.Seq, at, prev.Seq)
 		case r.Prev != lineHash(prevLine):
 			t.broken = fmt.Sprintf("record %d (%s) does not link to the line before it", r.Seq, at)
+		case r.IsSigned() && !signatureHolds(&r):
+			t.broken = fmt.Sprintf("record %d (%s) carries a signature that does not verify", r.Seq, at)
 		}
 		prev, prevLine = &r, l.b
 		t.seq = max(t.seq, r.Seq)
+	}
+	if t.broken == "" {
+		t.broken = hiddenAt
 	}
 	// The next record links to the last line as it is (a record or not),
 	// numbered after the highest record read.
 	t.head = lineHash(rev[0].b)
 	return t, nil
+}
+
+// signatureHolds reports whether a signed record's signature verifies
+// against the certificate it carries, over its own chain link (whether
+// that certificate is the establishment's is verify's question).
+func signatureHolds(r *Record) bool {
+	if r.Head != r.Prev {
+		return false
+	}
+	cert, err := x509.ParseCertificate(r.Cert)
+	return err == nil && checkSignature(cert, r) == nil
 }
 
 func syncPath(path string) error {
@@ -374,6 +402,10 @@ func (l *Log) Dir() string { return l.o.Dir }
 // lands after its caller gave up is harmless: that token never left).
 func (l *Log) Signed(ctx context.Context, r *Record) error {
 	r.Type = TypeSigned
+	if err := encodable(r); err != nil {
+		// Refused alone: in a batch it would fail every token with it.
+		return fmt.Errorf("%w: the record cannot be written: %v", ErrUnavailable, err)
+	}
 	l.mu.Lock()
 	switch {
 	case l.closed:
@@ -404,6 +436,11 @@ func (l *Log) Signed(ctx context.Context, r *Record) error {
 // is kept and written again with a later batch.
 func (l *Log) Result(r *Record) {
 	r.Type = TypeResult
+	if err := encodable(r); err != nil {
+		// Kept for another try, it would fail every batch after it.
+		l.lose([]*Record{r}, "the record cannot be written: "+err.Error())
+		return
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -440,6 +477,17 @@ func (l *Log) Result(r *Record) {
 	if lost != nil {
 		l.lose([]*Record{lost}, "too many records waiting for the disk (audit log unavailable)")
 	}
+}
+
+// encodable says why the writer could not encode r (nil: it can): a NaN
+// or infinite latency, which JSON cannot hold. Off the writer's goroutine,
+// and json.Marshal only for the rare record plainEncodable refuses.
+func encodable(r *Record) error {
+	if plainEncodable(r) {
+		return nil
+	}
+	_, err := json.Marshal(r)
+	return err
 }
 
 // signal wakes the writer, or leaves it a wake-up if it is busy.
@@ -605,12 +653,15 @@ func (l *Log) writeBatch(batch []*Record, checkpoint bool) error {
 	recs := l.recs[:0]
 	defer func() { clear(recs); l.recs = recs[:0] }()
 	switch {
-	case l.seq == 0:
-		recs = append(recs, &Record{Type: TypeOpen})
 	case l.tailBreak != "":
+		// Also when nothing of the chain could be read (its first
+		// records hidden): never a new open record, which would start
+		// the chain again over the hidden one.
 		// Never a checkpoint over a broken tail: a break record says where
 		// it breaks, and vouches for nothing before it.
 		recs = append(recs, &Record{Type: TypeBreak, Note: l.tailBreak})
+	case l.seq == 0:
+		recs = append(recs, &Record{Type: TypeOpen})
 	case rotate || l.fileBytes == 0:
 		recs = append(recs, &Record{Type: TypeCheckpoint})
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 )
 
 // Proxy is an outbound HTTP proxy with its credentials loaded. Its zero
@@ -55,7 +56,7 @@ func Load(c *config.OutboundProxy, path string, getenv func(string) string) (*Pr
 		var password string
 		switch {
 		case c.PasswordFile != "":
-			b, err := os.ReadFile(c.PasswordFile)
+			b, err := boundedfile.Read(c.PasswordFile, boundedfile.Password)
 			if err != nil {
 				return nil, fmt.Errorf("%s.password_file: %w", path, err)
 			}

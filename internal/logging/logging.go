@@ -9,6 +9,7 @@
 package logging
 
 import (
+	"fmt"
 	"io"
 
 	"go.uber.org/zap"
@@ -16,6 +17,12 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 )
+
+// levels are zap's levels of log.level (validated by config).
+var levels = map[config.LogLevel]zapcore.Level{
+	config.LogDebug: zapcore.DebugLevel, config.LogInfo: zapcore.InfoLevel,
+	config.LogWarn: zapcore.WarnLevel, config.LogError: zapcore.ErrorLevel,
+}
 
 // New builds the process logger and returns it with the function
 // that flushes and stops it. Sampling is off: every access-log line is
@@ -29,16 +36,16 @@ import (
 // (SIGKILL, the OOM killer) loses up to flush_interval of access-log lines;
 // the audit log of signed tokens is written durably, whatever this says.
 func New(c config.Log, w io.Writer) (*zap.Logger, func(), error) {
-	level, err := zapcore.ParseLevel(c.Level)
-	if err != nil {
-		return nil, nil, err
+	level, ok := levels[c.Level]
+	if !ok {
+		return nil, nil, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Level)
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	encCfg.EncodeDuration = zapcore.MillisDurationEncoder
 	var enc zapcore.Encoder
-	if c.Format == "console" {
+	if c.Format == config.LogConsole {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	} else {

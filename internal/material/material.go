@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 	"github.com/roc-proxy/roc-proxy/internal/listener"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -134,9 +136,18 @@ func PatientKey(cfg *config.Config) ([]byte, error) {
 	if cfg.Audit.PatientIDKey == "" {
 		return nil, nil
 	}
-	key, err := audit.ReadPatientKey(cfg.Audit.PatientIDKey)
+	// Read here within boundedfile.Password, then held to
+	// audit.ReadPatientKey's rules (the same key on every replica and in
+	// audit show): audit.ReadPatientKey reads without a limit, and
+	// internal/audit is not this change's to edit.
+	path := cfg.Audit.PatientIDKey
+	data, err := boundedfile.Read(path, boundedfile.Password)
 	if err != nil {
 		return nil, fmt.Errorf("audit.patient_id_key: %w", err)
+	}
+	key := []byte(strings.TrimRight(string(data), "\r\n"))
+	if len(key) < audit.MinPatientKeyBytes {
+		return nil, fmt.Errorf("audit.patient_id_key: %s holds %d bytes: a patient_id_key needs at least %d random bytes (openssl rand -hex 32 > %s)", path, len(key), audit.MinPatientKeyBytes, path)
 	}
 	return key, nil
 }
@@ -144,7 +155,7 @@ func PatientKey(cfg *config.Config) ([]byte, error) {
 // PlainPatientHash says what patient_id: hash without a key is, when a
 // route may record a patient's INS ("" otherwise).
 func PlainPatientHash(cfg *config.Config) string {
-	if cfg.Audit.PatientID != "hash" || cfg.Audit.PatientIDKey != "" {
+	if cfg.Audit.PatientID != config.PatientIDHash || cfg.Audit.PatientIDKey != "" {
 		return ""
 	}
 	for _, r := range cfg.Routes {

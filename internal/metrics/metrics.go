@@ -1,5 +1,6 @@
 // Package metrics declares every Prometheus collector of roc-proxy in one
-// struct, registered once on a registry the caller provides.
+// struct, each registered where it is declared (promauto.With), once, on a
+// registry the caller provides.
 //
 // It never registers on the default registry and holds no global state;
 // components receive the *Metrics they need.
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 const namespace = "roc_proxy"
@@ -152,33 +154,47 @@ type BuildInfo struct {
 	Revision string
 }
 
-// New creates the collectors and registers them, with Go runtime and process
-// collectors, on reg: a fresh registry, once per process.
-func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
-	m := &Metrics{
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+// New creates the collectors, each registered where it is declared
+// (promauto.With), with the Go runtime and process collectors, on reg: a
+// fresh registry, once per process. A collector reg already has is an
+// error, not a panic.
+func New(reg prometheus.Registerer, bi BuildInfo) (m *Metrics, err error) {
+	defer func() {
+		// promauto registers with MustRegister: its panic on a
+		// registration error becomes New's error.
+		if r := recover(); r != nil {
+			e, ok := r.(error)
+			if !ok {
+				panic(r)
+			}
+			m, err = nil, fmt.Errorf("registering metrics: %w", e)
+		}
+	}()
+	f := promauto.With(reg)
+	m = &Metrics{
+		Requests: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "http", Name: "requests_total",
 			Help: "SIH requests by route and HTTP status code.",
 		}, []string{"route", "code"}),
-		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		RequestDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "http", Name: "request_duration_seconds",
 			Help:    "Duration of SIH requests, from request received to response written.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"route"}),
-		UpstreamTLSErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		UpstreamTLSErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "tls_errors_total",
 			Help: "Upstream TLS failures by route and reason.",
 		}, []string{"route", "reason"}),
-		CertificateNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		CertificateNotAfter: f.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "certificate", Name: "not_after_timestamp_seconds",
 			Help: "Expiry (Unix time) of each configured certificate, by configuration source and subject.",
 		}, []string{"source", "subject", "serial"}),
-		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+		Ready: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "ready",
 			Help: "1 while the SIH listener accepts requests, 0 while starting or draining.",
 		}),
 	}
-	m.ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.ConfigReloads = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "config", Name: "reloads_total",
 		Help: "Configuration reloads (SIGHUP) by result (ok; error: the running configuration is kept).",
 	}, []string{"result"})
@@ -187,180 +203,161 @@ func New(reg prometheus.Registerer, bi BuildInfo) (*Metrics, error) {
 	for _, result := range []string{"ok", "error"} {
 		m.ConfigReloads.WithLabelValues(result)
 	}
-	m.CertificateReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.CertificateReloads = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "certificate", Name: "reloads_total",
 		Help: "Reloads of renewed certificate files, by source and result (ok; error: the previous material is kept).",
 	}, []string{"source", "result"})
-	m.CertificateRefused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.CertificateRefused = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "certificate", Name: "refused",
 		Help: "1 while the certificate files of a source are ones a reload refused (the previous certificate is in use; a restart would fail on them), 0 once accepted files replace them.",
 	}, []string{"source"})
-	m.ConfigRefused = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.ConfigRefused = f.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "config", Name: "refused",
 		Help: "1 while the configuration or a trust bundle on disk is one a reload refused (the previous one runs; a restart would fail on it), 0 once a reload succeeds.",
 	})
-	m.Forbidden = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.Forbidden = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "http", Name: "forbidden_total",
 		Help: "Refused SIH requests by reason: client_address (outside listen.allow_cidrs), destination (a host a dynamic route may not reach).",
 	}, []string{"reason"})
-	m.BodyMemory = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.BodyMemory = f.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "http", Name: "body_memory_bytes",
 		Help: "Memory held by request and response bodies in flight (bounded by server.max_body_memory).",
 	})
-	m.BodyMemoryRefused = prometheus.NewCounter(prometheus.CounterOpts{
+	m.BodyMemoryRefused = f.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "http", Name: "body_memory_refusals_total",
 		Help: "Requests refused with 503 because the bodies in flight had reached server.max_body_memory.",
 	})
-	m.ConnectionsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.ConnectionsOpen = f.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "http", Name: "connections_open",
 		Help: "Open SIH connections (bounded by server.max_connections).",
 	})
-	m.ConnectionsLimited = prometheus.NewCounter(prometheus.CounterOpts{
+	m.ConnectionsLimited = f.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "http", Name: "connections_limited_total",
 		Help: "SIH connections that waited for a free slot because server.max_connections were open.",
 	})
-	m.RevocationChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RevocationChecks = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "checks_total",
 		Help: "Certificate revocation checks by result and deciding source.",
 	}, []string{"result", "source"})
-	m.RevocationSyncFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RevocationSyncFetches = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "sync_fetches_total",
 		Help: "Revocation fetches a request had to wait for (first contact or stale cache), by source.",
 	}, []string{"source"})
-	m.RevocationFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RevocationFetches = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "fetches_total",
 		Help: "Successful OCSP and CRL fetches, by source.",
 	}, []string{"source"})
-	m.RevocationFetchErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RevocationFetchErrors = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "fetch_errors_total",
 		Help: "Failed or refused OCSP and CRL fetches, by source, reason (timeout, unavailable, too_large, invalid, stale, older_than_cached, revoked_is_final, delta_base_mismatch), authority and URL.",
 	}, []string{"source", "reason", "issuer", "url"})
-	m.RevocationNotModified = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RevocationNotModified = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "not_modified_total",
 		Help: "CRL fetches answered 304 Not Modified (conditional requests), by source.",
 	}, []string{"source"})
-	m.RevocationGraceUses = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RevocationGraceUses = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "grace_uses_total",
 		Help: "Checks answered from an answer past its nextUpdate (within revocation.grace) because its refresh fails, by source and authority.",
 	}, []string{"source", "issuer"})
-	m.RevocationOCSPNextUpdate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.RevocationOCSPNextUpdate = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "ocsp_next_update_timestamp_seconds",
 		Help: "Per authority, the earliest nextUpdate (Unix time) of the OCSP answers cached for certificates in use; 0 when none.",
 	}, []string{"issuer"})
-	m.RevocationStatusAge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.RevocationStatusAge = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "status_age_seconds",
 		Help: "Per authority, seconds since a source last answered for the least recently confirmed certificate in use (bounded by revocation.max_status_age plus check_interval when sources answer).",
 	}, []string{"issuer"})
-	m.RevocationPooledRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.RevocationPooledRefusals = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "pooled_refusals_total",
 		Help: "Requests refused on a pooled keep-alive connection (action=refused) and pooled connections closed (action=closed) because the partner's chain is revoked or its status unusable, by result.",
 	}, []string{"action", "result"})
-	m.RevocationCacheEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.RevocationCacheEntries = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "cache_entries",
 		Help: "Cached OCSP answers and CRLs.",
 	}, []string{"kind"})
-	m.RevocationThisUpdate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.RevocationThisUpdate = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "this_update_timestamp_seconds",
 		Help: "thisUpdate of each cached CRL (Unix time): its age is time() minus this.",
 	}, []string{"source", "url"})
-	m.RevocationNextUpdate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.RevocationNextUpdate = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "next_update_timestamp_seconds",
 		Help: "nextUpdate of each cached CRL (Unix time): stale past it.",
 	}, []string{"source", "url"})
-	m.RevocationOwnStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.RevocationOwnStatus = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "revocation", Name: "own_certificate_status",
 		Help: "1 for the current revocation status (good, revoked, unknown) of each of the establishment's certificates, by role.",
 	}, []string{"role", "status"})
-	m.TokensSigned = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.TokensSigned = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "token", Name: "signed_total",
 		Help: "SAML assertions signed with the ORG_SIGN certificate, by route and profile.",
 	}, []string{"route", "profile"})
-	m.TokenCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.TokenCache = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "token", Name: "cache_lookups_total",
 		Help: "Token cache lookups by route and result (hit, miss).",
 	}, []string{"route", "result"})
-	m.ResponseSignatures = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.ResponseSignatures = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "upstream", Name: "response_signatures_total",
 		Help: "Checks of partners' XML signatures on responses, by route and result (valid, invalid, absent).",
 	}, []string{"route", "result"})
-	m.AuditRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.AuditRecords = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "records_total",
 		Help: "Audit records written to disk, by type (open, signed, result, checkpoint).",
 	}, []string{"type"})
-	m.AuditSyncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+	m.AuditSyncSeconds = f.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "sync_duration_seconds",
 		Help:    "Duration of each audit group commit (write and fsync).",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 	})
-	m.AuditFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.AuditFailures = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "failures_total",
 		Help: "Failed audit writes by stage (open, write, sync); signing routes answer 503 meanwhile.",
 	}, []string{"stage"})
-	m.AuditHealthy = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.AuditHealthy = f.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "healthy",
 		Help: "1 while the last audit write succeeded.",
 	})
-	m.AuditPendingRecords = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.AuditPendingRecords = f.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "pending_records",
 		Help: "Result records waiting for the disk, written again with the next batch.",
 	})
-	m.AuditRecordsLost = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.AuditRecordsLost = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "records_lost_total",
 		Help: "Audit records that will never be written (the disk refused them until the log closed, or too many waited), by type; each is logged.",
 	}, []string{"type"})
-	m.AuditShipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.AuditShipped = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "shipped_records_total",
 		Help: "Audit records delivered to a shipping sink (stdout, syslog).",
 	}, []string{"sink"})
-	m.AuditShipErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.AuditShipErrors = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "ship_errors_total",
 		Help: "Failed audit record deliveries by sink; retried from the persisted cursor.",
 	}, []string{"sink"})
-	m.AuditShipLagRecords = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.AuditShipLagRecords = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "ship_lag_records",
 		Help: "Durable audit records not yet delivered to the sink.",
 	}, []string{"sink"})
-	m.AuditShipLagSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.AuditShipLagSeconds = f.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "ship_lag_seconds",
 		Help: "Age of the oldest durable audit record not yet delivered to the sink (0 when caught up).",
 	}, []string{"sink"})
-	info := prometheus.NewGauge(prometheus.GaugeOpts{
+	info := f.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Build information; the value is always 1.",
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": runtime.Version()},
 	})
 	info.Set(1)
-	m.OutboundProxyConnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.OutboundProxyConnects = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "outbound_proxy", Name: "connects_total",
 		Help: "Connections through the outbound proxy (CONNECT tunnels; forwarded revocation fetches) by route and result.",
 	}, []string{"route", "result"})
-	if err := reg.Register(m.OutboundProxyConnects); err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
-	}
-	m.AuditChainBreaks = prometheus.NewCounter(prometheus.CounterOpts{
+	m.AuditChainBreaks = f.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "chain_breaks_total",
 		Help: "Breaks in the audit chain's links found at start (files altered or damaged while the proxy was down); each is recorded by a signed break record.",
 	})
-	m.AuditShipAnomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.AuditShipAnomalies = f.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "audit", Name: "ship_anomalies_total",
 		Help: "What a shipping sink found wrong in the audit files, by sink and kind (altered_line: a line that is not the record due, not shipped; cursor_mismatch: the record of the persisted cursor no longer in the files as shipped).",
 	}, []string{"sink", "kind"})
-	for _, c := range []prometheus.Collector{m.AuditChainBreaks, m.AuditShipAnomalies} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering metrics: %w", err)
-		}
-	}
-	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.UpstreamTLSErrors, m.CertificateNotAfter, m.Ready, info, m.Forbidden, m.CertificateReloads, m.ConfigReloads, m.CertificateRefused, m.ConfigRefused,
-		m.BodyMemory, m.BodyMemoryRefused, m.ConnectionsOpen, m.ConnectionsLimited,
-		m.RevocationChecks, m.RevocationSyncFetches, m.RevocationFetches, m.RevocationFetchErrors, m.RevocationCacheEntries,
-		m.RevocationThisUpdate, m.RevocationNextUpdate, m.RevocationOwnStatus, m.RevocationNotModified, m.RevocationGraceUses,
-		m.RevocationOCSPNextUpdate, m.RevocationStatusAge, m.RevocationPooledRefusals, m.TokensSigned, m.TokenCache, m.ResponseSignatures,
-		m.AuditRecords, m.AuditSyncSeconds, m.AuditFailures, m.AuditHealthy,
-		m.AuditPendingRecords, m.AuditRecordsLost, m.AuditShipped, m.AuditShipErrors, m.AuditShipLagRecords, m.AuditShipLagSeconds,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering metrics: %w", err)
-		}
-	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m, nil
 }

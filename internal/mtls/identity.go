@@ -13,6 +13,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -108,7 +109,7 @@ func sourceFile(src *config.CertSource) string {
 
 func loadPKCS12(src *config.CertSource, o LoadOptions) (crypto.PrivateKey, *x509.Certificate, []*x509.Certificate, error) {
 	path := o.Path + ".pkcs12"
-	data, err := os.ReadFile(src.PKCS12)
+	data, err := boundedfile.Read(src.PKCS12, boundedfile.PKCS12)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -139,10 +140,11 @@ func PKCS12Problem(err error) string {
 	return msg
 }
 
-// ReadPasswordFile reads a PKCS#12 password from a file. Files written by
-// editors or `echo` end with a newline that is not part of the password.
+// ReadPasswordFile reads a PKCS#12 password from a file, within
+// boundedfile.Password. Files written by editors or `echo` end with a
+// newline that is not part of the password.
 func ReadPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := boundedfile.Read(path, boundedfile.Password)
 	if err != nil {
 		return "", err
 	}
@@ -168,16 +170,16 @@ func readPassword(src *config.CertSource, o LoadOptions) (password, from string,
 }
 
 func loadPEM(src *config.CertSource, o LoadOptions) (crypto.PrivateKey, *x509.Certificate, []*x509.Certificate, error) {
-	certPEM, err := os.ReadFile(src.Cert)
+	certPEM, err := boundedfile.Read(src.Cert, boundedfile.PEM)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%s.cert: %w", o.Path, err)
 	}
-	keyPEM, err := os.ReadFile(src.Key)
+	keyPEM, err := boundedfile.Read(src.Key, boundedfile.PEM)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%s.key: %w", o.Path, err)
 	}
 	if src.Chain != "" {
-		chainPEM, err := os.ReadFile(src.Chain)
+		chainPEM, err := boundedfile.Read(src.Chain, boundedfile.PEM)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("%s.chain: %w", o.Path, err)
 		}

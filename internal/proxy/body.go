@@ -141,7 +141,7 @@ func bufferResponse(res *http.Response, limit int64, mem *reservation) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("reading the partner's response: %w", err)
 	}
-	res.Body = io.NopCloser(bytes.NewReader(b))
+	res.Body = newMemBody(b)
 	if res.ContentLength != int64(len(b)) || res.Header.Get("Content-Length") == "" {
 		// Chunked, or of unknown length: the SIH gets the length.
 		res.Header.Set("Content-Length", strconv.Itoa(len(b)))
@@ -150,3 +150,17 @@ func bufferResponse(res *http.Response, limit int64, mem *reservation) ([]byte, 
 	res.TransferEncoding = nil
 	return b, nil
 }
+
+// memBody is an answer's body in memory: one allocation where
+// io.NopCloser(bytes.NewReader(b)) makes two. (A request's body stays
+// io.NopCloser's: net/http recognises that one as in memory and writes
+// the request's headers and body together.)
+type memBody struct{ bytes.Reader }
+
+func newMemBody(b []byte) *memBody {
+	m := new(memBody)
+	m.Reset(b)
+	return m
+}
+
+func (*memBody) Close() error { return nil }

@@ -117,6 +117,12 @@ func New(o Options) (*Handler, error) {
 			r.Methods = []string{http.MethodPost}
 		}
 		r.allow = strings.Join(r.Methods, ", ")
+		if r.Upstream != nil {
+			r.upstream = r.Upstream.String()
+		}
+		for _, t := range r.TokenHeaders {
+			r.tokenKeys = append(r.tokenKeys, headerKey(t))
+		}
 		r.served = o.Metrics.Requests.WithLabelValues(spec.Name, "200")
 		r.duration = o.Metrics.RequestDuration.WithLabelValues(spec.Name)
 		r.proxy = &httputil.ReverseProxy{
@@ -148,7 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	ex := &exchange{Context: req.Context(), id: requestID(req.Header.Get(HeaderRequestID))}
 	ex.mem.b = h.budget
 	rec := &ex.rec
-	rec.ResponseWriter, rec.writeTimeout, rec.id = w, h.writeTimeout, ex.id
+	rec.ResponseWriter, rec.writeTimeout, rec.idv[0] = w, h.writeTimeout, ex.id
 	if h.writeTimeout > 0 {
 		// The exchange is bounded by the read and route timeouts; the
 		// write deadline starts with the answer (recorder.WriteHeader).
@@ -221,7 +227,8 @@ func (h *Handler) finish(rec *recorder, req *http.Request, ex *exchange, start t
 		h.unrouted.Observe(elapsed.Seconds())
 	}
 	if ce := h.log.Check(zap.InfoLevel, "request"); ce != nil {
-		fields := []zap.Field{
+		fp := accessFields.Get().(*[]zap.Field)
+		fields := append((*fp)[:0],
 			zap.String("request_id", ex.id),
 			zap.String("method", req.Method),
 			zap.String("path", req.URL.Path),
@@ -231,7 +238,7 @@ func (h *Handler) finish(rec *recorder, req *http.Request, ex *exchange, start t
 			zap.Int64("bytes_in", ex.bytesIn),
 			zap.Int64("bytes_out", rec.bytes),
 			zap.String("client", req.RemoteAddr),
-		}
+		)
 		if ex.upstream != nil {
 			fields = append(fields, zap.String("upstream", ex.upstream.Host))
 		}
@@ -247,9 +254,15 @@ func (h *Handler) finish(rec *recorder, req *http.Request, ex *exchange, start t
 		if ex.err != nil {
 			fields = append(fields, zap.String("cause", ex.err.Error()))
 		}
-		ce.Write(fields...)
+		ce.Write(fields...) // encoded now: zap's cores keep no field
+		clear(fields)
+		*fp = fields[:0]
+		accessFields.Put(fp)
 	}
 }
+
+// accessFields lends finish the fields of an access-log line.
+var accessFields = sync.Pool{New: func() any { f := make([]zap.Field, 0, 16); return &f }}
 
 func (h *Handler) serve(w *recorder, req *http.Request, ex *exchange) {
 	if !clientAllowed(req.RemoteAddr, h.allow) {
@@ -312,10 +325,10 @@ func (h *Handler) serve(w *recorder, req *http.Request, ex *exchange) {
 		return
 	}
 	if ex.route.Token != nil {
-		stripTokenHeaders(req.Header, ex.route.TokenHeaders)
+		stripTokenHeaders(req.Header, ex.route.tokenKeys)
 		in := len(body)
 		body, ex.assertionID, err = ex.route.Token.Token(TokenRequest{Ctx: ctx, Header: req.Header, Body: body,
-			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.upstream.String() + ex.rest})
+			RequestID: ex.id, Client: req.RemoteAddr, Upstream: ex.route.upstreamURL(ex.upstream) + ex.rest})
 		if err != nil {
 			h.fail(w, ex, tokenProblem(err), err)
 			return
@@ -352,7 +365,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	// The per-request token values, X-Roc-* in any spelling, are for
 	// roc-proxy, not the partner.
 	stripRocHeaders(pr.Out.Header)
-	pr.Out.Header.Set(HeaderRequestID, ex.id)
+	pr.Out.Header[HeaderRequestID] = ex.rec.idv[:] // Set, without allocating
 	// The body is here whole: the partner has nothing to approve, and its
 	// 100 Continue would only be an interim answer to drop.
 	pr.Out.Header.Del("Expect")
@@ -437,7 +450,7 @@ type recorder struct {
 	http.ResponseWriter
 	status       int
 	bytes        int64
-	id           string        // X-Request-Id of the answer
+	idv          [1]string     // X-Request-Id of the answer (and of the request to the partner)
 	close        bool          // Connection: close
 	writeTimeout time.Duration // from the first byte of the answer
 }
@@ -452,7 +465,7 @@ func (r *recorder) WriteHeader(code int) {
 	r.status = code
 	// Set here, last: ReverseProxy clears the answer's headers after
 	// an interim 1xx.
-	r.Header().Set(HeaderRequestID, r.id)
+	r.Header()[HeaderRequestID] = r.idv[:] // Set, without allocating
 	if r.close {
 		r.Header().Set("Connection", "close")
 	}
@@ -483,11 +496,22 @@ func (r *recorder) setWriteDeadline(t time.Time) {
 // deadlines).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// proxyBufferSize is the size of ReverseProxy's copy buffers.
+const proxyBufferSize = 32 << 10
+
+// bufferPool lends ReverseProxy its copy buffers. It keeps them as array
+// pointers: putting a slice back into a sync.Pool would allocate its
+// header at every request.
 type bufferPool struct{ p sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([proxyBufferSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[proxyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(p []byte) {
+	if cap(p) == proxyBufferSize { // one of ours, from its start
+		b.p.Put((*[proxyBufferSize]byte)(p[:proxyBufferSize]))
+	}
+}

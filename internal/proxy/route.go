@@ -72,7 +72,11 @@ type route struct {
 	RouteSpec
 	prefix string // PathPrefix without its trailing slash
 	allow  string // the Allow header of a 405: Methods
-	proxy  *httputil.ReverseProxy
+	// upstream is Upstream.String(), for the audit records.
+	upstream string
+	// tokenKeys are TokenHeaders in headerKey's form.
+	tokenKeys []string
+	proxy     *httputil.ReverseProxy
 	// served and duration are the route's series of the requests metrics
 	// that every served request updates.
 	served   prometheus.Counter
@@ -97,4 +101,13 @@ func (r *route) forwardPath(path string) string {
 		return "/"
 	}
 	return rest
+}
+
+// upstreamURL is u.String(), without a new string when u is the route's
+// own partner.
+func (r *route) upstreamURL(u *url.URL) string {
+	if u == r.Upstream && r.upstream != "" {
+		return r.upstream
+	}
+	return u.String()
 }

@@ -523,7 +523,13 @@ func TestUpstreamBrokenAnswersThroughTheHandler(t *testing.T) {
 				script(c)
 			}
 		})
-		routes[name] = routeOpt{prefix: "/" + name + "/", upstream: partner.url, serverName: testpki.IDBHost, total: 500 * time.Millisecond}
+		// Only the trickle is meant to meet the total timeout; the others
+		// get room for a loaded machine under -race (100,000 chunks).
+		total := 10 * time.Second
+		if name == "trickle" {
+			total = 500 * time.Millisecond
+		}
+		routes[name] = routeOpt{prefix: "/" + name + "/", upstream: partner.url, serverName: testpki.IDBHost, total: total}
 	}
 	f := newFixture(t, routes)
 	srv := f.server(t)
@@ -727,12 +733,22 @@ func TestUpstreamFailuresLeakNothing(t *testing.T) {
 		return g, nil
 	}
 	fdsBefore, goBefore := openFDs(), runtime.NumGoroutine()
-	u := NewUpstream(UpstreamOptions{TLS: partnerTLS(t), ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
-		ResponseHeaderTimeout: 20 * time.Millisecond, VerifyPeer: verifyPeer})
+	// The silent partner meets a short response-header timeout; the other
+	// exchanges get room for a loaded machine (an answer slower than 20 ms
+	// is no failure of theirs).
+	opts := func(header time.Duration) UpstreamOptions {
+		return UpstreamOptions{TLS: partnerTLS(t), ConnectTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
+			ResponseHeaderTimeout: header, VerifyPeer: verifyPeer}
+	}
+	patient, hasty := NewUpstream(opts(5*time.Second)), NewUpstream(opts(20*time.Millisecond))
 	revoked := error(&trust.VerifyError{Reason: trust.ReasonRevoked, Err: errors.New("revoked")})
 	for i := range 1000 {
 		ctx, cancel := context.WithCancel(t.Context())
 		path := []string{"/refused", "/cut", "/garbage", "/silent", "/canceled"}[i%5]
+		u := patient
+		if path == "/silent" {
+			u = hasty
+		}
 		switch path {
 		case "/refused":
 			refuse.Store(&revoked)
@@ -747,7 +763,8 @@ func TestUpstreamFailuresLeakNothing(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}
-	u.Close()
+	patient.Close()
+	hasty.Close()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		fds, gs := openFDs(), runtime.NumGoroutine()
 		if fds <= fdsBefore && gs <= goBefore && releases.Load() == guards.Load() {

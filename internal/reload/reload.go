@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 	"github.com/roc-proxy/roc-proxy/internal/expiry"
 	"github.com/roc-proxy/roc-proxy/internal/listener"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
@@ -40,16 +44,25 @@ func sourceFiles(src *config.CertSource) []string {
 
 // hashFiles adds the contents of files to h (paths are read through, so
 // Kubernetes' symlink swap of a mounted Secret shows as a change). A missing
-// file hashes as absent.
+// file hashes as absent. Each file is hashed as it is read, up to one byte
+// past the largest file loading accepts (boundedfile.Bundle): every poll
+// reads these files, and one that names /dev/zero or a huge file must
+// neither hang it nor fill the memory; loading then refuses it by name.
 func hashFiles(h hash.Hash, files []string) {
 	for _, path := range files {
-		data, err := os.ReadFile(path)
+		f, err := os.Open(path)
 		if err != nil {
 			h.Write([]byte("\x00absent\x00" + path))
 			continue
 		}
-		sum := sha256.Sum256(data)
-		h.Write(sum[:])
+		fh := sha256.New()
+		_, err = io.Copy(fh, io.LimitReader(f, boundedfile.Bundle+1))
+		f.Close()
+		if err != nil {
+			h.Write([]byte("\x00unreadable\x00" + path))
+			continue
+		}
+		h.Write(fh.Sum(nil))
 	}
 }
 
@@ -153,6 +166,9 @@ type Options struct {
 	// Auth and Sign (nil without signing routes) are the establishment's
 	// certificates in service, whose expiry is checked every hour.
 	Auth, Sign *mtls.Identity
+	// Checkpoint is audit.checkpoint_key's certificate in service (nil
+	// without one): a renewal must keep its establishment too.
+	Checkpoint *mtls.Identity
 	Runtime    Runtime
 	Expiry     *expiry.Watch
 	Metrics    *metrics.Metrics
@@ -178,7 +194,7 @@ type Reloader struct {
 	// Owned by Run's goroutine (by New before it starts).
 	cfg     *config.Config
 	store   *trust.Store
-	current map[string]*mtls.Identity // identity.auth, identity.sign
+	current map[string]*mtls.Identity // identity.auth, identity.sign, audit.checkpoint_key
 	digests map[string][32]byte       // source -> digest of its files
 	// refusedFile and refusedBundles say what on disk a reload refused
 	// (roc_proxy_config_refused is 1 while either is true).
@@ -201,6 +217,9 @@ func New(o Options) *Reloader {
 	}
 	if o.Sign != nil {
 		r.current["identity.sign"] = o.Sign
+	}
+	if o.Checkpoint != nil {
+		r.current["audit.checkpoint_key"] = o.Checkpoint
 	}
 	return r
 }
@@ -287,7 +306,11 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 	if t := r.cfg.Listen.TLS; t != nil && t.ACME == nil {
 		if digest := sourceDigest(listenSource(t)); digest != r.digests["listen.tls"] {
 			r.digests["listen.tls"] = digest
-			if cert, _, err := listener.LoadTLS(t); err != nil {
+			cert, _, err := listener.LoadTLS(t)
+			if err == nil {
+				err = inValidity(cert, r.now())
+			}
+			if err != nil {
 				r.metrics.CertificateReloads.WithLabelValues("listen.tls", "error").Inc()
 				r.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(1)
 				r.log.Error("renewed listener certificate refused: keeping the current one", zap.Error(err))
@@ -311,6 +334,9 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 			continue
 		}
 		id, err := mtls.LoadIdentity(s.src, mtls.LoadOptions{Path: s.source, Role: s.role, Store: r.store, Now: r.now, Getenv: r.getenv})
+		if err == nil {
+			err = sameEstablishment(s.source, r.current[s.source], id)
+		}
 		if err != nil {
 			// Kept: the same broken files are not retried until they change.
 			r.digests[s.source] = digest
@@ -322,14 +348,59 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 		r.digests[s.source] = digest
 		r.expiry.Certificate(s.source, id.Leaf, r.now())
 		r.rt.Renewed(ctx, s.source, id)
-		if s.source != "audit.checkpoint_key" {
-			r.current[s.source] = id // its expiry is checked every hour
-		}
+		r.current[s.source] = id // identity.*: its expiry is checked every hour
 		r.metrics.CertificateReloads.WithLabelValues(s.source, "ok").Inc()
 		r.metrics.CertificateRefused.WithLabelValues(s.source).Set(0)
 		r.log.Info("renewed certificate loaded", zap.String("source", s.source),
 			zap.String("subject", trust.SubjectDN(id.Leaf)), zap.Time("not_after", id.Leaf.NotAfter))
 	}
+}
+
+// inValidity refuses a renewed listener certificate that is expired or
+// not yet valid: in service, every SIH client's handshake would fail,
+// while the certificate it replaces still works.
+func inValidity(cert *tls.Certificate, now time.Time) error {
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return fmt.Errorf("listen.tls: %w", err)
+		}
+	}
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("listen.tls: the renewed certificate %s expired on %s", trust.SubjectDN(leaf), leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("listen.tls: the renewed certificate %s is not valid before %s", trust.SubjectDN(leaf), leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// sameEstablishment refuses a renewal whose certificate is of another
+// structure than the one in service: an IGC-Santé ORG certificate's OU is
+// its establishment's structure id (idNat_Struct), which a renewal keeps.
+// Another establishment's valid certificate (a neighbour's .p12 copied by
+// mistake into the Secret) would otherwise be put in service: the
+// partners would see another hospital, tokens would claim its structure
+// (Identifiant_Structure defaults to the signing certificate's OU) and it
+// would sign the audit checkpoints. Changing establishment takes a
+// restart, whose start-up checks judge the new files whole.
+func sameEstablishment(source string, current, renewed *mtls.Identity) error {
+	if current == nil || current.Leaf == nil {
+		return nil
+	}
+	was, is := current.Leaf.Subject.OrganizationalUnit, renewed.Leaf.Subject.OrganizationalUnit
+	if slices.Equal(was, is) {
+		return nil
+	}
+	structure := func(ou []string) string {
+		if len(ou) == 0 {
+			return "none"
+		}
+		return strings.Join(ou, "+")
+	}
+	return fmt.Errorf("%s: the renewed certificate %s is of structure %s, the one in service (%s) of structure %s: a renewal keeps the establishment (OU, idNat_Struct); another establishment's certificate takes a restart",
+		source, trust.SubjectDN(renewed.Leaf), structure(is), trust.SubjectDN(current.Leaf), structure(was))
 }
 
 type request struct {

@@ -60,7 +60,7 @@ func TestPooledPartnerKeptBusyPastADayStillReasked(t *testing.T) {
 	cfg := defaultRevocationConfig()
 	c, _ := newChecker(t, cfg, clk)
 	ctx := context.Background()
-	rc := c.ForRoute(hard(config.DefaultRevocationSources...))
+	rc := c.ForRoute(hard(config.DefaultRevocationSources.Names()...))
 	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
 	// The handshake of the one pooled connection.
 	if err := rc.CheckChain(ctx, chain); err != nil {

@@ -3,6 +3,8 @@ package revocation
 import (
 	"errors"
 	"fmt"
+
+	"github.com/roc-proxy/roc-proxy/config"
 )
 
 // Status of a certificate.
@@ -25,10 +27,11 @@ func (s Status) String() string {
 	return "unknown"
 }
 
-// Source of a status.
+// Source of a status: the sources a route's configuration names
+// (routes[].revocation.sources), or none.
 const (
-	SourceOCSP = "ocsp"
-	SourceCRL  = "crl"
+	SourceOCSP = string(config.SourceOCSP)
+	SourceCRL  = string(config.SourceCRL)
 	SourceNone = "none"
 )
 

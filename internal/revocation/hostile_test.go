@@ -586,7 +586,7 @@ func TestDetectionTimeWithDefaultSettings(t *testing.T) {
 	ctx := context.Background()
 	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
 	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
-	policy := hard(config.DefaultRevocationSources...)
+	policy := hard(config.DefaultRevocationSources.Names()...)
 	ocspBefore := w.srv.OCSPRequests.Load()
 	wantStatus(t, c.Check(ctx, chain, policy), StatusGood, "")
 	if w.srv.OCSPRequests.Load() != ocspBefore {

@@ -43,6 +43,7 @@ func openDiskStore(dir string, timeout time.Duration) (*diskStore, error) {
 		return nil, fmt.Errorf("revocation.cache_dir: %w", err)
 	}
 	s := &diskStore{dir: dir, idx: map[string]*diskEntry{}}
+	removeStaleTemps(dir, time.Now())
 	// Read as a configured file is: a FIFO put in its place is refused,
 	// not waited on.
 	if timeout <= 0 {
@@ -89,19 +90,67 @@ func (s *diskStore) save(name string, e *diskEntry, der []byte, log *zap.Logger)
 		name string
 		data []byte
 	}{{name, der}, {indexFile, idx}} {
-		if err := writeAtomic(filepath.Join(s.dir, f.name), f.data); err != nil {
+		if err := s.write(f.name, f.data); err != nil {
 			log.Warn("revocation cache not persisted", zap.String("file", f.name), zap.Error(err))
 			return
 		}
 	}
 }
 
+// write replaces the folder's file name with data, atomically.
+func (s *diskStore) write(name string, data []byte) error {
+	return writeAtomic(filepath.Join(s.dir, name), data)
+}
+
+// writeAtomic replaces path with data: written to a temporary file of a
+// name no other writer uses, in the same folder (a rename does not cross
+// file systems), then renamed over path. revocation.cache_dir may be a
+// folder several replicas share (a ReadWriteMany volume): with a fixed
+// temporary name, two writers at once truncated and appended to the same
+// file, and the second rename failed or published a mix of both.
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+base+".*"+tmpSuffix)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// tmpSuffix ends the names of writeAtomic's temporary files.
+const tmpSuffix = ".tmp"
+
+// staleTmpAge is how old a temporary file must be before openDiskStore
+// removes it: a writer that died left it; one that is writing (another
+// replica) is far younger.
+const staleTmpAge = time.Hour
+
+// removeStaleTemps removes the temporary files writers that died left.
+func removeStaleTemps(dir string, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(n, ".") || !strings.HasSuffix(n, tmpSuffix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > staleTmpAge {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
 }
 
 // load feeds the checker every persisted answer whose authority is among

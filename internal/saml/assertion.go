@@ -36,26 +36,26 @@ const (
 // VIHF attribute names (DOMAIN.md, "The VIHF"): the defaults, those of the
 // public DRIMbox DMP client; token.attribute_names overrides them per route.
 var (
-	AttrVIHFVersion     = config.TokenAttributeKeys["vihf"]["vihf_version"]
-	AttrAuthMode        = config.TokenAttributeKeys["vihf"]["authentication_mode"]
-	AttrStructureID     = config.TokenAttributeKeys["vihf"]["structure_id"]
-	AttrActivitySector  = config.TokenAttributeKeys["vihf"]["activity_sector"]
-	AttrSubjectID       = config.TokenAttributeKeys["vihf"]["subject_id"]
-	AttrRole            = config.TokenAttributeKeys["vihf"]["role"]
-	AttrPurposeOfUse    = config.TokenAttributeKeys["vihf"]["purpose_of_use"]
-	AttrResourceID      = config.TokenAttributeKeys["vihf"]["resource_id"]
-	AttrResourceURN     = config.TokenAttributeKeys["vihf"]["resource_urn"]
-	AttrLPSName         = config.TokenAttributeKeys["vihf"]["lps_name"]
-	AttrLPSVersion      = config.TokenAttributeKeys["vihf"]["lps_version"]
-	AttrLPSID           = config.TokenAttributeKeys["vihf"]["lps_id"]
-	AttrLPSHomologation = config.TokenAttributeKeys["vihf"]["lps_homologation"]
-	AttrConfidentiality = config.TokenAttributeKeys["vihf"]["confidentiality_code"]
+	AttrVIHFVersion     = config.TokenAttributeKeys[config.ProfileVIHF]["vihf_version"]
+	AttrAuthMode        = config.TokenAttributeKeys[config.ProfileVIHF]["authentication_mode"]
+	AttrStructureID     = config.TokenAttributeKeys[config.ProfileVIHF]["structure_id"]
+	AttrActivitySector  = config.TokenAttributeKeys[config.ProfileVIHF]["activity_sector"]
+	AttrSubjectID       = config.TokenAttributeKeys[config.ProfileVIHF]["subject_id"]
+	AttrRole            = config.TokenAttributeKeys[config.ProfileVIHF]["role"]
+	AttrPurposeOfUse    = config.TokenAttributeKeys[config.ProfileVIHF]["purpose_of_use"]
+	AttrResourceID      = config.TokenAttributeKeys[config.ProfileVIHF]["resource_id"]
+	AttrResourceURN     = config.TokenAttributeKeys[config.ProfileVIHF]["resource_urn"]
+	AttrLPSName         = config.TokenAttributeKeys[config.ProfileVIHF]["lps_name"]
+	AttrLPSVersion      = config.TokenAttributeKeys[config.ProfileVIHF]["lps_version"]
+	AttrLPSID           = config.TokenAttributeKeys[config.ProfileVIHF]["lps_id"]
+	AttrLPSHomologation = config.TokenAttributeKeys[config.ProfileVIHF]["lps_homologation"]
+	AttrConfidentiality = config.TokenAttributeKeys[config.ProfileVIHF]["confidentiality_code"]
 )
 
 // Profile is a route's token, with its constants resolved against a
 // signing certificate.
 type Profile struct {
-	Kind        string // roc or vihf
+	Kind        config.TokenProfile
 	Issuer      string // the signer's DN, formatted
 	StructureID string
 	NameID      string // roc
@@ -73,7 +73,7 @@ type Profile struct {
 func NewProfile(t *config.Token, signer *x509.Certificate) *Profile {
 	p := &Profile{Kind: t.Profile, Config: t, StructureID: t.StructureID, NameID: t.NameID,
 		Fingerprint: sha256.Sum256(signer.Raw), names: map[string]string{}, systemNames: map[string]string{}}
-	if t.IssuerFormat == "x500" {
+	if t.IssuerFormat == config.IssuerX500 {
 		p.Issuer = x500DN(signer.RawSubject)
 	} else {
 		p.Issuer = trust.SubjectDN(signer)
@@ -161,7 +161,7 @@ func (p *Profile) build(v *Values, w validity, defaultNS, dsNS string) *etree.El
 	subj := a.CreateElement("saml:Subject").CreateElement("saml:NameID")
 	subj.CreateAttr("Format", formatUnspecified)
 	authn := p.Config.AuthnContext
-	if p.Kind == "vihf" {
+	if p.Kind == config.ProfileVIHF {
 		subj.SetText(v.UserID)
 		if v.AuthnContext != "" {
 			authn = v.AuthnContext
@@ -200,7 +200,7 @@ func (p *Profile) build(v *Values, w validity, defaultNS, dsNS string) *etree.El
 			el.CreateAttr("displayName", display)
 		}
 	}
-	if p.Kind == "roc" {
+	if p.Kind == config.ProfileROC {
 		text("structure_id", p.StructureID)
 		for _, name := range sortedKeys(p.Config.Attributes) {
 			at := attrs.CreateElement("saml:Attribute")

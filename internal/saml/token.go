@@ -46,7 +46,7 @@ func NewInjector(o InjectorOptions) *Injector {
 	in := &Injector{route: o.Route, cfg: o.Token, signer: o.Signer, now: o.Now, cache: newTokenCache(o.Token.CacheEntries),
 		hits:   o.Metrics.TokenCache.WithLabelValues(o.Route, "hit"),
 		misses: o.Metrics.TokenCache.WithLabelValues(o.Route, "miss"),
-		signed: o.Metrics.TokensSigned.WithLabelValues(o.Route, o.Token.Profile)}
+		signed: o.Metrics.TokensSigned.WithLabelValues(o.Route, string(o.Token.Profile))}
 	in.profileFor(o.Signer())
 	return in
 }
@@ -83,7 +83,7 @@ type Token struct {
 func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	var values *Values
 	var err error
-	if in.cfg.Profile == "vihf" {
+	if in.cfg.Profile == config.ProfileVIHF {
 		if values, err = ParseValues(h, in.cfg.VIHF.RoleCodeSystem); err != nil {
 			return nil, err
 		}
@@ -91,7 +91,7 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	// In a header, the assertion stands alone: no envelope to check or
 	// to take namespaces from.
 	var env envelope
-	if in.cfg.Placement != "http-header" {
+	if in.cfg.Placement != config.PlacementHTTPHeader {
 		if env, err = inspect(body); err != nil {
 			return nil, err
 		}
@@ -132,11 +132,11 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 // envelope, or base64 in a request header (set on h, which is forwarded).
 func (in *Injector) place(h http.Header, body []byte, env *envelope, c *cachedToken, cached bool, v *Values, s *Signer) *Token {
 	t := &Token{Body: body, AssertionID: c.id, Cached: cached, Assertion: c.assertion, AssertionSHA256: c.sum,
-		Profile: in.cfg.Profile, Issuer: c.profile.Issuer, NameID: c.profile.NameID, Values: v, Signer: s.Fingerprint}
+		Profile: string(in.cfg.Profile), Issuer: c.profile.Issuer, NameID: c.profile.NameID, Values: v, Signer: s.Fingerprint}
 	if v != nil {
 		t.NameID = v.UserID
 	}
-	if in.cfg.Placement == "http-header" {
+	if in.cfg.Placement == config.PlacementHTTPHeader {
 		h.Set(in.cfg.HTTPHeader, base64.StdEncoding.EncodeToString(c.assertion))
 		return t
 	}

@@ -16,8 +16,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
@@ -52,14 +54,36 @@ type Options struct {
 	StoreAssertion bool
 	// PatientID is how the patient's INS is recorded: keep, hash or drop
 	// (audit.patient_id).
-	PatientID string
+	PatientID config.PatientIDMode
 	// PatientKey keys the INS hash (audit.patient_id_key): HMAC-SHA-256
 	// under it; nil: a plain SHA-256.
 	PatientKey []byte
 }
 
 // Source signs a route's tokens and records them: a proxy.TokenSource.
-type Source struct{ o Options }
+type Source struct {
+	o Options
+	// signerHex and assertionHex keep the last hex encodings of the
+	// record's digests: a cached token's are the same for every request
+	// it goes with.
+	signerHex, assertionHex atomic.Pointer[hexDigest]
+}
+
+// hexDigest is a SHA-256 digest with its hex encoding.
+type hexDigest struct {
+	sum [32]byte
+	hex string
+}
+
+// hexOf is hex.EncodeToString(sum[:]), from last when it is sum's.
+func hexOf(last *atomic.Pointer[hexDigest], sum [32]byte) string {
+	if d := last.Load(); d != nil && d.sum == sum {
+		return d.hex
+	}
+	d := &hexDigest{sum: sum, hex: hex.EncodeToString(sum[:])}
+	last.Store(d)
+	return d.hex
+}
 
 // New is the token source of one route.
 func New(o Options) *Source { return &Source{o: o} }
@@ -76,8 +100,8 @@ func (s *Source) Token(r proxy.TokenRequest) ([]byte, string, error) {
 	}
 	sum := tok.AssertionSHA256 // computed once when signed, not per request
 	rec := &audit.Record{RequestID: r.RequestID, Route: s.o.Route, AssertionID: tok.AssertionID, Profile: tok.Profile,
-		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hex.EncodeToString(tok.Signer[:]),
-		AssertionSHA256: hex.EncodeToString(sum[:]), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
+		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hexOf(&s.signerHex, tok.Signer),
+		AssertionSHA256: hexOf(&s.assertionHex, sum), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
 		Attributes: s.attributes(tok.Values)}
 	if s.o.StoreAssertion {
 		rec.Assertion = tok.Assertion
@@ -109,9 +133,9 @@ func (s *Source) attributes(v *saml.Values) map[string]string {
 	switch {
 	case v.PatientINS == "":
 		// No patient: no hash of nothing (the same for every record).
-	case s.o.PatientID == "keep":
+	case s.o.PatientID == config.PatientIDKeep:
 		a[audit.AttrPatientINS] = v.PatientINS
-	case s.o.PatientID == "hash":
+	case s.o.PatientID == config.PatientIDHash:
 		attr, h := audit.PatientHash(v.PatientINS, s.o.PatientKey)
 		a[attr] = h
 	}

@@ -2,6 +2,8 @@ package tokenroute
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,7 +28,7 @@ import (
 // carried SHA-256("") as patient_ins_sha256, a patient that does not exist
 // and the same for every one of them.
 func TestRecordOfNoPatientHasNoPatientHash(t *testing.T) {
-	for _, mode := range []string{"hash", "keep", "drop"} {
+	for _, mode := range []config.PatientIDMode{config.PatientIDHash, config.PatientIDKeep, config.PatientIDDrop} {
 		s := New(Options{PatientID: mode})
 		a := s.attributes(&saml.Values{UserName: "DUPONT Jeanne", PurposeOfUse: "normal"})
 		if _, ok := a["patient_ins_sha256"]; ok {
@@ -146,4 +148,36 @@ func TestTokenLeavesOnlyRecorded(t *testing.T) {
 			t.Errorf("result %+v", rec.results)
 		}
 	})
+}
+
+// Each record's digests are its own token's, when tokens alternate
+// (the hex encodings kept from one request to the next must follow the
+// token): the assertion's SHA-256 of the stored assertion, and the
+// signer's of ORG_SIGN's certificate.
+func TestRecordDigestsFollowTheToken(t *testing.T) {
+	rec := &recorder{}
+	s := New(Options{Route: "idb", Injector: injector(t), Status: status(revocation.StatusGood), Audit: rec, StoreAssertion: true})
+	// Another default namespace where the token goes: another token.
+	other := `<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><x/></Body></Envelope>`
+	for _, env := range []string{envelope, other, envelope, other} {
+		r := request()
+		r.Body = []byte(env)
+		if _, _, err := s.Token(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signer := sha256.Sum256(testpki.MustShared(t).Sign.Cert.Raw)
+	ids := map[string]bool{}
+	for i, r := range rec.signed {
+		ids[r.AssertionID] = true
+		if sum := sha256.Sum256(r.Assertion); r.AssertionSHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("record %d: assertion digest %s, its assertion's is %x", i, r.AssertionSHA256, sum)
+		}
+		if r.SignerSHA256 != hex.EncodeToString(signer[:]) {
+			t.Errorf("record %d: signer digest %s, ORG_SIGN's is %x", i, r.SignerSHA256, signer)
+		}
+	}
+	if len(ids) != 2 {
+		t.Fatalf("%d distinct tokens, want 2 alternating", len(ids))
+	}
 }

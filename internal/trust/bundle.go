@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 )
 
 // Bundle is a named set of certificate authorities. Self-signed certificates
@@ -135,9 +136,10 @@ func bundleFiles(p string) ([]string, error) {
 }
 
 // ReadCertificates reads every certificate of a PEM file (text around the
-// blocks is ignored) or of a single DER certificate.
+// blocks is ignored) or of a single DER certificate, within
+// boundedfile.Bundle.
 func ReadCertificates(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.Read(path, boundedfile.Bundle)
 	if err != nil {
 		return nil, err
 	}

@@ -179,6 +179,7 @@ path, but only at install time. */ -}}
 {{- fail (printf "extraVolumeMounts: %s is a mount of the chart; choose another path" .mountPath) -}}
 {{- end -}}
 {{- end -}}
+{{- include "roc-proxy.securityContextCheck" . -}}
 {{- include "roc-proxy.pdbCheck" . -}}
 {{- include "roc-proxy.claimTemplateCheck" . -}}
 {{- $_ := include "roc-proxy.goMemLimit" . -}}
@@ -381,4 +382,47 @@ labels) and prometheusRule.alertLabels. */}}
 {{- fail (printf "alerts.yaml: placeholder left: %s" (regexFind "\\[\\[[a-zA-Z]*\\]\\]" $text)) -}}
 {{- end -}}
 {{- $text -}}
+{{- end -}}
+
+{{/* The restricted container the chart promises (the "restricted" Pod
+Security Standard): values may tighten it, never take a part away, by
+setting a key or by removing it with null (Kubernetes' defaults are the
+permissive ones). roc-proxy listens above 1024, writes only its volumes,
+and needs no capability. */}}
+{{- define "roc-proxy.securityContextCheck" -}}
+{{- $c := .Values.containerSecurityContext | default dict -}}
+{{- $p := .Values.podSecurityContext | default dict -}}
+{{- $caps := $c.capabilities | default dict -}}
+{{- if $c.privileged -}}
+{{- fail "containerSecurityContext.privileged: true gives the container the node's devices and every capability; roc-proxy needs none: remove it" -}}
+{{- end -}}
+{{- if $caps.add -}}
+{{- fail (printf "containerSecurityContext.capabilities.add: %v; roc-proxy needs no capability (it listens above port 1024 and writes only its volumes): remove it" $caps.add) -}}
+{{- end -}}
+{{- if not (has "ALL" ($caps.drop | default list)) -}}
+{{- fail "containerSecurityContext.capabilities.drop: must drop ALL (without it the container keeps the runtime's default capabilities)" -}}
+{{- end -}}
+{{- if ne (toString (get $c "allowPrivilegeEscalation")) "false" -}}
+{{- fail "containerSecurityContext.allowPrivilegeEscalation: must be false (removed or true, a setuid program in the image could gain privileges)" -}}
+{{- end -}}
+{{- if ne (toString (get $c "readOnlyRootFilesystem")) "true" -}}
+{{- fail "containerSecurityContext.readOnlyRootFilesystem: must be true (roc-proxy writes only its volumes; a writable image lets an intruder change the program)" -}}
+{{- end -}}
+{{- range $what, $sc := dict "podSecurityContext" $p "containerSecurityContext" $c -}}
+{{- if and (hasKey $sc "runAsUser") (eq (toString $sc.runAsUser) "0") -}}
+{{- fail (printf "%s.runAsUser: 0 runs roc-proxy as root; it needs no privilege: remove it, or set another user" $what) -}}
+{{- end -}}
+{{- if and (hasKey $sc "runAsNonRoot") (eq (toString $sc.runAsNonRoot) "false") -}}
+{{- fail (printf "%s.runAsNonRoot: false lets the container run as root; remove it" $what) -}}
+{{- end -}}
+{{- if eq (toString (($sc.seccompProfile | default dict).type)) "Unconfined" -}}
+{{- fail (printf "%s.seccompProfile: Unconfined lifts the system-call filter; use RuntimeDefault or Localhost" $what) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (or (eq (toString (get $p "runAsNonRoot")) "true") (eq (toString (get $c "runAsNonRoot")) "true")) -}}
+{{- fail "podSecurityContext.runAsNonRoot: removed; keep it true (the image runs as a non-root user, and the kubelet then refuses root)" -}}
+{{- end -}}
+{{- if not (or $p.seccompProfile $c.seccompProfile) -}}
+{{- fail "podSecurityContext.seccompProfile: removed; keep {type: RuntimeDefault} (without it the container may run without a system-call filter)" -}}
+{{- end -}}
 {{- end -}}

@@ -37,13 +37,23 @@ spec:
   {{- end }}
   {{- with .Values.initContainers }}
   initContainers:
-    {{- toYaml . | nindent 4 }}
+    {{- range . }}
+    {{- /* The chart's restricted context unless they bring their own. */}}
+    {{- $c := deepCopy . }}
+    {{- if not (hasKey $c "securityContext") }}{{ $_ := set $c "securityContext" (deepCopy $.Values.containerSecurityContext) }}{{ end }}
+    - {{ toYaml $c | indent 6 | trim }}
+    {{- end }}
   {{- end }}
   containers:
     - name: roc-proxy
       image: {{ include "roc-proxy.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args: [serve, --config, /etc/roc-proxy/config/roc-proxy.yaml]
+      # A configuration (or a certificate, key, password or bundle) that
+      # roc-proxy refuses ends it with exit status 78 and the reason as its
+      # last log lines: these become the container's termination message
+      # (kubectl describe pod), and the pod goes to CrashLoopBackOff.
+      terminationMessagePolicy: FallbackToLogsOnError
       env:
         - name: POD_NAME   # names this replica's audit chain
           valueFrom:
@@ -105,8 +115,12 @@ spec:
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-    {{- with .Values.extraContainers }}
-    {{- toYaml . | nindent 4 }}
+    {{- range .Values.extraContainers }}
+    {{- /* Next to roc-proxy (its loopback, its volumes): the chart's
+    restricted context unless they bring their own. */}}
+    {{- $c := deepCopy . }}
+    {{- if not (hasKey $c "securityContext") }}{{ $_ := set $c "securityContext" (deepCopy $.Values.containerSecurityContext) }}{{ end }}
+    - {{ toYaml $c | indent 6 | trim }}
     {{- end }}
   volumes:
     - name: config

@@ -3,8 +3,9 @@
 // flag's value always the word after it, "--" ending the flags, and -h,
 // -help or --help where a flag stands printing the command's usage.
 //
-// It owns the parsing and the two outcomes every command shares (ErrUsage:
-// exit status 2; ErrHelp: a clean exit). It never prints anything but the
+// It owns the parsing and the outcomes every command shares (ErrUsage:
+// exit status 2; ErrHelp: a clean exit; ConfigError: exit status 78), and
+// ExitStatus, which maps a command's error to the process's exit status. It never prints anything but the
 // usage and the parse error of the command it was given, and never exits.
 package cmdline
 
@@ -23,6 +24,35 @@ var ErrUsage = errors.New("invalid command line")
 // ErrHelp means a help flag stood where a flag may: the usage was printed
 // on stdout. IgnoreHelp turns it into a clean exit.
 var ErrHelp = errors.New("help requested")
+
+// ExitConfig is the exit status of a configuration error: EX_CONFIG of
+// sysexits.h, which systemd units list in RestartPreventExitStatus.
+const ExitConfig = 78
+
+// ConfigError is a failure a restart cannot mend: the configuration, or a
+// file it names (a certificate, a key, a password, a trust bundle), is
+// wrong. It exits with status ExitConfig, so that a service manager does
+// not restart the process every few seconds for ever.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ExitStatus is the process's exit status for a command's outcome: 0 done
+// (or help), 2 a wrong command line (ErrUsage), 78 a configuration error
+// (ConfigError), 1 any other failure.
+func ExitStatus(err error) int {
+	var ce *ConfigError
+	switch {
+	case err == nil || errors.Is(err, ErrHelp):
+		return 0
+	case errors.Is(err, ErrUsage):
+		return 2
+	case errors.As(err, &ce):
+		return ExitConfig
+	}
+	return 1
+}
 
 // IgnoreHelp is err, unless it is ErrHelp (nil then).
 func IgnoreHelp(err error) error {
@@ -44,10 +74,12 @@ func IsHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" |
 // help", "--password-file -h"), "--" ends the flags, and -h, -help or
 // --help where a flag stands prints the usage on stdout and returns
 // ErrHelp, which callers turn into a clean exit. The word "help" is only a
-// help request in a command's place (IsHelp), never here.
+// help request in a command's place (IsHelp), never here. A flag given
+// twice is a wrong command line, unless it is repeatable (Strings).
 func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string, error) {
 	fs.SetOutput(stderr)
 	var flags, positional []string
+	seen, twice := map[string]bool{}, ""
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -66,11 +98,25 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string,
 			fs.Usage()
 			return nil, ErrHelp
 		}
+		if f != nil {
+			if seen[f.Name] && !isRepeatable(f) && twice == "" {
+				twice = f.Name
+			}
+			seen[f.Name] = true
+		}
 		flags = append(flags, a)
 		if f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
 			i++
 			flags = append(flags, args[i])
 		}
+	}
+	// Go's flag package keeps the last of a flag given twice, silently:
+	// "--config a ... --config b" would serve b. Refused, once a help
+	// request had its chance (help anywhere wins, as with a wrong flag).
+	if twice != "" {
+		fmt.Fprintf(stderr, "flag --%s given twice: give it once\n", twice)
+		fs.Usage()
+		return nil, ErrUsage
 	}
 	// Every word given to Parse is a flag or its value: Parse consumes them
 	// all, or reports the first wrong one (unknown flag, missing or bad
@@ -84,6 +130,12 @@ func Parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) ([]string,
 func isBoolFlag(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
+}
+
+// isRepeatable reports a flag meant to be given several times (Strings).
+func isRepeatable(f *flag.Flag) bool {
+	_, ok := f.Value.(*Strings)
+	return ok
 }
 
 // ParseFlags is Parse for a command that takes no positional argument.

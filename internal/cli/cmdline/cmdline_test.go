@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -66,5 +67,60 @@ func TestStrings(t *testing.T) {
 	fs.Var(&s, "bundle", "")
 	if _, err := Parse(fs, []string{"--bundle", "a", "x", "--bundle=b"}, io.Discard, io.Discard); err != nil || !slices.Equal(s, Strings{"a", "b"}) {
 		t.Fatalf("%v %q", err, s)
+	}
+}
+
+// A flag given twice is a mistake a script or a copied line makes (two
+// --config, a --password-file added to a line that had one): Go's flag
+// package keeps the last silently, so roc-proxy would serve, or decrypt
+// with, what the operator did not mean. Refused (exit status 2) naming the
+// flag, whatever its spelling (-x, --x, --x=v); repeatable flags
+// (Strings) and a help request still work.
+func TestParseRefusesAFlagGivenTwice(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		err  error
+		says string
+	}{
+		{"value flag", []string{"--password-file", "a", "f", "--password-file", "b"}, ErrUsage, "--password-file given twice"},
+		{"both spellings", []string{"-password-file=a", "--password-file", "b"}, ErrUsage, "--password-file given twice"},
+		{"same value", []string{"--password-file", "a", "--password-file=a"}, ErrUsage, "--password-file given twice"},
+		{"bool flag", []string{"--json", "f", "--json"}, ErrUsage, "--json given twice"},
+		{"repeatable", []string{"--bundle", "a", "f", "--bundle", "b"}, nil, ""},
+		{"help still wins", []string{"--json", "--json", "--help"}, ErrHelp, ""},
+		{"after --", []string{"--json", "--", "--json"}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.String("password-file", "", "")
+			fs.Bool("json", false, "")
+			var bundles Strings
+			fs.Var(&bundles, "bundle", "")
+			fs.Usage = func() { io.WriteString(fs.Output(), "Usage: t\n") }
+			var errOut bytes.Buffer
+			_, err := Parse(fs, tc.args, io.Discard, &errOut)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err %v, want %v (stderr %q)", err, tc.err, errOut.String())
+			}
+			if !strings.Contains(errOut.String(), tc.says) || (tc.err == ErrUsage && !strings.Contains(errOut.String(), "Usage: t")) {
+				t.Errorf("stderr %q, want %q and the usage", errOut.String(), tc.says)
+			}
+		})
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	for err, want := range map[error]int{
+		nil:                       0,
+		ErrHelp:                   0,
+		ErrUsage:                  2,
+		errors.New("refused"):     1,
+		&ConfigError{Err: io.EOF}: ExitConfig,
+		fmt.Errorf("serve: %w", &ConfigError{Err: io.EOF}): ExitConfig,
+	} {
+		if got := ExitStatus(err); got != want {
+			t.Errorf("ExitStatus(%v) = %d, want %d", err, got, want)
+		}
 	}
 }

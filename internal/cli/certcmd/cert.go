@@ -1,4 +1,4 @@
-package app
+package certcmd
 
 import (
 	"crypto/rand"
@@ -79,7 +79,7 @@ CRL, delta CRL, OCSP and CA Issuers URLs, whether its chain is complete
 against the bundles (the public IGC-Santé chains are built in), and which
 role it fits (ORG_AUTH_CLI, ORG_SIGN, SERV_SSL), and its subject alternative
 names (DNS, IP, URI, e-mail). It exits 1 when the certificate is expired or
-not yet valid (after describing it).
+not yet valid, or when its chain is incomplete (after describing it).
 
 csr makes a new RSA key (mode 0600, never overwriting a file) and a
 certificate request with the subject the IGC-Santé portal expects; the
@@ -104,7 +104,7 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 	if len(files) != 1 {
 		fmt.Fprintf(stderr, "one certificate file, please (got %d)\n\n", len(files))
 		fs.Usage()
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	leaf, extra, err := readCertFile(files[0], *pwFile)
 	if err != nil {
@@ -132,6 +132,10 @@ func cmdCertInspect(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: certificate %s expired on %s", files[0], r.Subject, leaf.NotAfter.UTC().Format(time.DateOnly))
 	case now.Before(leaf.NotBefore):
 		return fmt.Errorf("%s: certificate %s is not valid before %s", files[0], r.Subject, leaf.NotBefore.UTC().Format(time.DateOnly))
+	case !r.ChainComplete:
+		// Nor for one no partner could verify: the chain a renewal or an
+		// install is checked against must be whole.
+		return fmt.Errorf("%s: certificate %s: chain INCOMPLETE against the bundles (the public IGC-Santé chains and --bundle files): add the missing authority with --bundle", files[0], r.Subject)
 	}
 	return nil
 }
@@ -257,7 +261,7 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "csr:", pb)
 		}
 		fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	if *keyOut == "" {
 		*keyOut = *role + ".key"
@@ -271,7 +275,7 @@ func cmdCSR(args []string, stdout, stderr io.Writer) error {
 		if ca, err2 := filepath.Abs(*csrOut); err2 == nil && ka == ca {
 			fmt.Fprintf(stderr, "csr: --key-out and --csr-out name the same file (%s)\n", *keyOut)
 			fmt.Fprintln(stderr, `Run "roc-proxy csr --help" for the flags.`)
-			return ErrUsage
+			return cmdline.ErrUsage
 		}
 	}
 	key, err := rsa.GenerateKey(rand.Reader, *bits)
@@ -366,7 +370,7 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 	if *keyFile == "" || *certFile == "" || *pwFile == "" || *out == "" {
 		fmt.Fprintln(stderr, "p12 build: --key, --cert, --password-file and --out are required")
 		fmt.Fprintln(stderr, `Run "roc-proxy p12 --help" for the flags.`)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	certPEM, err := os.ReadFile(*certFile)
 	if err != nil {

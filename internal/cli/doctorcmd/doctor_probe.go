@@ -1,4 +1,4 @@
-package app
+package doctorcmd
 
 import (
 	"bufio"
@@ -123,13 +123,7 @@ func (d *doctor) partnerSteps(ctx context.Context, t partnerTarget, c *Check) {
 		c.add("connect", stOK, conn.RemoteAddr().String(), nil)
 	}
 
-	var pins [][]byte
-	for _, p := range t.route.SPKIPins {
-		if b, err := config.ParsePin(p); err == nil {
-			pins = append(pins, b)
-		}
-	}
-	verifier, err := d.mat.Store.NewVerifier(trust.VerifierOptions{Bundles: t.route.Trust, ServerName: t.serverName, Pins: pins, Now: d.now})
+	verifier, err := d.mat.Store.NewVerifier(trust.VerifierOptions{Bundles: t.route.Trust, ServerName: t.serverName, Pins: t.route.SPKIPins.SHA256s(), Now: d.now})
 	if err != nil {
 		c.add("tls", stFail, "no verifier", err)
 		return
@@ -149,7 +143,7 @@ func (d *doctor) partnerSteps(ctx context.Context, t partnerTarget, c *Check) {
 			st.chain = chains[0]
 			// The status is fetched live, whatever the route's policy,
 			// and a partner the route would refuse is not spoken to.
-			st.revErr = d.checker.Check(hctx, st.chain, revocation.Policy{Hard: true, Sources: t.route.Revocation.Sources, Route: t.route.Name})
+			st.revErr = d.checker.Check(hctx, st.chain, revocation.Policy{Hard: true, Sources: t.route.Revocation.Sources.Names(), Route: t.route.Name})
 			st.revChecked = true
 			if status, _, _ := revocationStep(st.revErr, policy); status == stFail {
 				return st.revErr

@@ -1,4 +1,4 @@
-package app
+package doctorcmd
 
 import (
 	"context"
@@ -75,7 +75,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *cfgPath == "" || *timeout <= 0 {
 		fmt.Fprintln(stderr, "doctor needs --config FILE (and a positive --timeout)")
 		fs.Usage()
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -84,7 +84,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	extra, err := parsePartners(cfg, partners)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	d := &doctor{cfg: cfg, timeout: *timeout, progress: stderr, lookup: net.DefaultResolver.LookupHost, now: time.Now, getenv: os.Getenv}
 	if err := d.load(); err != nil {
@@ -341,7 +341,7 @@ func (d *doctor) checkIdentity(ctx context.Context, path string, id *mtls.Identi
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	err := d.checker.Check(ctx, id.Chain, revocation.Policy{Hard: true, Sources: []string{revocation.SourceOCSP, revocation.SourceCRL}})
-	st, sum, det := revocationStep(err, "hard")
+	st, sum, det := revocationStep(err, config.RevocationHard)
 	c.add("revocation", st, sum, det)
 	d.noteURLs(id.Chain)
 	c.finish()
@@ -350,17 +350,17 @@ func (d *doctor) checkIdentity(ctx context.Context, path string, id *mtls.Identi
 
 // revocationStep turns a checker's answer into a step under a route's
 // policy: revoked fails always; unknown fails under hard, warns otherwise.
-func revocationStep(err error, policy string) (status, summary string, detail error) {
+func revocationStep(err error, policy config.RevocationPolicy) (status, summary string, detail error) {
 	var re *revocation.Error
 	switch {
 	case err == nil:
 		return stOK, "good", nil
 	case errors.As(err, &re) && re.Status == revocation.StatusRevoked:
 		return stFail, "revoked (" + re.Source + ")", err
-	case policy == "hard":
+	case policy == config.RevocationHard:
 		return stFail, "unknown", err
 	}
-	return stWarn, "unknown (policy " + policy + ")", err
+	return stWarn, "unknown (policy " + string(policy) + ")", err
 }
 
 // askAuthorities fetches the status of the trust bundles' intermediates

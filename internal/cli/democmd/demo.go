@@ -1,4 +1,4 @@
-package app
+package democmd
 
 import (
 	"bytes"
@@ -21,9 +21,8 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/cli/auditcmd"
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/logging"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
@@ -51,7 +50,7 @@ var demoUser = map[string]string{
 	"X-Roc-Patient-Ins": "279035121518989",
 }
 
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdDemo(ctx context.Context, build BuildFunc, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	keep := fs.Bool("keep-running", false, "leave the simulators and the proxy running and print curl commands; stop with Ctrl-C")
 	fs.Usage = func() {
@@ -74,7 +73,7 @@ Nothing is installed and nothing leaves 127.0.0.1.`)
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	env, err := startDemo(dir, stdout)
+	env, err := startDemo(dir, stdout, build)
 	if err != nil {
 		return err
 	}
@@ -92,7 +91,7 @@ Nothing is installed and nothing leaves 127.0.0.1.`)
 	// the authority its audit chain is anchored to.
 	verifyArgs := []string{"--trust", filepath.Join(dir, "igc-sante-test.pem"), "--structure-id", testpki.IDNatStruct, filepath.Join(dir, "audit")}
 	var out bytes.Buffer
-	verr := cmdAuditVerify(verifyArgs, &out, stderr)
+	verr := auditcmd.Verify(verifyArgs, &out, stderr)
 	fmt.Fprintf(stdout, "\nroc-proxy audit verify %s\n%s", strings.Join(verifyArgs, " "), out.String())
 	if verr != nil {
 		fmt.Fprintln(stdout, verr)
@@ -118,7 +117,7 @@ type demoEnv struct {
 	dmpRequest    []byte
 }
 
-func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
+func startDemo(dir string, stdout io.Writer, build BuildFunc) (_ *demoEnv, err error) {
 	env := &demoEnv{dir: dir, logPath: filepath.Join(dir, "roc-proxy.log"), proxyDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
@@ -226,7 +225,7 @@ func startDemo(dir string, stdout io.Writer) (_ *demoEnv, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv})
+	p, err := build(cfg, log)
 	if err != nil {
 		return nil, &config.FileError{File: cfgPath, Err: err}
 	}

@@ -1,4 +1,4 @@
-package app
+package auditcmd
 
 import (
 	"os/exec"

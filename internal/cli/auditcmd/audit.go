@@ -1,4 +1,4 @@
-package app
+package auditcmd
 
 import (
 	"bufio"
@@ -59,27 +59,6 @@ export writes the chains to standard output, as a tar archive of their files
 // errAuditFailed: a chain did not verify (the details were printed).
 var errAuditFailed = errors.New("audit verification failed")
 
-func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, auditUsage)
-		return ErrUsage
-	}
-	if cmdline.IsHelp(args[0]) {
-		fmt.Fprint(stdout, auditUsage)
-		return nil
-	}
-	switch args[0] {
-	case "verify":
-		return cmdAuditVerify(args[1:], stdout, stderr)
-	case "show":
-		return cmdAuditShow(args[1:], stdout, stderr)
-	case "export":
-		return cmdAuditExport(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "unknown audit command %q\n\n%s", args[0], auditUsage)
-	return ErrUsage
-}
-
 func auditFlags(name string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("audit "+name, flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), auditUsage); fs.PrintDefaults() }
@@ -95,7 +74,7 @@ func parseAuditFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) 
 	}
 	if len(files) == 0 {
 		fmt.Fprintln(stderr, "no audit file given (files or folders)")
-		return nil, ErrUsage
+		return nil, cmdline.ErrUsage
 	}
 	return audit.ExpandPaths(files)
 }
@@ -198,7 +177,8 @@ func parseKept(line []byte) *audit.Record {
 	return nil
 }
 
-func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
+// Verify is "roc-proxy audit verify": args are its flags and paths.
+func Verify(args []string, stdout, stderr io.Writer) error {
 	fs := auditFlags("verify", stdout, stderr)
 	var trustArgs, structureIDs, shipped cmdline.Strings
 	fs.Var(&structureIDs, "structure-id", "the establishment's structure id (idNat_Struct, the OU of its ORG_SIGN certificate); repeat or comma-separate for several")
@@ -405,9 +385,12 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, kf := range keyFiles {
-		key, err := audit.ReadPatientKey(kf)
+		key, warning, err := audit.ReadPastPatientKey(kf)
 		if err != nil {
 			return fmt.Errorf("--patient-id-key: %w", err)
+		}
+		if warning != "" {
+			fmt.Fprintln(stderr, "warning: --patient-id-key:", warning)
 		}
 		f.PatientKeys = append(f.PatientKeys, key)
 	}
@@ -511,7 +494,7 @@ func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
 		sum, err = audit.ExportJSONL(stdout, files, chains)
 	default:
 		fmt.Fprintf(stderr, "--format %q: tar or jsonl\n", *format)
-		return ErrUsage
+		return cmdline.ErrUsage
 	}
 	if err != nil {
 		return err

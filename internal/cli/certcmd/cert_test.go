@@ -1,4 +1,4 @@
-package app
+package certcmd
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 func TestCertInspectCommand(t *testing.T) {
 	var out bytes.Buffer
 	// The public test certificate expired in 2024: described, and a failure.
-	if err := Run(t.Context(), []string{"cert", "inspect", "--json", "../../testdata/reference-pki/org-sign-testsign-ministere-2021.pem"}, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "expired on 2024-12-23") {
+	if err := Run(t.Context(), []string{"cert", "inspect", "--json", "../../../testdata/reference-pki/org-sign-testsign-ministere-2021.pem"}, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "expired on 2024-12-23") {
 		t.Fatalf("expired certificate: %v", err)
 	}
 	var r certinfo.Report

@@ -1,0 +1,82 @@
+// Package boundedfile reads the files a configuration names (password
+// files, certificates and keys, PKCS#12 files, trust bundles, the
+// patient-id key) whole, within a size limit per kind of file.
+//
+// A path that names /dev/zero, a log file or a multi-gigabyte (possibly
+// sparse) file by mistake, or a Secret someone filled, must fail at once
+// with an error naming the file and the limit, never fill the memory. It
+// never refuses a file for what it is: a FIFO (--password-file <(pass
+// show ...)) or /dev/stdin is read like a file, within the limit.
+package boundedfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// The limits, by kind of file: far above any real file of the kind, far
+// below what would hurt a process whose live heap is tens of MiB.
+const (
+	// Password is a password file (PKCS#12, the outbound proxy's) and the
+	// patient-id key: a line of text.
+	Password int64 = 64 << 10
+	// PEM is a certificate, key or chain file in PEM or DER: a chain of a
+	// few certificates is a few KiB.
+	PEM int64 = 4 << 20
+	// PKCS12 is a PKCS#12 file: a key, its certificate and its chain.
+	PKCS12 int64 = 4 << 20
+	// Bundle is one file of a trust bundle: the IGC-Santé chains are tens
+	// of KiB, the whole Mozilla root store about 250 KiB.
+	Bundle int64 = 16 << 20
+)
+
+// ErrTooLarge is the error of a file above its limit (TooLargeError).
+var ErrTooLarge = errors.New("file too large")
+
+// TooLargeError names the file and the limit it is above.
+type TooLargeError struct {
+	Path  string
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s: larger than %s, the limit for this file (is it the right file?)", e.Path, Size(e.Limit))
+}
+
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }
+
+// Read reads the file at path whole, or fails with a *TooLargeError when it
+// holds more than limit bytes. A regular file's size is checked before
+// anything is read (a huge sparse file costs nothing); any other file
+// (a device, a FIFO) is read up to limit+1 bytes only.
+func Read(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
+		return nil, &TooLargeError{Path: path, Limit: limit}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, &TooLargeError{Path: path, Limit: limit}
+	}
+	return b, nil
+}
+
+// Size writes a limit for people: 64 KiB, 4 MiB.
+func Size(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
