@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -101,6 +102,15 @@ func TestParsePin(t *testing.T) {
 	}
 }
 
+// FuzzParse holds Parse to properties Parse itself does not guarantee
+// (a configuration that parses validates by construction: Parse calls
+// Validate):
+//   - the same input gives the same answer twice (no map order in the
+//     messages);
+//   - a configuration it accepts, written back as YAML and parsed again
+//     from another folder, is the same configuration: defaults applied
+//     twice change nothing, resolved paths stay put, every field survives
+//     its own encoding, and Validate accepts what the defaults produce.
 func FuzzParse(f *testing.F) {
 	for _, name := range []string{"roc-proxy.example.yaml", "testdata/invalid-many.yaml", "testdata/invalid-pem-half.yaml", "testdata/invalid-outbound-proxy.yaml"} {
 		data, err := os.ReadFile(name)
@@ -111,8 +121,27 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data, "/etc/roc-proxy")
-		if err == nil && cfg.Validate() != nil {
-			t.Fatal("Parse returned a configuration that does not validate")
+		_, again := Parse(data, "/etc/roc-proxy")
+		if (err == nil) != (again == nil) || (err != nil && err.Error() != again.Error()) {
+			t.Fatalf("two answers to one input:\n%v\n---\n%v", err, again)
+		}
+		if err != nil {
+			return
+		}
+		written, err := yaml.Marshal(cfg)
+		if err != nil {
+			t.Fatalf("an accepted configuration cannot be written back: %v", err)
+		}
+		back, err := Parse(written, "/elsewhere")
+		if err != nil {
+			t.Fatalf("an accepted configuration, written back, is refused: %v\n--- written:\n%s", err, written)
+		}
+		rewritten, err := yaml.Marshal(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(written, rewritten) {
+			t.Fatalf("parsing an accepted configuration again changes it:\n--- first:\n%s\n--- then:\n%s", written, rewritten)
 		}
 	})
 }

@@ -38,9 +38,10 @@ var (
 	chainRE       = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 )
 
-// cleanPath reports whether p has no empty, "." or ".." segment; a trailing
-// slash is allowed.
-func cleanPath(p string) bool {
+// CleanPath reports whether p has no empty, "." or ".." segment; a trailing
+// slash is allowed. Route prefixes must be clean, and the SIH handler
+// serves only clean request paths (internal/proxy): one rule for both.
+func CleanPath(p string) bool {
 	c := pathpkg.Clean(p)
 	return c == p || c+"/" == p
 }

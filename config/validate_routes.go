@@ -32,7 +32,7 @@ func (c *Config) validateRoutes(p *problems) {
 		}
 		if !strings.HasPrefix(r.PathPrefix, "/") {
 			p.add(path+".path_prefix", "%q must start with /", r.PathPrefix)
-		} else if !prefixRE.MatchString(r.PathPrefix) || !cleanPath(r.PathPrefix) {
+		} else if !prefixRE.MatchString(r.PathPrefix) || !CleanPath(r.PathPrefix) {
 			p.add(path+".path_prefix", "%q must be a canonical path of letters, digits and . _ ~ - /", r.PathPrefix)
 		} else if j, dup := seenPrefix[r.PathPrefix]; dup {
 			p.add(path+".path_prefix", "%q already used by routes[%d]", r.PathPrefix, j)

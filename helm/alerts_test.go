@@ -12,17 +12,15 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/roc-proxy/roc-proxy/internal/referee"
 )
 
 // promtool is Prometheus' rule checker (Debian package prometheus; .ci/run
 // installs it).
 func promtool(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (.ci/run installs Debian's prometheus package): alert unit tests skipped")
-	}
-	return p
+	return referee.Path(t, "promtool", "Debian package prometheus; alert unit tests need it")
 }
 
 // ruleGroups renders the chart's PrometheusRule with args and returns its

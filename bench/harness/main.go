@@ -49,6 +49,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
@@ -165,6 +167,7 @@ func run() error {
 	var base, cand, floor *proc
 	var extra []*proc                  // mode all: the signing routes
 	var collector *sim.SyslogCollector // the SIEM of mode ship
+	rocToken := map[string]any{"token": map[string]any{"profile": "roc"}}
 	switch o.mode {
 	case "ship":
 		ca, stopCollector, err := startCollector(pki, dir)
@@ -173,50 +176,51 @@ func run() error {
 		}
 		collector = stopCollector
 		defer collector.Close()
-		if base, err = startRocProxy(ctx, o, "no-ship", "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, o, "no-ship", "off", rocToken, nil, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		ship := fmt.Sprintf(", ship: {stdout: true, syslog: {address: %q, ca: %s, server_name: 127.0.0.1}}", collector.Addr, ca)
-		if cand, err = startRocProxy(ctx, o, "ship"+ship, "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
+		ship := map[string]any{"ship": map[string]any{"stdout": true, "syslog": map[string]any{"address": collector.Addr, "ca": ca, "server_name": "127.0.0.1"}}}
+		if cand, err = startRocProxy(ctx, o, "ship", "off", rocToken, ship, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "audit":
-		if base, err = startRocProxy(ctx, o, "no-fsync", "off", "token: {profile: roc}", false, dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, o, "no-fsync", "off", rocToken, nil, false, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "fsync", "off", "token: {profile: roc}", true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "fsync", "off", rocToken, nil, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "token":
-		if base, err = startRocProxy(ctx, o, "pass-through", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, o, "pass-through", "off", nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, tokenName(o.fsync), "off", "token: {profile: roc}", o.fsync, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, tokenName(o.fsync), "off", rocToken, nil, o.fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "binary":
 		bo := o
 		bo.rocProxy = o.baseRoc
-		route, fsync := "", true
+		var route map[string]any
+		fsync := true
 		if o.binaryToken {
-			route, fsync = "token: {profile: roc}", o.fsync
+			route, fsync = rocToken, o.fsync
 		}
-		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, route, fsync, dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, bo, "base", o.rocRevocation, route, nil, fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, route, fsync, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "candidate", o.rocRevocation, route, nil, fsync, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
 	case "nginx", "all":
-		if cand, err = startRocProxy(ctx, o, "roc-proxy", o.rocRevocation, "", true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "roc-proxy", o.rocRevocation, nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
@@ -227,14 +231,14 @@ func run() error {
 		if o.floor != "" {
 			fo := o
 			fo.rocProxy = o.floor
-			if floor, err = startRocProxy(ctx, fo, "floor", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+			if floor, err = startRocProxy(ctx, fo, "floor", "off", nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
 				return err
 			}
 			defer floor.stop()
 		}
 		if o.mode == "all" {
 			for _, fsync := range []bool{false, true} {
-				t, err := startRocProxy(ctx, o, tokenName(fsync), "off", "token: {profile: roc}", fsync, dir, files, upstream.Addr().String())
+				t, err := startRocProxy(ctx, o, tokenName(fsync), "off", rocToken, nil, fsync, dir, files, upstream.Addr().String())
 				if err != nil {
 					return err
 				}
@@ -243,11 +247,11 @@ func run() error {
 			}
 		}
 	default:
-		if base, err = startRocProxy(ctx, o, "rev-off", "off", "", true, dir, files, upstream.Addr().String()); err != nil {
+		if base, err = startRocProxy(ctx, o, "rev-off", "off", nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer base.stop()
-		if cand, err = startRocProxy(ctx, o, "rev-hard", "hard", "", true, dir, files, upstream.Addr().String()); err != nil {
+		if cand, err = startRocProxy(ctx, o, "rev-hard", "hard", nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
 			return err
 		}
 		defer cand.stop()
@@ -393,18 +397,9 @@ func (p *proc) stop() {
 	}
 }
 
-func freePort() (string, error) {
-	// The child processes bind by address; a port picked by the kernel and
-	// released is the only way to hand one to nginx's configuration.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func startProc(ctx context.Context, name, addr, logPath string, env []string, argv ...string) (*proc, error) {
+// startProc starts argv and waits until sih tells the SIH address it
+// serves on (extra: descriptors handed over from 3 on).
+func startProc(ctx context.Context, name, logPath string, env []string, extra []*os.File, sih func(pid int) string, argv ...string) (*proc, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -412,56 +407,66 @@ func startProc(ctx context.Context, name, addr, logPath string, env []string, ar
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), env...)
+	cmd.ExtraFiles = extra
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &proc{name: name, url: "http://" + addr + "/idb/", logPath: logPath, cmd: cmd}
+	p := &proc{name: name, logPath: logPath, cmd: cmd}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
+		if addr := sih(cmd.Process.Pid); addr != "" {
+			p.url = "http://" + addr + "/idb/"
 			return p, nil
 		}
 	}
 	p.stop()
 	log, _ := os.ReadFile(logPath)
-	return nil, fmt.Errorf("%s did not listen on %s:\n%s", name, addr, log)
+	return nil, fmt.Errorf("%s did not listen:\n%s", name, log)
 }
 
-func startRocProxy(ctx context.Context, o options, name, policy, routeExtra string, fsync bool, dir string, f *testpki.Files, upstream string) (*proc, error) {
-	// "name, extra audit keys": mode ship adds its shipping settings.
-	auditExtra := ""
-	if i := strings.IndexByte(name, ','); i >= 0 {
-		name, auditExtra = name[:i], name[i:]
+// startRocProxy runs o.rocProxy (roc-proxy, or the floor) on a
+// configuration with one route to upstream, built as YAML from values, not
+// text: route and audit add their keys to the route and the audit
+// section.
+func startRocProxy(ctx context.Context, o options, name, policy string, route, audit map[string]any, fsync bool, dir string, f *testpki.Files, upstream string) (*proc, error) {
+	source := func(p12 string) map[string]any { return map[string]any{"pkcs12": p12, "password_file": f.PasswordFile} }
+	idb := map[string]any{"name": "idb", "path_prefix": "/idb/", "upstream": "https://" + upstream + "/roc/idb",
+		"server_name": testpki.IDBHost, "trust": []string{"osi"}, "revocation": map[string]any{"policy": policy}}
+	for k, v := range route {
+		idb[k] = v
 	}
-	sih, err := freePort()
+	auditSection := map[string]any{"dir": filepath.Join(dir, name+"-audit"), "chain_id": name, "fsync": fsync}
+	for k, v := range audit {
+		auditSection[k] = v
+	}
+	cfg, err := yaml.Marshal(map[string]any{
+		"listen":   map[string]any{"sih": "127.0.0.1:0", "admin": "127.0.0.1:0"},
+		"log":      map[string]any{"level": o.rocLogLevel, "format": "json"},
+		"identity": map[string]any{"auth": source(f.AuthP12), "sign": source(f.SignP12)},
+		"trust_bundles": map[string]any{
+			"osi":   map[string]any{"paths": []string{f.OSIBundle}},
+			"sante": map[string]any{"paths": []string{f.SanteBundle}},
+		},
+		"audit":  auditSection,
+		"routes": []any{idb},
+	})
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(`listen: {sih: %q, admin: "127.0.0.1:0"}
-log: {level: %s, format: json}
-identity:
-  auth: {pkcs12: %s, password_file: %s}
-  sign: {pkcs12: %s, password_file: %s}
-trust_bundles:
-  osi: {paths: [%s]}
-  sante: {paths: [%s]}
-audit: {dir: %s, chain_id: %s, fsync: %v%s}
-routes:
-  - {name: idb, path_prefix: /idb/, upstream: "https://%s/roc/idb", server_name: %s, trust: [osi], revocation: {policy: %s}, %s}
-`, sih, o.rocLogLevel, f.AuthP12, f.PasswordFile, f.SignP12, f.PasswordFile, f.OSIBundle, f.SanteBundle,
-		filepath.Join(dir, name+"-audit"), name, fsync, auditExtra, upstream, testpki.IDBHost, policy, routeExtra)
 	path := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		return nil, err
 	}
-	return startProc(ctx, name, sih, filepath.Join(dir, "logs", name+".log"), splitEnv(o.rocEnv), o.rocProxy, "serve", "--config", path)
+	floor := o.floor != "" && o.rocProxy == o.floor // no admin endpoint
+	sih := func(pid int) string { return sihAddr(pid, !floor) }
+	return startProc(ctx, name, filepath.Join(dir, "logs", name+".log"), splitEnv(o.rocEnv), nil, sih, o.rocProxy, "serve", "--config", path)
 }
 
 func startNginx(ctx context.Context, dir string, f *testpki.Files, authChain, upstream string) (*proc, error) {
-	sih, err := freePort()
+	ln, sih, err := inheritedListener()
 	if err != nil {
 		return nil, err
 	}
+	defer ln.Close() // nginx holds its own descriptor once started
 	// As close to roc-proxy as nginx gets: verified upstream certificate
 	// against the same bundle and name, same client certificate, pooled
 	// keep-alive connections, access log to a file.
@@ -507,7 +512,10 @@ http {
 	if err != nil {
 		return nil, errors.New("nginx not found: run bench/run.sh, which installs nginx-light")
 	}
-	return startProc(ctx, "nginx", sih, filepath.Join(dir, "logs", "nginx.log"), nil, bin, "-p", dir, "-c", path, "-g", "daemon off;")
+	// NGINX="3;" hands nginx the listener on descriptor 3: the listen
+	// directive of the same address takes it instead of binding.
+	return startProc(ctx, "nginx", filepath.Join(dir, "logs", "nginx.log"), []string{"NGINX=3;"}, []*os.File{ln},
+		func(int) string { return sih }, bin, "-p", dir, "-c", path, "-g", "daemon off;")
 }
 
 func splitEnv(s string) []string {

@@ -67,15 +67,15 @@ func TestSIHListenerACME(t *testing.T) {
 	alpnPort := alpn.Addr().(*net.TCPAddr).Port
 	alpn.Close()
 	write := func(dir string) *config.Config {
-		text := fmt.Sprintf(`listen:
+		text := yamlf(`listen:
   sih: "127.0.0.1:0"
   admin: "127.0.0.1:0"
   tls:
-    acme: {directory: "%s", ca_bundle: %s, email: dsi@hospital.test, domains: [roc-proxy.hospital.test], storage: %s, alt_tls_alpn_port: %d}
+    acme: {directory: %s, ca_bundle: %s, email: dsi@hospital.test, domains: [roc-proxy.hospital.test], storage: %s, alt_tls_alpn_port: %s}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: %s, trust: [osi], revocation: {policy: off}}
+  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}}
 `, dir, bundle, storage, alpnPort, e.files.AuthP12, e.files.PasswordFile, e.files.OSIBundle, up.URL, testpki.IDBHost)
 		path := filepath.Join(e.dir, "acme.yaml")
 		os.WriteFile(path, []byte(text), 0o600)

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -83,27 +82,28 @@ func partner(t *testing.T, pki *testpki.PKI, name string, h http.HandlerFunc) *h
 }
 
 // config writes a configuration with one route to upstreamURL; identity
-// overrides the identity block.
-func (e *testEnv) config(t *testing.T, upstreamURL, identity string) string {
+// (see identity()) overrides the body of the identity section. Tests edit
+// the text it writes: its anchors ("identity:\n", "routes:\n", "server:
+// {shutdown_timeout: 5s}", "    trust: [osi]\n", bundleEntry lines) are
+// part of its contract.
+func (e *testEnv) config(t *testing.T, upstreamURL, ident string) string {
 	t.Helper()
-	if identity == "" {
-		identity = fmt.Sprintf("  auth:\n    pkcs12: %s\n    password_file: %s\n", e.files.AuthP12, e.files.PasswordFile)
+	if ident == "" {
+		ident = identity(e.source(e.files.AuthP12), nil)
 	}
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := `listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
 identity:
-%s
+` + ident + `
 trust_bundles:
-  osi: {paths: [%s]}
-  sante: {paths: [%s]}
-routes:
+` + bundleEntry("osi", e.files.OSIBundle) + bundleEntry("sante", e.files.SanteBundle) + `routes:
   - name: idb
     path_prefix: /idb/
-    upstream: %s
-    server_name: %s
+    upstream: ` + yamlFlow(upstreamURL) + `
+    server_name: ` + yamlFlow(testpki.IDBHost) + `
     trust: [osi]
     revocation: {policy: off}   # this PKI publishes no revocation status
-`, identity, e.files.OSIBundle, e.files.SanteBundle, upstreamURL, testpki.IDBHost)
+`
 	path := filepath.Join(e.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -139,27 +139,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// TestServeDrainsInFlightRequests: SIGTERM while a request is at the
+// partner. The partner answers only once the shutdown has begun (the SIH
+// listener refuses new connections): the request in flight must still get
+// its answer, and be logged.
 func TestServeDrainsInFlightRequests(t *testing.T) {
 	e := newTestEnv(t)
-	entered := make(chan struct{})
+	entered, shutdownBegun := make(chan struct{}), make(chan struct{})
+	var begun sync.Once
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
-		time.Sleep(400 * time.Millisecond)
+		select {
+		case <-shutdownBegun:
+		case <-time.After(20 * time.Second): // the test has failed already
+		}
 		io.WriteString(w, "<ok/>")
 	})
-	cfg, err := config.Load(e.config(t, up.URL, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	log, flushLog, err := logging.New(cfg.Log, &logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { begun.Do(func() { close(shutdownBegun) }) }) // before the partner closes
+	p, logs, flushLog := buildLogged(t, e.config(t, up.URL, ""))
 	sihLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, stop := context.WithCancel(context.Background())
@@ -194,9 +191,27 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		t.Fatal("request never reached the partner")
 	}
 	stop() // SIGTERM while the request is at the partner
+	// The shutdown has begun once the SIH listener is closed: only then
+	// does the partner answer.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", sihLn.Addr().String(), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the SIH listener still accepts 10 s after SIGTERM")
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the request ended before its partner answered: %+v", r)
+	default:
+	}
+	begun.Do(func() { close(shutdownBegun) })
 	r := <-done
 	if r.err != nil || r.code != 200 || r.body != "<ok/>" {
-		t.Fatalf("in-flight request not drained: %+v", r)
+		t.Fatalf("in-flight request not drained: status %d, body %q, error %v", r.code, r.body, r.err)
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
@@ -224,6 +239,27 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	if strings.Contains(logs.String(), "secret-body") || strings.Contains(logs.String(), testPassword) {
 		t.Error("log contains a body or the password")
 	}
+}
+
+// buildLogged builds the proxy of the configuration file at cfgPath,
+// logging as roc-proxy serve does (JSON lines, batched) into logs;
+// flushLog writes out what the batch holds.
+func buildLogged(t *testing.T, cfgPath string) (p *Proxy, logs *syncBuffer, flushLog func()) {
+	t.Helper()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs = &syncBuffer{}
+	log, flushLog, err := logging.New(cfg.Log, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, logs, flushLog
 }
 
 // waitReady polls /readyz as a kubelet would: the proxy is ready once its
@@ -281,13 +317,13 @@ func TestServeRefusesBadMaterial(t *testing.T) {
 		name, identity string
 		want           []string
 	}{
-		{"wrong password", fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}", e.files.AuthP12, wrongPw),
+		{"wrong password", identity(map[string]any{"pkcs12": e.files.AuthP12, "password_file": wrongPw}, nil),
 			[]string{"identity.auth.pkcs12: " + e.files.AuthP12 + ": wrong password (read from password_file " + wrongPw + ")"}},
-		{"missing file", fmt.Sprintf("  auth: {pkcs12: %s/absent.p12, password_file: %s}", e.dir, e.files.PasswordFile),
+		{"missing file", identity(e.source(e.dir+"/absent.p12"), nil),
 			[]string{"identity.auth.pkcs12: open " + e.dir + "/absent.p12: no such file or directory"}},
-		{"signing certificate as TLS client", fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}", e.files.SignP12, e.files.PasswordFile),
+		{"signing certificate as TLS client", identity(e.source(e.files.SignP12), nil),
 			[]string{"identity.auth (" + e.files.SignP12 + "): certificate CN=Client_ROC_WebServices_AMC", "is a signing certificate"}},
-		{"expired", fmt.Sprintf("  auth: {cert: %s, key: %s}", expiredPEM, expiredKey),
+		{"expired", identity(map[string]any{"cert": expiredPEM, "key": expiredKey}, nil),
 			[]string{"identity.auth (" + expiredPEM + "): certificate CN=Client_ROC_Annuaire_AMC", "expired on"}},
 	}
 	for _, tc := range tests {

@@ -28,7 +28,7 @@ import (
 // added under audit.
 func (e *testEnv) signingConfig(t *testing.T, upstreamURL, signP12, auditDir, extra string) string {
 	t.Helper()
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
 identity:
   auth: {pkcs12: %s, password_file: %s}
@@ -48,8 +48,7 @@ audit:
     trust: [osi]
     revocation: {policy: off}
     token: {profile: roc}
-`, e.files.AuthP12, e.files.PasswordFile, signP12, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle,
-		auditDir, extra, upstreamURL, testpki.IDBHost)
+`, e.files.AuthP12, e.files.PasswordFile, signP12, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle, auditDir, rawYAML(extra), upstreamURL, testpki.IDBHost)
 	path := filepath.Join(e.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net"
@@ -32,16 +31,17 @@ const soapEnvelope = `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envel
 
 // tokenRoute is a signing route to upstream, as a YAML list item.
 func tokenRoute(upstream string) string {
-	return fmt.Sprintf("  - {name: dmp, path_prefix: /dmp/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}, token: {profile: roc}}\n", upstream, testpki.IDBHost)
+	return routeEntry(map[string]any{"name": "dmp", "path_prefix": "/dmp/", "upstream": upstream, "server_name": testpki.IDBHost,
+		"trust": []string{"osi"}, "revocation": map[string]any{"policy": "off"}, "token": map[string]any{"profile": "roc"}})
 }
 
 // withSign adds identity.sign to a configuration written by e.config.
 func (e *testEnv) withSign(text string) string {
-	return strings.Replace(text, "identity:\n", fmt.Sprintf("identity:\n  sign: {pkcs12: %s, password_file: %s}\n", e.files.SignP12, e.files.PasswordFile), 1)
+	return strings.Replace(text, "identity:\n", "identity:\n  sign: "+yamlFlow(e.source(e.files.SignP12))+"\n", 1)
 }
 
 func (e *testEnv) withAudit(text string) string {
-	return text + fmt.Sprintf("audit: {dir: %s, chain_id: reload}\n", filepath.Join(e.dir, "audit"))
+	return text + "audit: " + yamlFlow(map[string]any{"dir": filepath.Join(e.dir, "audit"), "chain_id": "reload"}) + "\n"
 }
 
 func withRoute(text, route string) string {
@@ -85,7 +85,7 @@ func TestReloadNeverHalfApplies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
-			cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", e.files.AuthP12, e.files.PasswordFile))
+			cfgPath := e.config(t, up.URL, identity(e.source(e.files.AuthP12), map[string]any{"reload_interval": "20ms"}))
 			text, _ := os.ReadFile(cfgPath)
 			initial := tc.initial(e, string(text))
 			replaceFile(t, cfgPath, []byte(initial))
@@ -160,8 +160,8 @@ func TestReloadAgreesWithConfigCheck(t *testing.T) {
 	for name, text := range map[string]string{
 		"unknown key":                    string(good) + "unknown_key: 1\n",
 		"unreadable bundle":              strings.Replace(string(good), e.files.OSIBundle, filepath.Join(e.dir, "absent.pem"), 1),
-		"unreadable checkpoint key":      string(good) + fmt.Sprintf("audit: {checkpoint_key: {pkcs12: %s, password_file: %s}}\n", absent, e.files.PasswordFile),
-		"unreadable signing certificate": e.withSign(strings.Replace(string(good), "identity:\n", fmt.Sprintf("identity:\n  sign: {pkcs12: %s, password_file: %s}\n", absent, e.files.PasswordFile), 1)),
+		"unreadable checkpoint key":      string(good) + "audit: " + yamlFlow(map[string]any{"checkpoint_key": e.source(absent)}) + "\n",
+		"unreadable signing certificate": e.withSign(strings.Replace(string(good), "identity:\n", "identity:\n  sign: "+yamlFlow(e.source(absent))+"\n", 1)),
 	} {
 		t.Run(name, func(t *testing.T) {
 			replaceFile(t, cfgPath, []byte(text))
@@ -260,7 +260,7 @@ func TestBundleExpiryFollowsReload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// sante removed, soon added.
-	next := strings.Replace(string(original), "  sante: {paths: ["+e.files.SanteBundle+"]}\n", "  soon: {paths: ["+soonFile+"]}\n", 1)
+	next := strings.Replace(string(original), bundleEntry("sante", e.files.SanteBundle), bundleEntry("soon", soonFile), 1)
 	replaceFile(t, cfgPath, []byte(next))
 	if err := p.ReloadConfig(ctx, cfgPath); err != nil {
 		t.Fatal(err)

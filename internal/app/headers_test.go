@@ -38,10 +38,10 @@ func TestSIHOnlyHeadersNeverReachThePartner(t *testing.T) {
 	})
 	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
 	route := func(name, extra string) string {
-		return fmt.Sprintf("  - {name: %s, path_prefix: /%s/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
-			name, name, up.URL, testpki.IDBHost, extra)
+		return yamlf("  - {name: %s, path_prefix: %s, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
+			name, "/"+name+"/", up.URL, testpki.IDBHost, rawYAML(extra))
 	}
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
@@ -108,14 +108,14 @@ func TestIdentityHeadersThatWouldDisplayMisleadingly(t *testing.T) {
 		calls.Add(1)
 		io.WriteString(w, "<ok/>")
 	})
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
 trust_bundles: {osi: {paths: [%s]}}
 audit: {dir: %s, chain_id: test}
 routes:
-  - {name: dmp, path_prefix: /dmp/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off},
+  - {name: dmp, path_prefix: /dmp/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off},
      token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}}
 `, e.files.AuthP12, e.files.PasswordFile, e.files.SignP12, e.files.PasswordFile, e.files.OSIBundle, filepath.Join(e.dir, "audit"), up.URL, testpki.IDBHost)
 	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")

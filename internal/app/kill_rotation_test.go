@@ -53,16 +53,16 @@ func TestRepeatedSIGKILLAcrossRotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer collector.Close()
-	cfg := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	cfg := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: rot, max_file_bytes: 6000, checkpoint_every: 7, ship: {syslog: {address: "%s", transport: tcp}}}
+audit: {dir: %s, chain_id: rot, max_file_bytes: 6000, checkpoint_every: 7, ship: {syslog: {address: %s, transport: tcp}}}
 routes:
   - name: dmp
     path_prefix: /dmp/
-    upstream: "%s"
+    upstream: %s
     server_name: %s
     trust: [osi]
     revocation: {policy: off}

@@ -57,16 +57,16 @@ func TestSIGKILLUnderSignedTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer collector.Close()
-	cfg := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	cfg := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: kill, checkpoint_every: 50, ship: {syslog: {address: "%s", transport: tcp}}}
+audit: {dir: %s, chain_id: kill, checkpoint_every: 50, ship: {syslog: {address: %s, transport: tcp}}}
 routes:
   - name: dmp
     path_prefix: /dmp/
-    upstream: "%s"
+    upstream: %s
     server_name: %s
     trust: [osi]
     revocation: {policy: off}
@@ -224,6 +224,15 @@ func startRocProxy(t *testing.T, bin, cfgPath string) (*exec.Cmd, string) {
 // log line. The process is killed at cleanup.
 func launchRocProxy(t *testing.T, bin, cfgPath string, env []string) (cmd *exec.Cmd, sih, admin string) {
 	t.Helper()
+	cmd, sih, admin, _ = launchRocProxyLogged(t, bin, cfgPath, env)
+	return cmd, sih, admin
+}
+
+// launchRocProxyLogged is launchRocProxy that also keeps the process's log
+// (its standard error) for the test to read.
+func launchRocProxyLogged(t *testing.T, bin, cfgPath string, env []string) (cmd *exec.Cmd, sih, admin string, logs *syncBuffer) {
+	t.Helper()
+	logs = &syncBuffer{}
 	cmd = exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
@@ -239,18 +248,19 @@ func launchRocProxy(t *testing.T, bin, cfgPath string, env []string) (cmd *exec.
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			logs.Write(append(sc.Bytes(), '\n'))
 			var line struct{ Msg, Sih, Admin string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "roc-proxy started" {
 				started <- [2]string{"http://" + line.Sih, "http://" + line.Admin}
 			}
 		}
-		io.Copy(io.Discard, stderr)
+		io.Copy(logs, stderr)
 	}()
 	select {
 	case urls := <-started:
-		return cmd, urls[0], urls[1]
+		return cmd, urls[0], urls[1], logs
 	case <-time.After(20 * time.Second):
 		t.Fatal("roc-proxy did not start")
-		return nil, "", ""
+		return nil, "", "", nil
 	}
 }

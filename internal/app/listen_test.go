@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -45,12 +44,12 @@ func TestSIHListenerTLSAndClientCertificates(t *testing.T) {
 	os.WriteFile(certFile, testpki.PEM(server.Chain()...), 0o644)
 	os.WriteFile(keyFile, key, 0o600)
 	os.WriteFile(caFile, testpki.PEM(p.SanteRoot.Cert, p.SanteOrg.Cert), 0o644)
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0", tls: {cert: %s, key: %s, client_ca: %s}}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0", tls: {cert: %s, key: %s, client_ca: %s}}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: %s, trust: [osi], revocation: {policy: off},
-     allowed_clients: ["%s"]}
+  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off},
+     allowed_clients: [%s]}
 `, certFile, keyFile, caFile, e.files.AuthP12, e.files.PasswordFile, e.files.OSIBundle, up.URL, testpki.IDBHost, trust.SubjectDN(allowed.Cert))
 	cfgPath := filepath.Join(e.dir, "tls.yaml")
 	os.WriteFile(cfgPath, []byte(text), 0o600)

@@ -138,8 +138,8 @@ func TestProxyForgedRevocationAnswersRefused(t *testing.T) {
 
 	for _, sources := range []string{"[ocsp]", "[crl]", "[ocsp, crl]"} {
 		t.Run(sources, func(t *testing.T) {
-			cfg := w.config(t, fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: hard, sources: %s}}
-`, testpki.IDBHost, sources))
+			cfg := w.config(t, yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi], revocation: {policy: hard, sources: %s}}
+`, "https://"+testpki.IDBHost+"/ws", rawYAML(sources)))
 			before := served.Load()
 			sih := w.startUnready(t, cfg)
 			a := postIDB(t, sih+"/idb/")
@@ -201,10 +201,12 @@ func TestReloadSwitchesRouteProxyUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { other.Close() })
-	route := fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: off}%%s}
-`, testpki.IDBHost)
-	viaOther := ", outbound_proxy: {url: " + other.URL + "}"
-	cfg := w.config(t, fmt.Sprintf(route, ""))
+	route := func(extra rawYAML) string {
+		return yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi], revocation: {policy: off}%s}
+`, "https://"+testpki.IDBHost+"/ws", extra)
+	}
+	viaOther := rawYAML(", outbound_proxy: {url: " + yamlFlow(other.URL) + "}")
+	cfg := w.config(t, route(""))
 	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
@@ -239,11 +241,11 @@ func TestReloadSwitchesRouteProxyUnderLoad(t *testing.T) {
 		}()
 	}
 	for i := 0; i < reloads; i++ {
-		extra := ""
+		extra := rawYAML("")
 		if i%2 == 0 {
 			extra = viaOther
 		}
-		w.config(t, fmt.Sprintf(route, extra))
+		w.config(t, route(extra))
 		if err := p.ReloadConfig(context.Background(), path); err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +256,7 @@ func TestReloadSwitchesRouteProxyUnderLoad(t *testing.T) {
 		t.Errorf("request during the reloads: %s", f)
 	}
 	// The last reload put the route on the global proxy; now on the other.
-	w.config(t, fmt.Sprintf(route, viaOther))
+	w.config(t, route(viaOther))
 	if err := p.ReloadConfig(context.Background(), path); err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func newProxyWorldWith(t *testing.T, pki *testpki.PKI, hosts map[string]string) 
 // given routes (YAML list items).
 func (w *proxyWorld) config(t *testing.T, routes string) *config.Config {
 	t.Helper()
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
 log: {flush_interval: 0s} # the tests read each line as it is written
 identity: {auth: {pkcs12: %s, password_file: %s}}
@@ -103,7 +103,7 @@ outbound_proxy:
   password_file: %s
   no_proxy: [.hopital.example, 10.0.0.0/8]
 routes:
-%s`, w.e.files.AuthP12, w.e.files.PasswordFile, w.e.files.OSIBundle, w.e.files.SanteBundle, w.proxy.URL, w.pwFile, routes)
+%s`, w.e.files.AuthP12, w.e.files.PasswordFile, w.e.files.OSIBundle, w.e.files.SanteBundle, w.proxy.URL, w.pwFile, rawYAML(routes))
 	path := filepath.Join(w.e.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -171,9 +171,9 @@ func assertNoSecret(t *testing.T, where string, text []byte) {
 // TestRevocationFetchesThroughProxy).
 func TestRouteThroughProxyIsEndToEnd(t *testing.T) {
 	w := newProxyWorld(t)
-	cfg := w.config(t, fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: off}}
-  - {name: idb-direct, path_prefix: /direct/, upstream: "%s/ws", server_name: %s, trust: [osi], revocation: {policy: off}, outbound_proxy: {direct: true}}
-`, testpki.IDBHost, w.partner.URL, testpki.IDBHost))
+	cfg := w.config(t, yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi], revocation: {policy: off}}
+  - {name: idb-direct, path_prefix: /direct/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}, outbound_proxy: {direct: true}}
+`, "https://"+testpki.IDBHost+"/ws", w.partner.URL+"/ws", testpki.IDBHost))
 	sih, admin := w.start(t, cfg)
 
 	a := postIDB(t, sih+"/idb/")
@@ -367,8 +367,8 @@ func TestRevocationFetchesThroughProxy(t *testing.T) {
 	}
 	rs.PublishFor(pki)
 	w := newProxyWorldWith(t, pki, map[string]string{"revocation.test:80": strings.TrimPrefix(rs.URL, "http://")})
-	cfg := w.config(t, fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: hard}}
-`, testpki.IDBHost))
+	cfg := w.config(t, yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi], revocation: {policy: hard}}
+`, "https://"+testpki.IDBHost+"/ws"))
 	cfg.Revocation.Issuers = []*config.RevocationIssuer{{Subject: trust.SubjectDN(pki.OSIServeur.Cert), CRLURLs: []string{"http://revocation.test/crl/ac-serveur.crl"}}}
 	sih, _ := w.start(t, cfg)
 	if a := postIDB(t, sih+"/idb/"); a.code != 200 {
@@ -410,8 +410,8 @@ func TestFileCRLNeverThroughProxy(t *testing.T) {
 		files[name] = filepath.Join(w.e.dir, name+".crl")
 		os.WriteFile(files[name], der, 0o600)
 	}
-	cfg := w.config(t, fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "%s/ws", server_name: %s, trust: [osi], revocation: {policy: hard, sources: [crl]}, outbound_proxy: {direct: true}}
-`, w.partner.URL, testpki.IDBHost))
+	cfg := w.config(t, yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: hard, sources: [crl]}, outbound_proxy: {direct: true}}
+`, w.partner.URL+"/ws", testpki.IDBHost))
 	cfg.Revocation.Issuers = []*config.RevocationIssuer{
 		{Subject: trust.SubjectDN(pki.OSIServeur.Cert), CRLURLs: []string{"file://" + files["ac-serveur"]}},
 		{Subject: trust.SubjectDN(pki.OSIRoot.Cert), CRLURLs: []string{"file://" + files["osi-root"]}},
@@ -433,9 +433,11 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	}
 	downURL := "http://" + down.Addr().String()
 	down.Close()
-	route := fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi], revocation: {policy: off}%%s}
-`, testpki.IDBHost)
-	cfg := w.config(t, fmt.Sprintf(route, ", outbound_proxy: {url: "+downURL+"}"))
+	route := func(extra rawYAML) string {
+		return yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi], revocation: {policy: off}%s}
+`, "https://"+testpki.IDBHost+"/ws", extra)
+	}
+	cfg := w.config(t, route(rawYAML(", outbound_proxy: {url: "+yamlFlow(downURL)+"}")))
 	log, flushLog, err := logging.New(cfg.Log, w.logs)
 	if err != nil {
 		t.Fatal(err)
@@ -449,7 +451,7 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	if a := postIDB(t, sih+"/idb/"); a.code != 502 || a.problem["reason"] != "proxy_unreachable" {
 		t.Fatalf("through a proxy that is down: %d %s", a.code, a.body)
 	}
-	w.config(t, fmt.Sprintf(route, "")) // the route now uses the global proxy
+	w.config(t, route("")) // the route now uses the global proxy
 	path := filepath.Join(w.e.dir, "roc-proxy.yaml")
 	if err := p.ReloadConfig(context.Background(), path); err != nil {
 		t.Fatal(err)
@@ -457,7 +459,7 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 	if a := postIDB(t, sih+"/idb/"); a.code != 200 {
 		t.Fatalf("after the reload: %d %s", a.code, a.body)
 	}
-	w.config(t, fmt.Sprintf(route, ", outbound_proxy: {url: "+downURL+"}")) // back to the proxy that is down...
+	w.config(t, route(rawYAML(", outbound_proxy: {url: "+yamlFlow(downURL)+"}"))) // back to the proxy that is down...
 	text, _ := os.ReadFile(path)
 	os.WriteFile(path, bytes.Replace(text, []byte("10.0.0.0/8"), []byte("172.16.0.0/12"), 1), 0o600) // ...with the global one changed
 	err = p.ReloadConfig(context.Background(), path)
@@ -478,10 +480,10 @@ func TestReloadAppliesRouteProxy(t *testing.T) {
 // names the field.
 func TestConfigCheckShowsProxies(t *testing.T) {
 	w := newProxyWorld(t)
-	w.config(t, fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "https://%s/ws", trust: [osi]}
+	w.config(t, yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi]}
   - {name: local, path_prefix: /local/, upstream: "https://dpi.hopital.example/ws", trust: [osi]}
   - {name: amc, path_prefix: /amc/, dynamic: {hosts: ["*.amc.test"]}, trust: [osi], outbound_proxy: {direct: true}}
-`, testpki.IDBHost))
+`, "https://"+testpki.IDBHost+"/ws"))
 	path := filepath.Join(w.e.dir, "roc-proxy.yaml")
 	var out, errOut bytes.Buffer
 	if err := Run(context.Background(), []string{"config", "check", path}, &out, &errOut); err != nil {

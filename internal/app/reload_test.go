@@ -43,7 +43,7 @@ func TestRenewalUnderLoad(t *testing.T) {
 	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, r.TLS.PeerCertificates[0].SerialNumber.Text(16))
 	})
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestConfigReload(t *testing.T) {
 		t.Fatal("route served before it was configured")
 	}
 	original, _ := os.ReadFile(cfgPath)
-	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
+	added := strings.Replace(string(original), "routes:\n", "routes:\n"+idb2Route(up.URL), 1)
 	// With a section only a restart applies, nothing of the file is
 	// applied, and the error says why.
 	restart := strings.Replace(added, "server: {shutdown_timeout: 5s}", "server: {shutdown_timeout: 6s}", 1)
@@ -213,7 +213,7 @@ func TestBundleChangeReloads(t *testing.T) {
 				e.files.OSIBundle = filepath.Join(mount, "igc-osi.pem")
 			}
 			install(sante)
-			cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: %s\n", e.files.AuthP12, e.files.PasswordFile, tc.interval))
+			cfgPath := e.config(t, up.URL, identity(e.source(e.files.AuthP12), map[string]any{"reload_interval": tc.interval}))
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				t.Fatal(err)
@@ -275,8 +275,10 @@ func kubernetesSecret(t *testing.T, dir, name string) func([]byte) {
 
 // TestSIGHUPReloads sends a real SIGHUP to a running roc-proxy process after
 // adding a route to its configuration file, then a broken file, then a file
-// that needs a restart: the route appears, and the other two change nothing
-// and do not stop the process.
+// that needs a restart: the route appears, the other two change nothing,
+// the last is refused as needing a restart (log and metrics), and neither
+// stops the process. Each refusal is awaited on the reload counter, not on
+// a delay.
 func TestSIGHUPReloads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -285,41 +287,72 @@ func TestSIGHUPReloads(t *testing.T) {
 	bin := buildRocProxy(t, e.dir)
 	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
 	cfgPath := e.config(t, up.URL, "")
-	cmd, base := startRocProxy(t, bin, cfgPath)
+	cmd, base, admin, logs := launchRocProxyLogged(t, bin, cfgPath, nil)
 	client := &http.Client{Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
 	status := func(path string) int { return postStatus(t, client, base+path) }
+	reloads := func(result string) float64 {
+		v, _ := sample(scrape(t, admin), "roc_proxy_config_reloads_total", map[string]string{"result": result})
+		return v
+	}
+	// hup sends SIGHUP and waits until the reload it asks for is counted
+	// with result.
+	hup := func(result string) {
+		t.Helper()
+		want := reloads(result) + 1
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); reloads(result) < want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no reload counted with result %q 10 s after SIGHUP", result)
+			}
+		}
+	}
 	if status("/idb2/") != http.StatusNotFound {
 		t.Fatal("route served before it was configured")
 	}
 	original, _ := os.ReadFile(cfgPath)
-	added := strings.Replace(string(original), "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1)
+	added := strings.Replace(string(original), "routes:\n", "routes:\n"+idb2Route(up.URL), 1)
 	replaceFile(t, cfgPath, []byte(added))
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); status("/idb2/") != http.StatusOK; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP did not apply the new route")
-		}
+	hup("ok")
+	if status("/idb2/") != http.StatusOK {
+		t.Fatal("SIGHUP did not apply the new route")
 	}
 	replaceFile(t, cfgPath, []byte(added+"routes_typo: 1\n"))
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond) // let a wrong reload happen if it would
+	hup("error")
 	if status("/idb2/") != http.StatusOK || status("/idb/") != http.StatusOK {
 		t.Fatal("a refused reload changed the running configuration")
 	}
 	// A valid file adding a signing route with the signer and audit log
-	// it needs (sections only a restart applies): refused whole, and the
-	// process lives on (it used to die of a nil pointer).
+	// it needs (sections only a restart applies): refused whole as needing
+	// a restart, and the process lives on (it used to die of a nil
+	// pointer).
 	replaceFile(t, cfgPath, []byte(e.withAudit(e.withSign(withRoute(added, tokenRoute(up.URL))))))
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
+	hup("error")
 	if status("/idb2/") != http.StatusOK || status("/dmp/") != http.StatusNotFound {
 		t.Fatal("the refused file was applied, in part or whole")
+	}
+	// The log line comes through a pipe: it may reach the test after the
+	// counter does.
+	refusals := func() (n int, last string) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "configuration reload refused") {
+				n, last = n+1, line
+			}
+		}
+		return n, last
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := refusals(); n >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	n, refusal := refusals()
+	if want := cfgPath + ": audit, identity changed: only a restart applies these sections"; n != 2 || !strings.Contains(refusal, want) {
+		t.Errorf("%d refusals logged; the last, of the file needing a restart, does not say so (want %q):\n%s", n, want, refusal)
+	}
+	if v, _ := sample(scrape(t, admin), "roc_proxy_config_refused", nil); v != 1 {
+		t.Errorf("roc_proxy_config_refused = %v after the refusals, want 1", v)
 	}
 }

@@ -55,7 +55,7 @@ func TestRevokedAnswerSigner(t *testing.T) {
 		route("hard", "hard", "enforce")+route("soft", "soft", "enforce")+route("log", "soft", "log"))
 	core, logs := observer.New(zap.WarnLevel)
 	reg := prometheus.NewRegistry()
-	p, err := Build(cfg, Deps{Logger: zap.New(core), Registry: reg, Now: w.clk.now})
+	p, err := Build(cfg, Deps{Logger: zap.New(core), Registry: reg, Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestRevokedAnswerSigner(t *testing.T) {
 
 	// The good signer's key is lost: revoked while the proxy runs.
 	w.rs.Revoke("ac-services-applicatifs", good.Cert.SerialNumber)
-	w.clk.add(2 * time.Hour) // past max_status_age: the next refresh asks again
+	w.clk.Add(2 * time.Hour) // past max_status_age: the next refresh asks again
 	code, served := 0, 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if code, _ = call("/hard/good"); code != 200 {
@@ -134,13 +134,13 @@ func TestAnswerSigningAuthorityPrefetched(t *testing.T) {
 	if err := os.WriteFile(sigBundle, testpki.PEM(w.pki.OSIRoot.Cert, w.pki.OSIServicesApplicatifs.Cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi-tls: {paths: [%s]}, osi-signature: {paths: [%s]}}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "https://%s", trust: [osi-tls], revocation: {policy: hard},
+  - {name: idb, path_prefix: /idb/, upstream: %s, trust: [osi-tls], revocation: {policy: hard},
      response_signature: {policy: enforce, trust: [osi-signature]}}
-`, w.files.AuthP12, w.files.PasswordFile, tlsBundle, sigBundle, testpki.IDBHost)
+`, w.files.AuthP12, w.files.PasswordFile, tlsBundle, sigBundle, "https://"+testpki.IDBHost)
 	path := filepath.Join(w.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(cfg, Deps{Logger: zap.NewNop(), Registry: prometheus.NewRegistry(), Now: w.clk.now})
+	p, err := Build(cfg, Deps{Logger: zap.NewNop(), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

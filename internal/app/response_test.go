@@ -51,7 +51,7 @@ func TestPartnerAnswersUnderEnforce(t *testing.T) {
 			"     response_signature: {policy: enforce, trust: [osi]%s}}\n", name, name, up.URL, testpki.IDBHost, extra)
 	}
 	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
@@ -184,7 +184,7 @@ func TestAnswerSignersUnderEnforce(t *testing.T) {
 			"     response_signature: {policy: enforce, trust: [osi]%s}}\n", name, name, up.URL, testpki.IDBHost, extra)
 	}
 	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
 trust_bundles: {osi: {paths: [%s]}}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -32,7 +33,7 @@ type revocationWorld struct {
 	pki   *testpki.PKI
 	files *testpki.Files
 	dir   string
-	clk   *testClock
+	clk   *testclock.Clock
 }
 
 func newRevocationWorld(t *testing.T, names ...string) *revocationWorld {
@@ -42,8 +43,8 @@ func newRevocationWorld(t *testing.T, names ...string) *revocationWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs.Close() })
-	clk := &testClock{t: time.Now()}
-	rs.Now = clk.now
+	clk := testclock.New(time.Now())
+	rs.Now = clk.Now
 	pki, err := testpki.New(testpki.Options{RevocationBaseURL: rs.URL, ServerNames: names})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func newRevocationWorld(t *testing.T, names ...string) *revocationWorld {
 
 func (w *revocationWorld) load(t *testing.T, revocation, routes string) *config.Config {
 	t.Helper()
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 server: {shutdown_timeout: 5s}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
@@ -67,7 +68,7 @@ revocation:
 %s
 routes:
 %s
-`, w.files.AuthP12, w.files.PasswordFile, w.files.OSIBundle, w.files.SanteBundle, revocation, routes)
+`, w.files.AuthP12, w.files.PasswordFile, w.files.OSIBundle, w.files.SanteBundle, rawYAML(revocation), rawYAML(routes))
 	path := filepath.Join(w.dir, "roc-proxy.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -148,14 +149,14 @@ func postJSON(t *testing.T, client *http.Client, url string) (int, map[string]an
 func TestReadinessWaitsForEveryRequiredStatus(t *testing.T) {
 	w := newRevocationWorld(t, "idb.amc.test")
 	w.rs.SetFault(sim.FaultDown, 0)
-	cfg := w.load(t, fmt.Sprintf(`  check_interval: 50ms
+	cfg := w.load(t, yamlf(`  check_interval: 50ms
   max_status_age: 1m
   startup_budget: 30s
   fetch_timeout: 500ms
   issuers:
-    - {subject: "C=FR,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),OU=IGC OSI TEST,CN=TEST AC-SERVEUR", crl_urls: ["%s"]}`, w.rs.URL+"/crl/ac-serveur.crl"),
+    - {subject: "C=FR,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),OU=IGC OSI TEST,CN=TEST AC-SERVEUR", crl_urls: [%s]}`, w.rs.URL+"/crl/ac-serveur.crl"),
 		`  - {name: idb, path_prefix: /idb/, upstream: "https://127.0.0.1:1", server_name: idb.amc.test, trust: [osi]}`)
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.now})
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestReadinessWaitsForEveryRequiredStatus(t *testing.T) {
 	if _, h := getJSON(t, admin+"/healthz"); strings.Contains(fmt.Sprint(h["warnings"]), "startup_budget") {
 		t.Errorf("budget not spent yet, but healthz says %v", h["warnings"])
 	}
-	w.clk.add(time.Minute) // past the start-up budget
+	w.clk.Add(time.Minute) // past the start-up budget
 	if code, body = getJSON(t, admin+"/readyz"); code != 503 || !strings.Contains(fmt.Sprint(body["reason"]), "startup_budget") {
 		t.Errorf("readyz past the budget: %d %v", code, body)
 	}
@@ -208,8 +209,8 @@ func TestPooledConnectionRefusedOnceRevoked(t *testing.T) {
 		}
 	}
 	cfg := w.load(t, "  check_interval: 50ms\n  max_status_age: 1h",
-		fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi]}`, up.URL))
-	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.now})
+		yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: idb.amc.test, trust: [osi]}`, up.URL))
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	client := &http.Client{}
 	for i := 0; i < 5; i++ {
 		if code, body := postJSON(t, client, sih+"/idb/"); code != 200 {
@@ -220,7 +221,7 @@ func TestPooledConnectionRefusedOnceRevoked(t *testing.T) {
 		t.Fatalf("%d partner connections for 5 calls: the test needs a pooled one", opened.Load())
 	}
 	w.rs.Revoke("ac-serveur", w.pki.Servers["idb.amc.test"].Cert.SerialNumber)
-	w.clk.add(2 * time.Hour) // past max_status_age: the next refresh asks again
+	w.clk.Add(2 * time.Hour) // past max_status_age: the next refresh asks again
 	var code int
 	var body map[string]any
 	served := 0
@@ -254,8 +255,8 @@ func TestOwnAuthCertificateRevoked(t *testing.T) {
 		io.WriteString(rw, "<ok/>")
 	})
 	cfg := w.load(t, "  check_interval: 50ms\n  max_status_age: 1h",
-		fmt.Sprintf(`  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi]}`, up.URL))
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.now})
+		yamlf(`  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: idb.amc.test, trust: [osi]}`, up.URL))
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestOwnAuthCertificateRevoked(t *testing.T) {
 	}
 	w.rs.Revoke("aci-el-org", w.pki.AuthCli.Cert.SerialNumber)
 	refuse.Store(true)
-	w.clk.add(2 * time.Hour)
+	w.clk.Add(2 * time.Hour)
 	var code int
 	var body map[string]any
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -296,7 +297,7 @@ func TestConfigCheckRevocationIssuers(t *testing.T) {
 		"CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),C=FR":    false,
 		"CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE,C=FR":                         true,
 	} {
-		w.load(t, fmt.Sprintf("  issuers: [{subject: %q, crl_urls: [http://crl.example/a.crl]}]", subject), route)
+		w.load(t, yamlf("  issuers: [{subject: %s, crl_urls: [http://crl.example/a.crl]}]", subject), route)
 		var out, errOut bytes.Buffer
 		err := cmdConfigCheck([]string{filepath.Join(w.dir, "roc-proxy.yaml")}, &out, &errOut)
 		switch {
@@ -326,11 +327,11 @@ func TestShutdownWithSilentRevocationServer(t *testing.T) {
 	}))
 	defer silent.Close()
 	defer close(hang)
-	cfg := w.load(t, fmt.Sprintf(`  fetch_timeout: 1h
+	cfg := w.load(t, yamlf(`  fetch_timeout: 1h
   issuers:
-    - {subject: "CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),C=FR", crl_urls: ["file://%s", "%s/a.crl"], ocsp_url: "%s/ocsp"}`, fifo, silent.URL, silent.URL),
+    - {subject: "CN=TEST AC-SERVEUR,OU=IGC OSI TEST,O=GIE SESAM-VITALE (ROC-PROXY TEST PKI),C=FR", crl_urls: [%s, %s], ocsp_url: %s}`, "file://"+fifo, silent.URL+"/a.crl", silent.URL+"/ocsp"),
 		`  - {name: idb, path_prefix: /idb/, upstream: "https://127.0.0.1:1", server_name: idb.amc.test, trust: [osi]}`)
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.now})
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: w.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

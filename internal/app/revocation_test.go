@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -54,16 +54,16 @@ func TestRevocationThroughTheProxy(t *testing.T) {
 		io.WriteString(w, "<ok/>")
 	}
 	good, revoked := partner(t, pki, "good.amc.test", closing), partner(t, pki, "revoked.amc.test", closing)
-	cfgText := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	cfgText := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity: {auth: {pkcs12: %s, password_file: %s}}
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 revocation:
   fetch_timeout: 500ms
   grace: 1ms
 routes:
-  - {name: hard, path_prefix: /hard/, upstream: "%s", server_name: good.amc.test, trust: [osi]}
-  - {name: soft, path_prefix: /soft/, upstream: "%s", server_name: good.amc.test, trust: [osi], revocation: {policy: soft}}
-  - {name: revoked, path_prefix: /revoked/, upstream: "%s", server_name: revoked.amc.test, trust: [osi], revocation: {policy: soft, sources: [crl]}}
+  - {name: hard, path_prefix: /hard/, upstream: %s, server_name: good.amc.test, trust: [osi]}
+  - {name: soft, path_prefix: /soft/, upstream: %s, server_name: good.amc.test, trust: [osi], revocation: {policy: soft}}
+  - {name: revoked, path_prefix: /revoked/, upstream: %s, server_name: revoked.amc.test, trust: [osi], revocation: {policy: soft, sources: [crl]}}
 `, files.AuthP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, good.URL, good.URL, revoked.URL)
 	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
 	os.WriteFile(cfgPath, []byte(cfgText), 0o600)
@@ -71,8 +71,8 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &testClock{t: time.Now()}
-	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: clk.now})
+	clk := testclock.New(time.Now())
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), Now: clk.Now})
 
 	call := func(path string) (int, map[string]string) {
 		t.Helper()
@@ -107,7 +107,7 @@ routes:
 	// The responder and CRL server go down; two days pass: every cached
 	// answer is stale past the grace.
 	rs.SetFault(sim.FaultDown, 0)
-	clk.add(48 * time.Hour)
+	clk.Add(48 * time.Hour)
 	if code, body := call("/hard/"); code != 502 || body["reason"] != "revocation_unavailable" {
 		t.Fatalf("hard policy with no status: %d %v", code, body)
 	}
@@ -168,18 +168,6 @@ func (d fullDisk) Write(b []byte) (int, error) {
 func (d fullDisk) Sync() error  { return d.f.Sync() }
 func (d fullDisk) Close() error { return d.f.Close() }
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestTokensThroughTheProxy: a route signing ROC tokens, its refusals, and
 // a revoked ORG_SIGN.
 func TestTokensThroughTheProxy(t *testing.T) {
@@ -211,7 +199,7 @@ func TestTokensThroughTheProxy(t *testing.T) {
 		io.WriteString(w, "<ok/>")
 	})
 	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	os.WriteFile(cfgPath, []byte(yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
@@ -219,8 +207,8 @@ trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 revocation: {check_interval: 50ms}
 audit: {dir: %s, chain_id: test}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: idb.amc.test, trust: [osi], token: {profile: roc}}
-  - {name: plain, path_prefix: /plain/, upstream: "%s", server_name: idb.amc.test, trust: [osi]}
+  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: idb.amc.test, trust: [osi], token: {profile: roc}}
+  - {name: plain, path_prefix: /plain/, upstream: %s, server_name: idb.amc.test, trust: [osi]}
 `, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, filepath.Join(dir, "audit"), up.URL, up.URL)), 0o600)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {

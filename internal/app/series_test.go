@@ -90,20 +90,19 @@ func seriesProxy(t *testing.T, signing bool, auditExtra ...string) (admin, audit
 	auditDir = filepath.Join(e.dir, "audit")
 	sign, token := "", ""
 	if signing {
-		sign = fmt.Sprintf("  sign: {pkcs12: %s, password_file: %s}\n", e.files.SignP12, e.files.PasswordFile)
+		sign = "  sign: " + yamlFlow(e.source(e.files.SignP12)) + "\n"
 		token = ", token: {profile: roc}"
 	}
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0", tls: {cert: %s, key: %s}}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0", tls: {cert: %s, key: %s}}
 identity:
   auth: {pkcs12: %s, password_file: %s}
 %strust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 audit: {dir: %s, chain_id: test%s}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: "%s", server_name: %s, trust: [osi], revocation: {policy: "off"}%s}
-  - {name: signed-answers, path_prefix: /sa/, upstream: "%s", server_name: %s, trust: [osi], revocation: {policy: "off"},
+  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: "off"}%s}
+  - {name: signed-answers, path_prefix: /sa/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: "off"},
      response_signature: {policy: log, trust: [osi]}}
-`, crt, keyPath, e.files.AuthP12, e.files.PasswordFile, sign, e.files.OSIBundle, e.files.SanteBundle, auditDir,
-		strings.Join(auditExtra, ""), up.URL, testpki.IDBHost, token, up.URL, testpki.IDBHost)
+`, crt, keyPath, e.files.AuthP12, e.files.PasswordFile, rawYAML(sign), e.files.OSIBundle, e.files.SanteBundle, auditDir, rawYAML(strings.Join(auditExtra, "")), up.URL, testpki.IDBHost, rawYAML(token), up.URL, testpki.IDBHost)
 	path := filepath.Join(e.dir, "roc-proxy.yaml")
 	os.WriteFile(path, []byte(text), 0o600)
 	cfg, err := config.Load(path)
@@ -216,7 +215,7 @@ func TestRenewalReplacesExpirySeries(t *testing.T) {
 	data, _ := os.ReadFile(e.files.AuthP12)
 	os.WriteFile(auth, data, 0o600)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +350,7 @@ func TestRefusedFilesStayVisible(t *testing.T) {
 	data, _ := os.ReadFile(e.files.AuthP12)
 	os.WriteFile(auth, data, 0o600)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 20ms\n", auth, e.files.PasswordFile))
+	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)

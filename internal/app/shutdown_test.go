@@ -55,7 +55,7 @@ func TestReloadsDuringShutdown(t *testing.T) {
 	osi, _ := os.ReadFile(e.files.OSIBundle)
 	sante, _ := os.ReadFile(e.files.SanteBundle)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<ok/>")) })
-	cfgPath := e.config(t, up.URL, fmt.Sprintf("  auth: {pkcs12: %s, password_file: %s}\n  reload_interval: 10ms\n", e.files.AuthP12, e.files.PasswordFile))
+	cfgPath := e.config(t, up.URL, identity(e.source(e.files.AuthP12), map[string]any{"reload_interval": "10ms"}))
 	base, _ := os.ReadFile(cfgPath)
 	withSecondRoute := withRoute(string(base), fmt.Sprintf("  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost))
 	cfg, err := config.Load(cfgPath)

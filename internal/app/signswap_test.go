@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -60,7 +59,7 @@ func TestSignerSwapFollowedByTokens(t *testing.T) {
 	})
 	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
 	auditDir := filepath.Join(e.dir, "audit")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	os.WriteFile(cfgPath, []byte(yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 identity:
   auth: {pkcs12: %s, password_file: %s}
   sign: {pkcs12: %s, password_file: %s}
@@ -68,7 +67,7 @@ identity:
 trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
 audit: {dir: %s, chain_id: test}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}, token: {profile: roc}}
+  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}, token: {profile: roc}}
 `, e.files.AuthP12, e.files.PasswordFile, sign, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle, auditDir, up.URL, testpki.IDBHost)), 0o600)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {

@@ -68,17 +68,17 @@ func TestSoakAbuse(t *testing.T) {
 		io.WriteString(w, "<ok/>")
 	})
 	const budget = 32 << 20
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
 log: {level: info}
-server: {read_header_timeout: 1s, read_timeout: 2s, write_timeout: 1s, idle_timeout: 5s, max_body_memory: %d, max_connections: 512, shutdown_timeout: 3s}
+server: {read_header_timeout: 1s, read_timeout: 2s, write_timeout: 1s, idle_timeout: 5s, max_body_memory: %s, max_connections: 512, shutdown_timeout: 3s}
 identity:
-  auth: {pkcs12: %q, password_file: %q}
+  auth: {pkcs12: %s, password_file: %s}
   reload_interval: 1h
 trust_bundles:
-  osi: {paths: [%q]}
-  sante: {paths: [%q]}
+  osi: {paths: [%s]}
+  sante: {paths: [%s]}
 routes:
-  - {name: idb, path_prefix: /idb/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}, max_response_bytes: 8388608}
+  - {name: idb, path_prefix: /idb/, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}, max_response_bytes: 8388608}
 `, budget, e.files.AuthP12, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle, up.URL, testpki.IDBHost)
 	cfgPath := filepath.Join(e.dir, "soak.yaml")
 	os.WriteFile(cfgPath, []byte(text), 0o600)
@@ -271,7 +271,7 @@ routes:
 	})
 	// SIGHUP with valid, invalid and restart-only files.
 	files := []string{
-		strings.Replace(text, "routes:\n", fmt.Sprintf("routes:\n  - {name: idb2, path_prefix: /idb2/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}}\n", up.URL, testpki.IDBHost), 1),
+		strings.Replace(text, "routes:\n", "routes:\n"+idb2Route(up.URL), 1),
 		text + "routes_typo: 1\n",
 		strings.Replace(text, "shutdown_timeout: 3s", "shutdown_timeout: 4s", 1),
 		e.withAudit(e.withSign(withRoute(text, tokenRoute(up.URL)))), // needs a restart: used to kill the process

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/referee"
 )
 
 // TestShipToRsyslog ships records to rsyslog (Debian's package, installed
@@ -17,12 +19,7 @@ import (
 // octet-counting framing: it must split the stream into the same messages
 // and read the same header fields.
 func TestShipToRsyslog(t *testing.T) {
-	rsyslogd, err := exec.LookPath("rsyslogd")
-	if err != nil {
-		if rsyslogd, err = exec.LookPath("/usr/sbin/rsyslogd"); err != nil {
-			t.Skip("rsyslogd not installed (Debian package rsyslog; .ci/run installs it)")
-		}
-	}
+	rsyslogd := referee.Path(t, "rsyslogd", "Debian package rsyslog", "/usr/sbin/rsyslogd")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.log")
 	portFile := filepath.Join(dir, "port")

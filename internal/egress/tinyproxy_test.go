@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/referee"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -31,10 +32,7 @@ import (
 // on a new one.
 func startTinyproxy(t *testing.T, password string, allowedPort string) string {
 	t.Helper()
-	bin, err := exec.LookPath("tinyproxy")
-	if err != nil {
-		t.Skip("tinyproxy not installed (Debian package tinyproxy; .ci/run installs it)")
-	}
+	bin := referee.Path(t, "tinyproxy", "Debian package tinyproxy")
 	dir := t.TempDir()
 	for attempt := 0; attempt < 5; attempt++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

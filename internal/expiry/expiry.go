@@ -2,7 +2,7 @@
 // the establishment's own (identity.auth, identity.sign,
 // audit.checkpoint_key), the SIH listener's, and every authority of the
 // trust bundles. It exports each one's end of validity
-// (roc_proxy_certificate_not_after_seconds), logs a warning for those that
+// (roc_proxy_certificate_not_after_timestamp_seconds), logs a warning for those that
 // end within WarnBefore, and keeps these warnings for /healthz.
 //
 // It owns those series and warnings only: it never loads, renews or

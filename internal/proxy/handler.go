@@ -9,7 +9,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
@@ -351,7 +351,7 @@ func (h *Handler) serve(w *recorder, req *http.Request, ex *exchange) {
 // for some servers).
 func canonicalPath(req *http.Request) bool {
 	p := req.URL.Path
-	return req.URL.RawPath == "" && p != "" && p[0] == '/' && !strings.ContainsAny(p, ";\\") && clean(p)
+	return req.URL.RawPath == "" && p != "" && p[0] == '/' && !strings.ContainsAny(p, ";\\") && config.CleanPath(p)
 }
 
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
@@ -440,13 +440,6 @@ func (h *Handler) modifyResponse(r *route) func(*http.Response) error {
 		}
 		return nil
 	}
-}
-
-// clean reports whether p has no empty, "." or ".." segment (a trailing
-// slash is fine).
-func clean(p string) bool {
-	c := path.Clean(p)
-	return c == p || c+"/" == p
 }
 
 // recorder captures the final status and size of the answer for the

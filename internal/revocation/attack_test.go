@@ -27,6 +27,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -49,8 +50,8 @@ func defaultRevocationConfig() config.Revocation {
 func TestPooledPartnerKeptBusyPastADayStillReasked(t *testing.T) {
 	w := getWorld(t)
 	p := w.pki
-	clk := &clock{t: time.Now()}
-	w.srv.Now, w.srv.Validity = clk.now, 7*24*time.Hour
+	clk := testclock.New(time.Now())
+	w.srv.Now, w.srv.Validity = clk.Now, 7*24*time.Hour
 	t.Cleanup(func() { w.srv.Now, w.srv.Validity = nil, 24*time.Hour })
 	leaf, err := p.IssueServer(p.OSIServeur, "busy.amc.test", w.o)
 	if err != nil {
@@ -68,23 +69,23 @@ func TestPooledPartnerKeptBusyPastADayStillReasked(t *testing.T) {
 	b := rc.WatchChain(chain, nil)
 	defer b.Release()
 	// 25 hours of traffic on that connection, the refresh running.
-	for end := clk.now().Add(25 * time.Hour); clk.now().Before(end); {
-		clk.add(cfg.CheckInterval)
+	for end := clk.Now().Add(25 * time.Hour); clk.Now().Before(end); {
+		clk.Add(cfg.CheckInterval)
 		c.RefreshDue(ctx)
 		if err := b.Allow(); err != nil {
-			t.Fatalf("good partner refused on its pooled connection after %s: %v", 25*time.Hour-end.Sub(clk.now()), err)
+			t.Fatalf("good partner refused on its pooled connection after %s: %v", 25*time.Hour-end.Sub(clk.Now()), err)
 		}
 	}
 	w.srv.Revoke("ac-serveur", leaf.Cert.SerialNumber)
-	revokedAt := clk.now()
+	revokedAt := clk.Now()
 	for b.Allow() == nil {
-		if clk.now().Sub(revokedAt) > 4*24*time.Hour {
+		if clk.Now().Sub(revokedAt) > 4*24*time.Hour {
 			t.Fatal("revocation not seen on the pooled connection after 4 days")
 		}
-		clk.add(cfg.CheckInterval)
+		clk.Add(cfg.CheckInterval)
 		c.RefreshDue(ctx)
 	}
-	detected := clk.now().Sub(revokedAt)
+	detected := clk.Now().Sub(revokedAt)
 	if bound := cfg.MaxStatusAge + cfg.CheckInterval; detected > bound {
 		t.Errorf("revocation seen on the pooled connection after %s, want at most max_status_age + check_interval = %s", detected, bound)
 	}
@@ -187,13 +188,13 @@ func TestRefusedCRLStillRevokes(t *testing.T) {
 			srv.set(crlAt(t, p.OSIServeur, 10, t0.Add(-time.Hour), t0.Add(24*time.Hour), nil, 0), "")
 			cfg := testConfig()
 			cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{srv.url}}}
-			clk := &clock{t: t0}
+			clk := testclock.New(t0)
 			c, _ := newChecker(t, cfg, clk)
 			ctx := context.Background()
 			c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
 			wantStatus(t, c.Check(ctx, chain, hard(SourceCRL)), StatusGood, "")
 			srv.set(crlAt(t, p.OSIServeur, tc.number, tc.this, t0.Add(24*time.Hour), []*big.Int{leaf.Cert.SerialNumber}, 1), "")
-			clk.add(13 * time.Hour) // past the refresh point
+			clk.Add(13 * time.Hour) // past the refresh point
 			c.RefreshDue(ctx)
 			wantStatus(t, c.Check(ctx, chain, hard(SourceCRL)), StatusRevoked, SourceCRL)
 			if n := c.Snapshot().Issuers[0].CRLs[0].Number; n != "10" {
@@ -229,7 +230,7 @@ func TestPersistedFileURLIsNotReadOnceUnconfigured(t *testing.T) {
 	if err := os.WriteFile(path, crlAt(t, p.OSIServeur, 11, t0, t0.Add(24*time.Hour), nil, 0), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: t0.Add(13 * time.Hour)} // past the refresh point of the persisted CRL
+	clk := testclock.New(t0.Add(13 * time.Hour)) // past the refresh point of the persisted CRL
 	c2, _ := newChecker(t, cfg, clk)
 	c2.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
 	c2.RefreshDue(ctx)
@@ -328,14 +329,14 @@ func TestDeadCRLURLFromCertificateBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig()
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	c, _ := newChecker(t, cfg, clk)
 	ctx := context.Background()
 	// OCSP answers, so the partner is good; its CRL URL is dead.
 	wantStatus(t, c.Check(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceCRL, SourceOCSP)), StatusGood, "")
 	before := down.requests.Load()
 	for i := 0; i < 120; i++ { // two hours of 1-minute check intervals
-		clk.add(cfg.CheckInterval)
+		clk.Add(cfg.CheckInterval)
 		c.RefreshDue(ctx)
 	}
 	if n := down.requests.Load() - before; n > 20 {
@@ -642,12 +643,12 @@ func TestHeldAttacks(t *testing.T) {
 		})
 		cfg := testConfig()
 		cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{url}}}
-		clk := &clock{t: t0}
+		clk := testclock.New(t0)
 		c, _ := newChecker(t, cfg, clk)
 		wantStatus(t, c.Check(context.Background(), chain, hard(SourceCRL)), StatusGood, "")
 		notModified.Store(true)
 		for i := 0; i < 4*60; i++ {
-			clk.add(time.Minute)
+			clk.Add(time.Minute)
 			c.RefreshDue(context.Background())
 		}
 		wantStatus(t, c.Check(context.Background(), chain, hard(SourceCRL)), StatusUnknown, SourceNone)

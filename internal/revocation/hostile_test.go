@@ -24,6 +24,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -123,7 +124,7 @@ func TestReplayedGoodAnswerNeverUndoesRevocation(t *testing.T) {
 	url := ocspServer(t, func(*ocsp.Request) []byte { return answer.Load().([]byte) })
 	cfg := testConfig()
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, m := newChecker(t, cfg, clk)
 	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
 	ctx := context.Background()
@@ -131,7 +132,7 @@ func TestReplayedGoodAnswerNeverUndoesRevocation(t *testing.T) {
 
 	// The replay: before the revocation, valid for a week.
 	answer.Store(ocspAt(t, p.OSIServeur, resp, leaf.Cert.SerialNumber, ocsp.Good, 0, t0.Add(-2*time.Hour), t0.Add(7*24*time.Hour), true))
-	clk.add(45 * time.Minute) // past the refresh point
+	clk.Add(45 * time.Minute) // past the refresh point
 	c.RefreshDue(ctx)
 	// A final revocation is not even asked again; a fetch all the same
 	// (a request's) gets the replay, refused.
@@ -143,8 +144,8 @@ func TestReplayedGoodAnswerNeverUndoesRevocation(t *testing.T) {
 		t.Error("replayed answer not counted as older_than_cached")
 	}
 	// Even a newer "good" cannot undo a keyCompromise revocation.
-	answer.Store(ocspAt(t, p.OSIServeur, resp, leaf.Cert.SerialNumber, ocsp.Good, 0, clk.now(), clk.now().Add(7*24*time.Hour), true))
-	clk.add(2 * time.Hour)
+	answer.Store(ocspAt(t, p.OSIServeur, resp, leaf.Cert.SerialNumber, ocsp.Good, 0, clk.Now(), clk.Now().Add(7*24*time.Hour), true))
+	clk.Add(2 * time.Hour)
 	c.RefreshDue(ctx)
 	if err := c.fetchOCSP(ctx, leaf.Cert, p.OSIServeur.Cert, false); err == nil {
 		t.Error("a good answer after a keyCompromise revocation was accepted")
@@ -166,17 +167,17 @@ func TestCertificateHoldLiftedOnlyByNewerAnswer(t *testing.T) {
 	url := ocspServer(t, func(*ocsp.Request) []byte { return answer.Load().([]byte) })
 	cfg := testConfig()
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, _ := newChecker(t, cfg, clk)
 	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
 	ctx := context.Background()
 	wantStatus(t, c.Check(ctx, chain, hard(SourceOCSP)), StatusRevoked, SourceOCSP)
 	answer.Store(ocspAt(t, p.OSIServeur, p.OSIServeur, leaf.Cert.SerialNumber, ocsp.Good, 0, t0.Add(-time.Hour), t0.Add(time.Hour), false))
-	clk.add(40 * time.Minute)
+	clk.Add(40 * time.Minute)
 	c.RefreshDue(ctx)
 	wantStatus(t, c.Check(ctx, chain, hard(SourceOCSP)), StatusRevoked, SourceOCSP)
-	answer.Store(ocspAt(t, p.OSIServeur, p.OSIServeur, leaf.Cert.SerialNumber, ocsp.Good, 0, clk.now(), clk.now().Add(time.Hour), false))
-	clk.add(time.Minute)
+	answer.Store(ocspAt(t, p.OSIServeur, p.OSIServeur, leaf.Cert.SerialNumber, ocsp.Good, 0, clk.Now(), clk.Now().Add(time.Hour), false))
+	clk.Add(time.Minute)
 	c.RefreshDue(ctx)
 	wantStatus(t, c.Check(ctx, chain, hard(SourceOCSP)), StatusGood, "")
 }
@@ -195,7 +196,7 @@ func TestFreshRevokedFromAnySourceWins(t *testing.T) {
 	crlSrv.set(crlAt(t, p.OSIServeur, 5, t0.Add(-time.Hour), t0.Add(24*time.Hour), nil, 0), "")
 	cfg := testConfig()
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url, CRLURLs: []string{crlSrv.url}}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, _ := newChecker(t, cfg, clk)
 	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
 	ctx := context.Background()
@@ -273,12 +274,12 @@ func TestStaleCRLWithHigherNumberDoesNotReplaceValidOne(t *testing.T) {
 	crlSrv.set(crlAt(t, p.OSIServeur, 10, t0.Add(-time.Hour), t0.Add(48*time.Hour), nil, 0), "")
 	cfg := testConfig()
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{crlSrv.url}}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, _ := newChecker(t, cfg, clk)
 	ctx := context.Background()
 	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
 	crlSrv.set(crlAt(t, p.OSIServeur, 11, t0.Add(-72*time.Hour), t0.Add(-30*time.Minute), []*big.Int{other.Cert.SerialNumber}, 1), "")
-	clk.add(30 * time.Hour) // past the refresh point
+	clk.Add(30 * time.Hour) // past the refresh point
 	c.RefreshDue(ctx)
 	wantStatus(t, c.Check(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}, hard(SourceCRL)), StatusGood, "")
 	wantStatus(t, c.Check(ctx, []*x509.Certificate{other.Cert, p.OSIServeur.Cert}, soft(SourceCRL)), StatusRevoked, SourceCRL)
@@ -291,12 +292,12 @@ func TestStaleCRLWithHigherNumberDoesNotReplaceValidOne(t *testing.T) {
 // while its refresh fails; each use is counted and logged.
 func TestGraceServesOnlyWhileRefreshFails(t *testing.T) {
 	w := getWorld(t)
-	clk := &clock{t: time.Now()}
-	w.srv.Now = clk.now
+	clk := testclock.New(time.Now())
+	w.srv.Now = clk.Now
 	t.Cleanup(func() { w.srv.Now = nil })
 	core, logs := observer.New(zap.WarnLevel)
 	m := newMetrics(t)
-	c, err := New(Options{Config: testConfig(), Metrics: m, Logger: zap.New(core), Now: clk.now})
+	c, err := New(Options{Config: testConfig(), Metrics: m, Logger: zap.New(core), Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +306,7 @@ func TestGraceServesOnlyWhileRefreshFails(t *testing.T) {
 	ok := chainOf(w.pki.Servers["ok.amc.test"])
 	wantStatus(t, c.Check(ctx, ok, hard(SourceOCSP)), StatusGood, "")
 	w.srv.SetFault(sim.FaultDown, 0)
-	clk.add(24*time.Hour + 10*time.Minute) // past nextUpdate, within the grace
+	clk.Add(24*time.Hour + 10*time.Minute) // past nextUpdate, within the grace
 	c.RefreshDue(ctx)
 	for i := 0; i < 3; i++ {
 		wantStatus(t, c.Check(ctx, ok, hard(SourceOCSP)), StatusGood, "")
@@ -332,13 +333,13 @@ func TestDeltaOnlyRevocationOutlivesItsDelta(t *testing.T) {
 	delta.set(crlAt(t, p.OSIServeur, 11, t0.Add(-time.Minute), t0.Add(time.Hour), []*big.Int{leaf.Cert.SerialNumber}, 1, deltaExt(t, 10)), "")
 	cfg := testConfig()
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{base.url}, DeltaCRLURLs: []string{delta.url}}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, _ := newChecker(t, cfg, clk)
 	ctx := context.Background()
 	chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
 	wantStatus(t, c.Check(ctx, chain, hard(SourceCRL)), StatusRevoked, SourceCRL)
 	delta.set(nil, "") // the delta server goes down
-	clk.add(5 * time.Hour)
+	clk.Add(5 * time.Hour)
 	c.RefreshDue(ctx)
 	wantStatus(t, c.Check(ctx, chain, hard(SourceCRL)), StatusRevoked, SourceCRL)
 	wantStatus(t, c.Check(ctx, chain, soft(bothSrc...)), StatusRevoked, SourceCRL)
@@ -356,7 +357,7 @@ func TestDeltaNamingNewerBaseFetchesIt(t *testing.T) {
 	delta.set(crlAt(t, p.OSIServeur, 11, t0.Add(-time.Minute), t0.Add(time.Hour), nil, 0, deltaExt(t, 10)), "")
 	cfg := testConfig()
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{base.url}, DeltaCRLURLs: []string{delta.url}}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, _ := newChecker(t, cfg, clk)
 	ctx := context.Background()
 	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
@@ -364,7 +365,7 @@ func TestDeltaNamingNewerBaseFetchesIt(t *testing.T) {
 	// delta on top of it.
 	base.set(crlAt(t, p.OSIServeur, 12, t0.Add(20*time.Minute), t0.Add(7*24*time.Hour), []*big.Int{leaf.Cert.SerialNumber}, reasonCertificateHold), "")
 	delta.set(crlAt(t, p.OSIServeur, 13, t0.Add(30*time.Minute), t0.Add(2*time.Hour), nil, 0, deltaExt(t, 12)), "")
-	clk.add(40 * time.Minute) // the delta is due, the 7-day base is not
+	clk.Add(40 * time.Minute) // the delta is due, the 7-day base is not
 	c.RefreshDue(ctx)
 	var numbers []string
 	for _, l := range c.Snapshot().Issuers[0].CRLs {
@@ -535,14 +536,14 @@ func TestCRLPastRefreshPointBacksOffWithConditionalRequests(t *testing.T) {
 	cfg := testConfig()
 	cfg.CheckInterval = 5 * time.Second
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), CRLURLs: []string{crlSrv.url}}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, m := newChecker(t, cfg, clk)
 	ctx := context.Background()
 	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
-	clk.add(4 * 24 * time.Hour) // past the refresh point (3.5 days)
+	clk.Add(4 * 24 * time.Hour) // past the refresh point (3.5 days)
 	before := crlSrv.requests.Load()
 	for i := 0; i < 720; i++ { // one hour of 5 s check intervals
-		clk.add(5 * time.Second)
+		clk.Add(5 * time.Second)
 		c.RefreshDue(ctx)
 	}
 	n := crlSrv.requests.Load() - before
@@ -570,8 +571,8 @@ func newMetrics(t *testing.T) *metrics.Metrics {
 func TestDetectionTimeWithDefaultSettings(t *testing.T) {
 	w := getWorld(t)
 	p := w.pki
-	clk := &clock{t: time.Now()}
-	w.srv.Now, w.srv.Validity = clk.now, 7*24*time.Hour
+	clk := testclock.New(time.Now())
+	w.srv.Now, w.srv.Validity = clk.Now, 7*24*time.Hour
 	t.Cleanup(func() { w.srv.Now, w.srv.Validity = nil, 24*time.Hour })
 	leaf, err := p.IssueServer(p.OSIServeur, "detect.amc.test", w.o)
 	if err != nil {
@@ -594,16 +595,16 @@ func TestDetectionTimeWithDefaultSettings(t *testing.T) {
 	// The worst case: the revocation comes right after the status was
 	// confirmed.
 	w.srv.Revoke("ac-serveur", leaf.Cert.SerialNumber)
-	revokedAt := clk.now()
+	revokedAt := clk.Now()
 	bound := cfg.MaxStatusAge + cfg.CheckInterval
 	for c.Check(ctx, chain, policy) == nil {
-		if clk.now().Sub(revokedAt) > 8*24*time.Hour {
+		if clk.Now().Sub(revokedAt) > 8*24*time.Hour {
 			t.Fatal("revocation not seen after 8 days")
 		}
-		clk.add(cfg.CheckInterval)
+		clk.Add(cfg.CheckInterval)
 		c.RefreshDue(ctx)
 	}
-	detected := clk.now().Sub(revokedAt)
+	detected := clk.Now().Sub(revokedAt)
 	t.Logf("worst-case detection time with default settings (max_status_age %s, check_interval %s, 7-day CRL): %s", cfg.MaxStatusAge, cfg.CheckInterval, detected)
 	if detected > bound {
 		t.Errorf("revocation seen after %s, want at most max_status_age + check_interval = %s", detected, bound)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/referee"
 )
 
 // The independent referee: a PKI, its CRLs and its OCSP answers are all
@@ -195,9 +196,7 @@ func (o *opensslPKI) respond(w http.ResponseWriter, r *http.Request) {
 }
 
 func newOpensslPKI(t *testing.T) *opensslPKI {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl CLI not installed (Debian package openssl; .ci/run installs it)")
-	}
+	referee.Path(t, "openssl", "Debian package openssl")
 	o := &opensslPKI{t: t, dir: t.TempDir(), files: map[string][]byte{}, signer: "responder.pem", signerKey: "responder.key"}
 	crls := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o.mu.Lock()

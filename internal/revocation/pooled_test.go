@@ -18,6 +18,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
+	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
@@ -127,7 +128,7 @@ func TestPooledConnectionOfRevokedPartner(t *testing.T) {
 	})
 	cfg := testConfig()
 	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url}}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	c, m := newChecker(t, cfg, clk)
 	rc := c.ForRoute(Policy{Hard: true, Sources: []string{SourceOCSP}, Route: "amc"})
 	partner := startPooledPartner(t, w)
@@ -142,7 +143,7 @@ func TestPooledConnectionOfRevokedPartner(t *testing.T) {
 	}
 	// The partner is revoked; the background refresh learns it.
 	revoked.Store(true)
-	clk.add(2 * time.Hour) // past the status' max age
+	clk.Add(2 * time.Hour) // past the status' max age
 	c.RefreshDue(context.Background())
 	deadline := time.Now().Add(10 * time.Second)
 	for partner.closed.Load() == 0 && time.Now().Before(deadline) {
@@ -172,14 +173,14 @@ func TestBindingRefusesOnceRevoked(t *testing.T) {
 	p := w.pki
 	leaf := p.Servers["ok.amc.test"]
 	t0 := time.Now()
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	var revoked atomic.Bool
 	url := ocspServer(t, func(r *ocsp.Request) []byte {
 		status := ocsp.Good
 		if revoked.Load() {
 			status = ocsp.Revoked
 		}
-		now := clk.now()
+		now := clk.Now()
 		return ocspAt(t, p.OSIServeur, p.OSIServeur, r.SerialNumber, status, ocsp.CertificateHold, now.Add(-time.Minute), now.Add(time.Hour), false)
 	})
 	cfg := testConfig()
@@ -196,18 +197,18 @@ func TestBindingRefusesOnceRevoked(t *testing.T) {
 		t.Fatal(err)
 	}
 	revoked.Store(true)
-	clk.add(31 * time.Minute)
+	clk.Add(31 * time.Minute)
 	c.RefreshDue(context.Background())
 	wantStatus(t, b.Allow(), StatusRevoked, SourceOCSP)
 	// Past nextUpdate + grace with nothing new, a hard route's pooled
 	// connection is refused too.
 	revoked.Store(false)
-	clk.add(31 * time.Minute)
+	clk.Add(31 * time.Minute)
 	c.RefreshDue(context.Background())
 	if err := b.Allow(); err != nil {
 		t.Fatalf("hold lifted by a newer answer: %v", err)
 	}
-	clk.add(5 * time.Hour)
+	clk.Add(5 * time.Hour)
 	wantStatus(t, b.Allow(), StatusUnknown, SourceNone)
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/sim"
+	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -98,24 +99,12 @@ func getWorld(t testing.TB) *world {
 	return theWorld
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func testConfig() config.Revocation {
 	return config.Revocation{RefreshAt: 0.5, Grace: time.Hour, ClockSkew: 5 * time.Minute, FetchTimeout: 2 * time.Second,
 		CheckInterval: time.Minute, MaxCRLBytes: 1 << 20, MaxOCSPBytes: 64 << 10, MaxStatusAge: time.Hour, StartupBudget: 2 * time.Minute}
 }
 
-func newChecker(t testing.TB, cfg config.Revocation, clk *clock) (*Checker, *metrics.Metrics) {
+func newChecker(t testing.TB, cfg config.Revocation, clk *testclock.Clock) (*Checker, *metrics.Metrics) {
 	t.Helper()
 	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{})
 	if err != nil {
@@ -123,7 +112,7 @@ func newChecker(t testing.TB, cfg config.Revocation, clk *clock) (*Checker, *met
 	}
 	o := Options{Config: cfg, Metrics: m}
 	if clk != nil {
-		o.Now = clk.now
+		o.Now = clk.Now
 	}
 	if tt, ok := t.(*testing.T); ok {
 		o.Logger = zaptest.NewLogger(tt)
@@ -440,7 +429,7 @@ func TestCRLSizeLimit(t *testing.T) {
 // cached answer serves until nextUpdate + grace, then the policy applies.
 func TestWarmCacheAndStaleness(t *testing.T) {
 	w := getWorld(t)
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	c, m := newChecker(t, testConfig(), clk)
 	ctx := context.Background()
 	ok := chainOf(w.pki.Servers["ok.amc.test"])
@@ -459,21 +448,21 @@ func TestWarmCacheAndStaleness(t *testing.T) {
 
 	// Past the refresh point, with the responder down: still served.
 	w.srv.SetFault(sim.FaultDown, 0)
-	clk.add(20 * time.Hour)
+	clk.Add(20 * time.Hour)
 	c.RefreshDue(ctx)
 	wantStatus(t, c.Check(ctx, ok, hard(bothSrc...)), StatusGood, "")
 	// Past nextUpdate (24 h) but within the grace (1 h): still served.
-	clk.add(4*time.Hour + 30*time.Minute)
+	clk.Add(4*time.Hour + 30*time.Minute)
 	wantStatus(t, c.Check(ctx, ok, hard(bothSrc...)), StatusGood, "")
 	// Past the grace: the hard policy refuses, the soft one allows.
-	clk.add(time.Hour)
+	clk.Add(time.Hour)
 	wantStatus(t, c.Check(ctx, ok, hard(bothSrc...)), StatusUnknown, SourceNone)
 	if err := c.Check(ctx, ok, soft(bothSrc...)); err != nil {
 		t.Fatalf("soft policy: %v", err)
 	}
 	// The responder is back: the background refresh recovers.
 	w.srv.SetFault(sim.FaultNone, 0)
-	clk.t = time.Now()
+	clk.Set(time.Now())
 	c.RefreshDue(ctx)
 	wantStatus(t, c.Check(ctx, ok, hard(bothSrc...)), StatusGood, "")
 }
@@ -662,7 +651,7 @@ func TestFailedFetchIsNotRetriedByEveryRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	c, _ := newChecker(t, testConfig(), clk)
 	chain := []*x509.Certificate{leaf.Cert, w.pki.OSIServeur.Cert}
 	w.srv.SetFault(sim.FaultDown, 0)
@@ -676,7 +665,7 @@ func TestFailedFetchIsNotRetriedByEveryRequest(t *testing.T) {
 	}
 	// A check interval later, a request tries again, and succeeds.
 	w.srv.SetFault(sim.FaultNone, 0)
-	clk.add(2 * time.Minute)
+	clk.Add(2 * time.Minute)
 	wantStatus(t, c.Check(context.Background(), chain, hard(SourceOCSP)), StatusGood, "")
 }
 

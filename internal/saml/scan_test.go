@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/roc-proxy/roc-proxy/internal/referee"
 )
 
 // oracleWellFormed is the reference the scanner is held to: encoding/xml
@@ -278,10 +280,7 @@ func TestScannerAgreesOnKnownCases(t *testing.T) {
 // as "p:0x" that libxml2 refuses as a namespace error and then reads in
 // no namespace.
 func TestScannerAgreesWithLibxml2(t *testing.T) {
-	xmllint, err := exec.LookPath("xmllint")
-	if err != nil {
-		t.Skip("xmllint not installed (Debian package libxml2-utils; .ci/run installs it)")
-	}
+	xmllint := referee.Path(t, "xmllint", "Debian package libxml2-utils")
 	seeds := []string{
 		"\ufeff<S:Envelope " + s11 + "><S:Body/></S:Envelope>",
 		`<?xml version="1.0" encoding="utf-8" standalone="yes"?><S:Envelope ` + s11 + ` xmlns="urn:d"><S:Header><w:Security xmlns:w="` + NSWSSE + `"/></S:Header><S:Body><a b="&amp;&#x41;" c='"'/><![CDATA[<x>]]></S:Body></S:Envelope>`,

@@ -131,7 +131,7 @@ func New(o Options) (*PKI, error) {
 		}
 	}
 	step(&p.SanteRoot, nil, Template{Subject: santeName("TEST AC RACINE IGC-SANTE ELEMENTAIRE")})
-	step(&p.SanteOrg, p.SanteRoot, Template{Subject: santeName("TEST AC IGC-SANTE ELEMENTAIRE ORGANISATIONS"), IsCA: true,
+	step(&p.SanteOrg, p.SanteRoot, Template{Subject: santeName("TEST AC IGC-SANTE ELEMENTAIRE ORGANISATIONS"), IsCA: true, PathLenZero: true,
 		CRLURL: o.CRLURL("acr-el"), OCSPURL: o.OCSPURL()})
 	step(&p.AuthCli, p.SanteOrg, Template{Subject: OrgName(AuthCliCN),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,

@@ -51,6 +51,10 @@ type Template struct {
 	DeltaCRLURL string
 	// KeyBits defaults to 2048.
 	KeyBits int
+	// PathLenZero makes a certificate authority that may issue only end
+	// entities (basicConstraints pathlen:0), as the real IGC-Santé
+	// intermediates are.
+	PathLenZero bool
 }
 
 // oidIGCSanteProfile is the private, non-critical extension that real
@@ -133,6 +137,7 @@ func issue(parent *Cert, t Template) (*Cert, error) {
 		IPAddresses:           t.IPAddresses,
 		BasicConstraintsValid: true,
 		IsCA:                  t.IsCA,
+		MaxPathLenZero:        t.IsCA && t.PathLenZero,
 	}
 	if t.IsCA {
 		if tmpl.KeyUsage == 0 {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/roc-proxy/roc-proxy/internal/referee"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -50,14 +51,11 @@ const (
 )
 
 // XMLSec1 is the path of xmlsec1; t is skipped without it (the Debian
-// package xmlsec1, which .ci/run installs).
+// package xmlsec1, which .ci/run installs), or fails where referees are
+// required (internal/referee).
 func XMLSec1(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("xmlsec1")
-	if err != nil {
-		t.Skip("xmlsec1 not installed (Debian package xmlsec1; .ci/run installs it): signed answers cannot be built")
-	}
-	return bin
+	return referee.Path(t, "xmlsec1", "Debian package xmlsec1; signed answers are built with it")
 }
 
 // Sign signs the signature templates of doc with xmlsec1, with signer's key
