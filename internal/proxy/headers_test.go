@@ -11,7 +11,7 @@ import (
 // misjudges would reach the partner, or a legitimate one be dropped.
 func FuzzHeaderKey(f *testing.F) {
 	for _, s := range []string{"X-Roc-User-Id", "X_Roc_User_Id", "x-roc-", "X-Roc", "X-Saml-Token", "x_saml_TOKEN",
-		"X-Saml-To\u212Aen", "X-Ro\u212A-Id", "Content-Type", "", "-", "_", "X-ROC-_", "\xff-roc-a", "İ-roc-x"} {
+		"X-Saml-To\u212Aen", "X-Ro\u212A-Id", "Content-Type", "X_Forwarded_For", "x-FORWARDED-", "Proxy", "Keep_Alive", "Keep-Alive", "Te", "T_e", "Forwarded\u212A", "", "-", "_", "X-ROC-_", "\xff-roc-a", "İ-roc-x"} {
 		f.Add(s, "X-Saml-Token")
 	}
 	f.Fuzz(func(t *testing.T, name, token string) {
@@ -22,6 +22,9 @@ func FuzzHeaderKey(f *testing.F) {
 		if got, want := isRocHeader(name), strings.HasPrefix(headerKey(name), rocPrefix); got != want {
 			t.Errorf("isRocHeader(%q) = %v, headerKey says %v", name, got, want)
 		}
+		if got, want := isPartnerForbidden(name), forbiddenKey(headerKey(name), strings.Contains(name, "_")); got != want {
+			t.Errorf("isPartnerForbidden(%q) = %v, headerKey says %v", name, got, want)
+		}
 	})
 }
 
@@ -30,9 +33,11 @@ func FuzzHeaderKey(f *testing.F) {
 func TestHeaderHygieneAllocationFree(t *testing.T) {
 	h := map[string][]string{"Content-Type": {"text/xml"}, "Soapaction": {`"x"`}, "User-Agent": {"SIH"}, "Accept": {"*/*"}, "Content-Length": {"10"}}
 	keys := []string{headerKey(DefaultTokenHeader), headerKey("X-Vihf-Token")}
+	conn := []string{"keep-alive"}
 	if n := testing.AllocsPerRun(100, func() {
 		stripTokenHeaders(h, keys)
-		stripRocHeaders(h)
+		stripPartnerHeaders(h, nil)
+		stripPartnerHeaders(h, conn)
 	}); n != 0 {
 		t.Errorf("%v allocations per request", n)
 	}
