@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 )
 
 // Default values, in one place. docs/configuration.md quotes them.
@@ -127,7 +128,9 @@ var (
 // configuration file at path. Relative paths inside the file are taken
 // relative to the file's folder.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	// Within a limit: --config /dev/zero, or a log file named by
+	// mistake, must not fill the memory (nor a reload do so later).
+	data, err := boundedfile.Read(path, boundedfile.Config)
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}

@@ -27,6 +27,9 @@ const (
 	PEM int64 = 4 << 20
 	// PKCS12 is a PKCS#12 file: a key, its certificate and its chain.
 	PKCS12 int64 = 4 << 20
+	// Config is the configuration file itself: a few KiB for tens of
+	// routes.
+	Config int64 = 1 << 20
 	// Bundle is one file of a trust bundle: the IGC-Santé chains are tens
 	// of KiB, the whole Mozilla root store about 250 KiB.
 	Bundle int64 = 16 << 20
