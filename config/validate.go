@@ -9,6 +9,7 @@ import (
 	pathpkg "path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -213,8 +214,15 @@ func (s *CertSource) validate(p *problems, path string) {
 }
 
 func validAddr(p *problems, path, addr string) {
-	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
 		p.add(path, "%q is not host:port", addr)
+		return
+	}
+	// A port no restart makes valid (99999, "http") is the file's fault:
+	// found here, it exits 78, not 1 (a restart loop).
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		p.add(path, "%q: the port must be a number from 0 to 65535", addr)
 	}
 }
 
