@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestReadWithinTheLimit(t *testing.T) {
@@ -58,5 +59,48 @@ func TestSize(t *testing.T) {
 		if got := Size(n); got != want {
 			t.Errorf("Size(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestReadFIFONobodyWrites plays an ops mistake: a password file (or a
+// certificate, a bundle) that is a FIFO nobody writes, left by a script
+// or named instead of its target. Opening it would wait for a writer for
+// ever: serve would hang at start without a word, and a reload, with the
+// certificate renewals behind it, would never end. Read gives up after
+// its wait, naming the file, and leaves no goroutine behind.
+func TestReadFIFONobodyWrites(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := read(p, Password, 100*time.Millisecond)
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil || !strings.Contains(r.err.Error(), p) || !strings.Contains(r.err.Error(), "nothing to read") {
+			t.Errorf("a FIFO nobody writes: %q, %v", r.b, r.err)
+		}
+	case <-time.After(20 * time.Second): // a hang guard, not a measure
+		t.Fatal("Read of a FIFO nobody writes is still waiting")
+	}
+	// The reader it left was let go: the FIFO has no reader any more, so
+	// a writer that does not wait is refused (ENXIO).
+	for i := 0; ; i++ {
+		w, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			break
+		}
+		w.Close()
+		if i == 200 {
+			t.Fatal("the abandoned reader still holds the FIFO open")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
