@@ -79,7 +79,7 @@ routes:
 		"X-Real-Ip", "X_Real_IP", "x_real_ip", "X-Client-Ip", "X_Client_IP", "X-Client-Cert", "X_Client_Cert",
 		"X-Ssl-Client-Cert", "X_SSL_CLIENT_CERT", "Ssl-Client-Cert", "SSL_CLIENT_CERT", "X-Forwarded-Prefix",
 		"Proxy", "Proxy-Authorization", "Proxy_Authorization", "Proxy-Connection", "Proxy_Connection", "Keep-Alive", "Keep_Alive",
-		"Upgrade", "Transfer_Encoding", "Trailer", "X-Listed-In-Connection", "X_Listed_In_Connection",
+		"Upgrade", "Transfer_Encoding", "Trailer", "X-Listed-In-Connection", "X_Listed_In_Connection", "X_Request_Id",
 	}
 	// refused are names net/http must answer 400 to, before any routing.
 	refused := []string{"X-Roc-User-Id ", "X-Ro\u212A-User-Id", "X-Roc-U\u017Fer-Id", "X-Roc-\u0131d", "X-Sa\u2212l-Token", "X-Roc-User-Id\t"}
@@ -99,6 +99,8 @@ routes:
 			return false
 		case n == "te":
 			return len(vals) != 1 || vals[0] != "trailers"
+		case n == "x-request-id":
+			return name != "X-Request-Id" || len(vals) != 1 || vals[0] == forged
 		}
 		switch n {
 		case "forwarded", "x-real-ip", "x-client-ip", "x-client-cert", "x-ssl-client-cert", "ssl-client-cert",

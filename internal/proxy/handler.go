@@ -112,6 +112,9 @@ func New(o Options) (*Handler, error) {
 			r.upstream = r.Upstream.String()
 		}
 		for _, t := range r.TokenHeaders {
+			if neverForwarded(t) {
+				return nil, fmt.Errorf("route %s: token header %q is one roc-proxy never forwards", spec.Name, t)
+			}
 			r.tokenKeys = append(r.tokenKeys, headerKey(t))
 		}
 		r.served = o.Metrics.Requests.WithLabelValues(spec.Name, "200")

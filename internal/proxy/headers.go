@@ -94,12 +94,13 @@ var spoofableKeys = []string{
 	"ssl-client-cert", "true-client-ip", "x-original-forwarded-for", "proxy",
 }
 
-// hopKeys are the hop-by-hop headers in headerKey's form. ReverseProxy
-// drops their canonical spellings; their "_" spellings, which a CGI, PHP
-// or WSGI partner reads as the same variable, are dropped here.
+// hopKeys are the hop-by-hop headers in headerKey's form, and
+// X-Request-Id. ReverseProxy drops the canonical spellings of the first
+// (roc-proxy sets its own X-Request-Id); their "_" spellings, which a CGI,
+// PHP or WSGI partner reads as the same variable, are dropped here.
 var hopKeys = []string{
 	"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-	"te", "trailer", "transfer-encoding", "upgrade",
+	"te", "trailer", "transfer-encoding", "upgrade", "x-request-id",
 }
 
 // isPartnerForbidden reports whether a header the SIH sent may never
@@ -128,6 +129,15 @@ func isPartnerForbidden(name string) bool {
 		}
 	}
 	return false
+}
+
+// neverForwarded reports whether a header roc-proxy sets on a request
+// (a token route's http_header) would be dropped or replaced on its way to
+// the partner: forbidden in any spelling, a hop-by-hop header, or one
+// the proxy sets itself.
+func neverForwarded(name string) bool {
+	k := headerKey(name)
+	return forbiddenKey(k, true) || k == "host" || k == "content-length" || k == "expect"
 }
 
 // forbiddenKey is isPartnerForbidden for a name in headerKey's form.

@@ -1,8 +1,14 @@
 package proxy
 
 import (
+	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/roc-proxy/roc-proxy/internal/metrics"
 )
 
 // FuzzHeaderKey holds the allocation-free comparisons of the header
@@ -43,5 +49,23 @@ func TestHeaderHygieneAllocationFree(t *testing.T) {
 	}
 	if len(h) != 5 {
 		t.Errorf("headers dropped: %v", h)
+	}
+}
+
+// A token route whose token header is one the proxy drops on the way to
+// every partner would send no token at all: New refuses it, naming it.
+func TestTokenHeaderTheProxyDropsRefused(t *testing.T) {
+	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("https://a.example/")
+	for name, refused := range map[string]bool{"X-Forwarded-Saml": true, "Proxy": true, "X_Real_Ip": true, "X-Request-Id": true,
+		"Keep-Alive": true, "X-Roc-Token": true, "X-Amc-Jeton": false, DefaultTokenHeader: false} {
+		_, err := New(Options{Routes: []RouteSpec{{Name: "r", PathPrefix: "/r/", Upstream: u, TokenHeaders: []string{name}}},
+			Logger: zap.NewNop(), Metrics: m})
+		if got := err != nil && strings.Contains(err.Error(), name); got != refused {
+			t.Errorf("token header %q: refused %v, want %v (%v)", name, got, refused, err)
+		}
 	}
 }
