@@ -104,3 +104,47 @@ func TestReadFIFONobodyWrites(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Files whose size says nothing of their content: /proc files (size 0,
+// yet text) are read whole; a file that grows while it is read (a log
+// named by mistake) is never read past the limit; a read that fails
+// (/proc/self/mem answers EIO at offset 0) is an error naming the file.
+func TestReadFilesWhoseSizeLies(t *testing.T) {
+	if b, err := Read("/proc/self/status", Password); err != nil || !bytes.Contains(b, []byte("Pid:")) {
+		t.Errorf("/proc/self/status (size 0): %q, %v", b, err)
+	}
+	if _, err := Read("/proc/self/mem", Password); err == nil || !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "/proc/self/mem") {
+		t.Errorf("/proc/self/mem: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "growing.log")
+	if err := os.WriteFile(p, []byte("start\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		chunk := bytes.Repeat([]byte("x"), 32<<10)
+		for i := 0; i < 64; i++ { // at most 2 MiB
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.Write(chunk)
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		b, err := Read(p, Password)
+		if err == nil && int64(len(b)) > Password || err != nil && !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("a growing file: %d bytes, %v", len(b), err)
+		}
+	}
+	close(stop)
+	<-done
+}
