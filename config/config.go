@@ -212,7 +212,7 @@ type Listen struct {
 	Admin string `yaml:"admin"`
 	// AllowCIDRs, when set, are the only client addresses the SIH
 	// listener serves; others get 403.
-	AllowCIDRs Prefixes `yaml:"allow_cidrs"`
+	AllowCIDRs Prefixes `yaml:"allow_cidrs,omitempty"` // omitted when empty: written back, [] would be refused
 	// TLS, when set, makes the SIH listener speak HTTPS.
 	TLS *ListenTLS `yaml:"tls"`
 }

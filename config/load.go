@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 )
 
 // Default values, in one place. docs/configuration.md quotes them.
@@ -127,7 +128,9 @@ var (
 // configuration file at path. Relative paths inside the file are taken
 // relative to the file's folder.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	// Within a limit: --config /dev/zero, or a log file named by
+	// mistake, must not fill the memory (nor a reload do so later).
+	data, err := boundedfile.Read(path, boundedfile.Config)
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
@@ -158,6 +161,19 @@ func (e *FileError) Unwrap() error { return e.Err }
 // Parse is Load on bytes; baseDir anchors relative paths.
 func Parse(data []byte, baseDir string) (*Config, error) {
 	cfg := &Config{}
+	// yaml drops a null list item ("- " with nothing, "~", an empty
+	// template value) from the list it decodes: allow_cidrs: [~] or
+	// allowed_clients: [~] would be an empty list, every address or
+	// client served; spki_pins: [~] no pin at all. Each is refused with
+	// its path before decoding.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err == nil {
+		var p problems
+		nullItems(&p, "", &doc)
+		if len(p) > 0 {
+			return nil, errors.Join(p...)
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
@@ -173,6 +189,35 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// nullItems reports the null items of the sequences under n, with their
+// paths. Aliases are not followed: what they name is walked where it is
+// anchored.
+func nullItems(p *problems, path string, n *yaml.Node) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			nullItems(p, path, c)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if path != "" {
+				key = path + "." + key
+			}
+			nullItems(p, key, n.Content[i+1])
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			item := fmt.Sprintf("%s[%d]", path, i)
+			if c.Kind == yaml.ScalarNode && c.ShortTag() == "!!null" {
+				p.add(item, "empty list item (line %d): give it a value or remove it", c.Line)
+				continue
+			}
+			nullItems(p, item, c)
+		}
+	}
 }
 
 // setDefault sets *p to v when the file left it out (zero).

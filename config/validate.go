@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	pathpkg "path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -95,9 +97,24 @@ func (l *Listen) validate(p *problems) {
 			p.add("listen.tls", "cert and key are both required (or acme)")
 		}
 	}
+	if l.AllowCIDRs != nil && len(l.AllowCIDRs) == 0 {
+		// "allow_cidrs: []" reads as nobody, but serves everybody.
+		p.add("listen.allow_cidrs", "empty: remove the key to serve every address, or list the SIH's networks")
+	}
 	for i, cidr := range l.AllowCIDRs {
-		if !cidr.IsValid() {
-			p.add(fmt.Sprintf("listen.allow_cidrs[%d]", i), "%q is not a CIDR (e.g. 10.0.0.0/8)", cidr.String())
+		path := fmt.Sprintf("listen.allow_cidrs[%d]", i)
+		a, bits := cidr.Addr(), cidr.Bits()
+		switch {
+		case !cidr.IsValid():
+			p.add(path, "%q is not a CIDR (e.g. 10.0.0.0/8)", cidr.String())
+		case a.Is4In6() && bits >= 96:
+			// Clients are compared as IPv4 (unmapped): none would match.
+			p.add(path, "%q is IPv4-mapped IPv6, which no client matches (IPv4 clients are compared as IPv4): write %s",
+				cidr.String(), netip.PrefixFrom(a.Unmap(), bits-96).Masked())
+		case cidr.Masked().Addr() != a:
+			// 10.0.0.5/8 serves the whole /8: a host was likely meant.
+			p.add(path, "%q has bits set past /%d: write %s (the network) or %s/%d (one host)",
+				cidr.String(), bits, cidr.Masked(), a, a.BitLen())
 		}
 	}
 	if l.SIH != "" && l.SIH == l.Admin && !strings.HasSuffix(l.SIH, ":0") {
@@ -198,8 +215,15 @@ func (s *CertSource) validate(p *problems, path string) {
 }
 
 func validAddr(p *problems, path, addr string) {
-	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
 		p.add(path, "%q is not host:port", addr)
+		return
+	}
+	// A port no restart makes valid (99999, "http") is the file's fault:
+	// found here, it exits 78, not 1 (a restart loop).
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		p.add(path, "%q: the port must be a number from 0 to 65535", addr)
 	}
 }
 

@@ -80,6 +80,13 @@ func TestSystemdBrokenConfigurationDoesNotRestartLoop(t *testing.T) {
 		// /dev/zero read whole would fill the memory: refused at once.
 		{name: "password file is /dev/zero", cfg: strings.Replace(good, firstPassword(good), "/dev/zero", 1), code: 78, says: "/dev/zero: larger than 64 KiB"},
 		{name: "wrong command line", args: []string{"--config", "a.yaml", "--config", "b.yaml"}, code: 2, says: "given twice"},
+		// A read that fails with EIO (a soft NFS mount timing out, a
+		// failing disk; /proc/self/mem answers EIO at offset 0) may
+		// succeed at the next start: not EX_CONFIG.
+		{name: "configuration file read fails (EIO)", args: []string{"--config", "/proc/self/mem"}, code: 1, restart: true, says: "input/output error"},
+		{name: "password file read fails (EIO)", cfg: strings.Replace(good, firstPassword(good), "/proc/self/mem", 1), code: 1, restart: true, says: "input/output error"},
+		// A port no restart makes valid is the configuration's fault.
+		{name: "port out of range", cfg: strings.Replace(good, "sih: 127.0.0.1:0", "sih: 127.0.0.1:99999", 1), code: 78, says: "99999"},
 		{name: "port held by another process", cfg: strings.Replace(good, "sih: 127.0.0.1:0", "sih: "+busy.Addr().String(), 1), code: 1, restart: true, says: "address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,19 +58,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// What follows until the listeners fails only on the configuration or
 	// the files it names: exit status 78, which the systemd unit does not
 	// restart on (it would fail the same way every RestartSec).
+	// A failure a restart may mend (an I/O error on a soft NFS mount, a
+	// full disk) keeps exit status 1 (cmdline.Configuration).
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
-		return &cmdline.ConfigError{Err: err}
+		return cmdline.Configuration(err)
 	}
 	log, flushLog, err := logging.New(cfg.Log, stderr)
 	if err != nil {
-		return &cmdline.ConfigError{Err: err}
+		return cmdline.Configuration(err)
 	}
 	defer flushLog()
 	tuneGC(cfg, os.Getenv, log)
 	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath, Stdout: stdout})
 	if err != nil {
-		return &cmdline.ConfigError{Err: &config.FileError{File: *cfgPath, Err: err}}
+		return cmdline.Configuration(&config.FileError{File: *cfgPath, Err: err})
 	}
 	sih, err := net.Listen("tcp", cfg.Listen.SIH)
 	if err != nil {

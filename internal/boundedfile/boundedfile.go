@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
+	"time"
 )
 
 // The limits, by kind of file: far above any real file of the kind, far
@@ -27,6 +29,9 @@ const (
 	PEM int64 = 4 << 20
 	// PKCS12 is a PKCS#12 file: a key, its certificate and its chain.
 	PKCS12 int64 = 4 << 20
+	// Config is the configuration file itself: a few KiB for tens of
+	// routes.
+	Config int64 = 1 << 20
 	// Bundle is one file of a trust bundle: the IGC-Santé chains are tens
 	// of KiB, the whole Mozilla root store about 250 KiB.
 	Bundle int64 = 16 << 20
@@ -47,11 +52,54 @@ func (e *TooLargeError) Error() string {
 
 func (e *TooLargeError) Unwrap() error { return ErrTooLarge }
 
+// Wait bounds how long Read waits for a file that is not a regular one (a
+// FIFO, a device) to be opened and read: a FIFO nobody writes would make
+// it wait for ever. A minute leaves room for a writer asking a person for
+// a passphrase (--password-file <(pass show ...)).
+const Wait = time.Minute
+
 // Read reads the file at path whole, or fails with a *TooLargeError when it
 // holds more than limit bytes. A regular file's size is checked before
 // anything is read (a huge sparse file costs nothing); any other file
-// (a device, a FIFO) is read up to limit+1 bytes only.
+// (a device, a FIFO) is read up to limit+1 bytes only, within Wait.
 func Read(path string, limit int64) ([]byte, error) {
+	return read(path, limit, Wait)
+}
+
+func read(path string, limit int64, wait time.Duration) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().IsRegular() {
+		return readBounded(path, limit) // its open says what is wrong
+	}
+	// Opening a FIFO waits for a writer, reading it for its bytes: in a
+	// goroutine, abandoned after wait.
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := readBounded(path, limit)
+		done <- result{b, err}
+	}()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.b, r.err
+	case <-timer.C:
+	}
+	if fi.Mode()&os.ModeNamedPipe != 0 {
+		// The goroutine most likely waits in open(2) for a writer: be
+		// that writer for a moment, so that it reads nothing and ends.
+		if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	}
+	return nil, fmt.Errorf("%s: nothing to read after %s (a pipe or device nobody writes?)", path, wait)
+}
+
+func readBounded(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -25,15 +25,6 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
 
-// spoofableHeaders are dropped from what the SIH sends: they would let a
-// client impersonate another client or a TLS identity towards a partner.
-// httputil.ReverseProxy already drops hop-by-hop headers, and Forwarded and
-// X-Forwarded-* in Rewrite mode.
-var spoofableHeaders = []string{
-	"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Client-Ip",
-	"X-Client-Cert", "X-Ssl-Client-Cert", "X-Forwarded-Client-Cert", "Ssl-Client-Cert",
-}
-
 // Handler serves the SIH.
 type Handler struct {
 	allow    []netip.Prefix
@@ -121,6 +112,9 @@ func New(o Options) (*Handler, error) {
 			r.upstream = r.Upstream.String()
 		}
 		for _, t := range r.TokenHeaders {
+			if neverForwarded(t) {
+				return nil, fmt.Errorf("route %s: token header %q is one roc-proxy never forwards", spec.Name, t)
+			}
 			r.tokenKeys = append(r.tokenKeys, headerKey(t))
 		}
 		r.served = o.Metrics.Requests.WithLabelValues(spec.Name, "200")
@@ -359,12 +353,11 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path = ex.rest
 	pr.Out.URL.RawPath = ""
 	pr.SetURL(ex.upstream)
-	for _, name := range spoofableHeaders {
-		pr.Out.Header.Del(name)
-	}
 	// The per-request token values, X-Roc-* in any spelling, are for
-	// roc-proxy, not the partner.
-	stripRocHeaders(pr.Out.Header)
+	// roc-proxy, not the partner; nor are the spoofable headers, the
+	// hop-by-hop ones and those the SIH's Connection lists, in any
+	// spelling either.
+	stripPartnerHeaders(pr.Out.Header, pr.In.Header["Connection"])
 	pr.Out.Header[HeaderRequestID] = ex.rec.idv[:] // Set, without allocating
 	// The body is here whole: the partner has nothing to approve, and its
 	// 100 Continue would only be an interim answer to drop.

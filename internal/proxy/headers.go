@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -79,12 +81,94 @@ func stripTokenHeaders(h http.Header, tokenKeys []string) {
 	}
 }
 
-// stripRocHeaders removes every X-Roc-* header, whatever its spelling:
-// they are for roc-proxy, never for a partner.
-func stripRocHeaders(h http.Header) {
+// forwardedPrefix is the prefix of the X-Forwarded-* family, in
+// headerKey's form.
+const forwardedPrefix = "x-forwarded-"
+
+// spoofableKeys, in headerKey's form, are the headers that would let the
+// SIH speak for another client or a TLS identity towards a partner
+// ("proxy" is httpoxy: CGI's HTTP_PROXY). They are dropped in any
+// spelling, with the X-Forwarded-* family.
+var spoofableKeys = []string{
+	"forwarded", "x-real-ip", "x-client-ip", "x-client-cert", "x-ssl-client-cert",
+	"ssl-client-cert", "true-client-ip", "x-original-forwarded-for", "proxy",
+}
+
+// hopKeys are the hop-by-hop headers in headerKey's form, and
+// X-Request-Id. ReverseProxy drops the canonical spellings of the first
+// (roc-proxy sets its own X-Request-Id); their "_" spellings, which a CGI,
+// PHP or WSGI partner reads as the same variable, are dropped here.
+var hopKeys = []string{
+	"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+	"te", "trailer", "transfer-encoding", "upgrade", "x-request-id",
+}
+
+// isPartnerForbidden reports whether a header the SIH sent may never
+// reach a partner, however spelled: X-Roc-*, the spoofable ones and the
+// underscore spellings of the hop-by-hop ones. It allocates nothing for
+// ASCII names; others take headerKey's path.
+func isPartnerForbidden(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			return forbiddenKey(headerKey(name), strings.Contains(name, "_"))
+		}
+	}
+	if isRocHeader(name) || len(name) >= len(forwardedPrefix) && sameHeaderKey(name[:len(forwardedPrefix)], forwardedPrefix) {
+		return true
+	}
+	for _, k := range spoofableKeys {
+		if sameHeaderKey(name, k) {
+			return true
+		}
+	}
+	if strings.IndexByte(name, '_') >= 0 {
+		for _, k := range hopKeys {
+			if sameHeaderKey(name, k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// neverForwarded reports whether a header roc-proxy sets on a request
+// (a token route's http_header) would be dropped or replaced on its way to
+// the partner: forbidden in any spelling, a hop-by-hop header, or one
+// the proxy sets itself.
+func neverForwarded(name string) bool {
+	k := headerKey(name)
+	return forbiddenKey(k, true) || k == "host" || k == "content-length" || k == "expect"
+}
+
+// forbiddenKey is isPartnerForbidden for a name in headerKey's form.
+func forbiddenKey(k string, underscore bool) bool {
+	if strings.HasPrefix(k, rocPrefix) || strings.HasPrefix(k, forwardedPrefix) || slices.Contains(spoofableKeys, k) {
+		return true
+	}
+	return underscore && slices.Contains(hopKeys, k)
+}
+
+// stripPartnerHeaders removes from a request to a partner what
+// isPartnerForbidden names, and the headers the SIH's Connection header
+// (connection, its values) lists in any spelling: ReverseProxy removes
+// those by their canonical names only, so "Connection: X-A" left X_A.
+func stripPartnerHeaders(h http.Header, connection []string) {
 	for name := range h {
-		if isRocHeader(name) {
+		if isPartnerForbidden(name) || len(connection) > 0 && listedIn(connection, name) {
 			delete(h, name)
 		}
 	}
+}
+
+// listedIn reports whether one of the comma-separated names of values
+// is name in headerKey's form.
+func listedIn(values []string, name string) bool {
+	for _, v := range values {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" && sameHeaderKey(name, headerKey(f)) {
+				return true
+			}
+		}
+	}
+	return false
 }

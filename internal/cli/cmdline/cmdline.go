@@ -10,11 +10,14 @@
 package cmdline
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"syscall"
 )
 
 // ErrUsage means the command line was wrong; what is wrong was printed with
@@ -37,6 +40,41 @@ type ConfigError struct{ Err error }
 
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Configuration is err as a ConfigError (exit status 78), unless it is
+// Transient: a failure of the configuration's files that the next start
+// may not meet keeps exit status 1, which a service manager restarts on.
+func Configuration(err error) error {
+	if err == nil || Transient(err) {
+		return err
+	}
+	return &ConfigError{Err: err}
+}
+
+// transientErrnos are the system errors a restart may mend: an I/O error
+// or a stale handle (a soft NFS mount timing out, a failing disk), a full
+// disk or quota that ops may free, a resource of the machine exhausted
+// for now, an interrupted or timed-out call, a network not yet up.
+var transientErrnos = []error{
+	syscall.EIO, syscall.ESTALE, syscall.ETIMEDOUT, syscall.EAGAIN, syscall.EINTR, syscall.EBUSY,
+	syscall.ENOSPC, syscall.EDQUOT, syscall.ENOMEM, syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS,
+	syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN,
+}
+
+// Transient reports whether err may not happen again at the next start:
+// one of transientErrnos, a network timeout, a DNS failure, a deadline.
+// What a restart cannot mend (a file absent or unreadable for this user,
+// a wrong password, a bad certificate) is not.
+func Transient(err error) bool {
+	for _, e := range transientErrnos {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	var dns *net.DNSError
+	return errors.As(err, &ne) && ne.Timeout() || errors.As(err, &dns) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // ExitStatus is the process's exit status for a command's outcome: 0 done
 // (or help), 2 a wrong command line (ErrUsage), 78 a configuration error

@@ -2,12 +2,16 @@ package cmdline
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -122,5 +126,36 @@ func TestExitStatus(t *testing.T) {
 		if got := ExitStatus(err); got != want {
 			t.Errorf("ExitStatus(%v) = %d, want %d", err, got, want)
 		}
+	}
+}
+
+// A failure of serve's start that the next start may not meet (an I/O
+// error of a soft NFS mount, a full disk, DNS) keeps exit status 1, which
+// systemd restarts on; what a restart cannot mend is EX_CONFIG.
+func TestConfigurationKeepsTransientFailuresRestartable(t *testing.T) {
+	read := func(errno syscall.Errno) error {
+		return fmt.Errorf("identity.auth.password_file: %w", &fs.PathError{Op: "read", Path: "/mnt/nfs/p", Err: errno})
+	}
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{read(syscall.EIO), 1},
+		{read(syscall.ESTALE), 1},
+		{read(syscall.ENOSPC), 1},
+		{read(syscall.ETIMEDOUT), 1},
+		{&net.DNSError{Err: "server misbehaving", Name: "siem.example", IsTemporary: true}, 1},
+		{fmt.Errorf("fetch: %w", context.DeadlineExceeded), 1},
+		{read(syscall.ENOENT), ExitConfig},
+		{read(syscall.EACCES), ExitConfig},
+		{read(syscall.EISDIR), ExitConfig},
+		{errors.New("pkcs12: decryption password incorrect"), ExitConfig},
+	} {
+		if got := ExitStatus(Configuration(tc.err)); got != tc.want {
+			t.Errorf("%v: exit status %d, want %d", tc.err, got, tc.want)
+		}
+	}
+	if Configuration(nil) != nil {
+		t.Error("Configuration(nil) is not nil")
 	}
 }
