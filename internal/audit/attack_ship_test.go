@@ -399,24 +399,14 @@ func TestShipCatchesUpWithASlowCollector(t *testing.T) {
 // signs the shortened chain.
 func TestRestartSaysTheShippedChainWasTruncated(t *testing.T) {
 	dir := t.TempDir()
-	var out syncBuffer
-	o := options(t, dir)
-	o.Sinks = []Sink{&StdoutSink{W: &out}}
-	l, err := Open(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 8; i++ {
-		l.Signed(context.Background(), signed(i))
-	}
-	l.Close()
+	out, _ := signShipped(t, dir, 0, 8)
 	files, _ := ChainFiles(dir, "pod-a")
 	edit(t, files[len(files)-1], func(lines []string) []string { return lines[:len(lines)-3] })
 
 	core, logs := observer.New(zap.WarnLevel)
 	o2 := options(t, dir)
 	o2.Logger = zap.New(core)
-	o2.Sinks = []Sink{&StdoutSink{W: &out}}
+	o2.Sinks = []Sink{&StdoutSink{W: out}}
 	l2, err := Open(o2)
 	if err != nil {
 		t.Fatal(err)

@@ -299,17 +299,7 @@ func TestShipResumesAfterACursorMismatch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			var out syncBuffer
-			o := options(t, dir)
-			o.Sinks = []Sink{&StdoutSink{W: &out}}
-			l, err := Open(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i < 20; i++ {
-				l.Signed(context.Background(), signed(i))
-			}
-			l.Close()
+			out, _ := signShipped(t, dir, 0, 20)
 			var first []Record
 			for _, line := range splitLines(out.String()) {
 				var r Record
@@ -319,17 +309,7 @@ func TestShipResumesAfterACursorMismatch(t *testing.T) {
 			files, _ := ChainFiles(dir, "pod-a")
 			tc.tamper(t, files[len(files)-1])
 
-			var out2 syncBuffer
-			o2 := options(t, dir)
-			o2.Sinks = []Sink{&StdoutSink{W: &out2}}
-			l2, err := Open(o2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 20; i < 25; i++ {
-				l2.Signed(context.Background(), signed(i))
-			}
-			l2.Close()
+			out2, o2 := signShipped(t, dir, 20, 25)
 			shipped := splitLines(out2.String())
 			var r Record
 			json.Unmarshal([]byte(shipped[0]), &r)

@@ -354,3 +354,24 @@ func BenchmarkSignedConcurrentShipping(b *testing.B) {
 		}
 	})
 }
+
+// signShipped opens the chain in dir with a stdout sink, records signed(i)
+// for i in [from, to), closes it and returns what the sink received and
+// the options it was opened with (their metrics).
+func signShipped(t *testing.T, dir string, from, to int) (*syncBuffer, Options) {
+	t.Helper()
+	out := &syncBuffer{}
+	o := options(t, dir)
+	o.Sinks = []Sink{&StdoutSink{W: out}}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := from; i < to; i++ {
+		if err := l.Signed(context.Background(), signed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	return out, o
+}
