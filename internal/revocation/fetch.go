@@ -114,7 +114,7 @@ func (c *Checker) fetchOCSP(ctx context.Context, cert, issuer *x509.Certificate,
 		}
 		c.o.Metrics.RevocationFetches.WithLabelValues(SourceOCSP).Inc()
 		if c.store != nil {
-			c.store.saveOCSP(issuer, cert, responder, res.body, c.o.Logger)
+			c.store.saveOCSP(issuer, cert, responder, res.body, now, c.o.Logger)
 		}
 		return nil
 	})
@@ -304,6 +304,9 @@ func (c *Checker) fetchCRL(ctx context.Context, st *issuerState, s *crlSource, s
 				return c.fetchFailed(st, SourceCRL, s.url, fmt.Errorf("%w: 304 Not Modified for a CRL past its nextUpdate", ErrExpired))
 			}
 			c.o.Metrics.RevocationNotModified.WithLabelValues(SourceCRL).Inc()
+			if c.store != nil {
+				c.store.confirmCRL(s.url, now, c.o.Config.MaxStatusAge/4, c.o.Logger)
+			}
 			return nil
 		}
 		l, err := parseCRL(res.body, st.cert, now, c.o.Config.ClockSkew)
@@ -334,7 +337,7 @@ func (c *Checker) fetchCRL(ctx context.Context, st *issuerState, s *crlSource, s
 		c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, s.url).Set(float64(l.thisUpdate.Unix()))
 		c.o.Metrics.RevocationFetches.WithLabelValues(SourceCRL).Inc()
 		if c.store != nil {
-			c.store.saveCRL(st.cert, s.url, res.body, c.o.Logger)
+			c.store.saveCRL(st.cert, s.url, res.body, now, c.o.Logger)
 		}
 		return nil
 	})

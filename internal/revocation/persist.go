@@ -31,6 +31,10 @@ type diskEntry struct {
 	URL    string `json:"url"`
 	Issuer string `json:"issuer_spki_sha256"`
 	Cert   []byte `json:"cert,omitempty"` // the certificate an OCSP answer is about
+	// FetchedAt is when the source last gave (or confirmed) this answer:
+	// after a restart, max_status_age is counted from it, not from the
+	// load. Zero in an index written before it was kept.
+	FetchedAt time.Time `json:"fetched_at"`
 }
 
 const indexFile = "index.json"
@@ -70,14 +74,39 @@ func spkiHash(c *x509.Certificate) string {
 	return hex.EncodeToString(h[:])
 }
 
-func (s *diskStore) saveCRL(issuer *x509.Certificate, url string, der []byte, log *zap.Logger) {
+func crlFileName(url string) string {
 	h := sha256.Sum256([]byte(url))
-	s.save("crl-"+hex.EncodeToString(h[:12])+".der", &diskEntry{Kind: "crl", URL: url, Issuer: spkiHash(issuer)}, der, log)
+	return "crl-" + hex.EncodeToString(h[:12]) + ".der"
 }
 
-func (s *diskStore) saveOCSP(issuer, cert *x509.Certificate, url string, der []byte, log *zap.Logger) {
+// saveCRL persists a CRL fetched (or fetched again) at at.
+func (s *diskStore) saveCRL(issuer *x509.Certificate, url string, der []byte, at time.Time, log *zap.Logger) {
+	s.save(crlFileName(url), &diskEntry{Kind: "crl", URL: url, Issuer: spkiHash(issuer), FetchedAt: at}, der, log)
+}
+
+// saveOCSP persists an OCSP answer fetched (or confirmed) at at.
+func (s *diskStore) saveOCSP(issuer, cert *x509.Certificate, url string, der []byte, at time.Time, log *zap.Logger) {
 	h := sha256.Sum256(append(append([]byte(nil), issuer.RawSubjectPublicKeyInfo...), cert.SerialNumber.Bytes()...))
-	s.save("ocsp-"+hex.EncodeToString(h[:12])+".der", &diskEntry{Kind: "ocsp", URL: url, Issuer: spkiHash(issuer), Cert: cert.Raw}, der, log)
+	s.save("ocsp-"+hex.EncodeToString(h[:12])+".der", &diskEntry{Kind: "ocsp", URL: url, Issuer: spkiHash(issuer), Cert: cert.Raw, FetchedAt: at}, der, log)
+}
+
+// confirmCRL records that url confirmed its persisted CRL at at (304 Not
+// Modified): only the index is written, and only once the recorded time
+// is step old, so that a large index is not rewritten at every poll. A
+// restart then counts the status age from at most step too early: it
+// asks sooner, never later.
+func (s *diskStore) confirmCRL(url string, at time.Time, step time.Duration, log *zap.Logger) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.idx[crlFileName(url)]
+	if e == nil || e.URL != url || at.Sub(e.FetchedAt) < step {
+		return
+	}
+	e.FetchedAt = at
+	idx, _ := json.Marshal(s.idx)
+	if err := s.write(indexFile, idx); err != nil {
+		log.Warn("revocation cache not persisted", zap.String("file", indexFile), zap.Error(err))
+	}
 }
 
 // save writes the answer then the index, each atomically (rename).
@@ -216,9 +245,25 @@ func ownFileName(name, kind string) bool {
 // fetched and is now within its grace is still taken, as it would have
 // been served before the restart; its status is then asked again at the
 // first refresh.
+//
+// A loaded answer counts as confirmed when its source last gave it, not
+// at the load: max_status_age runs across restarts. An index written
+// before that time was kept, or a time ahead of the clock (an edited
+// index, a clock set back), gives the answer's thisUpdate instead: no
+// later than its fetch, so the status is asked sooner, never later.
 func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, deltaPass bool) {
 	st := c.issuer(ca)
 	now := c.o.Now()
+	fetchedAt := func(this time.Time) time.Time {
+		at := e.FetchedAt
+		if at.IsZero() || at.After(now) {
+			at = this
+		}
+		if at.After(now) {
+			at = now
+		}
+		return at
+	}
 	arrival := func(next time.Time) time.Time {
 		if now.After(next) && !now.After(next.Add(c.o.Config.Grace)) {
 			return next
@@ -247,7 +292,9 @@ func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, 
 				return
 			}
 		}
+		prev := src.checkedAt
 		if refused, _ := c.storeCRLLocked(st, src, l, arrival(l.nextUpdate)); refused == "" {
+			src.checkedAt = later(prev, fetchedAt(l.thisUpdate))
 			c.crlMetricsLocked()
 			c.o.Metrics.RevocationNextUpdate.WithLabelValues(SourceCRL, e.URL).Set(float64(l.nextUpdate.Unix()))
 			c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, e.URL).Set(float64(l.thisUpdate.Unix()))
@@ -265,9 +312,20 @@ func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, 
 		}
 		c.track(st, cert, k)
 		c.mu.Lock()
-		if cs := st.certs[k]; cs != nil && c.storeOCSPLocked(st, cs, k, a, arrival(a.nextUpdate)) == "" {
-			cs.ocspURL = e.URL
+		if cs := st.certs[k]; cs != nil {
+			prev := cs.ocspAt
+			if c.storeOCSPLocked(st, cs, k, a, arrival(a.nextUpdate)) == "" {
+				cs.ocspURL, cs.ocspAt = e.URL, later(prev, fetchedAt(a.thisUpdate))
+			}
 		}
 		c.mu.Unlock()
 	}
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
