@@ -163,6 +163,11 @@ type Revocation struct {
 	// answers' own validity. It bounds the time a new revocation goes
 	// unseen.
 	MaxStatusAge time.Duration `yaml:"max_status_age"`
+	// ForgetAfter is how long a CRL URL read from certificates is kept
+	// once no certificate in use names it (a partner removed, an
+	// authority that moved its CRL): then it is no longer fetched and its
+	// metric series are deleted. Configured URLs are never forgotten.
+	ForgetAfter time.Duration `yaml:"forget_after"`
 	// StartupBudget is how long after start the proxy may stay not ready
 	// while it fetches the revocation status it needs, before /readyz and
 	// /healthz report what is missing as a problem.

@@ -49,6 +49,7 @@ const (
 	DefaultFetchTimeout           = 5 * time.Second
 	DefaultCheckInterval          = time.Minute
 	DefaultMaxStatusAge           = time.Hour
+	DefaultForgetAfter            = 7 * 24 * time.Hour
 	DefaultStartupBudget          = 2 * time.Minute
 	DefaultMaxCRLBytes      int64 = 32 << 20
 	DefaultMaxOCSPBytes     int64 = 64 << 10
@@ -281,6 +282,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&rv.FetchTimeout, DefaultFetchTimeout)
 	setDefault(&rv.CheckInterval, DefaultCheckInterval)
 	setDefault(&rv.MaxStatusAge, DefaultMaxStatusAge)
+	setDefault(&rv.ForgetAfter, DefaultForgetAfter)
 	setDefault(&rv.StartupBudget, DefaultStartupBudget)
 	setDefault(&rv.MaxCRLBytes, DefaultMaxCRLBytes)
 	setDefault(&rv.MaxOCSPBytes, DefaultMaxOCSPBytes)

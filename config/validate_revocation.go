@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 )
 
 func (r *Revocation) validate(p *problems) {
@@ -22,6 +23,10 @@ func (r *Revocation) validate(p *problems) {
 	positiveDur(p, "revocation.startup_budget", r.StartupBudget)
 	if r.MaxStatusAge > 0 && r.CheckInterval > 0 && r.MaxStatusAge < r.CheckInterval {
 		p.add("revocation.max_status_age", "must not be shorter than check_interval (%s), got %s", r.CheckInterval, r.MaxStatusAge)
+	}
+	positiveDur(p, "revocation.forget_after", r.ForgetAfter)
+	if r.ForgetAfter > 0 && r.ForgetAfter < 24*time.Hour {
+		p.add("revocation.forget_after", "must be at least 24h (a partner quiet for a day must keep its CRL), got %s", r.ForgetAfter)
 	}
 	positive(p, "revocation.max_crl_bytes", r.MaxCRLBytes)
 	positive(p, "revocation.max_ocsp_bytes", r.MaxOCSPBytes)

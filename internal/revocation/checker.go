@@ -113,6 +113,10 @@ type certState struct {
 	lastErr  string
 	lastUsed atomic.Int64 // Unix seconds
 	graceLog time.Time    // last grace warning logged
+	// crlURLs are the CRL and delta CRL URLs the certificate names, read
+	// once (urlsRead) by the refresh that keeps them from being forgotten.
+	crlURLs  []string
+	urlsRead bool
 }
 
 type ownCert struct {
@@ -129,6 +133,9 @@ func New(o Options) (*Checker, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Config.ForgetAfter <= 0 {
+		o.Config.ForgetAfter = config.DefaultForgetAfter
 	}
 	if o.Subject == nil {
 		o.Subject = func(c *x509.Certificate) string { return c.Subject.String() }
@@ -384,7 +391,7 @@ func (c *Checker) addSourceLocked(st *issuerState, u string, delta, configured b
 		}
 		st.learnt++
 	}
-	s := &crlSource{url: u, delta: delta, configured: configured}
+	s := &crlSource{url: u, delta: delta, configured: configured, seenAt: c.o.Now()}
 	st.sources[u] = s
 	c.o.Metrics.RevocationNextUpdate.WithLabelValues(SourceCRL, u).Add(0)
 	c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, u).Add(0)

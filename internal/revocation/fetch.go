@@ -32,6 +32,11 @@ type crlSource struct {
 	// brought nothing new (or failed); notBefore is the next one allowed.
 	idle      int
 	notBefore time.Time
+	// seenAt is the last time a certificate in use named this URL (for a
+	// URL read from certificates): past revocation.forget_after, the URL
+	// is forgotten (forget.go). persistedSeen is the seenAt the cache
+	// folder's index holds.
+	seenAt, persistedSeen time.Time
 }
 
 // usableURLs keeps the http and https URLs a certificate points at: LDAP
@@ -230,14 +235,19 @@ func (c *Checker) answeredRecently(s *crlSource) bool {
 func (c *Checker) learnCRLURLs(st *issuerState, cert *x509.Certificate) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.o.Now()
 	if st.override == nil || len(st.override.CRLURLs) == 0 {
 		for _, u := range usableURLs(cert.CRLDistributionPoints) {
-			c.addSourceLocked(st, u, false, false)
+			if s := c.addSourceLocked(st, u, false, false); s != nil {
+				s.seenAt = later(s.seenAt, now)
+			}
 		}
 	}
 	if st.override == nil || len(st.override.DeltaCRLURLs) == 0 {
 		for _, u := range usableURLs(FreshestCRLURLs(cert)) {
-			c.addSourceLocked(st, u, true, false)
+			if s := c.addSourceLocked(st, u, true, false); s != nil {
+				s.seenAt = later(s.seenAt, now)
+			}
 		}
 	}
 }
@@ -321,7 +331,16 @@ func (c *Checker) fetchCRL(ctx context.Context, st *issuerState, s *crlSource, s
 			return c.fetchFailed(st, SourceCRL, s.url, errors.New("a complete CRL was published where a delta CRL is expected"))
 		}
 		c.mu.Lock()
+		if st.sources[s.url] != s {
+			// Forgotten while it was fetched (forget.go): not cached again.
+			c.mu.Unlock()
+			return nil
+		}
 		refused, _ := c.storeCRLLocked(st, s, l, now)
+		seen := s.seenAt
+		if s.configured {
+			seen = time.Time{}
+		}
 		if refused == "" {
 			s.etag, s.lastModified = res.etag, res.lastModified
 			if s.delta {
@@ -337,7 +356,7 @@ func (c *Checker) fetchCRL(ctx context.Context, st *issuerState, s *crlSource, s
 		c.o.Metrics.RevocationThisUpdate.WithLabelValues(SourceCRL, s.url).Set(float64(l.thisUpdate.Unix()))
 		c.o.Metrics.RevocationFetches.WithLabelValues(SourceCRL).Inc()
 		if c.store != nil {
-			c.store.saveCRL(st.cert, s.url, res.body, now, c.o.Logger)
+			c.store.saveCRL(st.cert, s.url, res.body, now, seen, c.o.Logger)
 		}
 		return nil
 	})

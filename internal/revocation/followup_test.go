@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/testclock"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
@@ -117,5 +122,159 @@ func TestPersistedAnswerKeepsItsFetchTime(t *testing.T) {
 	c3.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert}, nil)
 	if asked.Load() == ocspBefore {
 		t.Errorf("an index dating its answers in the future postponed the re-ask")
+	}
+}
+
+// urlSeries lists the url label values of the CRL metric series.
+func urlSeries(m *metrics.Metrics) map[string]bool {
+	urls := map[string]bool{}
+	for _, coll := range []prometheus.Collector{m.RevocationFetchErrors, m.RevocationNextUpdate, m.RevocationThisUpdate} {
+		ch := make(chan prometheus.Metric, 1000)
+		coll.Collect(ch)
+		close(ch)
+		for pm := range ch {
+			var d dto.Metric
+			pm.Write(&d)
+			for _, l := range d.GetLabel() {
+				if l.GetName() == "url" {
+					urls[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	return urls
+}
+
+// A partner's authority moves its CRL (the partner renews onto the new
+// URL) and takes the old one down. The old URL, learnt from the
+// partner's former certificate, must not be polled and alerted on (stale
+// nextUpdate) for ever: once no certificate in use has named it for
+// revocation.forget_after, it is forgotten with its metric series. What
+// its last CRL listed stays revoked; a configured URL is never
+// forgotten, whatever certificates name.
+func TestLearntCRLURLForgottenOnceNoCertificateNamesIt(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	t0 := time.Now()
+	clk := testclock.New(t0)
+	oldCRL, newCRL, configured := newMutableServer(t), newMutableServer(t), newMutableServer(t)
+	issue := func(name, crlURL string) []*x509.Certificate {
+		leaf, err := p.OSIServeur.Issue(testpki.Template{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}, KeyBits: 1024,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, CRLURL: crlURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
+	}
+	before, revokedOld := issue("moving.amc.test", oldCRL.url), issue("revoked-old.amc.test", oldCRL.url)
+	after := issue("moving.amc.test", newCRL.url)
+	oldCRL.set(crlAt(t, p.OSIServeur, 1, t0.Add(-time.Minute), t0.Add(24*time.Hour), []*big.Int{revokedOld[0].SerialNumber}, 1), "")
+	configured.set(crlAt(t, p.OSIRoot, 1, t0.Add(-time.Minute), t0.Add(24*time.Hour), nil, 0), "")
+	cfg := testConfig()
+	cfg.ForgetAfter = 7 * 24 * time.Hour
+	cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIRoot.Cert.Subject.String(), CRLURLs: []string{configured.url}}}
+	c, m := newChecker(t, cfg, clk)
+	ctx := context.Background()
+	c.Prefetch(ctx, []*x509.Certificate{p.OSIServeur.Cert, p.OSIRoot.Cert}, nil)
+	rc := c.ForRoute(hard(SourceCRL))
+	wantStatus(t, rc.CheckChain(ctx, before), StatusGood, "")
+	wantStatus(t, rc.CheckChain(ctx, revokedOld), StatusRevoked, SourceCRL)
+
+	// The authority moves: new URL up, old URL down; the partner renews.
+	newCRL.set(crlAt(t, p.OSIServeur, 2, t0.Add(-time.Minute), t0.Add(30*24*time.Hour), nil, 0), "")
+	oldCRL.set(nil, "")
+	configured.set(nil, "")
+	for clk.Now().Sub(t0) < 8*24*time.Hour {
+		wantStatus(t, rc.CheckChain(ctx, after), StatusGood, "")
+		if d := clk.Now().Sub(t0); d > 6*24*time.Hour && d < 6*24*time.Hour+time.Hour && !urlSeries(m)[oldCRL.url] {
+			t.Fatalf("old CRL URL forgotten after %s, before forget_after (%s)", d, cfg.ForgetAfter)
+		}
+		clk.Add(time.Hour)
+		c.RefreshDue(ctx)
+	}
+	st := c.issuer(p.OSIServeur.Cert)
+	c.mu.RLock()
+	_, kept := st.sources[oldCRL.url]
+	_, keptNew := st.sources[newCRL.url]
+	c.mu.RUnlock()
+	if kept {
+		t.Errorf("CRL URL no certificate has named for 8 days is still polled")
+	}
+	if !keptNew {
+		t.Errorf("CRL URL of the certificate in use was forgotten")
+	}
+	series := urlSeries(m)
+	if series[oldCRL.url] {
+		t.Errorf("metric series of the forgotten URL %s still exported: its stale alert fires for ever", oldCRL.url)
+	}
+	if !series[configured.url] {
+		t.Errorf("configured CRL URL %s forgotten (no certificate names it, it is configured): %v", configured.url, series)
+	}
+	oldBefore := oldCRL.requests.Load()
+	c.RefreshDue(ctx)
+	if oldCRL.requests.Load() != oldBefore {
+		t.Errorf("forgotten URL fetched again")
+	}
+	// What the forgotten URL's last CRL listed is still revoked.
+	wantStatus(t, rc.CheckChain(ctx, revokedOld), StatusRevoked, "")
+}
+
+// The same move, with a pod that restarts twice a day: the time a
+// certificate last named the old URL is kept in revocation.cache_dir, so
+// restarts do not make it look just named (it would then never be
+// forgotten), and once forgotten the persisted CRL does not bring it back.
+func TestForgottenCRLURLStaysForgottenAcrossRestarts(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	t0 := time.Now()
+	clk := testclock.New(t0)
+	oldCRL := newMutableServer(t)
+	leaf, err := p.OSIServeur.Issue(testpki.Template{Subject: pkix.Name{CommonName: "gone.amc.test"}, DNSNames: []string{"gone.amc.test"}, KeyBits: 1024,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, CRLURL: oldCRL.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCRL.set(crlAt(t, p.OSIServeur, 1, t0.Add(-time.Minute), t0.Add(24*time.Hour), nil, 0), "")
+	cfg := testConfig()
+	cfg.ForgetAfter = 7 * 24 * time.Hour
+	cfg.CacheDir = t.TempDir()
+	ctx := context.Background()
+	cas := []*x509.Certificate{p.OSIServeur.Cert}
+	c, m := newChecker(t, cfg, clk)
+	c.Prefetch(ctx, cas, nil)
+	wantStatus(t, c.ForRoute(hard(SourceCRL)).CheckChain(ctx, []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}), StatusGood, "")
+	c.RefreshDue(ctx)
+	oldCRL.set(nil, "") // the partner is removed, its authority's old URL dies
+	for clk.Now().Sub(t0) < 8*24*time.Hour {
+		c.Close()
+		clk.Add(12 * time.Hour)
+		c, m = newChecker(t, cfg, clk)
+		c.Prefetch(ctx, cas, nil)
+		for i := 0; i < 3; i++ {
+			clk.Add(time.Hour)
+			c.RefreshDue(ctx)
+		}
+	}
+	if urlSeries(m)[oldCRL.url] {
+		t.Fatalf("URL no certificate named for 8 days, across restarts twice a day, still followed")
+	}
+	b, err := os.ReadFile(filepath.Join(cfg.CacheDir, indexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx map[string]*diskEntry
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	for name, e := range idx {
+		if e.URL == oldCRL.url {
+			t.Errorf("forgotten URL's CRL still persisted as %s: every restart loads and follows it again", name)
+		}
+	}
+	c.Close()
+	c, m = newChecker(t, cfg, clk)
+	c.Prefetch(ctx, cas, nil)
+	if urlSeries(m)[oldCRL.url] {
+		t.Errorf("forgotten URL followed again after a restart (its persisted CRL loaded)")
 	}
 }

@@ -35,6 +35,10 @@ type diskEntry struct {
 	// after a restart, max_status_age is counted from it, not from the
 	// load. Zero in an index written before it was kept.
 	FetchedAt time.Time `json:"fetched_at"`
+	// SeenAt is, for a CRL URL read from certificates, the last time a
+	// certificate in use named it (revocation.forget_after counts from
+	// it across restarts).
+	SeenAt time.Time `json:"seen_at,omitzero"`
 }
 
 const indexFile = "index.json"
@@ -79,9 +83,61 @@ func crlFileName(url string) string {
 	return "crl-" + hex.EncodeToString(h[:12]) + ".der"
 }
 
-// saveCRL persists a CRL fetched (or fetched again) at at.
-func (s *diskStore) saveCRL(issuer *x509.Certificate, url string, der []byte, at time.Time, log *zap.Logger) {
-	s.save(crlFileName(url), &diskEntry{Kind: "crl", URL: url, Issuer: spkiHash(issuer), FetchedAt: at}, der, log)
+// saveCRL persists a CRL fetched (or fetched again) at at, from a URL
+// last named by a certificate in use at seen (zero: configured).
+func (s *diskStore) saveCRL(issuer *x509.Certificate, url string, der []byte, at, seen time.Time, log *zap.Logger) {
+	s.save(crlFileName(url), &diskEntry{Kind: "crl", URL: url, Issuer: spkiHash(issuer), FetchedAt: at, SeenAt: seen}, der, log)
+}
+
+// forgetCRLs removes the persisted CRLs of forgotten URLs (forget.go), so
+// that a restart does not follow them again.
+func (s *diskStore) forgetCRLs(urls []string, log *zap.Logger) {
+	if len(urls) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for _, u := range urls {
+		if name := crlFileName(u); s.idx[name] != nil && s.idx[name].URL == u {
+			delete(s.idx, name)
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	idx, _ := json.Marshal(s.idx)
+	if err := s.write(indexFile, idx); err != nil {
+		log.Warn("revocation cache not persisted", zap.String("file", indexFile), zap.Error(err))
+		return
+	}
+	for _, name := range names {
+		os.Remove(filepath.Join(s.dir, name))
+	}
+}
+
+// seenCRLs records when certificates in use last named these learnt CRL
+// URLs; one write of the index.
+func (s *diskStore) seenCRLs(seen map[string]time.Time, log *zap.Logger) {
+	if len(seen) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	for u, at := range seen {
+		if e := s.idx[crlFileName(u)]; e != nil && e.URL == u && at.After(e.SeenAt) {
+			e.SeenAt, changed = at, true
+		}
+	}
+	if !changed {
+		return
+	}
+	idx, _ := json.Marshal(s.idx)
+	if err := s.write(indexFile, idx); err != nil {
+		log.Warn("revocation cache not persisted", zap.String("file", indexFile), zap.Error(err))
+	}
 }
 
 // saveOCSP persists an OCSP answer fetched (or confirmed) at at.
@@ -113,6 +169,9 @@ func (s *diskStore) confirmCRL(url string, at time.Time, step time.Duration, log
 func (s *diskStore) save(name string, e *diskEntry, der []byte, log *zap.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old := s.idx[name]; old != nil && old.URL == e.URL && old.SeenAt.After(e.SeenAt) {
+		e.SeenAt = old.SeenAt
+	}
 	s.idx[name] = e
 	idx, _ := json.Marshal(s.idx) // maps of plain structs always marshal
 	for _, f := range []struct {
@@ -290,6 +349,13 @@ func (c *Checker) loadPersisted(ca *x509.Certificate, e *diskEntry, der []byte, 
 			if src = c.addSourceLocked(st, e.URL, deltaPass, false); src == nil {
 				c.mu.Unlock()
 				return
+			}
+			// Learnt before the restart: named by a certificate in use
+			// when the index says (a time ahead of the clock, or none in
+			// an older index, counts as now).
+			src.seenAt, src.persistedSeen = now, e.SeenAt
+			if !e.SeenAt.IsZero() && !e.SeenAt.After(now) {
+				src.seenAt = e.SeenAt
 			}
 		}
 		prev := src.checkedAt

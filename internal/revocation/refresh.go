@@ -79,6 +79,8 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 	var ocsps []ocspJob
 	aged := map[*issuerState]bool{} // a certificate's status must be confirmed by a CRL
 	live := c.liveBindings()
+	var forgotten []string
+	var seen map[string]time.Time
 	c.mu.Lock()
 	// A chain held by an open pooled connection is in use, even when no
 	// new handshake asked about it: only its connection's standing check
@@ -93,6 +95,8 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 	}
 	for _, list := range c.issuers {
 		for _, st := range list {
+			forgotten = append(forgotten, c.forgetUnnamedLocked(st, now)...)
+			seen = c.seenToPersistLocked(st, seen)
 			for _, s := range st.sources {
 				l := st.crls[s.url]
 				if s.delta {
@@ -136,6 +140,10 @@ func (c *Checker) RefreshDue(ctx context.Context) {
 	}
 	c.o.Metrics.RevocationCacheEntries.WithLabelValues(SourceOCSP).Set(float64(c.certCount))
 	c.mu.Unlock()
+	if c.store != nil {
+		c.store.forgetCRLs(forgotten, c.o.Logger)
+		c.store.seenCRLs(seen, c.o.Logger)
+	}
 
 	// Complete CRLs first: a delta only applies on top of its base.
 	c.refreshCRLs(ctx, crls, false, now)
