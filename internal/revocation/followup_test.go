@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"math/big"
 	"net/http"
@@ -276,5 +277,51 @@ func TestForgottenCRLURLStaysForgottenAcrossRestarts(t *testing.T) {
 	c.Prefetch(ctx, cas, nil)
 	if urlSeries(m)[oldCRL.url] {
 		t.Errorf("forgotten URL followed again after a restart (its persisted CRL loaded)")
+	}
+}
+
+// A responder (or whoever replays its answers) gives two answers with the
+// same thisUpdate and producedAt about the same certificate: one good,
+// one revoked. They cannot be ordered (rule 2), so neither is a replay of
+// the other: revoked wins, whichever came first and whatever the reason
+// (certificateHold included: it is lifted only by a newer answer).
+func TestSameTimesGoodAndRevokedPreferRevoked(t *testing.T) {
+	w := getWorld(t)
+	p := w.pki
+	leaf := p.Servers["ok.amc.test"]
+	t0 := time.Now().Truncate(time.Second)
+	answer := func(revoked bool, reason int) []byte {
+		s := craftSingleFor(t, p.OSIServeur.Cert, leaf.Cert.SerialNumber, revoked, t0.Add(-time.Minute), t0.Add(time.Hour))
+		if revoked {
+			s.Revoked.Reason = asn1.Enumerated(reason)
+		}
+		return craftOCSP(t, p.OSIServeur, []craftSingle{s}, t0.Add(-time.Minute))
+	}
+	good, compromised, held := answer(false, 0), answer(true, ocsp.KeyCompromise), answer(true, ocsp.CertificateHold)
+	for _, tc := range []struct {
+		name          string
+		first, second []byte
+	}{
+		{"good then revoked", good, compromised},
+		{"good then held", good, held},
+		{"revoked then good", compromised, good},
+		{"held then good", held, good},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var current atomic.Value
+			current.Store(tc.first)
+			url := ocspServer(t, func(*ocsp.Request) []byte { return current.Load().([]byte) })
+			cfg := testConfig()
+			cfg.Issuers = []*config.RevocationIssuer{{Subject: p.OSIServeur.Cert.Subject.String(), OCSPURL: url}}
+			clk := testclock.New(t0)
+			c, _ := newChecker(t, cfg, clk)
+			chain := []*x509.Certificate{leaf.Cert, p.OSIServeur.Cert}
+			ctx := context.Background()
+			_ = c.Check(ctx, chain, hard(SourceOCSP))
+			current.Store(tc.second)
+			clk.Add(40 * time.Minute) // past the refresh point: asked again
+			c.RefreshDue(ctx)
+			wantStatus(t, c.Check(ctx, chain, hard(SourceOCSP)), StatusRevoked, SourceOCSP)
+		})
 	}
 }

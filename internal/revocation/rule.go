@@ -17,7 +17,8 @@ import (
 //     when it is newer: a later thisUpdate (then producedAt for OCSP); for
 //     a CRL from the same URL, a number no lower and a thisUpdate no
 //     earlier, one of them later. An older answer is a replay: refused,
-//     logged, counted.
+//     logged, counted. Of two OCSP answers with the same thisUpdate and
+//     producedAt, a revoked one replaces a good one, never the reverse.
 //  3. An answer that arrives already past its nextUpdate is refused
 //     (logged, counted, remembered as a failure); its final revocations
 //     are kept all the same.
@@ -176,6 +177,14 @@ func (c *Checker) storeOCSPLocked(st *issuerState, cs *certState, k serialKey, a
 	}
 	if old := cs.ocsp; old != nil {
 		newer, same := ocspNewer(a, old)
+		if same && a.status == StatusRevoked && old.status != StatusRevoked {
+			// The same times and another status: neither can be ordered
+			// before the other, so neither is a replay; revoked wins (a
+			// hold too, which only a newer answer lifts).
+			cs.ocsp, cs.ocspAt = a, now
+			c.epoch.Add(1)
+			return ""
+		}
 		if same {
 			cs.ocspAt = now
 			return ""
