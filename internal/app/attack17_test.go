@@ -1,10 +1,15 @@
 package app
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/roc-proxy/roc-proxy/config"
 )
 
 // Issue 10, items 1 and 7, through the real wiring (release review after
@@ -101,6 +108,9 @@ func TestReplayedGoodAnswerKeepsTheRevokedPartnerOut(t *testing.T) {
 	if code != 502 || body["reason"] != "revoked" {
 		t.Fatalf("revoked partner on a pooled connection: %d %v", code, body)
 	}
+	// The partner sees the close once it has crossed loopback.
+	for deadline := time.Now().Add(5 * time.Second); closed.Load() == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
 	if closed.Load() == 0 {
 		t.Error("the pooled connection to the revoked partner was not closed")
 	}
@@ -124,4 +134,121 @@ func TestReplayedGoodAnswerKeepsTheRevokedPartnerOut(t *testing.T) {
 		t.Errorf("the revoked partner was sent %d requests after the revocation was known", n)
 	}
 	t.Logf("%d OCSP requests, %d answered with the replay; %d partner connections", asked.Load(), replayed.Load(), opened.Load())
+}
+
+// Issues 11 and 12 through the real wiring (release review): a SIH
+// envelope with a DTD, in any of the places and encodings a parser might
+// miss it, and a body that never fully arrives, are refused (400) on a
+// signing route; no token is signed (the audit log does not grow by a
+// byte) and the partner is never called.
+func TestRefusedEnvelopesAreNeverSigned(t *testing.T) {
+	e := newTestEnv(t)
+	var calls atomic.Int64
+	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "<ok/>")
+	})
+	auditDir := filepath.Join(e.dir, "audit")
+	cfg, err := config.Load(e.signingConfig(t, up.URL, e.files.SignP12, auditDir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	auditBytes := func() int64 {
+		var n int64
+		entries, _ := os.ReadDir(auditDir)
+		for _, en := range entries {
+			if fi, err := en.Info(); err == nil && strings.HasSuffix(en.Name(), ".jsonl") {
+				n += fi.Size()
+			}
+		}
+		return n
+	}
+	const env = `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Header/><S:Body><x>%s</x></S:Body></S:Envelope>`
+	// The control: a good envelope is signed and recorded.
+	atStart := auditBytes()
+	resp, err := http.Post(sih+"/idb/", "text/xml", strings.NewReader(fmt.Sprintf(env, "1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || calls.Load() != 1 {
+		t.Fatalf("good envelope: %d, %d partner calls", resp.StatusCode, calls.Load())
+	}
+	http.DefaultClient.CloseIdleConnections()
+	// Its result record is written once the answer has gone: wait for it.
+	results := func() int {
+		n := 0
+		entries, _ := os.ReadDir(auditDir)
+		for _, en := range entries {
+			b, _ := os.ReadFile(filepath.Join(auditDir, en.Name()))
+			n += strings.Count(string(b), `"type":"result"`)
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); results() == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	before := auditBytes()
+	if before <= atStart {
+		t.Fatalf("the signed control call left no audit record (%d bytes, %d at start)", before, atStart)
+	}
+
+	utf16 := func(s string) string {
+		b := []byte{0xFF, 0xFE}
+		for _, r := range s {
+			b = append(b, byte(r), 0)
+		}
+		return string(b)
+	}
+	for _, tc := range []struct{ name, contentType, body string }{
+		{"external entity", "text/xml", `<?xml version="1.0"?><!DOCTYPE S:Envelope [<!ENTITY x SYSTEM "file:///etc/passwd">]>` + fmt.Sprintf(env, "&x;")},
+		{"billion laughs", "text/xml", `<!DOCTYPE S:Envelope [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>` + fmt.Sprintf(env, "&b;")},
+		{"DOCTYPE after a comment", "text/xml", `<!-- x --><!DOCTYPE S:Envelope>` + fmt.Sprintf(env, "1")},
+		{"DOCTYPE after a processing instruction", "text/xml", `<?xml version="1.0"?><?pi x?><!DOCTYPE S:Envelope>` + fmt.Sprintf(env, "1")},
+		{"DOCTYPE with a byte order mark", "text/xml", "\xEF\xBB\xBF<!DOCTYPE S:Envelope>" + fmt.Sprintf(env, "1")},
+		{"DOCTYPE in UTF-16", "text/xml; charset=utf-16", utf16(`<!DOCTYPE S:Envelope>` + fmt.Sprintf(env, "1"))},
+		{"DOCTYPE in SOAP 1.2", "application/soap+xml", `<!DOCTYPE e><e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body><x/></e:Body></e:Envelope>`},
+	} {
+		resp, err := http.Post(sih+"/idb/", tc.contentType, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+		}
+	}
+	addr := strings.TrimPrefix(sih, "http://")
+	full := fmt.Sprintf(env, strings.Repeat("y", 2000))
+	for _, tc := range []struct{ name, head, body string }{
+		{"Content-Length body cut short", fmt.Sprintf("Content-Length: %d\r\n", len(full)), full[:len(full)/2]},
+		{"chunked body without its last chunk", "Transfer-Encoding: chunked\r\n", fmt.Sprintf("%x\r\n%s\r\n", len(full), full)},
+		{"chunked body cut inside a chunk", "Transfer-Encoding: chunked\r\n", fmt.Sprintf("%x\r\n%s", len(full), full[:100])},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "POST /idb/ HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"+tc.head+"\r\n"+tc.body)
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if resp.StatusCode != 400 && resp.StatusCode != 408 {
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the partner was called %d times for refused requests", n-1)
+	}
+	if after := auditBytes(); after != before {
+		t.Errorf("the audit log grew by %d bytes for refused requests: a token was signed", after-before)
+	}
 }
