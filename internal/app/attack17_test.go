@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
 // Issue 10, items 1 and 7, through the real wiring (release review after
@@ -250,5 +252,56 @@ func TestRefusedEnvelopesAreNeverSigned(t *testing.T) {
 	}
 	if after := auditBytes(); after != before {
 		t.Errorf("the audit log grew by %d bytes for refused requests: a token was signed", after-before)
+	}
+}
+
+// Issue 12, item 1 (all or nothing), release review: a file whose valid
+// part would visibly change what is served (the route moves to a new
+// prefix, another is added) and whose one defect is found only when its
+// files are read (a trust bundle that is no certificate, a bundle file
+// gone) changes nothing: the old prefix still serves, the new ones do not.
+func TestHalfValidReloadChangesNothing(t *testing.T) {
+	e := newTestEnv(t)
+	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
+	cfgPath := e.config(t, up.URL, "")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), ConfigPath: cfgPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sih, _ := serve(t, p)
+	original, _ := os.ReadFile(cfgPath)
+	moved := strings.Replace(string(original), "path_prefix: /idb/", "path_prefix: /idb-v2/", 1)
+	moved = strings.Replace(moved, "routes:\n", "routes:\n"+idb2Route(up.URL), 1)
+	garbage := filepath.Join(e.dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not a certificate\n"), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, bad := range []struct{ name, text string }{
+		{"bundle that is no certificate", strings.Replace(moved, e.files.SanteBundle, garbage, 1)},
+		{"bundle file gone", strings.Replace(moved, e.files.SanteBundle, filepath.Join(e.dir, "gone.pem"), 1)},
+	} {
+		replaceFile(t, cfgPath, []byte(bad.text))
+		if err := p.ReloadConfig(ctx, cfgPath); err == nil {
+			t.Fatalf("%s: reload accepted", bad.name)
+		}
+		for path, want := range map[string]int{"/idb/": 200, "/idb-v2/": 404, "/idb2/": 404} {
+			if got := postStatus(t, http.DefaultClient, sih+path); got != want {
+				t.Errorf("%s: %s answers %d, want %d: the refused file was applied in part", bad.name, path, got, want)
+			}
+		}
+	}
+	// The control: the same change without the defect is applied whole.
+	replaceFile(t, cfgPath, []byte(moved))
+	if err := p.ReloadConfig(ctx, cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{"/idb/": 404, "/idb-v2/": 200, "/idb2/": 200} {
+		if got := postStatus(t, http.DefaultClient, sih+path); got != want {
+			t.Errorf("valid file: %s answers %d, want %d", path, got, want)
+		}
 	}
 }
