@@ -179,7 +179,7 @@ func (p *Proxy) Serve(ctx context.Context, sihLn, adminLn net.Listener) error {
 	case <-bound.C:
 	}
 	p.log.Error("server.shutdown_timeout reached with work still running: exiting anyway", zap.Duration("shutdown_timeout", srv.ShutdownTimeout))
-	p.revocation.Close()
+	p.revocation.Cancel() // time is up: no wait for the fetches it ends
 	s.sih.Close()
 	s.sihLn.Close()
 	s.admin.Close()

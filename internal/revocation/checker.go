@@ -61,16 +61,20 @@ type Checker struct {
 	// a time (binding.go).
 	sweepPending, sweeping atomic.Bool
 
-	mu         sync.RWMutex
-	issuers    map[string][]*issuerState // by string(RawSubject)
-	overrides  []*config.RevocationIssuer
-	own        map[string]*ownCert // by role
-	certCount  int
-	store      *diskStore
-	started    time.Time
-	required   []*x509.Certificate   // authorities whose CRLs readiness needs
-	reqChains  [][]*x509.Certificate // chains whose status readiness needs
-	failures   map[string]failure
+	mu        sync.RWMutex
+	issuers   map[string][]*issuerState // by string(RawSubject)
+	overrides []*config.RevocationIssuer
+	own       map[string]*ownCert // by role
+	certCount int
+	store     *diskStore
+	started   time.Time
+	required  []*x509.Certificate   // authorities whose CRLs readiness needs
+	reqChains [][]*x509.Certificate // chains whose status readiness needs
+	failures  map[string]failure
+	// closed (under mu) refuses new fetches once Close began; inflight
+	// counts the fetches running, which Close waits for.
+	closed     bool
+	inflight   sync.WaitGroup
 	bindingsMu sync.Mutex
 	bindings   map[*Binding]struct{}
 }
@@ -166,8 +170,33 @@ func New(o Options) (*Checker, error) {
 // certificate: a redirect could point anywhere, file:// aside.
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// Close ends every fetch in progress; checks then answer from the cache.
+// closeWait bounds how long Close waits for the fetches it cancelled:
+// they run under the checker's life and end at once; the bound only keeps
+// a fetch that would not from eating the shutdown's audit reserve.
+const closeWait = time.Second
+
+// Close ends every fetch in progress and waits (within closeWait) until
+// they have: none logs or counts after it returns. Checks then answer
+// from the cache.
 func (c *Checker) Close() {
+	c.Cancel()
+	ended := make(chan struct{})
+	go func() { c.inflight.Wait(); close(ended) }()
+	t := time.NewTimer(closeWait)
+	select {
+	case <-ended:
+	case <-t.C:
+		c.o.Logger.Warn("revocation fetches still running after shutdown", zap.Duration("waited", closeWait))
+	}
+	t.Stop()
+}
+
+// Cancel ends every fetch in progress without waiting for them: for a
+// shutdown whose time is already up. Checks then answer from the cache.
+func (c *Checker) Cancel() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.stop()
 	c.client.CloseIdleConnections()
 }

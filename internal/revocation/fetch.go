@@ -156,6 +156,9 @@ func refusal(reason string, this, next time.Time) error {
 	return ErrDeltaBaseMismatch
 }
 
+// errClosed is a fetch asked for after Close.
+var errClosed = fmt.Errorf("revocation checker closed: %w", context.Canceled)
+
 // fetchOnce runs fetch once for all concurrent callers with the same key,
 // under the checker's life and the fetch timeout; each caller waits at
 // most until its own ctx ends. A request (sync) does not wait for a fetch
@@ -171,6 +174,14 @@ func (c *Checker) fetchOnce(ctx context.Context, key string, sync bool, fetch fu
 		}
 	}
 	ch := c.sf.DoChan(key, func() (any, error) {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, errClosed
+		}
+		c.inflight.Add(1)
+		c.mu.Unlock()
+		defer c.inflight.Done()
 		fctx, cancel := context.WithTimeout(c.life, c.o.Config.FetchTimeout)
 		defer cancel()
 		err := fetch(fctx)
