@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,8 +14,6 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/internal/audit"
-	"github.com/roc-proxy/roc-proxy/internal/sim"
-	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
 // The real binary, SIGKILLed three times under signed traffic with files
@@ -28,48 +25,8 @@ func TestRepeatedSIGKILLAcrossRotations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	dir := t.TempDir()
-	bin := buildRocProxy(t, dir)
-	p := testpki.MustShared(t)
-	files, err := p.WriteFiles(dir, testPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	idRE := regexp.MustCompile(`<saml:Assertion[^>]* ID="(_[0-9a-f]+)"`)
-	var mu sync.Mutex
-	received := map[string]bool{}
-	up := partner(t, p, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		if m := idRE.FindSubmatch(b); m != nil {
-			mu.Lock()
-			received[string(m[1])] = true
-			mu.Unlock()
-		}
-		io.WriteString(w, "<ok/>")
-	})
-	auditDir := filepath.Join(dir, "audit")
-	collector, err := sim.StartSyslogCollector(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer collector.Close()
-	cfg := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
-identity:
-  auth: {pkcs12: %s, password_file: %s}
-  sign: {pkcs12: %s, password_file: %s}
-trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: rot, max_file_bytes: 6000, checkpoint_every: 7, ship: {syslog: {address: %s, transport: tcp}}}
-routes:
-  - name: dmp
-    path_prefix: /dmp/
-    upstream: %s
-    server_name: %s
-    trust: [osi]
-    revocation: {policy: off}
-    token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}
-`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, auditDir, collector.Addr, up.URL, testpki.IDBHost)
-	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	k := newSigningChild(t, "rot", "max_file_bytes: 6000, checkpoint_every: 7")
+	dir, bin, cfgPath, auditDir, collector := k.dir, k.bin, k.cfgPath, k.auditDir, k.collector
 	body := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
 	client := &http.Client{Timeout: 5 * time.Second}
 	for round := 0; round < 3; round++ {
@@ -150,14 +107,14 @@ routes:
 			recorded[r.AssertionID]++
 		}
 	}
-	mu.Lock()
-	for id := range received {
+	k.mu.Lock()
+	for id := range k.received {
 		if recorded[id] != 1 {
 			t.Errorf("token %s reached the partner and is recorded %d times", id, recorded[id])
 		}
 	}
-	n := len(received)
-	mu.Unlock()
+	n := len(k.received)
+	k.mu.Unlock()
 	var shipped []string
 	waitUntil(t, "the collector to read every record", func() bool {
 		shipped = shipped[:0]

@@ -30,50 +30,10 @@ func TestSIGKILLUnderSignedTraffic(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	dir := t.TempDir()
-	bin := buildRocProxy(t, dir)
-	p := testpki.MustShared(t)
-	files, err := p.WriteFiles(dir, testPassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	idRE := regexp.MustCompile(`<saml:Assertion[^>]* ID="(_[0-9a-f]+)"`)
-	var mu sync.Mutex
-	received := map[string]bool{}
-	up := partner(t, p, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		if m := idRE.FindSubmatch(b); m != nil {
-			mu.Lock()
-			received[string(m[1])] = true
-			mu.Unlock()
-		}
-		io.WriteString(w, "<ok/>")
-	})
-	auditDir := filepath.Join(dir, "audit")
 	// The security team's collector: every record must reach it at least
 	// once, across the kill.
-	collector, err := sim.StartSyslogCollector(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer collector.Close()
-	cfg := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
-identity:
-  auth: {pkcs12: %s, password_file: %s}
-  sign: {pkcs12: %s, password_file: %s}
-trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: kill, checkpoint_every: 50, ship: {syslog: {address: %s, transport: tcp}}}
-routes:
-  - name: dmp
-    path_prefix: /dmp/
-    upstream: %s
-    server_name: %s
-    trust: [osi]
-    revocation: {policy: off}
-    token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}
-`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, auditDir, collector.Addr, up.URL, testpki.IDBHost)
-	cfgPath := filepath.Join(dir, "roc-proxy.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	k := newSigningChild(t, "kill", "checkpoint_every: 50")
+	bin, cfgPath, auditDir, collector, p := k.bin, k.cfgPath, k.auditDir, k.collector, testpki.MustShared(t)
 
 	cmd, base := startRocProxy(t, bin, cfgPath)
 
@@ -152,18 +112,18 @@ routes:
 			recorded[r.AssertionID] = true
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(received) < 100 {
-		t.Fatalf("only %d tokens reached the partner before the kill", len(received))
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.received) < 100 {
+		t.Fatalf("only %d tokens reached the partner before the kill", len(k.received))
 	}
-	for id := range received {
+	for id := range k.received {
 		if !recorded[id] {
 			t.Fatalf("token %s reached the partner without a signed record", id)
 		}
 	}
 	t.Logf("killed after %d tokens reached the partner; %d signed records, chain OK up to record %d, signed up to %d (%d warnings; %s)",
-		len(received), rep.Signed, rep.LastSeq, rep.CoveredTo, len(rep.Warnings), rep.Uncovered)
+		len(k.received), rep.Signed, rep.LastSeq, rep.CoveredTo, len(rep.Warnings), rep.Uncovered)
 
 	// Restarted, the proxy continues the chain in a new file that starts
 	// with a checkpoint: the records the killed process wrote after its
@@ -197,6 +157,64 @@ routes:
 		t.Fatalf("collector errors: %v", errs)
 	}
 	t.Logf("all %d records reached the collector across the kill (%d delivered twice)", after.LastSeq, again)
+}
+
+// signingChild is what the SIGKILL tests run as a child process: the
+// roc-proxy binary and a configuration with one DMP signing route whose
+// audit chain (chain_id chain, plus the audit keys given) ships to a
+// syslog collector, and a partner that notes the assertion ID of every
+// token it receives.
+type signingChild struct {
+	bin, cfgPath, auditDir string
+	dir                    string // the test's folder, holding all of these
+	collector              *sim.SyslogCollector
+	mu                     sync.Mutex
+	received               map[string]bool // assertion IDs the partner got, under mu
+}
+
+func newSigningChild(t *testing.T, chain string, auditKeys rawYAML) *signingChild {
+	t.Helper()
+	dir := t.TempDir()
+	c := &signingChild{dir: dir, bin: buildRocProxy(t, dir), auditDir: filepath.Join(dir, "audit"), received: map[string]bool{}}
+	p := testpki.MustShared(t)
+	files, err := p.WriteFiles(dir, testPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idRE := regexp.MustCompile(`<saml:Assertion[^>]* ID="(_[0-9a-f]+)"`)
+	up := partner(t, p, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if m := idRE.FindSubmatch(b); m != nil {
+			c.mu.Lock()
+			c.received[string(m[1])] = true
+			c.mu.Unlock()
+		}
+		io.WriteString(w, "<ok/>")
+	})
+	if c.collector, err = sim.StartSyslogCollector(nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.collector.Close() })
+	cfg := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
+audit: {dir: %s, chain_id: %s, %s, ship: {syslog: {address: %s, transport: tcp}}}
+routes:
+  - name: dmp
+    path_prefix: /dmp/
+    upstream: %s
+    server_name: %s
+    trust: [osi]
+    revocation: {policy: off}
+    token: {profile: vihf, vihf: {software_name: TEST, software_version: "1"}}
+`, files.AuthP12, files.PasswordFile, files.SignP12, files.PasswordFile, files.OSIBundle, files.SanteBundle, c.auditDir, chain, auditKeys, c.collector.Addr, up.URL, testpki.IDBHost)
+	c.cfgPath = filepath.Join(dir, "roc-proxy.yaml")
+	if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // buildRocProxy builds the binary into dir.
