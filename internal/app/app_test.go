@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/logging"
@@ -239,6 +240,21 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	if strings.Contains(logs.String(), "secret-body") || strings.Contains(logs.String(), testPassword) {
 		t.Error("log contains a body or the password")
 	}
+}
+
+// buildFile builds the proxy of the configuration file at cfgPath, logging
+// to the test.
+func buildFile(t *testing.T, cfgPath string) *Proxy {
+	t.Helper()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // buildLogged builds the proxy of the configuration file at cfgPath,

@@ -13,12 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap/zaptest"
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
@@ -104,14 +101,7 @@ func TestCheckpointSignerFollowsTheRenewedORGSIGN(t *testing.T) {
 	os.WriteFile(signP12, data, 0o600)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
 	auditDir := filepath.Join(e.dir, "audit")
-	cfg, err := config.Load(e.signingConfig(t, up.URL, signP12, auditDir, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, e.signingConfig(t, up.URL, signP12, auditDir, ""))
 	sih, stop := serveUntil(t, p)
 	post := func() {
 		t.Helper()
@@ -194,14 +184,7 @@ func TestCheckpointKeyFollowsItsOwnFiles(t *testing.T) {
 	write(first)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
 	auditDir := filepath.Join(e.dir, "audit")
-	cfg, err := config.Load(e.signingConfig(t, up.URL, signP12, auditDir, fmt.Sprintf("  checkpoint_key: {cert: %s, key: %s}\n", cpCert, cpKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, e.signingConfig(t, up.URL, signP12, auditDir, fmt.Sprintf("  checkpoint_key: {cert: %s, key: %s}\n", cpCert, cpKey)))
 	sih, stop := serveUntil(t, p)
 	post := func() {
 		t.Helper()

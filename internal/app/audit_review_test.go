@@ -83,14 +83,7 @@ audit:
 			if warned == keyed {
 				t.Errorf("config check, keyed=%v: %s", keyed, check.String())
 			}
-			cfg, err := config.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := buildFile(t, path)
 			sih, stop := serveUntil(t, p)
 			req, _ := http.NewRequest(http.MethodPost, sih+"/dmp/", strings.NewReader(`<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`))
 			req.Header.Set("Content-Type", "text/xml")

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/roc-proxy/roc-proxy/config"
@@ -29,14 +28,7 @@ func buildWithServer(t *testing.T, e *testEnv, upstreamURL, server string) *Prox
 	cfgPath := e.config(t, upstreamURL, "")
 	text, _ := os.ReadFile(cfgPath)
 	os.WriteFile(cfgPath, []byte(strings.Replace(string(text), "server: {shutdown_timeout: 5s}", "server: "+server, 1)), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	return p
 }
 

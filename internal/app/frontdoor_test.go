@@ -185,14 +185,7 @@ func TestReloadAgreesWithConfigCheck(t *testing.T) {
 func TestSigningRouteNeedsItsSignerAndAuditLog(t *testing.T) {
 	e := newTestEnv(t)
 	cfgPath := e.config(t, "https://127.0.0.1:1/x", "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	text, _ := os.ReadFile(cfgPath)
 	next := filepath.Join(e.dir, "next.yaml")
 	os.WriteFile(next, []byte(e.withAudit(e.withSign(withRoute(string(text), tokenRoute("https://127.0.0.1:1/x"))))), 0o600)
@@ -219,14 +212,7 @@ func TestBundleExpiryFollowsReload(t *testing.T) {
 	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
 	cfgPath := e.config(t, up.URL, "")
 	original, _ := os.ReadFile(cfgPath)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	_, admin := serve(t, p)
 	series := func(source string) int {
 		n := 0
@@ -379,14 +365,7 @@ func TestListenerBounds(t *testing.T) {
 	text, _ := os.ReadFile(cfgPath)
 	os.WriteFile(cfgPath, []byte(strings.Replace(string(text), "server: {shutdown_timeout: 5s}",
 		"server: {shutdown_timeout: 5s, max_connections: 3, read_header_timeout: 1s, admin: {read_timeout: 200ms, idle_timeout: 200ms}}", 1)), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	sih, admin := serve(t, p)
 	dial := func(base string) net.Conn {
 		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
@@ -437,14 +416,7 @@ func TestTokenResultRecordsTheFinalStatus(t *testing.T) {
 	cfgPath := e.config(t, up.URL, "")
 	text, _ := os.ReadFile(cfgPath)
 	os.WriteFile(cfgPath, []byte(e.withAudit(e.withSign(withRoute(string(text), tokenRoute(up.URL))))), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	sih, _ := serve(t, p)
 	resp, err := http.Post(sih+"/dmp/", "text/xml", strings.NewReader(soapEnvelope))
 	if err != nil {

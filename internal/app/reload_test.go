@@ -44,14 +44,7 @@ func TestRenewalUnderLoad(t *testing.T) {
 		fmt.Fprint(w, r.TLS.PeerCertificates[0].SerialNumber.Text(16))
 	})
 	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	sih, _ := serve(t, p)
 	url := sih + "/idb/"
 
@@ -135,14 +128,7 @@ func TestConfigReload(t *testing.T) {
 	e := newTestEnv(t)
 	up := partner(t, e.pki, testpki.IDBHost, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<ok/>") })
 	cfgPath := e.config(t, up.URL, "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	sih, _ := serve(t, p)
 	status := func(path string) int { return postStatus(t, http.DefaultClient, sih+path) }
 	if status("/idb2/") != 404 {

@@ -13,14 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.uber.org/zap/zaptest"
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 	"github.com/roc-proxy/roc-proxy/internal/trust"
 )
@@ -105,14 +102,7 @@ routes:
 `, crt, keyPath, e.files.AuthP12, e.files.PasswordFile, rawYAML(sign), e.files.OSIBundle, e.files.SanteBundle, auditDir, rawYAML(strings.Join(auditExtra, "")), up.URL, testpki.IDBHost, rawYAML(token), up.URL, testpki.IDBHost)
 	path := filepath.Join(e.dir, "roc-proxy.yaml")
 	os.WriteFile(path, []byte(text), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	px := buildFile(t, path)
 	_, admin = serve(t, px)
 	return admin, auditDir
 }
@@ -216,14 +206,7 @@ func TestRenewalReplacesExpirySeries(t *testing.T) {
 	os.WriteFile(auth, data, 0o600)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
 	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	_, admin := serve(t, p)
 	oldSerial := e.pki.AuthCli.Cert.SerialNumber.Text(16)
 	if _, ok := sample(scrape(t, admin), "roc_proxy_certificate_not_after_timestamp_seconds", map[string]string{"source": "identity.auth", "serial": oldSerial}); !ok {
@@ -295,14 +278,7 @@ func TestBundleReloadReplacesExpirySeries(t *testing.T) {
 	os.WriteFile(bundle, sante, 0o600)
 	e.files.OSIBundle = bundle
 	cfgPath := e.config(t, up.URL, "")
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	_, admin := serve(t, p)
 	serials := func() map[string]bool {
 		out := map[string]bool{}
@@ -351,14 +327,7 @@ func TestRefusedFilesStayVisible(t *testing.T) {
 	os.WriteFile(auth, data, 0o600)
 	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {})
 	cfgPath := e.config(t, up.URL, identity(e.source(auth), map[string]any{"reload_interval": "20ms"}))
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := buildFile(t, cfgPath)
 	_, admin := serve(t, p)
 	value := func(name string, labels map[string]string) (float64, bool) {
 		return sample(scrape(t, admin), name, labels)
