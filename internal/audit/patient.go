@@ -56,6 +56,19 @@ const MaxPatientKeyBytes = 4096
 // chain. Messages name the file, never the key.
 func ReadPatientKey(path string) ([]byte, error) {
 	key, guessable, err := readPatientKey(path)
+	return refuseGuessable(path, key, guessable, err)
+}
+
+// CheckPatientKey holds the bytes of a patient_id_key file read elsewhere
+// (within a size limit) to ReadPatientKey's rules: the final newline
+// removed, MinPatientKeyBytes to MaxPatientKeyBytes of them, not
+// guessable.
+func CheckPatientKey(path string, data []byte) ([]byte, error) {
+	key, guessable, err := patientKeyRules(path, data)
+	return refuseGuessable(path, key, guessable, err)
+}
+
+func refuseGuessable(path string, key []byte, guessable string, err error) ([]byte, error) {
 	if err == nil && guessable != "" {
 		err = fmt.Errorf("%s is a guessable key (%s): a patient_id_key must be random (openssl rand -hex 32 > %s)", path, guessable, path)
 	}
@@ -101,6 +114,12 @@ func readPatientKey(path string) (key []byte, guessable string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
+	return patientKeyRules(path, data)
+}
+
+// patientKeyRules is what a key file's bytes must be, and says why a key
+// is guessable instead of refusing it.
+func patientKeyRules(path string, data []byte) (key []byte, guessable string, err error) {
 	key = []byte(strings.TrimRight(string(data), "\r\n"))
 	switch {
 	case len(key) > MaxPatientKeyBytes:

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/internal/audit"
@@ -136,18 +135,16 @@ func PatientKey(cfg *config.Config) ([]byte, error) {
 	if cfg.Audit.PatientIDKey == "" {
 		return nil, nil
 	}
-	// Read here within boundedfile.Password, then held to
-	// audit.ReadPatientKey's rules (the same key on every replica and in
-	// audit show): audit.ReadPatientKey reads without a limit, and
-	// internal/audit is not this change's to edit.
+	// Read within boundedfile.Password's limit, as every secret file a
+	// configuration names, then held to the rules audit show applies.
 	path := cfg.Audit.PatientIDKey
 	data, err := boundedfile.Read(path, boundedfile.Password)
 	if err != nil {
 		return nil, fmt.Errorf("audit.patient_id_key: %w", err)
 	}
-	key := []byte(strings.TrimRight(string(data), "\r\n"))
-	if len(key) < audit.MinPatientKeyBytes {
-		return nil, fmt.Errorf("audit.patient_id_key: %s holds %d bytes: a patient_id_key needs at least %d random bytes (openssl rand -hex 32 > %s)", path, len(key), audit.MinPatientKeyBytes, path)
+	key, err := audit.CheckPatientKey(path, data)
+	if err != nil {
+		return nil, fmt.Errorf("audit.patient_id_key: %w", err)
 	}
 	return key, nil
 }
