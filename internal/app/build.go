@@ -20,6 +20,7 @@ import (
 
 	"github.com/roc-proxy/roc-proxy/config"
 	"github.com/roc-proxy/roc-proxy/internal/audit"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/expiry"
 	"github.com/roc-proxy/roc-proxy/internal/material"
@@ -236,7 +237,7 @@ func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, err
 			}
 			co := mtls.CollectorOptions{ServerName: serverName, RootCAs: pool, Now: d.Now}
 			if sl.Cert != "" {
-				cert, err := tls.LoadX509KeyPair(sl.Cert, sl.Key)
+				cert, err := boundedfile.LoadX509KeyPair(sl.Cert, sl.Key)
 				if err != nil {
 					return nil, fmt.Errorf("audit.ship.syslog.cert: %s with %s: %w", sl.Cert, sl.Key, err)
 				}

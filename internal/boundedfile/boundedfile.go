@@ -10,6 +10,7 @@
 package boundedfile
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -127,4 +128,17 @@ func Size(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// LoadX509KeyPair is tls.LoadX509KeyPair with each file read within PEM.
+func LoadX509KeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := Read(certFile, PEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := Read(keyFile, PEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }

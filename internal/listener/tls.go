@@ -15,7 +15,7 @@ import (
 func LoadTLS(t *config.ListenTLS) (*tls.Certificate, *x509.CertPool, error) {
 	var cert *tls.Certificate
 	if t.ACME == nil {
-		c, err := loadKeyPair(t.Cert, t.Key)
+		c, err := boundedfile.LoadX509KeyPair(t.Cert, t.Key)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen.tls: %s with %s: %w", t.Cert, t.Key, err)
 		}
@@ -29,17 +29,4 @@ func LoadTLS(t *config.ListenTLS) (*tls.Certificate, *x509.CertPool, error) {
 		return nil, nil, fmt.Errorf("listen.tls.client_ca: %w", err)
 	}
 	return cert, pool, nil
-}
-
-// loadKeyPair is tls.LoadX509KeyPair within boundedfile.PEM per file.
-func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
-	certPEM, err := boundedfile.Read(certFile, boundedfile.PEM)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	keyPEM, err := boundedfile.Read(keyFile, boundedfile.PEM)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.X509KeyPair(certPEM, keyPEM)
 }

@@ -21,6 +21,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 	"github.com/roc-proxy/roc-proxy/internal/certinfo"
 	"github.com/roc-proxy/roc-proxy/internal/cli/cmdline"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
@@ -197,7 +198,7 @@ func printReport(w io.Writer, r *certinfo.Report) {
 
 // readCertFile reads PEM, DER or PKCS#12 (with the password file).
 func readCertFile(path, pwFile string) (*x509.Certificate, []*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	data, err := boundedfile.Read(path, boundedfile.PEM)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -372,18 +373,18 @@ func cmdP12Build(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, `Run "roc-proxy p12 --help" for the flags.`)
 		return cmdline.ErrUsage
 	}
-	certPEM, err := os.ReadFile(*certFile)
+	certPEM, err := boundedfile.Read(*certFile, boundedfile.PEM)
 	if err != nil {
 		return err
 	}
 	if *chainFile != "" {
-		chain, err := os.ReadFile(*chainFile)
+		chain, err := boundedfile.Read(*chainFile, boundedfile.PEM)
 		if err != nil {
 			return err
 		}
 		certPEM = append(append(certPEM, '\n'), chain...)
 	}
-	keyPEM, err := os.ReadFile(*keyFile)
+	keyPEM, err := boundedfile.Read(*keyFile, boundedfile.PEM)
 	if err != nil {
 		return err
 	}
