@@ -47,9 +47,9 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 		b := mat.Store.Bundle(name)
 		fmt.Fprintf(stdout, "  trust_bundles.%s: %d root(s), %d intermediate(s)\n", name, len(b.Anchors), len(b.Intermediates))
 	}
-	switch {
-	case material.PlainPatientHash(cfg) != "":
-		fmt.Fprintln(stdout, "  warning:", material.PlainPatientHash(cfg))
+	switch plain := material.PlainPatientHash(cfg); {
+	case plain != "":
+		fmt.Fprintln(stdout, "  warning:", plain)
 	case cfg.Audit.PatientID == config.PatientIDHash && mat.PatientKey != nil:
 		fmt.Fprintf(stdout, "  audit.patient_id: hash keyed with audit.patient_id_key %s (HMAC-SHA-256)\n", cfg.Audit.PatientIDKey)
 	}
