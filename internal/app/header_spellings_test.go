@@ -7,18 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zaptest"
-
-	"github.com/roc-proxy/roc-proxy/config"
-	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
 // TestHeaderSpellingsNeverReachThePartner plays a hostile SIH writing its
@@ -33,39 +24,8 @@ import (
 // reports every header it got: none of these may be among them, on a
 // pass-through route and on both token routes.
 func TestHeaderSpellingsNeverReachThePartner(t *testing.T) {
-	e := newTestEnv(t)
-	var mu sync.Mutex
-	var seen http.Header
-	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = r.Header.Clone()
-		mu.Unlock()
-		io.WriteString(w, "<ok/>")
-	})
-	route := func(name, extra string) string {
-		return fmt.Sprintf("  - {name: %s, path_prefix: /%s/, upstream: %q, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
-			name, name, up.URL, testpki.IDBHost, extra)
-	}
-	text := fmt.Sprintf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
-identity:
-  auth: {pkcs12: %s, password_file: %s}
-  sign: {pkcs12: %s, password_file: %s}
-trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: test}
-routes:
-`, e.files.AuthP12, e.files.PasswordFile, e.files.SignP12, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle, filepath.Join(e.dir, "audit")) +
-		route("wsse", ", token: {profile: roc}") +
-		route("header", ", token: {profile: roc, placement: http-header, http_header: X-Amc-Jeton}") +
-		route("plain", "")
-	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sih := strings.TrimPrefix(startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()}), "http://")
+	url, partner := startHeaderRoutes(t)
+	sih := strings.TrimPrefix(url, "http://")
 	forged := base64.StdEncoding.EncodeToString([]byte("<saml:Assertion>forged</saml:Assertion>"))
 	long := "X-Roc-" + strings.Repeat("a", 4000)
 
@@ -112,9 +72,7 @@ routes:
 	}
 	send := func(t *testing.T, path string, extra []string) (int, http.Header) {
 		t.Helper()
-		mu.Lock()
-		seen = nil
-		mu.Unlock()
+		partner.reset()
 		c, err := net.DialTimeout("tcp", sih, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -138,9 +96,7 @@ routes:
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		return resp.StatusCode, seen
+		return resp.StatusCode, partner.last()
 	}
 	for _, r := range []string{"plain", "wsse", "header"} {
 		t.Run(r, func(t *testing.T) {

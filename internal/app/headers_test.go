@@ -27,39 +27,7 @@ import (
 // route's token header. None reaches the partner; on the http-header route
 // the only token the partner sees is the one roc-proxy signed.
 func TestSIHOnlyHeadersNeverReachThePartner(t *testing.T) {
-	e := newTestEnv(t)
-	var mu sync.Mutex
-	var seen http.Header
-	up := e.upstream(t, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = r.Header.Clone()
-		mu.Unlock()
-		io.WriteString(w, "<ok/>")
-	})
-	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
-	route := func(name, extra string) string {
-		return yamlf("  - {name: %s, path_prefix: %s, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
-			name, "/"+name+"/", up.URL, testpki.IDBHost, rawYAML(extra))
-	}
-	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
-identity:
-  auth: {pkcs12: %s, password_file: %s}
-  sign: {pkcs12: %s, password_file: %s}
-trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
-audit: {dir: %s, chain_id: test}
-routes:
-`, e.files.AuthP12, e.files.PasswordFile, e.files.SignP12, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle, filepath.Join(e.dir, "audit")) +
-		route("wsse", ", token: {profile: roc}") +
-		route("header", ", token: {profile: roc, placement: http-header, http_header: X-Amc-Jeton}") +
-		route("plain", "")
-	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sih := startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
+	sih, partner := startHeaderRoutes(t)
 	forged := base64.StdEncoding.EncodeToString([]byte("<saml:Assertion>forged</saml:Assertion>"))
 	for _, r := range []string{"wsse", "header", "plain"} {
 		t.Run(r, func(t *testing.T) {
@@ -75,8 +43,7 @@ routes:
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			seen := partner.last()
 			for name, vals := range seen {
 				norm := strings.ReplaceAll(strings.ToLower(name), "_", "-")
 				switch {
@@ -161,4 +128,65 @@ routes:
 	if calls.Load() != 1 {
 		t.Errorf("the partner got %d calls, want the legitimate one only", calls.Load())
 	}
+}
+
+// headerPartner is a partner that keeps the headers of the last request it
+// got.
+type headerPartner struct {
+	mu   sync.Mutex
+	seen http.Header
+}
+
+func (h *headerPartner) serve(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	h.seen = r.Header.Clone()
+	h.mu.Unlock()
+	io.WriteString(w, "<ok/>")
+}
+
+// last is the headers of the last request (nil: none since reset).
+func (h *headerPartner) last() http.Header {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seen
+}
+
+func (h *headerPartner) reset() {
+	h.mu.Lock()
+	h.seen = nil
+	h.mu.Unlock()
+}
+
+// startHeaderRoutes starts roc-proxy with three routes to one
+// headerPartner: wsse (a ROC token in WS-Security), header (a ROC token in
+// X-Amc-Jeton) and plain (pass-through); it returns the SIH's URL.
+func startHeaderRoutes(t *testing.T) (string, *headerPartner) {
+	t.Helper()
+	e := newTestEnv(t)
+	partner := &headerPartner{}
+	up := e.upstream(t, partner.serve)
+	cfgPath := filepath.Join(e.dir, "roc-proxy.yaml")
+	route := func(name, extra string) string {
+		return yamlf("  - {name: %s, path_prefix: %s, upstream: %s, server_name: %s, trust: [osi], revocation: {policy: off}%s}\n",
+			name, "/"+name+"/", up.URL, testpki.IDBHost, rawYAML(extra))
+	}
+	text := yamlf(`listen: {sih: "127.0.0.1:0", admin: "127.0.0.1:0"}
+identity:
+  auth: {pkcs12: %s, password_file: %s}
+  sign: {pkcs12: %s, password_file: %s}
+trust_bundles: {osi: {paths: [%s]}, sante: {paths: [%s]}}
+audit: {dir: %s, chain_id: test}
+routes:
+`, e.files.AuthP12, e.files.PasswordFile, e.files.SignP12, e.files.PasswordFile, e.files.OSIBundle, e.files.SanteBundle, filepath.Join(e.dir, "audit")) +
+		route("wsse", ", token: {profile: roc}") +
+		route("header", ", token: {profile: roc, placement: http-header, http_header: X-Amc-Jeton}") +
+		route("plain", "")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startProxy(t, cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()}), partner
 }
