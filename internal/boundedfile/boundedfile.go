@@ -7,6 +7,10 @@
 // with an error naming the file and the limit, never fill the memory. It
 // never refuses a file for what it is: a FIFO (--password-file <(pass
 // show ...)) or /dev/stdin is read like a file, within the limit.
+//
+// CapReader gives a stream the same kind of bound: what a peer (a forward
+// proxy's answer to CONNECT, a partner's headers) may send before the
+// reader gives up.
 package boundedfile
 
 import (
@@ -141,4 +145,29 @@ func LoadX509KeyPair(certFile, keyFile string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// CapReader reads r until more than limit bytes were asked of it, then
+// fails with over: a peer's status line and headers, read through a
+// bufio.Reader, cannot grow without end.
+func CapReader(r io.Reader, limit int64, over error) io.Reader {
+	return &capReader{r: r, left: limit, over: over}
+}
+
+type capReader struct {
+	r    io.Reader
+	left int64
+	over error
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, c.over
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }

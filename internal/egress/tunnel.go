@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 )
 
 // maxAnswer bounds what is read of the proxy's answer to CONNECT (status
@@ -73,7 +75,7 @@ func (p *Proxy) connect(ctx context.Context, conn net.Conn, target string) (net.
 		}
 		return closeWith(fail(ReasonProtocol, "", err))
 	}
-	br := bufio.NewReaderSize(&cappedReader{r: conn, left: maxAnswer}, 4096)
+	br := bufio.NewReaderSize(boundedfile.CapReader(conn, maxAnswer, errAnswerTooLong), 4096)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	switch {
 	case errors.Is(err, errAnswerTooLong):
@@ -111,24 +113,6 @@ func (p *Proxy) connect(ctx context.Context, conn net.Conn, target string) (net.
 }
 
 var errAnswerTooLong = errors.New("the answer to CONNECT exceeds 16 KiB")
-
-// cappedReader fails once more than left bytes were asked of it.
-type cappedReader struct {
-	r    io.Reader
-	left int64
-}
-
-func (c *cappedReader) Read(p []byte) (int, error) {
-	if c.left <= 0 {
-		return 0, errAnswerTooLong
-	}
-	if int64(len(p)) > c.left {
-		p = p[:c.left]
-	}
-	n, err := c.r.Read(p)
-	c.left -= int64(n)
-	return n, err
-}
 
 func strconvQuote(s string) string { return "\"" + s + "\"" }
 

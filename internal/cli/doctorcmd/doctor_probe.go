@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/config"
+	"github.com/roc-proxy/roc-proxy/internal/boundedfile"
 	"github.com/roc-proxy/roc-proxy/internal/egress"
 	"github.com/roc-proxy/roc-proxy/internal/mtls"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
@@ -229,7 +230,7 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 	if err == nil {
 		// The answer's head is read within 64 KiB: a partner streaming
 		// headers does not fill the memory.
-		resp, err = http.ReadResponse(bufio.NewReader(&headLimit{r: tc, left: 64 << 10}), &http.Request{Method: http.MethodGet})
+		resp, err = http.ReadResponse(bufio.NewReader(boundedfile.CapReader(tc, 64<<10, errHeadTooLong)), &http.Request{Method: http.MethodGet})
 	}
 	var alert string
 	var ne net.Error
@@ -255,21 +256,6 @@ func (d *doctor) probeClientCertificate(ctx context.Context, tc *tls.Conn, t par
 }
 
 var errHeadTooLong = errors.New("the answer's status line and headers exceed 64 KiB")
-
-// headLimit fails once more than left bytes were asked of it.
-type headLimit struct {
-	r    io.Reader
-	left int
-}
-
-func (h *headLimit) Read(p []byte) (int, error) {
-	if h.left <= 0 {
-		return 0, errHeadTooLong
-	}
-	n, err := h.r.Read(p[:min(len(p), h.left)])
-	h.left -= n
-	return n, err
-}
 
 // resolve is the DNS step: the partner's name, or, through the proxy,
 // the proxy's own (the proxy resolves the partner).
