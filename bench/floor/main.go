@@ -6,6 +6,10 @@
 // roc-proxy costs above it is roc-proxy's; what it costs above nginx is
 // net/http's and the Go runtime's. Never deploy it.
 //
+// When the route has a token, the floor is that of a signing route
+// (signing.go): the least any proxy must do to send a cached token that
+// was recorded durably first.
+//
 // Usage, as the harness runs roc-proxy: floor serve --config FILE
 package main
 
@@ -57,8 +61,22 @@ func run() error {
 	auth := &mat.Auth.Certificate
 	client := proxy.NewUpstream(proxy.UpstreamOptions{TLS: mtls.ClientConfig(mtls.ClientOptions{ServerName: r.ServerName, VerifyConnection: v.VerifyConnection,
 		ClientCertificate: func() *tls.Certificate { return auth }})})
+	var sign *signingFloor
+	if r.Token != nil {
+		if sign, err = newSigningFloor(cfg, mat); err != nil {
+			return err
+		}
+	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
+		if sign != nil {
+			var err error
+			if body, err = sign.before(body); err != nil {
+				w.WriteHeader(400)
+				return
+			}
+			defer sign.after()
+		}
 		out, _ := http.NewRequestWithContext(req.Context(), http.MethodPost, up.String()+strings.TrimPrefix(req.URL.Path, r.PathPrefix[:len(r.PathPrefix)-1]), bytes.NewReader(body))
 		out.Header.Set("Content-Type", req.Header.Get("Content-Type"))
 		res, err := client.RoundTrip(out)

@@ -237,13 +237,23 @@ func run() error {
 			defer floor.stop()
 		}
 		if o.mode == "all" {
-			for _, fsync := range []bool{false, true} {
-				t, err := startRocProxy(ctx, o, tokenName(fsync), "off", rocToken, nil, fsync, dir, files, upstream.Addr().String())
-				if err != nil {
-					return err
+			// extra: roc-proxy's signing route without and with fsync,
+			// then the floor's (bench/floor/signing.go).
+			fo := o
+			fo.rocProxy = o.floor
+			for _, b := range []options{o, fo} {
+				for _, fsync := range []bool{false, true} {
+					name := tokenName(fsync)
+					if b.rocProxy == o.floor {
+						name = "floor-" + strings.TrimPrefix(name, "roc-")
+					}
+					t, err := startRocProxy(ctx, b, name, "off", rocToken, nil, fsync, dir, files, upstream.Addr().String())
+					if err != nil {
+						return err
+					}
+					defer t.stop()
+					extra = append(extra, t)
 				}
-				defer t.stop()
-				extra = append(extra, t)
 			}
 		}
 	default:
@@ -314,6 +324,10 @@ func run() error {
 		report(results, floor.name, cand.name, "what roc-proxy adds to the floor")
 		report(results, cand.name, extra[0].name, "issue 11: throughput goal >= 0.85x without fsync")
 		report(results, cand.name, extra[1].name, "issue 11: throughput goal >= 0.70x with fsync")
+		report(results, floor.name, extra[2].name, "the signing floor without fsync: the token's bytes and a record written, nothing else")
+		report(results, floor.name, extra[3].name, "the signing floor with fsync: the token's bytes and a record made durable, nothing else")
+		report(results, extra[2].name, extra[0].name, "what roc-proxy's signing route adds to the signing floor, without fsync")
+		report(results, extra[3].name, extra[1].name, "what roc-proxy's signing route adds to the signing floor, with fsync")
 	case "token":
 		goal := "throughput goal >= 0.70x with fsync"
 		if !o.fsync {
