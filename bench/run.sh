@@ -2,7 +2,7 @@
 # Whole-process comparison of roc-proxy with nginx on the same mutual-TLS
 # upstream, same certificates, same load generator, interleaved rounds, with
 # net/http's floor (bench/floor) as a third contender in mode nginx.
-# Bounded: 2 proxies (3 in mode nginx) x ROUNDS x DURATION of load (default
+# Bounded: 2 proxies (3 in mode nginx, 7 in mode all) x ROUNDS x DURATION of load (default
 # 3 x 10 s each).
 # Usage: bench/run.sh [--mode nginx|all|revocation|token|audit|ship|binary] [--binary-token] [--roc-revocation off|soft|hard] [--fsync=false] [--duration 10s] [--rounds 3] [--connections 32]
 set -euo pipefail

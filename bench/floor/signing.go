@@ -32,6 +32,7 @@ type signingFloor struct {
 	header []byte // <S:Header> with the Security header and the assertion
 	fsync  bool
 	seq    uint64
+	total  int64 // bytes queued since start
 
 	mu     sync.Mutex
 	queued []byte
@@ -82,7 +83,7 @@ func (s *signingFloor) before(body []byte) ([]byte, error) {
 	}
 	out := make([]byte, 0, len(body)+len(s.header))
 	out = append(append(append(out, body[:at]...), s.header...), body[at:]...)
-	done := s.append(700)
+	done, _ := s.append(700)
 	<-done
 	return out, nil
 }
@@ -90,10 +91,13 @@ func (s *signingFloor) before(body []byte) ([]byte, error) {
 // after records the exchange's result.
 func (s *signingFloor) after() { s.append(300) }
 
-// append queues a record of n bytes and returns what to wait for.
-func (s *signingFloor) append(n int) chan struct{} {
+// append queues a record of n bytes and returns what to wait for, and
+// the file's size once it is written.
+func (s *signingFloor) append(n int) (chan struct{}, int64) {
 	s.mu.Lock()
 	s.seq++
+	s.total += int64(n)
+	end := s.total
 	start := len(s.queued)
 	s.queued = strconv.AppendUint(append(s.queued, `{"seq":`...), s.seq, 10)
 	for len(s.queued)-start < n-1 {
@@ -106,7 +110,7 @@ func (s *signingFloor) append(n int) chan struct{} {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return done
+	return done, end
 }
 
 func (s *signingFloor) run() {

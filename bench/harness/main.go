@@ -11,9 +11,11 @@
 //   - mode ship: that signing route (fsync on) shipping every audit record
 //     to standard output and to a syslog collector over TLS, against the
 //     same without shipping;
-//   - mode all: nginx, roc-proxy's pass-through, net/http's floor and the
-//     signing route with its audit records fsynced and not, all five in
-//     the same interleaved rounds, so that every ratio of issues 11 and 12
+//   - mode all: nginx, roc-proxy's pass-through, net/http's floor, the
+//     signing route with its audit records fsynced and not, and the
+//     floor's signing route (bench/floor/signing.go: the token's bytes and
+//     a durable record, nothing else) fsynced and not, all seven in the
+//     same interleaved rounds, so that every ratio of issues 11 and 12
 //     comes from one run;
 //   - mode binary: two roc-proxy binaries (--base-roc-proxy against
 //     --roc-proxy) on the same pass-through route, for A/B measurements of
@@ -93,7 +95,7 @@ func run() error {
 	flag.IntVar(&o.connections, "connections", 32, "concurrent SIH connections")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder")
-	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), all (nginx, pass-through, floor, signing route without and with fsync, in the same rounds), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off), ship (audit shipping off vs on) or binary (--base-roc-proxy vs --roc-proxy)")
+	flag.StringVar(&o.mode, "mode", "nginx", "nginx (roc-proxy vs nginx), all (nginx, pass-through, floor, signing route and signing floor without and with fsync, in the same rounds), revocation (checks off vs on, connection churn), token (signed route vs pass-through), audit (fsync on vs off), ship (audit shipping off vs on) or binary (--base-roc-proxy vs --roc-proxy)")
 	flag.StringVar(&o.baseRoc, "base-roc-proxy", "", "mode binary: the roc-proxy binary to compare --roc-proxy with")
 	flag.StringVar(&o.floor, "floor", "", "mode nginx: also run this build of bench/floor (net/http's floor: server and upstream exchange, nothing else) in the same rounds")
 	flag.StringVar(&o.rocRevocation, "roc-revocation", "off", "modes nginx and binary: roc-proxy's revocation policy on the pass-through route (off, soft, hard: a warm cache, pooled connections, each request asking its connection's standing check)")
