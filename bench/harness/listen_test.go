@@ -34,3 +34,16 @@ func TestListeningAddrsFromTheKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundRange: the ratio of each round against the same round, lowest
+// and highest; a single round has no spread.
+func TestRoundRange(t *testing.T) {
+	base := []wrkResult{{rps: 100}, {rps: 200}, {rps: 100}}
+	cand := []wrkResult{{rps: 80}, {rps: 100}, {rps: 90}}
+	if lo, hi, ok := roundRange(base, cand); !ok || lo != 0.5 || hi != 0.9 {
+		t.Fatalf("got %v %v %v, want 0.5 0.9 true", lo, hi, ok)
+	}
+	if _, _, ok := roundRange(base[:1], cand[:1]); ok {
+		t.Fatal("one round reported a spread")
+	}
+}

@@ -688,6 +688,31 @@ func report(results map[string][]wrkResult, base, cand, goals string) {
 	tw.Flush()
 	fmt.Printf("\nratios %s/%s: throughput %.2fx, p50 %.2fx, p99 %.2fx, CPU per request %.2fx (%s)\n", cand, base,
 		med(cand, rps)/med(base, rps), med(cand, p50)/med(base, p50), med(cand, p99)/med(base, p99), med(cand, cpu)/med(base, cpu), goals)
+	if lo, hi, ok := roundRange(results[base], results[cand]); ok {
+		// The spread of one round against the same round: how much the
+		// machine moved during the run.
+		fmt.Printf("round by round, throughput %.2fx to %.2fx\n", lo, hi)
+	}
+}
+
+// roundRange is the lowest and highest throughput ratio of cand to base
+// within the same round (ok false with fewer than two rounds).
+func roundRange(base, cand []wrkResult) (lo, hi float64, ok bool) {
+	n := min(len(base), len(cand))
+	for i := 0; i < n; i++ {
+		if base[i].rps <= 0 {
+			continue
+		}
+		r := cand[i].rps / base[i].rps
+		if !ok || r < lo {
+			lo = r
+		}
+		if !ok || r > hi {
+			hi = r
+		}
+		ok = true
+	}
+	return lo, hi, ok && n > 1
 }
 
 // startCollector is the security team's syslog collector over TLS, with a
