@@ -276,17 +276,7 @@ func TestShipGoesPastZeroBytesWrittenOverTheLiveFile(t *testing.T) {
 // the certificate the record carries) ends the tail.
 func TestRestartIsNotStoppedByAForgedSignedRecord(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(options(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 16; i++ { // a checkpoint after 10: 6 uncovered
-		if err := l.Signed(context.Background(), signed(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l.Close()
-	files, _ := ChainFiles(dir, "pod-a")
+	files := writeChain(t, dir, 16, 0) // a checkpoint after 10: 6 uncovered
 	last := files[len(files)-1]
 	edit(t, last, func(lines []string) []string {
 		lines = lines[:len(lines)-1] // a crash: no closing checkpoint
@@ -322,15 +312,7 @@ func TestRestartIsNotStoppedByAForgedSignedRecord(t *testing.T) {
 // not sign over it either.
 func TestRestartDoesNotVouchForAForgedCheckpoint(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(options(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 16; i++ {
-		l.Signed(context.Background(), signed(i))
-	}
-	l.Close()
-	files, _ := ChainFiles(dir, "pod-a")
+	files := writeChain(t, dir, 16, 0)
 	edit(t, files[len(files)-1], func(lines []string) []string {
 		lines = lines[:len(lines)-1]
 		var prev Record

@@ -184,18 +184,7 @@ func TestRestartRefusesToSignOverABrokenTail(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			o := options(t, dir)
-			l, err := Open(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i < 16; i++ { // checkpoints after 10 records: 6 uncovered
-				if err := l.Signed(context.Background(), signed(i)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			l.Close()
-			files, _ := ChainFiles(dir, "pod-a")
+			files := writeChain(t, dir, 16, 0) // checkpoints after 10 records: 6 uncovered
 			last := files[len(files)-1]
 			edit(t, last, func(lines []string) []string { return lines[:len(lines)-1] }) // a crash: no closing checkpoint
 			edit(t, last, tc.tamper)
@@ -244,15 +233,7 @@ func TestRestartRefusesToSignOverABrokenTail(t *testing.T) {
 // An intact tail still gets the restart checkpoint, and no break.
 func TestRestartOverAnIntactTailSignsACheckpoint(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(options(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 16; i++ {
-		l.Signed(context.Background(), signed(i))
-	}
-	l.Close()
-	files, _ := ChainFiles(dir, "pod-a")
+	files := writeChain(t, dir, 16, 0)
 	edit(t, files[len(files)-1], func(lines []string) []string { return lines[:len(lines)-1] })
 	o := options(t, dir)
 	l2, err := Open(o)
