@@ -18,7 +18,6 @@ import (
 	"github.com/roc-proxy/roc-proxy/internal/metrics"
 	"github.com/roc-proxy/roc-proxy/internal/proxy"
 	"github.com/roc-proxy/roc-proxy/internal/revocation"
-	"github.com/roc-proxy/roc-proxy/internal/saml"
 	"github.com/roc-proxy/roc-proxy/internal/testpki"
 )
 
@@ -33,10 +32,7 @@ func BenchmarkTokenSource(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer := saml.NewSigner(p.Sign.Key, p.Sign.Cert)
-	tok := &config.Token{Profile: "roc", Placement: "wsse", IssuerFormat: "rfc2253", Validity: 5 * time.Minute, ReuseFraction: 0.5,
-		ExpiryMargin: 30 * time.Second, NotBeforeSkew: time.Minute, CacheEntries: 10, AuthnContext: config.DefaultAuthnContext}
-	injector := saml.NewInjector(saml.InjectorOptions{Route: "idb", Token: tok, Signer: func() *saml.Signer { return signer }, Metrics: m})
+	inj := injector(b)
 	checker, err := revocation.New(revocation.Options{Config: config.Revocation{}, Logger: zap.NewNop(), Metrics: m})
 	if err != nil {
 		b.Fatal(err)
@@ -48,7 +44,7 @@ func BenchmarkTokenSource(b *testing.B) {
 		defer reportCPU(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := injector.Inject(nil, body); err != nil {
+				if _, err := inj.Inject(nil, body); err != nil {
 					b.Error(err)
 					return
 				}
@@ -67,7 +63,7 @@ func BenchmarkTokenSource(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			src := New(Options{Route: "idb", Injector: injector, Status: checker, Audit: l, PatientID: "hash"})
+			src := New(Options{Route: "idb", Injector: inj, Status: checker, Audit: l, PatientID: "hash"})
 			b.ReportAllocs()
 			b.SetParallelism(16) // the harness's 32 connections on 2 cores
 			defer reportCPU(b)()

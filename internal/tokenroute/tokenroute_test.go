@@ -79,7 +79,7 @@ func (r *recorder) Result(rec *audit.Record) {
 	r.results = append(r.results, rec)
 }
 
-func injector(t *testing.T) *saml.Injector {
+func injector(t testing.TB) *saml.Injector {
 	t.Helper()
 	p := testpki.MustShared(t)
 	m, err := metrics.New(prometheus.NewRegistry(), metrics.BuildInfo{})
