@@ -251,15 +251,21 @@ func (f failingFile) Write(b []byte) (int, error) {
 func (f failingFile) Sync() error  { f.syncs.Add(1); return f.f.Sync() }
 func (f failingFile) Close() error { return f.f.Close() }
 
-func TestDiskFullFailsClosedAndRecovers(t *testing.T) {
-	dir := t.TempDir()
-	var broken atomic.Bool
-	var syncs atomic.Int64
-	o := options(t, dir)
+// useFailingFiles makes o open failingFiles: their writes fail while
+// broken is set, and syncs counts their syncs.
+func useFailingFiles(o *Options) (broken *atomic.Bool, syncs *atomic.Int64) {
+	broken, syncs = new(atomic.Bool), new(atomic.Int64)
 	o.OpenFile = func(path string) (File, error) {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		return failingFile{f, &broken, &syncs}, err
+		return failingFile{f, broken, syncs}, err
 	}
+	return broken, syncs
+}
+
+func TestDiskFullFailsClosedAndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	o := options(t, dir)
+	broken, _ := useFailingFiles(&o)
 	l, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
@@ -283,14 +289,9 @@ func TestDiskFullFailsClosedAndRecovers(t *testing.T) {
 
 func TestGroupCommitSharesSyncs(t *testing.T) {
 	dir := t.TempDir()
-	var broken atomic.Bool
-	var syncs atomic.Int64
 	o := options(t, dir)
 	o.CheckpointEvery = 100000
-	o.OpenFile = func(path string) (File, error) {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		return failingFile{f, &broken, &syncs}, err
-	}
+	_, syncs := useFailingFiles(&o)
 	l, err := Open(o)
 	if err != nil {
 		t.Fatal(err)

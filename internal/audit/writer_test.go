@@ -73,12 +73,7 @@ func TestHungDiskNeverHoldsARequest(t *testing.T) {
 func TestResultsRideWithSignedRecords(t *testing.T) {
 	o := options(t, t.TempDir())
 	o.CheckpointEvery = 1 << 20
-	var syncs atomic.Int64
-	var broken atomic.Bool
-	o.OpenFile = func(path string) (File, error) {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		return failingFile{f, &broken, &syncs}, err
-	}
+	_, syncs := useFailingFiles(&o)
 	l, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
@@ -135,12 +130,7 @@ func TestConcurrentRecordsThroughDiskFaults(t *testing.T) {
 	dir := t.TempDir()
 	o := options(t, dir)
 	o.RetryInterval = time.Millisecond
-	var broken atomic.Bool
-	var syncs atomic.Int64
-	o.OpenFile = func(path string) (File, error) {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		return failingFile{f, &broken, &syncs}, err
-	}
+	broken, _ := useFailingFiles(&o)
 	l, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
