@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -517,14 +516,7 @@ func TestTamperedCacheFolderNeitherHangsNorEscapes(t *testing.T) {
 	// Tamper: every persisted CRL becomes a FIFO; an entry names a file
 	// outside the folder (a valid CRL of the authority, so that reading it
 	// would show).
-	b, err := os.ReadFile(filepath.Join(cfg.CacheDir, indexFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx map[string]*diskEntry
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
+	idx := readIndex(t, cfg.CacheDir)
 	outside := filepath.Join(t.TempDir(), "outside.der")
 	if err := os.WriteFile(outside, crlAt(t, p.OSIServeur, 999, time.Now().Add(-time.Minute), time.Now().Add(time.Hour), nil, 0), 0o600); err != nil {
 		t.Fatal(err)
@@ -547,10 +539,7 @@ func TestTamperedCacheFolderNeitherHangsNorEscapes(t *testing.T) {
 	if fifos == 0 {
 		t.Fatal("no persisted CRL to tamper with")
 	}
-	b, _ = json.Marshal(idx)
-	if err := os.WriteFile(filepath.Join(cfg.CacheDir, indexFile), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeIndex(t, cfg.CacheDir, idx)
 
 	w.srv.SetFault(sim.FaultDown, 0)
 	c2, _ := newChecker(t, cfg, nil)

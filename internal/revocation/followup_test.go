@@ -100,23 +100,11 @@ func TestPersistedAnswerKeepsItsFetchTime(t *testing.T) {
 
 	// Whoever can write the folder dates every answer a century ahead:
 	// that is not a confirmation, the status is still asked at once.
-	b, err := os.ReadFile(filepath.Join(cfg.CacheDir, indexFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx map[string]*diskEntry
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
+	idx := readIndex(t, cfg.CacheDir)
 	for _, e := range idx {
 		e.FetchedAt = clk.Now().AddDate(100, 0, 0)
 	}
-	if b, err = json.Marshal(idx); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(cfg.CacheDir, indexFile), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeIndex(t, cfg.CacheDir, idx)
 	clk.Add(2 * time.Hour)
 	ocspBefore = asked.Load()
 	c3, _ := newChecker(t, cfg, clk)
@@ -259,14 +247,7 @@ func TestForgottenCRLURLStaysForgottenAcrossRestarts(t *testing.T) {
 	if urlSeries(m)[oldCRL.url] {
 		t.Fatalf("URL no certificate named for 8 days, across restarts twice a day, still followed")
 	}
-	b, err := os.ReadFile(filepath.Join(cfg.CacheDir, indexFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx map[string]*diskEntry
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
+	idx := readIndex(t, cfg.CacheDir)
 	for name, e := range idx {
 		if e.URL == oldCRL.url {
 			t.Errorf("forgotten URL's CRL still persisted as %s: every restart loads and follows it again", name)
@@ -323,5 +304,31 @@ func TestSameTimesGoodAndRevokedPreferRevoked(t *testing.T) {
 			c.RefreshDue(ctx)
 			wantStatus(t, c.Check(ctx, chain, hard(SourceOCSP)), StatusRevoked, SourceOCSP)
 		})
+	}
+}
+
+// readIndex and writeIndex read and replace the persisted cache's index,
+// as someone who can write the cache folder would.
+func readIndex(t *testing.T, dir string) map[string]*diskEntry {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, indexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx map[string]*diskEntry
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+func writeIndex(t *testing.T, dir string, idx map[string]*diskEntry) {
+	t.Helper()
+	b, err := json.Marshal(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, indexFile), b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
