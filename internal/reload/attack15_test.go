@@ -102,11 +102,7 @@ func TestRenewalToAnotherEstablishmentIsRefused(t *testing.T) {
 			}
 			rt := &runtime{}
 			r, m, logs := w.reloaderWithSign(t, rt, sign)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan struct{})
-			go func() { r.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
+			runReloader(t, r)
 			path := w.files.AuthP12
 			if tc.source == "identity.sign" {
 				path = w.files.SignP12
@@ -169,10 +165,7 @@ func TestRenewalWhosePasswordFollowsThePKCS12(t *testing.T) {
 	w := newWorld(t, nil)
 	rt := &runtime{}
 	r, m := w.reloader(t, rt)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runReloader(t, r)
 	p12, err := testpki.MustShared(t).AuthCli.PKCS12(pkcs12.Modern, "n3w-p4ssw0rd-2029", true)
 	if err != nil {
 		t.Fatal(err)
@@ -229,10 +222,7 @@ func TestEmptiedTrustBundleIsRefused(t *testing.T) {
 			}
 			rt := &runtime{}
 			r, m := w.reloader(t, rt)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { r.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
+			runReloader(t, r)
 			tc.empty(t, w)
 			wait(t, "the emptied bundle to be judged", func() bool {
 				return testutil.ToFloat64(m.ConfigReloads.WithLabelValues("error"))+testutil.ToFloat64(m.ConfigReloads.WithLabelValues("ok")) > 0
@@ -295,10 +285,7 @@ func TestListenerRenewalOutOfItsValidityIsRefused(t *testing.T) {
 			w := newWorld(t, func(c *config.Config) { c.Listen.TLS = &config.ListenTLS{Cert: certPath, Key: keyPath} })
 			rt := &countingRuntime{}
 			r, m, logs := w.reloaderWithSign(t, rt, nil)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { r.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
+			runReloader(t, r)
 			writeListenerPair(t, certPath, keyPath, tc.notBefore, tc.notAft)
 			// The certificate and the key land one after the other: the
 			// reloader may first see the new certificate with the old key
@@ -318,4 +305,12 @@ func TestListenerRenewalOutOfItsValidityIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runReloader runs r until the test ends.
+func runReloader(t *testing.T, r *Reloader) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
