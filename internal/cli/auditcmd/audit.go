@@ -93,23 +93,13 @@ func auditAnchor(trustArgs, structureIDs []string, signerFile string) (*audit.An
 			if err != nil {
 				return nil, fmt.Errorf("--trust %s: %w", t, err)
 			}
-			b = &trust.Bundle{Name: t}
-			for _, c := range certs {
-				if trust.IsSelfSigned(c) {
-					b.Anchors = append(b.Anchors, c)
-				} else {
-					b.Intermediates = append(b.Intermediates, c)
-				}
-			}
+			b = trust.NewBundle(t, certs...)
 		} else if b, err = trust.LoadBundle(t, []string{t}); err != nil {
 			return nil, fmt.Errorf("--trust %s (igc-sante-prod, igc-sante-test, or a PEM file or folder): %w", t, err)
 		}
+		b.AddTo(a.Roots, a.Intermediates)
 		for _, c := range b.Anchors {
-			a.Roots.AddCert(c)
 			a.Authorities = append(a.Authorities, trust.SubjectDN(c))
-		}
-		for _, c := range b.Intermediates {
-			a.Intermediates.AddCert(c)
 		}
 	}
 	for _, id := range structureIDs {
@@ -417,14 +407,7 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("--trust: %w", err)
 		}
-		roots, inter = x509.NewCertPool(), x509.NewCertPool()
-		for _, c := range certs {
-			if trust.IsSelfSigned(c) {
-				roots.AddCert(c)
-			} else {
-				inter.AddCert(c)
-			}
-		}
+		roots, inter = trust.NewBundle(*trustFile, certs...).Pools()
 	}
 	chains := map[string]bool{}
 	for _, r := range recs {
