@@ -110,7 +110,6 @@ type Log struct {
 	mu      sync.Mutex
 	queued  []*Record     // records in arrival order, for the next batch
 	spare   []*Record     // the previous batch's slice, reused
-	results int           // result records in queued
 	group   *commitGroup  // what the queued signed records wait for
 	closed  bool          // Close began: nothing more is queued
 	flushAt bool          // a timer will wake the writer for queued results
@@ -456,7 +455,6 @@ func (l *Log) Result(r *Record) {
 			if q.Type == TypeResult {
 				lost = q
 				l.queued = append(l.queued[:i], l.queued[i+1:]...)
-				l.results--
 				break
 			}
 		}
@@ -467,7 +465,6 @@ func (l *Log) Result(r *Record) {
 		return
 	}
 	l.queued = append(l.queued, r)
-	l.results++
 	if !l.flushAt && l.group == nil {
 		// No signed record waits: nothing wakes the writer soon.
 		l.flushAt = true
@@ -507,7 +504,7 @@ func (l *Log) take() ([]*Record, *commitGroup) {
 	if l.flushAt {
 		l.flush.Stop()
 	}
-	l.group, l.results, l.flushAt = nil, 0, false
+	l.group, l.flushAt = nil, false
 	l.mu.Unlock()
 	return recs, g
 }
