@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -273,23 +272,20 @@ func readTail(dir, chain string, noSync bool) (chainTail, error) {
 	signedFound := false
 	hiddenAt := "" // records zero bytes hide (see hiddenByZeros)
 	for i := len(files) - 1; i >= 0 && !signedFound; i-- {
-		data, err := os.ReadFile(files[i])
+		// A torn last line (crash during a write), or zero bytes (a power
+		// loss before the data reached the disk), is not part of the chain.
+		lines, _, zeroAt, behind, err := readRecords(files[i])
 		if err != nil {
 			return chainTail{}, err
 		}
-		// A torn last line (crash during a write), or zero bytes (a power
-		// loss before the data reached the disk), is not part of the chain.
-		all := data
-		data, _, zeroAt := completePart(data)
 		if zeroAt >= 0 && hiddenAt == "" {
 			// Unless they hide acknowledged records: then the zero bytes
 			// were written over the chain (hiddenByZeros).
-			if hidden := hiddenByZeros(all[zeroAt:], chain); hidden != "" {
+			if hidden := hiddenByZeros(behind, chain); hidden != "" {
 				hiddenAt = fmt.Sprintf("zero bytes from offset %d of %s hide %s", zeroAt, filepath.Base(files[i]), hidden)
 			}
 		}
-		lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
-		if len(data) == 0 {
+		if len(lines) == 0 {
 			continue
 		}
 		if lastFile == "" {
