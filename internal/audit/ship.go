@@ -218,16 +218,7 @@ func (s *shipper) run() {
 				s.log.Warn("audit shipping: reading the chain", zap.Error(err))
 			}
 		}
-		lag := float64(0)
-		if durable > s.cur.Seq {
-			lag = float64(durable - s.cur.Seq)
-		}
-		m.AuditShipLagRecords.WithLabelValues(s.sink.Name()).Set(lag)
-		if len(batch) > 0 {
-			m.AuditShipLagSeconds.WithLabelValues(s.sink.Name()).Set(max(0, s.l.o.Now().Sub(batch[0].Time).Seconds()))
-		} else {
-			m.AuditShipLagSeconds.WithLabelValues(s.sink.Name()).Set(0)
-		}
+		s.reportLag(durable, batch)
 		if len(batch) > 0 {
 			if err := s.sink.Deliver(batch); err != nil {
 				m.AuditShipErrors.WithLabelValues(s.sink.Name()).Inc()
@@ -254,10 +245,7 @@ func (s *shipper) run() {
 					case <-timer.C:
 						break pausing
 					case <-s.notify:
-						if d := s.l.Durable(); d > s.cur.Seq {
-							m.AuditShipLagRecords.WithLabelValues(s.sink.Name()).Set(float64(d - s.cur.Seq))
-						}
-						m.AuditShipLagSeconds.WithLabelValues(s.sink.Name()).Set(max(0, s.l.o.Now().Sub(batch[0].Time).Seconds()))
+						s.reportLag(s.l.Durable(), batch)
 					case d := <-s.stop:
 						stopping, deadline = true, d
 						break pausing
@@ -665,4 +653,20 @@ func (cr *chainReader) close() {
 		cr.f.Close()
 		cr.f = nil
 	}
+}
+
+// reportLag sets the sink's lag: the durable records not delivered yet,
+// and the age of the oldest of them (batch, the next to deliver).
+func (s *shipper) reportLag(durable uint64, batch []Line) {
+	m := s.l.o.Metrics
+	lag := float64(0)
+	if durable > s.cur.Seq {
+		lag = float64(durable - s.cur.Seq)
+	}
+	m.AuditShipLagRecords.WithLabelValues(s.sink.Name()).Set(lag)
+	age := float64(0)
+	if len(batch) > 0 {
+		age = max(0, s.l.o.Now().Sub(batch[0].Time).Seconds())
+	}
+	m.AuditShipLagSeconds.WithLabelValues(s.sink.Name()).Set(age)
 }
