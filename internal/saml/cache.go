@@ -17,7 +17,7 @@ type tokenCache struct {
 type cachedToken struct {
 	key       string
 	assertion []byte
-	sum       [32]byte // SHA-256 of assertion, for the audit record
+	sumHex    string // SHA-256 of assertion, hex, for the audit record
 	id        string
 	// reuseUntil is the end of reuse: reuse_fraction of the validity,
 	// and never later than the expiry margin before NotOnOrAfter.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/beevik/etree"
@@ -33,14 +34,16 @@ type Signer struct {
 	cert *x509.Certificate
 	// Fingerprint is the SHA-256 of the signing certificate: tokens signed
 	// by a replaced certificate are never served from the cache.
-	Fingerprint [32]byte
-	refC14N     dsig.Canonicalizer
-	infoC14N    dsig.Canonicalizer
+	Fingerprint    [32]byte
+	fingerprintHex string // for the audit records
+	refC14N        dsig.Canonicalizer
+	infoC14N       dsig.Canonicalizer
 }
 
 // NewSigner wraps the ORG_SIGN key and certificate.
 func NewSigner(key crypto.Signer, cert *x509.Certificate) *Signer {
-	return &Signer{key: key, cert: cert, Fingerprint: sha256.Sum256(cert.Raw),
+	fp := sha256.Sum256(cert.Raw)
+	return &Signer{key: key, cert: cert, Fingerprint: fp, fingerprintHex: hex.EncodeToString(fp[:]),
 		refC14N:  dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList(PrefixList),
 		infoC14N: dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")}
 }

@@ -3,6 +3,7 @@ package saml
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -68,13 +69,13 @@ type Token struct {
 	Body            []byte // the envelope with the assertion
 	AssertionID     string
 	Cached          bool
-	Assertion       []byte   // the exact signed assertion bytes
-	AssertionSHA256 [32]byte // of Assertion
+	Assertion       []byte // the exact signed assertion bytes
+	AssertionSHA256 string // of Assertion, hex
 	Profile         string
 	Issuer          string
 	NameID          string
 	Values          *Values // vihf per-request values
-	Signer          [32]byte
+	SignerSHA256    string  // of the signing certificate, hex
 }
 
 // Inject checks the request and returns its envelope with a signed
@@ -122,7 +123,8 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 	if last := w.notOnOrAfter.Add(-in.cfg.ExpiryMargin); last.Before(reuse) {
 		reuse = last
 	}
-	t := &cachedToken{key: string(key), assertion: assertion, sum: sha256.Sum256(assertion),
+	sum := sha256.Sum256(assertion)
+	t := &cachedToken{key: string(key), assertion: assertion, sumHex: hex.EncodeToString(sum[:]),
 		id: a.SelectAttrValue("ID", ""), reuseUntil: reuse, profile: prof}
 	in.cache.put(t)
 	return in.place(h, body, &env, t, false, values, signer), nil
@@ -131,8 +133,8 @@ func (in *Injector) Inject(h http.Header, body []byte) (*Token, error) {
 // place puts the assertion where the route wants it: spliced into the
 // envelope, or base64 in a request header (set on h, which is forwarded).
 func (in *Injector) place(h http.Header, body []byte, env *envelope, c *cachedToken, cached bool, v *Values, s *Signer) *Token {
-	t := &Token{Body: body, AssertionID: c.id, Cached: cached, Assertion: c.assertion, AssertionSHA256: c.sum,
-		Profile: string(in.cfg.Profile), Issuer: c.profile.Issuer, NameID: c.profile.NameID, Values: v, Signer: s.Fingerprint}
+	t := &Token{Body: body, AssertionID: c.id, Cached: cached, Assertion: c.assertion, AssertionSHA256: c.sumHex,
+		Profile: string(in.cfg.Profile), Issuer: c.profile.Issuer, NameID: c.profile.NameID, Values: v, SignerSHA256: s.fingerprintHex}
 	if v != nil {
 		t.NameID = v.UserID
 	}

@@ -13,10 +13,8 @@ package tokenroute
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/roc-proxy/roc-proxy/config"
@@ -61,29 +59,7 @@ type Options struct {
 }
 
 // Source signs a route's tokens and records them: a proxy.TokenSource.
-type Source struct {
-	o Options
-	// signerHex and assertionHex keep the last hex encodings of the
-	// record's digests: a cached token's are the same for every request
-	// it goes with.
-	signerHex, assertionHex atomic.Pointer[hexDigest]
-}
-
-// hexDigest is a SHA-256 digest with its hex encoding.
-type hexDigest struct {
-	sum [32]byte
-	hex string
-}
-
-// hexOf is hex.EncodeToString(sum[:]), from last when it is sum's.
-func hexOf(last *atomic.Pointer[hexDigest], sum [32]byte) string {
-	if d := last.Load(); d != nil && d.sum == sum {
-		return d.hex
-	}
-	d := &hexDigest{sum: sum, hex: hex.EncodeToString(sum[:])}
-	last.Store(d)
-	return d.hex
-}
+type Source struct{ o Options }
 
 // New is the token source of one route.
 func New(o Options) *Source { return &Source{o: o} }
@@ -98,10 +74,11 @@ func (s *Source) Token(r proxy.TokenRequest) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	sum := tok.AssertionSHA256 // computed once when signed, not per request
+	// The digests' hex is computed once, when the token and the signer are
+	// made, not per request.
 	rec := &audit.Record{RequestID: r.RequestID, Route: s.o.Route, AssertionID: tok.AssertionID, Profile: tok.Profile,
-		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: hexOf(&s.signerHex, tok.Signer),
-		AssertionSHA256: hexOf(&s.assertionHex, sum), Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
+		Issuer: tok.Issuer, NameID: tok.NameID, SignerSHA256: tok.SignerSHA256,
+		AssertionSHA256: tok.AssertionSHA256, Cached: tok.Cached, Upstream: r.Upstream, Client: r.Client,
 		Attributes: s.attributes(tok.Values)}
 	if s.o.StoreAssertion {
 		rec.Assertion = tok.Assertion
