@@ -104,11 +104,7 @@ func Load(cfg *config.Config, d Options) (*Material, error) {
 // a certificate authority of the trust bundles or of the identity chains
 // (in either DN order): one that names none would be silently unused.
 func checkRevocationIssuers(cfg *config.Config, mat *Material) error {
-	var cas []*x509.Certificate
-	for _, name := range mat.Store.Names() {
-		b := mat.Store.Bundle(name)
-		cas = append(append(cas, b.Anchors...), b.Intermediates...)
-	}
+	cas := mat.Store.Authorities()
 	for _, id := range []*mtls.Identity{mat.Auth, mat.Sign} {
 		if id != nil && len(id.Chain) > 1 {
 			cas = append(cas, id.Chain[1:]...)

@@ -369,11 +369,7 @@ func revocationStep(err error, policy config.RevocationPolicy) (status, summary 
 func (d *doctor) askAuthorities(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	var cas []*x509.Certificate
-	for _, name := range d.mat.Store.Names() {
-		b := d.mat.Store.Bundle(name)
-		cas = append(append(cas, b.Anchors...), b.Intermediates...)
-	}
+	cas := d.mat.Store.Authorities()
 	for _, is := range d.cfg.Revocation.Issuers {
 		for _, u := range is.CRLURLs {
 			d.noteURL(u, "crl")
@@ -395,16 +391,7 @@ func (d *doctor) askAuthorities(ctx context.Context) {
 // authorityChains are the chains of the bundles' intermediates and of the
 // establishment's certificates.
 func (d *doctor) authorityChains() [][]*x509.Certificate {
-	var chains [][]*x509.Certificate
-	for _, name := range d.mat.Store.Names() {
-		b := d.mat.Store.Bundle(name)
-		anchors, inter := d.mat.Store.Pools(name)
-		for _, c := range b.Intermediates {
-			if vc, err := c.Verify(x509.VerifyOptions{Roots: anchors, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
-				chains = append(chains, vc[0])
-			}
-		}
-	}
+	chains := d.mat.Store.IntermediateChains()
 	for _, id := range []*mtls.Identity{d.mat.Auth, d.mat.Sign} {
 		if id != nil {
 			chains = append(chains, id.Chain)
