@@ -223,13 +223,9 @@ func auditSinks(ship *config.AuditShip, chain string, d Deps) ([]audit.Sink, err
 			}
 		}
 		if sl.Transport == config.SyslogTLS {
-			roots, err := trust.ReadCertificates(sl.CA)
+			pool, err := trust.ReadPool(sl.CA)
 			if err != nil {
 				return nil, fmt.Errorf("audit.ship.syslog.ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			for _, c := range roots {
-				pool.AddCert(c)
 			}
 			serverName := sl.ServerName
 			if serverName == "" {

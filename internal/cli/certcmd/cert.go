@@ -45,28 +45,16 @@ func toolStore(extra []string) (*trust.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		bundles = append(bundles, splitBundle(name, certs))
+		bundles = append(bundles, trust.NewBundle(name, certs...))
 	}
 	for i, path := range extra {
 		certs, err := trust.ReadCertificates(path)
 		if err != nil {
 			return nil, fmt.Errorf("--bundle %s: %w", path, err)
 		}
-		bundles = append(bundles, splitBundle(fmt.Sprintf("given-%d", i), certs))
+		bundles = append(bundles, trust.NewBundle(fmt.Sprintf("given-%d", i), certs...))
 	}
 	return trust.NewStore(bundles...), nil
-}
-
-func splitBundle(name string, certs []*x509.Certificate) *trust.Bundle {
-	b := &trust.Bundle{Name: name}
-	for _, c := range certs {
-		if trust.IsSelfSigned(c) {
-			b.Anchors = append(b.Anchors, c)
-		} else {
-			b.Intermediates = append(b.Intermediates, c)
-		}
-	}
-	return b
 }
 
 const certUsage = `Usage:

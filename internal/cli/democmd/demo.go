@@ -144,7 +144,7 @@ func startDemo(dir string, stdout io.Writer, build BuildFunc) (_ *demoEnv, err e
 	if err != nil {
 		return nil, err
 	}
-	santeRoots, err := pemPool(files.SanteBundle)
+	santeRoots, err := trust.ReadPool(files.SanteBundle)
 	if err != nil {
 		return nil, err
 	}
@@ -435,16 +435,4 @@ Configuration: %[1]s/roc-proxy.yaml   Log: %[4]s
 func port(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
-}
-
-func pemPool(path string) (*x509.CertPool, error) {
-	certs, err := trust.ReadCertificates(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	for _, c := range certs {
-		pool.AddCert(c)
-	}
-	return pool, nil
 }
