@@ -268,7 +268,7 @@ func TestHalfValidReloadChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), ConfigPath: cfgPath})
+	p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,10 +44,6 @@ type Deps struct {
 	// AuditOpenFile, when set, opens the audit files (tests inject a full
 	// disk with it).
 	AuditOpenFile func(path string) (audit.File, error)
-	// ConfigPath is the configuration file (SIGHUP reads it again). A
-	// trust bundle's change does not read it: the running configuration's
-	// bundles are reloaded.
-	ConfigPath string
 	// ACMERetry is the first wait before asking the ACME authority again
 	// when start-up found no certificate (default 5 s, doubling up to 5 min).
 	ACMERetry time.Duration
@@ -160,12 +156,13 @@ func Build(cfg *config.Config, d Deps) (_ *Proxy, err error) {
 	}
 	if cfg.Audit.Dir != "" && mat.Sign != nil {
 		p.current.checkpoint.Store(mat.Checkpoint)
+		chain := chainID(cfg.Audit.ChainID, d.Getenv)
 		var sinks []audit.Sink
-		if sinks, err = auditSinks(&cfg.Audit.Ship, chainID(cfg.Audit.ChainID, d.Getenv), d); err != nil {
+		if sinks, err = auditSinks(&cfg.Audit.Ship, chain, d); err != nil {
 			return nil, err
 		}
 		p.audit, err = audit.Open(audit.Options{
-			Dir: cfg.Audit.Dir, Chain: chainID(cfg.Audit.ChainID, d.Getenv),
+			Dir: cfg.Audit.Dir, Chain: chain,
 			MaxFileBytes: cfg.Audit.MaxFileBytes, MaxFileAge: cfg.Audit.MaxFileAge,
 			CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
 			Signer: p.checkpointSigner, Now: d.Now, Logger: d.Logger.Named("audit"), Metrics: m,

@@ -204,7 +204,7 @@ func TestBundleChangeReloads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry(), ConfigPath: cfgPath})
+			p, err := Build(cfg, Deps{Logger: zaptest.NewLogger(t), Registry: prometheus.NewRegistry()})
 			if err != nil {
 				t.Fatal(err)
 			}

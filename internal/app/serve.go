@@ -70,7 +70,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer flushLog()
 	tuneGC(cfg, os.Getenv, log)
-	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, ConfigPath: *cfgPath, Stdout: stdout})
+	p, err := Build(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(), Getenv: os.Getenv, Stdout: stdout})
 	if err != nil {
 		return cmdline.Configuration(&config.FileError{File: *cfgPath, Err: err})
 	}
