@@ -16,8 +16,9 @@ import (
 // listener certificate files, and the trust bundles' paths; bundleDirs are
 // the bundles that are folders.
 func followedFiles(cfg *config.Config) (files, bundleDirs []string) {
-	files = append(sourceFiles(cfg.Identity.Auth), sourceFiles(cfg.Identity.Sign)...)
-	files = append(files, sourceFiles(cfg.Audit.CheckpointKey)...)
+	for _, s := range identitySources(cfg) { // the sources digests hashes
+		files = append(files, sourceFiles(s.src)...)
+	}
 	if t := cfg.Listen.TLS; t != nil && t.ACME == nil {
 		files = append(files, sourceFiles(listenSource(t))...)
 	}
