@@ -198,9 +198,9 @@ func (d *Dynamic) validate(p *problems, path string) {
 func (t *Token) validate(p *problems, path string) {
 	oneOf(p, path+".profile", t.Profile, tokenProfiles)
 	if oneOf(p, path+".placement", t.Placement, tokenPlacements) && t.Placement == PlacementHTTPHeader {
-		if !headerRE.MatchString(t.HTTPHeader) || strings.HasPrefix(strings.ToLower(t.HTTPHeader), "x-roc-") {
+		if !headerRE.MatchString(t.HTTPHeader) || strings.HasPrefix(strings.ToLower(t.HTTPHeader), RocHeaderPrefix) {
 			p.add(path+".http_header", "%q is not a header name of letters, digits and - (X-Roc-* is reserved)", t.HTTPHeader)
-		} else if neverForwarded(t.HTTPHeader) {
+		} else if NeverForwarded(strings.ToLower(t.HTTPHeader)) { // headerRE: no "_"
 			p.add(path+".http_header", "%q is a header roc-proxy never forwards (hop-by-hop, X-Forwarded-*, client identity, X-Request-Id): the partner would not get the token", t.HTTPHeader)
 		}
 	}
@@ -292,22 +292,4 @@ func xmlText(p *problems, path, v string) {
 			return
 		}
 	}
-}
-
-// neverForwarded reports whether name is one of the headers the proxy
-// drops from every request to a partner (internal/proxy/headers.go, which
-// refuses such a token header too): the token would never arrive.
-func neverForwarded(name string) bool {
-	k := strings.ToLower(name)
-	if strings.HasPrefix(k, "x-forwarded-") {
-		return true
-	}
-	switch k {
-	case "forwarded", "x-real-ip", "x-client-ip", "x-client-cert", "x-ssl-client-cert", "ssl-client-cert",
-		"true-client-ip", "x-original-forwarded-for", "proxy", "connection", "proxy-connection", "keep-alive",
-		"proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "x-request-id",
-		"host", "content-length", "expect":
-		return true
-	}
-	return false
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/roc-proxy/roc-proxy/config"
 )
 
 // DefaultTokenHeader is where a token route's partner might look for a
@@ -49,7 +51,7 @@ func sameHeaderKey(name, key string) bool {
 
 // rocPrefix is the prefix of the headers only roc-proxy reads, in
 // headerKey's form.
-const rocPrefix = "x-roc-"
+const rocPrefix = config.RocHeaderPrefix
 
 // isRocHeader reports whether headerKey(name) starts with rocPrefix.
 func isRocHeader(name string) bool {
@@ -81,27 +83,17 @@ func stripTokenHeaders(h http.Header, tokenKeys []string) {
 	}
 }
 
-// forwardedPrefix is the prefix of the X-Forwarded-* family, in
-// headerKey's form.
-const forwardedPrefix = "x-forwarded-"
+// The lists, in headerKey's form (config's): the spoofable headers are
+// dropped in any spelling, with the X-Forwarded-* family; of the
+// hop-by-hop ones ReverseProxy drops the canonical spellings (roc-proxy
+// sets its own X-Request-Id), and their "_" spellings, which a CGI, PHP or
+// WSGI partner reads as the same variable, are dropped here.
+const forwardedPrefix = config.ForwardedHeaderPrefix
 
-// spoofableKeys, in headerKey's form, are the headers that would let the
-// SIH speak for another client or a TLS identity towards a partner
-// ("proxy" is httpoxy: CGI's HTTP_PROXY). They are dropped in any
-// spelling, with the X-Forwarded-* family.
-var spoofableKeys = []string{
-	"forwarded", "x-real-ip", "x-client-ip", "x-client-cert", "x-ssl-client-cert",
-	"ssl-client-cert", "true-client-ip", "x-original-forwarded-for", "proxy",
-}
-
-// hopKeys are the hop-by-hop headers in headerKey's form, and
-// X-Request-Id. ReverseProxy drops the canonical spellings of the first
-// (roc-proxy sets its own X-Request-Id); their "_" spellings, which a CGI,
-// PHP or WSGI partner reads as the same variable, are dropped here.
-var hopKeys = []string{
-	"connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-	"te", "trailer", "transfer-encoding", "upgrade", "x-request-id",
-}
+var (
+	spoofableKeys = config.SpoofableHeaders
+	hopKeys       = config.HopHeaders
+)
 
 // isPartnerForbidden reports whether a header the SIH sent may never
 // reach a partner, however spelled: X-Roc-*, the spoofable ones and the
@@ -133,12 +125,8 @@ func isPartnerForbidden(name string) bool {
 
 // neverForwarded reports whether a header roc-proxy sets on a request
 // (a token route's http_header) would be dropped or replaced on its way to
-// the partner: forbidden in any spelling, a hop-by-hop header, or one
-// the proxy sets itself.
-func neverForwarded(name string) bool {
-	k := headerKey(name)
-	return forbiddenKey(k, true) || k == "host" || k == "content-length" || k == "expect"
-}
+// the partner, in any spelling.
+func neverForwarded(name string) bool { return config.NeverForwarded(headerKey(name)) }
 
 // forbiddenKey is isPartnerForbidden for a name in headerKey's form.
 func forbiddenKey(k string, underscore bool) bool {
