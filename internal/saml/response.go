@@ -277,7 +277,7 @@ func checkAnswerSyntax(body []byte, maxNodes, maxDepth int) error {
 			switch {
 			case errors.Is(err, errDTD):
 				return untrusted("a DTD in the answer is not accepted")
-			case errors.As(err, &se) && strings.HasPrefix(se.Msg, "nesting deeper than"):
+			case errors.As(err, &se) && se.tooDeep:
 				return untrusted("the answer has %v (response_signature.max_depth)", err)
 			}
 			return untrusted("the answer is not well-formed XML: %v", err)

@@ -108,6 +108,9 @@ var errDTD = errors.New("a DTD or entity declaration is not accepted")
 type SyntaxError struct {
 	Offset int
 	Msg    string
+	// tooDeep: the document nests deeper than the scanner's maxDepth
+	// (a limit, not a well-formedness violation).
+	tooDeep bool
 }
 
 func (e *SyntaxError) Error() string { return fmt.Sprintf("%s at byte %d", e.Msg, e.Offset) }
@@ -589,7 +592,7 @@ func (s *scanner) startTag() error {
 		return s.fail(s.pos, "a second root element")
 	}
 	if len(s.open) >= s.maxDepth {
-		return s.fail(s.pos, "nesting deeper than %d elements", s.maxDepth)
+		return &SyntaxError{Offset: s.pos, Msg: fmt.Sprintf("nesting deeper than %d elements", s.maxDepth), tooDeep: true}
 	}
 	s.tagStart = s.pos
 	i := s.pos + 1
