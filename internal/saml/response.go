@@ -611,10 +611,11 @@ func (p *ResponsePolicy) verifySignature(ctx context.Context, sig, root *etree.E
 	if err != nil {
 		return nil, err
 	}
-	cert, chain, err := p.signingCertificate(parts["KeyInfo"][0], ids)
+	chain, err := p.signingCertificate(parts["KeyInfo"][0], ids)
 	if err != nil {
 		return nil, err
 	}
+	cert := chain[0] // the signer: Verify puts the leaf first
 	canon, err := canonicalize(si, c14n, nil)
 	if err != nil {
 		return nil, fmt.Errorf("SignedInfo: %w", err)
@@ -807,14 +808,14 @@ func childPath(anc, el *etree.Element) []int {
 
 // signingCertificate reads the signer's certificate from KeyInfo (X509Data,
 // or a WS-Security reference to a BinarySecurityToken of this answer),
-// verifies its chain and returns it with the chain.
-func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x509.Certificate, []*x509.Certificate, error) {
+// and verifies its chain: it returns the chain, leaf first.
+func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) ([]*x509.Certificate, error) {
 	if hasText(ki) {
-		return nil, nil, errors.New("text in ds:KeyInfo")
+		return nil, errors.New("text in ds:KeyInfo")
 	}
 	kids := ki.ChildElements()
 	if len(kids) != 1 {
-		return nil, nil, errors.New("ds:KeyInfo must hold one X509Data or one wsse:SecurityTokenReference")
+		return nil, errors.New("ds:KeyInfo must hold one X509Data or one wsse:SecurityTokenReference")
 	}
 	var ders [][]byte
 	decode := func(s string) ([]byte, error) {
@@ -823,14 +824,14 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 	switch k := kids[0]; {
 	case k.Tag == "X509Data" && k.NamespaceURI() == NSDSig:
 		if hasText(k) {
-			return nil, nil, fmt.Errorf("text in %s", k.FullTag())
+			return nil, fmt.Errorf("text in %s", k.FullTag())
 		}
 		if err := unsignedAttrs(k); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, c := range k.ChildElements() {
 			if c.NamespaceURI() != NSDSig {
-				return nil, nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
 			}
 			err := unsignedAttrs(c)
 			if err == nil && c.Tag == "X509IssuerSerial" {
@@ -839,56 +840,56 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 				err = leaf(c)
 			}
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			switch c.Tag {
 			case "X509Certificate":
 				der, err := decode(c.Text())
 				if err != nil {
-					return nil, nil, errors.New("X509Certificate is not base64")
+					return nil, errors.New("X509Certificate is not base64")
 				}
 				ders = append(ders, der)
 			case "X509IssuerSerial", "X509SubjectName", "X509SKI":
 			default:
-				return nil, nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
+				return nil, fmt.Errorf("<%s> is not accepted in ds:X509Data", c.FullTag())
 			}
 		}
 	case k.Tag == "SecurityTokenReference" && k.NamespaceURI() == NSWSSE:
 		refs := k.ChildElements()
 		if hasText(k) || len(refs) != 1 || refs[0].Tag != "Reference" || refs[0].NamespaceURI() != NSWSSE {
-			return nil, nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
+			return nil, errors.New("wsse:SecurityTokenReference must hold one wsse:Reference")
 		}
 		if err := unsignedAttrs(k, attrWSUID, attrTokenType); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := unsignedAttrs(refs[0], attrURI, attrValueType); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := leaf(refs[0]); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		uri := refs[0].SelectAttrValue("URI", "")
 		if !strings.HasPrefix(uri, "#") {
-			return nil, nil, fmt.Errorf("wsse:Reference %q is not a same-document reference", uri)
+			return nil, fmt.Errorf("wsse:Reference %q is not a same-document reference", uri)
 		}
 		bst, err := ids.resolve(uri[1:])
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if bst.Tag != "BinarySecurityToken" || bst.NamespaceURI() != NSWSSE || bst.SelectAttrValue("ValueType", "") != valueX509v3 ||
 			bst.SelectAttrValue("EncodingType", encBase64) != encBase64 {
-			return nil, nil, errors.New("the wsse:Reference does not point at an X.509 v3 BinarySecurityToken")
+			return nil, errors.New("the wsse:Reference does not point at an X.509 v3 BinarySecurityToken")
 		}
 		der, err := decode(bst.Text())
 		if err != nil {
-			return nil, nil, errors.New("BinarySecurityToken is not base64")
+			return nil, errors.New("BinarySecurityToken is not base64")
 		}
 		ders = append(ders, der)
 	default:
-		return nil, nil, fmt.Errorf("<%s> is not accepted in ds:KeyInfo", k.FullTag())
+		return nil, fmt.Errorf("<%s> is not accepted in ds:KeyInfo", k.FullTag())
 	}
 	if len(ders) == 0 {
-		return nil, nil, errors.New("no signing certificate in KeyInfo")
+		return nil, errors.New("no signing certificate in KeyInfo")
 	}
 	// The signer's certificate comes first. Others (the partner's
 	// intermediates) are not used: the chain is built from the bundles
@@ -897,22 +898,18 @@ func (p *ResponsePolicy) signingCertificate(ki *etree.Element, ids *idIndex) (*x
 	// of the same PKI (AC-SERVEUR) issued, whatever the answer carries.
 	for _, der := range ders[1:] {
 		if _, err := x509.ParseCertificate(der); err != nil {
-			return nil, nil, fmt.Errorf("certificate in KeyInfo: %w", err)
+			return nil, fmt.Errorf("certificate in KeyInfo: %w", err)
 		}
 	}
 	signer, err := x509.ParseCertificate(ders[0])
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing certificate: %w", err)
+		return nil, fmt.Errorf("signing certificate: %w", err)
 	}
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
 	}
-	chain, err := p.verifyChain(signer, now)
-	if err != nil {
-		return nil, nil, err
-	}
-	return signer, chain, nil
+	return p.verifyChain(signer, now)
 }
 
 // verifiedSigner is a signing certificate found fit, and its chain.
