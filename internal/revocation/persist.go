@@ -99,17 +99,13 @@ func (s *diskStore) forgetCRLs(urls []string, log *zap.Logger) {
 	defer s.mu.Unlock()
 	var names []string
 	for _, u := range urls {
-		if name := crlFileName(u); s.idx[name] != nil && s.idx[name].URL == u {
+		if s.crlEntryLocked(u) != nil {
+			name := crlFileName(u)
 			delete(s.idx, name)
 			names = append(names, name)
 		}
 	}
-	if len(names) == 0 {
-		return
-	}
-	idx, _ := json.Marshal(s.idx)
-	if err := s.write(indexFile, idx); err != nil {
-		log.Warn("revocation cache not persisted", zap.String("file", indexFile), zap.Error(err))
+	if len(names) == 0 || !s.writeIndexLocked(log) {
 		return
 	}
 	for _, name := range names {
@@ -127,16 +123,12 @@ func (s *diskStore) seenCRLs(seen map[string]time.Time, log *zap.Logger) {
 	defer s.mu.Unlock()
 	changed := false
 	for u, at := range seen {
-		if e := s.idx[crlFileName(u)]; e != nil && e.URL == u && at.After(e.SeenAt) {
+		if e := s.crlEntryLocked(u); e != nil && at.After(e.SeenAt) {
 			e.SeenAt, changed = at, true
 		}
 	}
-	if !changed {
-		return
-	}
-	idx, _ := json.Marshal(s.idx)
-	if err := s.write(indexFile, idx); err != nil {
-		log.Warn("revocation cache not persisted", zap.String("file", indexFile), zap.Error(err))
+	if changed {
+		s.writeIndexLocked(log)
 	}
 }
 
@@ -154,15 +146,12 @@ func (s *diskStore) saveOCSP(issuer, cert *x509.Certificate, url string, der []b
 func (s *diskStore) confirmCRL(url string, at time.Time, step time.Duration, log *zap.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.idx[crlFileName(url)]
-	if e == nil || e.URL != url || at.Sub(e.FetchedAt) < step {
+	e := s.crlEntryLocked(url)
+	if e == nil || at.Sub(e.FetchedAt) < step {
 		return
 	}
 	e.FetchedAt = at
-	idx, _ := json.Marshal(s.idx)
-	if err := s.write(indexFile, idx); err != nil {
-		log.Warn("revocation cache not persisted", zap.String("file", indexFile), zap.Error(err))
-	}
+	s.writeIndexLocked(log)
 }
 
 // save writes the answer then the index, each atomically (rename).
@@ -173,16 +162,30 @@ func (s *diskStore) save(name string, e *diskEntry, der []byte, log *zap.Logger)
 		e.SeenAt = old.SeenAt
 	}
 	s.idx[name] = e
-	idx, _ := json.Marshal(s.idx) // maps of plain structs always marshal
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{name, der}, {indexFile, idx}} {
-		if err := s.write(f.name, f.data); err != nil {
-			log.Warn("revocation cache not persisted", zap.String("file", f.name), zap.Error(err))
-			return
-		}
+	if err := s.write(name, der); err != nil {
+		log.Warn("revocation cache not persisted", zap.String("file", name), zap.Error(err))
+		return
 	}
+	s.writeIndexLocked(log)
+}
+
+// writeIndexLocked writes the index (s.mu held) and reports whether it
+// could.
+func (s *diskStore) writeIndexLocked(log *zap.Logger) bool {
+	idx, _ := json.Marshal(s.idx) // maps of plain structs always marshal
+	if err := s.write(indexFile, idx); err != nil {
+		log.Warn("revocation cache not persisted", zap.String("file", indexFile), zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// crlEntryLocked is url's persisted CRL entry, nil if none (s.mu held).
+func (s *diskStore) crlEntryLocked(url string) *diskEntry {
+	if e := s.idx[crlFileName(url)]; e != nil && e.URL == url {
+		return e
+	}
+	return nil
 }
 
 // write replaces the folder's file name with data, atomically.
