@@ -32,25 +32,27 @@ func Required() bool {
 // says where the program comes from (e.g. "Debian package xmlsec1").
 func Find(t testing.TB, name, install string, alsoTry ...string) (string, bool) {
 	t.Helper()
-	for _, candidate := range append([]string{name}, alsoTry...) {
-		if p, err := exec.LookPath(candidate); err == nil {
-			return p, true
-		}
-	}
-	Missing(t, name+" not installed ("+install+"; .ci/run installs it)", false)
-	return "", false
+	p := find(t, false, name, install, alsoTry)
+	return p, p != ""
 }
 
 // Path is Find for tests that cannot do without the program: it skips t
 // when the program is absent and not Required.
 func Path(t testing.TB, name, install string, alsoTry ...string) string {
 	t.Helper()
+	return find(t, true, name, install, alsoTry)
+}
+
+// find is the path of name or of the first of alsoTry that exists; ""
+// when none does, reported by Missing (skip as given).
+func find(t testing.TB, skip bool, name, install string, alsoTry []string) string {
+	t.Helper()
 	for _, candidate := range append([]string{name}, alsoTry...) {
 		if p, err := exec.LookPath(candidate); err == nil {
 			return p
 		}
 	}
-	Missing(t, name+" not installed ("+install+"; .ci/run installs it)", true)
+	Missing(t, name+" not installed ("+install+"; .ci/run installs it)", skip)
 	return ""
 }
 
