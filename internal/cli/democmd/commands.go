@@ -47,6 +47,5 @@ func Session(ctx context.Context, dir string, build BuildFunc) error {
 			return fmt.Errorf("demo step %q: %s", r.name, r.got)
 		}
 	}
-	env.close()
 	return nil
 }
