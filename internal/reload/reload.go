@@ -311,16 +311,14 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 				err = inValidity(cert, r.now())
 			}
 			if err != nil {
-				r.metrics.CertificateReloads.WithLabelValues("listen.tls", "error").Inc()
-				r.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(1)
+				r.certificateOutcome("listen.tls", false)
 				r.log.Error("renewed listener certificate refused: keeping the current one", zap.Error(err))
 			} else {
 				r.rt.ListenerRenewed(cert)
 				if cert.Leaf != nil {
 					r.expiry.Certificate("listen.tls", cert.Leaf, r.now())
 				}
-				r.metrics.CertificateReloads.WithLabelValues("listen.tls", "ok").Inc()
-				r.metrics.CertificateRefused.WithLabelValues("listen.tls").Set(0)
+				r.certificateOutcome("listen.tls", true)
 				r.log.Info("renewed listener certificate loaded")
 			}
 		}
@@ -340,8 +338,7 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 		if err != nil {
 			// Kept: the same broken files are not retried until they change.
 			r.digests[s.source] = digest
-			r.metrics.CertificateReloads.WithLabelValues(s.source, "error").Inc()
-			r.metrics.CertificateRefused.WithLabelValues(s.source).Set(1)
+			r.certificateOutcome(s.source, false)
 			r.log.Error("renewed certificate refused: keeping the current one", zap.String("source", s.source), zap.Error(err))
 			continue
 		}
@@ -349,11 +346,21 @@ func (r *Reloader) reloadCertificates(ctx context.Context) {
 		r.expiry.Certificate(s.source, id.Leaf, r.now())
 		r.rt.Renewed(ctx, s.source, id)
 		r.current[s.source] = id // identity.*: its expiry is checked every hour
-		r.metrics.CertificateReloads.WithLabelValues(s.source, "ok").Inc()
-		r.metrics.CertificateRefused.WithLabelValues(s.source).Set(0)
+		r.certificateOutcome(s.source, true)
 		r.log.Info("renewed certificate loaded", zap.String("source", s.source),
 			zap.String("subject", trust.SubjectDN(id.Leaf)), zap.Time("not_after", id.Leaf.NotAfter))
 	}
+}
+
+// certificateOutcome counts a renewed certificate of source loaded (ok)
+// or refused, and says whether one is refused now.
+func (r *Reloader) certificateOutcome(source string, ok bool) {
+	result, refused := "ok", 0.0
+	if !ok {
+		result, refused = "error", 1
+	}
+	r.metrics.CertificateReloads.WithLabelValues(source, result).Inc()
+	r.metrics.CertificateRefused.WithLabelValues(source).Set(refused)
 }
 
 // inValidity refuses a renewed listener certificate that is expired or
