@@ -241,8 +241,7 @@ type Legit struct {
 func Build(t testing.TB, signer *testpki.Cert) *Legit {
 	t.Helper()
 	l := &Legit{}
-	l.Detached = Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
-		`<S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	l.Detached = detached(t, signer, sig{uris: []string{"#body-1"}}, "")
 	l.Enveloped = Sign(t, xmlDecl+env11+`<S:Body>`+response(` ID="_r1"`, Amount, sig{uris: []string{"#_r1"}, enveloped: true}.String())+
 		`</S:Body></S:Envelope>`, signer, idArgs(idResp)...)
 	l.WholeDocument = Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{""}, enveloped: true}.String()+`</wsse:Security></S:Header>`+
@@ -258,8 +257,7 @@ func Build(t testing.TB, signer *testpki.Cert) *Legit {
 // after the signer's in X509Data, which no digest covers.
 func SignDetached(t testing.TB, signer *testpki.Cert, extra ...*x509.Certificate) []byte {
 	t.Helper()
-	b := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
-		`<S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	b := detached(t, signer, sig{uris: []string{"#body-1"}}, "")
 	var more strings.Builder
 	for _, c := range extra {
 		more.WriteString("<ds:X509Certificate>" + base64.StdEncoding.EncodeToString(c.Raw) + "</ds:X509Certificate>")
@@ -279,8 +277,16 @@ func SignLarge(t testing.TB, signer *testpki.Cert, n int) []byte {
 		fmt.Fprintf(&lines, "<idb:ligne><idb:code>%06d</idb:code><idb:montant>1.00</idb:montant></idb:ligne>", i)
 	}
 	lines.WriteString("</idb:lignes>")
-	return Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}}.String()+`</wsse:Security></S:Header>`+
-		`<S:Body wsu:Id="body-1">`+response("", Amount, lines.String())+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	return detached(t, signer, sig{uris: []string{"#body-1"}}, lines.String())
+}
+
+// detached is a WS-Security answer whose signature s (in the Security
+// header) covers the Body, signed by signer; inner goes into its response
+// element after the amount.
+func detached(t testing.TB, signer *testpki.Cert, s sig, inner string) []byte {
+	t.Helper()
+	return Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+s.String()+`</wsse:Security></S:Header>`+
+		`<S:Body wsu:Id="body-1">`+response("", Amount, inner)+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
 }
 
 // between returns the part of b from the first from to the end of the
@@ -443,8 +449,7 @@ func Answers(t testing.TB, signer, foreign *testpki.Cert) []Answer {
 	// forged amount in an attribute of the signature, of its KeyInfo...),
 	// only the Id the schemas give them, namespace declarations, and the
 	// few the WS-Security schemas require.
-	withIDs := Sign(t, xmlDecl+env11+`<S:Header>`+secOpen+sig{uris: []string{"#body-1"}, ids: true}.String()+`</wsse:Security></S:Header>`+
-		`<S:Body wsu:Id="body-1">`+response("", Amount, "")+`</S:Body></S:Envelope>`, signer, idArgs(idBody)...)
+	withIDs := detached(t, signer, sig{uris: []string{"#body-1"}, ids: true}, "")
 	add(Answer{Name: "legit: Id attributes on the Signature, its SignatureValue and KeyInfo", Body: withIDs})
 	attr := ` montant="` + ForgedAmount + `"`
 	nsAttr := ` xmlns:idb="` + NSIDB + `" idb:montant="` + ForgedAmount + `"`
