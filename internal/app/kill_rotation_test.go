@@ -3,12 +3,9 @@ package app
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,61 +24,10 @@ func TestRepeatedSIGKILLAcrossRotations(t *testing.T) {
 	}
 	k := newSigningChild(t, "rot", "max_file_bytes: 6000, checkpoint_every: 7")
 	dir, bin, cfgPath, auditDir, collector := k.dir, k.bin, k.cfgPath, k.auditDir, k.collector
-	body := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
-	client := &http.Client{Timeout: 5 * time.Second}
 	for round := 0; round < 3; round++ {
 		cmd, base := startRocProxy(t, bin, cfgPath)
-		var wg sync.WaitGroup
-		var okMu sync.Mutex
-		ok := 0
-		stop := make(chan struct{})
-		for w := 0; w < 6; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; i < 150; i++ { // bounded
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					req, _ := http.NewRequest(http.MethodPost, base+"/dmp/", strings.NewReader(body))
-					req.Header.Set("X-Roc-User-Id", fmt.Sprintf("81%02d%04d%04d", round, w, i))
-					req.Header.Set("X-Roc-User-Name", "TEST User")
-					req.Header.Set("X-Roc-User-Roles", "10")
-					req.Header.Set("X-Roc-Patient-Ins", "279035121518989")
-					resp, err := client.Do(req)
-					if err != nil {
-						return // killed
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						okMu.Lock()
-						ok++
-						okMu.Unlock()
-					}
-				}
-			}(w)
-		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			okMu.Lock()
-			n := ok
-			okMu.Unlock()
-			if n >= 40+round*17 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		okMu.Lock()
-		t.Logf("round %d: killed after %d tokens", round, ok)
-		okMu.Unlock()
-		close(stop)
-		wg.Wait()
-		client.CloseIdleConnections()
+		n := killUnderLoad(t, cmd, base, 6, 150, 40+round*17, 15*time.Second, func(w, i int) string { return fmt.Sprintf("81%02d%04d%04d", round, w, i) })
+		t.Logf("round %d: killed after %d tokens", round, n)
 	}
 	cmd, _ := startRocProxy(t, bin, cfgPath)
 	cmd.Process.Signal(syscall.SIGTERM)

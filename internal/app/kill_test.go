@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,59 +38,9 @@ func TestSIGKILLUnderSignedTraffic(t *testing.T) {
 
 	cmd, base := startRocProxy(t, bin, cfgPath)
 
-	body := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
-	var wg sync.WaitGroup
-	var okMu sync.Mutex
-	ok := 0
-	stop := make(chan struct{})
-	client := &http.Client{Timeout: 5 * time.Second}
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < 250; i++ { // bounded: 2,000 requests at most
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest(http.MethodPost, base+"/dmp/", strings.NewReader(body))
-				req.Header.Set("X-Roc-User-Id", fmt.Sprintf("8100%04d%04d", w, i)) // a new token each time
-				req.Header.Set("X-Roc-User-Name", "TEST User")
-				req.Header.Set("X-Roc-User-Roles", "10")
-				req.Header.Set("X-Roc-Patient-Ins", "279035121518989")
-				resp, err := client.Do(req)
-				if err != nil {
-					return // killed
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					okMu.Lock()
-					ok++
-					okMu.Unlock()
-				}
-			}
-		}(w)
-	}
-	// Kill it in the middle of the traffic.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		okMu.Lock()
-		n := ok
-		okMu.Unlock()
-		if n >= 100 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
-	close(stop)
-	wg.Wait()
-	client.CloseIdleConnections()
+	// Kill it in the middle of the traffic: 8 x 250 requests at most, a
+	// new token each time.
+	killUnderLoad(t, cmd, base, 8, 250, 100, 10*time.Second, func(w, i int) string { return fmt.Sprintf("8100%04d%04d", w, i) })
 
 	auditFiles, err := audit.ChainFiles(auditDir, "kill")
 	if err != nil || len(auditFiles) == 0 {
@@ -281,4 +232,57 @@ func launchRocProxyLogged(t *testing.T, bin, cfgPath string, env []string) (cmd 
 		t.Fatal("roc-proxy did not start")
 		return nil, "", "", nil
 	}
+}
+
+// killUnderLoad sends signed requests to base from workers goroutines (at
+// most perWorker each, the user id of each from userID: a new token each
+// time), SIGKILLs cmd once atLeast were answered 200 (or after wait), and
+// returns how many were.
+func killUnderLoad(t *testing.T, cmd *exec.Cmd, base string, workers, perWorker, atLeast int, wait time.Duration, userID func(w, i int) string) int {
+	t.Helper()
+	body := `<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><x/></S:Body></S:Envelope>`
+	client := &http.Client{Timeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	stop := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ { // bounded
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodPost, base+"/dmp/", strings.NewReader(body))
+				req.Header.Set("X-Roc-User-Id", userID(w, i))
+				req.Header.Set("X-Roc-User-Name", "TEST User")
+				req.Header.Set("X-Roc-User-Roles", "10")
+				req.Header.Set("X-Roc-Patient-Ins", "279035121518989")
+				resp, err := client.Do(req)
+				if err != nil {
+					return // killed
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				}
+			}
+		}(w)
+	}
+	deadline := time.Now().Add(wait)
+	for ok.Load() < int64(atLeast) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	n := int(ok.Load())
+	close(stop)
+	wg.Wait()
+	client.CloseIdleConnections()
+	return n
 }
