@@ -230,9 +230,9 @@ func run() error {
 			return err
 		}
 		defer base.stop()
+		fo := o // the floor, started as roc-proxy is
+		fo.rocProxy = o.floor
 		if o.floor != "" {
-			fo := o
-			fo.rocProxy = o.floor
 			if floor, err = startRocProxy(ctx, fo, "floor", "off", nil, nil, true, dir, files, upstream.Addr().String()); err != nil {
 				return err
 			}
@@ -241,8 +241,6 @@ func run() error {
 		if o.mode == "all" {
 			// extra: roc-proxy's signing route without and with fsync,
 			// then the floor's (bench/floor/signing.go).
-			fo := o
-			fo.rocProxy = o.floor
 			for _, b := range []options{o, fo} {
 				for _, fsync := range []bool{false, true} {
 					name := tokenName(fsync)
