@@ -90,9 +90,9 @@ func stripTokenHeaders(h http.Header, tokenKeys []string) {
 // WSGI partner reads as the same variable, are dropped here.
 const forwardedPrefix = config.ForwardedHeaderPrefix
 
-var (
-	spoofableKeys = config.SpoofableHeaders
-	hopKeys       = config.HopHeaders
+var ( // copies: nothing done to them here can change config's
+	spoofableKeys = slices.Clone(config.SpoofableHeaders)
+	hopKeys       = slices.Clone(config.HopHeaders)
 )
 
 // isPartnerForbidden reports whether a header the SIH sent may never
